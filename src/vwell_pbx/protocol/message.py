@@ -1,0 +1,127 @@
+"""AMI messages as immutable values.
+
+An AMI message is an ordered list of ``Key: Value`` headers. Keys are compared
+case-insensitively (Asterisk spells ``Uniqueid`` and ``UniqueID`` both ways), a key may
+repeat (``Variable`` in ``Status``, ``UserEvent`` headers) and order is kept. A message
+is an *event* when its first header is ``Event``, a *response* when it is ``Response``
+and an *action* when it is ``Action``; ``OriginateResponse`` is an event that also
+carries a ``Response`` header, so the kind is decided by the first header only.
+
+``Response: Follows`` answers (Asterisk <= 13 ``Command``) carry raw text lines that are
+not headers; they are kept in ``output``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class MessageKind(Enum):
+    """What a message is, decided by its first header."""
+
+    EVENT = "event"
+    RESPONSE = "response"
+    ACTION = "action"
+    OTHER = "other"
+
+
+_KINDS = {"event": MessageKind.EVENT, "response": MessageKind.RESPONSE,
+          "action": MessageKind.ACTION}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Greeting:
+    """The banner line an AMI server sends first: ``Asterisk Call Manager/9.0.0``."""
+
+    line: str
+
+    @property
+    def version(self) -> str:
+        """The protocol version after the slash, or ``""`` if there is none."""
+        _, _, version = self.line.partition("/")
+        return version.strip()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """One AMI message: ordered headers plus, for ``Response: Follows``, raw output lines.
+
+    Invariants: ``headers`` is not empty; no key or value contains CR or LF; keys are
+    kept as the peer spelled them.
+    """
+
+    headers: Headers
+    output: tuple[str, ...] | None = None
+    _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, int] = {}
+        for position, (key, _) in enumerate(self.headers):
+            index.setdefault(key.lower(), position)
+        object.__setattr__(self, "_index", index)
+
+    @classmethod
+    def build(cls, *pairs: tuple[str, str], output: Iterable[str] | None = None) -> Message:
+        """Make a message from ``(key, value)`` pairs (a convenience for tests and tools)."""
+        return cls(headers=tuple(pairs), output=None if output is None else tuple(output))
+
+    @classmethod
+    def from_mapping(cls, fields: Mapping[str, str | list[str]]) -> Message:
+        """Make a message from a mapping; a list value becomes a repeated header."""
+        pairs: list[tuple[str, str]] = []
+        for key, value in fields.items():
+            if isinstance(value, list):
+                pairs.extend((key, item) for item in value)
+            else:
+                pairs.append((key, value))
+        return cls(headers=tuple(pairs))
+
+    @property
+    def kind(self) -> MessageKind:
+        """Event, response or action, from the first header's key."""
+        return _KINDS.get(self.headers[0][0].lower(), MessageKind.OTHER)
+
+    @property
+    def name(self) -> str:
+        """The value of the first header: the event name, response status or action."""
+        return self.headers[0][1]
+
+    @property
+    def action_id(self) -> str | None:
+        """The ``ActionID`` header, wherever it stands, or ``None``."""
+        return self.get("ActionID")
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The first value of ``key`` (case-insensitive), or ``default``."""
+        position = self._index.get(key.lower())
+        return default if position is None else self.headers[position][1]
+
+    def get_all(self, key: str) -> list[str]:
+        """Every value of ``key`` (case-insensitive), in order."""
+        wanted = key.lower()
+        return [value for k, value in self.headers if k.lower() == wanted]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._index
+
+    def to_dict(self) -> dict[str, str | list[str]]:
+        """Headers as a dict keyed as the peer spelled them; a repeated key becomes a list.
+
+        Keys that differ only in case are merged under the first spelling.
+        """
+        result: dict[str, str | list[str]] = {}
+        spelling: dict[str, str] = {}
+        for key, value in self.headers:
+            canonical = spelling.setdefault(key.lower(), key)
+            current = result.get(canonical)
+            if current is None:
+                result[canonical] = value
+            elif isinstance(current, list):
+                current.append(value)
+            else:
+                result[canonical] = [current, value]
+        return result
