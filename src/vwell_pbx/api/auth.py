@@ -1,0 +1,366 @@
+"""Authentication: ``(login, login2, sha1)`` to a ``Principal``, with a cache and throttling.
+
+The original protocol sends the credentials with every request, and checking them
+costs one scrypt (tens of milliseconds of CPU). So successful verifications are
+remembered for ``cache_seconds``:
+
+- The cache key is ``HMAC-SHA256(per-process random key, login NUL login2 NUL sha1)``:
+  the cache never holds anything that could be replayed as a credential, and a memory
+  dump does not give the SHA-1 away.
+- Each entry holds the user's row ``version``; a hit still reads the current version
+  (one indexed SQLite lookup), so a changed password or role, or a removed user, is
+  refused or re-checked at once, even when the CLI changed it from another process.
+- Concurrent requests with the same credentials share one scrypt (single flight), and
+  at most ``max_concurrent_hashes`` scrypts run at a time, so a burst cannot take
+  every CPU.
+
+Failures are throttled by ``LoginThrottle``, per client address and per
+``(login, login2)``. A failure always answers ``AuthFailed`` with the same message,
+whatever was wrong; an unknown user costs one scrypt like a wrong password, so neither
+the answer nor its timing tells which logins exist. Credentials are never logged and
+never put into an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import logging
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pydantic import SecretStr
+
+from vwell_pbx.errors import VwellError
+from vwell_pbx.users import UserDirectory, UserRecord, normalize_login, normalize_sha1
+
+__all__ = [
+    "AUTH_FAILED_MESSAGE",
+    "AuthFailed",
+    "Authenticator",
+    "LoginThrottle",
+    "Principal",
+    "RateLimited",
+    "check_server_secret",
+]
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K")
+
+AUTH_FAILED_MESSAGE = "login, login2 or sha1 is wrong"
+# The throttle's login key for server-secret attempts (a NUL cannot be in a real login).
+_SECRET_LOGIN = "\0server-secret"
+
+
+class AuthFailed(VwellError):  # noqa: N818 (the name the API contract uses)
+    """The credentials do not identify a user. The message never says which part."""
+
+    def __init__(self) -> None:
+        super().__init__(AUTH_FAILED_MESSAGE)
+
+
+class RateLimited(VwellError):  # noqa: N818 (the name the API contract uses)
+    """Too many failed logins from this address or for this login; retry later."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(f"too many failed logins; try again in {seconds} s")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the user's identity, role name and own extensions.
+
+    ``version`` is the user's row version when it was verified (``None`` for callers
+    that are not directory users, e.g. the server-to-server secret); see
+    ``Authenticator.is_current``.
+    """
+
+    login: str
+    login2: str
+    role: str
+    extensions: tuple[str, ...] = ()
+    version: int | None = field(default=None, compare=False)
+
+
+def check_server_secret(given: str | None, configured: SecretStr | str | None) -> bool:
+    """Constant-time comparison of a caller's shared secret with the configured one.
+
+    False when either is missing or empty (no configured secret = the feature is off).
+    """
+    if isinstance(configured, SecretStr):
+        configured = configured.get_secret_value()
+    if not given or not configured:
+        return False
+    # Compare digests so that the time taken does not depend on the lengths either.
+    return hmac.compare_digest(
+        hashlib.sha256(given.encode("utf-8")).digest(),
+        hashlib.sha256(configured.encode("utf-8")).digest(),
+    )
+
+
+def peer_key(peer: str) -> str:
+    """The throttling key of a client address.
+
+    IPv6 clients are grouped by /64 (one customer usually owns a whole /64 and could
+    otherwise rotate addresses); IPv4-mapped IPv6 addresses count as their IPv4.
+    Anything that does not parse as an address is used as it is.
+    """
+    try:
+        addr = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return peer
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    last: float
+    locked_until: float
+
+
+class LoginThrottle:
+    """Counts failed logins per address and per login and locks them out for a while.
+
+    After ``after`` failures of a login (``after_address`` of an address) each further
+    failure locks that key for ``min(2 ** (k - after), max_delay)`` seconds, k being the
+    failure count. Counts are forgotten ``forget_after`` seconds after the last failure.
+    A success clears the login's count but not the address's (otherwise an attacker
+    with one valid account could reset the address counter between guesses).
+
+    Pure bookkeeping: the clock is injected and nothing here sleeps. Memory is bounded:
+    at most ``max_keys`` keys of each kind, the least recently failed evicted first.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        after: int = 5,
+        after_address: int = 20,
+        max_delay: float = 300.0,
+        forget_after: float = 900.0,
+        max_keys: int = 10_000,
+    ) -> None:
+        self._clock = clock
+        self._after = after
+        self._after_address = after_address
+        self._max_delay = max_delay
+        self._forget_after = forget_after
+        self._max_keys = max_keys
+        self._by_login: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
+        self._by_peer: OrderedDict[str, _Failures] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many keys (logins plus addresses) are tracked."""
+        return len(self._by_login) + len(self._by_peer)
+
+    def _expire(self, table: OrderedDict[K, _Failures], now: float) -> None:
+        # Ordered by last failure, so stale entries are at the front.
+        while table:
+            key, entry = next(iter(table.items()))
+            if now - entry.last < self._forget_after and len(table) <= self._max_keys:
+                break
+            del table[key]
+
+    def retry_after(self, peer: str, login: str, login2: str) -> float:
+        """Seconds until this address and login may try again (0.0 = now)."""
+        now = self._clock()
+        self._expire(self._by_login, now)
+        self._expire(self._by_peer, now)
+        waits = [
+            entry.locked_until - now
+            for entry in (
+                self._by_login.get((normalize_login(login), normalize_login(login2))),
+                self._by_peer.get(peer_key(peer)),
+            )
+            if entry is not None
+        ]
+        return max([0.0, *waits])
+
+    def _bump(self, table: OrderedDict[K, _Failures], key: K, after: int, now: float) -> None:
+        entry = table.pop(key, None)
+        if entry is None:
+            entry = _Failures(count=0, last=now, locked_until=now)
+        entry.count += 1
+        entry.last = now
+        if entry.count >= after:
+            entry.locked_until = now + min(2.0 ** (entry.count - after), self._max_delay)
+        table[key] = entry  # re-inserted at the end: most recent
+        self._expire(table, now)
+
+    def failure(self, peer: str, login: str, login2: str) -> None:
+        """Record a failed login from ``peer`` for ``(login, login2)``."""
+        now = self._clock()
+        self._bump(
+            self._by_login, (normalize_login(login), normalize_login(login2)), self._after, now
+        )
+        self._bump(self._by_peer, peer_key(peer), self._after_address, now)
+
+    def success(self, peer: str, login: str, login2: str) -> None:
+        """Record a successful login: the login's failure count is cleared."""
+        self._by_login.pop((normalize_login(login), normalize_login(login2)), None)
+
+
+@dataclass(slots=True)
+class _CacheEntry:
+    principal: Principal
+    version: int
+    expires: float
+
+
+class Authenticator:
+    """Checks credentials against a ``UserDirectory``; see the module docstring.
+
+    ``cache_seconds=0`` disables the cache. ``clock`` drives cache expiry (the
+    throttle has its own). The directory is only touched from the event loop thread
+    for its cheap lookups; ``verify`` (scrypt) runs in ``asyncio.to_thread``.
+    """
+
+    def __init__(
+        self,
+        directory: UserDirectory,
+        *,
+        cache_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        throttle: LoginThrottle,
+        max_cache_entries: int = 10_000,
+        max_concurrent_hashes: int = 4,
+    ) -> None:
+        self._directory = directory
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._throttle = throttle
+        self._max_cache_entries = max_cache_entries
+        self._cache_key = os.urandom(32)
+        self._cache: OrderedDict[bytes, _CacheEntry] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Task[Principal | None]] = {}
+        self._hash_slots = asyncio.Semaphore(max_concurrent_hashes)
+
+    @property
+    def cache_size(self) -> int:
+        """Number of cached verifications (for tests and metrics)."""
+        return len(self._cache)
+
+    def forget(self) -> None:
+        """Drop every cached verification."""
+        self._cache.clear()
+
+    def _key(self, login: str, login2: str, sha1: str) -> bytes:
+        material = "\0".join((login, login2, sha1)).encode("utf-8")
+        return hmac.new(self._cache_key, material, hashlib.sha256).digest()
+
+    def is_current(self, principal: Principal) -> bool:
+        """Is the user behind ``principal`` unchanged since it was verified?
+
+        For a WebSocket that authenticated once and now omits credentials: one cheap
+        lookup, so that a removed user or a changed password or role ends the session's
+        rights at once. Principals without a version (not directory users) are current.
+        """
+        if principal.version is None:
+            return True
+        return self._directory.current_version(principal.login, principal.login2) == (
+            principal.version
+        )
+
+    def check_secret(self, given: str, configured: SecretStr | str | None, peer: str) -> None:
+        """Check a server-to-server ``secret`` with the same throttling as logins.
+
+        Raises ``RateLimited`` while ``peer`` is locked out, ``AuthFailed`` if wrong
+        (and counts the failure against the address, so the secret cannot be guessed
+        at full speed).
+        """
+        # Keyed by address only: a per-secret key would let anyone lock every
+        # legitimate server-to-server caller out.
+        key = peer_key(peer)
+        wait = self._throttle.retry_after(peer, _SECRET_LOGIN, key)
+        if wait > 0:
+            raise RateLimited(wait)
+        if not check_server_secret(given, configured):
+            self._throttle.failure(peer, _SECRET_LOGIN, key)
+            log.info("server secret refused from %s", peer)
+            raise AuthFailed()
+
+    async def authenticate(self, login: str, login2: str, sha1: str, peer: str) -> Principal:
+        """The ``Principal`` for these credentials.
+
+        Raises ``RateLimited`` while ``peer`` or the login is locked out (without
+        checking the credentials), ``AuthFailed`` when they are wrong in any way.
+        """
+        wait = self._throttle.retry_after(peer, login, login2)
+        if wait > 0:
+            raise RateLimited(wait)
+        login, login2 = normalize_login(login), normalize_login(login2)
+        sha1_norm = normalize_sha1(sha1) or ""
+        key = self._key(login, login2, sha1_norm)
+
+        principal = self._cached(key, login, login2)
+        if principal is None:
+            principal = await self._verify_once(key, login, login2, sha1_norm)
+        if principal is None:
+            self._throttle.failure(peer, login, login2)
+            # Only the login (an account name, not a secret) and the address are logged.
+            log.info("login failed for %r from %s", login, peer)
+            raise AuthFailed()
+        self._throttle.success(peer, login, login2)
+        return principal
+
+    def _cached(self, key: bytes, login: str, login2: str) -> Principal | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        if entry.expires <= self._clock() or (
+            self._directory.current_version(login, login2) != entry.version
+        ):
+            del self._cache[key]
+            return None
+        self._cache.move_to_end(key)
+        return entry.principal
+
+    async def _verify_once(
+        self, key: bytes, login: str, login2: str, sha1: str
+    ) -> Principal | None:
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._verify(key, login, login2, sha1))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        # shield: one waiter being cancelled (its client left) must not cancel the
+        # verification that other waiters share.
+        return await asyncio.shield(task)
+
+    async def _verify(self, key: bytes, login: str, login2: str, sha1: str) -> Principal | None:
+        record: UserRecord | None = self._directory.get(login, login2)
+        async with self._hash_slots:
+            ok = await asyncio.to_thread(self._directory.verify, record, sha1)
+        if not ok or record is None:
+            return None
+        principal = Principal(
+            record.login, record.login2, record.role, record.extensions, record.version
+        )
+        if self._cache_seconds > 0:
+            self._cache[key] = _CacheEntry(
+                principal, record.version, self._clock() + self._cache_seconds
+            )
+            self._cache.move_to_end(key)
+            now = self._clock()
+            while self._cache and (
+                len(self._cache) > self._max_cache_entries
+                or next(iter(self._cache.values())).expires <= now
+            ):
+                self._cache.popitem(last=False)
+        return principal

@@ -1,0 +1,647 @@
+"""Configuration: a TOML file validated into frozen pydantic models.
+
+The section and key names of SPEC section 8 are a contract with users' deployment
+scripts; more keys may be added around them, never renamed. Every model forbids
+unknown keys so that a typo (``prot = 5038``) stops start-up instead of being ignored.
+
+Where the configuration comes from (``find_config_path``): ``--config``, else the
+``VWELL_PBX_CONFIG`` environment variable, else ``./config/app-config.toml`` if it
+exists, else nothing, which means demo mode (``demo_config``). A path that was named
+explicitly but does not exist is an error, never a silent fall-back to demo mode.
+
+Secrets (AMI secrets, the server-to-server secret, the demo password) are
+``SecretStr``: they never appear in ``repr``/``str`` of a model nor in a
+``ConfigError`` message (messages carry pydantic's description, never the input).
+Environment variables override secrets so they need not be written into the file:
+
+- ``VWELL_PBX_SERVER_SECRET`` -> ``server.secret``
+- ``VWELL_PBX_PBX_<NAME>_SECRET`` -> ``pbx[i].secret`` for the PBX called NAME
+  (upper-cased, every character other than A-Z and 0-9 replaced by ``_``)
+- ``VWELL_PBX_PBX_SECRET`` -> the first PBX's secret (the per-name variable wins)
+
+Relative paths in the file (``users.database``, ``server.tls_cert``, ``server.tls_key``)
+are resolved against the folder of the configuration file, not the working directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import string
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from vwell_pbx.errors import VwellError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "AppConfig",
+    "ConfigError",
+    "DemoConfig",
+    "DialConfig",
+    "EventRuleConfig",
+    "LimitsConfig",
+    "PbxConfig",
+    "PhoneConfig",
+    "RedirectConfig",
+    "RoleConfig",
+    "ServerConfig",
+    "SmsConfig",
+    "UsersConfig",
+    "demo_config",
+    "find_config_path",
+    "load_config",
+    "parse_listen_address",
+    "pbx_secret_env_name",
+    "render_template",
+]
+
+#: Looked for (relative to the working directory) when neither ``--config`` nor
+#: ``VWELL_PBX_CONFIG`` names a file.
+DEFAULT_CONFIG_PATH = Path("config") / "app-config.toml"
+
+CONFIG_ENV = "VWELL_PBX_CONFIG"
+SERVER_SECRET_ENV = "VWELL_PBX_SERVER_SECRET"
+FIRST_PBX_SECRET_ENV = "VWELL_PBX_PBX_SECRET"
+
+_MIB = 1024 * 1024
+_KIB = 1024
+
+
+class ConfigError(VwellError):
+    """The configuration cannot be used; the message names the file and the field.
+
+    ``field`` is the dotted path of the first offending field (``pbx[0].port``), or
+    ``None`` when the problem is the file itself (missing, not TOML). ``problems``
+    lists every ``(field, message)`` found, so that one run reports them all.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | None = None,
+        field: str | None = None,
+        problems: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.field = field
+        self.problems = problems
+
+
+class _Model(BaseModel):
+    # frozen: the configuration is read once and shared by every layer; nobody may
+    # change it behind the others' backs. extra="forbid": typos are errors.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """Split ``"host:port"`` (``"[::1]:8930"`` for IPv6) into ``(host, port)``.
+
+    Port 0 means "any free port" (useful in tests). Raises ``ValueError`` with a
+    message saying what the right form is.
+    """
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT such as 0.0.0.0:8930, got {value!r}")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be between 0 and 65535, got {port}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets, e.g. [::]:8930, got {value!r}")
+    if not host:
+        raise ValueError(f"the host is missing (use 0.0.0.0 for all addresses), got {value!r}")
+    return host, port
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    """Resolve a relative path against the configuration file's folder."""
+    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+    if not path.is_absolute() and isinstance(base, Path):
+        path = base / path
+    return path
+
+
+_ORIGIN_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s?#]+$")
+
+
+class ServerConfig(_Model):
+    """``[server]``: listeners, CORS, logging, TLS and the server-to-server secret."""
+
+    http: str = "0.0.0.0:8930"
+    ws: str = "0.0.0.0:8931"
+    cors_origins: tuple[str, ...] = ("*",)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["plain", "json"] = "plain"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    secret: SecretStr | None = None
+    public_url: str | None = None
+
+    @field_validator("http")
+    @classmethod
+    def _check_http(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value
+
+    @field_validator("ws")
+    @classmethod
+    def _check_ws(cls, value: str) -> str:
+        if value:  # "" disables the separate WebSocket listener
+            parse_listen_address(value)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN_RE.match(origin):
+                raise ValueError(
+                    f'{origin!r} is not an origin; write "*" or scheme://host[:port] '
+                    'such as "https://crm.example.com"'
+                )
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _resolve_tls(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        value = _resolve(value, info)
+        if not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _empty_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together (or neither)")
+        return self
+
+    @property
+    def http_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the HTTP listener."""
+        return parse_listen_address(self.http)
+
+    @property
+    def ws_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the separate WebSocket listener, or ``None`` if disabled."""
+        return parse_listen_address(self.ws) if self.ws else None
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class LimitsConfig(_Model):
+    """``[limits]``: every bound the server enforces, with its documented default."""
+
+    max_body_bytes: PositiveInt = 1 * _MIB
+    ws_max_message_bytes: PositiveInt = 256 * _KIB
+    json_max_depth: PositiveInt = 32
+    send_max_fields: PositiveInt = 64
+    max_subscriptions: PositiveInt = 100
+    max_inflight: PositiveInt = 32
+    max_ws_per_address: PositiveInt = 200
+    ws_queue_size: PositiveInt = 1000
+    requests_per_second: Annotated[float, Field(gt=0)] = 20.0
+    burst: PositiveInt = 40
+    max_wait_ms: PositiveInt = 60_000
+    default_wait_ms: PositiveInt = 15_000
+    sms_per_minute_user: PositiveInt = 10
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> LimitsConfig:
+        if self.default_wait_ms > self.max_wait_ms:
+            raise ValueError(
+                f"default_wait_ms ({self.default_wait_ms}) must not exceed "
+                f"max_wait_ms ({self.max_wait_ms})"
+            )
+        return self
+
+
+class UsersConfig(_Model):
+    """``[users]``: the user directory and login throttling."""
+
+    database: Path = Path("data/users.sqlite3")
+    auth_cache_seconds: Annotated[float, Field(ge=0)] = 60.0
+    throttle_after: PositiveInt = 5
+    throttle_after_address: PositiveInt = 20
+    throttle_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    throttle_forget_seconds: Annotated[float, Field(gt=0)] = 900.0
+
+    @field_validator("database")
+    @classmethod
+    def _resolve_database(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info)
+
+
+_PBX_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def pbx_secret_env_name(name: str) -> str:
+    """The environment variable that overrides the secret of the PBX called ``name``."""
+    return "VWELL_PBX_PBX_" + re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_SECRET"
+
+
+class PbxConfig(_Model):
+    """``[[pbx]]``: one AMI connection; the first one is the default."""
+
+    name: str
+    host: str
+    port: Annotated[int, Field(ge=0, le=65535)] = 5038
+    username: str
+    secret: SecretStr | None = None
+    auth: Literal["md5", "plain"] = "md5"
+    tls: bool = False
+    ping_interval: Annotated[float, Field(gt=0)] = 20.0
+    connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    reconnect_max: Annotated[float, Field(gt=0)] = 30.0
+    simulator: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _PBX_NAME_RE.match(value):
+            raise ValueError(
+                "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("host", "username")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip() or any(c in value for c in "\r\n\0"):
+            raise ValueError("must be a non-empty single line")
+        return value
+
+    @model_validator(mode="after")
+    def _check_secret_and_port(self) -> PbxConfig:
+        if self.port == 0 and not self.simulator:
+            raise ValueError("port 0 is only allowed for the embedded simulator")
+        if self.secret is None or not self.secret.get_secret_value():
+            if not self.simulator:
+                raise ValueError(
+                    f"secret is required: write it here or set {pbx_secret_env_name(self.name)}"
+                )
+        elif any(c in self.secret.get_secret_value() for c in "\r\n\0"):
+            raise ValueError("secret must not contain CR, LF or NUL")
+        return self
+
+
+_TEMPLATE_FIELDS = frozenset({"from", "to"})
+
+
+def _check_template(template: str) -> str:
+    """Accept a template whose only placeholders are ``{from}`` and ``{to}``."""
+    if any(c in template for c in "\r\n\0"):
+        raise ValueError("must not contain CR, LF or NUL")
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"bad template ({exc}); write {{{{ and }}}} for literal braces") from None
+    for _literal, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in _TEMPLATE_FIELDS or spec or conversion:
+            raise ValueError(
+                f"unknown placeholder {{{field}}}: only {{from}} and {{to}} are allowed"
+            )
+    return template
+
+
+def render_template(template: str, *, from_: str, to: str) -> str:
+    """Fill a validated dial/redirect template with the normalised numbers."""
+    return template.format_map({"from": from_, "to": to})
+
+
+def _stringify(value: object) -> object:
+    # TOML users write `priority = 1`; AMI wants text either way.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class DialConfig(_Model):
+    """``[dial]``: the Originate built by the ``dial`` method (templates)."""
+
+    channel: str = "SIP/{from}"
+    context: str = "DLPN_DialPlan{from}"
+    exten: str = "{to}"
+    priority: str = "1"
+    callerid: str = "{to}"
+    timeout_ms: PositiveInt = 30_000
+    variables: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_text(cls, value: object) -> object:
+        return _stringify(value)
+
+    @field_validator("channel", "context", "exten", "priority", "callerid")
+    @classmethod
+    def _check_templates(cls, value: str) -> str:
+        return _check_template(value)
+
+    @field_validator("variables")
+    @classmethod
+    def _check_variables(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, template in value.items():
+            if not key or any(c in key for c in "=:\r\n\0 "):
+                raise ValueError(f"variable name {key!r} must be non-empty without '=', ':', space")
+            _check_template(template)
+        return value
+
+
+class RedirectConfig(_Model):
+    """``[redirect]``: where the ``redirect`` method sends a channel (Exten is ``toTel``)."""
+
+    context: str = "default"
+    priority: str = "1"
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_text(cls, value: object) -> object:
+        return _stringify(value)
+
+    @field_validator("context", "priority")
+    @classmethod
+    def _check_templates(cls, value: str) -> str:
+        return _check_template(value)
+
+
+class SmsConfig(_Model):
+    """``[sms]``: the SMS backend of ``gsmSendSMS`` and its pacing."""
+
+    backend: Literal["yeastar", "yeastar-tg", "dongle"] = "yeastar"
+    span: int | str = "auto"
+    interval_seconds: Annotated[float, Field(ge=0)] = 10.0
+    queue_size: PositiveInt = 100
+
+    @field_validator("span", mode="before")
+    @classmethod
+    def _check_span(cls, value: object, info: ValidationInfo) -> object:
+        backend = info.data.get("backend")
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError('span must be "auto", a span number or a device name')
+        if backend == "dongle":
+            if not isinstance(value, str) or value == "auto" or not re.fullmatch(r"[\w.-]+", value):
+                raise ValueError('the dongle backend needs span = a device name such as "dongle0"')
+            return value
+        if isinstance(value, str) and value != "auto":
+            if not value.isdigit():
+                raise ValueError(f'span must be "auto" or a span number for {backend}')
+            value = int(value)
+        if isinstance(value, int) and value < 0:
+            raise ValueError("span must not be negative")
+        return value
+
+
+_PHONE_CHARS = frozenset("+0123456789*#")
+
+
+class PhoneConfig(_Model):
+    """``[phone]``: number normalisation rules (SPEC section 5)."""
+
+    rewrite: tuple[tuple[str, str], ...] = (("+7", "8"),)
+    allow_internal: bool = True
+
+    @field_validator("rewrite")
+    @classmethod
+    def _check_rewrite(cls, value: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        for prefix, replacement in value:
+            if not prefix or not set(prefix) <= _PHONE_CHARS:
+                raise ValueError(f"prefix {prefix!r} must be non-empty and use only + 0-9 * #")
+            if not set(replacement) <= _PHONE_CHARS:
+                raise ValueError(f"replacement {replacement!r} may use only + 0-9 * #")
+        return value
+
+
+class EventRuleConfig(_Model):
+    """One event rule of a role: a name pattern and optional field equalities.
+
+    Values are case-insensitive ``fnmatch`` patterns; a list means any of them;
+    ``{extension}`` stands for any of the user's own extensions.
+    """
+
+    name: str = "*"
+    fields: dict[str, str | list[str]] = Field(default_factory=dict)
+
+
+class RoleConfig(_Model):
+    """``[roles.NAME]``: what a role may do. See ``vwell_pbx.api.roles``."""
+
+    methods: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    events: tuple[str | EventRuleConfig, ...] = ()
+    own_extensions_only: bool = False
+    admin: bool = False
+    extends: str | None = None
+
+    @field_validator("methods", "actions")
+    @classmethod
+    def _non_empty_items(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not item.strip():
+                raise ValueError("entries must be non-empty")
+        return value
+
+
+class DemoConfig(_Model):
+    """``[demo]``: the demo user and the simulated traffic of demo mode."""
+
+    login: str = "Agent"
+    login2: str = "Иванов И.И."
+    password: SecretStr = SecretStr("demo")
+    traffic_per_minute: Annotated[float, Field(ge=0)] = 6.0
+    seed: int | None = None
+
+
+class AppConfig(_Model):
+    """The whole configuration file."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    users: UsersConfig = Field(default_factory=UsersConfig)
+    pbx: tuple[PbxConfig, ...]
+    dial: DialConfig = Field(default_factory=DialConfig)
+    redirect: RedirectConfig = Field(default_factory=RedirectConfig)
+    sms: SmsConfig = Field(default_factory=SmsConfig)
+    phone: PhoneConfig = Field(default_factory=PhoneConfig)
+    roles: dict[str, RoleConfig] = Field(default_factory=dict)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
+
+    @field_validator("pbx")
+    @classmethod
+    def _check_pbx(cls, value: tuple[PbxConfig, ...]) -> tuple[PbxConfig, ...]:
+        if not value:
+            raise ValueError("at least one [[pbx]] table is required")
+        seen: dict[str, str] = {}
+        for pbx in value:
+            # Case-insensitive because the environment variable names upper-case them.
+            key = pbx_secret_env_name(pbx.name)
+            if key in seen:
+                raise ValueError(f"PBX names must be unique: {seen[key]!r} and {pbx.name!r}")
+            seen[key] = pbx.name
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _check_role_names(cls, value: dict[str, RoleConfig]) -> dict[str, RoleConfig]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+                raise ValueError(f"role name {name!r}: use letters, digits, '_', '.', '-'")
+        return value
+
+    @property
+    def is_demo(self) -> bool:
+        """True when every PBX is the embedded simulator."""
+        return all(p.simulator for p in self.pbx)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Overlay secrets from the environment onto the raw TOML data (before validation)."""
+    server_secret = env.get(SERVER_SECRET_ENV)
+    if server_secret:
+        server = data.setdefault("server", {})
+        if isinstance(server, dict):
+            server["secret"] = server_secret
+    pbxs = data.get("pbx")
+    if not isinstance(pbxs, list):
+        return
+    for index, pbx in enumerate(pbxs):
+        if not isinstance(pbx, dict):
+            continue
+        name = pbx.get("name")
+        secret = env.get(pbx_secret_env_name(name)) if isinstance(name, str) else None
+        if not secret and index == 0:
+            secret = env.get(FIRST_PBX_SECRET_ENV)
+        if secret:
+            pbx["secret"] = secret
+
+
+def _validate(
+    data: Mapping[str, Any], *, base_dir: Path | None, source: str, path: Path | None
+) -> AppConfig:
+    try:
+        return AppConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        problems: list[tuple[str, str]] = []
+        for err in exc.errors(include_input=False, include_url=False):
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append((_format_loc(tuple(err["loc"])), msg))
+        lines = [f"{source}: {field}: {msg}" for field, msg in problems]
+        raise ConfigError(
+            "\n".join(lines), path=path, field=problems[0][0], problems=tuple(problems)
+        ) from None
+
+
+def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> AppConfig:
+    """Read, validate and return the configuration in ``path``.
+
+    ``env`` (default ``os.environ``) supplies the secret overrides listed in the
+    module docstring. Raises ``ConfigError`` naming the file and each bad field.
+    """
+    env = os.environ if env is None else env
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found", path=path) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=path) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the file is not UTF-8 text", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}", path=path) from None
+    _apply_env(data, env)
+    return _validate(data, base_dir=path.resolve().parent, source=str(path), path=path)
+
+
+def demo_config(data_dir: Path, *, env: Mapping[str, str] | None = None) -> AppConfig:
+    """The configuration of demo mode: the embedded simulator, everything on loopback.
+
+    The user database is ``data_dir / "users.sqlite3"``; the simulator's port is 0
+    (any free port, chosen when it starts).
+    """
+    data: dict[str, Any] = {
+        "server": {"http": "127.0.0.1:8930", "ws": "127.0.0.1:8931"},
+        "users": {"database": str(data_dir.absolute() / "users.sqlite3")},
+        "pbx": [
+            {
+                "name": "demo",
+                "host": "127.0.0.1",
+                "port": 0,
+                "username": "vwell",
+                "secret": "demo",
+                "auth": "md5",
+                "simulator": True,
+            }
+        ],
+    }
+    _apply_env(data, os.environ if env is None else env)
+    return _validate(data, base_dir=None, source="demo configuration", path=None)
+
+
+def find_config_path(
+    cli_value: str | None, *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Path | None:
+    """Where the configuration is: ``--config``, ``VWELL_PBX_CONFIG``, the default file.
+
+    Returns ``None`` (demo mode) only when nothing was named and the default file does
+    not exist. Raises ``ConfigError`` when a named file does not exist, so that a typo
+    never starts the server in demo mode.
+    """
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    for origin, value in (("--config", cli_value), (CONFIG_ENV, env.get(CONFIG_ENV))):
+        if value:
+            path = Path(value)
+            if not path.is_absolute():
+                path = cwd / path
+            if not path.is_file():
+                raise ConfigError(
+                    f"{value}: configuration file not found (named by {origin})", path=path
+                )
+            return path
+    default = cwd / DEFAULT_CONFIG_PATH
+    return default if default.is_file() else None
