@@ -1,0 +1,653 @@
+"""The event bus: fan-out of PBX and client events to subscribed connections.
+
+Modelled on websockets' ``broadcast()``: publishing never awaits. Each connection has
+a :class:`Subscriber` with a bounded outbound queue that its own sender task drains;
+:meth:`EventBus.publish` only appends the event's bytes to the queues of the
+connections that want it. A connection whose queue is full is marked overflowed, its
+``on_overflow`` callback runs once (the web layer closes it), and the event is counted
+as dropped for it. So the AMI reader and every other subscriber go on at full speed
+whatever one slow client does.
+
+Invariants:
+
+1. ``publish`` runs synchronously and never blocks; it may be called re-entrantly from
+   ``on_overflow`` or a guard only to (un)subscribe, which is safe because the index
+   is copy-on-write (iteration always walks an immutable snapshot).
+2. An event is serialised at most once (:meth:`BusEvent.payload`), and only if some
+   subscriber takes it; every subscriber gets the very same ``bytes`` object.
+3. A subscriber gets an event at most once per publish, however many of its
+   subscriptions match.
+4. A once-subscription is removed by the first event that matches it and that its
+   subscriber is allowed to see (guard), even if another of its subscriptions
+   already delivered that event.
+5. Each queue holds at most ``max_queue`` items and each subscriber at most
+   ``max_subscriptions`` subscriptions (:class:`SubscriptionLimit` past it).
+
+Per event, only candidate subscriptions are looked at: those indexed under the
+event's lowercased name, those whose name is any or a wildcard, and, within each,
+subscriptions with an exact-valued field filter (``CallerIDNum: "+7978..."``) are
+found through a second index on that field's value, so 1,000 operators each watching
+``Newchannel`` for their own number cost two dict look-ups per event, not 1,000
+filter evaluations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import cast
+
+import orjson
+
+from vwell_pbx.errors import VwellError
+from vwell_pbx.events.filters import EventFilter, scalar_text
+from vwell_pbx.protocol import Message
+
+__all__ = [
+    "BusEvent",
+    "BusStats",
+    "EventBus",
+    "EventError",
+    "Subscriber",
+    "SubscriptionLimit",
+]
+
+#: Keys a client event may not set: the bus sets them (SPEC 3, dispatchEvent).
+_RESERVED_CLIENT_KEYS = frozenset({"name", "origin", "login", "login2"})
+
+# Publish stamps are global, not per bus, so a Subscriber shared by two buses can
+# never mistake one bus's stamp for the other's.
+_stamps = itertools.count(1)
+
+
+class EventError(VwellError):
+    """A client event (dispatchEvent) is malformed; the message says what is wrong."""
+
+
+class SubscriptionLimit(VwellError):  # noqa: N818  (the name the API layer maps)
+    """A subscriber already has as many subscriptions as it may."""
+
+
+@dataclass(slots=True)
+class BusEvent:
+    """One event as it travels to subscribers.
+
+    ``fields`` is exactly what is pushed (serialised once, by :meth:`payload`); it must
+    not be changed after the event is published. For PBX events every value is a
+    string or a list of strings; a client event may carry any JSON value.
+    """
+
+    fields: dict[str, object]
+    name: str
+    #: Lowercased name: the key of the bus's name index.
+    name_key: str = field(init=False)
+    _lowered: dict[str, str | list[str]] | None = field(init=False, default=None, repr=False)
+    _lowered_cache: dict[str, str | list[str] | None] | None = field(
+        init=False, default=None, repr=False)
+    _keys: dict[str, str | tuple[str, ...]] | None = field(init=False, default=None, repr=False)
+    _payload: bytes | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.name_key = self.name.lower()
+
+    @classmethod
+    def from_message(cls, message: Message, *, pbx: str | None = None) -> BusEvent:
+        """An AMI event: its headers (repeated ones as lists), plus ``name`` and, when
+        several PBXs are configured, ``pbx``."""
+        headers = message.headers
+        name = message.name
+        # Fast path: with no repeated key (in any spelling) the headers are already
+        # the dict Message.to_dict() would build, at a quarter of the cost.
+        fields: dict[str, object] = dict(headers)
+        unique = len(fields) == len(headers)
+        fields["name"] = name
+        if pbx is not None:
+            fields["pbx"] = pbx
+        keys = _key_map(fields) if unique else None
+        if keys is None or len(keys) != len(fields):
+            fields = cast("dict[str, object]", message.to_dict())
+            fields["name"] = name
+            if pbx is not None:
+                fields["pbx"] = pbx
+            keys = None
+        event = cls(fields=fields, name=name)
+        event._keys = keys
+        return event
+
+    @classmethod
+    def from_client(cls, event: Mapping[str, object], *, login: str, login2: str) -> BusEvent:
+        """A client's event (dispatchEvent), marked ``origin: "api"`` with the sender's
+        ``login``/``login2``. Keys the bus sets are dropped from the client's object in
+        any spelling, so a client can never forge them. Raises :class:`EventError`.
+
+        The event is serialised here, so an unserialisable one fails the request.
+        """
+        name = event.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise EventError("event.name must be a non-empty string")
+        fields: dict[str, object] = {}
+        for key, value in event.items():
+            if not isinstance(key, str):
+                raise EventError("event field names must be strings")
+            if key.lower() not in _RESERVED_CLIENT_KEYS:
+                fields[key] = value
+        fields["name"] = name
+        fields["origin"] = "api"
+        fields["login"] = login
+        fields["login2"] = login2
+        bus_event = cls(fields=fields, name=name)
+        try:
+            bus_event.payload()
+        except orjson.JSONEncodeError as exc:
+            raise EventError(f"event cannot be sent as JSON: {exc}") from exc
+        return bus_event
+
+    @property
+    def lowered(self) -> dict[str, str | list[str]]:
+        """Lowercased keys -> lowercased string values, for matching; built once.
+
+        Scalars are stringified as filters do; null, objects and lists of non-scalars
+        (client events only) are left out, so no filter matches them. Keys that differ
+        only in case are merged into one list. Matching itself uses the cheaper
+        :meth:`lowered_value`, which lowers only the fields a filter asks about.
+        """
+        lowered = self._lowered
+        if lowered is None:
+            lowered = {}
+            for key in _key_map(self.fields):
+                value = self.lowered_value(key)
+                if value is not None:
+                    lowered[key] = value
+            self._lowered = lowered
+        return lowered
+
+    def lowered_value(self, key: str) -> str | list[str] | None:
+        """The lowercased value of the field ``key`` (given lowercased), as in
+        :attr:`lowered`, or ``None``; each field is lowered at most once per event."""
+        cache = self._lowered_cache
+        if cache is None:
+            cache = self._lowered_cache = {}
+        elif key in cache:
+            return cache[key]
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = _key_map(self.fields)
+        spelling = keys.get(key)
+        value: str | list[str] | None
+        if spelling is None:
+            value = None
+        elif isinstance(spelling, str):
+            value = _lower_value(self.fields[spelling])
+        else:
+            merged: list[str] = []
+            for each in spelling:
+                part = _lower_value(self.fields[each])
+                if part is not None:
+                    merged.extend([part] if isinstance(part, str) else part)
+            value = merged or None
+        cache[key] = value
+        return value
+
+    def payload(self) -> bytes:
+        """The pushed JSON, serialised on the first call and cached."""
+        payload = self._payload
+        if payload is None:
+            payload = self._payload = orjson.dumps(self.fields)
+        return payload
+
+
+# Events of one kind from one PBX always spell their keys the same way, so the map
+# from lowercased key to spelling is cached by the tuple of keys: lowering a dozen
+# keys per event costs more than everything else the bus does for it. Bounded: the
+# cache is simply emptied when full (client events may bring arbitrary keys).
+_KEY_MAP_CACHE_SIZE = 4096
+_key_maps: dict[tuple[str, ...], dict[str, str | tuple[str, ...]]] = {}
+
+
+def _key_map(fields: Mapping[str, object]) -> dict[str, str | tuple[str, ...]]:
+    """Lowercased key -> the key as spelled in ``fields`` (a tuple of spellings when
+    several differ only in case)."""
+    keys = tuple(fields)
+    mapping = _key_maps.get(keys)
+    if mapping is None:
+        mapping = {}
+        for key in keys:
+            lkey = key.lower()
+            old = mapping.get(lkey)
+            if old is None:
+                mapping[lkey] = key
+            else:
+                mapping[lkey] = (old, key) if isinstance(old, str) else (*old, key)
+        if len(_key_maps) >= _KEY_MAP_CACHE_SIZE:
+            _key_maps.clear()
+        _key_maps[keys] = mapping
+    return mapping
+
+
+def _lower_value(value: object) -> str | list[str] | None:
+    if isinstance(value, str):
+        return value.lower()
+    if isinstance(value, list):
+        items = [scalar_text(item) for item in value]
+        return [item.lower() for item in items if item is not None] or None
+    text = scalar_text(value)
+    return None if text is None else text.lower()
+
+
+class Subscriber:
+    """One connection's (WebSocket or event stream) side of the bus.
+
+    Holds the bounded outbound queue that events and API answers share, and the
+    connection's event permission (``guard``). The connection's sender task loops on
+    :meth:`get` and writes what it returns.
+
+    Bound: at most ``max_queue`` items queued. Past it the subscriber is *overflowed*
+    for good: ``on_overflow(self)`` is called once (the owner closes the connection)
+    and every later offer is refused. A closed subscriber refuses offers silently.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_decided",
+        "_limit",
+        "_on_overflow",
+        "_queue",
+        "_stamp",
+        "_waiter",
+        "delivered",
+        "guard",
+        "max_queue",
+        "max_subscriptions",
+        "overflowed",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_queue: int,
+        max_subscriptions: int,
+        on_overflow: Callable[[Subscriber], None] | None = None,
+        guard: Callable[[BusEvent], bool] | None = None,
+    ) -> None:
+        """Make a subscriber; ``guard(event)`` says whether it may see an event."""
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        if max_subscriptions < 0:
+            raise ValueError("max_subscriptions must not be negative")
+        self.max_queue = max_queue
+        self.max_subscriptions = max_subscriptions
+        self.guard = guard
+        self._on_overflow = on_overflow
+        self._queue: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.overflowed = False
+        # max_queue while accepting, 0 once overflowed or closed: one comparison
+        # decides an offer on the fast path (the bus inlines it).
+        self._limit = max_queue
+        #: Items accepted into the queue (events and replies) since creation.
+        self.delivered = 0
+        # Publish bookkeeping (EventBus only): the stamp of the last event this
+        # subscriber was considered for, and whether it was allowed to see it.
+        self._stamp = 0
+        self._decided = False
+
+    @property
+    def queued(self) -> int:
+        """Items waiting in the queue."""
+        return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def offer(self, data: bytes) -> bool:
+        """Queue ``data`` without blocking; ``False`` if it was refused (full or closed).
+
+        The first refusal for lack of room marks the subscriber overflowed and calls
+        ``on_overflow``; it is never called again for this subscriber.
+        """
+        queue = self._queue
+        if len(queue) >= self._limit:
+            if self._limit:
+                self._limit = 0
+                self.overflowed = True
+                if self._on_overflow is not None:
+                    self._on_overflow(self)
+            return False
+        queue.append(data)
+        self.delivered += 1
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def put_nowait_reply(self, data: bytes) -> bool:
+        """Queue an API answer in the same queue as events, with the same bound."""
+        return self.offer(data)
+
+    async def get(self, timeout: float | None = None) -> list[bytes]:  # noqa: ASYNC109
+        """Wait for at least one item and return everything queued, oldest first.
+
+        Returns ``[]`` after ``timeout`` seconds, or at once when the subscriber is
+        closed and empty. Only one task may wait at a time (the connection's sender).
+        """
+        if not self._queue and not self._closed and (timeout is None or timeout > 0):
+            if self._waiter is not None:
+                raise RuntimeError("Subscriber.get() is already being awaited")
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                async with asyncio.timeout(timeout):
+                    await waiter
+            except TimeoutError:
+                return []
+            finally:
+                self._waiter = None
+        items = self._queue
+        if not items:
+            return []
+        self._queue = []
+        return items
+
+    def close(self) -> None:
+        """Refuse further items and wake a waiting :meth:`get` (which drains what is left)."""
+        self._closed = True
+        self._limit = 0
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class BusStats:
+    """Counters since the bus was made, and the current sizes."""
+
+    published: int
+    delivered: int
+    dropped: int
+    subscriptions: int
+    subscribers: int
+
+
+class _Subscription:
+    """One live subscription and where it sits in the index."""
+
+    __slots__ = ("active", "bucket", "filter", "id", "index_key", "index_values", "once",
+                 "subscriber", "test")
+
+    def __init__(self, sid: str, subscriber: Subscriber, flt: EventFilter, once: bool,
+                 bucket: _Bucket) -> None:
+        self.id = sid
+        self.subscriber = subscriber
+        self.filter = flt
+        self.once = once
+        self.bucket = bucket
+        self.active = True
+        self.index_key: str | None = None
+        self.index_values: frozenset[str] = frozenset()
+        # What still has to be checked once the index picked this subscription: the
+        # name only when the bucket is the any/wildcard one, the fields when there are
+        # any, nothing at all for a plain name subscription.
+        self.test: Callable[[BusEvent], bool] | None
+        if bucket.name_key is None and flt.name_glob is not None:
+            self.test = flt.matches
+        elif flt.field_tests:
+            self.test = flt.matches_fields
+        else:
+            self.test = None
+
+
+class _Bucket:
+    """The subscriptions for one event name (or for any/wildcard names).
+
+    ``plain`` holds those that must be checked one by one; ``indexed`` maps a field
+    key to {lowercased exact value: subscriptions}. Both are copy-on-write: replaced,
+    never mutated, while ``publish`` may be walking them.
+    """
+
+    __slots__ = ("indexed", "name_key", "plain", "size")
+
+    def __init__(self, name_key: str | None) -> None:
+        self.name_key = name_key
+        self.plain: tuple[_Subscription, ...] = ()
+        self.indexed: tuple[tuple[str, dict[str, tuple[_Subscription, ...]]], ...] = ()
+        self.size = 0
+
+    def add(self, sub: _Subscription) -> None:
+        key = self._index_field(sub.filter)
+        if key is None:
+            self.plain = (*self.plain, sub)
+        else:
+            tests = {test[0]: test for test in sub.filter.field_tests}
+            values = tests[key][1]
+            table = self._table(key)
+            if table is None:
+                table = {}
+                self.indexed = (*self.indexed, (key, table))
+            for value in values:
+                table[value] = (*table.get(value, ()), sub)
+            sub.index_key = key
+            sub.index_values = values
+        self.size += 1
+
+    def remove(self, sub: _Subscription) -> None:
+        if sub.index_key is None:
+            self.plain = tuple(s for s in self.plain if s is not sub)
+        else:
+            table = self._table(sub.index_key)
+            assert table is not None
+            for value in sub.index_values:
+                rest = tuple(s for s in table.get(value, ()) if s is not sub)
+                if rest:
+                    table[value] = rest
+                else:
+                    table.pop(value, None)
+            if not table:
+                self.indexed = tuple(pair for pair in self.indexed if pair[1] is not table)
+        self.size -= 1
+
+    def _table(self, key: str) -> dict[str, tuple[_Subscription, ...]] | None:
+        for table_key, table in self.indexed:
+            if table_key == key:
+                return table
+        return None
+
+    def _index_field(self, flt: EventFilter) -> str | None:
+        """The field to index ``flt`` by: one whose values are all exact, preferring a
+        key the bucket already indexes (so an event costs one look-up per key)."""
+        candidates = [key for key, exact, globs in flt.field_tests if exact and not globs]
+        if not candidates:
+            return None
+        for key in candidates:
+            if self._table(key) is not None:
+                return key
+        return candidates[0]
+
+
+class EventBus:
+    """Subscriptions and fan-out; see the module docstring for the invariants."""
+
+    def __init__(self, *, id_factory: Callable[[], str] | None = None) -> None:
+        """``id_factory`` makes subscription ids (default ``"s1"``, ``"s2"``, ...); ids
+        need only be unique per subscriber."""
+        if id_factory is None:
+            counter = itertools.count(1)
+
+            def id_factory() -> str:
+                return f"s{next(counter)}"
+
+        self._new_id = id_factory
+        self._buckets: dict[str, _Bucket] = {}
+        self._any = _Bucket(None)
+        self._owned: dict[Subscriber, dict[str, _Subscription]] = {}
+        self._subscriptions = 0
+        self._published = 0
+        self._delivered = 0
+        self._dropped = 0
+
+    @property
+    def stats(self) -> BusStats:
+        """A snapshot of the counters."""
+        return BusStats(published=self._published, delivered=self._delivered,
+                        dropped=self._dropped, subscriptions=self._subscriptions,
+                        subscribers=len(self._owned))
+
+    def interested(self, name: str) -> bool:
+        """Whether any subscription could want an event called ``name``: lets the AMI
+        reader skip building a :class:`BusEvent` nobody would receive."""
+        return self._any.size > 0 or name.lower() in self._buckets
+
+    def subscribe(self, subscriber: Subscriber, flt: EventFilter, *, once: bool = False) -> str:
+        """Add a subscription and return its id; :class:`SubscriptionLimit` past the
+        subscriber's ``max_subscriptions``."""
+        owned = self._owned.get(subscriber)
+        count = 0 if owned is None else len(owned)
+        if count >= subscriber.max_subscriptions:
+            raise SubscriptionLimit(
+                f"a connection may have at most {subscriber.max_subscriptions} subscriptions")
+        sid = self._new_id()
+        if owned is not None and sid in owned:
+            raise RuntimeError(f"subscription id factory returned {sid!r} twice")
+        if flt.name_key is None:
+            bucket = self._any
+        else:
+            bucket = self._buckets.get(flt.name_key) or _Bucket(flt.name_key)
+            self._buckets[flt.name_key] = bucket
+        sub = _Subscription(sid, subscriber, flt, once, bucket)
+        bucket.add(sub)
+        if owned is None:
+            owned = self._owned[subscriber] = {}
+        owned[sid] = sub
+        self._subscriptions += 1
+        return sid
+
+    def unsubscribe(self, subscriber: Subscriber, subscription_id: str) -> int:
+        """Remove one of ``subscriber``'s own subscriptions by id; returns 0 or 1."""
+        owned = self._owned.get(subscriber)
+        sub = None if owned is None else owned.get(subscription_id)
+        if sub is None:
+            return 0
+        self._remove(sub)
+        return 1
+
+    def unsubscribe_name(self, subscriber: Subscriber, name: str) -> int:
+        """Remove all of ``subscriber``'s subscriptions whose name is ``name``
+        (case-insensitive; ``""`` and ``"*"`` mean the any-event ones, ``"Dial*"`` the
+        ones subscribed with that very pattern). Returns how many."""
+        wanted = name.lower() if name.strip("*") else "*"
+        return self._remove_where(subscriber, lambda sub: sub.filter.name_pattern == wanted)
+
+    def unsubscribe_all(self, subscriber: Subscriber) -> int:
+        """Remove every subscription of ``subscriber``; returns how many."""
+        return self._remove_where(subscriber, lambda sub: True)
+
+    def subscriptions(self, subscriber: Subscriber) -> Iterator[tuple[str, EventFilter, bool]]:
+        """(id, filter, once) of each of ``subscriber``'s subscriptions."""
+        owned = self._owned.get(subscriber, {})
+        for sub in list(owned.values()):
+            yield sub.id, sub.filter, sub.once
+
+    def publish(self, event: BusEvent) -> int:
+        """Offer ``event`` to every subscriber with a matching subscription; never
+        awaits. Returns how many subscribers took it."""
+        self._published += 1
+        stamp = next(_stamps)
+        reached = 0
+        bucket = self._buckets.get(event.name_key)
+        if bucket is not None:
+            reached += self._fan_out(bucket, event, stamp)
+        if self._any.size:
+            reached += self._fan_out(self._any, event, stamp)
+        return reached
+
+    def _fan_out(self, bucket: _Bucket, event: BusEvent, stamp: int) -> int:
+        reached = 0
+        if bucket.plain:
+            reached += self._offer(bucket.plain, event, stamp)
+        if bucket.indexed:
+            lowered_value = event.lowered_value
+            for key, table in bucket.indexed:
+                value = lowered_value(key)
+                if value is None:
+                    continue
+                if isinstance(value, str):
+                    candidates = table.get(value)
+                    if candidates:
+                        reached += self._offer(candidates, event, stamp)
+                else:
+                    for item in value:
+                        candidates = table.get(item)
+                        if candidates:
+                            reached += self._offer(candidates, event, stamp)
+        return reached
+
+    def _offer(self, candidates: tuple[_Subscription, ...], event: BusEvent, stamp: int) -> int:
+        """The hot loop: kept flat, with Subscriber.offer's fast path inlined."""
+        reached = 0
+        data = event._payload
+        for sub in candidates:
+            if not sub.active:
+                continue
+            subscriber = sub.subscriber
+            test = sub.test
+            if subscriber._stamp == stamp:
+                # Already decided for this event through another subscription; only a
+                # once-subscription still needs to know whether it fired (invariant 4).
+                if sub.once and subscriber._decided and (test is None or test(event)):
+                    self._remove(sub)
+                continue
+            if test is not None and not test(event):
+                continue
+            subscriber._stamp = stamp
+            guard = subscriber.guard
+            if guard is not None and not guard(event):
+                subscriber._decided = False
+                continue
+            subscriber._decided = True
+            if sub.once:
+                self._remove(sub)
+            if data is None:
+                data = event.payload()
+            queue = subscriber._queue
+            if len(queue) < subscriber._limit:
+                queue.append(data)
+                subscriber.delivered += 1
+                waiter = subscriber._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                reached += 1
+            elif subscriber.offer(data):  # the slow path: overflow bookkeeping
+                reached += 1
+            else:
+                self._dropped += 1
+        self._delivered += reached
+        return reached
+
+    def _remove_where(self, subscriber: Subscriber,
+                      predicate: Callable[[_Subscription], bool]) -> int:
+        owned = self._owned.get(subscriber)
+        if not owned:
+            return 0
+        doomed = [sub for sub in owned.values() if predicate(sub)]
+        for sub in doomed:
+            self._remove(sub)
+        return len(doomed)
+
+    def _remove(self, sub: _Subscription) -> None:
+        if not sub.active:
+            return
+        sub.active = False
+        bucket = sub.bucket
+        bucket.remove(sub)
+        if bucket.size == 0 and bucket.name_key is not None:
+            self._buckets.pop(bucket.name_key, None)
+        owned = self._owned[sub.subscriber]
+        del owned[sub.id]
+        if not owned:
+            del self._owned[sub.subscriber]
+        self._subscriptions -= 1
