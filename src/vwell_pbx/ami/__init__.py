@@ -1,0 +1,36 @@
+"""Asyncio AMI client: one self-healing, correlating connection per PBX.
+
+Built on the sans-IO codec in ``vwell_pbx.protocol``; used by the ``pbx`` layer.
+"""
+
+from vwell_pbx.ami.backoff import backoff_delay
+from vwell_pbx.ami.client import (
+    ActionResult,
+    AmiClient,
+    AmiSettings,
+    ConnectionState,
+    ConnectionStatus,
+)
+from vwell_pbx.ami.errors import (
+    ActionTimeout,
+    AmiError,
+    LoginFailed,
+    PbxUnavailable,
+    TooManyPending,
+)
+from vwell_pbx.ami.stream import EventStream
+
+__all__ = [
+    "ActionResult",
+    "ActionTimeout",
+    "AmiClient",
+    "AmiError",
+    "AmiSettings",
+    "ConnectionState",
+    "ConnectionStatus",
+    "EventStream",
+    "LoginFailed",
+    "PbxUnavailable",
+    "TooManyPending",
+    "backoff_delay",
+]
