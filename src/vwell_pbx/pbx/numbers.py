@@ -1,0 +1,111 @@
+"""Phone number rules (SPEC section 5).
+
+A number from a client is normalised before it reaches the PBX:
+
+1. An ``int`` is taken as its decimal digits (``bool`` and negative numbers are refused).
+2. Separators people type are dropped: whitespace (including no-break space), ``-``,
+   ``.``, ``(``, ``)``, ``[``, ``]``.
+3. What remains must be an optional leading ``+`` followed by one or more digits, ``*``
+   or ``#`` (ASCII only), at most ``MAX_NUMBER_LENGTH`` characters; otherwise
+   ``InvalidArgument`` naming the argument.
+4. The first configured prefix rewrite whose prefix starts the number replaces it;
+   the default rewrites ``+7`` to ``8`` (the original's Russian numbers).
+
+Invariant: a normalised number matches ``\\+?[0-9*#]+`` and so can never carry a line
+break, a space or a quote into an AMI header or a CLI command line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from vwell_pbx.pbx.errors import InvalidArgument
+
+MAX_NUMBER_LENGTH: Final = 32
+"""Longest normalised number accepted (E.164 has 15 digits; room for prefixes, * and #)."""
+
+MAX_RAW_LENGTH: Final = 128
+"""Longest raw input looked at, separators included; longer input is refused unread."""
+
+_SEPARATORS: Final = re.compile(r"[\s\-.()\[\]]+")
+_NUMBER: Final = re.compile(r"\+?[0-9*#]+", re.ASCII)
+_PREFIX: Final = re.compile(r"\+?[0-9*#]+", re.ASCII)
+_REPLACEMENT: Final = re.compile(r"\+?[0-9*#]*", re.ASCII)
+
+_EXPECTED: Final = (
+    "must be a phone number: digits, '*', '#' and an optional leading '+' "
+    "(spaces, dashes, dots and brackets are ignored)"
+)
+
+
+def is_normalised(number: str) -> bool:
+    """True when ``number`` already has the normalised form ``\\+?[0-9*#]+``."""
+    return len(number) <= MAX_NUMBER_LENGTH and _NUMBER.fullmatch(number) is not None
+
+
+def _shown(raw: str) -> str:
+    """A short, quoted rendering of a bad value for an error message."""
+    return repr(raw if len(raw) <= 40 else raw[:40] + "...")
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneRules:
+    """How numbers are normalised: the separators rule plus ordered prefix rewrites.
+
+    ``rewrite`` pairs are ``(prefix, replacement)``; the first pair whose prefix starts
+    the cleaned number applies, and no other. A prefix must itself be a valid number
+    and a replacement a (possibly empty) one, so rewriting keeps the invariant;
+    ``ValueError`` names the bad pair otherwise.
+    """
+
+    rewrite: tuple[tuple[str, str], ...] = (("+7", "8"),)
+
+    def __post_init__(self) -> None:
+        # Configuration hands over lists of lists; keep an immutable copy.
+        object.__setattr__(self, "rewrite", tuple(tuple(pair) for pair in self.rewrite))
+        for position, pair in enumerate(self.rewrite):
+            if len(pair) != 2:
+                raise ValueError(f"phone.rewrite[{position}] must be a [prefix, replacement] pair")
+            prefix, replacement = pair
+            if not isinstance(prefix, str) or _PREFIX.fullmatch(prefix) is None:
+                raise ValueError(
+                    f"phone.rewrite[{position}] prefix {prefix!r} must be '+', digits, '*' or '#'"
+                )
+            if not isinstance(replacement, str) or _REPLACEMENT.fullmatch(replacement) is None:
+                raise ValueError(
+                    f"phone.rewrite[{position}] replacement {replacement!r} must be empty or "
+                    "digits, '*', '#' with an optional leading '+'"
+                )
+
+    def normalise(self, raw: str | int, *, argument: str = "tel") -> str:
+        """Return the normalised form of ``raw`` or raise ``InvalidArgument(argument)``.
+
+        ``"+7 100 200 30 40"`` -> ``"81002003040"``; ``"269"`` -> ``"269"``.
+        """
+        if isinstance(raw, bool) or not isinstance(raw, str | int):
+            raise InvalidArgument(argument, f"{_EXPECTED}; got a {type(raw).__name__}")
+        if isinstance(raw, int):
+            if raw < 0:
+                raise InvalidArgument(argument, f"{_EXPECTED}; got {raw}")
+            raw = str(raw)
+        if len(raw) > MAX_RAW_LENGTH:
+            raise InvalidArgument(argument, f"is too long (more than {MAX_RAW_LENGTH} characters)")
+        cleaned = _SEPARATORS.sub("", raw)
+        if not cleaned:
+            raise InvalidArgument(argument, "is required (a phone number, e.g. '+7 100 200 30 40')")
+        if _NUMBER.fullmatch(cleaned) is None:
+            raise InvalidArgument(argument, f"{_EXPECTED}; got {_shown(raw)}")
+        for prefix, replacement in self.rewrite:
+            if cleaned.startswith(prefix):
+                cleaned = replacement + cleaned[len(prefix):]
+                break
+        # A rewrite may shorten "+7" to "" or leave a lone "+": both are not numbers.
+        if not is_normalised(cleaned):
+            if len(cleaned) > MAX_NUMBER_LENGTH:
+                raise InvalidArgument(
+                    argument, f"is too long (more than {MAX_NUMBER_LENGTH} digits)"
+                )
+            raise InvalidArgument(argument, f"{_EXPECTED}; got {_shown(raw)}")
+        return cleaned
