@@ -1,0 +1,25 @@
+"""A simulated Asterisk / Yeastar PBX speaking AMI over TCP, for tests, demos and load.
+
+Start one in a test like aiosmtpd's controller::
+
+    async with PbxSimulator(call_hold=0.2) as pbx:
+        ...  # connect to 127.0.0.1:pbx.port
+
+See :mod:`vwell_pbx.simulator.server` for the wire behaviour and bounds,
+:mod:`vwell_pbx.simulator.calls` for the call outcome rules and
+:mod:`vwell_pbx.simulator.gsm` for the GSM CLI texts.
+"""
+
+from vwell_pbx.simulator.calls import OriginateOutcome
+from vwell_pbx.simulator.gsm import SentSms, SpanState
+from vwell_pbx.simulator.model import DEFAULT_EXTENSIONS, ExtensionBehaviour
+from vwell_pbx.simulator.server import PbxSimulator
+
+__all__ = [
+    "DEFAULT_EXTENSIONS",
+    "ExtensionBehaviour",
+    "OriginateOutcome",
+    "PbxSimulator",
+    "SentSms",
+    "SpanState",
+]
