@@ -23,7 +23,7 @@ import pytest
 from vwell_pbx.ami import AmiClient, AmiSettings
 from vwell_pbx.protocol import NEED_DATA, AmiParser, Message, encode_message
 
-TRANSCRIPTS = Path("/work/shared/ami/replay")
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "data" / "ami" / "replay"  # from shared/ami
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 
 Handler = Callable[["PbxConnection", Message], Awaitable[None] | None]

@@ -3,7 +3,7 @@
 No asyncio here; ``AmiClient`` applies these rules to each message it reads, and the
 tests check them as plain tables.
 
-Event lists come in two styles (see ``/work/shared/ami/NOTES.md`` 5 and 12):
+Event lists come in two styles (the recorded transcripts' notes, items 5 and 12):
 
 * ``MARKED`` (Asterisk 1.8+, all modern actions): the response carries
   ``EventList: start``; item events carry the same ``ActionID``; the list ends with an

@@ -10,31 +10,41 @@ No sockets, no asyncio, no clock. Use it like h11::
 Rules the parser keeps:
 
 1. With ``expect_greeting=True`` the first line is the banner and is returned as a
-   ``Greeting``; it must start with ``Asterisk Call Manager`` (or any ``... Manager/``
-   banner) and carries no blank line after it.
-2. A message is a run of ``Key: Value`` lines ended by an empty line. Lines end with
-   ``\\r\\n``; a bare ``\\n`` is accepted too. Keys split on the first ``:``; one space
-   after it is dropped; the rest of the value is kept (it may contain ``: ``).
+   ``Greeting``; it must contain a ``/`` and the word ``Manager`` (any case), as in
+   ``Asterisk Call Manager/9.0.0``, and carries no blank line after it.
+2. A line ends at LF; one CR right before the LF is dropped (a lone CR elsewhere is
+   data, as in Asterisk's own reader). A message is a run of ``Key: Value`` lines ended
+   by an empty line. Keys split on the first ``:`` and are stripped; one space after
+   the colon is dropped; the rest of the value is kept (it may contain ``: `` and
+   leading spaces, as ``Output:`` lines do).
 3. Empty lines between messages are skipped (Asterisk sends an extra one after some
-   errors).
-4. A message whose first header is ``Response: Follows`` continues, blank lines
-   included, until a line ending in ``--END COMMAND--``. The ``Privilege`` and
-   ``ActionID`` lines right after the first line are headers; every other line is
-   output text, kept in ``Message.output``.
+   errors, and a client may send stray ones).
+4. A message whose first header is ``Response: Follows`` (any case) continues, blank
+   lines included, until a line ending in ``--END COMMAND--`` (alone, or glued to the
+   last output line). The ``Privilege`` and ``ActionID`` lines right after the first
+   line are headers; every other line is output text, kept in ``Message.output``.
 5. A line without ``:`` inside a normal message is kept as a header with an empty
    key, so a peer's oddity does not desynchronise the stream.
-6. No line may exceed ``max_line`` bytes and no message ``max_message`` bytes, nor
-   ``max_headers`` headers; past a limit ``RemoteProtocolError`` is raised and the
-   parser stays broken (the caller must close the connection).
-7. Bytes are decoded as UTF-8 with ``replace``, so that
-   one bad byte from a module never stops the event stream.
+6. Limits, checked as soon as the bytes arrive (a message need not be complete):
+   no line longer than ``max_line`` bytes (CR included, LF not); no message larger than
+   ``max_message`` bytes (its lines with their line ends, the closing blank line not
+   counted); no more than ``max_headers`` lines in a message (``Follows`` output lines
+   are counted apart from its headers). Past a limit ``RemoteProtocolError`` is raised
+   and the parser stays broken (the caller must close the connection). Memory held is
+   about ``max_message + max_line`` plus whatever one ``receive_data`` call brings.
+7. Bytes are decoded as UTF-8 with ``replace``, so that one bad byte from a module
+   never stops the event stream.
+8. The result never depends on how the bytes were split into ``receive_data`` calls.
 
-``encode_action`` / ``encode_message`` refuse (``LocalProtocolError``) any key or value
-that could smuggle a line break, a second header or a second action into the stream.
+``encode_action`` / ``encode_message`` refuse (``LocalProtocolError``, nothing produced)
+any key or value that could smuggle a line break, a second header or a second action
+into the stream, so that for every input they accept the parser reads back exactly the
+same headers (and output lines).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Final
@@ -55,6 +65,10 @@ DEFAULT_MAX_MESSAGE: Final = 4 * 1024 * 1024
 DEFAULT_MAX_HEADERS: Final = 10_000
 END_COMMAND: Final = "--END COMMAND--"
 
+_BLANK_LINES: Final = re.compile(rb"(?:\r?\n)+")
+_MESSAGE_END: Final = re.compile(rb"\n\r?\n")  # the LF of a line, then an empty line
+_FOLLOWS_HEADERS: Final = ("privilege", "actionid")
+
 
 class AmiParser:
     """Incremental parser of an AMI byte stream (either direction)."""
@@ -68,11 +82,17 @@ class AmiParser:
         max_headers: int = DEFAULT_MAX_HEADERS,
     ) -> None:
         self._buffer = bytearray()
-        self._scan_from = 0  # bytes of _buffer already known to hold no LF
+        # Where the next search in _buffer resumes, so that a message arriving in many
+        # small reads is scanned once, not once per read (see _next_message/_read_line).
+        self._scan_from = 0
+        self._first_line_end = -1  # index of the LF ending the current message's first line
+        self._lines_seen = 0  # LFs of the current message counted so far ...
+        self._lines_counted_to = 0  # ... in _buffer[:_lines_counted_to]
         self._want_greeting = expect_greeting
         self._max_line = max_line
         self._max_message = max_message
         self._max_headers = max_headers
+        # State of a ``Response: Follows`` message, which is parsed line by line.
         self._headers: list[tuple[str, str]] = []
         self._output: list[str] | None = None
         self._follows_headers = False  # still reading Privilege/ActionID after Follows
@@ -101,18 +121,132 @@ class AmiParser:
             raise
 
     def _next(self) -> Greeting | Message | _Sentinel:
-        while True:
+        if self._want_greeting:
             line = self._read_line()
             if line is None:
                 return NEED_DATA
-            if self._want_greeting:
-                self._want_greeting = False
-                if "/" not in line or "manager" not in line.lower():
-                    raise RemoteProtocolError(f"expected an AMI banner, got {line[:80]!r}")
-                return Greeting(line=line)
-            message = self._take_line(line)
+            self._want_greeting = False
+            if "/" not in line or "manager" not in line.lower():
+                raise RemoteProtocolError(f"expected an AMI banner, got {line[:80]!r}")
+            return Greeting(line=line)
+        while True:
+            if self._output is None:
+                item = self._next_message()
+                if item is not None:
+                    return item
+                # None: a Follows message started; the line-by-line path takes it over.
+            line = self._read_line()
+            if line is None:
+                return NEED_DATA
+            message = self._take_follows_line(line)
             if message is not None:
                 return message
+
+    # -- the fast path: a whole message at a time ---------------------------------------
+    #
+    # A normal message ends at its first blank line, so it is framed on the raw bytes
+    # (one regex search), then decoded and split in one go. Decoding a whole message
+    # equals decoding each line: LF and CR are ASCII and never part of a UTF-8 sequence,
+    # so "replace" cannot swallow them. str.replace("\r\n", "\n") drops exactly the
+    # one CR before each LF, as the line rule says.
+
+    def _next_message(self) -> Message | _Sentinel | None:
+        """The next normal message, ``NEED_DATA``, or ``None`` if a Follows one began."""
+        buf = self._buffer
+        first_end = self._first_line_end
+        if first_end < 0:
+            blanks = _BLANK_LINES.match(buf)
+            if blanks is not None:
+                del buf[: blanks.end()]
+                self._scan_from = 0
+            first_end = buf.find(b"\n", self._scan_from)
+            if first_end < 0:
+                self._scan_from = len(buf)
+                if len(buf) > self._max_line:
+                    raise RemoteProtocolError(f"AMI line longer than {self._max_line} bytes")
+                return NEED_DATA
+            if first_end > self._max_line:
+                raise RemoteProtocolError(f"AMI line longer than {self._max_line} bytes")
+            # Cheap ASCII pre-check before the exact one: no non-ASCII character
+            # lower-cases to a letter of "follows", so nothing is missed.
+            if b"follows" in buf[:first_end].lower() and self._start_follows(first_end):
+                return None
+            self._first_line_end = first_end
+            self._scan_from = first_end
+        end = _MESSAGE_END.search(buf, self._scan_from)
+        if end is None:
+            self._check_partial()
+            self._scan_from = max(first_end, len(buf) - 2)
+            return NEED_DATA
+        last_lf = end.start()
+        size = last_lf + 1
+        if size > self._max_message:
+            raise RemoteProtocolError(f"AMI message larger than {self._max_message} bytes")
+        if size > self._max_line + 1 and max(map(len, buf[:last_lf].split(b"\n"))) > self._max_line:
+            raise RemoteProtocolError(f"AMI line longer than {self._max_line} bytes")
+        # Every line of a message is at least 2 bytes, so short messages need no count.
+        if size > 2 * self._max_headers and buf.count(b"\n", 0, size) > self._max_headers:
+            raise RemoteProtocolError(f"AMI message has more than {self._max_headers} headers")
+        lines = buf[:size].decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
+        del lines[-1]  # the empty string after the last LF
+        del buf[: end.end()]
+        self._scan_from = 0
+        self._first_line_end = -1
+        self._lines_seen = 0
+        self._lines_counted_to = 0
+        # Nearly every line is "Key: value": split on ": ", unless that would leave a ":"
+        # in the key (the value starts after the FIRST colon) or there is no ": " at all.
+        # One comprehension, because this runs for every header of every event.
+        headers = tuple(
+            [
+                (key.strip(), value) if sep and ":" not in key else _split_header(key + sep + value)
+                for key, sep, value in [line.partition(": ") for line in lines]
+            ]
+        )
+        return Message(headers=headers)
+
+    def _check_partial(self) -> None:
+        """Apply the limits to a message whose end has not arrived yet."""
+        buf = self._buffer
+        last_lf = buf.rfind(b"\n")  # >= 0: the first line is complete
+        if len(buf) - last_lf - 1 > self._max_line:
+            raise RemoteProtocolError(f"AMI line longer than {self._max_line} bytes")
+        if last_lf + 1 > self._max_message:
+            raise RemoteProtocolError(f"AMI message larger than {self._max_message} bytes")
+        counted_to = self._lines_counted_to
+        if last_lf + 1 > counted_to:
+            # Lines completed since the last call; each starts at or after counted_to,
+            # which is always just past an LF (the first line was checked on arrival).
+            if last_lf - counted_to > self._max_line and (
+                max(map(len, buf[counted_to:last_lf].split(b"\n"))) > self._max_line
+            ):
+                raise RemoteProtocolError(f"AMI line longer than {self._max_line} bytes")
+            self._lines_seen += buf.count(b"\n", counted_to, last_lf + 1)
+            self._lines_counted_to = last_lf + 1
+            if self._lines_seen > self._max_headers:
+                raise RemoteProtocolError(
+                    f"AMI message has more than {self._max_headers} headers"
+                )
+
+    def _start_follows(self, first_end: int) -> bool:
+        """Hand a ``Response: Follows`` message over to the line-by-line path."""
+        raw = bytes(self._buffer[:first_end])
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        key, value = _split_header(raw.decode("utf-8", "replace"))
+        if key.lower() != "response" or value.lower() != "follows":
+            return False
+        del self._buffer[: first_end + 1]
+        self._scan_from = 0
+        self._headers = [(key, value)]
+        self._output = []
+        self._follows_headers = True
+        self._message_size = first_end + 1
+        if self._message_size > self._max_message:
+            raise RemoteProtocolError(f"AMI message larger than {self._max_message} bytes")
+        return True
+
+    # -- the slow path: line by line (banner and ``Response: Follows``) -----------------
 
     def _read_line(self) -> str | None:
         end = self._buffer.find(b"\n", self._scan_from)
@@ -128,54 +262,35 @@ class AmiParser:
         self._scan_from = 0
         if raw.endswith(b"\r"):
             raw = raw[:-1]
-        if self._headers:
+        if self._output is not None:
             self._message_size += end + 1
             if self._message_size > self._max_message:
                 raise RemoteProtocolError(f"AMI message larger than {self._max_message} bytes")
         return raw.decode("utf-8", "replace")
 
-    def _take_line(self, line: str) -> Message | None:
-        if self._output is not None:
-            return self._take_follows_line(line)
-        if not line:
-            if not self._headers:
-                return None  # blank lines between messages
-            return self._finish()
-        key, value = _split_header(line)
-        if not self._headers and key.lower() == "response" and value.lower() == "follows":
-            self._output = []
-            self._follows_headers = True
-        self._add_header(key, value)
-        return None
-
     def _take_follows_line(self, line: str) -> Message | None:
-        assert self._output is not None
+        output = self._output
+        assert output is not None
         if self._follows_headers:
             key, value = _split_header(line)
-            if key.lower() in ("privilege", "actionid"):
-                self._add_header(key, value)
+            if key.lower() in _FOLLOWS_HEADERS:
+                if len(self._headers) >= self._max_headers:
+                    raise RemoteProtocolError(
+                        f"AMI message has more than {self._max_headers} headers"
+                    )
+                self._headers.append((key, value))
                 return None
             self._follows_headers = False
-        if line.endswith(END_COMMAND):
-            text = line[: -len(END_COMMAND)]
-            if text:
-                self._output.append(text)
-            return self._finish()
-        if len(self._output) >= self._max_headers:
-            raise RemoteProtocolError(f"AMI message has more than {self._max_headers} lines")
-        self._output.append(line)
-        return None
-
-    def _add_header(self, key: str, value: str) -> None:
-        if len(self._headers) >= self._max_headers:
-            raise RemoteProtocolError(f"AMI message has more than {self._max_headers} headers")
-        if not self._headers:
-            self._message_size = len(key) + len(value) + 2
-        self._headers.append((key, value))
-
-    def _finish(self) -> Message:
-        output = None if self._output is None else tuple(self._output)
-        message = Message(headers=tuple(self._headers), output=output)
+        done = line.endswith(END_COMMAND)
+        if done:
+            line = line[: -len(END_COMMAND)]
+        if line or not done:  # the marker alone on its line is not output
+            if len(output) >= self._max_headers:
+                raise RemoteProtocolError(f"AMI message has more than {self._max_headers} lines")
+            output.append(line)
+        if not done:
+            return None
+        message = Message(headers=tuple(self._headers), output=tuple(output))
         self._headers = []
         self._output = None
         self._follows_headers = False
@@ -195,7 +310,7 @@ def _split_header(line: str) -> tuple[str, str]:
 def _check_key(key: str) -> None:
     if not key:
         raise LocalProtocolError("AMI header name must not be empty")
-    for bad in ("\r", "\n", ":"):
+    for bad in ("\r", "\n", ":", "\x00"):
         if bad in key:
             raise LocalProtocolError(
                 f"AMI header name {key[:40]!r} must not contain {bad!r}"
@@ -211,32 +326,68 @@ def _check_value(key: str, value: str) -> None:
         raise LocalProtocolError(f"AMI header {key!r}: value must not contain NUL")
 
 
-def encode_message(headers: Iterable[tuple[str, str]], output: Sequence[str] | None = None) -> bytes:
+def _is_follows(key: str, value: str) -> bool:
+    """Whether a first header opens a ``Response: Follows`` message (as the parser sees it)."""
+    return key.lower() == "response" and value.lower() == "follows"
+
+
+def _to_bytes(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates cannot go on the wire
+        raise LocalProtocolError(f"AMI text is not valid Unicode: {exc.reason}") from exc
+
+
+def encode_message(
+    headers: Iterable[tuple[str, str]], output: Sequence[str] | None = None
+) -> bytes:
     """Serialise headers (and ``Follows`` output lines) to wire bytes.
 
+    With ``output=None`` this is a normal message. With ``output`` given it is the old
+    ``Command`` answer: the headers must be ``Response: Follows`` followed only by
+    ``Privilege`` and/or ``ActionID`` (anything else would be read back as output), and
+    the output lines are raw text ended by ``--END COMMAND--``.
+
     Raises ``LocalProtocolError`` without producing anything if a key or value could
-    break the framing. Output lines are raw text and may contain anything but line breaks.
+    break the framing, so that ``AmiParser`` always reads back exactly what was given.
     """
+    pairs = list(headers)
+    if not pairs:
+        raise LocalProtocolError("an AMI message needs at least one header")
     parts: list[str] = []
-    for key, value in headers:
+    for key, value in pairs:
         _check_key(key)
         _check_value(key, value)
         parts.append(f"{key}: {value}\r\n")
-    if not parts:
-        raise LocalProtocolError("an AMI message needs at least one header")
-    if output is not None:
+    follows = _is_follows(*pairs[0])
+    if output is None:
+        if follows:
+            raise LocalProtocolError("a 'Response: Follows' message needs output lines")
+    else:
+        if not follows:
+            raise LocalProtocolError("output lines need 'Response: Follows' as the first header")
+        for key, _ in pairs[1:]:
+            if key.lower() not in _FOLLOWS_HEADERS:
+                raise LocalProtocolError(
+                    f"a 'Response: Follows' message carries only Privilege and ActionID, "
+                    f"not {key[:40]!r}"
+                )
         for line in output:
             _check_value("output", line)
             if line.endswith(END_COMMAND):
                 raise LocalProtocolError("output line must not end with the END COMMAND marker")
             parts.append(f"{line}\n")
+        if output and _split_header(output[0])[0].lower() in _FOLLOWS_HEADERS:
+            raise LocalProtocolError(
+                "the first output line would be read back as a Privilege/ActionID header"
+            )
         parts.append(f"{END_COMMAND}\r\n")
     parts.append("\r\n")
-    return "".join(parts).encode("utf-8")
+    return _to_bytes("".join(parts))
 
 
 def encode_action(fields: Sequence[tuple[str, str]] | Mapping[str, str]) -> bytes:
-    """Serialise one action; its first header must be ``Action``."""
+    """Serialise one action; its first header must be ``Action`` with a non-blank value."""
     pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
     if not pairs or pairs[0][0].lower() != "action" or not pairs[0][1].strip():
         raise LocalProtocolError("an AMI action must start with a non-empty Action header")
@@ -247,4 +398,4 @@ def encode_greeting(version: str = "9.0.0") -> bytes:
     """The banner an AMI server sends on connect."""
     if "\r" in version or "\n" in version:
         raise LocalProtocolError("banner version must not contain CR or LF")
-    return f"Asterisk Call Manager/{version}\r\n".encode()
+    return _to_bytes(f"Asterisk Call Manager/{version}\r\n")

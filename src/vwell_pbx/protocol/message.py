@@ -50,8 +50,9 @@ class Greeting:
 class Message:
     """One AMI message: ordered headers plus, for ``Response: Follows``, raw output lines.
 
-    Invariants: ``headers`` is not empty; no key or value contains CR or LF; keys are
-    kept as the peer spelled them.
+    Invariants: ``headers`` is not empty; no key or value contains LF; keys are kept as
+    the peer spelled them. A parsed key or value may hold a lone CR (one not before an
+    LF is data, as in Asterisk's own reader); the encoder refuses any CR.
     """
 
     headers: Headers
@@ -59,9 +60,17 @@ class Message:
     _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        index: dict[str, int] = {}
-        for position, (key, _) in enumerate(self.headers):
-            index.setdefault(key.lower(), position)
+        # The comprehension keeps the LAST position of a repeated key; repeats are rare
+        # (Status variables, UserEvent), so only then rebuild keeping the first one.
+        # This runs for every event on the wire, hence the fast path.
+        headers = self.headers
+        if not headers:
+            raise ValueError("an AMI message has at least one header")
+        index = {key.lower(): position for position, (key, _) in enumerate(headers)}
+        if len(index) != len(headers):
+            index = {}
+            for position, (key, _) in enumerate(headers):
+                index.setdefault(key.lower(), position)
         object.__setattr__(self, "_index", index)
 
     @classmethod

@@ -1,6 +1,6 @@
 """How each simulated PBX spells its events.
 
-``Asterisk20Events`` follows the transcripts in ``/work/shared/ami`` (Asterisk 20,
+``Asterisk20Events`` follows the transcripts in ``tests/data/ami`` (recorded from a real Asterisk) (Asterisk 20,
 chan_sip): channel snapshots with ``Linkedid``, ``DialBegin``/``DialState``/``DialEnd``,
 ``BridgeCreate``/``BridgeEnter``/``BridgeLeave``/``BridgeDestroy``.
 
