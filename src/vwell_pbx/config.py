@@ -46,6 +46,7 @@ from pydantic import (
 )
 
 from vwell_pbx.errors import VwellError
+from vwell_pbx.events.filters import EventFilter, FilterError
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -62,6 +63,7 @@ __all__ = [
     "ServerConfig",
     "SmsConfig",
     "UsersConfig",
+    "WebhookConfig",
     "demo_config",
     "find_config_path",
     "load_config",
@@ -485,6 +487,63 @@ class DemoConfig(_Model):
     seed: int | None = None
 
 
+_WEBHOOK_URL_RE = re.compile(r"^https?://[^/\s?#]+(?:[/?#]\S*)?$")
+
+
+class WebhookConfig(_Model):
+    """``[[webhooks]]``: POST matching events to a URL (see ``vwell_pbx.web.webhooks``).
+
+    ``event`` is ``onEvent``'s filter object: ``name`` plus field filters (empty: every
+    event). Deliveries carry ``X-Vwell-Signature: sha256=<hex HMAC-SHA256 of the body>``
+    when ``secret`` is set; failed ones are retried ``max_retries`` times with backoff
+    (``retry_seconds`` doubling up to ``retry_max_seconds``); at most ``queue_size``
+    events wait, later ones are dropped and counted.
+    """
+
+    url: str
+    name: str | None = None
+    event: dict[str, str | int | float | bool | list[str | int | float | bool]] = Field(
+        default_factory=dict)
+    secret: SecretStr | None = None
+    timeout: Annotated[float, Field(gt=0)] = 10.0
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 5
+    retry_seconds: Annotated[float, Field(gt=0)] = 1.0
+    retry_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    queue_size: PositiveInt = 1000
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not _WEBHOOK_URL_RE.match(value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value[:80]!r}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+            raise ValueError("use 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("event")
+    @classmethod
+    def _check_event(cls, value: dict[str, Any]) -> dict[str, Any]:
+        fields = {k: v for k, v in value.items() if k.lower() != "name"}
+        names = [v for k, v in value.items() if k.lower() == "name"]
+        if names and not isinstance(names[0], str):
+            raise ValueError("event.name must be a string")
+        try:
+            EventFilter.from_spec(names[0] if names else None, fields)
+        except FilterError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _empty_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+
 class AppConfig(_Model):
     """The whole configuration file."""
 
@@ -498,6 +557,7 @@ class AppConfig(_Model):
     phone: PhoneConfig = Field(default_factory=PhoneConfig)
     roles: dict[str, RoleConfig] = Field(default_factory=dict)
     demo: DemoConfig = Field(default_factory=DemoConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     @field_validator("pbx")
     @classmethod

@@ -71,11 +71,11 @@ class UserDirectoryError(VwellError):
     """Base of the user directory's errors."""
 
 
-class UserExists(UserDirectoryError):  # noqa: N818 (the name the API contract uses)
+class UserExists(UserDirectoryError):
     """``add`` was asked for a ``(login, login2)`` that is already there."""
 
 
-class UserNotFound(UserDirectoryError):  # noqa: N818 (the name the API contract uses)
+class UserNotFound(UserDirectoryError):
     """The named ``(login, login2)`` is not in the directory."""
 
 

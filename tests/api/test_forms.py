@@ -14,8 +14,8 @@ from urllib.parse import parse_qsl
 import orjson
 import pytest
 
-from vwell_pbx.errors import VwellError
 from vwell_pbx.api.forms import FormError, decode_fb64json, json_depth_ok, parse_bracket_params
+from vwell_pbx.errors import VwellError
 
 SHA1 = "89e495e7941cf9e40e6980d14a16bf023ccd4c91"
 

@@ -233,7 +233,7 @@ class _Watcher:
     timer: asyncio.TimerHandle | None = None
 
 
-def _fail_quietly(future: asyncio.Future[Message], exc: BaseException) -> None:
+def _fail_quietly(future: asyncio.Future[_T], exc: BaseException) -> None:
     """Fail a future that its owner may never await, without "never retrieved" noise.
 
     Followups and ``wait_event`` futures are often dropped by callers that lost
@@ -909,8 +909,9 @@ class AmiClient:
     def _fail_all(self, message: str) -> None:
         pending, self._pending = self._pending, {}
         for entry in pending.values():
-            if not entry.future.done():
-                entry.future.set_exception(PbxUnavailable(message))
+            # Quietly: when the write itself failed, _request raises from _write and
+            # never awaits this future ("Future exception was never retrieved").
+            _fail_quietly(entry.future, PbxUnavailable(message))
         followups, self._followups = self._followups, {}
         for followup in followups.values():
             if followup.timer is not None:

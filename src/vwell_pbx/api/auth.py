@@ -60,14 +60,14 @@ AUTH_FAILED_MESSAGE = "login, login2 or sha1 is wrong"
 _SECRET_LOGIN = "\0server-secret"
 
 
-class AuthFailed(VwellError):  # noqa: N818 (the name the API contract uses)
+class AuthFailed(VwellError):
     """The credentials do not identify a user. The message never says which part."""
 
     def __init__(self) -> None:
         super().__init__(AUTH_FAILED_MESSAGE)
 
 
-class RateLimited(VwellError):  # noqa: N818 (the name the API contract uses)
+class RateLimited(VwellError):
     """Too many failed logins from this address or for this login; retry later."""
 
     def __init__(self, retry_after: float) -> None:

@@ -66,7 +66,7 @@ class EventError(VwellError):
     """A client event (dispatchEvent) is malformed; the message says what is wrong."""
 
 
-class SubscriptionLimit(VwellError):  # noqa: N818  (the name the API layer maps)
+class SubscriptionLimit(VwellError):
     """A subscriber already has as many subscriptions as it may."""
 
 
@@ -81,6 +81,8 @@ class BusEvent:
 
     fields: dict[str, object]
     name: str
+    #: True for events a client sent with dispatchEvent (never for PBX events).
+    dispatched: bool = False
     #: Lowercased name: the key of the bus's name index.
     name_key: str = field(init=False)
     _lowered: dict[str, str | list[str]] | None = field(init=False, default=None, repr=False)
@@ -88,6 +90,9 @@ class BusEvent:
         init=False, default=None, repr=False)
     _keys: dict[str, str | tuple[str, ...]] | None = field(init=False, default=None, repr=False)
     _payload: bytes | None = field(init=False, default=None, repr=False)
+    #: Permission verdicts already reached for this event, by a guard's own key, so
+    #: that subscribers sharing a role cost one rule check per event, not one each.
+    verdicts: dict[object, bool] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.name_key = self.name.lower()
@@ -137,7 +142,7 @@ class BusEvent:
         fields["origin"] = "api"
         fields["login"] = login
         fields["login2"] = login2
-        bus_event = cls(fields=fields, name=name)
+        bus_event = cls(fields=fields, name=name, dispatched=True)
         try:
             bus_event.payload()
         except orjson.JSONEncodeError as exc:
@@ -342,8 +347,11 @@ class Subscriber:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiter = waiter
             try:
-                async with asyncio.timeout(timeout):
-                    await waiter
+                if timeout is None:
+                    await waiter  # the sender's hot path: no timer to arm per wake-up
+                else:
+                    async with asyncio.timeout(timeout):
+                        await waiter
             except TimeoutError:
                 return []
             finally:

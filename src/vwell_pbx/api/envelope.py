@@ -1,0 +1,131 @@
+"""The request and response envelope shared by every transport.
+
+Request: ``{"method": NAME, "argument": {...}}``; ``argument`` carries the credentials
+(``login``, ``login2``, ``sha1``), an optional ``reqId`` echoed back, and the method's
+own arguments. Response: ``{"err": null|msg, "errCode": null|code, "reqId": ..., ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from vwell_pbx.api.errors import BadRequest
+
+JsonScalar = str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """A decoded envelope: which method, its raw argument object, and the echo id."""
+
+    method: str
+    argument: dict[str, Any]
+    req_id: JsonScalar
+
+
+class Arguments(BaseModel):
+    """Fields every method accepts. Method schemas subclass it.
+
+    Strings arriving from forms are coerced where a number or flag is expected
+    (``"1"`` is true, ``"5000"`` is 5000); numbers are accepted where text is expected
+    (a phone number sent as a JSON number). Unknown keys are ignored, as the original did.
+    """
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True,
+                              populate_by_name=True, frozen=True)
+
+    login: str | None = None
+    login2: str | None = None
+    sha1: str | None = None
+    secret: str | None = None
+    pbx: str | None = None
+
+
+ArgsT = TypeVar("ArgsT", bound=Arguments)
+
+CREDENTIAL_KEYS = frozenset({"login", "login2", "sha1", "secret"})
+
+
+def parse_envelope(obj: object) -> Request:
+    """Check the envelope's shape; the method's own arguments are validated later."""
+    if not isinstance(obj, Mapping):
+        raise BadRequest("the request must be a JSON object like "
+                         '{"method": "send", "argument": {...}}')
+    method = obj.get("method")
+    if not isinstance(method, str) or not method:
+        raise BadRequest("method is required and must be a non-empty string")
+    argument = obj.get("argument", {})
+    if argument is None:
+        argument = {}
+    if not isinstance(argument, Mapping):
+        raise BadRequest("argument must be an object")
+    req_id = argument.get("reqId")
+    if not isinstance(req_id, str | int | float | bool) and req_id is not None:
+        raise BadRequest("argument.reqId must be a JSON scalar (string, number or boolean)")
+    return Request(method=method, argument=dict(argument), req_id=req_id)
+
+
+def req_id_of(obj: object) -> JsonScalar:
+    """Best-effort ``reqId`` of an envelope that failed validation, so errors still echo it."""
+    if isinstance(obj, Mapping):
+        argument = obj.get("argument")
+        if isinstance(argument, Mapping):
+            value = argument.get("reqId")
+            if isinstance(value, str | int | float | bool):
+                return value
+    return None
+
+
+def validate_arguments(schema: type[ArgsT], argument: Mapping[str, Any]) -> ArgsT:
+    """Validate ``argument`` against a method's schema; errors name the field and the rule."""
+    try:
+        return schema.model_validate(argument)
+    except ValidationError as exc:
+        raise BadRequest(describe_validation_error(exc)) from None
+
+
+_TYPE_WORDS = {
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "bool_type": "must be a boolean",
+    "bool_parsing": "must be a boolean (true/false, 1/0)",
+    "dict_type": "must be an object",
+    "list_type": "must be a list",
+    "missing": "is required",
+    "string_too_short": "must not be empty",
+}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Turn pydantic's report into ``argument.tel is required; argument.x must be ...``."""
+    parts: list[str] = []
+    for error in exc.errors(include_url=False)[:5]:
+        path = "argument" + "".join(
+            f"[{item}]" if isinstance(item, int) else f".{item}" for item in error["loc"]
+        )
+        words = _TYPE_WORDS.get(error["type"])
+        if words is None:
+            message = str(error["msg"])
+            words = message[0].lower() + message[1:] if message else "is invalid"
+            words = words.removeprefix("value error, ")
+        parts.append(f"{path} {words}")
+    return "; ".join(parts)
+
+
+def success(req_id: JsonScalar, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A success envelope."""
+    return {"err": None, "errCode": None, "reqId": req_id, **fields}
+
+
+def failure(req_id: JsonScalar, code: str, message: str,
+            fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """An error envelope; ``fields`` carries extras such as the PBX's ``event``."""
+    response: dict[str, Any] = {"err": message, "errCode": code, "reqId": req_id}
+    if fields:
+        response.update(fields)
+    return response

@@ -1,0 +1,351 @@
+"""Every API method: one decorated function each, its argument schema right above it.
+
+Method functions receive a validated schema instance and a ``Call`` (who is calling,
+with which role, on which PBX) and return the method's own answer fields; the
+envelope (``err``, ``errCode``, ``reqId``) is added by dispatch. They raise the
+layers' own exceptions; ``api.errors`` maps those to ``errCode``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field, StringConstraints, field_validator
+
+from vwell_pbx.api.envelope import Arguments
+from vwell_pbx.api.errors import (
+    BadRequest,
+    Forbidden,
+    LimitExceeded,
+    NeedsWebSocket,
+    PbxAnswerError,
+)
+from vwell_pbx.api.registry import method
+from vwell_pbx.events.bus import BusEvent
+from vwell_pbx.events.filters import EventFilter
+from vwell_pbx.pbx.dial import dial as originate_call
+from vwell_pbx.pbx.redirect import redirect as redirect_call
+from vwell_pbx.protocol.message import Message
+
+if TYPE_CHECKING:
+    from vwell_pbx.api.service import Call
+
+FieldScalar = str | int | float | bool
+FieldValue = FieldScalar | list[FieldScalar]
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
+
+
+def _ami_text(value: FieldScalar) -> str:
+    """AMI spells flags as words; everything else is its plain text form."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _pbx_message(message: Message, client_action_id: str | None) -> dict[str, Any]:
+    """A PBX message as the client sees it: the wire ActionID replaced by the client's."""
+    fields = message.to_dict()
+    for key in [k for k in fields if k.lower() == "actionid"]:
+        del fields[key]
+    if client_action_id is not None:
+        fields["ActionID"] = client_action_id
+    return fields
+
+
+# --- send ---------------------------------------------------------------------------
+
+
+class SendArgs(Arguments):
+    """``send``: one raw AMI action."""
+
+    fields: dict[str, FieldValue] = Field(
+        description="AMI headers; `action` is required; a list becomes a repeated header")
+    callbackAwait: bool = Field(False, description="wait for the PBX's answer")  # noqa: N815
+    timeout: int | None = Field(None, ge=1, description="ms to wait (capped by configuration)")
+
+    @field_validator("fields")
+    @classmethod
+    def _has_action(cls, fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+        actions = [v for k, v in fields.items() if k.lower() == "action"]
+        if len(actions) != 1 or not isinstance(actions[0], str) or not actions[0].strip():
+            raise ValueError("must contain exactly one `action` key with a non-empty string")
+        return fields
+
+
+@method(
+    "send",
+    SendArgs,
+    summary="Send one raw AMI action; with callbackAwait (or fields.actionId) wait for "
+            "the answer.",
+    answer={
+        "event": "the PBX's response as an object (when awaited)",
+        "events": "the items of an event-list answer, complete (when awaited)",
+        "output": "Command output as text (when awaited)",
+        "actionId": "your fields.actionId, echoed",
+        "written": "true when not awaited: the action was written to the PBX",
+    },
+)
+async def send(call: Call, args: SendArgs) -> dict[str, Any]:
+    """Write the action; with ``callbackAwait``/``actionId`` return the PBX's answer."""
+    if len(args.fields) > call.settings.send_max_fields:
+        raise BadRequest(f"argument.fields has {len(args.fields)} keys; at most "
+                         f"{call.settings.send_max_fields} are allowed")
+    client_action_id: str | None = None
+    pairs: list[tuple[str, str]] = []
+    for key, value in args.fields.items():
+        if key.lower() == "actionid":
+            client_action_id = _ami_text(value) if not isinstance(value, list) else None
+            continue
+        values = value if isinstance(value, list) else [value]
+        pairs.extend((key, _ami_text(item)) for item in values)
+    pairs.sort(key=lambda pair: pair[0].lower() != "action")  # Action first, order kept
+    denial = call.role.check_action(dict(pairs))
+    if denial is not None:
+        raise Forbidden(denial)
+    client = call.pbx.client
+    if not (args.callbackAwait or client_action_id is not None):
+        await client.write_action(pairs)
+        return {"written": True}
+    result = await client.send_action(pairs, timeout=call.settings.wait_seconds(args.timeout))
+    answer: dict[str, Any] = {"actionId": client_action_id,
+                              "event": _pbx_message(result.response, client_action_id)}
+    if result.complete is not None or result.events:
+        answer["events"] = [_pbx_message(e, client_action_id) for e in result.events]
+    if result.output is not None:
+        answer["output"] = result.output
+    if result.response.name.lower() == "error":
+        message = result.response.get("Message") or "the PBX answered Error"
+        if result.output and message.lower() == "command output follows":
+            message = result.output.strip().splitlines()[0]  # "No such command '...'"
+        raise PbxAnswerError(message, answer)
+    return answer
+
+
+# --- dial ---------------------------------------------------------------------------
+
+
+class DialArgs(Arguments):
+    """``dial``: click-to-call."""
+
+    from_: str = Field(alias="from", description="local extension the PBX rings first")
+    to: str = Field(description="number connected after pick-up")
+    timeout: int | None = Field(None, ge=1000, le=300_000,
+                                description="ms the PBX rings `from` (default 30000)")
+    wait: bool = Field(False, description="wait for OriginateResponse and report the outcome")
+
+
+@method(
+    "dial",
+    DialArgs,
+    summary="Click-to-call: ring `from`, then connect it to `to` (AMI Originate).",
+    answer={"actionId": "the Originate's ActionID",
+            "outcome": "answered|busy|no_answer|hung_up|congestion|failed (with wait)",
+            "reason": "the PBX's Reason code (with wait)",
+            "uniqueid": "the new channel's Uniqueid (with wait)"},
+)
+async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
+    """Originate a call from an extension to a number."""
+    rules = call.settings.phone
+    from_ = rules.normalise(args.from_, argument="from")
+    to = rules.normalise(args.to, argument="to")
+    _check_owned_extension(call, from_)
+    ring_ms = args.timeout or call.settings.dial_timeout_ms
+    result = await originate_call(
+        call.pbx.client, call.settings.dial, from_=from_, to=to, timeout_ms=ring_ms,
+        wait=args.wait, wait_timeout=min(ring_ms / 1000 + 30, call.settings.max_wait_ms / 1000),
+        action_timeout=call.settings.wait_seconds(None),
+    )
+    answer: dict[str, Any] = {"actionId": result.action_id, "from": from_, "to": to}
+    if args.wait:
+        answer["outcome"] = result.outcome.value if result.outcome is not None else None
+        answer["reason"] = result.reason
+        answer["uniqueid"] = result.uniqueid
+    return answer
+
+
+def _check_owned_extension(call: Call, extension: str) -> None:
+    denial = call.role.check_extension(extension, call.principal.extensions)
+    if denial is not None:
+        raise Forbidden(f"argument.from: {denial}")
+
+
+# --- redirect -----------------------------------------------------------------------
+
+
+class RedirectArgs(Arguments):
+    """``redirect``: transfer a live call."""
+
+    channel: NonEmpty = Field(description="the channel to move, e.g. YSGSM/11-1")
+    toTel: str = Field(description="where to send it")  # noqa: N815
+    extraChannel: NonEmpty | None = Field(None, description="also move this (bridged) channel")  # noqa: N815
+
+
+@method(
+    "redirect",
+    RedirectArgs,
+    summary="Transfer a live call: AMI Redirect of `channel` to `toTel`.",
+    answer={"event": "the PBX's response", "channel": "the channel", "toTel": "normalised"},
+)
+async def redirect(call: Call, args: RedirectArgs) -> dict[str, Any]:
+    """Redirect a channel (and optionally its peer) to another number."""
+    to_tel = call.settings.phone.normalise(args.toTel, argument="toTel")
+    _check_owned_channel(call, args.channel, "channel")
+    if args.extraChannel is not None:
+        _check_owned_channel(call, args.extraChannel, "extraChannel")
+    response = await redirect_call(
+        call.pbx.client, args.channel, to_tel, context=call.settings.redirect_context,
+        extra_channel=args.extraChannel, timeout=call.settings.wait_seconds(None),
+    )
+    return {"event": _pbx_message(response, None), "channel": args.channel, "toTel": to_tel}
+
+
+def _check_owned_channel(call: Call, channel: str, argument: str) -> None:
+    """For ``own_extensions_only`` roles: the channel must be in a call of the user's own
+    extensions, as learnt from the PBX's events (``pbx.channels``); unknown = refused."""
+    if not call.role.own_extensions_only:
+        return
+    if not call.pbx.channels.involves(channel, call.principal.extensions):
+        raise Forbidden(f"argument.{argument}: channel {channel[:80]!r} is not in a live call "
+                        f"of your extensions (role {call.role.name!r})")
+
+
+# --- gsmSendSMS ---------------------------------------------------------------------
+
+
+class SmsArgs(Arguments):
+    """``gsmSendSMS``: an SMS through the PBX's GSM module."""
+
+    tel: str = Field(description="recipient number")
+    msg: NonEmpty = Field(description="message text (not empty after trimming)")
+    wait: bool = Field(False, description="wait for the delivery report where the backend has one")
+    timeout: int | None = Field(None, ge=1, description="ms to wait with `wait`")
+
+    @field_validator("msg")
+    @classmethod
+    def _bounded(cls, msg: str) -> str:
+        if len(msg) > 1000:
+            raise ValueError("must be at most 1000 characters")
+        return msg
+
+
+@method(
+    "gsmSendSMS",
+    SmsArgs,
+    summary="Send an SMS through the PBX's GSM module (yeastar, yeastar-tg or dongle backend).",
+    answer={"status": "accepted|queued|sent|failed", "smsId": "backend's SMS id, if any",
+            "span": "the GSM span or dongle used", "tel": "the normalised number"},
+)
+async def gsm_send_sms(call: Call, args: SmsArgs) -> dict[str, Any]:
+    """Queue an SMS on the configured backend, optionally waiting for its outcome."""
+    tel = call.settings.phone.normalise(args.tel, argument="tel")
+    wait = call.api.sms_rate.take((call.principal.login, call.principal.login2))
+    if wait is not None:
+        raise LimitExceeded(f"SMS rate limit reached; retry in {wait:.0f} s")
+    result = await call.pbx.sms.send(tel, args.msg, wait=args.wait,
+                                     timeout=call.settings.wait_seconds(args.timeout))
+    answer: dict[str, Any] = {"status": result.status, "smsId": result.sms_id,
+                              "span": result.span, "tel": tel, "backend": result.backend}
+    if result.detail:
+        answer["detail"] = result.detail
+    return answer
+
+
+# --- events -------------------------------------------------------------------------
+
+
+class SubscribeArgs(Arguments):
+    """``onEvent`` / ``onceEvent``: subscribe this WebSocket to PBX events."""
+
+    name: str | None = Field(None, max_length=200,
+                             description="event name, case-insensitive; empty or * = all")
+    event: dict[str, Any] | None = Field(
+        None, description="{name, Field: value|[values]|'wild*'} filters")
+
+
+def _subscribe(call: Call, args: SubscribeArgs, *, once: bool) -> dict[str, Any]:
+    subscriber = call.session.subscriber
+    if subscriber is None:
+        raise NeedsWebSocket("onEvent, onceEvent and rmEvent need a WebSocket connection "
+                             "(ws://HOST:8931/api) or the event stream GET /api/events")
+    name = args.name
+    fields: dict[str, Any] = {}
+    if args.event is not None:
+        fields = {k: v for k, v in args.event.items() if k.lower() != "name"}
+        names = [v for k, v in args.event.items() if k.lower() == "name"]
+        if names:
+            if not isinstance(names[0], str):
+                raise BadRequest("argument.event.name must be a string")
+            name = names[0]
+    flt = EventFilter.from_spec(name, fields)
+    subscription_id = call.api.bus.subscribe(subscriber, flt, once=once)
+    return {"subscriptionId": subscription_id, "name": name or "*"}
+
+
+@method("onEvent", SubscribeArgs, needs_pbx=False, needs_websocket=True,
+        summary="Subscribe this WebSocket to PBX events by name and field filters.",
+        answer={"subscriptionId": "id for rmEvent"})
+async def on_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
+    """Subscribe until removed."""
+    return _subscribe(call, args, once=False)
+
+
+@method("onceEvent", SubscribeArgs, needs_pbx=False, needs_websocket=True,
+        summary="Like onEvent, but the subscription ends after the first matching event.",
+        answer={"subscriptionId": "id for rmEvent"})
+async def once_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
+    """Subscribe for one matching event."""
+    return _subscribe(call, args, once=True)
+
+
+class UnsubscribeArgs(Arguments):
+    """``rmEvent``: remove subscriptions of this connection."""
+
+    name: str | None = Field(None, description="remove every subscription with this name")
+    subscriptionId: str | None = Field(None, description="remove this one subscription")  # noqa: N815
+    all: bool = Field(False, description="remove every subscription of this connection")
+
+
+@method("rmEvent", UnsubscribeArgs, needs_pbx=False, needs_websocket=True,
+        summary="Remove subscriptions by name, by subscriptionId, or all of them.",
+        answer={"removed": "how many subscriptions were removed"})
+async def rm_event(call: Call, args: UnsubscribeArgs) -> dict[str, Any]:
+    """Unsubscribe."""
+    subscriber = call.session.subscriber
+    if subscriber is None:
+        raise NeedsWebSocket("rmEvent needs a WebSocket connection (ws://HOST:8931/api)")
+    bus = call.api.bus
+    if args.all:
+        removed = bus.unsubscribe_all(subscriber)
+    elif args.subscriptionId is not None:
+        removed = bus.unsubscribe(subscriber, args.subscriptionId)
+    elif args.name is not None:
+        removed = bus.unsubscribe_name(subscriber, args.name)
+    else:
+        raise BadRequest("argument.name, argument.subscriptionId or argument.all=true "
+                         "is required")
+    return {"removed": removed}
+
+
+class DispatchArgs(Arguments):
+    """``dispatchEvent``: an event from a client to subscribers."""
+
+    event: dict[str, Any] = Field(description="an object with a `name`")
+
+    @field_validator("event")
+    @classmethod
+    def _named(cls, event: dict[str, Any]) -> dict[str, Any]:
+        name = event.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("must have a non-empty string `name`")
+        return event
+
+
+@method("dispatchEvent", DispatchArgs, needs_pbx=False,
+        summary="Deliver an event from a client to every matching subscriber, marked "
+                "origin=api with the sender's login.",
+        answer={"delivered": "how many connections received it"})
+async def dispatch_event(call: Call, args: DispatchArgs) -> dict[str, Any]:
+    """Publish a client event on the bus."""
+    event = BusEvent.from_client(args.event, login=call.principal.login,
+                                 login2=call.principal.login2)
+    return {"delivered": call.api.bus.publish(event)}

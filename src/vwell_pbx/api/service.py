@@ -1,0 +1,261 @@
+"""Dispatch: one envelope in, one response object out, whatever the transport.
+
+Order of checks for every request (each failure answers at once and changes nothing):
+envelope shape -> method exists -> credentials (or the session's earlier login) ->
+role allows the method -> the method's arguments validate -> per-user rate ->
+PBX chosen and connected -> the method runs. Every exception is mapped to an
+``errCode`` by ``api.errors.error_code``; unexpected ones are logged with their
+traceback and answered as ``internal`` without details.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from vwell_pbx.ami.client import AmiClient
+from vwell_pbx.api import methods as _methods  # noqa: F401  (registers the methods)
+from vwell_pbx.api.auth import Authenticator, AuthFailed, Principal
+from vwell_pbx.api.envelope import (
+    JsonScalar,
+    failure,
+    parse_envelope,
+    req_id_of,
+    success,
+    validate_arguments,
+)
+from vwell_pbx.api.errors import (
+    BadRequest,
+    Forbidden,
+    LimitExceeded,
+    MissingCredentials,
+    PbxAnswerError,
+    UnknownMethod,
+    error_code,
+)
+from vwell_pbx.api.limits import KeyedBuckets
+from vwell_pbx.api.registry import METHODS, Method
+from vwell_pbx.api.roles import Role, RoleBook
+from vwell_pbx.events.bus import BusEvent, EventBus, Subscriber
+from vwell_pbx.pbx.channels import ChannelRegistry
+from vwell_pbx.pbx.dial import DialTemplates
+from vwell_pbx.pbx.errors import PbxRejected
+from vwell_pbx.pbx.numbers import PhoneRules
+from vwell_pbx.pbx.sms import SmsBackend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """One caller: a WebSocket connection for its lifetime, or a single HTTP request."""
+
+    peer: str
+    transport: Literal["http", "ws", "sse"]
+    subscriber: Subscriber | None = None
+    principal: Principal | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PbxLink:
+    """One configured PBX: its AMI connection, its SMS backend and its live channels."""
+
+    name: str
+    client: AmiClient
+    sms: SmsBackend
+    channels: ChannelRegistry = field(default_factory=ChannelRegistry)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiSettings:
+    """What the methods need from the configuration, already validated."""
+
+    dial: DialTemplates = field(default_factory=DialTemplates)
+    dial_timeout_ms: int = 30_000
+    redirect_context: str = "default"
+    redirect_priority: str = "1"
+    phone: PhoneRules = field(default_factory=PhoneRules)
+    default_wait_ms: int = 15_000
+    max_wait_ms: int = 60_000
+    send_max_fields: int = 64
+    requests_per_second: float = 20.0
+    request_burst: float = 40.0
+    sms_per_minute: float = 10.0
+    server_secret: str | None = None
+    server_secret_role: str = "supervisor"
+    own_extensions_only: bool = False
+
+    def wait_seconds(self, timeout_ms: int | None) -> float:
+        """The caller's ``timeout`` in seconds, defaulted and capped by configuration."""
+        wanted = self.default_wait_ms if timeout_ms is None else timeout_ms
+        return max(1, min(wanted, self.max_wait_ms)) / 1000.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    """Everything a method function may use for one request."""
+
+    api: Api
+    principal: Principal
+    role: Role
+    session: Session
+    pbx: PbxLink
+
+    @property
+    def settings(self) -> ApiSettings:
+        """The API settings (templates, limits, number rules)."""
+        return self.api.settings
+
+
+class Api:
+    """The transport-independent API: ``await api.handle(envelope, session)``."""
+
+    def __init__(
+        self,
+        *,
+        settings: ApiSettings,
+        links: Mapping[str, PbxLink],
+        bus: EventBus,
+        authenticator: Authenticator,
+        roles: RoleBook,
+        clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[str, str | None, float], None] | None = None,
+    ) -> None:
+        if not links:
+            raise ValueError("at least one PBX link is required")
+        self.settings = settings
+        self.links = dict(links)
+        self.default_link = next(iter(self.links.values()))
+        self.bus = bus
+        self.authenticator = authenticator
+        self.roles = roles
+        self._clock = clock
+        self._observe = observe
+        self._request_rate = KeyedBuckets(rate=settings.requests_per_second,
+                                           burst=settings.request_burst, clock=clock)
+        self.sms_rate = KeyedBuckets(rate=settings.sms_per_minute / 60.0,
+                                     burst=max(1.0, settings.sms_per_minute), clock=clock)
+
+    async def handle(self, envelope: object, session: Session) -> dict[str, Any]:
+        """Answer one request; never raises (every failure becomes an error envelope)."""
+        started = self._clock()
+        req_id: JsonScalar = req_id_of(envelope)
+        method_name: str | None = None
+        try:
+            request = parse_envelope(envelope)
+            req_id = request.req_id
+            method = METHODS.get(request.method)
+            if method is None:
+                raise UnknownMethod(
+                    f"unknown method {request.method[:60]!r}; known methods: "
+                    + ", ".join(sorted(METHODS))
+                )
+            method_name = method.name
+            call = await self._prepare(method, request.argument, session)
+            args = validate_arguments(method.schema, request.argument)
+            result = await method.func(call, args)
+            response = success(req_id, result)
+        except Exception as exc:  # every failure becomes an envelope; see error_code
+            response = self._failure(req_id, exc)
+        if self._observe is not None:
+            self._observe(method_name or "?", response["errCode"], self._clock() - started)
+        return response
+
+    def _failure(self, req_id: JsonScalar, exc: Exception) -> dict[str, Any]:
+        code = error_code(exc)
+        if code == "internal":
+            log.exception("internal error while answering a request")
+            return failure(req_id, code, "internal server error; see the server log")
+        extra: dict[str, Any] = {}
+        if isinstance(exc, PbxAnswerError):
+            extra.update(exc.fields)
+        elif isinstance(exc, PbxRejected) and exc.response is not None:
+            extra["event"] = exc.response.to_dict()
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float):
+            extra["retryAfter"] = round(retry_after, 3)
+        return failure(req_id, code, str(exc) or code, extra)
+
+    async def _prepare(self, method: Method, argument: Mapping[str, Any],
+                       session: Session) -> Call:
+        principal = await self._authenticate(argument, session)
+        role = self.roles.get(principal.role)
+        if not role.allows_method(method.name):
+            log.warning("forbidden: %s/%s (role %s) called %s", principal.login,
+                        principal.login2, role.name, method.name)
+            raise Forbidden(f"role {role.name!r} may not call method {method.name!r}")
+        wait = self._request_rate.take((principal.login, principal.login2))
+        if wait is not None:
+            raise LimitExceeded(
+                f"too many requests from {principal.login!r}; retry in {wait:.1f} s"
+            )
+        return Call(api=self, principal=principal, role=role, session=session,
+                    pbx=self._link(argument.get("pbx")))
+
+    def _link(self, name: object) -> PbxLink:
+        if name is None or name == "":
+            return self.default_link
+        if not isinstance(name, str) or name not in self.links:
+            raise BadRequest(f"argument.pbx must be one of: {', '.join(self.links)}")
+        return self.links[name]
+
+    async def _authenticate(self, argument: Mapping[str, Any], session: Session) -> Principal:
+        login, login2, sha1 = (argument.get(k) for k in ("login", "login2", "sha1"))
+        secret = argument.get("secret")
+        if secret is not None and self.settings.server_secret:
+            if not isinstance(secret, str):
+                raise MissingCredentials("argument.secret must be a string")
+            self.authenticator.check_secret(secret, self.settings.server_secret, session.peer)
+            principal = Principal(login=str(login or "server"), login2=str(login2 or ""),
+                                  role=self.settings.server_secret_role)
+        elif login is None and login2 is None and sha1 is None:
+            remembered = session.principal
+            if remembered is None:
+                raise MissingCredentials("argument.login, argument.login2 and argument.sha1 "
+                                         "are required")
+            if not self.authenticator.is_current(remembered):
+                # The user was removed or changed since this socket logged in.
+                session.principal = None
+                raise AuthFailed
+            return remembered
+        else:
+            for key, value in (("login", login), ("login2", login2), ("sha1", sha1)):
+                if not isinstance(value, str) or not value:
+                    raise MissingCredentials(f"argument.{key} is required and must be a "
+                                             "non-empty string")
+            assert isinstance(login, str) and isinstance(login2, str)
+            assert isinstance(sha1, str)
+            principal = await self.authenticator.authenticate(login, login2, sha1,
+                                                              session.peer)
+        if session.transport in ("ws", "sse"):  # connections that keep their login
+            self._remember(session, principal)
+        return principal
+
+    def _remember(self, session: Session, principal: Principal) -> None:
+        session.principal = principal
+        if session.subscriber is not None:
+            session.subscriber.guard = self._event_guard(principal)
+
+    def _event_guard(self, principal: Principal) -> Callable[[BusEvent], bool] | None:
+        """What this principal may receive: role event rules restrict PBX events; client
+        events were permission-checked when they were dispatched. The verdict is kept
+        on the event per (role, extensions), so a thousand operators cost one check."""
+        role = self.roles.get(principal.role)
+        if role.admin:
+            return None
+        extensions = principal.extensions
+        key = (role.name, extensions)
+
+        def guard(event: BusEvent) -> bool:
+            if event.dispatched:
+                return True
+            verdict = event.verdicts.get(key)
+            if verdict is None:
+                fields = cast("dict[str, str | list[str]]", event.fields)
+                verdict = event.verdicts[key] = role.allows_event(fields, extensions=extensions)
+            return verdict
+
+        return guard

@@ -1,0 +1,158 @@
+"""The web console and the browser client library, served from the package.
+
+Routes added by :func:`setup_console`:
+
+- ``GET /`` redirects to ``/console``; ``GET /console`` is the single-page console.
+- ``GET /client.js`` (ES module), ``/client.global.js`` (plain ``<script>`` build that
+  sets ``window.VwellPbx``) and ``/client.d.ts`` (TypeScript declarations).
+- ``GET /static/{name}``: every file of ``web/static`` (the console's script and styles).
+- ``GET /console/methods.json``: each API method's name, summary, answer fields and
+  argument schema (JSON Schema, credentials left out), from which the console builds
+  its forms.
+
+The files are read once from the installed package (``importlib.resources``, so a
+wheel or a zip works as well as a source tree) and served from memory with a strong
+ETag and ``Cache-Control: no-cache``: browsers revalidate on every load and get a 304
+while nothing changed, so a new version of the server is never hidden behind a stale
+cached client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+import vwell_pbx.api.methods  # noqa: F401  (registers every method in METHODS)
+from vwell_pbx.api.registry import METHODS
+
+__all__ = ["CONSOLE_CSP", "HIDDEN_ARGUMENTS", "methods_document", "setup_console"]
+
+#: Arguments every method takes that the console fills in itself (or never shows).
+HIDDEN_ARGUMENTS = frozenset({"login", "login2", "sha1", "secret", "pbx", "reqId"})
+
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    # No media type is registered for TypeScript; text/plain shows it in a browser and
+    # never gets it executed or mistaken for MPEG transport streams (.ts).
+    ".ts": "text/plain; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
+
+#: The console's page may only run its own scripts and styles; it may open WebSockets
+#: to any server (the sign-in form takes a URL), and nothing may frame it.
+CONSOLE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
+               "form-action 'none'; object-src 'none'")
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_COMMON_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Asset:
+    body: bytes
+    content_type: str
+    etag: str
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+def _content_type(name: str) -> str:
+    for suffix, content_type in _CONTENT_TYPES.items():
+        if name.endswith(suffix):
+            return content_type
+    return "application/octet-stream"
+
+
+def _asset(body: bytes, content_type: str, *extra: tuple[str, str]) -> _Asset:
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return _Asset(body=body, content_type=content_type, etag=etag, extra_headers=extra)
+
+
+def _load_static() -> dict[str, _Asset]:
+    """Every regular file directly in ``vwell_pbx/web/static``, by name."""
+    folder = files("vwell_pbx.web").joinpath("static")
+    assets: dict[str, _Asset] = {}
+    for entry in folder.iterdir():
+        if entry.is_file() and not entry.name.startswith("."):
+            assets[entry.name] = _asset(entry.read_bytes(), _content_type(entry.name))
+    return assets
+
+
+def methods_document() -> dict[str, Any]:
+    """The console's view of the registry: every method with its argument schema."""
+    methods = []
+    for method in METHODS.values():
+        schema = method.schema.model_json_schema(by_alias=True)
+        properties = {name: prop for name, prop in schema.get("properties", {}).items()
+                      if name not in HIDDEN_ARGUMENTS}
+        schema["properties"] = properties
+        if "required" in schema:
+            schema["required"] = [n for n in schema["required"] if n not in HIDDEN_ARGUMENTS]
+        methods.append({
+            "name": method.name,
+            "summary": method.summary,
+            "answer": dict(method.answer),
+            "needsPbx": method.needs_pbx,
+            "needsWebSocket": method.needs_websocket,
+            "schema": schema,
+        })
+    return {"methods": methods}
+
+
+def _respond(request: web.Request, asset: _Asset) -> web.Response:
+    headers = {**_COMMON_HEADERS, "ETag": asset.etag, **dict(asset.extra_headers)}
+    if asset.etag in _etags(request.headers.get("If-None-Match", "")):
+        return web.Response(status=304, headers=headers)
+    headers["Content-Type"] = asset.content_type
+    return web.Response(body=asset.body, headers=headers)
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def setup_console(app: web.Application) -> None:
+    """Add the console's and the client library's routes to ``app``."""
+    static = _load_static()
+    page = static["console.html"]
+    console_page = _asset(page.body, page.content_type,
+                          ("Content-Security-Policy", CONSOLE_CSP), ("X-Frame-Options", "DENY"))
+    methods = _asset(orjson.dumps(methods_document()), "application/json")
+
+    def serve(asset: _Asset) -> _Handler:
+        async def handler(request: web.Request) -> web.Response:
+            return _respond(request, asset)
+        return handler
+
+    async def root(_request: web.Request) -> web.Response:
+        raise web.HTTPFound("/console")
+
+    async def static_file(request: web.Request) -> web.Response:
+        asset = static.get(request.match_info["name"])
+        if asset is None:
+            raise web.HTTPNotFound(text="no such file\n")
+        return _respond(request, asset)
+
+    app.router.add_get("/", root)
+    app.router.add_get("/console", serve(console_page))
+    app.router.add_get("/console/methods.json", serve(methods))
+    for name in ("client.js", "client.global.js", "client.d.ts"):
+        app.router.add_get(f"/{name}", serve(static[name]))
+    app.router.add_get("/static/{name}", static_file)

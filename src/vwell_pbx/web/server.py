@@ -1,0 +1,307 @@
+"""Start-up and shutdown: configuration -> PBX links, bus, API, aiohttp sites.
+
+``serving(config)`` is the async context manager tests and embedders use; ``run`` is
+what ``vwell-pbx serve`` calls. Resources are released in reverse order of creation:
+sites stop accepting, WebSockets get a close frame, the AMI connections log off, and
+in demo mode the embedded simulator stops last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from vwell_pbx.ami.client import AmiClient, AmiSettings, ConnectionState, ConnectionStatus
+from vwell_pbx.api.auth import Authenticator, LoginThrottle
+from vwell_pbx.api.roles import RoleBook
+from vwell_pbx.api.service import Api, ApiSettings, PbxLink
+from vwell_pbx.config import AppConfig, ConfigError, demo_config, find_config_path, load_config
+from vwell_pbx.config import parse_listen_address as _listen
+from vwell_pbx.events.bus import BusEvent, EventBus
+from vwell_pbx.pbx.channels import ChannelRegistry
+from vwell_pbx.pbx.dial import DialTemplates
+from vwell_pbx.pbx.numbers import PhoneRules
+from vwell_pbx.pbx.sms import make_sms_backend
+from vwell_pbx.protocol.message import Message
+from vwell_pbx.users import UserDirectory, sha1_of_password
+from vwell_pbx.web.app import WebSettings, build_app
+from vwell_pbx.web.logs import configure_logging
+from vwell_pbx.web.metrics import ServerMetrics
+from vwell_pbx.web.webhooks import WEBHOOKS_KEY, WebhookDispatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, kw_only=True)
+class RunningServer:
+    """A started server: where it listens and what it runs."""
+
+    config: AppConfig
+    api: Api
+    app: web.Application
+    http_url: str
+    ws_url: str
+    clients: dict[str, AmiClient] = field(default_factory=dict)
+
+
+def api_settings(config: AppConfig) -> ApiSettings:
+    """The API layer's view of the configuration."""
+    dial = config.dial
+    secret = config.server.secret
+    return ApiSettings(
+        dial=DialTemplates(channel=dial.channel, context=dial.context, exten=dial.exten,
+                           priority=dial.priority, callerid=dial.callerid,
+                           variables=dict(dial.variables)),
+        dial_timeout_ms=dial.timeout_ms,
+        redirect_context=config.redirect.context,
+        redirect_priority=config.redirect.priority,
+        phone=PhoneRules(rewrite=tuple(config.phone.rewrite)),
+        default_wait_ms=config.limits.default_wait_ms,
+        max_wait_ms=config.limits.max_wait_ms,
+        send_max_fields=config.limits.send_max_fields,
+        requests_per_second=config.limits.requests_per_second,
+        request_burst=float(config.limits.burst),
+        sms_per_minute=float(config.limits.sms_per_minute_user),
+        server_secret=secret.get_secret_value() if secret is not None else None,
+    )
+
+
+def web_settings(config: AppConfig) -> WebSettings:
+    """The web layer's view of the configuration."""
+    limits = config.limits
+    return WebSettings(
+        cors_origins=tuple(config.server.cors_origins),
+        max_body_bytes=limits.max_body_bytes,
+        ws_max_message_bytes=limits.ws_max_message_bytes,
+        json_max_depth=limits.json_max_depth,
+        ws_queue_size=limits.ws_queue_size,
+        max_subscriptions=limits.max_subscriptions,
+        max_inflight=limits.max_inflight,
+        max_ws_per_address=limits.max_ws_per_address,
+    )
+
+
+def _ami_settings(config: AppConfig, index: int) -> AmiSettings:
+    pbx = config.pbx[index]
+    return AmiSettings(
+        host=pbx.host, port=pbx.port, username=pbx.username,
+        secret=pbx.secret.get_secret_value() if pbx.secret is not None else "",
+        auth=pbx.auth, tls=pbx.tls, name=pbx.name, connect_timeout=pbx.connect_timeout,
+        ping_interval=pbx.ping_interval, backoff_max=pbx.reconnect_max,
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncIterator[RunningServer]:
+    """Run the server for the duration of the ``async with`` block.
+
+    Listen addresses with port 0 get a free port; ``RunningServer`` says which.
+    ``wait_for_pbx`` > 0 waits (at most that long) for every PBX to log in first.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        bus = EventBus()
+        metrics = ServerMetrics()
+        directory = UserDirectory(config.users.database)
+        stack.callback(directory.close)
+        authenticator = Authenticator(
+            directory, cache_seconds=config.users.auth_cache_seconds,
+            throttle=LoginThrottle(after=config.users.throttle_after,
+                                   after_address=config.users.throttle_after_address,
+                                   max_delay=config.users.throttle_max_seconds,
+                                   forget_after=config.users.throttle_forget_seconds),
+        )
+        several = len(config.pbx) > 1
+        links: dict[str, PbxLink] = {}
+        clients: dict[str, AmiClient] = {}
+        for index, pbx in enumerate(config.pbx):
+            client = AmiClient(_ami_settings(config, index))
+            pbx_name = pbx.name if several else None
+            client.add_listener(_publisher(bus, pbx_name))
+            channels = ChannelRegistry()
+            client.add_listener(channels.observe)
+            client.add_state_listener(_channels_cleared_when_down(channels))
+            await client.start()
+            stack.push_async_callback(client.close)
+            clients[pbx.name] = client
+            sms = make_sms_backend(client, backend=config.sms.backend, span=config.sms.span,
+                                   interval=config.sms.interval_seconds,
+                                   queue_size=config.sms.queue_size)
+            stack.push_async_callback(sms.aclose)
+            links[pbx.name] = PbxLink(name=pbx.name, client=client, sms=sms,
+                                      channels=channels)
+        metrics.watch(bus, clients)
+        api = Api(settings=api_settings(config), links=links, bus=bus,
+                  authenticator=authenticator, roles=RoleBook(config.roles),
+                  observe=metrics.observe)
+        app = build_app(api, web_settings(config), metrics)
+        # Stopped after the listeners (exit stack order), so no delivery outlives them.
+        app[WEBHOOKS_KEY] = await stack.enter_async_context(
+            WebhookDispatcher(config.webhooks, bus, metrics=metrics))
+        runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                               shutdown_timeout=2.0)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        ssl_context = _ssl_context(config)
+        http_host, http_port = _listen(config.server.http)
+        http_site = web.TCPSite(runner, http_host, http_port, ssl_context=ssl_context)
+        await http_site.start()
+        http_url = _site_url(http_site, "https" if ssl_context else "http")
+        ws_url = _site_url(http_site, "wss" if ssl_context else "ws") + "/api"
+        if config.server.ws:
+            ws_host, ws_port = _listen(config.server.ws)
+            ws_site = web.TCPSite(runner, ws_host, ws_port, ssl_context=ssl_context)
+            await ws_site.start()
+            ws_url = _site_url(ws_site, "wss" if ssl_context else "ws") + "/api"
+        if wait_for_pbx > 0:
+            await asyncio.gather(*(c.wait_connected(wait_for_pbx) for c in clients.values()),
+                                 return_exceptions=True)
+        yield RunningServer(config=config, api=api, app=app, http_url=http_url,
+                            ws_url=ws_url, clients=clients)
+
+
+def _publisher(bus: EventBus, pbx_name: str | None) -> Callable[[Message], None]:
+    """The AMI listener that puts PBX events on the bus (events nobody wants are skipped)."""
+
+    def publish(message: Message) -> None:
+        if bus.interested(message.name):
+            bus.publish(BusEvent.from_message(message, pbx=pbx_name))
+
+    return publish
+
+
+def _channels_cleared_when_down(channels: ChannelRegistry) -> Callable[[ConnectionState], None]:
+    """Hangups that happen while the AMI connection is down are never reported: forget."""
+
+    def on_state(state: ConnectionState) -> None:
+        if state.status is not ConnectionStatus.CONNECTED:
+            channels.clear()
+
+    return on_state
+
+
+def _site_url(site: web.TCPSite, scheme: str) -> str:
+    server = site._server
+    assert isinstance(server, asyncio.base_events.Server)
+    host, port = server.sockets[0].getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def _ssl_context(config: AppConfig) -> ssl.SSLContext | None:
+    if config.server.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+    return context
+
+
+# --- vwell-pbx serve ----------------------------------------------------------------
+
+
+def run(config_path: Path | None) -> int:
+    """``vwell-pbx serve``: run until SIGINT/SIGTERM; 0 on a clean stop, 1 on bad config."""
+    try:
+        path = config_path or find_config_path(None)
+        config = load_config(path) if path is not None else None
+    except ConfigError as exc:
+        print(f"vwell-pbx: invalid configuration:\n{exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_serve(config))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(config: AppConfig | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows has no add_signal_handler
+            loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        if config is None:
+            config = await stack.enter_async_context(demo_mode())
+        else:
+            configure_logging(config.server.log_level, config.server.log_format)
+        server = await stack.enter_async_context(serving(config))
+        log.info("listening: HTTP %s, WebSocket %s", server.http_url, server.ws_url)
+        if config.is_demo:
+            _print_demo_help(config, server)
+        await stop.wait()
+        log.info("shutting down")
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def demo_mode(data_dir: Path = Path("data")) -> AsyncIterator[AppConfig]:
+    """Demo mode: the embedded simulator on loopback and a demo user; yields the config."""
+    from vwell_pbx.simulator import PbxSimulator  # noqa: PLC0415  (only demo mode needs it)
+
+    configure_logging("info", "plain")
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    config = demo_config(data_dir)
+    pbx = config.pbx[0]
+    secret = pbx.secret.get_secret_value() if pbx.secret is not None else ""
+    async with PbxSimulator(host="127.0.0.1", port=0, username=pbx.username,
+                            secret=secret) as simulator:
+        actual = pbx.model_copy(update={"port": simulator.port})
+        config = config.model_copy(update={"pbx": (actual,)})
+        _ensure_demo_user(config)
+        if config.demo.traffic_per_minute > 0:
+            simulator.start_traffic(config.demo.traffic_per_minute / 60.0)
+        yield config
+
+
+def _ensure_demo_user(config: AppConfig) -> None:
+    demo = config.demo
+    directory = UserDirectory(config.users.database)
+    try:
+        if directory.get(demo.login, demo.login2) is None:
+            directory.add(demo.login, demo.login2,
+                          sha1_hex=sha1_of_password(demo.password.get_secret_value()),
+                          role="supervisor")
+            print(f"demo: created user {demo.login!r} / {demo.login2!r} with password "
+                  f"{demo.password.get_secret_value()!r} in {config.users.database}")
+    finally:
+        directory.close()
+
+
+def _print_demo_help(config: AppConfig, server: RunningServer) -> None:
+    demo = config.demo
+    password = demo.password.get_secret_value()
+    sha1 = sha1_of_password(password)
+    creds = {"login": demo.login, "login2": demo.login2, "sha1": sha1}
+    ping = {"method": "send", "argument": {**creds, "reqId": "1", "callbackAwait": 1,
+                                           "fields": {"action": "Ping"}}}
+    b64 = base64.b64encode(json.dumps(ping, ensure_ascii=False).encode()).decode()
+    subscribe = json.dumps({"method": "onEvent", "argument": {**creds, "name": "Newchannel"}},
+                           ensure_ascii=False)
+    lines = [
+        "",
+        "vwell-pbx-srv is running in DEMO MODE against its embedded PBX simulator.",
+        f"  HTTP API   {server.http_url}/api",
+        f"  WebSocket  {server.ws_url}",
+        f"  Demo user  login={demo.login!r} login2={demo.login2!r} password={password!r}",
+        f"             sha1={sha1}",
+        "Try it:",
+        f"  curl '{server.http_url}/api?fb64json={b64}'",
+        "  In a browser console:",
+        f"    ws = new WebSocket('{server.ws_url}'); ws.onmessage = e => console.log(e.data);",
+        f"    ws.onopen = () => ws.send(JSON.stringify({subscribe}));",
+        f"Simulated incoming calls arrive about {demo.traffic_per_minute:g} times a minute. "
+        "Ctrl+C stops.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,616 @@
+/*! vwell-pbx-srv browser client. No dependencies; current browsers.
+ *
+ * This file is the plain-<script> build AND the source of the ES module: it assigns
+ * `globalThis.VwellPbx`; /client.js is a two-line ES module that imports it and
+ * re-exports that object. Types: /client.d.ts.
+ *
+ *   const pbx = await VwellPbx.connect('ws://127.0.0.1:8931/api',
+ *                                      {login: 'Agent', login2: 'Иванов И.И.', password: 'demo'});
+ *   const answer = await pbx.call('dial', {from: '269', to: '+7 100 200 30 40'});
+ *   const off = pbx.on('Newchannel', {CallerIDNum: '+7978*'}, (event) => console.log(event));
+ *   off();  // unsubscribe
+ */
+(function (root) {
+  'use strict';
+
+  var DEFAULTS = {
+    timeout: 30000,          // ms a call() waits for its answer
+    connectTimeout: 10000,   // ms for the WebSocket to open and the login to be answered
+    reconnect: true,
+    backoff: {initial: 250, max: 15000, factor: 2, jitter: 0.5},
+  };
+
+  // The one harmless request that proves a login: it needs no PBX and removes nothing
+  // (no subscription can have this name on a fresh connection).
+  var AUTH_PROBE = {method: 'rmEvent', argument: {name: '__vwell_login_probe__'}};
+
+  /** An error answer (err !== null) or a client-side failure; `errCode` says which. */
+  class PbxError extends Error {
+    constructor(message, errCode, response) {
+      super(message);
+      this.name = 'PbxError';
+      this.errCode = errCode;
+      this.response = response === undefined ? null : response;
+    }
+  }
+
+  /** Hex SHA-1 of a UTF-8 string with Web Crypto (secure contexts only: https, localhost). */
+  async function sha1Hex(text) {
+    var subtle = root.crypto && root.crypto.subtle;
+    if (!subtle) {
+      throw new PbxError('Web Crypto (crypto.subtle) is not available on this page: it is not a ' +
+        'secure context (use https, or http://localhost / 127.0.0.1), so pass {sha1} instead ' +
+        'of {password}', 'insecure_context');
+    }
+    var digest = await subtle.digest('SHA-1', new TextEncoder().encode(String(text)));
+    return Array.from(new Uint8Array(digest), function (b) {
+      return b.toString(16).padStart(2, '0');
+    }).join('');
+  }
+
+  // --- event filters, the same rules as the server (src/vwell_pbx/events/filters.py) --
+
+  /** The string a JSON scalar compares as (JavaScript's String()), or null. */
+  function scalarText(value) {
+    if (typeof value === 'string') return value;
+    if (typeof value === 'boolean') return value ? 'true' : 'false';
+    if (typeof value === 'number') return Number.isFinite(value) ? String(value) : null;
+    return null;
+  }
+
+  /** A lowercased pattern: null = anything, a string = exact, an array = split on '*'. */
+  function compilePattern(text) {
+    var lowered = text.toLowerCase();
+    if (lowered.indexOf('*') < 0) return lowered;
+    if (lowered.replace(/\*/g, '') === '') return null;
+    var parts = lowered.split('*');
+    var segments = [parts[0]];
+    for (var i = 1; i < parts.length - 1; i++) if (parts[i]) segments.push(parts[i]);
+    segments.push(parts[parts.length - 1]);
+    return segments;
+  }
+
+  function globMatch(glob, text) {
+    var first = glob[0];
+    var last = glob[glob.length - 1];
+    if (text.length < first.length + last.length) return false;
+    if (!text.startsWith(first) || !text.endsWith(last)) return false;
+    var position = first.length;
+    var end = text.length - last.length;
+    for (var i = 1; i < glob.length - 1; i++) {
+      var found = text.slice(0, end).indexOf(glob[i], position);
+      if (found < 0) return false;
+      position = found + glob[i].length;
+    }
+    return true;
+  }
+
+  function patternMatches(pattern, text) {
+    if (pattern === null) return true;
+    if (typeof pattern === 'string') return pattern === text;
+    return globMatch(pattern, text);
+  }
+
+  /**
+   * Compile a subscription: `name` (case-insensitive, '*' wildcards; empty or '*' = every
+   * event) and field filters (value, list = any of, '*' wildcards; keys case-insensitive).
+   * Returns a predicate over pushed events.
+   */
+  function compileFilter(name, filters) {
+    var namePattern = compilePattern(name ? String(name) : '*');
+    var tests = Object.keys(filters || {}).map(function (key) {
+      var raw = filters[key];
+      var items = Array.isArray(raw) ? raw : [raw];
+      var patterns = items.map(function (item) {
+        var text = scalarText(item);
+        if (text === null) {
+          throw new PbxError('filter ' + key + ' must be a string, number, boolean or a list ' +
+            'of them', 'bad_request');
+        }
+        return compilePattern(text);
+      });
+      return {key: key.toLowerCase(), patterns: patterns};
+    });
+    return function (event) {
+      var eventName = typeof event.name === 'string' ? event.name.toLowerCase() : '';
+      if (!patternMatches(namePattern, eventName)) return false;
+      if (!tests.length) return true;
+      var lowered = {};
+      Object.keys(event).forEach(function (k) {
+        var lk = k.toLowerCase();
+        if (!(lk in lowered)) lowered[lk] = event[k];
+      });
+      return tests.every(function (test) {
+        if (!(test.key in lowered)) return false;
+        var value = lowered[test.key];
+        var values = Array.isArray(value) ? value : [value];
+        return values.some(function (v) {
+          var text = scalarText(v);
+          if (text === null) return false;
+          text = text.toLowerCase();
+          return test.patterns.some(function (p) { return patternMatches(p, text); });
+        });
+      });
+    };
+  }
+
+  /** Whether a pushed event matches {name, ...filters}, as the server decides it. */
+  function matches(spec, event) {
+    var parts = splitSpec(spec, undefined);
+    return compileFilter(parts.name, parts.filters)(event);
+  }
+
+  function splitSpec(nameOrSpec, filters) {
+    if (nameOrSpec !== null && typeof nameOrSpec === 'object') {
+      var rest = {};
+      var name = '';
+      Object.keys(nameOrSpec).forEach(function (k) {
+        if (k.toLowerCase() === 'name') name = nameOrSpec[k];
+        else rest[k] = nameOrSpec[k];
+      });
+      return {name: name || '', filters: Object.assign(rest, filters || {})};
+    }
+    return {name: nameOrSpec == null ? '' : String(nameOrSpec), filters: filters || {}};
+  }
+
+  function defaultUrl() {
+    var loc = root.location;
+    if (!loc || !loc.host) throw new PbxError('a server URL is required', 'bad_request');
+    return (loc.protocol === 'https:' ? 'wss://' : 'ws://') + loc.host + '/api';
+  }
+
+  function isAnswer(message) {
+    // Answers always carry both keys; pushed events never do.
+    return message !== null && typeof message === 'object' &&
+      Object.prototype.hasOwnProperty.call(message, 'err') &&
+      Object.prototype.hasOwnProperty.call(message, 'errCode');
+  }
+
+  function answerError(answer) {
+    return new PbxError(String(answer.err), answer.errCode || 'internal', answer);
+  }
+
+  // --- the connection ------------------------------------------------------------------
+
+  var clientIds = 0;
+
+  class Client {
+    constructor(url, credentials, options) {
+      this.url = url;
+      this._credentials = credentials;  // {login, login2, sha1}; never the password
+      this._options = options;
+      this._WebSocket = options.WebSocket || root.WebSocket;
+      this._id = ++clientIds;
+      this._seq = 0;
+      this._ws = null;
+      this._state = null;             // set to 'connecting' by connect()
+      this._opening = false;          // true while _open() runs: it handles its own failures
+      this._pending = new Map();      // reqId -> {resolve, reject, timer}
+      this._subs = new Map();         // local id -> subscription
+      this._stateHandlers = new Set();
+      this._waiters = new Set();      // calls waiting for the connection to open
+      this._attempt = 0;
+      this._retryTimer = null;
+      this._closed = false;
+      this.lastError = null;
+    }
+
+    /** 'connecting' | 'open' | 'reconnecting' | 'closed'. */
+    get state() { return this._state || 'connecting'; }
+
+    /** Number of local subscriptions (handlers) in force. */
+    get subscriptions() { return this._subs.size; }
+
+    /** Call `cb(state, detail)` on every state change; returns a function that stops it. */
+    onState(cb) {
+      var handlers = this._stateHandlers;
+      handlers.add(cb);
+      return function () { handlers.delete(cb); };
+    }
+
+    _setState(state, detail) {
+      if (this._state === state && state !== 'reconnecting') return;
+      this._state = state;
+      var info = Object.assign({state: state, attempt: this._attempt, error: this.lastError},
+        detail || {});
+      this._stateHandlers.forEach(function (cb) {
+        try { cb(state, info); } catch (e) { setTimeout(function () { throw e; }); }
+      });
+      if (state === 'open' || state === 'closed') {
+        var waiters = Array.from(this._waiters);
+        this._waiters.clear();
+        waiters.forEach(function (w) { w(state); });
+      }
+    }
+
+    _nextReqId() {
+      this._seq += 1;
+      return 'vw' + this._id + '-' + this._seq;
+    }
+
+    // Open a socket, log in, and (on a reconnect) subscribe again. Rejects on failure.
+    async _open() {
+      this._opening = true;
+      try {
+        return await this._openOnce();
+      } finally {
+        this._opening = false;
+      }
+    }
+
+    async _openOnce() {
+      var self = this;
+      var ws = await new Promise(function (resolve, reject) {
+        var socket;
+        try {
+          socket = new self._WebSocket(self.url);
+        } catch (e) {
+          reject(new PbxError('cannot open ' + self.url + ': ' + e.message, 'connect_failed'));
+          return;
+        }
+        var timer = setTimeout(function () {
+          cleanup();
+          try { socket.close(); } catch (e) { /* already closing */ }
+          reject(new PbxError('no connection to ' + self.url + ' within ' +
+            self._options.connectTimeout + ' ms', 'connect_failed'));
+        }, self._options.connectTimeout);
+        function cleanup() {
+          clearTimeout(timer);
+          socket.removeEventListener('open', onOpen);
+          socket.removeEventListener('close', onClose);
+        }
+        function onOpen() { cleanup(); socket.binaryType = 'arraybuffer'; resolve(socket); }
+        function onClose(ev) {
+          cleanup();
+          reject(new PbxError('cannot connect to ' + self.url + ' (close code ' + ev.code + ')',
+            'connect_failed'));
+        }
+        socket.addEventListener('open', onOpen);
+        socket.addEventListener('close', onClose);
+      });
+      if (this._closed) { ws.close(1000); throw new PbxError('client closed', 'closed'); }
+      this._ws = ws;
+      ws.addEventListener('message', function (ev) { self._onMessage(ws, ev.data); });
+      ws.addEventListener('close', function (ev) { self._onClose(ws, ev); });
+      try {
+        await this._request(AUTH_PROBE.method, Object.assign({}, AUTH_PROBE.argument,
+          this._credentials), this._options.connectTimeout);
+      } catch (e) {
+        // `forbidden` means the login passed but the role has no rmEvent: good enough.
+        if (!(e instanceof PbxError) || e.errCode !== 'forbidden') {
+          this._ws = null;
+          try { ws.close(1000); } catch (ignored) { /* closing anyway */ }
+          throw e;
+        }
+      }
+      var subs = Array.from(this._subs.values());
+      await Promise.all(subs.map(function (sub) {
+        return self._serverSubscribe(sub).catch(function (error) {
+          if (error.errCode === 'disconnected' || error.errCode === 'request_timeout') {
+            throw error;  // the new connection failed too: try again later
+          }
+          // The server refuses it now (its rules changed): drop it, keep the rest.
+          self._subs.delete(sub.id);
+          sub.error = error;
+          if (sub.onClosed) sub.onClosed(error);
+        });
+      }));
+      return ws;
+    }
+
+    _onMessage(ws, data) {
+      if (ws !== this._ws) return;
+      var message;
+      try {
+        message = JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data));
+      } catch (e) {
+        return;  // not JSON: nothing this client can do with it
+      }
+      if (isAnswer(message)) {
+        var pending = this._pending.get(message.reqId);
+        if (pending) {
+          this._pending.delete(message.reqId);
+          clearTimeout(pending.timer);
+          if (message.err === null) pending.resolve(message);
+          else pending.reject(answerError(message));
+        }
+        return;
+      }
+      this._dispatch(message);
+    }
+
+    _dispatch(event) {
+      var self = this;
+      Array.from(this._subs.values()).forEach(function (sub) {
+        if (!self._subs.has(sub.id) || !sub.test(event)) return;
+        if (sub.once) {
+          sub.firedOnce = true;  // the server ended its onceEvent itself: no rmEvent
+          self._remove(sub);
+        }
+        try {
+          sub.handler(event);
+        } catch (e) {
+          setTimeout(function () { throw e; });  // a handler's bug must not stop the others
+        }
+      });
+    }
+
+    _onClose(ws, ev) {
+      if (ws !== this._ws) return;
+      this._ws = null;
+      var error = new PbxError('the connection closed (code ' + ev.code +
+        (ev.reason ? ', ' + ev.reason : '') + ')', 'disconnected');
+      this.lastError = error;
+      this._rejectPending(error);
+      this._subs.forEach(function (sub) { sub.serverId = null; });
+      if (this._closed || this._opening) return;  // _open()'s caller decides what follows
+      if (!this._options.reconnect) {
+        this._finish(error);
+        return;
+      }
+      this._scheduleReconnect();
+    }
+
+    _rejectPending(error) {
+      var pending = Array.from(this._pending.values());
+      this._pending.clear();
+      pending.forEach(function (p) { clearTimeout(p.timer); p.reject(error); });
+    }
+
+    _delay() {
+      var b = this._options.backoff;
+      var base = Math.min(b.max, b.initial * Math.pow(b.factor, Math.max(0, this._attempt - 1)));
+      // Jitter spreads many clients' reconnects after a server restart.
+      return Math.round(base * (1 - b.jitter * Math.random()));
+    }
+
+    _scheduleReconnect() {
+      var self = this;
+      this._attempt += 1;
+      var delay = this._delay();
+      this._setState('reconnecting', {delay: delay});
+      this._retryTimer = setTimeout(function () {
+        self._retryTimer = null;
+        if (self._closed) return;
+        self._open().then(function () {
+          self._attempt = 0;
+          self.lastError = null;
+          self._setState('open');
+        }, function (error) {
+          if (self._closed) return;
+          self.lastError = error;
+          if (error.errCode === 'auth_failed') {
+            self._finish(error);  // retrying wrong credentials only earns throttling
+            return;
+          }
+          self._scheduleReconnect();
+        });
+      }, delay);
+    }
+
+    _finish(error) {
+      this._closed = true;
+      this.lastError = error || null;
+      if (this._retryTimer !== null) { clearTimeout(this._retryTimer); this._retryTimer = null; }
+      var closedError = new PbxError('the client is closed', 'closed');
+      this._rejectPending(error || closedError);
+      var subs = Array.from(this._subs.values());
+      this._subs.clear();
+      subs.forEach(function (sub) { if (sub.onClosed) sub.onClosed(closedError); });
+      this._setState('closed', {error: this.lastError});
+    }
+
+    _request(method, argument, timeout) {
+      var self = this;
+      var ws = this._ws;
+      return new Promise(function (resolve, reject) {
+        if (!ws || ws.readyState !== 1) {
+          reject(new PbxError('not connected', 'disconnected'));
+          return;
+        }
+        var reqId = self._nextReqId();
+        var timer = setTimeout(function () {
+          self._pending.delete(reqId);
+          reject(new PbxError(method + ': no answer within ' + timeout + ' ms',
+            'request_timeout'));
+        }, timeout);
+        self._pending.set(reqId, {resolve: resolve, reject: reject, timer: timer});
+        var argumentWithId = Object.assign({}, argument, {reqId: reqId});
+        try {
+          ws.send(JSON.stringify({method: method, argument: argumentWithId}));
+        } catch (e) {
+          self._pending.delete(reqId);
+          clearTimeout(timer);
+          reject(new PbxError('cannot send: ' + e.message, 'disconnected'));
+        }
+      });
+    }
+
+    // Wait until the connection is open (or closed), at most `ms` (Infinity: no limit).
+    _whenOpen(ms) {
+      var self = this;
+      if (this._state === 'open' && this._ws) return Promise.resolve();
+      if (this._closed) return Promise.reject(new PbxError('the client is closed', 'closed'));
+      return new Promise(function (resolve, reject) {
+        var timer = ms === Infinity ? null : setTimeout(function () {
+          self._waiters.delete(waiter);
+          reject(new PbxError('not connected within ' + ms + ' ms', 'disconnected'));
+        }, ms);
+        function waiter(state) {
+          clearTimeout(timer);
+          if (state === 'open') resolve();
+          else reject(new PbxError('the client is closed', 'closed'));
+        }
+        self._waiters.add(waiter);
+      });
+    }
+
+    /**
+     * Call an API method. Resolves with the answer (err === null); rejects with a
+     * PbxError whose errCode is the server's, or 'disconnected', 'request_timeout',
+     * 'closed'. While reconnecting, the call waits for the connection (within its timeout).
+     */
+    async call(method, args, options) {
+      var timeout = (options && options.timeout) || this._options.timeout;
+      var started = Date.now();
+      await this._whenOpen(timeout);
+      var left = Math.max(1, timeout - (Date.now() - started));
+      return this._request(method, args || {}, left);
+    }
+
+    _serverSubscribe(sub) {
+      var self = this;
+      var argument = Object.keys(sub.filters).length
+        ? {event: Object.assign({name: sub.name || '*'}, sub.filters)}
+        : {name: sub.name || '*'};
+      return this._request(sub.once ? 'onceEvent' : 'onEvent', argument, this._options.timeout)
+        .then(function (answer) {
+          if (!self._subs.has(sub.id)) {
+            // Unsubscribed (or a once already fired) while the request was on its way.
+            self._request('rmEvent', {subscriptionId: answer.subscriptionId},
+              self._options.timeout).catch(function () { /* gone with the connection */ });
+            return answer.subscriptionId;
+          }
+          sub.serverId = answer.subscriptionId;
+          return answer.subscriptionId;
+        });
+    }
+
+    _remove(sub) {
+      if (!this._subs.delete(sub.id)) return Promise.resolve(0);
+      var serverId = sub.serverId;
+      sub.serverId = null;
+      if (serverId === null || !this._ws || sub.firedOnce) return Promise.resolve(0);
+      return this._request('rmEvent', {subscriptionId: serverId}, this._options.timeout)
+        .then(function (answer) { return answer.removed; },
+          function () { return 0; });  // the connection went away: nothing left to remove
+    }
+
+    _subscribe(nameOrSpec, filters, handler, once) {
+      var spec = splitSpec(nameOrSpec, filters);
+      var self = this;
+      var sub = {
+        id: ++this._seq, name: spec.name, filters: spec.filters, once: once, handler: handler,
+        test: compileFilter(spec.name, spec.filters), serverId: null, onClosed: null,
+        firedOnce: false, error: null,
+      };
+      sub.handler = handler;
+      if (this._closed) throw new PbxError('the client is closed', 'closed');
+      this._subs.set(sub.id, sub);
+      var unsubscribe = function () { return self._remove(sub); };
+      var ready;
+      if (this._state === 'open' && this._ws) {
+        ready = this._serverSubscribe(sub);
+      } else {
+        // It is sent with the others when the connection opens again, however long
+        // that takes; it only fails if the client is closed meanwhile.
+        ready = this._whenOpen(Infinity).then(function () {
+          if (sub.error) throw sub.error;
+          return sub.serverId;
+        });
+      }
+      ready = ready.catch(function (error) {
+        self._subs.delete(sub.id);
+        throw error;
+      });
+      ready.catch(function () { /* reported through .ready; not an unhandled rejection */ });
+      unsubscribe.ready = ready;
+      unsubscribe.sub = sub;
+      // The server's current id: it changes on every reconnect (null in between).
+      Object.defineProperty(unsubscribe, 'subscriptionId', {get: function () {
+        return sub.serverId;
+      }});
+      return unsubscribe;
+    }
+
+    /**
+     * Subscribe: `on(name, [filters], handler)` or `on({name, ...filters}, handler)`.
+     * Returns an unsubscribe function (it returns a promise of how many server
+     * subscriptions it removed); its `.ready` promise resolves once the server confirmed,
+     * or rejects with the server's error (the subscription is then dropped).
+     */
+    on(nameOrSpec, filters, handler) {
+      if (typeof filters === 'function') { handler = filters; filters = undefined; }
+      if (typeof handler !== 'function') throw new TypeError('on(): a handler is required');
+      return this._subscribe(nameOrSpec, filters, handler, false);
+    }
+
+    /**
+     * One matching event: `once(name, [filters])` returns a promise of the event;
+     * `once(name, [filters], handler)` returns an unsubscribe function like on().
+     */
+    once(nameOrSpec, filters, handler) {
+      if (typeof filters === 'function') { handler = filters; filters = undefined; }
+      if (typeof handler === 'function') {
+        return this._subscribe(nameOrSpec, filters, handler, true);
+      }
+      var self = this;
+      return new Promise(function (resolve, reject) {
+        var off = self._subscribe(nameOrSpec, filters, resolve, true);
+        off.sub.onClosed = reject;
+        off.ready.catch(reject);
+      });
+    }
+
+    /** Remove every subscription of this client. */
+    async offAll() {
+      var subs = Array.from(this._subs.values());
+      var self = this;
+      var removed = await Promise.all(subs.map(function (sub) { return self._remove(sub); }));
+      return removed.reduce(function (a, b) { return a + b; }, 0);
+    }
+
+    /** Close for good: pending calls reject with errCode 'closed'; no reconnect. */
+    close() {
+      if (this._closed) return;
+      var ws = this._ws;
+      this._ws = null;
+      this._finish(null);
+      if (ws) { try { ws.close(1000, 'client closed'); } catch (e) { /* closing anyway */ } }
+    }
+  }
+
+  /**
+   * Connect and log in. `options`: {login, login2, password | sha1, timeout,
+   * connectTimeout, reconnect, backoff: {initial, max, factor, jitter}, onState,
+   * WebSocket}. Resolves with a Client once the server accepted the login; rejects with
+   * a PbxError (errCode 'auth_failed', 'connect_failed', 'insecure_context', ...).
+   */
+  async function connect(url, options) {
+    var opts = Object.assign({}, DEFAULTS, options || {});
+    opts.backoff = Object.assign({}, DEFAULTS.backoff, (options && options.backoff) || {});
+    var sha1 = opts.sha1 ? String(opts.sha1).toLowerCase()
+      : (opts.password != null ? await sha1Hex(opts.password) : null);
+    var credentials = {};
+    if (opts.login != null) credentials.login = String(opts.login);
+    if (opts.login2 != null) credentials.login2 = String(opts.login2);
+    if (sha1 !== null) credentials.sha1 = sha1;
+    if (opts.secret != null) credentials.secret = String(opts.secret);
+    var rest = Object.assign({}, opts);
+    delete rest.password; delete rest.sha1; delete rest.secret;
+    var client = new Client(url || defaultUrl(), credentials, rest);
+    if (typeof opts.onState === 'function') client.onState(opts.onState);
+    client._setState('connecting', {});
+    try {
+      await client._open();
+    } catch (error) {
+      client._finish(error);
+      throw error;
+    }
+    client._setState('open');
+    return client;
+  }
+
+  var VwellPbx = {
+    connect: connect,
+    Client: Client,
+    PbxError: PbxError,
+    sha1Hex: sha1Hex,
+    matches: matches,
+    defaultUrl: defaultUrl,
+    version: '0.1.0',
+  };
+
+  root.VwellPbx = VwellPbx;
+  if (typeof module === 'object' && module && module.exports) module.exports = VwellPbx;
+})(typeof globalThis !== 'undefined' ? globalThis : this);

@@ -1,0 +1,493 @@
+// vwell-pbx console: sign in, call any method from a form built from its schema, and
+// watch live events. Built on the browser client (/client.js). Everything that comes
+// from the server is inserted with textContent, never as HTML.
+import {connect, PbxError} from '/client.js';
+
+const MAX_SHOWN = 500;      // events kept in the page
+const MAX_KEPT = 5000;      // events kept for export
+const CALL_TIMEOUT = 60000;
+const STORAGE_KEY = 'vwell-console';
+
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  state: $('state'), who: $('who'), signOut: $('sign-out'),
+  signinPanel: $('signin-panel'), signinForm: $('signin-form'), signIn: $('sign-in'),
+  signinError: $('signin-error'), url: $('server-url'), login: $('login'),
+  login2: $('login2'), password: $('password'), sha1: $('sha1'),
+  methodForm: $('method-form'), methodControls: $('method-controls'), method: $('method'),
+  methodSummary: $('method-summary'), methodFields: $('method-fields'),
+  answerStatus: $('answer-status'), answer: $('answer'),
+  subscribeForm: $('subscribe-form'), subscribeControls: $('subscribe-controls'),
+  eventName: $('event-name'), eventFilters: $('event-filters'),
+  subscribeError: $('subscribe-error'), subscriptions: $('subscriptions'),
+  pause: $('pause'), clear: $('clear'), export: $('export'), count: $('event-count'),
+  events: $('events'),
+};
+
+const session = {
+  pbx: null,
+  methods: new Map(),
+  subs: [],             // {label, off, li}
+  events: [],           // {receivedAt, event} kept for export
+  seen: new WeakSet(),  // one event object can match several subscriptions
+  paused: false,
+  hidden: 0,            // events received while paused, not shown yet
+};
+
+// Exposed for the browser's developer tools (and the tests): the live client.
+window.vwellConsole = session;
+
+function element(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === 'text') el.textContent = value;
+    else if (key === 'dataset') Object.assign(el.dataset, value);
+    else if (key in el && typeof value !== 'string') el[key] = value;
+    else el.setAttribute(key, value);
+  }
+  for (const child of children) el.append(child);
+  return el;
+}
+
+function pretty(value) {
+  return JSON.stringify(value, null, 2);
+}
+
+// --- connection state --------------------------------------------------------------
+
+const STATE_TEXT = {
+  connecting: 'connecting…', open: 'connected', reconnecting: 'reconnecting…',
+  closed: 'signed out',
+};
+
+function showState(state, detail) {
+  let text = STATE_TEXT[state] || state;
+  if (state === 'reconnecting' && detail && detail.delay !== undefined) {
+    text = `reconnecting (attempt ${detail.attempt}, in ${(detail.delay / 1000).toFixed(1)} s)`;
+  }
+  if (state === 'closed' && detail && detail.error) text = 'disconnected';
+  ui.state.textContent = text;
+  ui.state.dataset.state = state;
+  for (const entry of session.subs) showSubscriptionState(entry, state);
+  const usable = state === 'open' || state === 'reconnecting';
+  ui.methodControls.disabled = !usable;
+  ui.subscribeControls.disabled = !usable;
+}
+
+// --- sign in / out -----------------------------------------------------------------
+
+function defaultServerUrl() {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api`;
+}
+
+function restoreForm() {
+  let saved = {};
+  try { saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || '{}'); } catch { saved = {}; }
+  ui.url.value = saved.url || defaultServerUrl();
+  ui.login.value = saved.login || '';
+  ui.login2.value = saved.login2 || '';
+}
+
+function rememberForm() {
+  try {
+    // Never the password or its SHA-1.
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(
+      {url: ui.url.value, login: ui.login.value, login2: ui.login2.value}));
+  } catch { /* storage disabled: nothing to remember */ }
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  ui.signinError.textContent = '';
+  if (!ui.signinForm.reportValidity()) return;
+  if (!ui.password.value && !ui.sha1.value) {
+    ui.signinError.textContent = 'Enter the password (or its SHA-1).';
+    ui.password.focus();
+    return;
+  }
+  ui.signIn.disabled = true;
+  const options = {login: ui.login.value, login2: ui.login2.value, onState: showState};
+  if (ui.sha1.value) options.sha1 = ui.sha1.value.trim();
+  else options.password = ui.password.value;
+  try {
+    session.pbx = await connect(ui.url.value.trim(), options);
+  } catch (error) {
+    ui.signinError.textContent = describeError(error);
+    showState('closed', {});
+    ui.signIn.disabled = false;
+    ui.password.focus();
+    return;
+  }
+  ui.signIn.disabled = false;
+  ui.password.value = '';
+  ui.sha1.value = '';
+  rememberForm();
+  session.pbx.onState((state, detail) => {
+    if (state === 'closed' && detail.error) {
+      // Reconnecting gave up (e.g. the password changed): back to the sign-in form.
+      signedOut(describeError(detail.error));
+    }
+  });
+  ui.who.textContent = `${ui.login.value} / ${ui.login2.value}`;
+  ui.signinPanel.hidden = true;
+  ui.signOut.hidden = false;
+  ui.method.focus();
+}
+
+function signedOut(message) {
+  session.pbx = null;
+  session.subs = [];
+  ui.subscriptions.replaceChildren();
+  ui.who.textContent = '';
+  ui.signOut.hidden = true;
+  ui.signinPanel.hidden = false;
+  ui.signinError.textContent = message || '';
+  ui.password.focus();
+}
+
+function signOut() {
+  const pbx = session.pbx;
+  signedOut('');
+  if (pbx) pbx.close();
+  showState('closed', {});
+}
+
+function describeError(error) {
+  if (error instanceof PbxError) return `${error.errCode}: ${error.message}`;
+  return String(error && error.message ? error.message : error);
+}
+
+// --- the method form ----------------------------------------------------------------
+
+function typesOf(prop) {
+  const types = new Set();
+  const add = (p) => {
+    if (Array.isArray(p.type)) p.type.forEach((t) => types.add(t));
+    else if (p.type) types.add(p.type);
+    (p.anyOf || p.oneOf || []).forEach(add);
+  };
+  add(prop);
+  types.delete('null');
+  return types;
+}
+
+function kindOf(prop) {
+  const types = typesOf(prop);
+  if (types.has('object') || types.has('array')) return 'json';
+  if (types.size === 1 && types.has('boolean')) return 'boolean';
+  if (types.size && [...types].every((t) => t === 'integer' || t === 'number')) return 'number';
+  return 'text';
+}
+
+const PLACEHOLDERS = {
+  'send.fields': '{"action": "Ping"}',
+  'dial.from': '269', 'dial.to': '+7 100 200 30 40',
+  'redirect.channel': 'YSGSM/11-1', 'redirect.toTel': '269',
+  'gsmSendSMS.tel': '+7 100 200 30 40',
+  'onEvent.event': '{"name": "Newchannel"}', 'onceEvent.event': '{"name": "Newchannel"}',
+  'dispatchEvent.event': '{"name": "MyEvent", "text": "hello"}',
+};
+
+function renderMethodForm() {
+  const method = session.methods.get(ui.method.value);
+  ui.methodFields.replaceChildren();
+  if (!method) return;
+  let summary = method.summary;
+  if (method.name === 'onEvent' || method.name === 'onceEvent') {
+    summary += ' (Events pushed this way are not shown: use the Live events panel.)';
+  }
+  ui.methodSummary.textContent = summary;
+  const schema = method.schema || {};
+  const required = new Set(schema.required || []);
+  for (const [name, prop] of Object.entries(schema.properties || {})) {
+    const id = `arg-${name}`;
+    const kind = kindOf(prop);
+    const hintId = `${id}-hint`;
+    const description = prop.description || '';
+    let input;
+    if (kind === 'boolean') {
+      input = element('input', {id, type: 'checkbox', name});
+      if (prop.default === true) input.checked = true;
+      const label = element('label', {class: 'check', for: id}, input, ` ${name}`);
+      ui.methodFields.append(label);
+    } else {
+      const label = element('label', {for: id, text: name});
+      if (required.has(name)) label.classList.add('required');
+      if (kind === 'json') {
+        input = element('textarea', {id, name, spellcheck: 'false', rows: '3'});
+      } else {
+        input = element('input', {id, name, type: kind === 'number' ? 'number' : 'text',
+          spellcheck: 'false', autocomplete: 'off'});
+        if (kind === 'number') {
+          if (prop.minimum !== undefined) input.min = String(prop.minimum);
+          if (prop.maximum !== undefined) input.max = String(prop.maximum);
+        }
+      }
+      const example = PLACEHOLDERS[`${method.name}.${name}`];
+      if (example) input.placeholder = example;
+      else if (prop.default !== undefined && prop.default !== null) {
+        input.placeholder = String(prop.default);
+      }
+      if (required.has(name)) input.required = true;
+      ui.methodFields.append(label, input);
+    }
+    input.dataset.kind = kind;
+    if (description) {
+      input.setAttribute('aria-describedby', hintId);
+      ui.methodFields.append(element('span', {id: hintId, class: 'field-hint', text: description}));
+    }
+  }
+}
+
+class FieldError extends Error {
+  constructor(input, message) { super(message); this.input = input; }
+}
+
+function collectArguments() {
+  const args = {};
+  for (const input of ui.methodFields.querySelectorAll('input, textarea')) {
+    const name = input.name;
+    const kind = input.dataset.kind;
+    if (kind === 'boolean') {
+      if (input.checked) args[name] = true;
+      continue;
+    }
+    const raw = input.value.trim();
+    if (raw === '') {
+      if (input.required) throw new FieldError(input, `${name} is required`);
+      continue;
+    }
+    if (kind === 'number') {
+      const number = Number(raw);
+      if (!Number.isFinite(number)) throw new FieldError(input, `${name} must be a number`);
+      args[name] = number;
+    } else if (kind === 'json') {
+      try {
+        args[name] = JSON.parse(raw);
+      } catch (error) {
+        throw new FieldError(input, `${name} is not valid JSON: ${error.message}`);
+      }
+    } else {
+      args[name] = input.value;
+    }
+  }
+  return args;
+}
+
+function showAnswer(ok, status, body) {
+  ui.answerStatus.textContent = status;
+  ui.answerStatus.dataset.ok = String(ok);
+  ui.answer.textContent = pretty(body);
+}
+
+async function callMethod(event) {
+  event.preventDefault();
+  const pbx = session.pbx;
+  if (!pbx) return;
+  const name = ui.method.value;
+  let args;
+  try {
+    args = collectArguments();
+  } catch (error) {
+    if (error instanceof FieldError) {
+      showAnswer(false, error.message, {});
+      error.input.focus();
+      return;
+    }
+    throw error;
+  }
+  ui.answerStatus.textContent = `${name}: waiting…`;
+  delete ui.answerStatus.dataset.ok;
+  const started = performance.now();
+  try {
+    const answer = await pbx.call(name, args, {timeout: CALL_TIMEOUT});
+    const ms = Math.round(performance.now() - started);
+    showAnswer(true, `${name}: OK in ${ms} ms`, answer);
+  } catch (error) {
+    const body = error.response || {err: error.message, errCode: error.errCode || null};
+    showAnswer(false, `${name}: ${describeError(error)}`, body);
+  }
+}
+
+async function loadMethods() {
+  try {
+    const response = await fetch('/console/methods.json', {cache: 'no-cache'});
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const document_ = await response.json();
+    for (const method of document_.methods) session.methods.set(method.name, method);
+  } catch (error) {
+    ui.methodSummary.textContent = `Cannot load the method list: ${error.message}`;
+    return;
+  }
+  ui.method.replaceChildren(...[...session.methods.keys()].map(
+    (name) => element('option', {value: name, text: name})));
+  renderMethodForm();
+}
+
+// --- events ---------------------------------------------------------------------------
+
+function parseFilters(text) {
+  const raw = text.trim();
+  if (!raw) return {};
+  let value;
+  try {
+    value = JSON.parse(raw);
+  } catch (error) {
+    throw new Error(`Filters are not valid JSON: ${error.message}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new Error('Filters must be a JSON object, e.g. {"CallerIDNum": "+7978*"}');
+  }
+  return value;
+}
+
+function subscribe(event) {
+  event.preventDefault();
+  ui.subscribeError.textContent = '';
+  const pbx = session.pbx;
+  if (!pbx) return;
+  const name = ui.eventName.value.trim() || '*';
+  let filters;
+  try {
+    filters = parseFilters(ui.eventFilters.value);
+  } catch (error) {
+    ui.subscribeError.textContent = error.message;
+    ui.eventFilters.focus();
+    return;
+  }
+  const label = Object.keys(filters).length ? `${name} ${JSON.stringify(filters)}` : name;
+  let off;
+  try {
+    off = pbx.on(name, filters, receive);
+  } catch (error) {
+    ui.subscribeError.textContent = describeError(error);
+    return;
+  }
+  const state = element('span', {class: 'sub-state', text: 'subscribing…'});
+  const button = element('button', {type: 'button', text: 'Unsubscribe',
+    'aria-label': `Unsubscribe ${label}`});
+  const li = element('li', {dataset: {name, state: 'pending'}},
+    element('span', {class: 'label', text: label}), state, button);
+  const entry = {label, off, li, state, confirmed: false};
+  session.subs.push(entry);
+  ui.subscriptions.append(li);
+  button.addEventListener('click', () => unsubscribe(entry));
+  off.ready.then(() => {
+    entry.confirmed = true;
+    showSubscriptionState(entry, pbx.state);
+  }, (error) => {
+    li.remove();
+    session.subs = session.subs.filter((s) => s !== entry);
+    ui.subscribeError.textContent = `${label}: ${describeError(error)}`;
+  });
+}
+
+function showSubscriptionState(entry, connection) {
+  if (!entry.confirmed) return;
+  // The client subscribes again after a reconnect, under a new id.
+  const id = entry.off.subscriptionId;
+  const active = connection === 'open' && id;
+  entry.li.dataset.state = active ? 'active' : 'waiting';
+  entry.state.textContent = active ? `active (${id})` : 'waiting for the connection';
+}
+
+async function unsubscribe(entry) {
+  const next = entry.li.nextElementSibling || entry.li.previousElementSibling;
+  entry.li.remove();
+  session.subs = session.subs.filter((s) => s !== entry);
+  (next ? next.querySelector('button') : ui.eventName).focus();
+  await entry.off();
+}
+
+function receive(event) {
+  if (session.seen.has(event)) return;
+  session.seen.add(event);
+  const item = {receivedAt: new Date().toISOString(), event};
+  session.events.push(item);
+  if (session.events.length > MAX_KEPT) session.events.splice(0, session.events.length - MAX_KEPT);
+  if (session.paused) session.hidden += 1;
+  else showEvent(item);
+  updateCount();
+}
+
+const BRIEF_FIELDS = ['Channel', 'CallerIDNum', 'Exten', 'ChannelStateDesc', 'Uniqueid'];
+
+function showEvent(item) {
+  const event = item.event;
+  const brief = BRIEF_FIELDS.filter((k) => typeof event[k] === 'string')
+    .map((k) => `${k}=${event[k]}`).join('  ');
+  // A one-line summary; the whole event (as JSON) one click or Enter away.
+  const li = element('li', {dataset: {name: String(event.name || '')}},
+    element('details', {},
+      element('summary', {class: 'meta'},
+        element('time', {dateTime: item.receivedAt, text: item.receivedAt.slice(11, 23)}),
+        element('span', {class: 'name', text: String(event.name || event.Event || '?')}),
+        element('span', {class: 'brief', text: brief})),
+      element('pre', {text: pretty(event)})));
+  ui.events.prepend(li);
+  while (ui.events.childElementCount > MAX_SHOWN) ui.events.lastElementChild.remove();
+}
+
+function updateCount() {
+  const total = session.events.length;
+  let text = `${total} event${total === 1 ? '' : 's'}`;
+  if (session.paused) text += `, ${session.hidden} new while paused`;
+  ui.count.textContent = text;
+}
+
+function togglePause() {
+  session.paused = !session.paused;
+  ui.pause.setAttribute('aria-pressed', String(session.paused));
+  ui.pause.textContent = session.paused ? 'Resume' : 'Pause';
+  if (!session.paused && session.hidden) {
+    const hidden = session.events.slice(-Math.min(session.hidden, MAX_SHOWN));
+    hidden.forEach(showEvent);
+    session.hidden = 0;
+  }
+  updateCount();
+}
+
+function clearEvents() {
+  session.events = [];
+  session.hidden = 0;
+  ui.events.replaceChildren();
+  updateCount();
+}
+
+function exportEvents() {
+  const blob = new Blob([pretty(session.events)], {type: 'application/json'});
+  const url = URL.createObjectURL(blob);
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const link = element('a', {href: url, download: `vwell-events-${stamp}.json`});
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// --- wiring ---------------------------------------------------------------------------
+
+function submitOnCtrlEnter(event) {
+  if (event.key === 'Enter' && (event.ctrlKey || event.metaKey) &&
+      event.target instanceof HTMLTextAreaElement) {
+    event.preventDefault();
+    ui.methodForm.requestSubmit();
+  }
+}
+
+ui.signinForm.addEventListener('submit', signIn);
+ui.signOut.addEventListener('click', signOut);
+ui.method.addEventListener('change', renderMethodForm);
+ui.methodForm.addEventListener('submit', callMethod);
+ui.methodForm.addEventListener('keydown', submitOnCtrlEnter);
+ui.subscribeForm.addEventListener('submit', subscribe);
+ui.pause.addEventListener('click', togglePause);
+ui.clear.addEventListener('click', clearEvents);
+ui.export.addEventListener('click', exportEvents);
+
+restoreForm();
+showState('closed', {});
+loadMethods();
+(ui.login.value ? ui.password : ui.login).focus();
+document.documentElement.dataset.ready = 'true';

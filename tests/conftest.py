@@ -1,0 +1,50 @@
+"""Shared fixtures: the real PBX simulator on loopback and the real server in front of it.
+
+Nothing here is a mock: ``server`` is the product started by ``web.server.serving`` on
+free loopback ports, talking AMI over TCP to ``simulator``; ``api`` speaks HTTP and
+WebSocket to it with aiohttp's client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support import ApiClient, add_test_users, make_config
+from vwell_pbx.simulator import PbxSimulator
+from vwell_pbx.web.server import RunningServer, serving
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[PbxSimulator]:
+    """A PBX simulator on a free loopback port with short delays."""
+    async with PbxSimulator(username="admin", secret="admin", auth_failure_delay=0.05,
+                            call_step_delay=0.01) as sim:
+        yield sim
+
+
+@pytest.fixture
+def server_overrides() -> dict[str, Any]:
+    """Override in a test module to change the server's configuration."""
+    return {}
+
+
+@pytest.fixture
+async def server(tmp_path: Path, simulator: PbxSimulator,
+                 server_overrides: dict[str, Any]) -> AsyncIterator[RunningServer]:
+    """The real server, logged in to ``simulator``, with the test users."""
+    config = make_config(tmp_path, simulator.port, **server_overrides)
+    add_test_users(config)
+    async with serving(config, wait_for_pbx=5) as running:
+        yield running
+
+
+@pytest.fixture
+async def api(server: RunningServer) -> AsyncIterator[ApiClient]:
+    """A client for ``server``; WebSockets opened through it are closed afterwards."""
+    async with aiohttp.ClientSession() as session:
+        yield ApiClient(server, session)

@@ -1,0 +1,140 @@
+"""Test support: credentials of the test users, the test configuration, and real
+HTTP/WebSocket clients for the API (aiohttp's client; nothing here is a mock)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from vwell_pbx.config import AppConfig
+from vwell_pbx.users import UserDirectory, sha1_of_password
+from vwell_pbx.web.server import RunningServer
+
+DEMO_SHA1 = "89e495e7941cf9e40e6980d14a16bf023ccd4c91"  # sha1("demo"), as in the README
+AGENT = {"login": "Agent", "login2": "Иванов И.И.", "sha1": DEMO_SHA1}
+ADMIN = {"login": "root", "login2": "Admin", "sha1": sha1_of_password("root-pw")}
+SUPERVISOR = {"login": "boss", "login2": "Петров П.П.", "sha1": sha1_of_password("boss-pw")}
+
+
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated recursively with ``extra`` (tables merge, other values replace)."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def make_config(tmp_path: Path, pbx_port: int, **overrides: Any) -> AppConfig:
+    """A configuration for tests: free loopback ports, a fresh user database."""
+    data: dict[str, Any] = {
+        "server": {"http": "127.0.0.1:0", "ws": "127.0.0.1:0"},
+        "users": {"database": str(tmp_path / "users.sqlite3"), "throttle_after": 3},
+        "pbx": [{"name": "office", "host": "127.0.0.1", "port": pbx_port,
+                 "username": "admin", "secret": "admin", "auth": "md5",
+                 "ping_interval": 2, "connect_timeout": 2, "reconnect_max": 0.5}],
+        "sms": {"interval_seconds": 0},
+    }
+    return AppConfig.model_validate(deep_merge(data, overrides))
+
+
+def add_test_users(config: AppConfig) -> None:
+    """Agent (operator, extension 269), root (admin) and boss (supervisor)."""
+    directory = UserDirectory(config.users.database)
+    try:
+        directory.add(AGENT["login"], AGENT["login2"], sha1_hex=AGENT["sha1"],
+                      role="operator", extensions=("269",))
+        directory.add(ADMIN["login"], ADMIN["login2"], sha1_hex=ADMIN["sha1"], role="admin")
+        directory.add(SUPERVISOR["login"], SUPERVISOR["login2"], sha1_hex=SUPERVISOR["sha1"],
+                      role="supervisor")
+    finally:
+        directory.close()
+
+
+_req_ids = itertools.count(1)
+
+
+class WsClient:
+    """A WebSocket API client for tests: requests matched by reqId, events kept apart."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.answers: dict[object, asyncio.Future[dict[str, Any]]] = {}
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.unmatched: list[dict[str, Any]] = []
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            data = orjson.loads(message.data)
+            if "err" in data and "errCode" in data:
+                future = self.answers.pop(data.get("reqId"), None)
+                if future is not None and not future.done():
+                    future.set_result(data)
+                else:
+                    self.unmatched.append(data)
+            else:
+                self.events.put_nowait(data)
+
+    async def call(self, method: str, *, creds: Mapping[str, str] | None = AGENT,
+                   within: float = 10, **argument: Any) -> dict[str, Any]:
+        """Send one request and wait for its answer."""
+        req_id = f"r{next(_req_ids)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.answers[req_id] = future
+        await self.send({"method": method,
+                         "argument": {**(creds or {}), "reqId": req_id, **argument}})
+        return await asyncio.wait_for(future, within)
+
+    async def send(self, envelope: Any) -> None:
+        """Send a raw envelope (or any JSON value)."""
+        await self.ws.send_str(orjson.dumps(envelope).decode())
+
+    async def next_event(self, within: float = 5) -> dict[str, Any]:
+        """The next pushed event."""
+        return await asyncio.wait_for(self.events.get(), within)
+
+    async def close(self) -> None:
+        """Close the connection and stop reading."""
+        await self.ws.close()
+        self._reader.cancel()
+
+
+class ApiClient:
+    """HTTP and WebSocket access to a running server."""
+
+    def __init__(self, server: RunningServer, session: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.session = session
+        self.url = server.http_url + "/api"
+
+    async def post(self, method: str, *, creds: Mapping[str, str] | None = AGENT,
+                   **argument: Any) -> dict[str, Any]:
+        """POST a JSON envelope."""
+        envelope = {"method": method, "argument": {**(creds or {}), **argument}}
+        async with self.session.post(self.url, json=envelope) as response:
+            assert response.status == 200, await response.text()
+            result: dict[str, Any] = await response.json()
+            return result
+
+    async def get_b64(self, envelope: Any) -> dict[str, Any]:
+        """GET with fb64json, as the original's XMLHttpRequest example does."""
+        b64 = base64.b64encode(orjson.dumps(envelope)).decode()
+        async with self.session.get(f"{self.url}?fb64json={b64}") as response:
+            assert response.status == 200
+            result: dict[str, Any] = await response.json()
+            return result
+
+    async def ws(self, url: str | None = None) -> WsClient:
+        """Open a WebSocket to the WebSocket port (or ``url``)."""
+        return WsClient(await self.session.ws_connect(url or self.server.ws_url))
