@@ -1,0 +1,653 @@
+"""Benchmarks of the whole server, each with a baseline measured in the same run.
+
+    bash bench.sh               # everything, about 8-10 minutes
+    bash bench.sh --quick       # a smoke run, about 1-2 minutes
+    bash bench.sh --only fanout,roundtrip [--uvloop] [--patched]
+
+(``bench.sh`` raises the open-files limit and runs ``python -m bench``.)
+
+This process is the load generator: the AMI feeder (``bench.feeder``) and every client
+run here, pinned to CPU 0. The server (``bench._server``) and each baseline
+(``bench._baseline``) run in their own process pinned to CPU 1. Figures are printed as
+Markdown tables and written to ``bench/results/<date>.json``.
+
+Benchmarks (see docs/performance.md for what each means and the targets):
+
+- ``fanout``: N operators (10, 100, 1000) each subscribed to ``Newchannel`` with their
+  own ``CallerIDNum`` plus 2 catch-all supervisors; every event is a Newchannel for one
+  operator. The input rate steps up until delivery p99 reaches 50 ms or an event is
+  lost; the highest rate that passed is the result.
+- ``broadcast``: 10 and 100 catch-all subscribers take every event.
+- ``roundtrip``: ``send`` Ping with ``callbackAwait`` over 1 and 50 WebSockets, and
+  ``POST /api`` from 50 keep-alive HTTP clients.
+- ``connections``: 10,000 idle authenticated WebSockets.
+- ``startup``: ``vwell-pbx serve`` to the first 200 from ``/health``.
+
+``--patched`` adds a server with the prototype patches of ``bench/_patches.py``
+(proposed src/ changes) to fan-out and broadcast; ``--uvloop`` one under uvloop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.common import (
+    CLK_TCK,
+    CORES,
+    LOAD_CPU,
+    ROOT,
+    SERVER_CPU,
+    Child,
+    CpuMeter,
+    child,
+    child_env,
+    credentials,
+    percentile,
+    pin_self,
+    print_table,
+    raise_fd_limit,
+    rss_kib,
+    snapshot_source,
+)
+from bench.feeder import AmiFeeder, newchannel_head, operator_number
+from bench.wsclient import Recorder, WsClient, connect_many
+
+P99_LIMIT = 0.050
+PATCH_NAMES = ["guard_cache", "get_no_timeout", "batch_send"]
+Row = dict[str, Any]
+
+
+class Settings:
+    """Durations and sizes for a full or a quick run."""
+
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.step_seconds = 2.0 if quick else 3.0
+        self.drain_seconds = 2.0
+        self.fanout_sizes = (10, 1000) if quick else (10, 100, 1000)
+        self.catch_all = 2
+        self.fanout_rates = ((5_000, 20_000) if quick else
+                             (2_000, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000,
+                              50_000, 60_000, 80_000))
+        self.broadcast_rates = {10: (2_000, 8_000) if quick else
+                                (2_000, 4_000, 6_000, 8_000, 12_000, 16_000, 24_000, 32_000),
+                                100: (1_000, 2_000) if quick else
+                                (1_000, 1_500, 2_000, 3_000, 4_000, 6_000)}
+        self.roundtrip_seconds = 2.0 if quick else 4.0
+        self.connections = 1_000 if quick else 10_000
+        self.startup_runs = 2 if quick else 5
+
+
+# --------------------------------------------------------------------------- fan-out
+
+
+async def _subscribe(clients: list[WsClient], operators: int, *, raw_baseline: bool) -> None:
+    """Operators first (Newchannel + own number), the rest catch-all supervisors."""
+    calls: list[Awaitable[dict[str, Any]]] = []
+    for index, client in enumerate(clients):
+        if index < operators:
+            number = operator_number(index)
+            argument: dict[str, Any] = {
+                **credentials("op"), "name": "Newchannel",
+                "event": {"name": "Newchannel", "CallerIDNum": number}}
+        else:
+            argument = {**credentials("sup"), "name": "*"}
+        calls.append(client.call({"method": "onEvent", "argument": argument}))
+    for answer in await asyncio.gather(*calls):
+        if answer.get("err") is not None and not raw_baseline:
+            raise RuntimeError(f"onEvent failed: {answer}")
+
+
+async def _rss_sampler(pid: int, peak: list[int], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(OSError):
+            peak[0] = max(peak[0], rss_kib(pid))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds all cores spent busy (from /proc/stat), for the noise column."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    values = [int(v) for v in fields]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / CLK_TCK
+
+
+class Target:
+    """One process under load in a fan-out case (the server or the baseline), with its
+    own clients and its own AMI connection at the feeder."""
+
+    def __init__(self, name: str, proc: Child, session: set[Any]) -> None:
+        self.name = name
+        self.proc = proc
+        self.session = session
+        self.recorder = Recorder()
+        self.clients: list[WsClient] = []
+        self.rows: list[Row] = []
+        self.failed = False
+
+    async def connect(self, operators: int, catch_all: int) -> None:
+        """Open and subscribe the clients."""
+        host, port = self.proc.info["ws_url"].removeprefix("ws://").split("/")[0].split(":")
+        self.clients = await connect_many(host, int(port), operators + catch_all,
+                                          self.recorder)
+        await _subscribe(self.clients, operators, raw_baseline=self.name == "baseline")
+
+    def close(self) -> None:
+        """Drop the clients."""
+        for client in self.clients:
+            client.close()
+
+
+async def _attach(feeder: AmiFeeder, module: str, args: dict[str, Any],
+                  stack: contextlib.AsyncExitStack, name: str) -> Target:
+    """Start a server or baseline process and find its AMI connection at the feeder."""
+    before = set(feeder.sessions)
+    proc = await stack.enter_async_context(child(module, {**args, "pbx_port": feeder.port}))
+    await feeder.wait_logged_in(len(before) + 1)
+    return Target(name, proc, set(feeder.sessions) - before)
+
+
+async def fanout_step(target: Target, *, feeder: AmiFeeder, heads: list[bytes], per_event: int,
+                      rate: int, label: str, settings: Settings) -> Row:
+    """One step: ``rate`` events/s for ``step_seconds`` to one target, then drain."""
+    recorder = target.recorder
+    pid = target.proc.pid
+    recorder.reset()
+    peak = [0]
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(_rss_sampler(pid, peak, stop))
+    server_cpu, load_cpu = CpuMeter(pid), CpuMeter(os.getpid())
+    server_cpu.start()
+    load_cpu.start()
+    busy0, t0 = busy_cpu_seconds(), time.perf_counter()
+    result = await feeder.blast(heads, rate, settings.step_seconds, only=target.session)
+    expected = result.sent * per_event
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(settings.drain_seconds):
+            while recorder.events < expected:  # noqa: ASYNC110  (counted in data_received)
+                await asyncio.sleep(0.01)
+    server_pct, load_pct = server_cpu.percent(), load_cpu.percent()
+    others = 100.0 * (busy_cpu_seconds() - busy0) / (time.perf_counter() - t0) - server_pct \
+        - load_pct
+    stop.set()
+    await sampler
+    latencies = sorted(recorder.latencies)
+    lost = expected - recorder.events
+    p99 = percentile(latencies, 0.99)
+    closed = sum(1 for c in target.clients if c.closed.done())
+    ok = lost == 0 and p99 < P99_LIMIT and result.rate >= 0.95 * rate
+    print(f"  {target.name:<13} {label:<16} {rate:>6}/s: p99={p99 * 1e3:7.1f} ms lost={lost} "
+          f"sent={result.rate:,.0f}/s srv={server_pct:.0f}% load={load_pct:.0f}% "
+          f"others={others:.0f}% rss={peak[0] / 1024:.0f} MB closed={closed}", flush=True)
+    return {"target": target.name, "case": label, "subs": len(target.clients),
+            "rate_in": rate, "sent/s": result.rate,
+            "delivered/s": recorder.events / result.seconds, "lost": lost,
+            "p50_ms": percentile(latencies, 0.5) * 1e3, "p99_ms": p99 * 1e3,
+            "srv_cpu%": server_pct, "load_cpu%": load_pct, "others_cpu%": max(0.0, others),
+            "srv_rss_MB": peak[0] / 1024, "closed": closed, "ok": ok}
+
+
+async def fanout_case(feeder: AmiFeeder, *, label: str, operators: int, catch_all: int,
+                      rates: tuple[int, ...], settings: Settings,
+                      variants: list[tuple[str, str, dict[str, Any]]]) -> list[Target]:
+    """Server(s) and baseline side by side: at each rate, each target still passing takes
+    one step (a failed step is retried once: the machine is shared, and noise can only
+    make a step fail, not pass). A target stops at its first failure."""
+    if operators:
+        heads = [newchannel_head(operator_number(i), i) for i in range(operators)]
+        per_event = 1 + catch_all
+    else:  # broadcast: numbers nobody filters on, every catch-all takes each event
+        heads = [newchannel_head(operator_number(10_000 + i), i) for i in range(100)]
+        per_event = catch_all
+    async with contextlib.AsyncExitStack() as stack:
+        targets = [await _attach(feeder, module, args, stack, name)
+                   for name, module, args in variants]
+        for target in targets:
+            await target.connect(operators, catch_all)
+            # Warm-up (first allocations, caches) outside the measured steps.
+            await feeder.blast(heads, 500, 0.5, only=target.session)
+        await asyncio.sleep(0.5)
+        for rate in rates:
+            for target in targets:
+                if target.failed:
+                    continue
+                for _attempt in range(2):
+                    row = await fanout_step(target, feeder=feeder, heads=heads,
+                                            per_event=per_event, rate=rate, label=label,
+                                            settings=settings)
+                    await asyncio.sleep(0.3)
+                    if row["ok"] or row["closed"]:
+                        break
+                target.rows.append(row)
+                target.failed = not row["ok"]
+            if all(t.failed for t in targets):
+                break
+        for target in targets:
+            target.close()
+        await asyncio.sleep(0.5)
+    return targets
+
+
+def best(rows: list[Row]) -> Row | None:
+    """The highest-rate step that passed."""
+    passed = [row for row in rows if row["ok"]]
+    return max(passed, key=lambda row: row["rate_in"]) if passed else None
+
+
+async def with_server(feeder: AmiFeeder, run: Callable[[Child], Awaitable[list[Row]]], *,
+                      uvloop: bool = False, ws_queue_size: int = 1000) -> list[Row]:
+    """Run ``run`` against a fresh server process."""
+    async with child("bench._server", {"pbx_port": feeder.port, "uvloop": uvloop,
+                                       "ws_queue_size": ws_queue_size}) as server:
+        return await run(server)
+
+
+async def with_baseline(mode: str, feeder: AmiFeeder,
+                        run: Callable[[Child], Awaitable[list[Row]]]) -> list[Row]:
+    """Run ``run`` against a fresh baseline process."""
+    async with child("bench._baseline", {"mode": mode, "pbx_port": feeder.port}) as base:
+        return await run(base)
+
+
+async def bench_fanout(feeder: AmiFeeder, settings: Settings, uvloop: bool,
+                       broadcast: bool, patched: bool) -> tuple[list[Row], list[Row]]:
+    """Fan-out (or broadcast) steps against the server and the baseline; summary rows."""
+    all_rows: list[Row] = []
+    summary: list[Row] = []
+    cases: list[tuple[str, int, int, tuple[int, ...]]]
+    if broadcast:
+        cases = [(f"broadcast {n}", 0, n, settings.broadcast_rates[n]) for n in (10, 100)]
+    else:
+        cases = [(f"filtered {n}+{settings.catch_all}", n, settings.catch_all,
+                  settings.fanout_rates) for n in settings.fanout_sizes]
+    variants: list[tuple[str, str, dict[str, Any]]] = [
+        ("server", "bench._server", {}), ("baseline", "bench._baseline", {"mode": "fanout"})]
+    if uvloop:
+        variants.append(("server+uvloop", "bench._server", {"uvloop": True}))
+    if patched:
+        variants.append(("server+patches", "bench._server", {"patches": PATCH_NAMES}))
+    for label, operators, catch_all, rates in cases:
+        targets = await fanout_case(feeder, label=label, operators=operators,
+                                    catch_all=catch_all, rates=rates, settings=settings,
+                                    variants=variants)
+        for target in targets:
+            all_rows.extend(target.rows)
+        base = best(next(t for t in targets if t.name == "baseline").rows)
+        for target in targets:
+            if target.name == "baseline":
+                continue
+            ours = best(target.rows)
+            summary.append({
+                "case": label, "target": target.name,
+                "max_rate_in": ours["rate_in"] if ours else 0,
+                "delivered/s": ours["delivered/s"] if ours else 0.0,
+                "p99_ms": ours["p99_ms"] if ours else float("nan"),
+                "srv_cpu%": ours["srv_cpu%"] if ours else float("nan"),
+                "srv_rss_MB": ours["srv_rss_MB"] if ours else float("nan"),
+                "baseline_max_rate": base["rate_in"] if base else 0,
+                "ratio": (ours["rate_in"] / base["rate_in"]) if ours and base else float("nan"),
+                "ceiling_hit": ours is not None and ours["rate_in"] == rates[-1],
+            })
+    return all_rows, summary
+
+
+# ------------------------------------------------------------------------ round trip
+
+
+def _ping_envelope() -> dict[str, Any]:
+    return {"method": "send", "argument": {**credentials("op"), "callbackAwait": 1,
+                                           "fields": {"action": "Ping"}}}
+
+
+async def ws_pings(ws_url: str, sockets: int, seconds: float, pid: int) -> Row:
+    """``sockets`` WebSockets each doing send Ping round trips in a closed loop."""
+    host, port = ws_url.removeprefix("ws://").split("/")[0].split(":")
+    clients = await connect_many(host, int(port), sockets, Recorder())
+    for client in clients:  # log in once per socket, outside the timing
+        await client.call(_ping_envelope())
+    latencies: list[float] = []
+    errors = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+
+    async def one(client: WsClient) -> None:
+        nonlocal errors
+        while loop.time() < deadline:
+            started = time.perf_counter()
+            answer = await client.call(_ping_envelope())
+            latencies.append(time.perf_counter() - started)
+            if answer.get("err") is not None:
+                errors += 1
+
+    cpu, load = CpuMeter(pid), CpuMeter(os.getpid())
+    cpu.start()
+    load.start()
+    started = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in clients))
+    elapsed = time.perf_counter() - started
+    pct, load_pct = cpu.percent(), load.percent()
+    for client in clients:
+        client.close()
+    latencies.sort()
+    return {"req/s": len(latencies) / elapsed, "p50_ms": percentile(latencies, 0.5) * 1e3,
+            "p99_ms": percentile(latencies, 0.99) * 1e3, "errors": errors, "srv_cpu%": pct,
+            "load_cpu%": load_pct}
+
+
+async def http_posts(url: str, clients: int, seconds: float, pid: int) -> Row:
+    """``clients`` keep-alive HTTP clients each POSTing send Ping in a closed loop."""
+    body = json.dumps(_ping_envelope()).encode()
+    latencies: list[float] = []
+    errors = 0
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        headers = {"Content-Type": "application/json"}
+
+        async def once() -> bool:
+            async with session.post(url, data=body, headers=headers) as response:
+                payload = await response.read()
+                return response.status == 200 and b'"err":null' in payload
+
+        await asyncio.gather(*(once() for _ in range(clients)))  # open the connections
+        deadline = loop.time() + seconds
+
+        async def one() -> None:
+            nonlocal errors
+            while loop.time() < deadline:
+                started = time.perf_counter()
+                ok = await once()
+                latencies.append(time.perf_counter() - started)
+                errors += not ok
+
+        cpu, load = CpuMeter(pid), CpuMeter(os.getpid())
+        cpu.start()
+        load.start()
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+        pct, load_pct = cpu.percent(), load.percent()
+    latencies.sort()
+    return {"req/s": len(latencies) / elapsed, "p50_ms": percentile(latencies, 0.5) * 1e3,
+            "p99_ms": percentile(latencies, 0.99) * 1e3, "errors": errors, "srv_cpu%": pct,
+            "load_cpu%": load_pct}
+
+
+async def ami_pings(feeder: AmiFeeder, concurrency: int, seconds: float) -> Row:
+    """The raw AMI Ping baseline, run in its own process on the server's core."""
+    args = {"mode": "ping", "pbx_port": feeder.port, "concurrency": concurrency,
+            "seconds": seconds}
+    async with child("bench._baseline", args) as proc:
+        assert proc.proc.stdout is not None
+        stdout = proc.proc.stdout
+        cpu, load = CpuMeter(proc.pid), CpuMeter(os.getpid())
+        cpu.start()
+        load.start()
+        line = await asyncio.wait_for(asyncio.to_thread(stdout.readline), seconds + 30)
+        pct, load_pct = cpu.percent(), load.percent()
+    result = json.loads(line)
+    return {"req/s": result["count"] / result["seconds"], "p50_ms": result["p50"] * 1e3,
+            "p99_ms": result["p99"] * 1e3, "errors": 0, "srv_cpu%": pct, "load_cpu%": load_pct}
+
+
+async def bench_roundtrip(feeder: AmiFeeder, settings: Settings,
+                          uvloop: bool) -> tuple[list[Row], list[Row]]:
+    """Round trips through the API and their baselines."""
+    seconds = settings.roundtrip_seconds
+    rows: list[Row] = []
+    summary: list[Row] = []
+    variants = [False, True] if uvloop else [False]
+    for use_uvloop in variants:
+        suffix = "+uvloop" if use_uvloop else ""
+
+        async def run(proc: Child, suffix: str = suffix) -> list[Row]:
+            out: list[Row] = []
+            for sockets in (1, 50):
+                row = await ws_pings(proc.info["ws_url"], sockets, seconds, proc.pid)
+                out.append({"case": f"WS send Ping x{sockets}", "target": "server" + suffix,
+                            **row})
+            row = await http_posts(proc.info["http_url"] + "/api", 50, seconds, proc.pid)
+            out.append({"case": "POST /api x50", "target": "server" + suffix, **row})
+            return out
+
+        rows.extend(await with_server(feeder, run, uvloop=use_uvloop))
+    for concurrency in (1, 50):
+        row = await ami_pings(feeder, concurrency, seconds)
+        rows.append({"case": f"WS send Ping x{concurrency}", "target": "baseline: raw AMI Ping",
+                     **row})
+
+    async def bare(proc: Child) -> list[Row]:
+        row = await http_posts(proc.info["http_url"] + "/api", 50, seconds, proc.pid)
+        return [{"case": "POST /api x50", "target": "baseline: bare aiohttp", **row}]
+
+    rows.extend(await with_baseline("http", feeder, bare))
+    for row in rows:
+        if row["target"].startswith("baseline"):
+            continue
+        base = next(r for r in rows if r["case"] == row["case"]
+                    and r["target"].startswith("baseline"))
+        summary.append({"case": row["case"], "target": row["target"], "req/s": row["req/s"],
+                        "p50_ms": row["p50_ms"], "p99_ms": row["p99_ms"],
+                        "baseline_req/s": base["req/s"], "ratio": row["req/s"] / base["req/s"]})
+    return rows, summary
+
+
+# ----------------------------------------------------------------------- connections
+
+
+async def idle_connections(ws_url: str, count: int, pid: int, *, baseline: bool) -> Row:
+    """Open ``count`` WebSockets and authenticate each; RSS per connection."""
+    host, port = ws_url.removeprefix("ws://").split("/")[0].split(":")
+    await asyncio.sleep(0.5)
+    before = rss_kib(pid)
+    recorder = Recorder()
+    started = time.perf_counter()
+    clients = await connect_many(host, int(port), count, recorder, concurrency=200)
+    connected = time.perf_counter() - started
+    semaphore = asyncio.Semaphore(500)
+
+    async def login(client: WsClient) -> bool:
+        async with semaphore:
+            answer = await client.call({"method": "rmEvent",
+                                        "argument": {**credentials("op"), "all": True}})
+            return answer.get("err") is None
+
+    oks = await asyncio.gather(*(login(c) for c in clients))
+    authenticated = time.perf_counter() - started
+    await asyncio.sleep(1.0)
+    after = rss_kib(pid)
+    alive = sum(1 for c in clients if not c.closed.done())
+    for client in clients:
+        client.close()
+    await asyncio.sleep(1.0)
+    return {"target": "baseline: bare aiohttp WS" if baseline else "server",
+            "connections": count, "authenticated": sum(oks), "alive": alive,
+            "connect_s": connected, "connect+auth_s": authenticated,
+            "rss_before_MB": before / 1024, "rss_after_MB": after / 1024,
+            "KB_per_conn": (after - before) / count}
+
+
+async def bench_connections(feeder: AmiFeeder, settings: Settings) -> list[Row]:
+    """Idle authenticated WebSockets on the server and on the bare aiohttp baseline."""
+    count = settings.connections
+
+    async def ours(proc: Child) -> list[Row]:
+        return [await idle_connections(proc.info["ws_url"], count, proc.pid, baseline=False)]
+
+    async def base(proc: Child) -> list[Row]:
+        return [await idle_connections(proc.info["ws_url"], count, proc.pid, baseline=True)]
+
+    rows = await with_server(feeder, ours)
+    rows += await with_baseline("fanout", feeder, base)
+    return rows
+
+
+# --------------------------------------------------------------------------- startup
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _time_to_health(argv: list[str], url: str, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        "taskset", "-c", str(SERVER_CPU), *argv, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with aiohttp.ClientSession() as session, asyncio.timeout(20):
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            return time.perf_counter() - started
+                await asyncio.sleep(0.005)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+
+
+async def bench_startup(feeder: AmiFeeder, settings: Settings) -> list[Row]:
+    """``vwell-pbx serve`` (real CLI, real config file) to the first 200 from /health."""
+    from bench._server import add_users, make_config  # noqa: PLC0415
+
+    env = child_env()
+    ours: list[float] = []
+    bare: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="vwell-bench-") as tmp:
+        folder = Path(tmp)
+        add_users(make_config(folder, {"pbx_port": feeder.port}))
+        for _ in range(settings.startup_runs):
+            http_port, ws_port = _free_port(), _free_port()
+            config = folder / "app-config.toml"
+            config.write_text(
+                f'[server]\nhttp = "127.0.0.1:{http_port}"\nws = "127.0.0.1:{ws_port}"\n'
+                'log_level = "warning"\n'
+                f'[users]\ndatabase = "{folder / "users.sqlite3"}"\n'
+                f'[[pbx]]\nname = "office"\nhost = "127.0.0.1"\nport = {feeder.port}\n'
+                'username = "bench"\nsecret = "bench"\nauth = "plain"\n')
+            ours.append(await _time_to_health(
+                [sys.executable, "-m", "vwell_pbx.cli", "serve", "--config", str(config)],
+                f"http://127.0.0.1:{http_port}/health", env))
+            port = _free_port()
+            bare.append(await _time_to_health(
+                [sys.executable, "-m", "bench._baseline",
+                 json.dumps({"mode": "http", "port": port})],
+                f"http://127.0.0.1:{port}/health", env))
+    ours_median, bare_median = statistics.median(ours), statistics.median(bare)
+    return [{"target": "vwell-pbx serve", "runs": len(ours), "median_s": ours_median,
+             "max_s": max(ours), "baseline_median_s": bare_median,
+             "ratio": ours_median / bare_median}]
+
+
+# ------------------------------------------------------------------------------ main
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the selected benchmarks; return everything for the JSON file."""
+    settings = Settings(args.quick)
+    only = set(args.only.split(",")) if args.only else {
+        "fanout", "broadcast", "roundtrip", "connections", "startup"}
+    results: dict[str, Any] = {}
+    async with AmiFeeder() as feeder:
+        if "startup" in only:
+            rows = await bench_startup(feeder, settings)
+            print_table("Start-up: spawn to the first 200 from /health", rows)
+            results["startup"] = rows
+        if "fanout" in only:
+            steps, summary = await bench_fanout(feeder, settings, args.uvloop, broadcast=False,
+                                                 patched=args.patched)
+            print_table("Fan-out steps", steps)
+            print_table("Fan-out: highest input rate with p99 < 50 ms and nothing lost", summary)
+            results["fanout"] = {"steps": steps, "summary": summary}
+        if "broadcast" in only:
+            steps, summary = await bench_fanout(feeder, settings, args.uvloop, broadcast=True,
+                                                 patched=args.patched)
+            print_table("Broadcast steps", steps)
+            print_table("Broadcast: highest input rate with p99 < 50 ms and nothing lost",
+                        summary)
+            results["broadcast"] = {"steps": steps, "summary": summary}
+        if "roundtrip" in only:
+            rows, summary = await bench_roundtrip(feeder, settings, args.uvloop)
+            print_table("Round trips", rows)
+            print_table("Round trips against their baselines", summary)
+            results["roundtrip"] = {"rows": rows, "summary": summary}
+        if "connections" in only:
+            rows = await bench_connections(feeder, settings)
+            print_table("Idle authenticated WebSockets", rows)
+            results["connections"] = rows
+    return results
+
+
+def _git_state() -> str:
+    """HEAD and whether src/ has uncommitted changes (what exactly was measured)."""
+    import subprocess  # noqa: PLC0415
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10, check=False)
+        return done.stdout.strip()
+
+    dirty = bool(git("status", "--porcelain", "--", "src"))
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted src changes" if dirty else "")
+
+
+def cli() -> None:
+    """``python -m bench``."""
+    parser = argparse.ArgumentParser(prog="python -m bench",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run")
+    parser.add_argument("--only", help="comma-separated: fanout,broadcast,roundtrip,"
+                                       "connections,startup")
+    parser.add_argument("--patched", action="store_true",
+                        help="fan-out/broadcast: also run the server with the prototype "
+                             "patches of bench/_patches.py (proposed src/ changes)")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="also run the server under uvloop (if installed)")
+    args = parser.parse_args()
+    pin_self(LOAD_CPU)
+    limit = raise_fd_limit()
+    started = dt.datetime.now(dt.UTC)
+    meta = {"date": started.isoformat(timespec="seconds"), "cores": CORES,
+            "git": _git_state(),
+            "command": "bash bench.sh " + " ".join(sys.argv[1:]),
+            "python": platform.python_version(), "machine": platform.machine(),
+            "fd_limit": limit, "server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU}
+    print(f"vwell-pbx-srv benchmarks: cores={CORES} (os.cpu_count()), python "
+          f"{meta['python']}, server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, "
+          f"open files {limit}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="vwell-bench-src-") as tmp:
+        snapshot_source(Path(tmp))
+        results = asyncio.run(main(args))
+    meta["seconds"] = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{started.strftime('%Y-%m-%dT%H%M%S')}.json"
+    path.write_text(json.dumps({"meta": meta, **results}, indent=1, default=str))
+    print(f"\nwritten {path.relative_to(ROOT)} ({meta['seconds']} s)")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,178 @@
+"""The AMI feeder: a minimal raw-socket AMI server that blasts pre-encoded events.
+
+It is not the simulator: the simulator builds every event from a call model and
+encodes it through the codec, which costs more per event than the server under test
+spends on it, so at the rates measured here it would be the bottleneck. The feeder
+speaks just enough AMI for the server's client and the baselines: the banner,
+``Login`` (plain or MD5, any credentials), ``Challenge``, ``Ping``, ``Logoff``.
+
+Events are pre-encoded; only their ``Timestamp`` header (the send time, what the
+receivers compute delivery latency from) is filled in per batch. A token bucket ticks
+every ``TICK`` seconds and writes everything due in one ``write`` per connection. When
+a connection's write buffer passes ``MAX_BUFFER`` (the reader cannot keep up) the
+feeder stops adding to it, so what a step reports as sent is what was really offered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+TICK = 0.002
+MAX_BUFFER = 4 * 1024 * 1024
+MAX_BATCH = 5000
+BANNER = b"Asterisk Call Manager/9.0.0\r\n"
+
+_ACTION = re.compile(rb"(?im)^action:\s*(\S+)")
+_ACTION_ID = re.compile(rb"(?im)^actionid:\s*([^\r\n]*)")
+
+
+def operator_number(index: int) -> str:
+    """The phone number operator ``index`` watches for."""
+    return f"+7978{index:07d}"
+
+
+def newchannel_head(number: str, seq: int) -> bytes:
+    """A Newchannel event as a Yeastar GSM trunk sends it, up to its Timestamp value."""
+    return (
+        "Event: Newchannel\r\nPrivilege: call,all\r\n"
+        f"Channel: YSGSM/11-{seq % 9}\r\nChannelState: 1\r\nChannelStateDesc: Rsrvd\r\n"
+        f"CallerIDNum: {number}\r\nCallerIDName: {number}\r\nAccountCode: \r\n"
+        "Exten: s\r\nContext: DID_trunk_11\r\n"
+        f"Uniqueid: 1505301523.{6253 + seq}\r\nTimestamp: "
+    ).encode()
+
+
+@dataclass(slots=True)
+class BlastResult:
+    """What one blast offered."""
+
+    sent: int
+    seconds: float
+    #: Ticks at which some connection's buffer was full (events held back).
+    backlogged_ticks: int
+
+    @property
+    def rate(self) -> float:
+        """Events per second actually written."""
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+class _AmiSession(asyncio.Protocol):
+    def __init__(self, feeder: AmiFeeder) -> None:
+        self.feeder = feeder
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(BANNER)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.feeder.sessions.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        transport = self.transport
+        assert transport is not None
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            action, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+            name_match = _ACTION.search(action)
+            id_match = _ACTION_ID.search(action)
+            name = name_match.group(1).lower() if name_match else b""
+            action_id = b"ActionID: " + id_match.group(1) + b"\r\n" if id_match else b""
+            if name == b"ping":
+                transport.write(b"Response: Success\r\n" + action_id + b"Ping: Pong\r\n"
+                                b"Timestamp: %.6f\r\n\r\n" % time.time())
+            elif name == b"login":
+                transport.write(b"Response: Success\r\n" + action_id
+                                + b"Message: Authentication accepted\r\n\r\n")
+                self.feeder.sessions.add(self)
+            elif name == b"challenge":
+                transport.write(b"Response: Success\r\n" + action_id
+                                + b"Challenge: 123456789\r\n\r\n")
+            elif name == b"logoff":
+                transport.write(b"Response: Goodbye\r\n" + action_id
+                                + b"Message: Thanks for all the fish.\r\n\r\n")
+                transport.close()
+                return
+            else:
+                transport.write(b"Response: Error\r\n" + action_id
+                                + b"Message: Invalid/unknown command\r\n\r\n")
+
+
+class AmiFeeder:
+    """``async with AmiFeeder() as feeder``: listens on 127.0.0.1, ``feeder.port``."""
+
+    def __init__(self) -> None:
+        self.sessions: set[_AmiSession] = set()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> AmiFeeder:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _AmiSession(self), "127.0.0.1", 0,
+                                                backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.abort()
+        await asyncio.wait_for(self._server.wait_closed(), 5)
+
+    async def wait_logged_in(self, count: int = 1, within: float = 10.0) -> None:
+        """Wait until ``count`` AMI clients have logged in."""
+        async with asyncio.timeout(within):
+            while len(self.sessions) < count:  # noqa: ASYNC110  (set by data_received)
+                await asyncio.sleep(0.01)
+
+    async def blast(self, heads: list[bytes], rate: float, duration: float, *,
+                    only: set[Any] | None = None,
+                    on_sent: Callable[[int, int], None] | None = None) -> BlastResult:
+        """Send events round-robin over ``heads`` at ``rate``/s for ``duration`` s, to
+        every logged-in connection or to those in ``only`` (see ``sessions``).
+
+        ``on_sent(first_seq, count)`` is told what each batch contained.
+        """
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + duration
+        sent = 0
+        backlogged = 0
+        count = len(heads)
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                break
+            due = min(int(rate * (now - start)) - sent, MAX_BATCH)
+            transports = [s.transport for s in self.sessions if s.transport is not None
+                          and (only is None or s in only)]
+            if due > 0 and transports:
+                if any(t.get_write_buffer_size() > MAX_BUFFER for t in transports):
+                    backlogged += 1
+                else:
+                    stamp = b"%.6f\r\n\r\n" % time.time()
+                    parts: list[bytes] = []
+                    for seq in range(sent, sent + due):
+                        parts.append(heads[seq % count])
+                        parts.append(stamp)
+                    data = b"".join(parts)
+                    for transport in transports:
+                        transport.write(data)
+                    if on_sent is not None:
+                        on_sent(sent, due)
+                    sent += due
+            await asyncio.sleep(TICK)
+        return BlastResult(sent=sent, seconds=loop.time() - start, backlogged_ticks=backlogged)
