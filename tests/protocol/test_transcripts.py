@@ -23,6 +23,9 @@ from vwell_pbx.ami.answers import command_output, ends_list, list_style
 from vwell_pbx.pbx.dial import OriginateOutcome
 from vwell_pbx.protocol import Greeting, Message, MessageKind
 
+from .reference import reference_parse
+from .support import outcome, random_pieces
+
 
 def is_event_list_start(message: Message) -> bool:
     return list_style(message) is not None
@@ -32,13 +35,9 @@ def is_event_list_end(message: Message) -> bool:
     return ends_list(None, message)
 
 
-from .reference import reference_parse
-from .support import outcome, random_pieces
-
 REPLAY = Path(__file__).resolve().parents[1] / "data" / "ami" / "replay"  # from shared/ami
 FILES = sorted(REPLAY.glob("*.chunks.jsonl"))
-if not FILES:  # pragma: no cover - the transcripts live outside the repository
-    pytest.skip(f"no transcripts in {REPLAY}", allow_module_level=True)
+assert len(FILES) == 12, f"the 12 recorded transcripts belong in {REPLAY}"
 
 
 @dataclass

@@ -24,6 +24,7 @@ never put into an exception message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -108,6 +109,7 @@ def check_server_secret(given: str | None, configured: SecretStr | str | None) -
     )
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every request; parsing is the cost
 def peer_key(peer: str) -> str:
     """The throttling key of a client address.
 

@@ -1,8 +1,8 @@
 """How each simulated PBX spells its events.
 
-``Asterisk20Events`` follows the transcripts in ``tests/data/ami`` (recorded from a real Asterisk) (Asterisk 20,
-chan_sip): channel snapshots with ``Linkedid``, ``DialBegin``/``DialState``/``DialEnd``,
-``BridgeCreate``/``BridgeEnter``/``BridgeLeave``/``BridgeDestroy``.
+``Asterisk20Events`` follows the transcripts recorded from a real Asterisk 20 (chan_sip;
+kept in ``tests/data/ami``): channel snapshots with ``Linkedid``,
+``DialBegin``/``DialState``/``DialEnd``, ``BridgeCreate``/``BridgeEnter``/``BridgeLeave``/``BridgeDestroy``.
 
 ``YeastarEvents`` follows the seed's examples (Yeastar MyPBX, Asterisk 1.8): short
 ``Newchannel`` without ``Linkedid``, ``Event: Dial`` with ``SubEvent: Begin|End``,

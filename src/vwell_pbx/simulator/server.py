@@ -7,10 +7,10 @@ Like aiosmtpd's ``Controller``, it is a real server users start in their own tes
         await pbx.incoming_call("+79787342741", span=11, to="269")
         assert pbx.actions_received[-1].name == "Originate"
 
-Wire behaviour follows the Asterisk 20 transcripts in ``tests/data/ami`` (recorded from a real Asterisk) (banner,
-login, MD5 challenge, errors, event lists, Originate, Redirect, Command) and, with
-``dialect="yeastar"``, the Asterisk 1.8 event layout of the Yeastar MyPBX the original
-product drove. Call outcomes are described in :mod:`vwell_pbx.simulator.calls`; GSM CLI
+Wire behaviour follows the transcripts recorded from a real Asterisk 20 (kept in
+``tests/data/ami``: banner, login, MD5 challenge, errors, event lists, Originate,
+Redirect, Command) and, with ``dialect="yeastar"``, the Asterisk 1.8 event layout of
+the Yeastar MyPBX the original product drove. Call outcomes are described in :mod:`vwell_pbx.simulator.calls`; GSM CLI
 texts in :mod:`vwell_pbx.simulator.gsm`.
 
 Bounds (and what happens past them):
