@@ -2,7 +2,8 @@
 
 ``Asterisk20Events`` follows the transcripts recorded from a real Asterisk 20 (chan_sip;
 kept in ``tests/data/ami``): channel snapshots with ``Linkedid``,
-``DialBegin``/``DialState``/``DialEnd``, ``BridgeCreate``/``BridgeEnter``/``BridgeLeave``/``BridgeDestroy``.
+``DialBegin``/``DialState``/``DialEnd``,
+``BridgeCreate``/``BridgeEnter``/``BridgeLeave``/``BridgeDestroy``.
 
 ``YeastarEvents`` follows the seed's examples (Yeastar MyPBX, Asterisk 1.8): short
 ``Newchannel`` without ``Linkedid``, ``Event: Dial`` with ``SubEvent: Begin|End``,

@@ -10,8 +10,8 @@ Like aiosmtpd's ``Controller``, it is a real server users start in their own tes
 Wire behaviour follows the transcripts recorded from a real Asterisk 20 (kept in
 ``tests/data/ami``: banner, login, MD5 challenge, errors, event lists, Originate,
 Redirect, Command) and, with ``dialect="yeastar"``, the Asterisk 1.8 event layout of
-the Yeastar MyPBX the original product drove. Call outcomes are described in :mod:`vwell_pbx.simulator.calls`; GSM CLI
-texts in :mod:`vwell_pbx.simulator.gsm`.
+the Yeastar MyPBX the original product drove. Call outcomes are described in
+:mod:`vwell_pbx.simulator.calls`; GSM CLI texts in :mod:`vwell_pbx.simulator.gsm`.
 
 Bounds (and what happens past them):
 
