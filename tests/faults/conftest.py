@@ -1,0 +1,23 @@
+"""Fault suites: the ``soak`` marker (long variants, run only with ``VWELL_SOAK=1``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``soak`` marker."""
+    config.addinivalue_line(
+        "markers", "soak: long fault-injection runs; skipped unless VWELL_SOAK=1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``soak`` tests unless ``VWELL_SOAK=1``."""
+    if os.environ.get("VWELL_SOAK") == "1":
+        return
+    skip = pytest.mark.skip(reason="soak test: run with VWELL_SOAK=1 (see docs/security.md)")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,152 @@
+"""A PBX that answers garbage, closes mid-message or floods events: a raw AMI peer
+written for each misbehaviour (a real socket, not a mock of our code)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.faults.fault_support import RawPeer, answer, log_in, next_action, until
+from tests.security.security_figures import assert_envelope, record
+from tests.support import ADMIN, AGENT, ApiClient, add_test_users, make_config
+from vwell_pbx.protocol import encode_message
+from vwell_pbx.web.server import RunningServer, serving
+
+
+@contextlib.asynccontextmanager
+async def server_for(peer: RawPeer, tmp_path: Path) -> AsyncIterator[tuple[RunningServer,
+                                                                           ApiClient]]:
+    config = make_config(tmp_path, peer.port)
+    add_test_users(config)
+    async with serving(config) as server, aiohttp.ClientSession() as session:
+        yield server, ApiClient(server, session)
+
+
+async def _ping_answer(api: ApiClient, within: float = 2.0) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await asyncio.wait_for(
+        api.post("send", callbackAwait=True, timeout=1000, fields={"action": "Ping"}),
+        within + 0.5)
+    assert loop.time() - started < within + 0.5
+    return assert_envelope(result)
+
+
+async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   peer: RawPeer) -> None:
+    if peer.connections % 2:
+        writer.write(b"\x00\xff\xfe garbage \x01\x02" * 50 + b"\r\n" + b"A" * 100_000)
+    else:
+        await log_in(reader, writer)
+        writer.write(b"Event: Newchannel\r\n" + b"no colon here \x07\r\n" * 3 + b"\r\n")
+    await writer.drain()
+    await reader.read(1)
+
+
+async def test_garbage_from_the_pbx(tmp_path: Path,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    async with RawPeer(_garbage) as peer, server_for(peer, tmp_path) as (server, api):
+        client = server.clients["office"]
+        await until(lambda: peer.connections >= 4, within=10)
+        for _ in range(5):
+            result = await _ping_answer(api, within=0.0)
+            assert result["errCode"] == "pbx_unavailable", result
+        async with api.session.get(server.http_url + "/health") as response:
+            assert response.status == 503
+            assert (await response.json())["pbx"][0]["lastError"]
+        assert client.state.reconnects >= 3
+    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("vwell_pbx.ami")]
+    assert any("protocol error" in m or "login failed" in m or "banner" in m
+               for m in warnings), warnings
+    record("faults.garbage_peer", connections=peer.connections)
+
+
+async def _half_message(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        peer: RawPeer) -> None:
+    parser = await log_in(reader, writer)
+    action = await next_action(reader, parser)
+    if action is None:
+        return
+    # Half an answer and half an event, then the connection goes.
+    writer.write(answer(action)[:20] + b"\r\nEvent: Newchan")
+    await writer.drain()
+
+
+async def test_pbx_closes_mid_message(tmp_path: Path) -> None:
+    async with RawPeer(_half_message) as peer, server_for(peer, tmp_path) as (server, api):
+        client = server.clients["office"]
+        codes: dict[str, int] = {}
+        for _ in range(20):
+            with contextlib.suppress(TimeoutError):
+                await client.wait_connected(5)
+            result = await _ping_answer(api)
+            assert result["errCode"] in ("pbx_unavailable", "timeout"), result
+            codes[result["errCode"]] = codes.get(result["errCode"], 0) + 1
+        assert codes.get("pbx_unavailable", 0) > 0
+        assert peer.connections >= 2
+    record("faults.closes_mid_message", requests=20, connections=peer.connections)
+
+
+FLOOD = 30_000
+
+
+async def _flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 peer: RawPeer) -> None:
+    parser = await log_in(reader, writer)
+
+    async def respond() -> None:
+        while (action := await next_action(reader, parser)) is not None:
+            writer.write(answer(action))
+
+    responder = asyncio.create_task(respond())
+    await asyncio.wait_for(peer.go.wait(), 10)  # once the test has subscribed
+    try:
+        event = encode_message([("Event", "Newchannel"), ("Privilege", "call,all"),
+                                ("Channel", "SIP/269-1"), ("CallerIDNum", "269")])
+        for index in range(FLOOD):
+            writer.write(event)
+            if index % 500 == 0:
+                await writer.drain()
+                await asyncio.sleep(0)
+        await writer.drain()
+        await responder
+    finally:
+        responder.cancel()
+
+
+async def test_event_flood(tmp_path: Path) -> None:
+    async with RawPeer(_flood) as peer, server_for(peer, tmp_path) as (server, api):
+        client = server.clients["office"]
+        reader = await api.ws()
+        assert (await reader.call("onEvent", creds=AGENT, name="Newchannel"))["err"] is None
+        idle = await api.session.ws_connect(server.ws_url)  # subscribes, never reads
+        await idle.send_json({"method": "onEvent", "argument": {**ADMIN, "name": "*"}})
+        await client.wait_connected(5)
+        peer.go.set()
+        worst = 0.0
+        loop = asyncio.get_running_loop()
+        received = 0
+        while server.api.bus.stats.published < FLOOD // 2:
+            started = loop.time()
+            assert (await _ping_answer(api))["err"] is None
+            worst = max(worst, loop.time() - started)
+            while not reader.events.empty():
+                reader.events.get_nowait()
+                received += 1
+        assert worst < 2.0
+        assert client.connected
+        async with api.session.get(server.http_url + "/health") as response:
+            assert response.status == 200
+        await until(lambda: server.api.bus.stats.published >= FLOOD, within=30)
+        await idle.close()
+        await reader.close()
+    record("faults.event_flood", events=FLOOD, worst_ping_s=round(worst, 3),
+           dropped=server.api.bus.stats.dropped)
