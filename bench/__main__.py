@@ -2,7 +2,7 @@
 
     bash bench.sh               # everything, about 8-10 minutes
     bash bench.sh --quick       # a smoke run, about 1-2 minutes
-    bash bench.sh --only fanout,roundtrip [--uvloop] [--patched]
+    bash bench.sh --only fanout,roundtrip [--uvloop]
 
 (``bench.sh`` raises the open-files limit and runs ``python -m bench``.)
 
@@ -23,8 +23,7 @@ Benchmarks (see docs/performance.md for what each means and the targets):
 - ``connections``: 10,000 idle authenticated WebSockets.
 - ``startup``: ``vwell-pbx serve`` to the first 200 from ``/health``.
 
-``--patched`` adds a server with the prototype patches of ``bench/_patches.py``
-(proposed src/ changes) to fan-out and broadcast; ``--uvloop`` one under uvloop.
+``--uvloop`` adds a server under uvloop to fan-out and broadcast.
 """
 
 from __future__ import annotations
@@ -69,7 +68,6 @@ from bench.feeder import AmiFeeder, newchannel_head, operator_number
 from bench.wsclient import Recorder, WsClient, connect_many
 
 P99_LIMIT = 0.050
-PATCH_NAMES = ["guard_cache", "get_no_timeout", "batch_send"]
 Row = dict[str, Any]
 
 
@@ -268,7 +266,7 @@ async def with_baseline(mode: str, feeder: AmiFeeder,
 
 
 async def bench_fanout(feeder: AmiFeeder, settings: Settings, uvloop: bool,
-                       broadcast: bool, patched: bool) -> tuple[list[Row], list[Row]]:
+                       broadcast: bool) -> tuple[list[Row], list[Row]]:
     """Fan-out (or broadcast) steps against the server and the baseline; summary rows."""
     all_rows: list[Row] = []
     summary: list[Row] = []
@@ -282,8 +280,6 @@ async def bench_fanout(feeder: AmiFeeder, settings: Settings, uvloop: bool,
         ("server", "bench._server", {}), ("baseline", "bench._baseline", {"mode": "fanout"})]
     if uvloop:
         variants.append(("server+uvloop", "bench._server", {"uvloop": True}))
-    if patched:
-        variants.append(("server+patches", "bench._server", {"patches": PATCH_NAMES}))
     for label, operators, catch_all, rates in cases:
         targets = await fanout_case(feeder, label=label, operators=operators,
                                     catch_all=catch_all, rates=rates, settings=settings,
@@ -577,14 +573,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             print_table("Start-up: spawn to the first 200 from /health", rows)
             results["startup"] = rows
         if "fanout" in only:
-            steps, summary = await bench_fanout(feeder, settings, args.uvloop, broadcast=False,
-                                                 patched=args.patched)
+            steps, summary = await bench_fanout(feeder, settings, args.uvloop, broadcast=False)
             print_table("Fan-out steps", steps)
             print_table("Fan-out: highest input rate with p99 < 50 ms and nothing lost", summary)
             results["fanout"] = {"steps": steps, "summary": summary}
         if "broadcast" in only:
-            steps, summary = await bench_fanout(feeder, settings, args.uvloop, broadcast=True,
-                                                 patched=args.patched)
+            steps, summary = await bench_fanout(feeder, settings, args.uvloop, broadcast=True)
             print_table("Broadcast steps", steps)
             print_table("Broadcast: highest input rate with p99 < 50 ms and nothing lost",
                         summary)
@@ -621,9 +615,6 @@ def cli() -> None:
     parser.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run")
     parser.add_argument("--only", help="comma-separated: fanout,broadcast,roundtrip,"
                                        "connections,startup")
-    parser.add_argument("--patched", action="store_true",
-                        help="fan-out/broadcast: also run the server with the prototype "
-                             "patches of bench/_patches.py (proposed src/ changes)")
     parser.add_argument("--uvloop", action="store_true",
                         help="also run the server under uvloop (if installed)")
     args = parser.parse_args()

@@ -77,10 +77,6 @@ async def main(args: dict[str, Any]) -> None:
 def run() -> None:
     """Entry point: JSON arguments in argv[1]."""
     args: dict[str, Any] = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    if args.get("patches"):
-        from bench._patches import apply  # noqa: PLC0415  (prototypes, --patched only)
-
-        apply(list(args["patches"]))
     if args.get("uvloop"):
         import uvloop  # noqa: PLC0415  (optional, only for the uvloop row)
 
