@@ -17,7 +17,6 @@ from vwell_pbx.api.errors import (
     BadRequest,
     Forbidden,
     LimitExceeded,
-    NeedsWebSocket,
     PbxAnswerError,
 )
 from vwell_pbx.api.registry import method
@@ -263,10 +262,7 @@ class SubscribeArgs(Arguments):
 
 
 def _subscribe(call: Call, args: SubscribeArgs, *, once: bool) -> dict[str, Any]:
-    subscriber = call.session.subscriber
-    if subscriber is None:
-        raise NeedsWebSocket("onEvent, onceEvent and rmEvent need a WebSocket connection "
-                             "(ws://HOST:8931/api) or the event stream GET /api/events")
+    subscriber = call.subscriber
     name = args.name
     fields: dict[str, Any] = {}
     if args.event is not None:
@@ -310,9 +306,7 @@ class UnsubscribeArgs(Arguments):
         answer={"removed": "how many subscriptions were removed"})
 async def rm_event(call: Call, args: UnsubscribeArgs) -> dict[str, Any]:
     """Unsubscribe."""
-    subscriber = call.session.subscriber
-    if subscriber is None:
-        raise NeedsWebSocket("rmEvent needs a WebSocket connection (ws://HOST:8931/api)")
+    subscriber = call.subscriber
     bus = call.api.bus
     if args.all:
         removed = bus.unsubscribe_all(subscriber)

@@ -32,6 +32,7 @@ from vwell_pbx.api.errors import (
     Forbidden,
     LimitExceeded,
     MissingCredentials,
+    NeedsWebSocket,
     PbxAnswerError,
     UnknownMethod,
     error_code,
@@ -108,6 +109,14 @@ class Call:
     def settings(self) -> ApiSettings:
         """The API settings (templates, limits, number rules)."""
         return self.api.settings
+
+    @property
+    def subscriber(self) -> Subscriber:
+        """The connection's event queue; ``NeedsWebSocket`` over plain HTTP."""
+        if self.session.subscriber is None:
+            raise NeedsWebSocket("onEvent, onceEvent and rmEvent need a WebSocket connection "
+                                 "(ws://HOST:8931/api) or the event stream GET /api/events")
+        return self.session.subscriber
 
 
 class Api:
