@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from vwell_pbx.config import EventRuleConfig, RoleConfig
@@ -286,6 +286,15 @@ class Role:
     events: tuple[EventRule, ...]
     own_extensions_only: bool = False
     admin: bool = False
+    # Verdicts of allows_event by (name, Privilege), kept only when no rule looks at
+    # other fields: the answer then depends on nothing else, and a PBX has a few dozen
+    # event names, so this turns fnmatch over every rule into one dict look-up.
+    _verdicts: dict[tuple[str, str], bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    _name_only: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_name_only", all(not rule.fields for rule in self.events))
 
     @classmethod
     def build(
@@ -356,6 +365,19 @@ class Role:
         name = names[0]
         if self.admin:
             return True
+        if self._name_only:
+            key = (name, ",".join(_values(_header(fields, "Privilege"))))
+            verdict = self._verdicts.get(key)
+            if verdict is None:
+                verdict = self._decide(name, fields, extensions)
+                if len(self._verdicts) >= _MAX_VERDICTS:
+                    self._verdicts.clear()
+                self._verdicts[key] = verdict
+            return verdict
+        return self._decide(name, fields, extensions)
+
+    def _decide(self, name: str, fields: Mapping[str, str | list[str]],
+                extensions: Collection[str]) -> bool:
         if _is_security_event(name, fields):
             return any(
                 rule.is_literal and rule.matches(name, fields, extensions) for rule in self.events
@@ -375,6 +397,8 @@ def _is_security_event(name: str, fields: Mapping[str, object]) -> bool:
     privilege = ",".join(_values(_header(fields, "Privilege"))).casefold()
     return "security" in (p.strip() for p in privilege.split(","))
 
+
+_MAX_VERDICTS = 4096  # distinct (event name, Privilege) pairs remembered per role
 
 _OPERATOR_METHODS = ("send", "dial", "redirect", "gsmSendSMS", "onEvent", "onceEvent", "rmEvent")
 
