@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from vwell_pbx.api.errors import BadRequest
+from vwell_pbx.protocol.message import Message
 
 JsonScalar = str | int | float | bool | None
 
@@ -115,6 +116,17 @@ def describe_validation_error(exc: ValidationError) -> str:
             words = words.removeprefix("value error, ")
         parts.append(f"{path} {words}")
     return "; ".join(parts)
+
+
+def pbx_message(message: Message, client_action_id: str | None) -> dict[str, Any]:
+    """A PBX message as a client sees it: our wire ActionID replaced by the client's own
+    (or removed), so ids the server chose never leak into answers."""
+    fields = message.to_dict()
+    for key in [k for k in fields if k.lower() == "actionid"]:
+        del fields[key]
+    if client_action_id is not None:
+        fields["ActionID"] = client_action_id
+    return fields
 
 
 def success(req_id: JsonScalar, fields: Mapping[str, Any]) -> dict[str, Any]:

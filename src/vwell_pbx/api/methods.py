@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, StringConstraints, field_validator
 
-from vwell_pbx.api.envelope import Arguments
+from vwell_pbx.api.envelope import Arguments, pbx_message
 from vwell_pbx.api.errors import (
     BadRequest,
     Forbidden,
@@ -24,7 +24,6 @@ from vwell_pbx.events.bus import BusEvent
 from vwell_pbx.events.filters import EventFilter
 from vwell_pbx.pbx.dial import dial as originate_call
 from vwell_pbx.pbx.redirect import redirect as redirect_call
-from vwell_pbx.protocol.message import Message
 
 if TYPE_CHECKING:
     from vwell_pbx.api.service import Call
@@ -39,16 +38,6 @@ def _ami_text(value: FieldScalar) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _pbx_message(message: Message, client_action_id: str | None) -> dict[str, Any]:
-    """A PBX message as the client sees it: the wire ActionID replaced by the client's."""
-    fields = message.to_dict()
-    for key in [k for k in fields if k.lower() == "actionid"]:
-        del fields[key]
-    if client_action_id is not None:
-        fields["ActionID"] = client_action_id
-    return fields
 
 
 # --- send ---------------------------------------------------------------------------
@@ -107,9 +96,9 @@ async def send(call: Call, args: SendArgs) -> dict[str, Any]:
         return {"written": True}
     result = await client.send_action(pairs, timeout=call.settings.wait_seconds(args.timeout))
     answer: dict[str, Any] = {"actionId": client_action_id,
-                              "event": _pbx_message(result.response, client_action_id)}
+                              "event": pbx_message(result.response, client_action_id)}
     if result.complete is not None or result.events:
-        answer["events"] = [_pbx_message(e, client_action_id) for e in result.events]
+        answer["events"] = [pbx_message(e, client_action_id) for e in result.events]
     if result.output is not None:
         answer["output"] = result.output
     if result.response.name.lower() == "error":
@@ -195,7 +184,7 @@ async def redirect(call: Call, args: RedirectArgs) -> dict[str, Any]:
         call.pbx.client, args.channel, to_tel, context=call.settings.redirect_context,
         extra_channel=args.extraChannel, timeout=call.settings.wait_seconds(None),
     )
-    return {"event": _pbx_message(response, None), "channel": args.channel, "toTel": to_tel}
+    return {"event": pbx_message(response, None), "channel": args.channel, "toTel": to_tel}
 
 
 def _check_owned_channel(call: Call, channel: str, argument: str) -> None:

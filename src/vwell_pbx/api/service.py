@@ -23,6 +23,7 @@ from vwell_pbx.api.envelope import (
     JsonScalar,
     failure,
     parse_envelope,
+    pbx_message,
     req_id_of,
     success,
     validate_arguments,
@@ -182,7 +183,7 @@ class Api:
         if isinstance(exc, PbxAnswerError):
             extra.update(exc.fields)
         elif isinstance(exc, PbxRejected) and exc.response is not None:
-            extra["event"] = exc.response.to_dict()
+            extra["event"] = pbx_message(exc.response, None)
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(retry_after, int | float):
             extra["retryAfter"] = round(retry_after, 3)

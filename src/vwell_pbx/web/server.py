@@ -141,9 +141,13 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             links[pbx.name] = PbxLink(name=pbx.name, client=client, sms=sms,
                                       channels=channels)
         metrics.watch(bus, clients)
+        roles = RoleBook(config.roles)
+        undefined = roles.unknown(user.role for user in directory.list())
+        if undefined:
+            log.warning("users have roles that are not defined (their requests will be "
+                        "refused): %s", ", ".join(undefined))
         api = Api(settings=api_settings(config), links=links, bus=bus,
-                  authenticator=authenticator, roles=RoleBook(config.roles),
-                  observe=metrics.observe)
+                  authenticator=authenticator, roles=roles, observe=metrics.observe)
         app = build_app(api, web_settings(config), metrics)
         # Stopped after the listeners (exit stack order), so no delivery outlives them.
         app[WEBHOOKS_KEY] = await stack.enter_async_context(
