@@ -11,6 +11,8 @@ import pytest
 
 from vwell_pbx.ami import (
     ActionTimeout,
+    AmiClient,
+    AmiSettings,
     ConnectionState,
     ConnectionStatus,
     PbxUnavailable,
@@ -212,7 +214,7 @@ async def test_ping_held_back_by_a_blocking_action_is_not_a_dead_peer(pbx, make_
 
     async def sync_originate(conn, action: Message) -> None:
         pbx.answer_pings = False
-        await asyncio.sleep(0.6)  # ringing: 6 ping timeouts long
+        await asyncio.sleep(0.3)  # ringing: 3 ping timeouts long
         conn.reply(action, ("Message", "Originate successfully queued"))
         pbx.answer_pings = True
         for c, ping in held:
@@ -242,3 +244,17 @@ async def test_dead_peer_still_detected_after_a_pending_action_times_out(pbx, ma
     with pytest.raises(ActionTimeout):
         await client.send_action([("Action", "Originate")], timeout=0.3)
     await helpers.eventually(lambda: pbx.logins >= 2)
+
+
+async def test_unforeseen_connect_error_is_a_failure_not_the_end_of_the_loop(helpers) -> None:
+    # IDNA cannot encode "a..b": open_connection raises UnicodeError, not OSError.
+    client = AmiClient(AmiSettings(host="a..b", username="u", secret="s",
+                                   backoff_initial=0.02, backoff_max=0.05))
+    await client.start()
+    try:
+        await helpers.eventually(lambda: client.state.reconnects >= 2)
+        assert "connect failed" in (client.state.last_error or "")
+        with pytest.raises(PbxUnavailable, match="connect failed"):
+            await client.wait_connected(timeout=0.01)
+    finally:
+        await client.close()

@@ -259,11 +259,11 @@ async def test_event_stream_and_close(sim, connect) -> None:
 
 
 async def test_sync_originate_longer_than_ping_timeout_keeps_connection(connect) -> None:
-    async with PbxSimulator(**{**FAST, "no_answer_after": 0.5}) as simulator:
+    async with PbxSimulator(**{**FAST, "no_answer_after": 0.3}) as simulator:
         client = await connect(simulator, ping_interval=0.05, ping_timeout=0.1)
         result = await client.send_action(
             [("Action", "Originate"), ("Channel", "Local/901@default"), ("Context", "default"),
-             ("Exten", "800"), ("Timeout", "10000")], timeout=3)  # rings 0.5 s, no answer
+             ("Exten", "800"), ("Timeout", "10000")], timeout=3)  # rings 0.3 s, no answer
         assert not result.ok and result.response.get("Message") == "Originate failed"
         assert client.connected and client.state.reconnects == 0
         assert (await client.send_action([("Action", "Ping")], timeout=2)).ok

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 
 import pytest
 from pbx_support import PbxFactory, received
 
+from vwell_pbx.ami import ActionResult
 from vwell_pbx.pbx.errors import (
     InvalidArgument,
     NoReadySpan,
@@ -33,6 +35,7 @@ from vwell_pbx.pbx.sms import (
     flatten_controls,
     make_sms_backend,
 )
+from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import SpanState
 
 
@@ -174,6 +177,39 @@ async def test_dongle_waits_for_dongle_sms_status(make_pbx: PbxFactory) -> None:
 
     queued = await backend.send("100", "no wait", wait=False, timeout=5)
     assert queued.status == "queued" and queued.sms_id is not None
+
+
+class ReportBeforeAnswer:
+    """A client stand-in whose PBX reports delivery before it answers DongleSendSMS."""
+
+    def __init__(self) -> None:
+        self.watches: list[asyncio.Future[Message]] = []
+        self.predicates: list[Callable[[Message], bool]] = []
+
+    def wait_event(self, predicate: Callable[[Message], bool],
+                   timeout: float) -> asyncio.Future[Message]:
+        self.predicates.append(predicate)
+        self.watches.append(asyncio.get_running_loop().create_future())
+        return self.watches[-1]
+
+    async def send_action(self, fields: object, *,
+                          timeout: float) -> ActionResult:  # noqa: ASYNC109 - AmiClient's shape
+        report = Message.build(("Event", "DongleSMSStatus"), ("Device", "dongle0"),
+                               ("ID", "0x1f"), ("Status", "Sent"))
+        assert not any(p(report) for p in self.predicates)  # the ID is not known yet
+        return ActionResult(action_id="a-1", response=Message.build(
+            ("Response", "Success"), ("Message", "[dongle0] SMS queued for send"),
+            ("ID", "0x1f")))
+
+
+async def test_dongle_report_before_its_answer_is_not_missed() -> None:
+    client = ReportBeforeAnswer()
+    backend = DongleBackend(client, device="dongle0", queue=unpaced())  # type: ignore[arg-type]
+    result = await asyncio.wait_for(backend.send("100", "hi", wait=True, timeout=5), 1)
+    assert (result.status, result.sms_id) == ("sent", "0x1f")
+    assert result.event is not None and result.event.get("ID") == "0x1f"
+    (watch,) = client.watches
+    assert watch.cancelled()  # the event watch is released, not left to time out
 
 
 async def test_dongle_on_a_pbx_without_chan_dongle(make_pbx: PbxFactory) -> None:

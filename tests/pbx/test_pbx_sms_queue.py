@@ -173,3 +173,27 @@ def test_bad_configuration() -> None:
         SmsQueue(interval=-1)
     with pytest.raises(ValueError, match="queue_size"):
         SmsQueue(queue_size=0)
+
+
+async def test_aclose_itself_can_be_cancelled() -> None:
+    queue = SmsQueue(interval=0, queue_size=4)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()  # a send whose cleanup takes a while
+            raise
+
+    running = asyncio.create_task(queue.run("span 2", slow_to_stop))
+    await asyncio.wait_for(started.wait(), 5)
+    closing = asyncio.create_task(queue.aclose())
+    await asyncio.sleep(0)  # aclose is now waiting for the worker
+    closing.cancel()
+    release.set()  # the worker ends; then aclose must end cancelled, not normally
+    await asyncio.wait({closing}, timeout=5)
+    assert closing.cancelled()
+    with pytest.raises(PbxUnavailable):
+        await asyncio.wait_for(running, 5)

@@ -233,12 +233,12 @@ class _Watcher:
     timer: asyncio.TimerHandle | None = None
 
 
-def _fail_quietly(future: asyncio.Future[_T], exc: BaseException) -> None:
+def fail_quietly(future: asyncio.Future[_T], exc: BaseException) -> None:
     """Fail a future that its owner may never await, without "never retrieved" noise.
 
     Followups and ``wait_event`` futures are often dropped by callers that lost
     interest; reading ``exception()`` once marks the error as seen, and an awaiting
-    caller still gets it raised.
+    caller still gets it raised. A future that is already done is left alone.
     """
     if not future.done():
         future.set_exception(exc)
@@ -425,16 +425,17 @@ class AmiClient:
 
         The watcher is registered before this returns, so register first and then send
         the action that causes the event. The future fails with ``ActionTimeout`` after
-        ``timeout`` s, ``PbxUnavailable`` if not connected or on connection loss, or the
+        ``timeout`` s, ``PbxUnavailable`` if not connected or on connection loss,
+        ``TooManyPending`` when ``max_pending`` watchers are registered, or the
         predicate's own exception. Cancel it to stop watching.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
         if not self.connected:
-            _fail_quietly(future, self._unavailable())
+            fail_quietly(future, self._unavailable())
             return future
         if len(self._watchers) >= self._settings.max_pending:
-            _fail_quietly(future, TooManyPending(
+            fail_quietly(future, TooManyPending(
                 f"{len(self._watchers)} event watchers already registered"))
             return future
         watcher = _Watcher(predicate, future)
@@ -648,7 +649,7 @@ class AmiClient:
             future.set_result(entry.early_followup)
             return future
         if len(self._followups) >= self._settings.max_pending:
-            _fail_quietly(future, TooManyPending(
+            fail_quietly(future, TooManyPending(
                 f"{len(self._followups)} followups already awaited"))
             return future
         action_id = entry.action_id
@@ -662,7 +663,7 @@ class AmiClient:
     def _followup_timed_out(self, action_id: str, pending: _Followup, timeout: float) -> None:
         if self._followups.get(action_id) is pending:
             del self._followups[action_id]
-        _fail_quietly(pending.future, ActionTimeout(
+        fail_quietly(pending.future, ActionTimeout(
             f"no {pending.name} event for ActionID {action_id} from PBX "
             f"{self._settings.where} within {timeout}s"))
 
@@ -674,7 +675,7 @@ class AmiClient:
             pending.timer.cancel()
 
     def _watcher_timed_out(self, watcher: _Watcher, timeout: float) -> None:
-        _fail_quietly(watcher.future, ActionTimeout(
+        fail_quietly(watcher.future, ActionTimeout(
             f"no matching event from PBX {self._settings.where} within {timeout}s"))
 
     def _drop_watcher(self, watcher: _Watcher) -> None:
@@ -690,7 +691,7 @@ class AmiClient:
                 matched = watcher.predicate(event)
             except Exception as exc:
                 # The caller's predicate is broken: tell the caller, not the reader.
-                _fail_quietly(watcher.future, exc)
+                fail_quietly(watcher.future, exc)
                 continue
             if matched:
                 watcher.future.set_result(event)
@@ -714,14 +715,19 @@ class AmiClient:
                             reconnects=reconnects)
             try:
                 session = await self._open_session()
-            except PbxUnavailable as exc:
+            except Exception as exc:
+                # Anything else (a host name IDNA cannot encode, a bug) must not end this
+                # loop silently, leaving the state CONNECTING forever: fail and retry.
+                unforeseen = not isinstance(exc, PbxUnavailable)
+                failure = exc if isinstance(exc, PbxUnavailable) else PbxUnavailable(
+                    f"PBX {settings.where}: connect failed: {exc!r}")
                 # A PBX that stays away fails the same way every few seconds for hours:
                 # warn when the reason changes, keep the repeats at debug.
-                repeated = str(exc) == self._state.last_error
-                self._last_failure = exc
-                self._set_state(ConnectionStatus.DOWN, str(exc))
+                repeated = str(failure) == self._state.last_error
+                self._last_failure = failure
+                self._set_state(ConnectionStatus.DOWN, str(failure))
                 _log.log(logging.DEBUG if repeated else logging.WARNING, "PBX %s: %s",
-                         settings.name, exc)
+                         settings.name, failure, exc_info=unforeseen and not repeated)
             else:
                 attempt = 0
                 self._last_failure = None
@@ -911,14 +917,14 @@ class AmiClient:
         for entry in pending.values():
             # Quietly: when the write itself failed, _request raises from _write and
             # never awaits this future ("Future exception was never retrieved").
-            _fail_quietly(entry.future, PbxUnavailable(message))
+            fail_quietly(entry.future, PbxUnavailable(message))
         followups, self._followups = self._followups, {}
         for followup in followups.values():
             if followup.timer is not None:
                 followup.timer.cancel()
-            _fail_quietly(followup.future, PbxUnavailable(message))
+            fail_quietly(followup.future, PbxUnavailable(message))
         for watcher in tuple(self._watchers):
-            _fail_quietly(watcher.future, PbxUnavailable(message))
+            fail_quietly(watcher.future, PbxUnavailable(message))
         self._watchers.clear()
 
     async def _close(self) -> None:

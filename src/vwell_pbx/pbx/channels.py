@@ -18,9 +18,10 @@ part of ``SIP/E-…``, ``PJSIP/E-…``, ``IAX2/E-…``, ``Local/E@…``) or has 
 The caller ID is deliberately not used: any outside caller can set it.
 
 Invariants: at most ``max_channels`` channels are remembered (the least recently seen
-is forgotten first, so memory stays bounded when Hangup events are missed); when the
-AMI connection is lost the registry is cleared (``clear``), since hangups that happen
-while we are away are never reported; an unknown channel involves nobody (deny).
+is forgotten first, so memory stays bounded when Hangup events are missed); every
+remembered channel is a member of exactly its own call's set, and no call's set is empty;
+when the AMI connection is lost the registry is cleared (``clear``), since hangups that
+happen while we are away are never reported; an unknown channel involves nobody (deny).
 """
 
 from __future__ import annotations
@@ -106,8 +107,7 @@ class ChannelRegistry:
         wanted = set(extensions)
         return any(
             not wanted.isdisjoint(self._channels[member].extensions)
-            for member in self._calls.get(entry.call, ())
-            if member in self._channels
+            for member in self._calls[entry.call]
         )
 
     # -- bookkeeping ------------------------------------------------------------------
@@ -144,18 +144,16 @@ class ChannelRegistry:
             dst.extensions.add(dest_exten)
         if dst.call == src.call:
             return
-        moved = self._calls.pop(dst.call, set())
+        moved = self._calls.pop(dst.call)
         for member in moved:
-            if member in self._channels:
-                self._channels[member].call = src.call
-        self._calls.setdefault(src.call, set()).update(moved)
+            self._channels[member].call = src.call
+        self._calls[src.call].update(moved)
 
     def _forget(self, channel: str) -> None:
         entry = self._channels.pop(channel, None)
         if entry is None:
             return
-        members = self._calls.get(entry.call)
-        if members is not None:
-            members.discard(channel)
-            if not members:
-                del self._calls[entry.call]
+        members = self._calls[entry.call]
+        members.discard(channel)
+        if not members:
+            del self._calls[entry.call]

@@ -33,7 +33,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Final
 
 from vwell_pbx.pbx.errors import InvalidArgument, raise_for_response
-from vwell_pbx.pbx.numbers import is_normalised
+from vwell_pbx.pbx.numbers import check_normalised
 from vwell_pbx.protocol import Message
 
 if TYPE_CHECKING:  # the client is only a parameter type here
@@ -146,11 +146,6 @@ class DialResult:
     event: Message | None
 
 
-def _check_number(argument: str, value: str) -> None:
-    if not isinstance(value, str) or not is_normalised(value):
-        raise InvalidArgument(argument, "must be a normalised phone number (digits, '*', '#')")
-
-
 def build_originate(
     templates: DialTemplates, from_: str, to: str, timeout_ms: int
 ) -> list[tuple[str, str]]:
@@ -159,8 +154,8 @@ def build_originate(
     ``from_`` and ``to`` must be normalised numbers and ``timeout_ms`` a ring time in
     1..``MAX_DIAL_TIMEOUT_MS``; ``InvalidArgument`` otherwise.
     """
-    _check_number("from", from_)
-    _check_number("to", to)
+    check_normalised(from_, argument="from")
+    check_normalised(to, argument="to")
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int):
         raise InvalidArgument("timeout", "must be a whole number of milliseconds")
     if not 0 < timeout_ms <= MAX_DIAL_TIMEOUT_MS:

@@ -31,7 +31,6 @@ MAX_RAW_LENGTH: Final = 128
 
 _SEPARATORS: Final = re.compile(r"[\s\-.()\[\]]+")
 _NUMBER: Final = re.compile(r"\+?[0-9*#]+", re.ASCII)
-_PREFIX: Final = re.compile(r"\+?[0-9*#]+", re.ASCII)
 _REPLACEMENT: Final = re.compile(r"\+?[0-9*#]*", re.ASCII)
 
 _EXPECTED: Final = (
@@ -43,6 +42,17 @@ _EXPECTED: Final = (
 def is_normalised(number: str) -> bool:
     """True when ``number`` already has the normalised form ``\\+?[0-9*#]+``."""
     return len(number) <= MAX_NUMBER_LENGTH and _NUMBER.fullmatch(number) is not None
+
+
+def check_normalised(value: object, *, argument: str) -> str:
+    """Return ``value`` if it is a normalised number, else raise ``InvalidArgument(argument)``.
+
+    For operations whose callers were meant to ``normalise`` first: a last check before
+    a number goes into an AMI header or a CLI line.
+    """
+    if not isinstance(value, str) or not is_normalised(value):
+        raise InvalidArgument(argument, "must be a normalised phone number (digits, '*', '#')")
+    return value
 
 
 def _shown(raw: str) -> str:
@@ -69,7 +79,7 @@ class PhoneRules:
             if len(pair) != 2:
                 raise ValueError(f"phone.rewrite[{position}] must be a [prefix, replacement] pair")
             prefix, replacement = pair
-            if not isinstance(prefix, str) or _PREFIX.fullmatch(prefix) is None:
+            if not isinstance(prefix, str) or _NUMBER.fullmatch(prefix) is None:
                 raise ValueError(
                     f"phone.rewrite[{position}] prefix {prefix!r} must be '+', digits, '*' or '#'"
                 )

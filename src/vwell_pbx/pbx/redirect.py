@@ -23,7 +23,7 @@ import unicodedata
 from typing import TYPE_CHECKING, Final
 
 from vwell_pbx.pbx.errors import InvalidArgument, raise_for_response
-from vwell_pbx.pbx.numbers import is_normalised
+from vwell_pbx.pbx.numbers import check_normalised
 from vwell_pbx.protocol import Message
 
 if TYPE_CHECKING:  # the client is only a parameter type here
@@ -66,8 +66,7 @@ def build_redirect(
     check_channel(channel)
     if extra_channel is not None:
         check_channel(extra_channel, argument="extraChannel")
-    if not isinstance(to_tel, str) or not is_normalised(to_tel):
-        raise InvalidArgument("toTel", "must be a normalised phone number (digits, '*', '#')")
+    check_normalised(to_tel, argument="toTel")
     if not context or not priority:
         raise ValueError("redirect.context and the priority must not be empty")
     fields = [

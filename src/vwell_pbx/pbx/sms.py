@@ -52,7 +52,6 @@ caller to send the SMS twice).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import re
 import time
@@ -63,6 +62,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
+from vwell_pbx.ami.client import fail_quietly
 from vwell_pbx.ami.errors import ActionTimeout, PbxUnavailable
 from vwell_pbx.pbx.errors import (
     InvalidArgument,
@@ -74,7 +74,7 @@ from vwell_pbx.pbx.errors import (
     is_unknown_cli_command,
     raise_for_response,
 )
-from vwell_pbx.pbx.numbers import is_normalised
+from vwell_pbx.pbx.numbers import check_normalised
 from vwell_pbx.protocol import Message
 
 if TYPE_CHECKING:  # the client is only a parameter type here
@@ -139,8 +139,7 @@ def _check_line(key: str, value: str) -> None:
 
 
 def _check_request(tel: str, text: str) -> None:
-    if not isinstance(tel, str) or not is_normalised(tel):
-        raise InvalidArgument("tel", "must be a normalised phone number (digits, '*', '#')")
+    check_normalised(tel, argument="tel")
     if not isinstance(text, str) or not text.strip():
         raise InvalidArgument("msg", "is required and must not be empty")
     if len(text) > MAX_TEXT_CHARS:
@@ -188,12 +187,6 @@ class SmsBackend(Protocol):
 
 
 # --- pacing ---------------------------------------------------------------------------
-
-
-def _fail(future: asyncio.Future[object], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-        future.exception()  # seen: a caller that gave up must not cause a warning
 
 
 @dataclass(eq=False)
@@ -277,7 +270,9 @@ class SmsQueue:
                         value = await job()
                     except asyncio.CancelledError:
                         # Shutting down: never leave the caller hanging.
-                        _fail(future, PbxUnavailable("the SMS queue was shut down while sending"))
+                        fail_quietly(
+                            future, PbxUnavailable("the SMS queue was shut down while sending")
+                        )
                         raise
                     except BaseException as exc:
                         if not future.done():
@@ -291,7 +286,7 @@ class SmsQueue:
         finally:
             lane.worker = None
             for _, future in lane.jobs:
-                _fail(future, PbxUnavailable("the SMS queue was shut down before this SMS"))
+                fail_quietly(future, PbxUnavailable("the SMS queue was shut down before this SMS"))
             lane.busy -= len(lane.jobs)
             lane.jobs.clear()
 
@@ -309,15 +304,19 @@ class SmsQueue:
         workers = [lane.worker for lane in self._lanes.values() if lane.worker is not None]
         for worker in workers:
             worker.cancel()
-        for worker in workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
-        # A worker cancelled before it first ran never reached its cleanup: do it here.
-        for lane in self._lanes.values():
-            for _, future in lane.jobs:
-                _fail(future, PbxUnavailable("the SMS queue was shut down before this SMS"))
-            lane.busy -= len(lane.jobs)
-            lane.jobs.clear()
+        try:
+            # gather(), not "suppress(CancelledError): await worker", which would also
+            # swallow a cancellation of aclose() itself.
+            await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            # A worker cancelled before it first ran never reached its cleanup: do it here.
+            for lane in self._lanes.values():
+                for _, future in lane.jobs:
+                    fail_quietly(
+                        future, PbxUnavailable("the SMS queue was shut down before this SMS")
+                    )
+                lane.busy -= len(lane.jobs)
+                lane.jobs.clear()
 
 
 # --- backends -------------------------------------------------------------------------
@@ -328,16 +327,14 @@ class _Submitted:
     """A send the PBX took; ``report`` awaits its delivery report when one was asked for."""
 
     result: SmsResult
-    report: Awaitable[Message] | None = None
+    report: asyncio.Future[Message] | None = None
     report_name: str = ""
 
 
-def _discard(waiter: Awaitable[Message] | None) -> None:
-    """Stop waiting for an event that will never come (the send failed)."""
-    if isinstance(waiter, asyncio.Future):
-        waiter.cancel()
-    elif waiter is not None and hasattr(waiter, "close"):
-        waiter.close()  # a coroutine that was never awaited
+def _discard(report: asyncio.Future[Message] | None) -> None:
+    """Stop waiting for a report that will never come or is not needed (cancels the watch)."""
+    if report is not None:
+        report.cancel()
 
 
 class PacedSmsBackend:
@@ -646,7 +643,7 @@ class YeastarTgBackend(PacedSmsBackend):
     ) -> _Submitted:
         span = await self._cli.span(timeout=timeout)
         sms_id = str(next(self._ids))
-        report: Awaitable[Message] | None = None
+        report: asyncio.Future[Message] | None = None
         if wait:
             # Registered before sending: the report may follow the answer immediately.
             report = self._client.wait_event(
@@ -718,10 +715,6 @@ class _DongleReport:
         return None
 
 
-async def _ready(message: Message) -> Message:
-    return message
-
-
 class DongleBackend(PacedSmsBackend):
     """chan_dongle: ``DongleSendSMS``; ``DongleSMSStatus`` reports delivery."""
 
@@ -758,7 +751,7 @@ class DongleBackend(PacedSmsBackend):
         timeout: float,  # noqa: ASYNC109
     ) -> _Submitted:
         watch = _DongleReport(self.device) if wait else None
-        report: Awaitable[Message] | None = None
+        report: asyncio.Future[Message] | None = None
         if watch is not None:
             report = self._client.wait_event(watch, timeout)
         try:
@@ -795,7 +788,8 @@ class DongleBackend(PacedSmsBackend):
         early = watch.early_match()
         if early is not None:
             _discard(report)
-            report = _ready(early)
+            report = asyncio.get_running_loop().create_future()
+            report.set_result(early)
         return _Submitted(result, report, "DongleSMSStatus")
 
     def _outcome(self, result: SmsResult, event: Message) -> SmsResult:
