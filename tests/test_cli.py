@@ -225,3 +225,13 @@ def test_console_script_end_to_end(config: Path, tmp_path: Path) -> None:
     blob = (config.parent / "db" / "users.sqlite3").read_bytes()
     assert sha1_of_password("demo").encode() not in blob
     assert b"demo\n" not in blob
+
+
+@pytest.mark.parametrize("head", [["--config", "x.toml"], ["--config=x.toml"]])
+def test_simulate_after_the_global_config_option(
+    head: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The simulator reads no configuration; naming one first must not break `simulate`.
+    code, out, _ = run([*head, "simulate", "--help"], capsys)
+    assert code == 0
+    assert "--traffic" in out and "vwell-pbx simulate" in out

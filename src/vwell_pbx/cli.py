@@ -234,13 +234,32 @@ def _run(module: str, argument: object, what: str) -> int:
     return int(mod.run(argument))
 
 
+def _simulator_args(args_list: Sequence[str]) -> list[str] | None:
+    """What follows ``simulate`` if that is the command, else ``None``.
+
+    ``simulate`` hands all its arguments to the simulator's own parser untouched. Only
+    the global ``--config`` may come before it (the simulator reads no configuration).
+    """
+    index = 0
+    while index < len(args_list):
+        word = args_list[index]
+        if word == "simulate":
+            return list(args_list[index + 1:])
+        if word == "--config":
+            index += 2
+        elif word.startswith("--config="):
+            index += 1
+        else:
+            return None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vwell-pbx``; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     out, err = sys.stdout, sys.stderr
-    # `simulate` hands all its arguments to the simulator's own parser untouched.
-    if args_list[:1] == ["simulate"]:
-        rest = args_list[1:]
+    rest = _simulator_args(args_list)
+    if rest is not None:
         try:
             return _run("vwell_pbx.simulator.cli", rest, "the simulator")
         except VwellError as exc:
@@ -255,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
+    if args.command == "simulate":  # after an abbreviated --config (--conf X simulate)
+        return main(["simulate"])
     try:
         if args.command == "serve":
             path = find_config_path(getattr(args, "config", None))

@@ -11,7 +11,9 @@ explicitly but does not exist is an error, never a silent fall-back to demo mode
 
 Secrets (AMI secrets, the server-to-server secret, the demo password) are
 ``SecretStr``: they never appear in ``repr``/``str`` of a model nor in a
-``ConfigError`` message (messages carry pydantic's description, never the input).
+``ConfigError`` message (pydantic's messages are taken without the input, and the
+checks of secret fields never quote the value; other checks may quote what they
+reject, such as an origin or a listen address).
 Environment variables override secrets so they need not be written into the file:
 
 - ``VWELL_PBX_SERVER_SECRET`` -> ``server.secret``

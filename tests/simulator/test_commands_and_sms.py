@@ -7,7 +7,7 @@ from urllib.parse import unquote
 import pytest
 from simtools import Connect, keys
 
-from vwell_pbx.simulator import PbxSimulator, SpanState
+from vwell_pbx.simulator import PbxSimulator, SpanState, server
 from vwell_pbx.simulator.gsm import parse_send_sms, split_cli_args, url_encode
 
 
@@ -170,3 +170,31 @@ def test_parse_send_sms_shapes() -> None:
     assert parsed is not None and (parsed.span, parsed.sms_id) == (2, "17")
     assert parse_send_sms("gsm send sms two 100 x") is None
     assert parse_send_sms("gsm send sms 2 100") is None
+
+
+async def test_sms_bookkeeping_is_bounded(pbx: PbxSimulator, connect: Connect,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "MAX_RECORDED_SMS", 3)
+    client = await connect(login=True)
+    for number in range(100, 106):  # spans that do not exist: no lock is kept for them
+        await client.action(("Action", "smscommand"), ("ActionID", f"s{number}"),
+                            ("command", f'gsm send sms {number} 100 "x" {number}'))
+    last = await client.event(lambda m: m.name == "UpdateSMSSend" and m.get("ID") == "105")
+    assert last.get("Status") == "0"
+    assert [sms.sms_id for sms in pbx.sms_sent] == ["103", "104", "105"]
+    assert pbx._span_locks == {}
+
+
+async def test_global_variables_are_bounded(pbx: PbxSimulator, connect: Connect,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "MAX_GLOBAL_VARS", 2)
+    client = await connect(login=True, events="off")
+    for name in ("A", "B", "A", "C"):  # setting A again makes it the newest
+        await client.action(("Action", "Setvar"), ("ActionID", name), ("Variable", name),
+                            ("Value", name.lower()))
+    values = {}
+    for name in ("A", "B", "C"):
+        got = await client.action(("Action", "Getvar"), ("ActionID", f"g{name}"),
+                                  ("Variable", name))
+        values[name] = got.get("Value")
+    assert values == {"A": "a", "B": "", "C": "c"}

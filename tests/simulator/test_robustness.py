@@ -95,7 +95,7 @@ async def test_stop_closes_everything_and_leaks_no_tasks(connect: Connect) -> No
     sim.start_traffic(5)
     client.send(("Action", "Originate"), ("ActionID", "sync"), ("Channel", "SIP/901"),
                 ("Exten", "1"))
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: any(a.name == "Originate" for a in sim.actions_received))
     await asyncio.wait_for(sim.stop(), 3)
     assert await client.closed()
     assert sim.live_channels == [] and sim.connections == 0
@@ -104,16 +104,35 @@ async def test_stop_closes_everything_and_leaks_no_tasks(connect: Connect) -> No
     assert leaked == set()
 
 
-async def test_cli_serves_until_stopped() -> None:
+async def test_cli_serves_until_stopped(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(["--port", "0", "--username", "u", "--secret", "s",
                                       "--dialect", "yeastar", "--spans", "2,3"])
     assert (args.host, args.username, args.secret, args.traffic) == ("127.0.0.1", "u", "s", 0)
+    assert args.spans == [2, 3]
     assert build_parser().parse_args([]).port == 5038
     stop = asyncio.Event()
     task = asyncio.create_task(serve(args, stop))
-    await asyncio.sleep(0.1)
+    out: list[str] = []
+
+    def printed() -> str:
+        out.append(capsys.readouterr().out)
+        return "".join(out)
+
+    await wait_until(lambda: "listening on" in printed())
+    banner = printed().strip()
+    assert banner.startswith("PBX simulator (yeastar) listening on 127.0.0.1:"), banner
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(banner.rsplit(":", 1)[1]))
+    assert (await RawAmi(reader, writer).banner()).line == "Asterisk Call Manager/1.1"
+    writer.close()
     stop.set()
     assert await asyncio.wait_for(task, 3) == 0
+
+
+def test_cli_rejects_a_bad_span_list(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--spans", "2,x"])
+    assert exited.value.code == 2
+    assert "--spans" in capsys.readouterr().err
 
 
 async def test_cli_traffic_reaches_a_client(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """``vwell-pbx simulate``: run the PBX simulator until interrupted.
 
-The lead wires :func:`main` (async) or :func:`run` (sync) into the main CLI;
-:func:`build_parser` / :func:`add_arguments` let it reuse the options.
+``vwell-pbx simulate`` and ``python -m vwell_pbx.simulator`` both call :func:`run`
+(:func:`main` is its async body); :func:`build_parser` / :func:`add_arguments` let
+another parser reuse the options.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from vwell_pbx.simulator.gsm import SpanState
 from vwell_pbx.simulator.server import PbxSimulator
 
 
+def span_numbers(value: str) -> list[int]:
+    """``"2,3"`` -> ``[2, 3]``; an argparse type, so a bad list is a usage error."""
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected span numbers such as 2,3, got {value!r}") \
+            from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulator's options to ``parser``."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -29,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Command answer style (default: by dialect)")
     parser.add_argument("--traffic", type=float, default=0.0, metavar="RATE",
                         help="background incoming calls per second (0 = none)")
-    parser.add_argument("--spans", default="2", metavar="N[,N...]",
+    parser.add_argument("--spans", type=span_numbers, default=[2], metavar="N[,N...]",
                         help="ready GSM span numbers (span = GSM port + 1)")
     parser.add_argument("--no-gsm", action="store_true", help="plain Asterisk: no gsm commands")
     parser.add_argument("--call-hold", type=float, default=5.0,
@@ -48,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def simulator_from_args(args: argparse.Namespace) -> PbxSimulator:
     """Make a simulator from parsed options."""
-    spans = [SpanState(number=int(part)) for part in str(args.spans).split(",") if part.strip()]
+    spans = [SpanState(number=number) for number in args.spans]
     return PbxSimulator(host=args.host, port=args.port, username=args.username,
                         secret=args.secret, dialect=args.dialect,
                         command_format=args.command_format, spans=spans, gsm=not args.no_gsm,

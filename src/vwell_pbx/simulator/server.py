@@ -20,7 +20,10 @@ Bounds (and what happens past them):
   the connection is closed (garbage); other connections are unaffected;
 * more than ``MAX_OUTBOUND`` bytes waiting in a client's socket buffer: the client is
   too slow and is disconnected (``emit`` never awaits a client);
-* ``actions_received`` keeps the last ``MAX_RECORDED_ACTIONS`` actions;
+* ``actions_received`` keeps the last ``MAX_RECORDED_ACTIONS`` actions, ``sms_sent``
+  the last ``MAX_RECORDED_SMS`` SMS;
+* at most ``MAX_GLOBAL_VARS`` global variables (``Setvar`` without a channel); past
+  that the oldest one is forgotten;
 * at most ``MAX_CONNECTIONS`` clients; later ones are closed at once;
 * background traffic keeps at most ``MAX_TRAFFIC_CALLS`` calls alive.
 """
@@ -64,9 +67,12 @@ MAX_HEADERS: Final = 256
 MAX_OUTBOUND: Final = 16 * 1024 * 1024
 MAX_HELD_EVENTS: Final = 20_000
 MAX_RECORDED_ACTIONS: Final = 100_000
+MAX_RECORDED_SMS: Final = 10_000
+MAX_GLOBAL_VARS: Final = 10_000
 MAX_CONNECTIONS: Final = 1_000
 MAX_TRAFFIC_CALLS: Final = 500
 SYNC_ORIGINATE_SLACK: Final = 5.0  # seconds beyond the action's Timeout we wait for a sync answer
+_DONGLE_LOCK: Final = -1  # the _span_locks key of chan_dongle's one device
 
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 Dialect = Literal["asterisk20", "yeastar"]
@@ -317,17 +323,24 @@ class PbxSimulator:
         span = self._span(span_number)
         if span is None:
             return [f"GSM span {span_number} does not exist"]
-        if not span.can_send:
-            self.sms_sent.append(SentSms(via="command", span=span_number, number=number,
-                                         text=text, ok=False))
-            return [f"GSM span {span_number} is not ready"]
-        self.sms_sent.append(SentSms(via="command", span=span_number, number=number, text=text))
-        return []
+        self._record_sms(SentSms(via="command", span=span_number, number=number, text=text,
+                                 ok=span.can_send))
+        return [] if span.can_send else [f"GSM span {span_number} is not ready"]
 
-    async def _deliver_sms(self, span_number: int, finish: Callable[[], None]) -> None:
+    def _record_sms(self, sms: SentSms) -> None:
+        self.sms_sent.append(sms)
+        if len(self.sms_sent) > MAX_RECORDED_SMS:
+            del self.sms_sent[: len(self.sms_sent) - MAX_RECORDED_SMS]
+
+    async def _deliver_sms(self, lock_key: int | None, finish: Callable[[], None]) -> None:
         # A GSM module sends one SMS at a time per span: queue behind the span's lock.
-        lock = self._span_locks.setdefault(span_number, asyncio.Lock())
-        async with lock:
+        # Only existing spans and the dongle have a lock (key None: no lock), so that a
+        # client naming ever new span numbers cannot grow _span_locks without bound.
+        if lock_key is None:
+            await asyncio.sleep(self.sms_send_delay)
+            finish()
+            return
+        async with self._span_locks.setdefault(lock_key, asyncio.Lock()):
             await asyncio.sleep(self.sms_send_delay)
             finish()
 
@@ -630,7 +643,10 @@ class _Session:
             for event in sim.engine.dialect.varset(ch, name, value):
                 sim.emit(event)
             return
+        sim._global_vars.pop(name, None)  # re-inserted last: the newest is kept longest
         sim._global_vars[name] = value
+        if len(sim._global_vars) > MAX_GLOBAL_VARS:
+            del sim._global_vars[next(iter(sim._global_vars))]
         self.send(_response("Success", action_id, ("Message", "Variable Set")))
         sim.emit(Message.build(("Event", "VarSet"), ("Privilege", "dialplan,all"),
                                ("Channel", "none"), ("Uniqueid", "none"),
@@ -808,8 +824,8 @@ class _Session:
         span = sim._span(parsed.span)
         ok = span is not None and span.can_send
         text = gsm.url_decode(parsed.text)
-        sim.sms_sent.append(SentSms(via="smscommand", span=parsed.span, number=parsed.number,
-                                    text=text, sms_id=parsed.sms_id, ok=ok))
+        sim._record_sms(SentSms(via="smscommand", span=parsed.span, number=parsed.number,
+                                text=text, sms_id=parsed.sms_id, ok=ok))
         self.send(_response("Success", action_id, ("Message", "SMS command queued")))
         sms_id = parsed.sms_id
 
@@ -818,7 +834,7 @@ class _Session:
                                    ("ID", sms_id), ("Smsc", "+79000000000"),
                                    ("Status", "1" if ok else "0")))
 
-        sim._spawn(sim._deliver_sms(parsed.span, finish))
+        sim._spawn(sim._deliver_sms(parsed.span if span is not None else None, finish))
 
     async def _dongle_send_sms(self, action: Message, action_id: str | None) -> None:
         sim = self.sim
@@ -827,10 +843,9 @@ class _Session:
                 self.send(_response("Error", action_id, ("Message", f"{field} not specified")))
                 return
         device = action.get("Device") or ""
-        sim._sms_ids += 1
         sms_id = f"0x{sim._rng.getrandbits(48):012x}"
-        sim.sms_sent.append(SentSms(via="dongle", device=device, number=action.get("Number") or "",
-                                    text=action.get("Message") or "", sms_id=sms_id))
+        sim._record_sms(SentSms(via="dongle", device=device, number=action.get("Number") or "",
+                                text=action.get("Message") or "", sms_id=sms_id))
         self.send(_response("Success", action_id,
                             ("Message", f"[{device}] SMS queued for send"), ("ID", sms_id)))
 
@@ -838,7 +853,7 @@ class _Session:
             sim.emit(Message.build(("Event", "DongleSMSStatus"), ("Privilege", "call,all"),
                                    ("Device", device), ("ID", sms_id), ("Status", "Sent")))
 
-        sim._spawn(sim._deliver_sms(-1, finish))
+        sim._spawn(sim._deliver_sms(_DONGLE_LOCK, finish))
 
     async def _core_status(self, action: Message, action_id: str | None) -> None:
         sim = self.sim
