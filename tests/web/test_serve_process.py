@@ -128,3 +128,26 @@ async def test_demo_mode_without_configuration(tmp_path: Path) -> None:
     finally:
         output = await _stop(process)
     assert process.returncode == 0, output
+
+
+async def test_simulator_true_in_a_configuration_file(tmp_path: Path) -> None:
+    http_port = _free_port()
+    path = tmp_path / "app-config.toml"
+    path.write_text(
+        f'[server]\nhttp = "127.0.0.1:{http_port}"\nws = ""\n'
+        '[[pbx]]\nname = "lab"\nhost = "127.0.0.1"\nport = 0\nusername = "lab"\n'
+        'secret = "lab-secret"\nsimulator = true\n'
+        '[demo]\ntraffic_per_minute = 0\n', encoding="utf-8")
+    process = await _start(["--config", str(path)], tmp_path)
+    try:
+        await _read_until(process, "connected to")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{http_port}/health") as response:
+                health = await response.json()
+        assert response.status == 200, health
+        assert health["pbx"][0]["name"] == "lab"
+        assert health["pbx"][0]["status"] == "connected"
+    finally:
+        output = await _stop(process)
+    assert process.returncode == 0, output
+    assert "lab-secret" not in output

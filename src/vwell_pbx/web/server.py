@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import logging
+import random
 import signal
 import ssl
 import sys
@@ -236,9 +237,13 @@ async def _serve(config: AppConfig | None) -> int:
             loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         if config is None:
-            config = await stack.enter_async_context(demo_mode())
+            configure_logging("info", "plain")
+            data_dir = Path("data")
+            await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+            config = demo_config(data_dir)
         else:
             configure_logging(config.server.log_level, config.server.log_format)
+        config = await stack.enter_async_context(embedded_simulators(config))
         server = await stack.enter_async_context(serving(config))
         log.info("listening: HTTP %s, WebSocket %s", server.http_url, server.ws_url)
         if config.is_demo:
@@ -249,22 +254,37 @@ async def _serve(config: AppConfig | None) -> int:
 
 
 @contextlib.asynccontextmanager
-async def demo_mode(data_dir: Path = Path("data")) -> AsyncIterator[AppConfig]:
-    """Demo mode: the embedded simulator on loopback and a demo user; yields the config."""
-    from vwell_pbx.simulator import PbxSimulator  # noqa: PLC0415  (only demo mode needs it)
+async def embedded_simulators(config: AppConfig) -> AsyncIterator[AppConfig]:
+    """Start the PBX simulator for every ``[[pbx]]`` with ``simulator = true``.
 
-    configure_logging("info", "plain")
-    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-    config = demo_config(data_dir)
-    pbx = config.pbx[0]
-    secret = pbx.secret.get_secret_value() if pbx.secret is not None else ""
-    async with PbxSimulator(host="127.0.0.1", port=0, username=pbx.username,
-                            secret=secret) as simulator:
-        actual = pbx.model_copy(update={"port": simulator.port})
-        config = config.model_copy(update={"pbx": (actual,)})
-        _ensure_demo_user(config)
-        if config.demo.traffic_per_minute > 0:
-            simulator.start_traffic(config.demo.traffic_per_minute / 60.0)
+    Yields the configuration with the simulators' real ports. When every PBX is
+    simulated (demo mode), the ``[demo]`` user is created if absent and ``[demo]``
+    traffic runs on each simulator (``seed`` makes it repeatable).
+    """
+    if not any(pbx.simulator for pbx in config.pbx):
+        yield config
+        return
+    from vwell_pbx.simulator import PbxSimulator  # noqa: PLC0415  (only demo set-ups need it)
+
+    demo = config.demo
+    async with contextlib.AsyncExitStack() as stack:
+        actual = []
+        for index, pbx in enumerate(config.pbx):
+            if not pbx.simulator:
+                actual.append(pbx)
+                continue
+            secret = pbx.secret.get_secret_value() if pbx.secret is not None else ""
+            rng = None if demo.seed is None else random.Random(demo.seed + index)
+            simulator = await stack.enter_async_context(PbxSimulator(
+                host="127.0.0.1", port=pbx.port, username=pbx.username, secret=secret,
+                rng=rng))
+            if demo.traffic_per_minute > 0:
+                simulator.start_traffic(demo.traffic_per_minute / 60.0)
+            actual.append(pbx.model_copy(update={"host": "127.0.0.1",
+                                                 "port": simulator.port}))
+        config = config.model_copy(update={"pbx": tuple(actual)})
+        if config.is_demo:
+            _ensure_demo_user(config)
         yield config
 
 
