@@ -198,6 +198,77 @@ def test_guard_filters_per_subscriber_and_keeps_once_subscriptions() -> None:
     assert bus.stats.subscriptions == 3  # the denied once-subscription did not fire
 
 
+# ---- listeners ----
+
+
+def test_listeners_see_matching_events_synchronously_and_are_not_subscribers() -> None:
+    bus = EventBus()
+    seen: list[BusEvent] = []
+    everything: list[str] = []
+    stop = bus.listen(flt("Newchannel", CallerIDNum="+7978*"), seen.append)
+    bus.listen(flt(), lambda event: everything.append(event.name))
+    sub = subscriber()
+    bus.subscribe(sub, flt("Newchannel"))
+    event = newchannel()
+    assert bus.publish(event) == 1  # only the subscriber counts as reached
+    assert bus.publish(newchannel(number="+71002003040")) == 1
+    assert bus.publish(hangup()) == 0
+    assert seen == [event]  # the BusEvent itself, during publish
+    assert everything == ["Newchannel", "Newchannel", "Hangup"]
+    stats = bus.stats
+    assert (stats.subscriptions, stats.subscribers, stats.delivered, stats.dropped) == (
+        1, 1, 2, 0)
+    stop()
+    stop()  # a second stop does nothing
+    bus.publish(newchannel())
+    assert len(seen) == 1 and len(everything) == 4
+
+
+def test_listeners_make_the_bus_interested() -> None:
+    bus = EventBus()
+    assert not bus.interested("Newchannel")
+    stop_named = bus.listen(flt("NewChannel"), lambda event: None)
+    assert bus.interested("NEWCHANNEL") and not bus.interested("Hangup")
+    stop_glob = bus.listen(flt("Hang*"), lambda event: None)
+    assert bus.interested("Hangup") and bus.interested("Anything")
+    stop_glob()
+    assert not bus.interested("Hangup") and bus.interested("Newchannel")
+    stop_named()
+    assert not bus.interested("Newchannel")
+
+
+def test_a_failing_listener_is_logged_and_spares_the_others(
+        caplog: pytest.LogCaptureFixture) -> None:
+    bus = EventBus()
+    seen: list[str] = []
+
+    def broken(event: BusEvent) -> None:
+        raise ValueError("listener bug")
+
+    bus.listen(flt(), broken)
+    bus.listen(flt(), lambda event: seen.append(event.name))
+    sub = subscriber()
+    bus.subscribe(sub, flt("*"))
+    assert bus.publish(hangup()) == 1
+    assert seen == ["Hangup"] and len(drain(sub)) == 1
+    assert any("listener" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_a_listener_may_stop_itself_during_publish() -> None:
+    bus = EventBus()
+    calls: list[str] = []
+
+    def once(event: BusEvent) -> None:
+        calls.append(event.name)
+        stop()
+
+    stop = bus.listen(flt(), once)
+    bus.listen(flt(), lambda event: calls.append("other"))
+    bus.publish(hangup())
+    bus.publish(hangup())
+    assert calls == ["Hangup", "other", "other"]
+
+
 # ---- unsubscribing ----
 
 

@@ -113,3 +113,12 @@ def test_methods_document_is_plain_json_data() -> None:
     assert [m["name"] for m in document["methods"]] == list(METHODS)
     assert {"send", "dial", "redirect", "gsmSendSMS", "onEvent", "onceEvent",
             "rmEvent"} <= set(METHODS)
+
+
+async def test_the_console_page_has_its_policy_under_static_too(server: RunningServer) -> None:
+    # The same page under /static/ must not be frameable without the policy.
+    async with aiohttp.ClientSession() as session, \
+            session.get(server.http_url + "/static/console.html") as response:
+        assert response.status == 200
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Frame-Options"] == "DENY"

@@ -318,3 +318,22 @@ async def test_a_stream_that_does_not_read_is_dropped(session: aiohttp.ClientSes
     async with asyncio.timeout(5):
         while server.app[STREAMS_KEY].open_streams:
             await asyncio.sleep(0.01)
+
+
+async def test_the_replay_recorder_is_no_subscription(session: aiohttp.ClientSession,
+                                                       server: RunningServer) -> None:
+    # The replay buffer listens on the bus; only the stream itself is a subscription,
+    # and nothing is left once the stream ends (found by the next heartbeat).
+    server.app[STREAMS_KEY].settings = StreamSettings(heartbeat=0.05)
+    stream = await open_stream(session, server, headers=header_creds(ADMIN),
+                               params={"name": "Counted"})
+    stats = server.api.bus.stats
+    assert (stats.subscriptions, stats.subscribers) == (1, 1)
+    publish_client_event(server, "Counted", n=1)
+    number, _ = await stream.event()
+    assert server.app[STREAMS_KEY].replay.newest == number
+    stream.response.close()
+    async with asyncio.timeout(5):
+        while server.app[STREAMS_KEY].open_streams or server.api.bus.stats.subscribers:
+            await asyncio.sleep(0.01)
+    assert server.api.bus.stats.subscriptions == 0

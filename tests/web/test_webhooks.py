@@ -222,3 +222,25 @@ async def test_connection_errors_are_retried_then_given_up() -> None:
 def test_signature_helper_matches_hmac() -> None:
     body = b'{"name":"X"}'
     assert signature("k", body) == "sha256=" + hmac.new(b"k", body, "sha256").hexdigest()
+
+
+async def test_a_delivery_bug_does_not_stop_the_worker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = EventBus()
+    config = WebhookConfig(url="http://127.0.0.1:9/nowhere", max_retries=0)
+    async with WebhookDispatcher([config], bus) as dispatcher:
+        hook = dispatcher.webhooks[0]
+        calls: list[bytes] = []
+
+        async def attempt(session: Any, body: bytes, headers: Any) -> tuple[bool, str | None]:
+            calls.append(body)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in the delivery code")
+            return True, None
+
+        monkeypatch.setattr(hook, "_attempt", attempt)
+        bus.publish(BusEvent.from_client({"name": "First"}, login="a", login2="b"))
+        bus.publish(BusEvent.from_client({"name": "Second"}, login="a", login2="b"))
+        await wait_until(lambda: hook.stats.delivered == 1)
+    assert hook.stats.failed == 1
+    assert [orjson.loads(body)["name"] for body in calls] == ["First", "Second"]

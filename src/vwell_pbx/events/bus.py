@@ -8,13 +8,21 @@ connections that want it. A connection whose queue is full is marked overflowed,
 as dropped for it. So the AMI reader and every other subscriber go on at full speed
 whatever one slow client does.
 
+Besides subscribers, the bus has *listeners* (:meth:`EventBus.listen`): in-process
+callbacks that see the :class:`BusEvent` itself, synchronously, inside ``publish`` (the
+event stream's replay buffer, webhooks). They have no queue and are not counted in
+:class:`BusStats`.
+
 Invariants:
 
 1. ``publish`` runs synchronously and never blocks; it may be called re-entrantly from
-   ``on_overflow`` or a guard only to (un)subscribe, which is safe because the index
-   is copy-on-write (iteration always walks an immutable snapshot).
+   ``on_overflow``, a guard or a listener only to (un)subscribe or stop listening,
+   which is safe because the index and the listeners are copy-on-write (iteration
+   always walks an immutable snapshot). A listener's exception is logged, never
+   raised to the publisher.
 2. An event is serialised at most once (:meth:`BusEvent.payload`), and only if some
-   subscriber takes it; every subscriber gets the very same ``bytes`` object.
+   subscriber takes it (or a listener asks for it); every subscriber gets the very
+   same ``bytes`` object.
 3. A subscriber gets an event at most once per publish, however many of its
    subscriptions match.
 4. A once-subscription is removed by the first event that matches it and that its
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import cast
@@ -53,6 +62,8 @@ __all__ = [
     "Subscriber",
     "SubscriptionLimit",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Keys a client event may not set: the bus sets them (SPEC 3, dispatchEvent).
 _RESERVED_CLIENT_KEYS = frozenset({"name", "origin", "login", "login2"})
@@ -410,6 +421,17 @@ class _Subscription:
             self.test = None
 
 
+class _Listener:
+    """One :meth:`EventBus.listen` callback and its filter."""
+
+    __slots__ = ("active", "callback", "filter")
+
+    def __init__(self, flt: EventFilter, callback: Callable[[BusEvent], object]) -> None:
+        self.filter = flt
+        self.callback = callback
+        self.active = True
+
+
 class _Bucket:
     """The subscriptions for one event name (or for any/wildcard names).
 
@@ -493,6 +515,10 @@ class EventBus:
         self._buckets: dict[str, _Bucket] = {}
         self._any = _Bucket(None)
         self._owned: dict[Subscriber, dict[str, _Subscription]] = {}
+        self._listeners: tuple[_Listener, ...] = ()
+        # How many listeners want each lowercased name (None: any or a wildcard name),
+        # so that interested() stays a dict look-up.
+        self._listened: dict[str | None, int] = {}
         self._subscriptions = 0
         self._published = 0
         self._delivered = 0
@@ -508,7 +534,38 @@ class EventBus:
     def interested(self, name: str) -> bool:
         """Whether any subscription could want an event called ``name``: lets the AMI
         reader skip building a :class:`BusEvent` nobody would receive."""
-        return self._any.size > 0 or name.lower() in self._buckets
+        if self._any.size > 0 or None in self._listened:
+            return True
+        key = name.lower()
+        return key in self._buckets or key in self._listened
+
+    def listen(self, flt: EventFilter,
+               callback: Callable[[BusEvent], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every published event matching ``flt``, and
+        return a function that stops it (calling it again does nothing).
+
+        The callback runs synchronously inside :meth:`publish`, after the subscribers
+        were offered the event, with no guard: it must be quick, must not await, and
+        must not change ``event.fields``. An exception it raises is logged, never
+        passed to the publisher.
+        """
+        listener = _Listener(flt, callback)
+        self._listeners = (*self._listeners, listener)
+        key = flt.name_key
+        self._listened[key] = self._listened.get(key, 0) + 1
+
+        def stop() -> None:
+            if not listener.active:
+                return
+            listener.active = False
+            self._listeners = tuple(each for each in self._listeners if each is not listener)
+            left = self._listened[key] - 1
+            if left:
+                self._listened[key] = left
+            else:
+                del self._listened[key]
+
+        return stop
 
     def subscribe(self, subscriber: Subscriber, flt: EventFilter, *, once: bool = False) -> str:
         """Add a subscription and return its id; :class:`SubscriptionLimit` past the
@@ -571,6 +628,14 @@ class EventBus:
             reached += self._fan_out(bucket, event, stamp)
         if self._any.size:
             reached += self._fan_out(self._any, event, stamp)
+        listeners = self._listeners
+        if listeners:
+            for listener in listeners:
+                if listener.active and listener.filter.matches(event):
+                    try:
+                        listener.callback(event)
+                    except Exception:  # the AMI reader must never see a listener's bug
+                        log.exception("event listener %r failed", listener.callback)
         return reached
 
     def _fan_out(self, bucket: _Bucket, event: BusEvent, stamp: int) -> int:

@@ -134,6 +134,8 @@ def setup_console(app: web.Application) -> None:
     page = static["console.html"]
     console_page = _asset(page.body, page.content_type,
                           ("Content-Security-Policy", CONSOLE_CSP), ("X-Frame-Options", "DENY"))
+    # /static/console.html is the same page: it must not escape the policy (framing).
+    static["console.html"] = console_page
     methods = _asset(orjson.dumps(methods_document()), "application/json")
 
     def serve(asset: _Asset) -> _Handler:

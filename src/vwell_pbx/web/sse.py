@@ -53,9 +53,9 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from vwell_pbx.api.envelope import failure
-from vwell_pbx.api.forms import FormError, decode_fb64json, parse_bracket_params
+from vwell_pbx.api.forms import FormError, decode_params
 from vwell_pbx.api.service import Api, Session
-from vwell_pbx.events.bus import BusEvent, EventBus, Subscriber
+from vwell_pbx.events.bus import BusEvent, Subscriber
 from vwell_pbx.events.filters import EventFilter
 from vwell_pbx.web.metrics import ServerMetrics
 
@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 __all__ = [
     "STREAMS_KEY",
     "EventStreams",
-    "EventTap",
     "ReplayBuffer",
     "StreamSettings",
     "setup_event_stream",
@@ -96,36 +95,6 @@ class StreamSettings:
     def __post_init__(self) -> None:
         if self.heartbeat <= 0 or self.replay_size < 1 or self.retry_ms < 0:
             raise ValueError("heartbeat must be > 0, replay_size >= 1, retry_ms >= 0")
-
-
-class EventTap:
-    """Calls ``callback(event)`` synchronously for every published event matching ``flt``.
-
-    It is a bus subscriber whose guard hands the event to ``callback`` and refuses it,
-    so nothing is ever queued, and the callback sees the :class:`BusEvent` itself (the
-    replay buffer needs the event to filter it later; webhooks keep their own bounded
-    queue). The callback runs inside ``EventBus.publish``: it must be quick and must not
-    await; an exception it raises is logged, never passed to the publisher.
-    """
-
-    def __init__(self, bus: EventBus, flt: EventFilter,
-                 callback: Callable[[BusEvent], object]) -> None:
-        self._bus = bus
-        self._callback = callback
-        self._subscriber = Subscriber(max_queue=1, max_subscriptions=1, guard=self._see)
-        bus.subscribe(self._subscriber, flt)
-
-    def _see(self, event: BusEvent) -> bool:
-        try:
-            self._callback(event)
-        except Exception:  # the AMI reader must never see a listener's bug
-            log.exception("event listener failed")
-        return False
-
-    def close(self) -> None:
-        """Stop listening."""
-        self._bus.unsubscribe_all(self._subscriber)
-        self._subscriber.close()
 
 
 class ReplayBuffer:
@@ -183,7 +152,7 @@ class EventStreams:
         self.settings = settings
         self._per_address = per_address
         self._replay: ReplayBuffer | None = None
-        self._tap: EventTap | None = None
+        self._stop_recording: Callable[[], None] | None = None
         self._open: set[_Stream] = set()
         self.gauge = Gauge("vwell_event_streams", "Open event streams (GET /api/events)",
                            registry=metrics.registry)
@@ -193,7 +162,8 @@ class EventStreams:
         """The replay buffer; recording starts on first use (see the module docstring)."""
         if self._replay is None:
             self._replay = ReplayBuffer(self.settings.replay_size)
-            self._tap = EventTap(self.api.bus, EventFilter.from_spec(None), self._replay.record)
+            self._stop_recording = self.api.bus.listen(EventFilter.from_spec(None),
+                                                       self._replay.record)
         return self._replay
 
     @property
@@ -205,9 +175,9 @@ class EventStreams:
         """End every stream (server shutdown) and stop recording."""
         for stream in list(self._open):
             stream.end()
-        if self._tap is not None:
-            self._tap.close()
-            self._tap = None
+        if self._stop_recording is not None:
+            self._stop_recording()
+            self._stop_recording = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """``GET /api/events``."""
@@ -226,23 +196,27 @@ class EventStreams:
             return _refusal("bad_request", str(exc))
         replay = self.replay  # recording must start before the subscription exists
         stream = _Stream(self, request, peer)
-        answer = await self.api.handle({"method": "onEvent", "argument": argument},
-                                       stream.session)
-        if answer["errCode"] is not None:
-            self.api.bus.unsubscribe_all(stream.subscriber)
-            status = _STATUS.get(answer["errCode"], 400)
-            response = _envelope(answer, status)
-            if "retryAfter" in answer:
-                response.headers["Retry-After"] = str(max(1, round(answer["retryAfter"])))
-            return response
-        self._open.add(stream)
+        # Counted before the first await, so that concurrent requests from one address
+        # cannot all pass the bound while their credentials are being checked.
         self._per_address[peer] += 1
-        self.gauge.inc()
         try:
-            return await stream.run(str(answer["subscriptionId"]), replay, last_id)
+            answer = await self.api.handle({"method": "onEvent", "argument": argument},
+                                           stream.session)
+            if answer["errCode"] is not None:
+                status = _STATUS.get(answer["errCode"], 400)
+                response = _envelope(answer, status)
+                if "retryAfter" in answer:
+                    response.headers["Retry-After"] = str(max(1, round(answer["retryAfter"])))
+                return response
+            self._open.add(stream)
+            self.gauge.inc()
+            try:
+                return await stream.run(str(answer["subscriptionId"]), replay, last_id)
+            finally:
+                self.gauge.dec()
+                self._open.discard(stream)
         finally:
-            self.gauge.dec()
-            self._open.discard(stream)
+            # Also when the client went away (cancelled) while it was being authorised.
             self.api.bus.unsubscribe_all(stream.subscriber)
             self._per_address[peer] -= 1
             if self._per_address[peer] <= 0:
@@ -361,14 +335,7 @@ def _refusal(code: str, message: str) -> web.Response:
 
 def _argument(request: web.Request, max_depth: int) -> dict[str, Any]:
     """The ``onEvent`` argument from the query (``fb64json`` or brackets) and headers."""
-    pairs = list(request.query.items())
-    envelope: object = None
-    for key, value in pairs:
-        if key == "fb64json":
-            envelope = decode_fb64json(value, max_depth=max_depth)
-            break
-    else:
-        envelope = parse_bracket_params(pairs, max_depth=max_depth)
+    envelope = decode_params(list(request.query.items()), max_depth=max_depth)
     if not isinstance(envelope, Mapping):
         raise FormError("fb64json must be a JSON object like "
                         '{"argument": {"login": ..., "name": "Newchannel"}}')

@@ -1,8 +1,9 @@
 """Webhooks: matching events POSTed as JSON to configured URLs (``[[webhooks]]``).
 
-Each configured webhook is a :class:`Webhook`: an :class:`~vwell_pbx.web.sse.EventTap`
-with the configured filter (``onEvent``'s ``event`` object), a bounded queue and one
-worker task that delivers the queued events in order, one at a time.
+Each configured webhook is a :class:`Webhook`: a bus listener
+(:meth:`~vwell_pbx.events.bus.EventBus.listen`) with the configured filter
+(``onEvent``'s ``event`` object), a bounded queue and one worker task that delivers the
+queued events in order, one at a time.
 
 A delivery is ``POST url`` with the event's JSON (the very bytes a WebSocket gets) and:
 
@@ -25,8 +26,8 @@ All of these are counted per webhook on ``/health`` (``webhooks``) and ``/metric
 ``vwell_webhook_queued``). Redirects are not followed. Events still queued at
 shutdown are not delivered (the count is logged).
 
-Publishing never waits for a receiver (rule 6 of STYLE.md): the tap only appends to
-the bounded queue.
+Publishing never waits for a receiver (rule 6 of STYLE.md): the listener only appends
+to the bounded queue.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ from vwell_pbx.events.bus import BusEvent, EventBus
 from vwell_pbx.events.filters import EventFilter
 from vwell_pbx.web import logs
 from vwell_pbx.web.metrics import ServerMetrics
-from vwell_pbx.web.sse import EventTap
 
 __all__ = ["WEBHOOKS_KEY", "Webhook", "WebhookDispatcher", "WebhookStats", "signature",
            "webhooks_health"]
@@ -169,7 +169,15 @@ class Webhook:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             delivery, event = self._queue.popleft()
-            await self.deliver(session, delivery, event)
+            try:
+                await self.deliver(session, delivery, event)
+            except Exception:
+                # A bug must not kill the worker silently: the queue would fill and
+                # drop every later event with nothing but a count to show for it.
+                self.stats.failed += 1
+                self.stats.last_failure = self._clock()
+                self.stats.retrying = False
+                log.exception("webhook %s: delivery %s failed", self.name, delivery)
 
     async def deliver(self, session: aiohttp.ClientSession, delivery: str,
                       event: BusEvent) -> bool:
@@ -250,7 +258,7 @@ class Webhook:
 
 
 class WebhookDispatcher:
-    """Every configured webhook: taps on the bus, one HTTP client session, the workers.
+    """Every configured webhook: listeners on the bus, one HTTP client session, the workers.
 
     Use as ``async with WebhookDispatcher(...)``; with no webhooks it does nothing.
     """
@@ -273,7 +281,7 @@ class WebhookDispatcher:
         names = [hook.name for hook in self.webhooks]
         if len(set(names)) != len(names):
             raise ValueError(f"webhook names must be unique: {names}")
-        self._taps: list[EventTap] = []
+        self._stop_listening: list[Callable[[], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         if metrics is not None:
@@ -289,13 +297,13 @@ class WebhookDispatcher:
         for hook in self.webhooks:
             self._tasks.append(asyncio.create_task(hook.run(self._session),
                                                    name=f"webhook {hook.name}"))
-            self._taps.append(EventTap(self._bus, hook.filter, hook.offer))
+            self._stop_listening.append(self._bus.listen(hook.filter, hook.offer))
 
     async def close(self) -> None:
         """Stop listening, stop the workers (queued events are dropped), close the client."""
-        for tap in self._taps:
-            tap.close()
-        self._taps.clear()
+        for stop in self._stop_listening:
+            stop()
+        self._stop_listening.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -284,17 +284,25 @@
         }
       }
       var subs = Array.from(this._subs.values());
-      await Promise.all(subs.map(function (sub) {
-        return self._serverSubscribe(sub).catch(function (error) {
-          if (error.errCode === 'disconnected' || error.errCode === 'request_timeout') {
-            throw error;  // the new connection failed too: try again later
-          }
-          // The server refuses it now (its rules changed): drop it, keep the rest.
-          self._subs.delete(sub.id);
-          sub.error = error;
-          if (sub.onClosed) sub.onClosed(error);
-        });
-      }));
+      try {
+        await Promise.all(subs.map(function (sub) {
+          return self._serverSubscribe(sub).catch(function (error) {
+            if (self._closed || error.errCode === 'disconnected' ||
+                error.errCode === 'request_timeout') {
+              throw error;  // the new connection failed too (or close()): not the server's no
+            }
+            // The server refuses it now (its rules changed): drop it, keep the rest.
+            self._subs.delete(sub.id);
+            sub.error = error;
+            if (sub.onClosed) sub.onClosed(error);
+          });
+        }));
+      } catch (e) {
+        // Retried on a new socket: this one (still open after a timeout) must not linger.
+        if (this._ws === ws) this._ws = null;
+        try { ws.close(1000); } catch (ignored) { /* closing anyway */ }
+        throw e;
+      }
       return ws;
     }
 
@@ -373,6 +381,7 @@
         self._retryTimer = null;
         if (self._closed) return;
         self._open().then(function () {
+          if (self._closed) return;  // close() was called while it was opening
           self._attempt = 0;
           self.lastError = null;
           self._setState('open');
@@ -494,7 +503,6 @@
         test: compileFilter(spec.name, spec.filters), serverId: null, onClosed: null,
         firedOnce: false, error: null,
       };
-      sub.handler = handler;
       if (this._closed) throw new PbxError('the client is closed', 'closed');
       this._subs.set(sub.id, sub);
       var unsubscribe = function () { return self._remove(sub); };
