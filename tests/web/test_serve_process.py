@@ -141,9 +141,9 @@ async def test_simulator_true_in_a_configuration_file(tmp_path: Path) -> None:
     process = await _start(["--config", str(path)], tmp_path)
     try:
         await _read_until(process, "connected to")
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{http_port}/health") as response:
-                health = await response.json()
+        async with aiohttp.ClientSession() as session, \
+                session.get(f"http://127.0.0.1:{http_port}/health") as response:
+            health = await response.json()
         assert response.status == 200, health
         assert health["pbx"][0]["name"] == "lab"
         assert health["pbx"][0]["status"] == "connected"

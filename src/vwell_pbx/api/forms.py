@@ -204,6 +204,15 @@ def decode_fb64json(value: str, *, max_depth: int = 32, max_length: int = 1 << 2
     return decoded
 
 
+def decode_params(pairs: list[tuple[str, str]], *, max_depth: int = 32) -> object:
+    """A query string's or form's pairs as an envelope: ``fb64json``, when present,
+    replaces every other parameter (as the original did); else bracket notation."""
+    for key, value in pairs:
+        if key == "fb64json":
+            return decode_fb64json(value, max_depth=max_depth)
+    return parse_bracket_params(pairs, max_depth=max_depth)
+
+
 def json_depth_ok(obj: object, max_depth: int) -> bool:
     """Whether ``obj`` nests at most ``max_depth`` containers deep (a scalar is depth 0,
     ``{"a": [1]}`` depth 2). Iterative, so any depth is checked without recursion."""

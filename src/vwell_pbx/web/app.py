@@ -31,7 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vwell_pbx.ami.client import ConnectionStatus
 from vwell_pbx.api.envelope import failure, req_id_of
-from vwell_pbx.api.forms import FormError, decode_fb64json, json_depth_ok, parse_bracket_params
+from vwell_pbx.api.forms import FormError, decode_params, json_depth_ok
 from vwell_pbx.api.service import Api, Session
 from vwell_pbx.events.bus import Subscriber
 from vwell_pbx.web import logs
@@ -171,7 +171,7 @@ async def _api_get(request: web.Request) -> web.StreamResponse:
 async def _api_get_http(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     try:
-        envelope = _decode_pairs(list(request.query.items()), settings)
+        envelope = decode_params(list(request.query.items()), max_depth=settings.json_max_depth)
     except FormError as exc:
         return _envelope_response(failure(None, "bad_request", str(exc)))
     return await _answer_http(request, envelope)
@@ -196,14 +196,6 @@ async def _answer_http(request: web.Request, envelope: object) -> web.Response:
     return _envelope_response(await request.app[API_KEY].handle(envelope, session))
 
 
-def _decode_pairs(pairs: list[tuple[str, str]], settings: WebSettings) -> object:
-    """Query or form pairs: ``fb64json`` replaces everything else; else bracket notation."""
-    for key, value in pairs:
-        if key == "fb64json":
-            return decode_fb64json(value, max_depth=settings.json_max_depth)
-    return parse_bracket_params(pairs, max_depth=settings.json_max_depth)
-
-
 async def _decode_post(request: web.Request, settings: WebSettings) -> object:
     content_type = request.content_type
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
@@ -213,10 +205,11 @@ async def _decode_post(request: web.Request, settings: WebSettings) -> object:
             if not isinstance(value, str):
                 raise FormError(f"form field {key!r} must be text, not a file upload")
             pairs.append((key, value))
-        return _decode_pairs(pairs or list(request.query.items()), settings)
+        return decode_params(pairs or list(request.query.items()),
+                             max_depth=settings.json_max_depth)
     body = await request.read()
     if not body.strip():
-        return _decode_pairs(list(request.query.items()), settings)
+        return decode_params(list(request.query.items()), max_depth=settings.json_max_depth)
     return _decode_json(body, settings)
 
 
@@ -246,18 +239,20 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
                                              f"{peer} (at most {settings.max_ws_per_address})\n")
     ws = web.WebSocketResponse(max_msg_size=settings.ws_max_message_bytes,
                                heartbeat=settings.ws_heartbeat, compress=False)
-    await ws.prepare(request)
-    connection = _Connection(app[API_KEY], settings, metrics, ws, peer)
-    per_address[peer] += 1
-    app[SOCKETS_KEY].add(ws)
-    metrics.websockets.inc()
+    per_address[peer] += 1  # reserved before the handshake awaits, so no race past it
     try:
-        await connection.run()
+        await ws.prepare(request)
+        connection = _Connection(app[API_KEY], settings, metrics, ws, peer)
+        app[SOCKETS_KEY].add(ws)
+        metrics.websockets.inc()
+        try:
+            await connection.run()
+        finally:
+            metrics.websockets.dec()
     finally:
         # Discard at once: the WeakSet alone keeps a closed socket (its _Connection forms
         # a reference cycle) until the garbage collector runs, and /health counts it.
         app[SOCKETS_KEY].discard(ws)
-        metrics.websockets.dec()
         per_address[peer] -= 1
         if per_address[peer] <= 0:
             del per_address[peer]
