@@ -166,10 +166,7 @@ class Asterisk20Events:
                now: float) -> Message:
         """One item of a ``Status`` list (ActionID last, as Asterisk puts it)."""
         peer = _bridged_peer(ch)
-        tail: Pairs = [(
-            "Variable", f"{name}={ch.variables.get(name, '')}") for name in variables]
-        if action_id is not None:
-            tail.append(("ActionID", action_id))
+        tail = _status_tail(ch, variables, action_id)
         return _event("Status", [("Privilege", "Call")], self.block(ch), [
             ("Type", ch.tech), ("DNID", ""),
             ("EffectiveConnectedLineNum", _unknown(peer.cid_num if peer else ch.connected_num)),
@@ -343,10 +340,7 @@ class YeastarEvents(Asterisk20Events):
                now: float) -> Message:
         """Asterisk 1.8 Status item."""
         peer = _bridged_peer(ch)
-        tail: Pairs = [(
-            "Variable", f"{name}={ch.variables.get(name, '')}") for name in variables]
-        if action_id is not None:
-            tail.append(("ActionID", action_id))
+        tail = _status_tail(ch, variables, action_id)
         return _event("Status", [
             ("Privilege", "Call"), ("Channel", ch.name), ("CallerIDNum", _unknown(ch.cid_num)),
             ("CallerIDName", _unknown(ch.cid_name)),
@@ -368,3 +362,11 @@ class YeastarEvents(Asterisk20Events):
 
 
 EventDialect = Asterisk20Events
+
+
+def _status_tail(ch: Channel, variables: list[str], action_id: str | None) -> Pairs:
+    """The end of a ``Status`` item: requested ``Variable`` values, then ``ActionID``."""
+    tail: Pairs = [("Variable", f"{name}={ch.variables.get(name, '')}") for name in variables]
+    if action_id is not None:
+        tail.append(("ActionID", action_id))
+    return tail
