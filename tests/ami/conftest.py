@@ -22,6 +22,7 @@ import pytest
 
 from vwell_pbx.ami import AmiClient, AmiSettings
 from vwell_pbx.protocol import NEED_DATA, AmiParser, Message, encode_message
+from vwell_pbx.simulator import PbxSimulator
 
 TRANSCRIPTS = Path(__file__).resolve().parents[1] / "data" / "ami" / "replay"  # from shared/ami
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
@@ -253,14 +254,16 @@ ClientFactory = Callable[..., Awaitable[AmiClient]]
 
 @pytest.fixture
 async def make_client() -> AsyncIterator[ClientFactory]:
-    """``await make_client(pbx, **settings)``: a started client with test-sized timings.
+    """``await make_client(pbx, **settings)``: a started client with test-sized timings,
+    for a scripted peer or the simulator (both say their port, username and secret).
 
     Connected unless ``wait=False``; closed at teardown.
     """
     clients: list[AmiClient] = []
 
-    async def make(server: ScriptedPbx, *, wait: bool = True, client_kwargs: dict[str, Any]
-                   | None = None, **overrides: Any) -> AmiClient:
+    async def make(server: ScriptedPbx | PbxSimulator, *, wait: bool = True,
+                   client_kwargs: dict[str, Any] | None = None,
+                   **overrides: Any) -> AmiClient:
         settings: dict[str, Any] = {
             "host": "127.0.0.1", "port": server.port, "username": server.username,
             "secret": server.secret, "auth": "plain", "connect_timeout": 1.0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,7 +17,6 @@ import pytest
 from vwell_pbx.ami import (
     ActionTimeout,
     AmiClient,
-    AmiSettings,
     ConnectionState,
     ConnectionStatus,
     LoginFailed,
@@ -25,6 +24,8 @@ from vwell_pbx.ami import (
 )
 from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import PbxSimulator
+
+ClientFactory = Callable[..., Awaitable[AmiClient]]  # as make_client in conftest.py
 
 FAST = {"auth_failure_delay": 0.02, "call_step_delay": 0.005, "call_hold": 5.0,
         "no_answer_after": 0.1, "sms_send_delay": 0.01}
@@ -37,31 +38,15 @@ async def sim() -> AsyncIterator[PbxSimulator]:
 
 
 @pytest.fixture
-async def connect() -> AsyncIterator[Any]:
-    """``await connect(sim, **settings)``: a started, logged-in client, closed afterwards."""
-    clients: list[AmiClient] = []
+def connect(make_client: ClientFactory) -> ClientFactory:
+    """``await connect(sim, **settings)``: the shared client factory, MD5 login."""
 
-    async def make(simulator: PbxSimulator, *, wait: bool = True, **overrides: Any
-                   ) -> AmiClient:
-        settings: dict[str, Any] = {
-            "host": "127.0.0.1", "port": simulator.port, "username": "admin",
-            "secret": "admin", "auth": "md5", "name": "sim", "connect_timeout": 1.0,
-            "login_timeout": 1.0, "ping_interval": 30.0, "ping_timeout": 1.0,
-            "backoff_initial": 0.02, "backoff_max": 0.1,
-        }
-        settings.update(overrides)
-        client = AmiClient(AmiSettings(**settings))
-        clients.append(client)
-        await client.start()
-        if wait:
-            await client.wait_connected(timeout=3)
-        return client
+    async def make(simulator: PbxSimulator, *, wait: bool = True,
+                   **overrides: Any) -> AmiClient:
+        return await make_client(simulator, wait=wait,
+                                 **{"auth": "md5", "name": "sim", **overrides})
 
-    try:
-        yield make
-    finally:
-        for client in clients:
-            await client.close()
+    return make
 
 
 async def until(condition: Any, within: float = 3.0) -> None:
