@@ -539,10 +539,9 @@ class _CliRunner:
         raise NoReadySpan("no GSM span is READY to send (" + "; ".join(seen) + ")")
 
 
-class YeastarCommandBackend(PacedSmsBackend):
-    """MyPBX: ``Command: gsm send sms SPAN NUMBER "TEXT"`` (result ``accepted``)."""
-
-    name = "yeastar"
+class _SpanBackend(PacedSmsBackend):
+    """A Yeastar backend: sends through a GSM span, fixed or found by ``_CliRunner``;
+    one pacing lane per span."""
 
     def __init__(
         self,
@@ -558,6 +557,12 @@ class YeastarCommandBackend(PacedSmsBackend):
 
     def _lane(self) -> str:
         return f"span {self._cli.label}"
+
+
+class YeastarCommandBackend(_SpanBackend):
+    """MyPBX: ``Command: gsm send sms SPAN NUMBER "TEXT"`` (result ``accepted``)."""
+
+    name = "yeastar"
 
     @staticmethod
     def command_line(span: int, tel: str, text: str) -> str:
@@ -601,7 +606,7 @@ class YeastarCommandBackend(PacedSmsBackend):
         return _Submitted(result)
 
 
-class YeastarTgBackend(PacedSmsBackend):
+class YeastarTgBackend(_SpanBackend):
     """TG gateways: ``smscommand`` with an SMS ID; ``UpdateSMSSend`` reports delivery."""
 
     name = "yeastar-tg"
@@ -616,13 +621,10 @@ class YeastarTgBackend(PacedSmsBackend):
         span_cache_seconds: float = DEFAULT_SPAN_CACHE_SECONDS,
         clock: Clock = time.monotonic,
     ) -> None:
-        super().__init__(client, queue=queue)
-        self._cli = _CliRunner(client, _parse_span(span), span_cache_seconds, clock)
+        super().__init__(client, span=span, queue=queue,
+                         span_cache_seconds=span_cache_seconds, clock=clock)
         # Start from the clock so that two server runs do not reuse IDs soon after.
         self._ids = ids if ids is not None else itertools.count(int(time.time()) % 1_000_000)
-
-    def _lane(self) -> str:
-        return f"span {self._cli.label}"
 
     @staticmethod
     def command_line(span: int, tel: str, text: str, sms_id: str) -> str:
