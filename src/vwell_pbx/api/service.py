@@ -132,7 +132,7 @@ class Api:
         authenticator: Authenticator,
         roles: RoleBook,
         clock: Callable[[], float] = time.monotonic,
-        observe: Callable[[str, str | None, float], None] | None = None,
+        observe: Callable[[str, Mapping[str, Any], float], None] | None = None,
     ) -> None:
         if not links:
             raise ValueError("at least one PBX link is required")
@@ -171,7 +171,7 @@ class Api:
         except Exception as exc:  # every failure becomes an envelope; see error_code
             response = self._failure(req_id, exc)
         if self._observe is not None:
-            self._observe(method_name or "?", response["errCode"], self._clock() - started)
+            self._observe(method_name or "?", response, self._clock() - started)
         return response
 
     def _failure(self, req_id: JsonScalar, exc: Exception) -> dict[str, Any]:
@@ -262,10 +262,13 @@ class Api:
         def guard(event: BusEvent) -> bool:
             if event.dispatched:
                 return True
-            verdict = event.verdicts.get(key)
+            verdicts = event.verdicts
+            if verdicts is None:
+                verdicts = event.verdicts = {}
+            verdict = verdicts.get(key)
             if verdict is None:
                 fields = cast("dict[str, str | list[str]]", event.fields)
-                verdict = event.verdicts[key] = role.allows_event(fields, extensions=extensions)
+                verdict = verdicts[key] = role.allows_event(fields, extensions=extensions)
             return verdict
 
         return guard
