@@ -169,3 +169,12 @@ async def test_health_and_metrics(api: ApiClient) -> None:
         text = await response.text()
     assert 'vwell_requests_total{code="ok",method="send"}' in text
     assert 'vwell_pbx_up{pbx="office"} 1.0' in text
+
+
+async def test_sms_outcomes_are_counted(api: ApiClient) -> None:
+    assert (await api.post("gsmSendSMS", tel="+7 100 200 30 40", msg="hi"))["err"] is None
+    assert (await api.post("gsmSendSMS", tel="12a", msg="hi"))["errCode"] == "bad_request"
+    async with api.session.get(api.server.http_url + "/metrics") as response:
+        text = await response.text()
+    assert 'vwell_sms_total{status="accepted"} 1.0' in text
+    assert 'vwell_sms_total{status="failed"} 1.0' in text

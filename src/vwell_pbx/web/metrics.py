@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,13 +29,17 @@ class ServerMetrics:
         self.slow_clients = Counter("vwell_slow_clients_dropped",
                                     "Connections closed because they did not read their events",
                                     registry=self.registry)
-        self.sms = Counter("vwell_sms", "SMS requests by outcome", ["status"],
+        self.sms = Counter("vwell_sms", "SMS requests by outcome (accepted, queued, sent, "
+                           "failed)", ["status"],
                            registry=self.registry)
 
-    def observe(self, method: str, code: str | None, seconds: float) -> None:
-        """Count one answered request."""
+    def observe(self, method: str, response: Mapping[str, Any], seconds: float) -> None:
+        """Count one answered request (and, for ``gsmSendSMS``, its outcome)."""
+        code = response.get("errCode")
         self.requests.labels(method, code or "ok").inc()
         self.latency.labels(method).observe(seconds)
+        if method == "gsmSendSMS":
+            self.sms.labels("failed" if code else str(response.get("status"))).inc()
 
     def watch(self, bus: EventBus, clients: Mapping[str, AmiClient]) -> None:
         """Export the bus's and the AMI clients' own counters at scrape time."""
