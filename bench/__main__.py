@@ -80,13 +80,29 @@ class Settings:
         self.drain_seconds = 2.0
         self.fanout_sizes = (10, 1000) if quick else (10, 100, 1000)
         self.catch_all = 2
-        self.fanout_rates = ((5_000, 20_000) if quick else
-                             (2_000, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000,
-                              50_000, 60_000, 80_000))
-        self.broadcast_rates = {10: (2_000, 8_000) if quick else
-                                (2_000, 4_000, 6_000, 8_000, 12_000, 16_000, 24_000, 32_000),
-                                100: (1_000, 2_000) if quick else
-                                (1_000, 1_500, 2_000, 3_000, 4_000, 6_000)}
+        self.fanout_rates = (
+            (5_000, 20_000)
+            if quick
+            else (
+                2_000,
+                5_000,
+                10_000,
+                15_000,
+                20_000,
+                25_000,
+                30_000,
+                40_000,
+                50_000,
+                60_000,
+                80_000,
+            )
+        )
+        self.broadcast_rates = {
+            10: (2_000, 8_000)
+            if quick
+            else (2_000, 4_000, 6_000, 8_000, 12_000, 16_000, 24_000, 32_000),
+            100: (1_000, 2_000) if quick else (1_000, 1_500, 2_000, 3_000, 4_000, 6_000),
+        }
         self.roundtrip_seconds = 2.0 if quick else 4.0
         self.connections = 1_000 if quick else 10_000
         self.startup_runs = 2 if quick else 5
@@ -102,8 +118,10 @@ async def _subscribe(clients: list[WsClient], operators: int, *, raw_baseline: b
         if index < operators:
             number = operator_number(index)
             argument: dict[str, Any] = {
-                **credentials("op"), "name": "Newchannel",
-                "event": {"name": "Newchannel", "CallerIDNum": number}}
+                **credentials("op"),
+                "name": "Newchannel",
+                "event": {"name": "Newchannel", "CallerIDNum": number},
+            }
         else:
             argument = {**credentials("sup"), "name": "*"}
         calls.append(client.call({"method": "onEvent", "argument": argument}))
@@ -144,8 +162,7 @@ class Target:
     async def connect(self, operators: int, catch_all: int) -> None:
         """Open and subscribe the clients."""
         host, port = self.proc.info["ws_url"].removeprefix("ws://").split("/")[0].split(":")
-        self.clients = await connect_many(host, int(port), operators + catch_all,
-                                          self.recorder)
+        self.clients = await connect_many(host, int(port), operators + catch_all, self.recorder)
         await _subscribe(self.clients, operators, raw_baseline=self.name == "baseline")
 
     def close(self) -> None:
@@ -154,8 +171,13 @@ class Target:
             client.close()
 
 
-async def _attach(feeder: AmiFeeder, module: str, args: dict[str, Any],
-                  stack: contextlib.AsyncExitStack, name: str) -> Target:
+async def _attach(
+    feeder: AmiFeeder,
+    module: str,
+    args: dict[str, Any],
+    stack: contextlib.AsyncExitStack,
+    name: str,
+) -> Target:
     """Start a server or baseline process and find its AMI connection at the feeder."""
     before = set(feeder.sessions)
     proc = await stack.enter_async_context(child(module, {**args, "pbx_port": feeder.port}))
@@ -163,8 +185,16 @@ async def _attach(feeder: AmiFeeder, module: str, args: dict[str, Any],
     return Target(name, proc, set(feeder.sessions) - before)
 
 
-async def fanout_step(target: Target, *, feeder: AmiFeeder, heads: list[bytes], per_event: int,
-                      rate: int, label: str, settings: Settings) -> Row:
+async def fanout_step(
+    target: Target,
+    *,
+    feeder: AmiFeeder,
+    heads: list[bytes],
+    per_event: int,
+    rate: int,
+    label: str,
+    settings: Settings,
+) -> Row:
     """One step: ``rate`` events/s for ``step_seconds`` to one target, then drain."""
     recorder = target.recorder
     pid = target.proc.pid
@@ -183,8 +213,9 @@ async def fanout_step(target: Target, *, feeder: AmiFeeder, heads: list[bytes], 
             while recorder.events < expected:  # noqa: ASYNC110  (counted in data_received)
                 await asyncio.sleep(0.01)
     server_pct, load_pct = server_cpu.percent(), load_cpu.percent()
-    others = 100.0 * (busy_cpu_seconds() - busy0) / (time.perf_counter() - t0) - server_pct \
-        - load_pct
+    others = (
+        100.0 * (busy_cpu_seconds() - busy0) / (time.perf_counter() - t0) - server_pct - load_pct
+    )
     stop.set()
     await sampler
     latencies = sorted(recorder.latencies)
@@ -192,20 +223,41 @@ async def fanout_step(target: Target, *, feeder: AmiFeeder, heads: list[bytes], 
     p99 = percentile(latencies, 0.99)
     closed = sum(1 for c in target.clients if c.closed.done())
     ok = lost == 0 and p99 < P99_LIMIT and result.rate >= 0.95 * rate
-    print(f"  {target.name:<13} {label:<16} {rate:>6}/s: p99={p99 * 1e3:7.1f} ms lost={lost} "
-          f"sent={result.rate:,.0f}/s srv={server_pct:.0f}% load={load_pct:.0f}% "
-          f"others={others:.0f}% rss={peak[0] / 1024:.0f} MB closed={closed}", flush=True)
-    return {"target": target.name, "case": label, "subs": len(target.clients),
-            "rate_in": rate, "sent/s": result.rate,
-            "delivered/s": recorder.events / result.seconds, "lost": lost,
-            "p50_ms": percentile(latencies, 0.5) * 1e3, "p99_ms": p99 * 1e3,
-            "srv_cpu%": server_pct, "load_cpu%": load_pct, "others_cpu%": max(0.0, others),
-            "srv_rss_MB": peak[0] / 1024, "closed": closed, "ok": ok}
+    print(
+        f"  {target.name:<13} {label:<16} {rate:>6}/s: p99={p99 * 1e3:7.1f} ms lost={lost} "
+        f"sent={result.rate:,.0f}/s srv={server_pct:.0f}% load={load_pct:.0f}% "
+        f"others={others:.0f}% rss={peak[0] / 1024:.0f} MB closed={closed}",
+        flush=True,
+    )
+    return {
+        "target": target.name,
+        "case": label,
+        "subs": len(target.clients),
+        "rate_in": rate,
+        "sent/s": result.rate,
+        "delivered/s": recorder.events / result.seconds,
+        "lost": lost,
+        "p50_ms": percentile(latencies, 0.5) * 1e3,
+        "p99_ms": p99 * 1e3,
+        "srv_cpu%": server_pct,
+        "load_cpu%": load_pct,
+        "others_cpu%": max(0.0, others),
+        "srv_rss_MB": peak[0] / 1024,
+        "closed": closed,
+        "ok": ok,
+    }
 
 
-async def fanout_case(feeder: AmiFeeder, *, label: str, operators: int, catch_all: int,
-                      rates: tuple[int, ...], settings: Settings,
-                      variants: list[tuple[str, str, dict[str, Any]]]) -> list[Target]:
+async def fanout_case(
+    feeder: AmiFeeder,
+    *,
+    label: str,
+    operators: int,
+    catch_all: int,
+    rates: tuple[int, ...],
+    settings: Settings,
+    variants: list[tuple[str, str, dict[str, Any]]],
+) -> list[Target]:
     """Server(s) and baseline side by side: at each rate, each target still passing takes
     one step (a failed step is retried once: the machine is shared, and noise can only
     make a step fail, not pass). A target stops at its first failure."""
@@ -216,8 +268,9 @@ async def fanout_case(feeder: AmiFeeder, *, label: str, operators: int, catch_al
         heads = [newchannel_head(operator_number(10_000 + i), i) for i in range(100)]
         per_event = catch_all
     async with contextlib.AsyncExitStack() as stack:
-        targets = [await _attach(feeder, module, args, stack, name)
-                   for name, module, args in variants]
+        targets = [
+            await _attach(feeder, module, args, stack, name) for name, module, args in variants
+        ]
         for target in targets:
             await target.connect(operators, catch_all)
             # Warm-up (first allocations, caches) outside the measured steps.
@@ -228,9 +281,15 @@ async def fanout_case(feeder: AmiFeeder, *, label: str, operators: int, catch_al
                 if target.failed:
                     continue
                 for _attempt in range(2):
-                    row = await fanout_step(target, feeder=feeder, heads=heads,
-                                            per_event=per_event, rate=rate, label=label,
-                                            settings=settings)
+                    row = await fanout_step(
+                        target,
+                        feeder=feeder,
+                        heads=heads,
+                        per_event=per_event,
+                        rate=rate,
+                        label=label,
+                        settings=settings,
+                    )
                     await asyncio.sleep(0.3)
                     if row["ok"] or row["closed"]:
                         break
@@ -250,23 +309,31 @@ def best(rows: list[Row]) -> Row | None:
     return max(passed, key=lambda row: row["rate_in"]) if passed else None
 
 
-async def with_server(feeder: AmiFeeder, run: Callable[[Child], Awaitable[list[Row]]], *,
-                      uvloop: bool = False, ws_queue_size: int = 1000) -> list[Row]:
+async def with_server(
+    feeder: AmiFeeder,
+    run: Callable[[Child], Awaitable[list[Row]]],
+    *,
+    uvloop: bool = False,
+    ws_queue_size: int = 1000,
+) -> list[Row]:
     """Run ``run`` against a fresh server process."""
-    async with child("bench._server", {"pbx_port": feeder.port, "uvloop": uvloop,
-                                       "ws_queue_size": ws_queue_size}) as server:
+    async with child(
+        "bench._server", {"pbx_port": feeder.port, "uvloop": uvloop, "ws_queue_size": ws_queue_size}
+    ) as server:
         return await run(server)
 
 
-async def with_baseline(mode: str, feeder: AmiFeeder,
-                        run: Callable[[Child], Awaitable[list[Row]]]) -> list[Row]:
+async def with_baseline(
+    mode: str, feeder: AmiFeeder, run: Callable[[Child], Awaitable[list[Row]]]
+) -> list[Row]:
     """Run ``run`` against a fresh baseline process."""
     async with child("bench._baseline", {"mode": mode, "pbx_port": feeder.port}) as base:
         return await run(base)
 
 
-async def bench_fanout(feeder: AmiFeeder, settings: Settings, uvloop: bool,
-                       broadcast: bool) -> tuple[list[Row], list[Row]]:
+async def bench_fanout(
+    feeder: AmiFeeder, settings: Settings, uvloop: bool, broadcast: bool
+) -> tuple[list[Row], list[Row]]:
     """Fan-out (or broadcast) steps against the server and the baseline; summary rows."""
     all_rows: list[Row] = []
     summary: list[Row] = []
@@ -274,16 +341,26 @@ async def bench_fanout(feeder: AmiFeeder, settings: Settings, uvloop: bool,
     if broadcast:
         cases = [(f"broadcast {n}", 0, n, settings.broadcast_rates[n]) for n in (10, 100)]
     else:
-        cases = [(f"filtered {n}+{settings.catch_all}", n, settings.catch_all,
-                  settings.fanout_rates) for n in settings.fanout_sizes]
+        cases = [
+            (f"filtered {n}+{settings.catch_all}", n, settings.catch_all, settings.fanout_rates)
+            for n in settings.fanout_sizes
+        ]
     variants: list[tuple[str, str, dict[str, Any]]] = [
-        ("server", "bench._server", {}), ("baseline", "bench._baseline", {"mode": "fanout"})]
+        ("server", "bench._server", {}),
+        ("baseline", "bench._baseline", {"mode": "fanout"}),
+    ]
     if uvloop:
         variants.append(("server+uvloop", "bench._server", {"uvloop": True}))
     for label, operators, catch_all, rates in cases:
-        targets = await fanout_case(feeder, label=label, operators=operators,
-                                    catch_all=catch_all, rates=rates, settings=settings,
-                                    variants=variants)
+        targets = await fanout_case(
+            feeder,
+            label=label,
+            operators=operators,
+            catch_all=catch_all,
+            rates=rates,
+            settings=settings,
+            variants=variants,
+        )
         for target in targets:
             all_rows.extend(target.rows)
         base = best(next(t for t in targets if t.name == "baseline").rows)
@@ -291,17 +368,20 @@ async def bench_fanout(feeder: AmiFeeder, settings: Settings, uvloop: bool,
             if target.name == "baseline":
                 continue
             ours = best(target.rows)
-            summary.append({
-                "case": label, "target": target.name,
-                "max_rate_in": ours["rate_in"] if ours else 0,
-                "delivered/s": ours["delivered/s"] if ours else 0.0,
-                "p99_ms": ours["p99_ms"] if ours else float("nan"),
-                "srv_cpu%": ours["srv_cpu%"] if ours else float("nan"),
-                "srv_rss_MB": ours["srv_rss_MB"] if ours else float("nan"),
-                "baseline_max_rate": base["rate_in"] if base else 0,
-                "ratio": (ours["rate_in"] / base["rate_in"]) if ours and base else float("nan"),
-                "ceiling_hit": ours is not None and ours["rate_in"] == rates[-1],
-            })
+            summary.append(
+                {
+                    "case": label,
+                    "target": target.name,
+                    "max_rate_in": ours["rate_in"] if ours else 0,
+                    "delivered/s": ours["delivered/s"] if ours else 0.0,
+                    "p99_ms": ours["p99_ms"] if ours else float("nan"),
+                    "srv_cpu%": ours["srv_cpu%"] if ours else float("nan"),
+                    "srv_rss_MB": ours["srv_rss_MB"] if ours else float("nan"),
+                    "baseline_max_rate": base["rate_in"] if base else 0,
+                    "ratio": (ours["rate_in"] / base["rate_in"]) if ours and base else float("nan"),
+                    "ceiling_hit": ours is not None and ours["rate_in"] == rates[-1],
+                }
+            )
     return all_rows, summary
 
 
@@ -309,8 +389,10 @@ async def bench_fanout(feeder: AmiFeeder, settings: Settings, uvloop: bool,
 
 
 def _ping_envelope() -> dict[str, Any]:
-    return {"method": "send", "argument": {**credentials("op"), "callbackAwait": 1,
-                                           "fields": {"action": "Ping"}}}
+    return {
+        "method": "send",
+        "argument": {**credentials("op"), "callbackAwait": 1, "fields": {"action": "Ping"}},
+    }
 
 
 async def ws_pings(ws_url: str, sockets: int, seconds: float, pid: int) -> Row:
@@ -343,9 +425,14 @@ async def ws_pings(ws_url: str, sockets: int, seconds: float, pid: int) -> Row:
     for client in clients:
         client.close()
     latencies.sort()
-    return {"req/s": len(latencies) / elapsed, "p50_ms": percentile(latencies, 0.5) * 1e3,
-            "p99_ms": percentile(latencies, 0.99) * 1e3, "errors": errors, "srv_cpu%": pct,
-            "load_cpu%": load_pct}
+    return {
+        "req/s": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+        "errors": errors,
+        "srv_cpu%": pct,
+        "load_cpu%": load_pct,
+    }
 
 
 async def http_posts(url: str, clients: int, seconds: float, pid: int) -> Row:
@@ -382,15 +469,19 @@ async def http_posts(url: str, clients: int, seconds: float, pid: int) -> Row:
         elapsed = time.perf_counter() - started
         pct, load_pct = cpu.percent(), load.percent()
     latencies.sort()
-    return {"req/s": len(latencies) / elapsed, "p50_ms": percentile(latencies, 0.5) * 1e3,
-            "p99_ms": percentile(latencies, 0.99) * 1e3, "errors": errors, "srv_cpu%": pct,
-            "load_cpu%": load_pct}
+    return {
+        "req/s": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+        "errors": errors,
+        "srv_cpu%": pct,
+        "load_cpu%": load_pct,
+    }
 
 
 async def ami_pings(feeder: AmiFeeder, concurrency: int, seconds: float) -> Row:
     """The raw AMI Ping baseline, run in its own process on the server's core."""
-    args = {"mode": "ping", "pbx_port": feeder.port, "concurrency": concurrency,
-            "seconds": seconds}
+    args = {"mode": "ping", "pbx_port": feeder.port, "concurrency": concurrency, "seconds": seconds}
     async with child("bench._baseline", args) as proc:
         assert proc.proc.stdout is not None
         stdout = proc.proc.stdout
@@ -400,12 +491,19 @@ async def ami_pings(feeder: AmiFeeder, concurrency: int, seconds: float) -> Row:
         line = await asyncio.wait_for(asyncio.to_thread(stdout.readline), seconds + 30)
         pct, load_pct = cpu.percent(), load.percent()
     result = json.loads(line)
-    return {"req/s": result["count"] / result["seconds"], "p50_ms": result["p50"] * 1e3,
-            "p99_ms": result["p99"] * 1e3, "errors": 0, "srv_cpu%": pct, "load_cpu%": load_pct}
+    return {
+        "req/s": result["count"] / result["seconds"],
+        "p50_ms": result["p50"] * 1e3,
+        "p99_ms": result["p99"] * 1e3,
+        "errors": 0,
+        "srv_cpu%": pct,
+        "load_cpu%": load_pct,
+    }
 
 
-async def bench_roundtrip(feeder: AmiFeeder, settings: Settings,
-                          uvloop: bool) -> tuple[list[Row], list[Row]]:
+async def bench_roundtrip(
+    feeder: AmiFeeder, settings: Settings, uvloop: bool
+) -> tuple[list[Row], list[Row]]:
     """Round trips through the API and their baselines."""
     seconds = settings.roundtrip_seconds
     rows: list[Row] = []
@@ -418,8 +516,7 @@ async def bench_roundtrip(feeder: AmiFeeder, settings: Settings,
             out: list[Row] = []
             for sockets in (1, 50):
                 row = await ws_pings(proc.info["ws_url"], sockets, seconds, proc.pid)
-                out.append({"case": f"WS send Ping x{sockets}", "target": "server" + suffix,
-                            **row})
+                out.append({"case": f"WS send Ping x{sockets}", "target": "server" + suffix, **row})
             row = await http_posts(proc.info["http_url"] + "/api", 50, seconds, proc.pid)
             out.append({"case": "POST /api x50", "target": "server" + suffix, **row})
             return out
@@ -427,8 +524,9 @@ async def bench_roundtrip(feeder: AmiFeeder, settings: Settings,
         rows.extend(await with_server(feeder, run, uvloop=use_uvloop))
     for concurrency in (1, 50):
         row = await ami_pings(feeder, concurrency, seconds)
-        rows.append({"case": f"WS send Ping x{concurrency}", "target": "baseline: raw AMI Ping",
-                     **row})
+        rows.append(
+            {"case": f"WS send Ping x{concurrency}", "target": "baseline: raw AMI Ping", **row}
+        )
 
     async def bare(proc: Child) -> list[Row]:
         row = await http_posts(proc.info["http_url"] + "/api", 50, seconds, proc.pid)
@@ -438,11 +536,20 @@ async def bench_roundtrip(feeder: AmiFeeder, settings: Settings,
     for row in rows:
         if row["target"].startswith("baseline"):
             continue
-        base = next(r for r in rows if r["case"] == row["case"]
-                    and r["target"].startswith("baseline"))
-        summary.append({"case": row["case"], "target": row["target"], "req/s": row["req/s"],
-                        "p50_ms": row["p50_ms"], "p99_ms": row["p99_ms"],
-                        "baseline_req/s": base["req/s"], "ratio": row["req/s"] / base["req/s"]})
+        base = next(
+            r for r in rows if r["case"] == row["case"] and r["target"].startswith("baseline")
+        )
+        summary.append(
+            {
+                "case": row["case"],
+                "target": row["target"],
+                "req/s": row["req/s"],
+                "p50_ms": row["p50_ms"],
+                "p99_ms": row["p99_ms"],
+                "baseline_req/s": base["req/s"],
+                "ratio": row["req/s"] / base["req/s"],
+            }
+        )
     return rows, summary
 
 
@@ -462,8 +569,9 @@ async def idle_connections(ws_url: str, count: int, pid: int, *, baseline: bool)
 
     async def login(client: WsClient) -> bool:
         async with semaphore:
-            answer = await client.call({"method": "rmEvent",
-                                        "argument": {**credentials("op"), "all": True}})
+            answer = await client.call(
+                {"method": "rmEvent", "argument": {**credentials("op"), "all": True}}
+            )
             return answer.get("err") is None
 
     oks = await asyncio.gather(*(login(c) for c in clients))
@@ -474,11 +582,17 @@ async def idle_connections(ws_url: str, count: int, pid: int, *, baseline: bool)
     for client in clients:
         client.close()
     await asyncio.sleep(1.0)
-    return {"target": "baseline: bare aiohttp WS" if baseline else "server",
-            "connections": count, "authenticated": sum(oks), "alive": alive,
-            "connect_s": connected, "connect+auth_s": authenticated,
-            "rss_before_MB": before / 1024, "rss_after_MB": after / 1024,
-            "KB_per_conn": (after - before) / count}
+    return {
+        "target": "baseline: bare aiohttp WS" if baseline else "server",
+        "connections": count,
+        "authenticated": sum(oks),
+        "alive": alive,
+        "connect_s": connected,
+        "connect+auth_s": authenticated,
+        "rss_before_MB": before / 1024,
+        "rss_after_MB": after / 1024,
+        "KB_per_conn": (after - before) / count,
+    }
 
 
 async def bench_connections(feeder: AmiFeeder, settings: Settings) -> list[Row]:
@@ -509,8 +623,15 @@ def _free_port() -> int:
 async def _time_to_health(argv: list[str], url: str, env: dict[str, str]) -> float:
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        "taskset", "-c", str(SERVER_CPU), *argv, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        "taskset",
+        "-c",
+        str(SERVER_CPU),
+        *argv,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         async with aiohttp.ClientSession() as session, asyncio.timeout(20):
             while True:
@@ -543,19 +664,39 @@ async def bench_startup(feeder: AmiFeeder, settings: Settings) -> list[Row]:
                 'log_level = "warning"\n'
                 f'[users]\ndatabase = "{folder / "users.sqlite3"}"\n'
                 f'[[pbx]]\nname = "office"\nhost = "127.0.0.1"\nport = {feeder.port}\n'
-                'username = "bench"\nsecret = "bench"\nauth = "plain"\n')
-            ours.append(await _time_to_health(
-                [sys.executable, "-m", "vwell_pbx.cli", "serve", "--config", str(config)],
-                f"http://127.0.0.1:{http_port}/health", env))
+                'username = "bench"\nsecret = "bench"\nauth = "plain"\n'
+            )
+            ours.append(
+                await _time_to_health(
+                    [sys.executable, "-m", "vwell_pbx.cli", "serve", "--config", str(config)],
+                    f"http://127.0.0.1:{http_port}/health",
+                    env,
+                )
+            )
             port = _free_port()
-            bare.append(await _time_to_health(
-                [sys.executable, "-m", "bench._baseline",
-                 json.dumps({"mode": "http", "port": port})],
-                f"http://127.0.0.1:{port}/health", env))
+            bare.append(
+                await _time_to_health(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench._baseline",
+                        json.dumps({"mode": "http", "port": port}),
+                    ],
+                    f"http://127.0.0.1:{port}/health",
+                    env,
+                )
+            )
     ours_median, bare_median = statistics.median(ours), statistics.median(bare)
-    return [{"target": "vwell-pbx serve", "runs": len(ours), "median_s": ours_median,
-             "max_s": max(ours), "baseline_median_s": bare_median,
-             "ratio": ours_median / bare_median}]
+    return [
+        {
+            "target": "vwell-pbx serve",
+            "runs": len(ours),
+            "median_s": ours_median,
+            "max_s": max(ours),
+            "baseline_median_s": bare_median,
+            "ratio": ours_median / bare_median,
+        }
+    ]
 
 
 # ------------------------------------------------------------------------------ main
@@ -564,8 +705,11 @@ async def bench_startup(feeder: AmiFeeder, settings: Settings) -> list[Row]:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     """Run the selected benchmarks; return everything for the JSON file."""
     settings = Settings(args.quick)
-    only = set(args.only.split(",")) if args.only else {
-        "fanout", "broadcast", "roundtrip", "connections", "startup"}
+    only = (
+        set(args.only.split(","))
+        if args.only
+        else {"fanout", "broadcast", "roundtrip", "connections", "startup"}
+    )
     results: dict[str, Any] = {}
     async with AmiFeeder() as feeder:
         if "startup" in only:
@@ -580,8 +724,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "broadcast" in only:
             steps, summary = await bench_fanout(feeder, settings, args.uvloop, broadcast=True)
             print_table("Broadcast steps", steps)
-            print_table("Broadcast: highest input rate with p99 < 50 ms and nothing lost",
-                        summary)
+            print_table("Broadcast: highest input rate with p99 < 50 ms and nothing lost", summary)
             results["broadcast"] = {"steps": steps, "summary": summary}
         if "roundtrip" in only:
             rows, summary = await bench_roundtrip(feeder, settings, args.uvloop)
@@ -600,8 +743,9 @@ def _git_state() -> str:
     import subprocess  # noqa: PLC0415
 
     def git(*argv: str) -> str:
-        done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10, check=False)
+        done = subprocess.run(
+            ["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
         return done.stdout.strip()
 
     dirty = bool(git("status", "--porcelain", "--", "src"))
@@ -610,25 +754,35 @@ def _git_state() -> str:
 
 def cli() -> None:
     """``python -m bench``."""
-    parser = argparse.ArgumentParser(prog="python -m bench",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run")
-    parser.add_argument("--only", help="comma-separated: fanout,broadcast,roundtrip,"
-                                       "connections,startup")
-    parser.add_argument("--uvloop", action="store_true",
-                        help="also run the server under uvloop (if installed)")
+    parser.add_argument(
+        "--only", help="comma-separated: fanout,broadcast,roundtrip,connections,startup"
+    )
+    parser.add_argument(
+        "--uvloop", action="store_true", help="also run the server under uvloop (if installed)"
+    )
     args = parser.parse_args()
     pin_self(LOAD_CPU)
     limit = raise_fd_limit()
     started = dt.datetime.now(dt.UTC)
-    meta = {"date": started.isoformat(timespec="seconds"), "cores": CORES,
-            "git": _git_state(),
-            "command": "bash bench.sh " + " ".join(sys.argv[1:]),
-            "python": platform.python_version(), "machine": platform.machine(),
-            "fd_limit": limit, "server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU}
-    print(f"vwell-pbx-srv benchmarks: cores={CORES} (os.cpu_count()), python "
-          f"{meta['python']}, server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, "
-          f"open files {limit}", flush=True)
+    meta = {
+        "date": started.isoformat(timespec="seconds"),
+        "cores": CORES,
+        "git": _git_state(),
+        "command": "bash bench.sh " + " ".join(sys.argv[1:]),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "fd_limit": limit,
+        "server_cpu": SERVER_CPU,
+        "load_cpu": LOAD_CPU,
+    }
+    print(
+        f"vwell-pbx-srv benchmarks: cores={CORES} (os.cpu_count()), python "
+        f"{meta['python']}, server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, "
+        f"open files {limit}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="vwell-bench-src-") as tmp:
         snapshot_source(Path(tmp))
         results = asyncio.run(main(args))

@@ -41,8 +41,9 @@ _ANSWER = b'{"err":null,"errCode":null,"reqId":%s,"subscriptionId":"s1"}'
 async def _ami_login(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
     await asyncio.wait_for(reader.readline(), 5)  # banner
-    writer.write(b"Action: Login\r\nActionID: 1\r\nUsername: bench\r\nSecret: bench\r\n"
-                 b"Events: on\r\n\r\n")
+    writer.write(
+        b"Action: Login\r\nActionID: 1\r\nUsername: bench\r\nSecret: bench\r\nEvents: on\r\n\r\n"
+    )
     await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     return reader, writer
 
@@ -126,12 +127,12 @@ async def fanout(args: dict[str, Any], stop: asyncio.Event) -> None:
                 end = buffer.find(b"\r\n\r\n", position)
                 if end < 0:
                     break
-                message = buffer[position:end + 4]
+                message = buffer[position : end + 4]
                 position = end + 4
                 at = message.find(marker)
                 if at >= 0:
                     stop_at = message.find(b"\r\n", at)
-                    for conn in by_number.get(message[at + len(marker):stop_at], ()):
+                    for conn in by_number.get(message[at + len(marker) : stop_at], ()):
                         conn.put(message)
                 for conn in catch_all:
                     conn.put(message)
@@ -146,8 +147,10 @@ async def fanout(args: dict[str, Any], stop: asyncio.Event) -> None:
 
 async def http(args: dict[str, Any], stop: asyncio.Event) -> None:
     """The bare aiohttp baseline (see the module docstring)."""
-    body = b'{"err":null,"errCode":null,"reqId":null,"actionId":null,"event":{"Response":' \
-           b'"Success","Ping":"Pong","Timestamp":"1700000000.000000"}}'
+    body = (
+        b'{"err":null,"errCode":null,"reqId":null,"actionId":null,"event":{"Response":'
+        b'"Success","Ping":"Pong","Timestamp":"1700000000.000000"}}'
+    )
 
     async def api(request: web.Request) -> web.Response:
         await request.read()
@@ -183,7 +186,7 @@ async def ping(args: dict[str, Any], stop: asyncio.Event) -> None:
             message = await reader.readuntil(b"\r\n\r\n")
             at = message.find(marker)
             if at >= 0:
-                action_id = message[at + len(marker):message.find(b"\r\n", at)]
+                action_id = message[at + len(marker) : message.find(b"\r\n", at)]
                 future = waiting.pop(action_id, None)
                 if future is not None and not future.done():
                     future.set_result(None)
@@ -208,9 +211,17 @@ async def ping(args: dict[str, Any], stop: asyncio.Event) -> None:
     reading.cancel()
     writer.close()
     latencies.sort()
-    print(json.dumps({"count": len(latencies), "seconds": seconds,
-                      "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99)}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "count": len(latencies),
+                "seconds": seconds,
+                "p50": percentile(latencies, 0.5),
+                "p99": percentile(latencies, 0.99),
+            }
+        ),
+        flush=True,
+    )
 
 
 async def main(args: dict[str, Any]) -> None:

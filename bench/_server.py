@@ -31,17 +31,32 @@ from vwell_pbx.web.server import serving
 
 def make_config(folder: Path, args: dict[str, Any]) -> AppConfig:
     """The benchmark configuration (see the module docstring)."""
-    return AppConfig.model_validate({
-        "server": {"http": "127.0.0.1:0", "ws": "127.0.0.1:0", "log_level": "warning"},
-        "limits": {"requests_per_second": 1e9, "burst": 1_000_000_000,
-                   "max_ws_per_address": 20_000,
-                   "ws_queue_size": int(args.get("ws_queue_size", 1000))},
-        "users": {"database": str(folder / "users.sqlite3")},
-        "pbx": [{"name": "office", "host": "127.0.0.1", "port": int(args["pbx_port"]),
-                 "username": "bench", "secret": "bench", "auth": "plain",
-                 "ping_interval": 20, "connect_timeout": 5, "reconnect_max": 1}],
-        "sms": {"interval_seconds": 0},
-    })
+    return AppConfig.model_validate(
+        {
+            "server": {"http": "127.0.0.1:0", "ws": "127.0.0.1:0", "log_level": "warning"},
+            "limits": {
+                "requests_per_second": 1e9,
+                "burst": 1_000_000_000,
+                "max_ws_per_address": 20_000,
+                "ws_queue_size": int(args.get("ws_queue_size", 1000)),
+            },
+            "users": {"database": str(folder / "users.sqlite3")},
+            "pbx": [
+                {
+                    "name": "office",
+                    "host": "127.0.0.1",
+                    "port": int(args["pbx_port"]),
+                    "username": "bench",
+                    "secret": "bench",
+                    "auth": "plain",
+                    "ping_interval": 20,
+                    "connect_timeout": 5,
+                    "reconnect_max": 1,
+                }
+            ],
+            "sms": {"interval_seconds": 0},
+        }
+    )
 
 
 def add_users(config: AppConfig) -> None:
@@ -67,8 +82,14 @@ async def main(args: dict[str, Any]) -> None:
         started = time.perf_counter()
         async with serving(config, wait_for_pbx=10.0) as server:
             serving_s = time.perf_counter() - started
-            announce({"http_url": server.http_url, "ws_url": server.ws_url,
-                      "serving_s": serving_s, "loop": type(loop).__module__})
+            announce(
+                {
+                    "http_url": server.http_url,
+                    "ws_url": server.ws_url,
+                    "serving_s": serving_s,
+                    "loop": type(loop).__module__,
+                }
+            )
             await stop.wait()
         with contextlib.suppress(Exception):
             sys.stdout.flush()

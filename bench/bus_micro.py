@@ -43,27 +43,44 @@ def newchannel(rng: random.Random, number: str, seq: int) -> Message:
     """A Newchannel event as a Yeastar GSM trunk sends it."""
     uniqueid = f"1505301523.{seq}"
     return Message.build(
-        ("Event", "Newchannel"), ("Privilege", "call,all"), ("Channel", f"YSGSM/11-{seq % 9}"),
-        ("ChannelState", "1"), ("ChannelStateDesc", "Rsrvd"), ("CallerIDNum", number),
-        ("CallerIDName", number), ("AccountCode", ""), ("Exten", "s"),
-        ("Context", "DID_trunk_11"), ("Uniqueid", uniqueid),
+        ("Event", "Newchannel"),
+        ("Privilege", "call,all"),
+        ("Channel", f"YSGSM/11-{seq % 9}"),
+        ("ChannelState", "1"),
+        ("ChannelStateDesc", "Rsrvd"),
+        ("CallerIDNum", number),
+        ("CallerIDName", number),
+        ("AccountCode", ""),
+        ("Exten", "s"),
+        ("Context", "DID_trunk_11"),
+        ("Uniqueid", uniqueid),
     )
 
 
 def other_event(rng: random.Random, number: str, seq: int) -> Message:
     """One of the other events of a call's life."""
-    name = rng.choice(["Newstate", "Dial", "VarSet", "Newexten", "Hangup", "NewCallerid",
-                       "Bridge", "Newexten"])
+    name = rng.choice(
+        ["Newstate", "Dial", "VarSet", "Newexten", "Hangup", "NewCallerid", "Bridge", "Newexten"]
+    )
     return Message.build(
-        ("Event", name), ("Privilege", "call,all"), ("Channel", f"SIP/269-{seq:08x}"),
-        ("ChannelState", "6"), ("CallerIDNum", number), ("CallerIDName", number),
-        ("Context", "DLPN_DialPlan269"), ("Exten", "267"), ("Priority", "1"),
-        ("Uniqueid", f"1505296320.{seq}"), ("Variable", "FOO"), ("Value", "bar"),
+        ("Event", name),
+        ("Privilege", "call,all"),
+        ("Channel", f"SIP/269-{seq:08x}"),
+        ("ChannelState", "6"),
+        ("CallerIDNum", number),
+        ("CallerIDName", number),
+        ("Context", "DLPN_DialPlan269"),
+        ("Exten", "267"),
+        ("Priority", "1"),
+        ("Uniqueid", f"1505296320.{seq}"),
+        ("Variable", "FOO"),
+        ("Value", "bar"),
     )
 
 
-def make_events(count: int, operators: int, newchannel_share: float,
-                rng: random.Random) -> list[Message]:
+def make_events(
+    count: int, operators: int, newchannel_share: float, rng: random.Random
+) -> list[Message]:
     """The feed: Newchannel for operators' numbers at ``newchannel_share``, else others."""
     events: list[Message] = []
     for seq in range(count):
@@ -81,8 +98,9 @@ def build_bus(operators: int, catch_all: int) -> tuple[EventBus, list[Subscriber
     subscribers: list[Subscriber] = []
     for index in range(operators):
         subscriber = Subscriber(max_queue=1_000_000, max_subscriptions=10)
-        bus.subscribe(subscriber, EventFilter.from_spec(
-            "Newchannel", {"CallerIDNum": operator_number(index)}))
+        bus.subscribe(
+            subscriber, EventFilter.from_spec("Newchannel", {"CallerIDNum": operator_number(index)})
+        )
         subscribers.append(subscriber)
     for _ in range(catch_all):
         subscriber = Subscriber(max_queue=1_000_000, max_subscriptions=10)
@@ -141,10 +159,12 @@ def scenario(label: str, events: list[Message], operators: int, catch_all: int) 
     assert sent == reached, (sent, reached)
     stats = bus.stats
     count = len(events)
-    print(f"{label:<11} events={count} subscribers={len(subscribers)} "
-          f"delivered={stats.delivered} "
-          f"bus={count / bus_seconds:,.0f} ev/s ({bus_seconds * 1e6 / count:.2f} us/ev) "
-          f"baseline={count / base_seconds:,.0f} ev/s  ratio={base_seconds / bus_seconds:.2f}")
+    print(
+        f"{label:<11} events={count} subscribers={len(subscribers)} "
+        f"delivered={stats.delivered} "
+        f"bus={count / bus_seconds:,.0f} ev/s ({bus_seconds * 1e6 / count:.2f} us/ev) "
+        f"baseline={count / base_seconds:,.0f} ev/s  ratio={base_seconds / bus_seconds:.2f}"
+    )
 
 
 def main() -> None:
@@ -156,10 +176,10 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     print(f"python {sys.version.split()[0]}, cores={os.cpu_count()}, one thread")
-    scenario("newchannel", make_events(args.events, args.subscribers, 1.0, rng),
-             args.subscribers, 0)
-    scenario("mixed", make_events(args.events, args.subscribers, 0.2, rng),
-             args.subscribers, 10)
+    scenario(
+        "newchannel", make_events(args.events, args.subscribers, 1.0, rng), args.subscribers, 0
+    )
+    scenario("mixed", make_events(args.events, args.subscribers, 0.2, rng), args.subscribers, 10)
     scenario("broadcast", make_events(args.events // 10, args.subscribers, 0.2, rng), 0, 100)
 
 

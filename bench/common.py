@@ -55,8 +55,11 @@ def snapshot_source(folder: Path) -> Path:
     import shutil  # noqa: PLC0415
 
     target = folder / "src"
-    shutil.copytree(ROOT / "src" / "vwell_pbx", target / "vwell_pbx",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "src" / "vwell_pbx",
+        target / "vwell_pbx",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     SOURCE[0] = target
     return target
 
@@ -88,7 +91,7 @@ def raise_fd_limit() -> int:
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` in seconds (from /proc/PID/stat)."""
     text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
@@ -164,8 +167,9 @@ class Child:
     """A benchmark child process (python -m bench.X ...) that prints one JSON line
     with what it listens on once it is ready, then runs until terminated."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], info: dict[str, Any],
-                 started: float, ready: float) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], info: dict[str, Any], started: float, ready: float
+    ) -> None:
         self.proc = proc
         self.info = info
         self.pid = proc.pid
@@ -183,8 +187,9 @@ class Child:
                 self.proc.wait(timeout)
 
 
-async def spawn(module: str, args: dict[str, Any], *, cpu: int = SERVER_CPU,
-                within: float = 30.0) -> Child:
+async def spawn(
+    module: str, args: dict[str, Any], *, cpu: int = SERVER_CPU, within: float = 30.0
+) -> Child:
     """Start ``python -m module 'JSON args'`` pinned to ``cpu``; wait for its JSON line."""
     env = child_env()
     started = time.perf_counter()
@@ -192,7 +197,11 @@ async def spawn(module: str, args: dict[str, Any], *, cpu: int = SERVER_CPU,
     with CHILD_LOG.open("ab") as log:
         proc = subprocess.Popen(  # noqa: ASYNC220  (one spawn; the wait below has a timeout)
             ["taskset", "-c", str(cpu), sys.executable, "-m", module, json.dumps(args)],
-            stdout=subprocess.PIPE, stderr=log, cwd=ROOT, env=env)
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=ROOT,
+            env=env,
+        )
     assert proc.stdout is not None
     stdout = proc.stdout
     try:
@@ -208,8 +217,9 @@ async def spawn(module: str, args: dict[str, Any], *, cpu: int = SERVER_CPU,
 
 
 @contextlib.asynccontextmanager
-async def child(module: str, args: dict[str, Any], *, cpu: int = SERVER_CPU,
-                within: float = 30.0) -> AsyncIterator[Child]:
+async def child(
+    module: str, args: dict[str, Any], *, cpu: int = SERVER_CPU, within: float = 30.0
+) -> AsyncIterator[Child]:
     """``spawn`` for the duration of an ``async with`` block."""
     proc = await spawn(module, args, cpu=cpu, within=within)
     try:

@@ -84,29 +84,39 @@ class _AmiSession(asyncio.Protocol):
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return
-            action, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+            action, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
             name_match = _ACTION.search(action)
             id_match = _ACTION_ID.search(action)
             name = name_match.group(1).lower() if name_match else b""
             action_id = b"ActionID: " + id_match.group(1) + b"\r\n" if id_match else b""
             if name == b"ping":
-                transport.write(b"Response: Success\r\n" + action_id + b"Ping: Pong\r\n"
-                                b"Timestamp: %.6f\r\n\r\n" % time.time())
+                transport.write(
+                    b"Response: Success\r\n" + action_id + b"Ping: Pong\r\n"
+                    b"Timestamp: %.6f\r\n\r\n" % time.time()
+                )
             elif name == b"login":
-                transport.write(b"Response: Success\r\n" + action_id
-                                + b"Message: Authentication accepted\r\n\r\n")
+                transport.write(
+                    b"Response: Success\r\n"
+                    + action_id
+                    + b"Message: Authentication accepted\r\n\r\n"
+                )
                 self.feeder.sessions.add(self)
             elif name == b"challenge":
-                transport.write(b"Response: Success\r\n" + action_id
-                                + b"Challenge: 123456789\r\n\r\n")
+                transport.write(
+                    b"Response: Success\r\n" + action_id + b"Challenge: 123456789\r\n\r\n"
+                )
             elif name == b"logoff":
-                transport.write(b"Response: Goodbye\r\n" + action_id
-                                + b"Message: Thanks for all the fish.\r\n\r\n")
+                transport.write(
+                    b"Response: Goodbye\r\n"
+                    + action_id
+                    + b"Message: Thanks for all the fish.\r\n\r\n"
+                )
                 transport.close()
                 return
             else:
-                transport.write(b"Response: Error\r\n" + action_id
-                                + b"Message: Invalid/unknown command\r\n\r\n")
+                transport.write(
+                    b"Response: Error\r\n" + action_id + b"Message: Invalid/unknown command\r\n\r\n"
+                )
 
 
 class AmiFeeder:
@@ -119,8 +129,9 @@ class AmiFeeder:
 
     async def __aenter__(self) -> AmiFeeder:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _AmiSession(self), "127.0.0.1", 0,
-                                                backlog=1024)
+        self._server = await loop.create_server(
+            lambda: _AmiSession(self), "127.0.0.1", 0, backlog=1024
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -138,9 +149,15 @@ class AmiFeeder:
             while len(self.sessions) < count:  # noqa: ASYNC110  (set by data_received)
                 await asyncio.sleep(0.01)
 
-    async def blast(self, heads: list[bytes], rate: float, duration: float, *,
-                    only: set[Any] | None = None,
-                    on_sent: Callable[[int, int], None] | None = None) -> BlastResult:
+    async def blast(
+        self,
+        heads: list[bytes],
+        rate: float,
+        duration: float,
+        *,
+        only: set[Any] | None = None,
+        on_sent: Callable[[int, int], None] | None = None,
+    ) -> BlastResult:
         """Send events round-robin over ``heads`` at ``rate``/s for ``duration`` s, to
         every logged-in connection or to those in ``only`` (see ``sessions``).
 
@@ -157,8 +174,11 @@ class AmiFeeder:
             if now >= deadline:
                 break
             due = min(int(rate * (now - start)) - sent, MAX_BATCH)
-            transports = [s.transport for s in self.sessions if s.transport is not None
-                          and (only is None or s in only)]
+            transports = [
+                s.transport
+                for s in self.sessions
+                if s.transport is not None and (only is None or s in only)
+            ]
             if due > 0 and transports:
                 if any(t.get_write_buffer_size() > MAX_BUFFER for t in transports):
                     backlogged += 1

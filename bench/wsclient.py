@@ -65,8 +65,9 @@ class WsClient(asyncio.Protocol):
         self._upgraded = False
 
     @classmethod
-    async def connect(cls, host: str, port: int, recorder: Recorder, *,
-                      path: str = "/api", within: float = 30.0) -> WsClient:
+    async def connect(
+        cls, host: str, port: int, recorder: Recorder, *, path: str = "/api", within: float = 30.0
+    ) -> WsClient:
         """Open the TCP connection and complete the opening handshake."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(within):
@@ -76,7 +77,8 @@ class WsClient(asyncio.Protocol):
             client.transport.write(
                 f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
             await client.handshake
         return client
 
@@ -122,7 +124,7 @@ class WsClient(asyncio.Protocol):
             if end < 0:
                 self._buffer = buffer
                 return
-            status = buffer[:buffer.find(b"\r\n")]
+            status = buffer[: buffer.find(b"\r\n")]
             if b" 101 " not in status + b" ":
                 self.handshake.set_exception(ConnectionError(status.decode(errors="replace")))
                 assert self.transport is not None
@@ -130,7 +132,7 @@ class WsClient(asyncio.Protocol):
                 return
             self._upgraded = True
             self.handshake.set_result(None)
-            buffer = buffer[end + 4:]
+            buffer = buffer[end + 4 :]
         now = time.time()
         recorder = self.recorder
         latencies = recorder.latencies
@@ -143,12 +145,12 @@ class WsClient(asyncio.Protocol):
             if length == 126:
                 if size - position < 4:
                     break
-                length = int.from_bytes(buffer[start:start + 2], "big")
+                length = int.from_bytes(buffer[start : start + 2], "big")
                 start += 2
             elif length == 127:
                 if size - position < 10:
                     break
-                length = int.from_bytes(buffer[start:start + 8], "big")
+                length = int.from_bytes(buffer[start : start + 8], "big")
                 start += 8
             end = start + length
             if end > size:
@@ -181,8 +183,15 @@ class WsClient(asyncio.Protocol):
             future.set_result(answer)
 
 
-async def connect_many(host: str, port: int, count: int, recorder: Recorder, *,
-                       concurrency: int = 100, within: float = 60.0) -> list[WsClient]:
+async def connect_many(
+    host: str,
+    port: int,
+    count: int,
+    recorder: Recorder,
+    *,
+    concurrency: int = 100,
+    within: float = 60.0,
+) -> list[WsClient]:
     """Open ``count`` connections, at most ``concurrency`` handshakes at a time."""
     semaphore = asyncio.Semaphore(concurrency)
 

@@ -22,8 +22,9 @@ from vwell_pbx.web.server import RunningServer, serving
 @pytest.fixture
 async def simulator() -> AsyncIterator[PbxSimulator]:
     """A PBX simulator on a free loopback port with short delays."""
-    async with PbxSimulator(username="admin", secret="admin", auth_failure_delay=0.05,
-                            call_step_delay=0.01) as sim:
+    async with PbxSimulator(
+        username="admin", secret="admin", auth_failure_delay=0.05, call_step_delay=0.01
+    ) as sim:
         yield sim
 
 
@@ -34,8 +35,9 @@ def server_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def server(tmp_path: Path, simulator: PbxSimulator,
-                 server_overrides: dict[str, Any]) -> AsyncIterator[RunningServer]:
+async def server(
+    tmp_path: Path, simulator: PbxSimulator, server_overrides: dict[str, Any]
+) -> AsyncIterator[RunningServer]:
     """The real server, logged in to ``simulator``, with the test users."""
     config = make_config(tmp_path, simulator.port, **server_overrides)
     add_test_users(config)

@@ -38,9 +38,19 @@ def make_config(tmp_path: Path, pbx_port: int, **overrides: Any) -> AppConfig:
     data: dict[str, Any] = {
         "server": {"http": "127.0.0.1:0", "ws": "127.0.0.1:0"},
         "users": {"database": str(tmp_path / "users.sqlite3"), "throttle_after": 3},
-        "pbx": [{"name": "office", "host": "127.0.0.1", "port": pbx_port,
-                 "username": "admin", "secret": "admin", "auth": "md5",
-                 "ping_interval": 2, "connect_timeout": 2, "reconnect_max": 0.5}],
+        "pbx": [
+            {
+                "name": "office",
+                "host": "127.0.0.1",
+                "port": pbx_port,
+                "username": "admin",
+                "secret": "admin",
+                "auth": "md5",
+                "ping_interval": 2,
+                "connect_timeout": 2,
+                "reconnect_max": 0.5,
+            }
+        ],
         "sms": {"interval_seconds": 0},
     }
     return AppConfig.model_validate(deep_merge(data, overrides))
@@ -50,11 +60,20 @@ def add_test_users(config: AppConfig) -> None:
     """Agent (operator, extension 269), root (admin) and boss (supervisor)."""
     directory = UserDirectory(config.users.database)
     try:
-        directory.add(AGENT["login"], AGENT["login2"], sha1_hex=AGENT["sha1"],
-                      role="operator", extensions=("269",))
+        directory.add(
+            AGENT["login"],
+            AGENT["login2"],
+            sha1_hex=AGENT["sha1"],
+            role="operator",
+            extensions=("269",),
+        )
         directory.add(ADMIN["login"], ADMIN["login2"], sha1_hex=ADMIN["sha1"], role="admin")
-        directory.add(SUPERVISOR["login"], SUPERVISOR["login2"], sha1_hex=SUPERVISOR["sha1"],
-                      role="supervisor")
+        directory.add(
+            SUPERVISOR["login"],
+            SUPERVISOR["login2"],
+            sha1_hex=SUPERVISOR["sha1"],
+            role="supervisor",
+        )
     finally:
         directory.close()
 
@@ -86,14 +105,21 @@ class WsClient:
             else:
                 self.events.put_nowait(data)
 
-    async def call(self, method: str, *, creds: Mapping[str, str] | None = AGENT,
-                   within: float = 10, **argument: Any) -> dict[str, Any]:
+    async def call(
+        self,
+        method: str,
+        *,
+        creds: Mapping[str, str] | None = AGENT,
+        within: float = 10,
+        **argument: Any,
+    ) -> dict[str, Any]:
         """Send one request and wait for its answer."""
         req_id = f"r{next(_req_ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.answers[req_id] = future
-        await self.send({"method": method,
-                         "argument": {**(creds or {}), "reqId": req_id, **argument}})
+        await self.send(
+            {"method": method, "argument": {**(creds or {}), "reqId": req_id, **argument}}
+        )
         return await asyncio.wait_for(future, within)
 
     async def send(self, envelope: Any) -> None:
@@ -118,8 +144,9 @@ class ApiClient:
         self.session = session
         self.url = server.http_url + "/api"
 
-    async def post(self, method: str, *, creds: Mapping[str, str] | None = AGENT,
-                   **argument: Any) -> dict[str, Any]:
+    async def post(
+        self, method: str, *, creds: Mapping[str, str] | None = AGENT, **argument: Any
+    ) -> dict[str, Any]:
         """POST a JSON envelope."""
         envelope = {"method": method, "argument": {**(creds or {}), **argument}}
         async with self.session.post(self.url, json=envelope) as response:

@@ -244,7 +244,7 @@ def _simulator_args(args_list: Sequence[str]) -> list[str] | None:
     while index < len(args_list):
         word = args_list[index]
         if word == "simulate":
-            return list(args_list[index + 1:])
+            return list(args_list[index + 1 :])
         if word == "--config":
             index += 2
         elif word.startswith("--config="):

@@ -505,7 +505,8 @@ class WebhookConfig(_Model):
     url: str
     name: str | None = None
     event: dict[str, str | int | float | bool | list[str | int | float | bool]] = Field(
-        default_factory=dict)
+        default_factory=dict
+    )
     secret: SecretStr | None = None
     timeout: Annotated[float, Field(gt=0)] = 10.0
     max_retries: Annotated[int, Field(ge=0, le=100)] = 5

@@ -60,8 +60,9 @@ def retarget(text: str, old_id: str, new_id: str) -> bytes:
 class PbxConnection:
     """The server side of one client connection."""
 
-    def __init__(self, pbx: ScriptedPbx, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, pbx: ScriptedPbx, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.pbx = pbx
         self.reader = reader
         self.writer = writer
@@ -75,8 +76,13 @@ class PbxConnection:
         if not self.writer.is_closing():
             self.writer.write(data.encode("latin-1") if isinstance(data, str) else data)
 
-    def reply(self, action: Message, *pairs: tuple[str, str], response: str = "Success",
-              output: list[str] | None = None) -> None:
+    def reply(
+        self,
+        action: Message,
+        *pairs: tuple[str, str],
+        response: str = "Success",
+        output: list[str] | None = None,
+    ) -> None:
         """Send ``Response: <response>`` echoing the action's ActionID, then ``pairs``."""
         headers = [("Response", response)]
         if action.action_id is not None:
@@ -109,8 +115,15 @@ class PbxConnection:
 class ScriptedPbx:
     """A minimal AMI server on 127.0.0.1 whose behaviour each test scripts."""
 
-    def __init__(self, *, username: str = "admin", secret: str = "s3cret",
-                 banner: bool = True, answer_pings: bool = True, port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        username: str = "admin",
+        secret: str = "s3cret",
+        banner: bool = True,
+        answer_pings: bool = True,
+        port: int = 0,
+    ) -> None:
         self.username = username
         self.secret = secret
         self.banner = banner
@@ -137,8 +150,7 @@ class ScriptedPbx:
         return [a for a in self.actions if a.name.lower() == action.lower()]
 
     async def start(self) -> ScriptedPbx:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1",
-                                                  self.requested_port)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.requested_port)
         self.requested_port = self.port  # a restart comes back on the same port
         return self
 
@@ -156,6 +168,7 @@ class ScriptedPbx:
     def _spawn(self, awaitable: Awaitable[Any]) -> None:
         async def run() -> None:
             await awaitable
+
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -203,8 +216,9 @@ class ScriptedPbx:
             if self.answer_pings:
                 conn.reply(action, ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))
         else:
-            conn.reply(action, ("Message", f"Invalid/unknown command: {action.name}."),
-                       response="Error")
+            conn.reply(
+                action, ("Message", f"Invalid/unknown command: {action.name}."), response="Error"
+            )
 
     async def _login(self, conn: PbxConnection, action: Message) -> None:
         if conn.logged_in:
@@ -261,14 +275,26 @@ async def make_client() -> AsyncIterator[ClientFactory]:
     """
     clients: list[AmiClient] = []
 
-    async def make(server: ScriptedPbx | PbxSimulator, *, wait: bool = True,
-                   client_kwargs: dict[str, Any] | None = None,
-                   **overrides: Any) -> AmiClient:
+    async def make(
+        server: ScriptedPbx | PbxSimulator,
+        *,
+        wait: bool = True,
+        client_kwargs: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> AmiClient:
         settings: dict[str, Any] = {
-            "host": "127.0.0.1", "port": server.port, "username": server.username,
-            "secret": server.secret, "auth": "plain", "connect_timeout": 1.0,
-            "login_timeout": 1.0, "ping_interval": 30.0, "ping_timeout": 1.0,
-            "backoff_initial": 0.02, "backoff_max": 0.1, "name": "test",
+            "host": "127.0.0.1",
+            "port": server.port,
+            "username": server.username,
+            "secret": server.secret,
+            "auth": "plain",
+            "connect_timeout": 1.0,
+            "login_timeout": 1.0,
+            "ping_interval": 30.0,
+            "ping_timeout": 1.0,
+            "backoff_initial": 0.02,
+            "backoff_max": 0.1,
+            "name": "test",
         }
         settings.update(overrides)
         client = AmiClient(AmiSettings(**settings), **(client_kwargs or {}))

@@ -34,7 +34,7 @@ def replayer(helpers, transcript: str, recorded_id: str, *, chunk: int | None = 
             conn.send(data)
             return
         for start in range(0, len(data), chunk):  # one message spread over many reads
-            conn.send(data[start:start + chunk])
+            conn.send(data[start : start + chunk])
             await conn.writer.drain()
             await asyncio.sleep(0)
 
@@ -43,6 +43,7 @@ def replayer(helpers, transcript: str, recorded_id: str, *, chunk: int | None = 
 
 # -- correlation ------------------------------------------------------------------------
 
+
 async def test_colliding_caller_action_ids_never_cross(pbx, make_client) -> None:
     received: list[tuple[object, Message]] = []
 
@@ -50,16 +51,21 @@ async def test_colliding_caller_action_ids_never_cross(pbx, make_client) -> None
         received.append((conn, action))
         if len(received) == 2:  # answer in reverse order
             for c, a in reversed(received):
-                c.reply(a, ("Variable", a.get("Variable") or ""),
-                        ("Value", f"value-of-{a.get('Variable')}"))
+                c.reply(
+                    a,
+                    ("Variable", a.get("Variable") or ""),
+                    ("Value", f"value-of-{a.get('Variable')}"),
+                )
 
     pbx.on("Getvar", getvar)
     client = await make_client(pbx)
     first, second = await asyncio.gather(
-        client.send_action([("Action", "Getvar"), ("ActionID", "same"), ("Variable", "A")],
-                           timeout=2),
-        client.send_action([("Action", "Getvar"), ("Variable", "B"), ("actionid", "same")],
-                           timeout=2),
+        client.send_action(
+            [("Action", "Getvar"), ("ActionID", "same"), ("Variable", "A")], timeout=2
+        ),
+        client.send_action(
+            [("Action", "Getvar"), ("Variable", "B"), ("actionid", "same")], timeout=2
+        ),
     )
     assert first.response.get("Value") == "value-of-A"
     assert second.response.get("Value") == "value-of-B"
@@ -80,8 +86,9 @@ async def test_injected_action_ids(pbx, make_client) -> None:
     assert pbx.received("Ping")[-1].action_id == result.action_id
 
 
-async def test_unsolicited_responses_are_dropped(pbx, make_client,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_unsolicited_responses_are_dropped(
+    pbx, make_client, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="vwell_pbx.ami")
 
     def core_status(conn, action: Message) -> None:
@@ -101,6 +108,7 @@ async def test_unsolicited_responses_are_dropped(pbx, make_client,
 
 
 # -- event lists ---------------------------------------------------------------------------
+
 
 async def test_core_show_channels_list_from_transcript_06(pbx, make_client, helpers) -> None:
     pbx.on("CoreShowChannels", replayer(helpers, "06", "conn1-2", chunk=97))
@@ -136,9 +144,12 @@ async def test_hangup_regex_list_from_transcript_07(pbx, make_client, helpers) -
     seen: list[Message] = []
     client.add_listener(seen.append)
     result = await client.send_action(
-        [("Action", "Hangup"), ("Channel", r"/^Local\/.*$/"), ("Cause", "17")], timeout=2)
+        [("Action", "Hangup"), ("Channel", r"/^Local\/.*$/"), ("Cause", "17")], timeout=2
+    )
     assert [e.get("Channel") for e in result.events] == [
-        "Local/100@DLPN_DialPlan269-00000003;1", "Local/100@DLPN_DialPlan269-00000003;2"]
+        "Local/100@DLPN_DialPlan269-00000003;1",
+        "Local/100@DLPN_DialPlan269-00000003;2",
+    ]
     assert result.complete is not None
     assert result.complete.name == "ChannelsHungupListComplete"
     await helpers.eventually(lambda: any(m.name == "VarSet" for m in seen))
@@ -151,8 +162,9 @@ async def test_legacy_list_without_eventlist_header(pbx, make_client) -> None:
     def status(conn, action: Message) -> None:
         conn.reply(action, ("Message", "Channel status will follow"))
         for n in (1, 2):
-            conn.event("Status", ("Channel", f"SIP/10{n}-0000000{n}"),
-                       ("ActionID", action.action_id or ""))
+            conn.event(
+                "Status", ("Channel", f"SIP/10{n}-0000000{n}"), ("ActionID", action.action_id or "")
+            )
         conn.event("StatusComplete", ("ActionID", action.action_id or ""), ("Items", "2"))
 
     pbx.on("Status", status)
@@ -164,16 +176,29 @@ async def test_legacy_list_without_eventlist_header(pbx, make_client) -> None:
 
 # -- Command ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", [
-    ("cmd-version", True, "Asterisk 20.20.1 built by root @ vm on a x86_64 running Linux on "
-                          "2026-11-28 03:58:35 UTC"),
-    ("cmd-empty-output", True, ""),
-    ("cmd-uptime", True, "System uptime: 52\nLast reload: 52"),
-    ("cmd-nonexistent", False, "No such command 'gsm send sms 1 123 \"hi\"' (type 'core show "
-                               "help gsm send' for other possible commands)"),
-])
-async def test_command_output_headers_from_transcript_08(pbx, make_client, helpers,
-                                                         case: tuple[str, bool, str]) -> None:
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (
+            "cmd-version",
+            True,
+            "Asterisk 20.20.1 built by root @ vm on a x86_64 running Linux on "
+            "2026-11-28 03:58:35 UTC",
+        ),
+        ("cmd-empty-output", True, ""),
+        ("cmd-uptime", True, "System uptime: 52\nLast reload: 52"),
+        (
+            "cmd-nonexistent",
+            False,
+            "No such command 'gsm send sms 1 123 \"hi\"' (type 'core show "
+            "help gsm send' for other possible commands)",
+        ),
+    ],
+)
+async def test_command_output_headers_from_transcript_08(
+    pbx, make_client, helpers, case: tuple[str, bool, str]
+) -> None:
     recorded_id, ok, expected = case
     pbx.on("Command", replayer(helpers, "08", recorded_id))
     client = await make_client(pbx)
@@ -186,7 +211,8 @@ async def test_command_multiline_output_spanning_reads(pbx, make_client, helpers
     pbx.on("Command", replayer(helpers, "08", "cmd-dialplan"))
     client = await make_client(pbx)
     result = await client.send_action(
-        [("Action", "Command"), ("Command", "dialplan show DLPN_DialPlan269")], timeout=2)
+        [("Action", "Command"), ("Command", "dialplan show DLPN_DialPlan269")], timeout=2
+    )
     assert result.output is not None
     lines = result.output.split("\n")
     assert lines[0] == "[ Context 'DLPN_DialPlan269' created by 'pbx_config' ]"
@@ -197,22 +223,34 @@ async def test_command_multiline_output_spanning_reads(pbx, make_client, helpers
 
 async def test_command_old_follows_format(pbx, make_client) -> None:
     def command(conn, action: Message) -> None:
-        conn.send(encode_message(
-            [("Response", "Follows"), ("Privilege", "Command"),
-             ("ActionID", action.action_id or "")],
-            output=["GSM span 2: Power on, Provisioned, Up, Active,Standard", "",
-                    "  indented: with colon"]))
+        conn.send(
+            encode_message(
+                [
+                    ("Response", "Follows"),
+                    ("Privilege", "Command"),
+                    ("ActionID", action.action_id or ""),
+                ],
+                output=[
+                    "GSM span 2: Power on, Provisioned, Up, Active,Standard",
+                    "",
+                    "  indented: with colon",
+                ],
+            )
+        )
 
     pbx.on("Command", command)
     client = await make_client(pbx)
-    result = await client.send_action([("Action", "Command"), ("Command", "gsm show spans")],
-                                      timeout=2)
+    result = await client.send_action(
+        [("Action", "Command"), ("Command", "gsm show spans")], timeout=2
+    )
     assert result.ok
-    assert result.output == ("GSM span 2: Power on, Provisioned, Up, Active,Standard\n\n"
-                             "  indented: with colon")
+    assert result.output == (
+        "GSM span 2: Power on, Provisioned, Up, Active,Standard\n\n  indented: with colon"
+    )
 
 
 # -- Originate -------------------------------------------------------------------------------
+
 
 async def test_async_originate_followup_from_transcript_06(pbx, make_client, helpers) -> None:
     pbx.on("Originate", replayer(helpers, "06", "orig-async-1"))
@@ -220,10 +258,18 @@ async def test_async_originate_followup_from_transcript_06(pbx, make_client, hel
     seen: list[Message] = []
     client.add_listener(seen.append)
     result = await client.send_action(
-        [("Action", "Originate"), ("Channel", "Local/100@DLPN_DialPlan269"),
-         ("Context", "DLPN_DialPlan269"), ("Exten", "267"), ("Priority", "1"),
-         ("Async", "yes")],
-        timeout=2, followup="OriginateResponse", followup_timeout=2)
+        [
+            ("Action", "Originate"),
+            ("Channel", "Local/100@DLPN_DialPlan269"),
+            ("Context", "DLPN_DialPlan269"),
+            ("Exten", "267"),
+            ("Priority", "1"),
+            ("Async", "yes"),
+        ],
+        timeout=2,
+        followup="OriginateResponse",
+        followup_timeout=2,
+    )
     assert result.ok and result.response.get("Message") == "Originate successfully queued"
     assert result.followup is not None
     event = await result.followup
@@ -234,14 +280,21 @@ async def test_async_originate_followup_from_transcript_06(pbx, make_client, hel
     await helpers.eventually(lambda: any(m.name == "OriginateResponse" for m in seen))
 
 
-async def test_async_originate_failure_followup_case_insensitive(pbx, make_client,
-                                                                 helpers) -> None:
-    text = (helpers.replay_answer("09", "orig-async-chanunavail"))
-    pbx.on("Originate", lambda conn, action: conn.send(
-        helpers.retarget(text, "orig-async-chanunavail", action.action_id)))
+async def test_async_originate_failure_followup_case_insensitive(pbx, make_client, helpers) -> None:
+    text = helpers.replay_answer("09", "orig-async-chanunavail")
+    pbx.on(
+        "Originate",
+        lambda conn, action: conn.send(
+            helpers.retarget(text, "orig-async-chanunavail", action.action_id)
+        ),
+    )
     client = await make_client(pbx)
-    result = await client.send_action([("Action", "Originate"), ("Async", "yes")], timeout=2,
-                                      followup="originateresponse", followup_timeout=2)
+    result = await client.send_action(
+        [("Action", "Originate"), ("Async", "yes")],
+        timeout=2,
+        followup="originateresponse",
+        followup_timeout=2,
+    )
     assert result.followup is not None
     event = await asyncio.wait_for(result.followup, 2)
     assert event.get("Response") == "Failure" and event.get("Reason") == "0"
@@ -251,8 +304,12 @@ async def test_async_originate_failure_followup_case_insensitive(pbx, make_clien
 async def test_originate_error_has_no_followup(pbx, make_client, helpers) -> None:
     pbx.on("Originate", replayer(helpers, "09", "orig-bad-context"))
     client = await make_client(pbx)
-    result = await client.send_action([("Action", "Originate"), ("Async", "yes")], timeout=2,
-                                      followup="OriginateResponse", followup_timeout=2)
+    result = await client.send_action(
+        [("Action", "Originate"), ("Async", "yes")],
+        timeout=2,
+        followup="OriginateResponse",
+        followup_timeout=2,
+    )
     assert not result.ok
     assert result.response.get("Message") == "Extension does not exist."
     assert result.followup is None
@@ -263,32 +320,39 @@ async def test_sync_originate_response_among_events(pbx, make_client, helpers) -
     client = await make_client(pbx)
     seen: list[Message] = []
     client.add_listener(seen.append)
-    result = await client.send_action([("Action", "Originate"), ("Application", "Wait")],
-                                      timeout=2)
+    result = await client.send_action([("Action", "Originate"), ("Application", "Wait")], timeout=2)
     assert result.ok and result.events == ()
     await helpers.eventually(lambda: any(m.name == "Newchannel" for m in seen))
 
 
 async def test_followup_overtaking_its_response(pbx, make_client) -> None:
     def originate(conn, action: Message) -> None:
-        conn.event("OriginateResponse", ("ActionID", action.action_id or ""),
-                   ("Response", "Success"), ("Reason", "4"))
+        conn.event(
+            "OriginateResponse",
+            ("ActionID", action.action_id or ""),
+            ("Response", "Success"),
+            ("Reason", "4"),
+        )
         conn.reply(action, ("Message", "Originate successfully queued"))
 
     pbx.on("Originate", originate)
     client = await make_client(pbx)
-    result = await client.send_action([("Action", "Originate")], timeout=2,
-                                      followup="OriginateResponse", followup_timeout=2)
+    result = await client.send_action(
+        [("Action", "Originate")], timeout=2, followup="OriginateResponse", followup_timeout=2
+    )
     assert result.followup is not None
     assert (await asyncio.wait_for(result.followup, 1)).get("Reason") == "4"
 
 
 async def test_followup_timeout(pbx, make_client) -> None:
-    pbx.on("Originate", lambda conn, action: conn.reply(
-        action, ("Message", "Originate successfully queued")))
+    pbx.on(
+        "Originate",
+        lambda conn, action: conn.reply(action, ("Message", "Originate successfully queued")),
+    )
     client = await make_client(pbx)
-    result = await client.send_action([("Action", "Originate")], timeout=2,
-                                      followup="OriginateResponse", followup_timeout=0.1)
+    result = await client.send_action(
+        [("Action", "Originate")], timeout=2, followup="OriginateResponse", followup_timeout=0.1
+    )
     assert result.followup is not None
     started = time.monotonic()
     with pytest.raises(ActionTimeout, match=r"(?i)originateresponse"):
@@ -302,21 +366,23 @@ async def test_followup_fails_on_connection_loss(pbx, make_client) -> None:
 
     pbx.on("Originate", originate)
     client = await make_client(pbx)
-    result = await client.send_action([("Action", "Originate")], timeout=2,
-                                      followup="OriginateResponse", followup_timeout=30)
+    result = await client.send_action(
+        [("Action", "Originate")], timeout=2, followup="OriginateResponse", followup_timeout=30
+    )
     assert result.followup is not None
     pbx.connections[-1].abort()
     with pytest.raises(PbxUnavailable, match="lost"):
         await asyncio.wait_for(result.followup, 1)
 
 
-async def test_unawaited_failed_followup_is_not_reported(pbx, make_client,
-                                                         caplog: pytest.LogCaptureFixture
-                                                         ) -> None:
+async def test_unawaited_failed_followup_is_not_reported(
+    pbx, make_client, caplog: pytest.LogCaptureFixture
+) -> None:
     pbx.on("Originate", lambda conn, action: conn.reply(action, ("Message", "queued")))
     client = await make_client(pbx)
-    result = await client.send_action([("Action", "Originate")], timeout=2,
-                                      followup="OriginateResponse", followup_timeout=0.05)
+    result = await client.send_action(
+        [("Action", "Originate")], timeout=2, followup="OriginateResponse", followup_timeout=0.05
+    )
     followup = result.followup
     assert followup is not None
     await asyncio.wait({followup}, timeout=2)  # without retrieving its exception
@@ -327,6 +393,7 @@ async def test_unawaited_failed_followup_is_not_reported(pbx, make_client,
 
 
 # -- timeouts and bounds ---------------------------------------------------------------------
+
 
 async def test_timeout_removes_pending_and_drops_late_answer(pbx, make_client, helpers) -> None:
     late: list[tuple[object, Message]] = []
@@ -342,8 +409,12 @@ async def test_timeout_removes_pending_and_drops_late_answer(pbx, make_client, h
     conn, action = late[0]
     conn.reply(action, ("EventList", "start"), ("Message", "Channels will follow"))
     conn.event("CoreShowChannel", ("ActionID", action.action_id or ""), ("Channel", "late"))
-    conn.event("CoreShowChannelsComplete", ("ActionID", action.action_id or ""),
-               ("EventList", "Complete"), ("ListItems", "1"))
+    conn.event(
+        "CoreShowChannelsComplete",
+        ("ActionID", action.action_id or ""),
+        ("EventList", "Complete"),
+        ("ListItems", "1"),
+    )
     conn.event("Marker")
     # The slot was freed (max_pending=1) and the connection is still fine.
     result = await client.send_action([("Action", "Ping")], timeout=2)
@@ -355,8 +426,10 @@ async def test_timeout_removes_pending_and_drops_late_answer(pbx, make_client, h
 async def test_too_many_pending(pbx, make_client) -> None:
     pbx.on("CoreStatus", lambda conn, action: None)  # never answers
     client = await make_client(pbx, max_pending=2)
-    waiting = [asyncio.create_task(client.send_action([("Action", "CoreStatus")], timeout=1))
-               for _ in range(2)]
+    waiting = [
+        asyncio.create_task(client.send_action([("Action", "CoreStatus")], timeout=1))
+        for _ in range(2)
+    ]
     await asyncio.sleep(0.01)
     with pytest.raises(TooManyPending):
         await client.send_action([("Action", "CoreStatus")], timeout=1)
@@ -371,8 +444,9 @@ async def test_local_protocol_error_writes_nothing(pbx, make_client) -> None:
     client = await make_client(pbx)
     before = len(pbx.actions)
     with pytest.raises(LocalProtocolError):
-        await client.send_action([("Action", "Setvar"), ("Value", "x\r\nAction: Hangup")],
-                                 timeout=1)
+        await client.send_action(
+            [("Action", "Setvar"), ("Value", "x\r\nAction: Hangup")], timeout=1
+        )
     with pytest.raises(LocalProtocolError):
         await client.send_action([("Channel", "SIP/1")], timeout=1)
     with pytest.raises(LocalProtocolError):
@@ -396,13 +470,13 @@ async def test_not_connected_fails_fast() -> None:
 
 # -- write_action, wait_event ----------------------------------------------------------------
 
+
 async def test_write_action_discards_answer(pbx, make_client, helpers) -> None:
     pbx.on("CoreShowChannels", replayer(helpers, "06", "conn1-2"))
     client = await make_client(pbx)
     seen: list[Message] = []
     client.add_listener(seen.append)
-    action_id = await client.write_action(
-        [("Action", "CoreShowChannels"), ("ActionID", "mine")])
+    action_id = await client.write_action([("Action", "CoreShowChannels"), ("ActionID", "mine")])
     assert action_id != "mine"
     await helpers.eventually(lambda: bool(pbx.received("CoreShowChannels")))
     assert pbx.received("CoreShowChannels")[-1].action_id == action_id
@@ -453,9 +527,10 @@ async def test_wait_event_fails_on_loss(pbx, make_client) -> None:
 
 # -- listeners and streams -------------------------------------------------------------------
 
-async def test_listener_errors_are_swallowed_and_removable(pbx, make_client, helpers,
-                                                           caplog: pytest.LogCaptureFixture
-                                                           ) -> None:
+
+async def test_listener_errors_are_swallowed_and_removable(
+    pbx, make_client, helpers, caplog: pytest.LogCaptureFixture
+) -> None:
     client = await make_client(pbx)
     good: list[str] = []
     removed: list[str] = []

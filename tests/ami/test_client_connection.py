@@ -20,8 +20,7 @@ from vwell_pbx.ami import (
 from vwell_pbx.protocol import Message
 
 
-async def test_peer_killed_mid_action_fails_fast_then_reconnects(pbx, make_client,
-                                                                 helpers) -> None:
+async def test_peer_killed_mid_action_fails_fast_then_reconnects(pbx, make_client, helpers) -> None:
     pbx.on("CoreStatus", lambda conn, action: conn.abort())
     client = await make_client(pbx)
     states: list[ConnectionState] = []
@@ -94,8 +93,7 @@ async def test_oversized_message_is_a_protocol_error(pbx, make_client, helpers) 
     assert any("larger than 2048" in (s.last_error or "") for s in states)
 
 
-async def test_silent_peer_times_out_and_keepalive_reconnects(pbx, make_client,
-                                                              helpers) -> None:
+async def test_silent_peer_times_out_and_keepalive_reconnects(pbx, make_client, helpers) -> None:
     pbx.answer_pings = False
     pbx.on("CoreStatus", lambda conn, action: None)
     client = await make_client(pbx, ping_interval=0.15, ping_timeout=0.1)
@@ -111,16 +109,17 @@ async def test_silent_peer_times_out_and_keepalive_reconnects(pbx, make_client,
     assert client.state.reconnects >= 1
 
 
-async def test_keepalive_detects_peer_that_stops_answering(pbx, make_client,
-                                                           helpers) -> None:
+async def test_keepalive_detects_peer_that_stops_answering(pbx, make_client, helpers) -> None:
     client = await make_client(pbx, ping_interval=0.05, ping_timeout=0.1)
     await helpers.eventually(lambda: len(pbx.received("Ping")) >= 3)
     assert pbx.logins == 1 and client.connected  # answered pings keep it up
     first_connection = pbx.connections[-1]
     pbx.answer_pings = False
     await asyncio.wait_for(first_connection.closed.wait(), 2)  # the client hung up
-    assert "no answer to keepalive Ping within 0.1s" in (client.state.last_error or "") \
+    assert (
+        "no answer to keepalive Ping within 0.1s" in (client.state.last_error or "")
         or pbx.logins >= 2
+    )
     await helpers.eventually(lambda: pbx.logins >= 2)
 
 
@@ -128,11 +127,14 @@ async def test_backoff_spaces_out_failing_attempts(helpers, make_client) -> None
     silent = await helpers.ScriptedPbx(banner=False).start()
     stamps: list[float] = []
     try:
-        client = await make_client(silent, wait=False, login_timeout=0.01,
-                                   backoff_initial=0.04, backoff_max=0.16)
+        client = await make_client(
+            silent, wait=False, login_timeout=0.01, backoff_initial=0.04, backoff_max=0.16
+        )
         client.add_state_listener(
-            lambda s: stamps.append(time.monotonic())
-            if s.status is ConnectionStatus.CONNECTING else None)
+            lambda s: (
+                stamps.append(time.monotonic()) if s.status is ConnectionStatus.CONNECTING else None
+            )
+        )
         await helpers.eventually(lambda: len(stamps) >= 5, within=3)
     finally:
         await silent.stop()
@@ -153,8 +155,9 @@ async def test_reader_never_blocks_on_a_stalled_stream(pbx, make_client, helpers
         count += 1
 
     client.add_listener(counter)
-    payload = b"".join(b"Event: VarSet\r\nVariable: X\r\nValue: %d\r\n\r\n" % n
-                       for n in range(20_000))
+    payload = b"".join(
+        b"Event: VarSet\r\nVariable: X\r\nValue: %d\r\n\r\n" % n for n in range(20_000)
+    )
     pbx.connections[-1].send(payload)
     started = time.monotonic()
     assert (await client.send_action([("Action", "Ping")], timeout=5)).ok
@@ -164,8 +167,7 @@ async def test_reader_never_blocks_on_a_stalled_stream(pbx, make_client, helpers
     stream.close()
 
 
-async def test_close_logs_off_fails_pending_and_is_idempotent(pbx, make_client,
-                                                              helpers) -> None:
+async def test_close_logs_off_fails_pending_and_is_idempotent(pbx, make_client, helpers) -> None:
     pbx.on("CoreStatus", lambda conn, action: None)
     client = await make_client(pbx)
     stream = client.events()
@@ -206,8 +208,7 @@ async def test_close_while_connecting(helpers, make_client) -> None:
         await silent.stop()
 
 
-async def test_ping_held_back_by_a_blocking_action_is_not_a_dead_peer(pbx, make_client
-                                                                     ) -> None:
+async def test_ping_held_back_by_a_blocking_action_is_not_a_dead_peer(pbx, make_client) -> None:
     # Asterisk answers a session's actions in order: while a sync Originate rings, the
     # keepalive Pings queue behind it and are answered only afterwards.
     held: list[tuple[object, Message]] = []
@@ -229,15 +230,15 @@ async def test_ping_held_back_by_a_blocking_action_is_not_a_dead_peer(pbx, make_
     pbx.on("Originate", sync_originate)
     pbx.on("Ping", ping)
     client = await make_client(pbx, ping_interval=0.05, ping_timeout=0.1)
-    result = await client.send_action([("Action", "Originate"), ("Channel", "SIP/1")],
-                                      timeout=3)
+    result = await client.send_action([("Action", "Originate"), ("Channel", "SIP/1")], timeout=3)
     assert result.ok
     assert held  # pings were sent, and held back, while it rang
     assert pbx.logins == 1 and client.connected
 
 
-async def test_dead_peer_still_detected_after_a_pending_action_times_out(pbx, make_client,
-                                                                         helpers) -> None:
+async def test_dead_peer_still_detected_after_a_pending_action_times_out(
+    pbx, make_client, helpers
+) -> None:
     pbx.answer_pings = False
     pbx.on("Originate", lambda conn, action: None)  # hung: never answers anything again
     client = await make_client(pbx, ping_interval=0.05, ping_timeout=0.1)
@@ -248,8 +249,9 @@ async def test_dead_peer_still_detected_after_a_pending_action_times_out(pbx, ma
 
 async def test_unforeseen_connect_error_is_a_failure_not_the_end_of_the_loop(helpers) -> None:
     # IDNA cannot encode "a..b": open_connection raises UnicodeError, not OSError.
-    client = AmiClient(AmiSettings(host="a..b", username="u", secret="s",
-                                   backoff_initial=0.02, backoff_max=0.05))
+    client = AmiClient(
+        AmiSettings(host="a..b", username="u", secret="s", backoff_initial=0.02, backoff_max=0.05)
+    )
     await client.start()
     try:
         await helpers.eventually(lambda: client.state.reconnects >= 2)

@@ -45,17 +45,18 @@ async def test_md5_login(pbx, make_client) -> None:
     assert login.get("AuthType") == "MD5"
     assert "Secret" not in login
     (connection,) = pbx.connections
-    assert login.get("Key") == hashlib.md5(
-        f"{connection.challenge}{SECRET}".encode()).hexdigest()
+    assert login.get("Key") == hashlib.md5(f"{connection.challenge}{SECRET}".encode()).hexdigest()
 
 
 @pytest.mark.parametrize("auth", ["plain", "md5"])
 async def test_refused_login_is_recorded_and_retried_with_backoff(
-        pbx, make_client, caplog: pytest.LogCaptureFixture, auth: str) -> None:
+    pbx, make_client, caplog: pytest.LogCaptureFixture, auth: str
+) -> None:
     caplog.set_level(logging.DEBUG)
     states: list[ConnectionState] = []
-    client = await make_client(pbx, wait=False, auth=auth, secret="wrong-secret-xyz",
-                               backoff_initial=0.05, backoff_max=0.2)
+    client = await make_client(
+        pbx, wait=False, auth=auth, secret="wrong-secret-xyz", backoff_initial=0.05, backoff_max=0.2
+    )
     client.add_state_listener(states.append)
     with pytest.raises(LoginFailed) as caught:
         await client.wait_connected(timeout=0.6)
@@ -94,8 +95,16 @@ async def test_refused_tcp_connection_reported() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = AmiClient(AmiSettings(host="127.0.0.1", port=port, username="u", secret="s",
-                                   backoff_initial=0.02, backoff_max=0.05))
+    client = AmiClient(
+        AmiSettings(
+            host="127.0.0.1",
+            port=port,
+            username="u",
+            secret="s",
+            backoff_initial=0.02,
+            backoff_max=0.05,
+        )
+    )
     await client.start()
     try:
         with pytest.raises(PbxUnavailable) as caught:
@@ -134,8 +143,16 @@ async def test_garbage_banner_reconnects(make_client) -> None:
     server = await asyncio.start_server(http_server, "127.0.0.1", 0)
     try:
         port = server.sockets[0].getsockname()[1]
-        client = AmiClient(AmiSettings(host="127.0.0.1", port=port, username="u", secret="s",
-                                       backoff_initial=0.02, backoff_max=0.05))
+        client = AmiClient(
+            AmiSettings(
+                host="127.0.0.1",
+                port=port,
+                username="u",
+                secret="s",
+                backoff_initial=0.02,
+                backoff_max=0.05,
+            )
+        )
         await client.start()
         try:
             with pytest.raises(PbxUnavailable) as caught:

@@ -27,8 +27,13 @@ from vwell_pbx.simulator import PbxSimulator
 
 ClientFactory = Callable[..., Awaitable[AmiClient]]  # as make_client in conftest.py
 
-FAST = {"auth_failure_delay": 0.02, "call_step_delay": 0.005, "call_hold": 5.0,
-        "no_answer_after": 0.1, "sms_send_delay": 0.01}
+FAST = {
+    "auth_failure_delay": 0.02,
+    "call_step_delay": 0.005,
+    "call_hold": 5.0,
+    "no_answer_after": 0.1,
+    "sms_send_delay": 0.01,
+}
 
 
 @pytest.fixture
@@ -41,10 +46,10 @@ async def sim() -> AsyncIterator[PbxSimulator]:
 def connect(make_client: ClientFactory) -> ClientFactory:
     """``await connect(sim, **settings)``: the shared client factory, MD5 login."""
 
-    async def make(simulator: PbxSimulator, *, wait: bool = True,
-                   **overrides: Any) -> AmiClient:
-        return await make_client(simulator, wait=wait,
-                                 **{"auth": "md5", "name": "sim", **overrides})
+    async def make(simulator: PbxSimulator, *, wait: bool = True, **overrides: Any) -> AmiClient:
+        return await make_client(
+            simulator, wait=wait, **{"auth": "md5", "name": "sim", **overrides}
+        )
 
     return make
 
@@ -57,8 +62,14 @@ async def until(condition: Any, within: float = 3.0) -> None:
         await asyncio.sleep(0.005)
 
 
-ORIGINATE = [("Action", "Originate"), ("Channel", "Local/100@default"),
-             ("Context", "default"), ("Exten", "267"), ("Priority", "1"), ("Async", "yes")]
+ORIGINATE = [
+    ("Action", "Originate"),
+    ("Channel", "Local/100@default"),
+    ("Context", "default"),
+    ("Exten", "267"),
+    ("Priority", "1"),
+    ("Async", "yes"),
+]
 
 
 @pytest.mark.parametrize("auth", ["md5", "plain"])
@@ -69,7 +80,8 @@ async def test_login(sim, connect, auth: str) -> None:
     names = [a.name for a in sim.actions_received]
     assert names == (["Challenge", "Login"] if auth == "md5" else ["Login"])
     assert (await client.send_action([("Action", "Ping")], timeout=2)).response.get(
-        "Ping") == "Pong"
+        "Ping"
+    ) == "Pong"
 
 
 async def test_login_refused(sim, connect) -> None:
@@ -84,8 +96,9 @@ async def test_async_originate_followup_list_and_regex_hangup(sim, connect) -> N
     client = await connect(sim)
     seen: list[Message] = []
     client.add_listener(seen.append)
-    result = await client.send_action(ORIGINATE, timeout=2, followup="OriginateResponse",
-                                      followup_timeout=3)
+    result = await client.send_action(
+        ORIGINATE, timeout=2, followup="OriginateResponse", followup_timeout=3
+    )
     assert result.ok and result.followup is not None
     answer = await result.followup
     assert answer.get("Response") == "Success" and answer.get("Reason") == "4"
@@ -98,8 +111,9 @@ async def test_async_originate_followup_list_and_regex_hangup(sim, connect) -> N
     assert channels.complete.get("ListItems") == str(len(channels.events))
     assert not [m for m in seen if m.action_id == channels.action_id]
 
-    hung = await client.send_action([("Action", "Hangup"), ("Channel", r"/^Local\/.*$/")],
-                                    timeout=2)
+    hung = await client.send_action(
+        [("Action", "Hangup"), ("Channel", r"/^Local\/.*$/")], timeout=2
+    )
     assert len(hung.events) == 2
     assert hung.complete is not None and hung.complete.name == "ChannelsHungupListComplete"
     await until(lambda: any(m.name == "Hangup" for m in seen))
@@ -109,9 +123,18 @@ async def test_async_originate_followup_list_and_regex_hangup(sim, connect) -> N
 async def test_async_originate_failures(sim, connect, channel: str, reason: str) -> None:
     client = await connect(sim)
     result = await client.send_action(
-        [("Action", "Originate"), ("Channel", channel), ("Context", "default"),
-         ("Exten", "800"), ("Priority", "1"), ("Async", "yes")],
-        timeout=2, followup="OriginateResponse", followup_timeout=3)
+        [
+            ("Action", "Originate"),
+            ("Channel", channel),
+            ("Context", "default"),
+            ("Exten", "800"),
+            ("Priority", "1"),
+            ("Async", "yes"),
+        ],
+        timeout=2,
+        followup="OriginateResponse",
+        followup_timeout=3,
+    )
     assert result.followup is not None
     event = await result.followup
     assert event.get("Response") == "Failure" and event.get("Reason") == reason
@@ -120,23 +143,38 @@ async def test_async_originate_failures(sim, connect, channel: str, reason: str)
 async def test_sync_originate_and_error_without_followup(sim, connect) -> None:
     client = await connect(sim)
     result = await client.send_action(
-        [("Action", "Originate"), ("Channel", "Local/800@default"), ("Application", "Wait"),
-         ("Data", "1")], timeout=3)
+        [
+            ("Action", "Originate"),
+            ("Channel", "Local/800@default"),
+            ("Application", "Wait"),
+            ("Data", "1"),
+        ],
+        timeout=3,
+    )
     assert result.ok
     failed = await client.send_action(
-        [("Action", "Originate"), ("Context", "default"), ("Exten", "1")], timeout=2,
-        followup="OriginateResponse", followup_timeout=1)
+        [("Action", "Originate"), ("Context", "default"), ("Exten", "1")],
+        timeout=2,
+        followup="OriginateResponse",
+        followup_timeout=1,
+    )
     assert not failed.ok and failed.followup is None
 
 
 async def test_colliding_action_ids(sim, connect) -> None:
     client = await connect(sim)
     for name in ("A", "B"):
-        await client.send_action([("Action", "Setvar"), ("Variable", f"V{name}"),
-                                  ("Value", f"value-{name}")], timeout=2)
-    results = await asyncio.gather(*(
-        client.send_action([("Action", "Getvar"), ("ActionID", "1"), ("Variable", f"V{n}")],
-                           timeout=2) for n in "ABABAB"))
+        await client.send_action(
+            [("Action", "Setvar"), ("Variable", f"V{name}"), ("Value", f"value-{name}")], timeout=2
+        )
+    results = await asyncio.gather(
+        *(
+            client.send_action(
+                [("Action", "Getvar"), ("ActionID", "1"), ("Variable", f"V{n}")], timeout=2
+            )
+            for n in "ABABAB"
+        )
+    )
     assert [r.response.get("Value") for r in results] == [f"value-{n}" for n in "ABABAB"]
     assert len({r.action_id for r in results}) == 6
 
@@ -146,14 +184,17 @@ async def test_command_output_formats(connect) -> None:
         async with PbxSimulator(command_format=command_format, **FAST) as simulator:
             client = await connect(simulator)
             version = await client.send_action(
-                [("Action", "Command"), ("Command", "core show version")], timeout=2)
+                [("Action", "Command"), ("Command", "core show version")], timeout=2
+            )
             assert version.ok
             assert version.output is not None and version.output.startswith("Asterisk 20")
             spans = await client.send_action(
-                [("Action", "Command"), ("Command", "gsm show spans")], timeout=2)
+                [("Action", "Command"), ("Command", "gsm show spans")], timeout=2
+            )
             assert spans.output is not None and "GSM span 2:" in spans.output
             unknown = await client.send_action(
-                [("Action", "Command"), ("Command", "no such thing")], timeout=2)
+                [("Action", "Command"), ("Command", "no such thing")], timeout=2
+            )
             assert unknown.output is not None and "No such command" in unknown.output
             await client.close()
 
@@ -162,8 +203,9 @@ async def test_yeastar_legacy_status_list(connect) -> None:
     async with PbxSimulator(dialect="yeastar", **FAST) as simulator:
         client = await connect(simulator)
         assert client.state.greeting == "Asterisk Call Manager/1.1"
-        originate = await client.send_action(ORIGINATE, timeout=2,
-                                             followup="OriginateResponse", followup_timeout=3)
+        originate = await client.send_action(
+            ORIGINATE, timeout=2, followup="OriginateResponse", followup_timeout=3
+        )
         assert originate.followup is not None
         await originate.followup
         status = await client.send_action([("Action", "Status")], timeout=2)
@@ -175,10 +217,11 @@ async def test_yeastar_legacy_status_list(connect) -> None:
 async def test_tg_sms_report_via_wait_event(sim, connect) -> None:
     client = await connect(sim)
     report = client.wait_event(
-        lambda m: m.name == "UpdateSMSSend" and m.get("ID") == "77", timeout=3)
+        lambda m: m.name == "UpdateSMSSend" and m.get("ID") == "77", timeout=3
+    )
     answer = await client.send_action(
-        [("Action", "smscommand"), ("command", 'gsm send sms 2 123456 "hi%20there" 77')],
-        timeout=2)
+        [("Action", "smscommand"), ("command", 'gsm send sms 2 123456 "hi%20there" 77')], timeout=2
+    )
     assert answer.ok
     assert (await report).get("Status") == "1"
 
@@ -186,9 +229,18 @@ async def test_tg_sms_report_via_wait_event(sim, connect) -> None:
 async def test_dropped_connection_fails_fast_and_reconnects(connect) -> None:
     async with PbxSimulator(**{**FAST, "no_answer_after": 5.0}) as simulator:
         client = await connect(simulator)
-        call = asyncio.create_task(client.send_action(
-            [("Action", "Originate"), ("Channel", "Local/901@default"), ("Context", "default"),
-             ("Exten", "800"), ("Timeout", "10000")], timeout=10))  # sync: rings for a while
+        call = asyncio.create_task(
+            client.send_action(
+                [
+                    ("Action", "Originate"),
+                    ("Channel", "Local/901@default"),
+                    ("Context", "default"),
+                    ("Exten", "800"),
+                    ("Timeout", "10000"),
+                ],
+                timeout=10,
+            )
+        )  # sync: rings for a while
         await until(lambda: any(a.name == "Originate" for a in simulator.actions_received))
         started = time.monotonic()
         simulator.drop_connections()
@@ -202,8 +254,7 @@ async def test_dropped_connection_fails_fast_and_reconnects(connect) -> None:
 
 async def test_hung_pbx_detected_by_keepalive_then_recovers(connect) -> None:
     async with PbxSimulator(**FAST) as simulator:
-        client = await connect(simulator, ping_interval=0.1, ping_timeout=0.15,
-                               login_timeout=0.2)
+        client = await connect(simulator, ping_interval=0.1, ping_timeout=0.15, login_timeout=0.2)
         states: list[ConnectionState] = []
         client.add_state_listener(states.append)
         simulator.mute = True
@@ -234,8 +285,9 @@ async def test_pbx_restart_on_same_port(connect) -> None:
 async def test_event_stream_and_close(sim, connect) -> None:
     client = await connect(sim)
     async with client.events(maxsize=100) as stream:
-        await client.send_action([("Action", "UserEvent"), ("UserEvent", "Hello"),
-                                  ("Header1", "x")], timeout=2)
+        await client.send_action(
+            [("Action", "UserEvent"), ("UserEvent", "Hello"), ("Header1", "x")], timeout=2
+        )
         event = await asyncio.wait_for(anext(stream), 2)
         assert event.name == "UserEvent" and event.get("UserEvent") == "Hello"
     await client.close()
@@ -247,8 +299,15 @@ async def test_sync_originate_longer_than_ping_timeout_keeps_connection(connect)
     async with PbxSimulator(**{**FAST, "no_answer_after": 0.3}) as simulator:
         client = await connect(simulator, ping_interval=0.05, ping_timeout=0.1)
         result = await client.send_action(
-            [("Action", "Originate"), ("Channel", "Local/901@default"), ("Context", "default"),
-             ("Exten", "800"), ("Timeout", "10000")], timeout=3)  # rings 0.3 s, no answer
+            [
+                ("Action", "Originate"),
+                ("Channel", "Local/901@default"),
+                ("Context", "default"),
+                ("Exten", "800"),
+                ("Timeout", "10000"),
+            ],
+            timeout=3,
+        )  # rings 0.3 s, no answer
         assert not result.ok and result.response.get("Message") == "Originate failed"
         assert client.connected and client.state.reconnects == 0
         assert (await client.send_action([("Action", "Ping")], timeout=2)).ok

@@ -62,8 +62,14 @@ SEED_FB64 = (
 )
 SEED_FB64_VALUE = {
     "method": "gsmSendSMS",
-    "argument": {"login": "Agent", "login2": "Иванов И.И.", "sha1": SHA1, "reqId": "0.5",
-                 "tel": "+7 100 200 30 40", "msg": "Перезвоните мне"},
+    "argument": {
+        "login": "Agent",
+        "login2": "Иванов И.И.",
+        "sha1": SHA1,
+        "reqId": "0.5",
+        "tel": "+7 100 200 30 40",
+        "msg": "Перезвоните мне",
+    },
 }
 
 
@@ -75,16 +81,26 @@ def form(body: str) -> dict[str, object]:
 def test_seed_post_example() -> None:
     assert form(SEED_POST) == {
         "method": "send",
-        "argument": {"login": "Agent", "login2": "Иванов И.И.", "sha1": "a9de7c...",
-                     "reqId": "0.123"},
+        "argument": {
+            "login": "Agent",
+            "login2": "Иванов И.И.",
+            "sha1": "a9de7c...",
+            "reqId": "0.123",
+        },
     }
 
 
 def test_seed_send_example_nested_fields() -> None:
     assert form(SEND_POST) == {
         "method": "send",
-        "argument": {"login": "Agent", "login2": "Иванов И.И.", "sha1": SHA1, "reqId": "0.5",
-                     "callbackAwait": "1", "fields": {"action": "ping", "actionId": "0.25"}},
+        "argument": {
+            "login": "Agent",
+            "login2": "Иванов И.И.",
+            "sha1": SHA1,
+            "reqId": "0.5",
+            "callbackAwait": "1",
+            "fields": {"action": "ping", "actionId": "0.25"},
+        },
     }
 
 
@@ -104,8 +120,10 @@ def test_jquery_shapes() -> None:
 def test_list_values_become_repeated_header_lists() -> None:
     assert form(VARIABLE_POST) == {
         "method": "send",
-        "argument": {"fields": {"action": "Originate", "Variable": ["A=1", "B=2"]},
-                     "tel": "+7 100 200 30 40"},
+        "argument": {
+            "fields": {"action": "Originate", "Variable": ["A=1", "B=2"]},
+            "tel": "+7 100 200 30 40",
+        },
     }
 
 
@@ -181,8 +199,13 @@ def test_fb64json_alphabets_and_padding() -> None:
     standard = base64.b64encode(raw).decode()
     urlsafe = base64.urlsafe_b64encode(raw).decode()
     assert standard != urlsafe
-    for text in (standard, urlsafe, standard.rstrip("="), urlsafe.rstrip("="),
-                 standard[:20] + "\n" + standard[20:]):
+    for text in (
+        standard,
+        urlsafe,
+        standard.rstrip("="),
+        urlsafe.rstrip("="),
+        standard[:20] + "\n" + standard[20:],
+    ):
         assert decode_fb64json(text) == {"login2": "Иванов И.И.", "x": "?>>?"}
 
 

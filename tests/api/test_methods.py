@@ -32,50 +32,84 @@ async def test_send_event_list_is_returned_whole(api: ApiClient, simulator: PbxS
 
 
 async def test_send_command_output_needs_admin(api: ApiClient) -> None:
-    denied = await api.post("send", callbackAwait=True,
-                            fields={"action": "Command", "command": "core show version"})
+    denied = await api.post(
+        "send", callbackAwait=True, fields={"action": "Command", "command": "core show version"}
+    )
     assert denied["errCode"] == "forbidden"
     assert "Command" in denied["err"]
-    answer = await api.post("send", creds=ADMIN, callbackAwait=True,
-                            fields={"action": "Command", "command": "core show version"})
+    answer = await api.post(
+        "send",
+        creds=ADMIN,
+        callbackAwait=True,
+        fields={"action": "Command", "command": "core show version"},
+    )
     assert answer["err"] is None, answer
     assert answer["output"].startswith("Asterisk")
 
 
 async def test_send_pbx_error_keeps_event(api: ApiClient) -> None:
-    answer = await api.post("send", creds=ADMIN, callbackAwait=True,
-                            fields={"action": "Command", "command": "no such thing"})
+    answer = await api.post(
+        "send",
+        creds=ADMIN,
+        callbackAwait=True,
+        fields={"action": "Command", "command": "no such thing"},
+    )
     assert answer["errCode"] == "pbx_error"
     assert "No such command" in answer["err"]
     assert answer["event"]["Response"] == "Error"
-    answer = await api.post("send", creds=ADMIN, callbackAwait=True,
-                            fields={"action": "Redirect", "channel": "SIP/nobody-1",
-                                    "exten": "100", "context": "default", "priority": 1})
+    answer = await api.post(
+        "send",
+        creds=ADMIN,
+        callbackAwait=True,
+        fields={
+            "action": "Redirect",
+            "channel": "SIP/nobody-1",
+            "exten": "100",
+            "context": "default",
+            "priority": 1,
+        },
+    )
     assert answer["errCode"] == "pbx_error"
     assert answer["err"] == "Channel does not exist: SIP/nobody-1"
 
 
 async def test_send_list_value_becomes_repeated_header(
-        api: ApiClient, simulator: PbxSimulator) -> None:
-    answer = await api.post("send", creds=SUPERVISOR, callbackAwait=True, fields={
-        "action": "Originate", "channel": "SIP/267", "exten": "100", "context": "default",
-        "priority": 1, "async": True, "variable": ["A=1", "B=2"]})
+    api: ApiClient, simulator: PbxSimulator
+) -> None:
+    answer = await api.post(
+        "send",
+        creds=SUPERVISOR,
+        callbackAwait=True,
+        fields={
+            "action": "Originate",
+            "channel": "SIP/267",
+            "exten": "100",
+            "context": "default",
+            "priority": 1,
+            "async": True,
+            "variable": ["A=1", "B=2"],
+        },
+    )
     assert answer["err"] is None, answer
     sent = [a for a in simulator.actions_received if a.name.lower() == "originate"][-1]
     assert sent.get_all("variable") == ["A=1", "B=2"]
     assert sent.get("async") == "true"
 
 
-@pytest.mark.parametrize("fields, expected", [
-    ({"action": "Ping\r\nAction: Command"}, "bad_request"),
-    ({"action": "Ping", "X\r\nEvil": "1"}, "bad_request"),
-    ({"action": "Ping", "Variable": "a\nb"}, "bad_request"),
-    ({"noaction": "x"}, "bad_request"),
-    ({"action": ""}, "bad_request"),
-    ({"action": {"nested": 1}}, "bad_request"),
-])
-async def test_send_refuses_injection(api: ApiClient, simulator: PbxSimulator,
-                                      fields: dict[str, Any], expected: str) -> None:
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"action": "Ping\r\nAction: Command"}, "bad_request"),
+        ({"action": "Ping", "X\r\nEvil": "1"}, "bad_request"),
+        ({"action": "Ping", "Variable": "a\nb"}, "bad_request"),
+        ({"noaction": "x"}, "bad_request"),
+        ({"action": ""}, "bad_request"),
+        ({"action": {"nested": 1}}, "bad_request"),
+    ],
+)
+async def test_send_refuses_injection(
+    api: ApiClient, simulator: PbxSimulator, fields: dict[str, Any], expected: str
+) -> None:
     before = len(simulator.actions_received)
     answer = await api.post("send", creds=ADMIN, callbackAwait=True, fields=fields)
     assert answer["errCode"] == expected, answer
@@ -84,9 +118,13 @@ async def test_send_refuses_injection(api: ApiClient, simulator: PbxSimulator,
 
 async def test_two_clients_same_action_id(api: ApiClient) -> None:
     one, two = await api.ws(), await api.ws()
-    results = await asyncio.gather(*(
-        ws.call("send", fields={"action": "Ping", "actionId": "same"})
-        for ws in (one, two) for _ in range(10)))
+    results = await asyncio.gather(
+        *(
+            ws.call("send", fields={"action": "Ping", "actionId": "same"})
+            for ws in (one, two)
+            for _ in range(10)
+        )
+    )
     for result in results:
         assert result["err"] is None
         assert result["actionId"] == "same"
@@ -96,8 +134,7 @@ async def test_two_clients_same_action_id(api: ApiClient) -> None:
     await two.close()
 
 
-async def test_dial_normalises_and_reports_outcome(api: ApiClient,
-                                                   simulator: PbxSimulator) -> None:
+async def test_dial_normalises_and_reports_outcome(api: ApiClient, simulator: PbxSimulator) -> None:
     answer = await api.post("dial", **{"from": "269", "to": "+7 (100) 200-30-40", "wait": 1})
     assert answer["err"] is None, answer
     assert answer["to"] == "81002003040"
@@ -133,8 +170,9 @@ async def test_redirect_live_and_missing(api: ApiClient, simulator: PbxSimulator
 
 
 async def test_sms_yeastar_auto_span(api: ApiClient, simulator: PbxSimulator) -> None:
-    answer = await api.post("gsmSendSMS", tel="+7 100 200 30 40",
-                            msg='He said "hi"\r\nAction: Command\\')
+    answer = await api.post(
+        "gsmSendSMS", tel="+7 100 200 30 40", msg='He said "hi"\r\nAction: Command\\'
+    )
     assert answer["err"] is None, answer
     assert answer["tel"] == "81002003040"
     sent = simulator.sms_sent[-1]
@@ -142,8 +180,11 @@ async def test_sms_yeastar_auto_span(api: ApiClient, simulator: PbxSimulator) ->
     assert "\r" not in sent.text and "\n" not in sent.text
     # The PBX decoded exactly the text inside the quotes: nothing escaped out of them.
     assert sent.text == 'He said "hi" Action: Command\\'
-    commands = [a for a in simulator.actions_received if a.name.lower() == "command"
-                and (a.get("Command") or "").startswith("gsm send sms")]
+    commands = [
+        a
+        for a in simulator.actions_received
+        if a.name.lower() == "command" and (a.get("Command") or "").startswith("gsm send sms")
+    ]
     assert len(commands) == 1
 
 
@@ -190,8 +231,10 @@ async def test_auth_failures_and_throttle(api: ApiClient) -> None:
     assert answer2["errCode"] == "auth_failed" and answer2["err"] == answer["err"]
     missing = await api.post("send", creds=None, fields={"action": "Ping"})
     assert missing["errCode"] == "auth_failed"
-    codes = [(await api.post("send", creds=wrong, fields={"action": "Ping"}))["errCode"]
-             for _ in range(4)]
+    codes = [
+        (await api.post("send", creds=wrong, fields={"action": "Ping"}))["errCode"]
+        for _ in range(4)
+    ]
     assert codes[-1] == "rate_limited"
     # The right password of the throttled login is refused too until the lock ends.
     locked = await api.post("send", fields={"action": "Ping"})
@@ -200,8 +243,9 @@ async def test_auth_failures_and_throttle(api: ApiClient) -> None:
 
 async def test_websocket_remembers_login(api: ApiClient) -> None:
     ws = await api.ws()
-    assert (await ws.call("send", creds=None, fields={"action": "Ping"}))["errCode"] \
-        == "auth_failed"
+    assert (await ws.call("send", creds=None, fields={"action": "Ping"}))[
+        "errCode"
+    ] == "auth_failed"
     assert (await ws.call("send", fields={"action": "Ping"}))["err"] is None
     answer = await ws.call("send", creds=None, callbackAwait=True, fields={"action": "Ping"})
     assert answer["err"] is None
@@ -220,8 +264,9 @@ async def test_on_event_with_filters(api: ApiClient, simulator: PbxSimulator) ->
     ws = await api.ws()
     plain = await ws.call("onEvent", name="NewChannel")
     assert plain["err"] is None and plain["subscriptionId"]
-    filtered = await ws.call("onEvent", event={"name": "newchannel",
-                                               "callerIDnum": ["+70000000000", "+7978*"]})
+    filtered = await ws.call(
+        "onEvent", event={"name": "newchannel", "callerIDnum": ["+70000000000", "+7978*"]}
+    )
     assert filtered["err"] is None
     await simulator.incoming_call("+79787342741")
     event = await ws.next_event()
@@ -259,9 +304,11 @@ async def test_dispatch_event_is_marked(api: ApiClient) -> None:
     await listener.call("onEvent", event={"name": "crmNote", "ticket": "42"})
     denied = await sender.call("dispatchEvent", event={"name": "crmNote", "ticket": "42"})
     assert denied["errCode"] == "forbidden"  # operators may not dispatch
-    answer = await sender.call("dispatchEvent", creds=SUPERVISOR,
-                               event={"name": "crmNote", "ticket": "42", "origin": "pbx",
-                                      "login": "forged"})
+    answer = await sender.call(
+        "dispatchEvent",
+        creds=SUPERVISOR,
+        event={"name": "crmNote", "ticket": "42", "origin": "pbx", "login": "forged"},
+    )
     assert answer["err"] is None and answer["delivered"] == 1
     event = await listener.next_event()
     assert event["name"] == "crmNote" and event["origin"] == "api"
@@ -270,8 +317,9 @@ async def test_dispatch_event_is_marked(api: ApiClient) -> None:
     await sender.close()
 
 
-async def test_pbx_down_fails_fast_and_recovers(api: ApiClient, server: RunningServer,
-                                                simulator: PbxSimulator) -> None:
+async def test_pbx_down_fails_fast_and_recovers(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
     ws = await api.ws()
     await ws.call("onEvent", name="Newchannel")
     client = server.clients["office"]

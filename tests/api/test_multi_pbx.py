@@ -20,22 +20,39 @@ async def branch() -> AsyncIterator[PbxSimulator]:
 
 
 @pytest.fixture
-async def two_pbx_server(tmp_path: Path, simulator: PbxSimulator,
-                         branch: PbxSimulator) -> AsyncIterator[RunningServer]:
-    config = make_config(tmp_path, simulator.port, pbx=[
-        {"name": "office", "host": "127.0.0.1", "port": simulator.port,
-         "username": "admin", "secret": "admin", "auth": "md5"},
-        {"name": "branch", "host": "127.0.0.1", "port": branch.port,
-         "username": "admin", "secret": "admin", "auth": "plain"},
-    ])
+async def two_pbx_server(
+    tmp_path: Path, simulator: PbxSimulator, branch: PbxSimulator
+) -> AsyncIterator[RunningServer]:
+    config = make_config(
+        tmp_path,
+        simulator.port,
+        pbx=[
+            {
+                "name": "office",
+                "host": "127.0.0.1",
+                "port": simulator.port,
+                "username": "admin",
+                "secret": "admin",
+                "auth": "md5",
+            },
+            {
+                "name": "branch",
+                "host": "127.0.0.1",
+                "port": branch.port,
+                "username": "admin",
+                "secret": "admin",
+                "auth": "plain",
+            },
+        ],
+    )
     add_test_users(config)
     async with serving(config, wait_for_pbx=5) as running:
         yield running
 
 
 async def test_request_picks_the_pbx_and_events_name_it(
-        two_pbx_server: RunningServer, simulator: PbxSimulator,
-        branch: PbxSimulator) -> None:
+    two_pbx_server: RunningServer, simulator: PbxSimulator, branch: PbxSimulator
+) -> None:
     async with aiohttp.ClientSession() as session:
         api = ApiClient(two_pbx_server, session)
         answer = await api.post("dial", pbx="branch", **{"from": "269", "to": "100"})

@@ -20,8 +20,13 @@ from vwell_pbx.web.server import RunningServer, serving
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -36,11 +41,16 @@ def chromium_path() -> str | None:
 def require_browser() -> None:
     """Skip the calling test module unless Playwright and chromium are both installed."""
     if importlib.util.find_spec("playwright") is None:
-        pytest.skip("the playwright package is not installed (pip install -e '.[dev]')",
-                    allow_module_level=True)
+        pytest.skip(
+            "the playwright package is not installed (pip install -e '.[dev]')",
+            allow_module_level=True,
+        )
     if chromium_path() is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; test.sh installs "
-                    "it when run as root)", allow_module_level=True)
+        pytest.skip(
+            "chromium is not installed (apt-get install chromium; test.sh installs "
+            "it when run as root)",
+            allow_module_level=True,
+        )
 
 
 def free_port() -> int:
@@ -84,8 +94,9 @@ class RestartableServer:
             await stack.aclose()
 
 
-async def wait_until(condition: Callable[[], bool], *, within: float = 5.0,
-                     what: str = "the condition") -> None:
+async def wait_until(
+    condition: Callable[[], bool], *, within: float = 5.0, what: str = "the condition"
+) -> None:
     """Poll ``condition`` every 20 ms until it holds; fail after ``within`` seconds."""
     deadline = time.monotonic() + within
     while not condition():

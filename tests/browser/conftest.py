@@ -37,8 +37,9 @@ async def browser() -> AsyncIterator[Browser]:
     if executable is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, headless=True,
-                                                    args=CHROMIUM_ARGS)
+        launched = await playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield launched
         finally:
@@ -48,8 +49,9 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
     """A page on a laptop-sized screen; page errors fail the test at teardown."""
-    context = await browser.new_context(viewport={"width": 1366, "height": 800},
-                                        accept_downloads=True)
+    context = await browser.new_context(
+        viewport={"width": 1366, "height": 800}, accept_downloads=True
+    )
     new_page = await context.new_page()
     errors: list[str] = []
     new_page.on("pageerror", lambda error: errors.append(str(error)))
@@ -73,8 +75,11 @@ async def restartable(tmp_path: Path, simulator: PbxSimulator) -> AsyncIterator[
     http_port, ws_port = free_port(), free_port()
     while ws_port == http_port:
         ws_port = free_port()
-    config = make_config(tmp_path, simulator.port,
-                         server={"http": f"127.0.0.1:{http_port}", "ws": f"127.0.0.1:{ws_port}"})
+    config = make_config(
+        tmp_path,
+        simulator.port,
+        server={"http": f"127.0.0.1:{http_port}", "ws": f"127.0.0.1:{ws_port}"},
+    )
     add_test_users(config)
     server = RestartableServer(config)
     await server.start()

@@ -66,8 +66,9 @@ async def test_client_api(page: Page, server: RunningServer, simulator: PbxSimul
 async def check_calls(page: Page, server: RunningServer, simulator: PbxSimulator) -> None:
     """call() resolves with the answer or rejects with errCode; login; timeouts."""
     exports = await open_client_page(page, server.http_url)
-    assert {"connect", "Client", "PbxError", "sha1Hex", "matches", "default",
-            "VwellPbx"} <= set(exports)
+    assert {"connect", "Client", "PbxError", "sha1Hex", "matches", "default", "VwellPbx"} <= set(
+        exports
+    )
     result: dict[str, Any] = await page.evaluate(
         """async ([url, agent, admin]) => {
           const {connect, sha1Hex} = window.mod;
@@ -97,7 +98,9 @@ async def check_calls(page: Page, server: RunningServer, simulator: PbxSimulator
                                                        callbackAwait: true});
           admin2.close();
           return out;
-        }""", [server.ws_url, {"login": AGENT["login"], "login2": AGENT["login2"]}, ADMIN])
+        }""",
+        [server.ws_url, {"login": AGENT["login"], "login2": AGENT["login2"]}, ADMIN],
+    )
     assert result["sha1"] == AGENT["sha1"]
     assert result["badLogin"]["errCode"] == "auth_failed"
     assert result["badLogin"]["isPbxError"] and result["badLogin"]["name"] == "PbxError"
@@ -125,7 +128,9 @@ async def check_calls(page: Page, server: RunningServer, simulator: PbxSimulator
               f.elapsed = Date.now() - started;
               pbx.close();
               return f;
-            }""", [server.ws_url, AGENT])
+            }""",
+            [server.ws_url, AGENT],
+        )
     finally:
         simulator.mute = False
     assert timed_out["errCode"] == "request_timeout"
@@ -162,7 +167,9 @@ async def check_subscriptions(page: Page, server: RunningServer) -> None:
                   matches: [window.mod.matches({name: 'new*', CallerIDNum: ['1', '+7978*']},
                                                {name: 'Newchannel', callerIDnum: '+79781'}),
                             window.mod.matches({name: 'Hangup'}, {name: 'Newchannel'})]};
-        }""", [server.ws_url, SUPERVISOR])
+        }""",
+        [server.ws_url, SUPERVISOR],
+    )
     assert all(isinstance(i, str) and i for i in result["ids"])
     assert result["got"]["a"] == ["Red", "blue"]
     assert result["got"]["b"] == ["Red", "blue", "red"]
@@ -193,7 +200,9 @@ async def check_subscriptions(page: Page, server: RunningServer) -> None:
           const out = {syncError, errCode: failed && failed.errCode, subs: pbx.subscriptions};
           pbx.close();
           return out;
-        }""", [server.ws_url, AGENT])
+        }""",
+        [server.ws_url, AGENT],
+    )
     assert refused == {"syncError": "bad_request", "errCode": "bad_request", "subs": 0}
 
 
@@ -209,13 +218,15 @@ async def check_global_script_build(page: Page, server: RunningServer) -> None:
           const answer = await pbx.call('send', {fields: {action: 'Ping'}, callbackAwait: 1});
           pbx.close();
           return answer;
-        }""", [server.ws_url, AGENT])
+        }""",
+        [server.ws_url, AGENT],
+    )
     assert answer["event"]["Ping"] == "Pong"
 
 
 async def test_reconnect_after_server_restart(
-        browser: Any, restartable: RestartableServer, simulator: PbxSimulator,
-        artifacts: Path) -> None:
+    browser: Any, restartable: RestartableServer, simulator: PbxSimulator, artifacts: Path
+) -> None:
     context = await browser.new_context(viewport={"width": 1366, "height": 800})
     errors: list[str] = []
     try:
@@ -235,7 +246,9 @@ async def test_reconnect_after_server_restart(
                                  (e) => window.events.push(e));
               window.off = off;
               await off.ready;
-            }""", [restartable.ws_url, AGENT])
+            }""",
+            [restartable.ws_url, AGENT],
+        )
 
         # The console too, on the same server, subscribed to Newchannel.
         console = await context.new_page()
@@ -248,8 +261,7 @@ async def test_reconnect_after_server_restart(
         await console.get_by_label("Password", exact=True).press("Enter")
         await expect(console.locator("#state")).to_have_attribute("data-state", "open")
         await console.get_by_label("Event name").press("Enter")
-        await expect(console.locator("#subscriptions li")).to_have_attribute(
-            "data-state", "active")
+        await expect(console.locator("#subscriptions li")).to_have_attribute("data-state", "active")
 
         # A call in flight when the server goes away: the PBX hangs so it stays pending.
         simulator.mute = True
@@ -264,7 +276,8 @@ async def test_reconnect_after_server_restart(
         await page.evaluate("waitFor(() => window.pbx.state === 'reconnecting')")
         await expect(console.locator("#state")).to_have_attribute("data-state", "reconnecting")
         await expect(console.locator("#subscriptions li")).to_have_attribute(
-            "data-state", "waiting")
+            "data-state", "waiting"
+        )
         assert await page.evaluate("window.off.subscriptionId") is None
         await console.screenshot(path=artifacts / "console-4-reconnecting.png")
         # A call made while reconnecting waits for the connection; so does a subscription.
@@ -282,8 +295,7 @@ async def test_reconnect_after_server_restart(
         late_id = await page.evaluate("window.offLate.ready")
         assert isinstance(late_id, str) and late_id
         await expect(console.locator("#state")).to_have_attribute("data-state", "open")
-        await expect(console.locator("#subscriptions li")).to_have_attribute(
-            "data-state", "active")
+        await expect(console.locator("#subscriptions li")).to_have_attribute("data-state", "active")
         # Both clients subscribed again on the new server (the page twice, the console once).
         await _wait_for_subscriptions(restarted, 3)
 
@@ -291,8 +303,9 @@ async def test_reconnect_after_server_restart(
         await page.evaluate("waitFor(() => window.events.length >= 1 && window.hangups.length)")
         event = await page.evaluate("window.events[0]")
         assert event["name"] == "Newchannel" and event["CallerIDNum"] == "+79787342741"
-        await expect(console.locator("#events li").filter(
-            has_text="CallerIDNum=+79787342741").first).to_be_visible()
+        await expect(
+            console.locator("#events li").filter(has_text="CallerIDNum=+79787342741").first
+        ).to_be_visible()
         await console.screenshot(path=artifacts / "console-5-reconnected.png")
 
         states: list[str] = await page.evaluate("window.states")
@@ -313,5 +326,7 @@ async def test_reconnect_after_server_restart(
 
 
 async def _wait_for_subscriptions(running: RunningServer, count: int) -> None:
-    await wait_until(lambda: running.api.bus.stats.subscriptions == count,
-                     what=f"{count} subscriptions on the restarted server")
+    await wait_until(
+        lambda: running.api.bus.stats.subscriptions == count,
+        what=f"{count} subscriptions on the restarted server",
+    )

@@ -58,8 +58,8 @@ async def call_from_form(page: Page, method: str, values: dict[str, str]) -> dic
 
 
 async def test_console_sign_in_dial_and_live_events(
-        page: Page, server: RunningServer, simulator: PbxSimulator, api: ApiClient,
-        artifacts: Path) -> None:
+    page: Page, server: RunningServer, simulator: PbxSimulator, api: ApiClient, artifacts: Path
+) -> None:
     state = page.locator("#state")
 
     # A wrong password is refused with the server's errCode, and the form stays.
@@ -124,13 +124,15 @@ async def test_console_sign_in_dial_and_live_events(
     shown_before = await page.locator("#events li").count()
     await page.get_by_role("button", name="Pause").click()
     await expect(page.get_by_role("button", name="Resume")).to_have_attribute(
-        "aria-pressed", "true")
+        "aria-pressed", "true"
+    )
     await simulator.incoming_call(PAUSED_CALLER)
     await expect(page.locator("#event-count")).to_contain_text("new while paused")
     assert await page.locator("#events li").count() == shown_before
     await page.get_by_role("button", name="Resume").click()
-    await expect(page.locator("#events li").filter(
-        has_text=f"CallerIDNum={PAUSED_CALLER}").first).to_be_visible()
+    await expect(
+        page.locator("#events li").filter(has_text=f"CallerIDNum={PAUSED_CALLER}").first
+    ).to_be_visible()
 
     # Export downloads every event received so far as JSON.
     async with page.expect_download() as download_info:
@@ -150,15 +152,18 @@ async def test_console_sign_in_dial_and_live_events(
     # Unsubscribe; the server drops the subscription.
     await page.get_by_role("button", name="Unsubscribe Newchannel").click()
     await expect(subscription).to_have_count(0)
-    await wait_until(lambda: server.api.bus.stats.subscriptions == 0,
-                     what="the console's subscription to be removed on the server")
+    await wait_until(
+        lambda: server.api.bus.stats.subscriptions == 0,
+        what="the console's subscription to be removed on the server",
+    )
 
     # A later call must not show up. Barrier: another client subscribed to it gets the
     # event (so it was published to every connection), then a request on the console's
     # own connection is answered (answers queue behind events on one WebSocket).
     watcher = await api.ws()
-    subscribed = await watcher.call("onEvent", creds=AGENT,
-                                    event={"name": "Newchannel", "CallerIDNum": LATE_CALLER})
+    subscribed = await watcher.call(
+        "onEvent", creds=AGENT, event={"name": "Newchannel", "CallerIDNum": LATE_CALLER}
+    )
     assert subscribed["err"] is None
     await simulator.incoming_call(LATE_CALLER)
     event = await watcher.next_event()

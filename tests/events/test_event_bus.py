@@ -20,11 +20,18 @@ from vwell_pbx.protocol import Message
 
 
 def newchannel(number: str = "+79787342741", uniqueid: str = "1505301523.6253") -> BusEvent:
-    return BusEvent.from_message(Message.build(
-        ("Event", "Newchannel"), ("Privilege", "call,all"), ("Channel", "YSGSM/11-1"),
-        ("ChannelState", "1"), ("CallerIDNum", number), ("Exten", "s"),
-        ("Context", "DID_trunk_11"), ("Uniqueid", uniqueid),
-    ))
+    return BusEvent.from_message(
+        Message.build(
+            ("Event", "Newchannel"),
+            ("Privilege", "call,all"),
+            ("Channel", "YSGSM/11-1"),
+            ("ChannelState", "1"),
+            ("CallerIDNum", number),
+            ("Exten", "s"),
+            ("Context", "DID_trunk_11"),
+            ("Uniqueid", uniqueid),
+        )
+    )
 
 
 def hangup() -> BusEvent:
@@ -50,17 +57,27 @@ def flt(name: str | None = None, **fields: object) -> EventFilter:
 
 def test_pushed_fields_are_the_events_own_plus_name() -> None:
     assert orjson.loads(newchannel().payload()) == {
-        "Event": "Newchannel", "Privilege": "call,all", "Channel": "YSGSM/11-1",
-        "ChannelState": "1", "CallerIDNum": "+79787342741", "Exten": "s",
-        "Context": "DID_trunk_11", "Uniqueid": "1505301523.6253", "name": "Newchannel",
+        "Event": "Newchannel",
+        "Privilege": "call,all",
+        "Channel": "YSGSM/11-1",
+        "ChannelState": "1",
+        "CallerIDNum": "+79787342741",
+        "Exten": "s",
+        "Context": "DID_trunk_11",
+        "Uniqueid": "1505301523.6253",
+        "name": "Newchannel",
     }
 
 
 def test_repeated_header_becomes_a_list_and_pbx_is_added() -> None:
     message = Message.build(("Event", "Status"), ("Variable", "A=1"), ("variable", "B=2"))
     bus_event = BusEvent.from_message(message, pbx="office")
-    assert bus_event.fields == {"Event": "Status", "Variable": ["A=1", "B=2"],
-                                "name": "Status", "pbx": "office"}
+    assert bus_event.fields == {
+        "Event": "Status",
+        "Variable": ["A=1", "B=2"],
+        "name": "Status",
+        "pbx": "office",
+    }
     assert bus_event.lowered["variable"] == ["a=1", "b=2"]
 
 
@@ -75,13 +92,29 @@ def test_lowered_is_built_once() -> None:
 
 def test_client_event_cannot_forge_origin_or_login() -> None:
     bus_event = BusEvent.from_client(
-        {"name": "crmNote", "ORIGIN": "pbx", "Login": "root", "login2": "x", "Name": "other",
-         "text": "Перезвонить", "n": 5, "data": {"k": [1, 2]}},
-        login="Agent", login2="Иванов И.И.")
+        {
+            "name": "crmNote",
+            "ORIGIN": "pbx",
+            "Login": "root",
+            "login2": "x",
+            "Name": "other",
+            "text": "Перезвонить",
+            "n": 5,
+            "data": {"k": [1, 2]},
+        },
+        login="Agent",
+        login2="Иванов И.И.",
+    )
     assert bus_event.name == "crmNote"
-    assert bus_event.fields == {"text": "Перезвонить", "n": 5, "data": {"k": [1, 2]},
-                                "name": "crmNote", "origin": "api", "login": "Agent",
-                                "login2": "Иванов И.И."}
+    assert bus_event.fields == {
+        "text": "Перезвонить",
+        "n": 5,
+        "data": {"k": [1, 2]},
+        "name": "crmNote",
+        "origin": "api",
+        "login": "Agent",
+        "login2": "Иванов И.И.",
+    }
     assert flt("crmnote", N=5).matches(bus_event)
     assert not flt(None, data="*").matches(bus_event)  # objects are not matchable
 
@@ -134,7 +167,8 @@ def test_repeated_header_event_reaches_indexed_subscriber_once() -> None:
     sub = subscriber()
     bus.subscribe(sub, flt("Status", Variable=["A=1", "B=2"]))
     status = BusEvent.from_message(
-        Message.build(("Event", "Status"), ("Variable", "A=1"), ("Variable", "B=2")))
+        Message.build(("Event", "Status"), ("Variable", "A=1"), ("Variable", "B=2"))
+    )
     assert bus.publish(status) == 1
     assert len(drain(sub)) == 1
 
@@ -186,8 +220,9 @@ def test_once_subscription_fires_even_when_another_subscription_delivered() -> N
 
 def test_guard_filters_per_subscriber_and_keeps_once_subscriptions() -> None:
     bus = EventBus()
-    denied = Subscriber(max_queue=10, max_subscriptions=5,
-                        guard=lambda event: event.name_key != "newchannel")
+    denied = Subscriber(
+        max_queue=10, max_subscriptions=5, guard=lambda event: event.name_key != "newchannel"
+    )
     allowed = subscriber()
     bus.subscribe(denied, flt("Newchannel"), once=True)
     bus.subscribe(denied, flt("Hangup"))
@@ -216,8 +251,7 @@ def test_listeners_see_matching_events_synchronously_and_are_not_subscribers() -
     assert seen == [event]  # the BusEvent itself, during publish
     assert everything == ["Newchannel", "Newchannel", "Hangup"]
     stats = bus.stats
-    assert (stats.subscriptions, stats.subscribers, stats.delivered, stats.dropped) == (
-        1, 1, 2, 0)
+    assert (stats.subscriptions, stats.subscribers, stats.delivered, stats.dropped) == (1, 1, 2, 0)
     stop()
     stop()  # a second stop does nothing
     bus.publish(newchannel())
@@ -238,7 +272,8 @@ def test_listeners_make_the_bus_interested() -> None:
 
 
 def test_a_failing_listener_is_logged_and_spares_the_others(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     bus = EventBus()
     seen: list[str] = []
 

@@ -13,18 +13,31 @@ from vwell_pbx.protocol import Message
 
 # The seed's own example events.
 NEWCHANNEL_GSM = Message.build(
-    ("Event", "Newchannel"), ("Privilege", "call,all"), ("Channel", "YSGSM/11-1"),
-    ("ChannelState", "1"), ("ChannelStateDesc", "Rsrvd"), ("CallerIDNum", "+79787342741"),
-    ("CallerIDName", "+79787342741"), ("AccountCode", ""), ("Exten", "s"),
-    ("Context", "DID_trunk_11"), ("Uniqueid", "1505301523.6253"),
+    ("Event", "Newchannel"),
+    ("Privilege", "call,all"),
+    ("Channel", "YSGSM/11-1"),
+    ("ChannelState", "1"),
+    ("ChannelStateDesc", "Rsrvd"),
+    ("CallerIDNum", "+79787342741"),
+    ("CallerIDName", "+79787342741"),
+    ("AccountCode", ""),
+    ("Exten", "s"),
+    ("Context", "DID_trunk_11"),
+    ("Uniqueid", "1505301523.6253"),
 )
 DIAL = Message.build(
-    ("Event", "Dial"), ("Privilege", "call,all"), ("SubEvent", "Begin"),
-    ("Channel", "SIP/269-0000153c"), ("Destination", "SIP/267-0000153d"),
-    ("CallerIDNum", "269"), ("UniqueID", "1505296320.6111"),
+    ("Event", "Dial"),
+    ("Privilege", "call,all"),
+    ("SubEvent", "Begin"),
+    ("Channel", "SIP/269-0000153c"),
+    ("Destination", "SIP/267-0000153d"),
+    ("CallerIDNum", "269"),
+    ("UniqueID", "1505296320.6111"),
 )
 STATUS_WITH_VARIABLES = Message.build(
-    ("Event", "Status"), ("Channel", "SIP/269-1"), ("Variable", "FOO=1"),
+    ("Event", "Status"),
+    ("Channel", "SIP/269-1"),
+    ("Variable", "FOO=1"),
     ("Variable", "CRM_ID=Abc42"),
 )
 
@@ -148,11 +161,18 @@ def test_bad_specs_name_the_field(name: object, fields: dict[str, object], messa
 @pytest.mark.parametrize(
     ("pattern", "text", "expected"),
     [
-        (("ab", ""), "abc", True), (("ab", ""), "ab", True), (("ab", ""), "a", False),
-        (("", "bc"), "abc", True), (("", "bc"), "bd", False),
-        (("a", "b", "c"), "axbyc", True), (("a", "b", "c"), "abc", True),
-        (("a", "b", "c"), "ac", False), (("a", "a"), "a", False), (("a", "a"), "aa", True),
-        (("", "x", "x", ""), "xx", True), (("", "x", "x", ""), "x", False),
+        (("ab", ""), "abc", True),
+        (("ab", ""), "ab", True),
+        (("ab", ""), "a", False),
+        (("", "bc"), "abc", True),
+        (("", "bc"), "bd", False),
+        (("a", "b", "c"), "axbyc", True),
+        (("a", "b", "c"), "abc", True),
+        (("a", "b", "c"), "ac", False),
+        (("a", "a"), "a", False),
+        (("a", "a"), "aa", True),
+        (("", "x", "x", ""), "xx", True),
+        (("", "x", "x", ""), "x", False),
     ],
 )
 def test_glob_match(pattern: tuple[str, ...], text: str, expected: bool) -> None:

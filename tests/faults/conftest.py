@@ -10,7 +10,8 @@ import pytest
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``soak`` marker."""
     config.addinivalue_line(
-        "markers", "soak: long fault-injection runs; skipped unless VWELL_SOAK=1")
+        "markers", "soak: long fault-injection runs; skipped unless VWELL_SOAK=1"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,8 +16,7 @@ async def until(condition: Callable[[], bool], within: float = 5.0, step: float 
             await asyncio.sleep(step)
 
 
-Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "RawPeer"],
-                     Awaitable[None]]
+Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "RawPeer"], Awaitable[None]]
 
 
 class RawPeer:
@@ -44,8 +43,7 @@ class RawPeer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _on_connect(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         task = asyncio.current_task()
         assert task is not None

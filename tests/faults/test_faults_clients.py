@@ -37,30 +37,43 @@ async def _back_to_baseline(api: ApiClient, tasks: int) -> None:
 
     def state() -> dict[str, Any]:
         stats = server.api.bus.stats
-        return {"subscriptions": stats.subscriptions, "subscribers": stats.subscribers,
-                "websockets": len(server.app[SOCKETS_KEY]),
-                "per_address": dict(server.app[PER_ADDRESS_KEY]),
-                "ami_pending": len(client._pending), "tasks": len(asyncio.all_tasks())}
+        return {
+            "subscriptions": stats.subscriptions,
+            "subscribers": stats.subscribers,
+            "websockets": len(server.app[SOCKETS_KEY]),
+            "per_address": dict(server.app[PER_ADDRESS_KEY]),
+            "ami_pending": len(client._pending),
+            "tasks": len(asyncio.all_tasks()),
+        }
 
-    clean = {"subscriptions": 0, "subscribers": 0, "websockets": 0, "per_address": {},
-             "ami_pending": 0}
+    clean = {
+        "subscriptions": 0,
+        "subscribers": 0,
+        "websockets": 0,
+        "per_address": {},
+        "ami_pending": 0,
+    }
     try:
-        await until(lambda: {**state(), "tasks": 0} == {**clean, "tasks": 0}
-                    and state()["tasks"] <= tasks, within=10)
+        await until(
+            lambda: {**state(), "tasks": 0} == {**clean, "tasks": 0} and state()["tasks"] <= tasks,
+            within=10,
+        )
     except TimeoutError:
         extra = [t.get_coro() for t in asyncio.all_tasks()]
-        raise AssertionError(f"left behind: {state()} (baseline tasks {tasks}): "
-                             f"{extra}") from None
+        raise AssertionError(f"left behind: {state()} (baseline tasks {tasks}): {extra}") from None
 
 
-async def _raw_upgrade(server: RunningServer) -> tuple[asyncio.StreamReader,
-                                                       asyncio.StreamWriter]:
+async def _raw_upgrade(server: RunningServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     host, port = server.ws_url.removeprefix("ws://").removesuffix("/api").rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
     key = base64.b64encode(os.urandom(16)).decode()
-    writer.write((f"GET /api HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    writer.write(
+        (
+            f"GET /api HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 101"), head
@@ -71,8 +84,11 @@ def _masked_frame(payload: bytes) -> bytes:
     mask = os.urandom(4)
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     length = len(payload)
-    header = bytes([0x81, 0x80 | length]) if length < 126 else \
-        bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
+    header = (
+        bytes([0x81, 0x80 | length])
+        if length < 126
+        else bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
+    )
     return header + mask + body
 
 
@@ -82,16 +98,26 @@ async def test_disconnect_mid_request(api: ApiClient, simulator: PbxSimulator) -
     for _ in range(5):
         ws = await api.ws()
         await ws.call("onEvent", name="Newchannel")
-        await ws.send({"method": "send", "argument": {
-            **AGENT, "callbackAwait": True, "timeout": 30_000, "fields": {"action": "Ping"}}})
+        await ws.send(
+            {
+                "method": "send",
+                "argument": {
+                    **AGENT,
+                    "callbackAwait": True,
+                    "timeout": 30_000,
+                    "fields": {"action": "Ping"},
+                },
+            }
+        )
         await ws.send({"method": "dial", "argument": {**AGENT, "from": "269", "to": "100"}})
         await asyncio.sleep(0.05)
         await ws.close()
     # An HTTP client that gives up while its request waits for the PBX. aiohttp does not
     # cancel a handler when its client leaves: the request ends at its own timeout
     # (at most limits.max_wait_ms), so its traces go then.
-    request = asyncio.create_task(api.post("send", callbackAwait=True, timeout=1500,
-                                           fields={"action": "Ping"}))
+    request = asyncio.create_task(
+        api.post("send", callbackAwait=True, timeout=1500, fields={"action": "Ping"})
+    )
     await asyncio.sleep(0.1)
     request.cancel()
     await asyncio.gather(request, return_exceptions=True)
@@ -101,12 +127,16 @@ async def test_disconnect_mid_request(api: ApiClient, simulator: PbxSimulator) -
 
 async def test_half_frames_and_half_bodies(api: ApiClient, server: RunningServer) -> None:
     tasks = await _baseline(api)
-    frame = _masked_frame(orjson.dumps({"method": "onEvent", "argument": {
-        **AGENT, "name": "Newchannel"}}))
+    frame = _masked_frame(
+        orjson.dumps({"method": "onEvent", "argument": {**AGENT, "name": "Newchannel"}})
+    )
     for cut in (1, 2, 6, len(frame) // 2, len(frame) - 1):
         _, writer = await _raw_upgrade(server)
-        writer.write(_masked_frame(orjson.dumps({"method": "onEvent", "argument": {
-            **AGENT, "name": "Hangup"}})))  # one whole request: a subscription
+        writer.write(
+            _masked_frame(
+                orjson.dumps({"method": "onEvent", "argument": {**AGENT, "name": "Hangup"}})
+            )
+        )  # one whole request: a subscription
         writer.write(frame[:cut])  # then half of the next frame
         await writer.drain()
         await until(lambda: server.api.bus.stats.subscriptions >= 1)
@@ -114,20 +144,26 @@ async def test_half_frames_and_half_bodies(api: ApiClient, server: RunningServer
     host, port = server.http_url.removeprefix("http://").rsplit(":", 1)
     for _ in range(3):  # a POST that announces 1000 bytes and sends 10
         _, writer = await asyncio.open_connection(host, int(port))
-        writer.write(b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 1000\r\n\r\n{\"method\":")
+        writer.write(
+            b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"method":'
+        )
         await writer.drain()
         writer.transport.abort()
     await _back_to_baseline(api, tasks)
     assert (await api.post("send", fields={"action": "Ping"}))["err"] is None
 
 
-async def test_client_that_stops_reading(api: ApiClient, server: RunningServer,
-                                         simulator: PbxSimulator) -> None:
+async def test_client_that_stops_reading(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
     tasks = await _baseline(api)
     _, writer = await _raw_upgrade(server)
-    writer.write(_masked_frame(orjson.dumps({"method": "onEvent", "argument": {
-        **ADMIN, "name": "UserEvent"}})))
+    writer.write(
+        _masked_frame(
+            orjson.dumps({"method": "onEvent", "argument": {**ADMIN, "name": "UserEvent"}})
+        )
+    )
     await writer.drain()
     await until(lambda: server.api.bus.stats.subscriptions == 1)
     # It never reads again: the kernel buffers fill, then its queue overflows.
@@ -146,7 +182,8 @@ async def test_client_that_stops_reading(api: ApiClient, server: RunningServer,
 
 @pytest.mark.parametrize("server_overrides", [{"limits": {"max_ws_per_address": 5}}])
 async def test_connection_churn_keeps_the_address_counter_exact(
-        api: ApiClient, server: RunningServer) -> None:
+    api: ApiClient, server: RunningServer
+) -> None:
     tasks = await _baseline(api)
     for _ in range(10):
         sockets = [await api.session.ws_connect(server.ws_url) for _ in range(5)]

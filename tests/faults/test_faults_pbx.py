@@ -20,8 +20,9 @@ SLACK = 0.5  # seconds an answer may take beyond the request's own timeout
 
 def new_simulator(port: int) -> PbxSimulator:
     """A fresh PBX on the same address (a restarted Asterisk)."""
-    return PbxSimulator(port=port, username="admin", secret="admin",
-                        auth_failure_delay=0.05, call_step_delay=0.01)
+    return PbxSimulator(
+        port=port, username="admin", secret="admin", auth_failure_delay=0.05, call_step_delay=0.01
+    )
 
 
 async def _health(api: ApiClient) -> tuple[int, dict[str, Any]]:
@@ -37,9 +38,9 @@ async def _timed(api: ApiClient, within: float, **argument: Any) -> dict[str, An
     return answer
 
 
-async def test_restart_on_the_same_port(api: ApiClient, server: RunningServer,
-                                        simulator: PbxSimulator,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+async def test_restart_on_the_same_port(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     client = server.clients["office"]
     ws = await api.ws()
@@ -58,8 +59,7 @@ async def test_restart_on_the_same_port(api: ApiClient, server: RunningServer,
     async with restarted:
         await client.wait_connected(10)
         assert client.state.reconnects > reconnects
-        assert (await _timed(api, 5, callbackAwait=True, fields={"action": "Ping"}))["err"] \
-            is None
+        assert (await _timed(api, 5, callbackAwait=True, fields={"action": "Ping"}))["err"] is None
         status, health = await _health(api)
         assert status == 200 and health["pbx"][0]["status"] == "connected"
         # The subscription made before the restart still delivers.
@@ -71,8 +71,9 @@ async def test_restart_on_the_same_port(api: ApiClient, server: RunningServer,
     assert sum("connected to" in m for m in messages) >= 1
 
 
-async def test_refused_connections_back_off(api: ApiClient, server: RunningServer,
-                                            simulator: PbxSimulator) -> None:
+async def test_refused_connections_back_off(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
     client = server.clients["office"]
     port = simulator.port
     await simulator.stop()
@@ -90,20 +91,24 @@ async def test_refused_connections_back_off(api: ApiClient, server: RunningServe
     assert status == 503 and "connect failed" in (health["pbx"][0]["lastError"] or "")
     async with new_simulator(port):
         await client.wait_connected(10)
-        assert (await api.post("send", callbackAwait=True,
-                               fields={"action": "Ping"}))["err"] is None
+        assert (await api.post("send", callbackAwait=True, fields={"action": "Ping"}))[
+            "err"
+        ] is None
 
 
-async def test_pbx_that_stops_answering(api: ApiClient, server: RunningServer,
-                                        simulator: PbxSimulator,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+async def test_pbx_that_stops_answering(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
     client = server.clients["office"]
     simulator.mute = True
     # Awaited requests end with `timeout` at their own deadline, never later.
-    answers = await asyncio.gather(*(
-        _timed(api, 1.0, callbackAwait=True, timeout=1000, fields={"action": "Ping"})
-        for _ in range(5)))
+    answers = await asyncio.gather(
+        *(
+            _timed(api, 1.0, callbackAwait=True, timeout=1000, fields={"action": "Ping"})
+            for _ in range(5)
+        )
+    )
     assert {a["errCode"] for a in answers} == {"timeout"}
     # The keepalive Ping goes unanswered too: the client drops the connection itself.
     await until(lambda: not client.connected, within=12)

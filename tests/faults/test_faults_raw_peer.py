@@ -22,8 +22,9 @@ from vwell_pbx.web.server import RunningServer, serving
 
 
 @contextlib.asynccontextmanager
-async def server_for(peer: RawPeer, tmp_path: Path) -> AsyncIterator[tuple[RunningServer,
-                                                                           ApiClient]]:
+async def server_for(
+    peer: RawPeer, tmp_path: Path
+) -> AsyncIterator[tuple[RunningServer, ApiClient]]:
     config = make_config(tmp_path, peer.port)
     add_test_users(config)
     async with serving(config) as server, aiohttp.ClientSession() as session:
@@ -34,14 +35,15 @@ async def _ping_answer(api: ApiClient, within: float = 2.0) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     started = loop.time()
     result = await asyncio.wait_for(
-        api.post("send", callbackAwait=True, timeout=1000, fields={"action": "Ping"}),
-        within + 0.5)
+        api.post("send", callbackAwait=True, timeout=1000, fields={"action": "Ping"}), within + 0.5
+    )
     assert loop.time() - started < within + 0.5
     return assert_envelope(result)
 
 
-async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                   peer: RawPeer) -> None:
+async def _garbage(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: RawPeer
+) -> None:
     if peer.connections % 2:
         writer.write(b"\x00\xff\xfe garbage \x01\x02" * 50 + b"\r\n" + b"A" * 100_000)
     else:
@@ -51,8 +53,7 @@ async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     await reader.read(1)
 
 
-async def test_garbage_from_the_pbx(tmp_path: Path,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_garbage_from_the_pbx(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     async with RawPeer(_garbage) as peer, server_for(peer, tmp_path) as (server, api):
         client = server.clients["office"]
@@ -65,13 +66,15 @@ async def test_garbage_from_the_pbx(tmp_path: Path,
             assert (await response.json())["pbx"][0]["lastError"]
         assert client.state.reconnects >= 3
     warnings = [r.getMessage() for r in caplog.records if r.name.startswith("vwell_pbx.ami")]
-    assert any("protocol error" in m or "login failed" in m or "banner" in m
-               for m in warnings), warnings
+    assert any("protocol error" in m or "login failed" in m or "banner" in m for m in warnings), (
+        warnings
+    )
     record("faults.garbage_peer", connections=peer.connections)
 
 
-async def _half_message(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        peer: RawPeer) -> None:
+async def _half_message(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: RawPeer
+) -> None:
     parser = await log_in(reader, writer)
     action = await next_action(reader, parser)
     if action is None:
@@ -98,15 +101,13 @@ async def test_pbx_closes_mid_message(tmp_path: Path) -> None:
             codes[result["errCode"]] = codes.get(result["errCode"], 0) + 1
         assert codes.get("pbx_unavailable", 0) > 0
         assert peer.connections >= 2
-    record("faults.closes_mid_message", requests=HALF_MESSAGE_ROUNDS,
-           connections=peer.connections)
+    record("faults.closes_mid_message", requests=HALF_MESSAGE_ROUNDS, connections=peer.connections)
 
 
 FLOOD = 30_000
 
 
-async def _flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 peer: RawPeer) -> None:
+async def _flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: RawPeer) -> None:
     parser = await log_in(reader, writer)
 
     async def respond() -> None:
@@ -116,8 +117,14 @@ async def _flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     responder = asyncio.create_task(respond())
     await asyncio.wait_for(peer.go.wait(), 10)  # once the test has subscribed
     try:
-        event = encode_message([("Event", "Newchannel"), ("Privilege", "call,all"),
-                                ("Channel", "SIP/269-1"), ("CallerIDNum", "269")])
+        event = encode_message(
+            [
+                ("Event", "Newchannel"),
+                ("Privilege", "call,all"),
+                ("Channel", "SIP/269-1"),
+                ("CallerIDNum", "269"),
+            ]
+        )
         for index in range(FLOOD):
             writer.write(event)
             if index % 500 == 0:
@@ -136,7 +143,8 @@ async def test_event_flood(tmp_path: Path) -> None:
         # WebSockets below may rightly be dropped as too slow during the flood.
         seen = [0]
         stop_counting = server.api.bus.listen(
-            EventFilter.from_spec("Newchannel"), lambda _event: seen.__setitem__(0, seen[0] + 1))
+            EventFilter.from_spec("Newchannel"), lambda _event: seen.__setitem__(0, seen[0] + 1)
+        )
         reader = await api.ws()
         assert (await reader.call("onEvent", creds=AGENT, name="Newchannel"))["err"] is None
         idle = await api.session.ws_connect(server.ws_url)  # subscribes, never reads
@@ -161,5 +169,9 @@ async def test_event_flood(tmp_path: Path) -> None:
         stop_counting()
         await idle.close()
         await reader.close()
-    record("faults.event_flood", events=FLOOD, worst_ping_s=round(worst, 3),
-           dropped=server.api.bus.stats.dropped)
+    record(
+        "faults.event_flood",
+        events=FLOOD,
+        worst_ping_s=round(worst, 3),
+        dropped=server.api.bus.stats.dropped,
+    )

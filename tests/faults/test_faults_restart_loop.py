@@ -25,6 +25,7 @@ TIMEOUT_MS = 1000
 DEADLINE = TIMEOUT_MS / 1000 + 1.5  # the request's own timeout plus slack
 ALLOWED = {None, "pbx_unavailable", "timeout"}
 
+
 class Traffic:
     """Clients sending Pings in a loop; every answer is checked and counted."""
 
@@ -53,8 +54,14 @@ class Traffic:
             started = loop.time()
             self.sent += 1
             # WsClient.call matches by reqId: a duplicate answer would be "unmatched".
-            answer = await ws.call("send", creds=creds, within=DEADLINE, callbackAwait=True,
-                                   timeout=TIMEOUT_MS, fields={"action": "Ping"})
+            answer = await ws.call(
+                "send",
+                creds=creds,
+                within=DEADLINE,
+                callbackAwait=True,
+                timeout=TIMEOUT_MS,
+                fields={"action": "Ping"},
+            )
             self._take(answer, started)
             await self.pause()
 
@@ -64,10 +71,18 @@ class Traffic:
             started = loop.time()
             self.sent += 1
             answer = await asyncio.wait_for(
-                api.post("send", creds=creds, callbackAwait=True, timeout=TIMEOUT_MS,
-                         fields={"action": "Ping"}), DEADLINE)
+                api.post(
+                    "send",
+                    creds=creds,
+                    callbackAwait=True,
+                    timeout=TIMEOUT_MS,
+                    fields={"action": "Ping"},
+                ),
+                DEADLINE,
+            )
             self._take(answer, started)
             await self.pause()
+
 
 @pytest.fixture
 def server_overrides() -> dict[str, Any]:
@@ -76,21 +91,25 @@ def server_overrides() -> dict[str, Any]:
 
 
 def _simulator(port: int) -> PbxSimulator:
-    return PbxSimulator(port=port, username="admin", secret="admin",
-                        auth_failure_delay=0.05, call_step_delay=0.01)
+    return PbxSimulator(
+        port=port, username="admin", secret="admin", auth_failure_delay=0.05, call_step_delay=0.01
+    )
 
-async def restart_loop(api: ApiClient, server: RunningServer, simulator: PbxSimulator,
-                       restarts: int, name: str) -> None:
+
+async def restart_loop(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator, restarts: int, name: str
+) -> None:
     client = server.clients["office"]
     rng = random.Random(4)
     watcher = await api.ws()
     assert (await watcher.call("onEvent", name="Newchannel"))["err"] is None
     sockets = [await api.ws() for _ in range(3)]
     traffic = Traffic()
-    senders = [asyncio.create_task(traffic.over_websocket(ws, creds))
-               for ws, creds in zip(sockets, (AGENT, SUPERVISOR, ADMIN), strict=True)]
-    senders += [asyncio.create_task(traffic.over_http(api, creds))
-                for creds in (AGENT, ADMIN)]
+    senders = [
+        asyncio.create_task(traffic.over_websocket(ws, creds))
+        for ws, creds in zip(sockets, (AGENT, SUPERVISOR, ADMIN), strict=True)
+    ]
+    senders += [asyncio.create_task(traffic.over_http(api, creds)) for creds in (AGENT, ADMIN)]
     port = simulator.port
     current = simulator
     survived = 0
@@ -135,18 +154,24 @@ async def restart_loop(api: ApiClient, server: RunningServer, simulator: PbxSimu
     assert traffic.answered == traffic.sent  # every request answered exactly once
     assert traffic.worst <= DEADLINE
     assert traffic.codes["ok"] > 0 and traffic.codes["pbx_unavailable"] > 0, traffic.codes
-    record(name, restarts_survived=survived, requests=traffic.sent,
-           answered=traffic.answered, worst_answer_s=round(traffic.worst, 3),
-           **{f"answers_{k}": v for k, v in sorted(traffic.codes.items())})
+    record(
+        name,
+        restarts_survived=survived,
+        requests=traffic.sent,
+        answered=traffic.answered,
+        worst_answer_s=round(traffic.worst, 3),
+        **{f"answers_{k}": v for k, v in sorted(traffic.codes.items())},
+    )
+
 
 @pytest.mark.timeout(120)
-async def test_restart_loop(api: ApiClient, server: RunningServer,
-                            simulator: PbxSimulator) -> None:
+async def test_restart_loop(api: ApiClient, server: RunningServer, simulator: PbxSimulator) -> None:
     await restart_loop(api, server, simulator, 20, "faults.restart_loop")
+
 
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
-async def test_restart_loop_soak(api: ApiClient, server: RunningServer,
-                                 simulator: PbxSimulator) -> None:
+async def test_restart_loop_soak(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
     await restart_loop(api, server, simulator, 200, "faults.restart_loop_soak")
-

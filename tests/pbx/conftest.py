@@ -25,10 +25,17 @@ async def make_pbx() -> AsyncIterator[PbxFactory]:
         async def make(**options: Any) -> Pbx:
             sim = TimedSimulator(**{**FAST, **options})
             await stack.enter_async_context(sim)
-            client = AmiClient(AmiSettings(
-                host="127.0.0.1", port=sim.port, username="admin", secret="admin",
-                name="test", connect_timeout=2.0, login_timeout=2.0,
-            ))
+            client = AmiClient(
+                AmiSettings(
+                    host="127.0.0.1",
+                    port=sim.port,
+                    username="admin",
+                    secret="admin",
+                    name="test",
+                    connect_timeout=2.0,
+                    login_timeout=2.0,
+                )
+            )
             await client.start()
             stack.push_async_callback(client.close)
             await client.wait_connected(5)

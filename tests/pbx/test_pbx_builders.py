@@ -99,7 +99,9 @@ def test_originate_refuses_unnormalised_input(
 )
 def test_outcome_from_reason(reason: str, outcome: OriginateOutcome) -> None:
     event = Message.build(
-        ("Event", "OriginateResponse"), ("Response", "Failure"), ("Reason", reason),
+        ("Event", "OriginateResponse"),
+        ("Response", "Failure"),
+        ("Reason", reason),
         ("Uniqueid", "<unknown>"),
     )
     got, code, uniqueid = outcome_of(event)
@@ -109,8 +111,9 @@ def test_outcome_from_reason(reason: str, outcome: OriginateOutcome) -> None:
 
 
 def test_outcome_keeps_a_real_uniqueid() -> None:
-    event = Message.build(("Event", "OriginateResponse"), ("Reason", "4"),
-                          ("Uniqueid", "1795838964.11"))
+    event = Message.build(
+        ("Event", "OriginateResponse"), ("Reason", "4"), ("Uniqueid", "1795838964.11")
+    )
     assert outcome_of(event) == (OriginateOutcome.ANSWERED, 4, "1795838964.11")
 
 
@@ -126,7 +129,9 @@ def test_redirect_fields() -> None:
 
 def test_dual_redirect_sends_the_peer_to_the_same_place() -> None:
     fields = build_redirect(
-        "SIP/267-00000003", "700", context="DLPN_DialPlan269",
+        "SIP/267-00000003",
+        "700",
+        context="DLPN_DialPlan269",
         extra_channel="Local/100@DLPN_DialPlan269-00000001;2",
     )
     assert fields[5:] == [
@@ -147,8 +152,16 @@ def test_channel_names_kept_as_data(channel: str) -> None:
 
 @pytest.mark.parametrize(
     "channel",
-    ["", "SIP/1 2", "SIP/1\r\nAction: Hangup", "SIP/1\n", "SIP/1\x00", "SIP/\u200b1",
-     "SIP/\u2028", "S" * (MAX_CHANNEL_LENGTH + 1)],
+    [
+        "",
+        "SIP/1 2",
+        "SIP/1\r\nAction: Hangup",
+        "SIP/1\n",
+        "SIP/1\x00",
+        "SIP/\u200b1",
+        "SIP/\u2028",
+        "S" * (MAX_CHANNEL_LENGTH + 1),
+    ],
 )
 def test_bad_channel_names(channel: str) -> None:
     with pytest.raises(InvalidArgument, match=r"^argument\.channel "):

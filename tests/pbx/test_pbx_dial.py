@@ -20,8 +20,16 @@ async def test_answered_call_reports_outcome_and_uniqueid(
     make_pbx: PbxFactory, dialect: str
 ) -> None:
     sim, client = await make_pbx(dialect=dialect)
-    result = await dial(client, DialTemplates(), from_="269", to="81002003040",
-                        timeout_ms=30000, wait=True, wait_timeout=5, action_timeout=5)
+    result = await dial(
+        client,
+        DialTemplates(),
+        from_="269",
+        to="81002003040",
+        timeout_ms=30000,
+        wait=True,
+        wait_timeout=5,
+        action_timeout=5,
+    )
     assert result.outcome is OriginateOutcome.ANSWERED
     assert result.reason == 4
     assert result.uniqueid is not None and "." in result.uniqueid
@@ -30,7 +38,8 @@ async def test_answered_call_reports_outcome_and_uniqueid(
     (sent,) = received(sim, "Originate")
     assert sent.action_id == result.action_id
     assert [h for h in sent.headers if h[0] != "ActionID"] == build_originate(
-        DialTemplates(), "269", "81002003040", 30000)
+        DialTemplates(), "269", "81002003040", 30000
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,27 +55,55 @@ async def test_failed_calls(
     make_pbx: PbxFactory, from_: str, outcome: OriginateOutcome, reason: int
 ) -> None:
     _, client = await make_pbx()
-    result = await dial(client, DialTemplates(), from_=from_, to="267", timeout_ms=5000,
-                        wait=True, wait_timeout=5, action_timeout=5)
+    result = await dial(
+        client,
+        DialTemplates(),
+        from_=from_,
+        to="267",
+        timeout_ms=5000,
+        wait=True,
+        wait_timeout=5,
+        action_timeout=5,
+    )
     assert (result.outcome, result.reason) == (outcome, reason)
     assert result.uniqueid is None  # "<unknown>" on failure
 
 
 async def test_without_wait_only_the_queued_answer(make_pbx: PbxFactory) -> None:
     _, client = await make_pbx()
-    result = await dial(client, DialTemplates(), from_="269", to="267", timeout_ms=5000,
-                        wait=False, wait_timeout=5, action_timeout=5)
+    result = await dial(
+        client,
+        DialTemplates(),
+        from_="269",
+        to="267",
+        timeout_ms=5000,
+        wait=False,
+        wait_timeout=5,
+        action_timeout=5,
+    )
     assert result.queued.name == "Success"
     assert (result.outcome, result.reason, result.uniqueid, result.event) == (
-        None, None, None, None)
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 async def test_pbx_error_becomes_pbx_rejected(make_pbx: PbxFactory) -> None:
     # Only DLPN_DialPlan269 exists, so ringing 270 (context DLPN_DialPlan270) is refused.
     _, client = await make_pbx(contexts=["DLPN_DialPlan269"])
     with pytest.raises(PbxRejected) as info:
-        await dial(client, DialTemplates(), from_="270", to="267", timeout_ms=5000,
-                   wait=True, wait_timeout=5, action_timeout=5)
+        await dial(
+            client,
+            DialTemplates(),
+            from_="270",
+            to="267",
+            timeout_ms=5000,
+            wait=True,
+            wait_timeout=5,
+            action_timeout=5,
+        )
     assert info.value.message == "Extension does not exist."
     assert info.value.response.name == "Error"
 
@@ -74,21 +111,45 @@ async def test_pbx_error_becomes_pbx_rejected(make_pbx: PbxFactory) -> None:
 async def test_late_outcome_is_an_action_timeout(make_pbx: PbxFactory) -> None:
     _, client = await make_pbx(no_answer_after=5.0)
     with pytest.raises(ActionTimeout):
-        await dial(client, DialTemplates(), from_="901", to="267", timeout_ms=30000,
-                   wait=True, wait_timeout=0.05, action_timeout=5)
+        await dial(
+            client,
+            DialTemplates(),
+            from_="901",
+            to="267",
+            timeout_ms=30000,
+            wait=True,
+            wait_timeout=0.05,
+            action_timeout=5,
+        )
 
 
 async def test_closed_client_is_pbx_unavailable(make_pbx: PbxFactory) -> None:
     _, client = await make_pbx()
     await client.close()
     with pytest.raises(PbxUnavailable):
-        await dial(client, DialTemplates(), from_="269", to="267", timeout_ms=5000,
-                   wait=False, wait_timeout=5, action_timeout=5)
+        await dial(
+            client,
+            DialTemplates(),
+            from_="269",
+            to="267",
+            timeout_ms=5000,
+            wait=False,
+            wait_timeout=5,
+            action_timeout=5,
+        )
 
 
 async def test_bad_input_sends_nothing(make_pbx: PbxFactory) -> None:
     sim, client = await make_pbx()
     with pytest.raises(InvalidArgument):
-        await dial(client, DialTemplates(), from_="269\r\nAction: Hangup", to="267",
-                   timeout_ms=5000, wait=False, wait_timeout=5, action_timeout=5)
+        await dial(
+            client,
+            DialTemplates(),
+            from_="269\r\nAction: Hangup",
+            to="267",
+            timeout_ms=5000,
+            wait=False,
+            wait_timeout=5,
+            action_timeout=5,
+        )
     assert received(sim, "Originate") == []

@@ -43,6 +43,7 @@ async def test_jobs_of_one_span_run_in_order_spaced_by_the_interval() -> None:
             starts.append((n, clock()))
             await asyncio.sleep(0)
             return n * 10
+
         return run
 
     results = await asyncio.gather(*(queue.run("span 2", job(n)) for n in range(5)))
@@ -59,6 +60,7 @@ async def test_spans_are_paced_independently() -> None:
     def job(key: str):  # type: ignore[no-untyped-def]
         async def run() -> None:
             starts[key].append(clock())
+
         return run
 
     await asyncio.gather(queue.run("span 2", job("span 2")), queue.run("span 3", job("span 3")))
@@ -76,6 +78,7 @@ async def test_real_clock_gap_is_at_least_the_interval() -> None:
             await asyncio.sleep(0)
             recorded.append(("end", time.monotonic()))
             return n
+
         return run
 
     assert await asyncio.gather(*(queue.run("span 2", job(n)) for n in range(3))) == [0, 1, 2]
@@ -135,6 +138,7 @@ async def test_a_cancelled_caller_s_job_is_skipped() -> None:
                 await gate.wait()
             ran.append(name)
             return name
+
         return run
 
     first = asyncio.create_task(queue.run("span 2", job("first")))

@@ -223,9 +223,7 @@ def test_encode_action_reads_back_or_refuses(action: str, headers: list[tuple[st
 
 
 @settings(max_examples=200)
-@given(
-    action=_SAFE_VALUE.filter(str.strip), headers=st.lists(st.tuples(_SAFE_KEY, _SAFE_VALUE))
-)
+@given(action=_SAFE_VALUE.filter(str.strip), headers=st.lists(st.tuples(_SAFE_KEY, _SAFE_VALUE)))
 def test_ordinary_actions_are_never_refused(
     action: str, headers: Sequence[tuple[str, str]]
 ) -> None:

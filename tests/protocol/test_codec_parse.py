@@ -68,8 +68,7 @@ CASES: list[Any] = [
         id="bare LF",
     ),
     pytest.param(
-        b"Response: Success\r\nActionID: mixed\nPing: Pong\r\n\n"
-        b"Event: A\n\r\n",
+        b"Response: Success\r\nActionID: mixed\nPing: Pong\r\n\nEvent: A\n\r\n",
         [
             msg(("Response", "Success"), ("ActionID", "mixed"), ("Ping", "Pong")),
             msg(("Event", "A")),
@@ -330,8 +329,12 @@ CASES: list[Any] = [
         b"--END COMMAND--\r\n"
         b"Response: Success\r\nActionID: b\r\n\r\n",
         [
-            msg(("Response", "Follows"), ("Privilege", "Command"), ("ActionID", "a"),
-                output=["line"]),
+            msg(
+                ("Response", "Follows"),
+                ("Privilege", "Command"),
+                ("ActionID", "a"),
+                output=["line"],
+            ),
             msg(("Response", "Success"), ("ActionID", "b")),
         ],
         {"expect_greeting": False},
@@ -410,9 +413,7 @@ def test_follows_waits_for_end_command_across_blank_lines() -> None:
     assert parser.next_event() is NEED_DATA
     parser.receive_data(b"--END COMMAND--\r\n\r\n")
     item = parser.next_event()
-    assert item == msg(
-        ("Response", "Follows"), ("Privilege", "Command"), output=["line 1", "", ""]
-    )
+    assert item == msg(("Response", "Follows"), ("Privilege", "Command"), output=["line 1", "", ""])
 
 
 def test_message_accessors_on_parsed_items() -> None:
@@ -448,9 +449,7 @@ def test_a_missing_banner_is_a_remote_error(data: bytes) -> None:
 
 
 def test_other_manager_banners_are_accepted() -> None:
-    assert parse_ok(b"Yeastar Call Manager/1.1\r\n") == [
-        Greeting(line="Yeastar Call Manager/1.1")
-    ]
+    assert parse_ok(b"Yeastar Call Manager/1.1\r\n") == [Greeting(line="Yeastar Call Manager/1.1")]
 
 
 # -- limits --------------------------------------------------------------------------
@@ -498,9 +497,7 @@ LIMIT_CASES: list[Any] = [
         LARGE,
         id="Follows: too large",
     ),
-    pytest.param(
-        b"Response: Follows\r\n" + b"x" * 41, LONG, id="Follows: partial line too long"
-    ),
+    pytest.param(b"Response: Follows\r\n" + b"x" * 41, LONG, id="Follows: partial line too long"),
     pytest.param(b"Asterisk Call Manager/" + b"9" * 40, LONG, id="banner too long"),
 ]
 

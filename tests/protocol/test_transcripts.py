@@ -191,9 +191,7 @@ def test_06_originate_and_lists() -> None:
 
     channels = [m for m in server if m.action_id == "conn1-2"]
     assert is_event_list_start(channels[0])
-    assert [m.name for m in channels[1:]] == ["CoreShowChannel"] * 3 + [
-        "CoreShowChannelsComplete"
-    ]
+    assert [m.name for m in channels[1:]] == ["CoreShowChannel"] * 3 + ["CoreShowChannelsComplete"]
     assert is_event_list_end(channels[-1]) and channels[-1].get("ListItems") == "3"
     assert not any(is_event_list_end(m) for m in channels[:-1])
 
@@ -235,9 +233,7 @@ def test_08_command_output() -> None:
 
 
 def test_09_originate_failures() -> None:
-    by_id = {
-        m.action_id: m for m in messages("09:conn1:S->C") if m.name == "OriginateResponse"
-    }
+    by_id = {m.action_id: m for m in messages("09:conn1:S->C") if m.name == "OriginateResponse"}
     assert by_id["orig-async-chanunavail"].get("Response") == "Failure"
     assert by_id["orig-async-chanunavail"].get("Reason") == "0"
     assert by_id["orig-async-chanunavail"].get("Uniqueid") == "<unknown>"

@@ -31,21 +31,25 @@ async def test_failures_look_the_same_whatever_was_wrong(api: ApiClient) -> None
         await api.post("send", creds={**AGENT, "sha1": "not-hex"}, fields={"action": "Ping"}),
     ]
     assert {(a["err"], a["errCode"]) for a in answers} == {
-        ("login, login2 or sha1 is wrong", "auth_failed")}
+        ("login, login2 or sha1 is wrong", "auth_failed")
+    }
 
 
 async def _until_not_locked(api: ApiClient, creds: dict[str, str], within: float) -> None:
     async with asyncio.timeout(within):
         while (await api.post("send", creds=creds, fields={"action": "Ping"}))[
-                "errCode"] == "rate_limited":
+            "errCode"
+        ] == "rate_limited":
             await asyncio.sleep(0.05)
 
 
 async def test_login_throttle_grows(api: ApiClient) -> None:
     # throttle_after = 3 (tests.support): the 3rd failure locks 1 s, the next 2 s, ...
     wrong = {**SUPERVISOR, "sha1": WRONG_SHA1}
-    codes = [(await api.post("send", creds=wrong, fields={"action": "Ping"}))["errCode"]
-             for _ in range(3)]
+    codes = [
+        (await api.post("send", creds=wrong, fields={"action": "Ping"}))["errCode"]
+        for _ in range(3)
+    ]
     assert codes == ["auth_failed"] * 3
     locked = await api.post("send", creds=wrong, fields={"action": "Ping"})
     assert locked["errCode"] == "rate_limited", locked
@@ -65,8 +69,9 @@ async def test_login_throttle_grows(api: ApiClient) -> None:
 @pytest.mark.parametrize("server_overrides", [{"users": {"throttle_after_address": 10}}])
 async def test_address_throttle_spans_logins(api: ApiClient) -> None:
     for index in range(10):  # ten different logins, one failure each
-        answer = await api.post("send", creds={**AGENT, "login": f"guess{index}"},
-                                fields={"action": "Ping"})
+        answer = await api.post(
+            "send", creds={**AGENT, "login": f"guess{index}"}, fields={"action": "Ping"}
+        )
         assert answer["errCode"] == "auth_failed"
     locked = await api.post("send", creds=ADMIN, fields={"action": "Ping"})
     assert locked["errCode"] == "rate_limited" and locked["retryAfter"] > 0
@@ -79,14 +84,16 @@ async def test_address_throttle_spans_logins(api: ApiClient) -> None:
 @pytest.fixture
 async def simulator() -> AsyncIterator[PbxSimulator]:
     """This module's PBX has a distinctive secret, so any leak of it can be found."""
-    async with PbxSimulator(username="admin", secret=AMI_SECRET, auth_failure_delay=0.05,
-                            call_step_delay=0.01) as sim:
+    async with PbxSimulator(
+        username="admin", secret=AMI_SECRET, auth_failure_delay=0.05, call_step_delay=0.01
+    ) as sim:
         yield sim
 
 
 @pytest.fixture
-async def server(tmp_path: Path, simulator: PbxSimulator,
-                 server_overrides: dict[str, Any]) -> AsyncIterator[RunningServer]:
+async def server(
+    tmp_path: Path, simulator: PbxSimulator, server_overrides: dict[str, Any]
+) -> AsyncIterator[RunningServer]:
     """The server with plain-text AMI login (the secret itself goes over the wire)."""
     config = make_config(tmp_path, simulator.port, **server_overrides)
     pbx = config.pbx[0].model_copy(update={"secret": SecretStr(AMI_SECRET), "auth": "plain"})
@@ -97,26 +104,37 @@ async def server(tmp_path: Path, simulator: PbxSimulator,
 
 
 async def test_no_credential_in_logs_or_answers(
-        api: ApiClient, server: RunningServer, simulator: PbxSimulator,
-        caplog: pytest.LogCaptureFixture) -> None:
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     answers: list[dict[str, Any]] = []
     # Successful and failed logins over every transport, a throttled one, a bad form.
-    for creds in (AGENT, ADMIN, SUPERVISOR, {**AGENT, "sha1": WRONG_SHA1},
-                  {**ADMIN, "sha1": SUPERVISOR["sha1"]}, {**SUPERVISOR, "login": "x"}):
-        answers.append(await api.post("send", creds=creds, callbackAwait=True,
-                                      fields={"action": "Ping"}))
-        answers.append(await api.get_b64({"method": "dial", "argument": {
-            **creds, "from": "269", "to": "100"}}))
+    for creds in (
+        AGENT,
+        ADMIN,
+        SUPERVISOR,
+        {**AGENT, "sha1": WRONG_SHA1},
+        {**ADMIN, "sha1": SUPERVISOR["sha1"]},
+        {**SUPERVISOR, "login": "x"},
+    ):
+        answers.append(
+            await api.post("send", creds=creds, callbackAwait=True, fields={"action": "Ping"})
+        )
+        answers.append(
+            await api.get_b64({"method": "dial", "argument": {**creds, "from": "269", "to": "100"}})
+        )
     for _ in range(4):
-        answers.append(await api.post("send", creds={**ADMIN, "sha1": WRONG_SHA1},
-                                      fields={"action": "Ping"}))
+        answers.append(
+            await api.post("send", creds={**ADMIN, "sha1": WRONG_SHA1}, fields={"action": "Ping"})
+        )
     ws = await api.ws()
-    answers.append(await ws.call("send", creds={**AGENT, "sha1": WRONG_SHA1},
-                                 fields={"action": "Ping"}))
+    answers.append(
+        await ws.call("send", creds={**AGENT, "sha1": WRONG_SHA1}, fields={"action": "Ping"})
+    )
     answers.append(await ws.call("send", fields={"action": "Command", "command": "x"}))
-    answers.append(await ws.call("send", creds=SUPERVISOR,
-                                 fields={"action": "Login", "secret": "x"}))
+    answers.append(
+        await ws.call("send", creds=SUPERVISOR, fields={"action": "Login", "secret": "x"})
+    )
     await ws.close()
     async with api.session.post(api.url, data=b"{not json") as response:
         answers.append(await response.json())
@@ -129,8 +147,7 @@ async def test_no_credential_in_logs_or_answers(
     await client.wait_connected(10)
     async with api.session.get(server.http_url + "/health") as response:
         health = await response.text()
-    secrets = {AMI_SECRET, *PASSWORDS, AGENT["sha1"], ADMIN["sha1"], SUPERVISOR["sha1"],
-               WRONG_SHA1}
+    secrets = {AMI_SECRET, *PASSWORDS, AGENT["sha1"], ADMIN["sha1"], SUPERVISOR["sha1"], WRONG_SHA1}
     secrets |= {s.upper() for s in secrets}
     scanned = 0
     for rec in caplog.records:
@@ -149,18 +166,26 @@ async def test_no_credential_in_logs_or_answers(
         assert secret not in repr(server.config)
     assert scanned > 10 and any("login failed" in r.getMessage() for r in caplog.records)
     assert any("connected to" in r.getMessage() for r in caplog.records)  # the PBX login
-    record("credentials.log_scan", log_records=scanned, answers=len(answers),
-           secrets_looked_for=len(secrets))
+    record(
+        "credentials.log_scan",
+        log_records=scanned,
+        answers=len(answers),
+        secrets_looked_for=len(secrets),
+    )
 
 
 async def test_websocket_reauth_cannot_escalate(api: ApiClient) -> None:
     ws = await api.ws()
     assert (await ws.call("send", fields={"action": "Ping"}))["err"] is None
-    wrong_admin = await ws.call("send", creds={**ADMIN, "sha1": WRONG_SHA1},
-                                fields={"action": "Command", "command": "core show version"})
+    wrong_admin = await ws.call(
+        "send",
+        creds={**ADMIN, "sha1": WRONG_SHA1},
+        fields={"action": "Command", "command": "core show version"},
+    )
     assert wrong_admin["errCode"] == "auth_failed"
-    still_operator = await ws.call("send", creds=None,
-                                   fields={"action": "Command", "command": "core show version"})
+    still_operator = await ws.call(
+        "send", creds=None, fields={"action": "Command", "command": "core show version"}
+    )
     assert still_operator["errCode"] == "forbidden"
     await ws.close()
     assert isinstance(ws.ws, aiohttp.ClientWebSocketResponse)

@@ -37,66 +37,147 @@ from vwell_pbx.web.server import RunningServer
 EXAMPLES = 200
 T = TypeVar("T")
 
-ACTIONS = ("Ping", "CoreSettings", "CoreShowChannels", "Status", "Getvar", "Setvar",
-           "Originate", "Redirect", "Hangup", "Command", "UpdateConfig", "GetConfig",
-           "ModuleLoad", "Reload", "Restart", "ShowDialPlan", "DBPut", "Logoff", "Events",
-           "Filter", "Login", "Challenge", "Agi", "MixMonitor", "UserEvent", "QueueAdd")
-HEADERS = ("Channel", "Exten", "Context", "Priority", "Application", "Data", "Variable",
-           "Command", "Async", "Timeout", "CallerID", "Filename", "Value")
-NASTY_TEXT = st.sampled_from([
-    "System", "TrySystem", "SHELL(id)", "${SHELL(reboot)}", "core restart now",
-    "\r\nAction: Command", "\n", "\0", "\u2028", '"', "\\", "SIP/269", "269", "+7 978 734 27 41",
-])
+ACTIONS = (
+    "Ping",
+    "CoreSettings",
+    "CoreShowChannels",
+    "Status",
+    "Getvar",
+    "Setvar",
+    "Originate",
+    "Redirect",
+    "Hangup",
+    "Command",
+    "UpdateConfig",
+    "GetConfig",
+    "ModuleLoad",
+    "Reload",
+    "Restart",
+    "ShowDialPlan",
+    "DBPut",
+    "Logoff",
+    "Events",
+    "Filter",
+    "Login",
+    "Challenge",
+    "Agi",
+    "MixMonitor",
+    "UserEvent",
+    "QueueAdd",
+)
+HEADERS = (
+    "Channel",
+    "Exten",
+    "Context",
+    "Priority",
+    "Application",
+    "Data",
+    "Variable",
+    "Command",
+    "Async",
+    "Timeout",
+    "CallerID",
+    "Filename",
+    "Value",
+)
+NASTY_TEXT = st.sampled_from(
+    [
+        "System",
+        "TrySystem",
+        "SHELL(id)",
+        "${SHELL(reboot)}",
+        "core restart now",
+        "\r\nAction: Command",
+        "\n",
+        "\0",
+        "\u2028",
+        '"',
+        "\\",
+        "SIP/269",
+        "269",
+        "+7 978 734 27 41",
+    ]
+)
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
-                    st.floats(allow_nan=False), st.text(max_size=40), NASTY_TEXT)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=40),
+    NASTY_TEXT,
+)
 json_values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-header_values = st.one_of(scalars, st.lists(st.one_of(st.text(max_size=20), NASTY_TEXT),
-                                            max_size=3), json_values)
+header_values = st.one_of(
+    scalars, st.lists(st.one_of(st.text(max_size=20), NASTY_TEXT), max_size=3), json_values
+)
 send_fields = st.builds(
     lambda action, extra: {"action": action, **extra},
     st.one_of(st.sampled_from(ACTIONS), st.text(max_size=12)),
-    st.dictionaries(st.one_of(st.sampled_from(HEADERS), st.text(max_size=12)),
-                    header_values, max_size=5),
+    st.dictionaries(
+        st.one_of(st.sampled_from(HEADERS), st.text(max_size=12)), header_values, max_size=5
+    ),
 )
 
 
-phone = st.one_of(st.sampled_from(["269", "267", "+7 100 200 30 40", "100", "*97#"]),
-                  st.text("0123456789+*# -()", max_size=14))
-event_names = st.one_of(st.sampled_from(["Newchannel", "*", "", "Hangup", "SuccessfulAuth"]),
-                        st.text(max_size=12))
+phone = st.one_of(
+    st.sampled_from(["269", "267", "+7 100 200 30 40", "100", "*97#"]),
+    st.text("0123456789+*# -()", max_size=14),
+)
+event_names = st.one_of(
+    st.sampled_from(["Newchannel", "*", "", "Hangup", "SuccessfulAuth"]), st.text(max_size=12)
+)
 # Plausible values per method argument, so that many requests get past validation and
 # reach the methods (and the PBX); each is mixed with arbitrary JSON below.
 VALID: dict[str, dict[str, st.SearchStrategy[Any]]] = {
-    "send": {"fields": send_fields, "callbackAwait": st.booleans(),
-             "timeout": st.integers(-5, 3000)},
-    "dial": {"from": phone, "to": phone, "timeout": st.integers(0, 400_000),
-             "wait": st.just(False)},
-    "redirect": {"channel": st.sampled_from(["YSGSM/11-1", "SIP/269-00000001", "Local/1@x;1"]),
-                 "toTel": phone, "extraChannel": st.text(max_size=20)},
-    "gsmSendSMS": {"tel": phone, "msg": st.one_of(st.text(min_size=1, max_size=60), NASTY_TEXT),
-                   "wait": st.just(False), "timeout": st.integers(1, 3000)},
-    "onEvent": {"name": event_names,
-                "event": st.dictionaries(st.text(max_size=8), scalars, max_size=3)},
+    "send": {
+        "fields": send_fields,
+        "callbackAwait": st.booleans(),
+        "timeout": st.integers(-5, 3000),
+    },
+    "dial": {
+        "from": phone,
+        "to": phone,
+        "timeout": st.integers(0, 400_000),
+        "wait": st.just(False),
+    },
+    "redirect": {
+        "channel": st.sampled_from(["YSGSM/11-1", "SIP/269-00000001", "Local/1@x;1"]),
+        "toTel": phone,
+        "extraChannel": st.text(max_size=20),
+    },
+    "gsmSendSMS": {
+        "tel": phone,
+        "msg": st.one_of(st.text(min_size=1, max_size=60), NASTY_TEXT),
+        "wait": st.just(False),
+        "timeout": st.integers(1, 3000),
+    },
+    "onEvent": {
+        "name": event_names,
+        "event": st.dictionaries(st.text(max_size=8), scalars, max_size=3),
+    },
     "onceEvent": {"name": event_names},
-    "rmEvent": {"name": event_names, "subscriptionId": st.text(max_size=8),
-                "all": st.booleans()},
-    "dispatchEvent": {"event": st.builds(lambda n, d: {**d, "name": n}, event_names,
-                                         st.dictionaries(st.text(max_size=8), json_values,
-                                                         max_size=3))},
+    "rmEvent": {"name": event_names, "subscriptionId": st.text(max_size=8), "all": st.booleans()},
+    "dispatchEvent": {
+        "event": st.builds(
+            lambda n, d: {**d, "name": n},
+            event_names,
+            st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+        )
+    },
 }
 
 
 def _argument_strategy(method: str) -> st.SearchStrategy[dict[str, Any]]:
     schema = METHODS[method].schema
     required: dict[str, st.SearchStrategy[Any]] = {}
-    optional: dict[str, st.SearchStrategy[Any]] = {"pbx": st.one_of(st.just("office"),
-                                                                   json_values)}
+    optional: dict[str, st.SearchStrategy[Any]] = {"pbx": st.one_of(st.just("office"), json_values)}
     for name, info in schema.model_fields.items():
         key = info.alias or name
         if key in ("login", "login2", "sha1", "secret", "pbx"):
@@ -109,15 +190,26 @@ def _argument_strategy(method: str) -> st.SearchStrategy[dict[str, Any]]:
 
 def envelopes(creds: dict[str, str]) -> st.SearchStrategy[Any]:
     credentials = st.one_of(
-        st.just(creds), st.just(creds), st.just(creds), st.just({}),
-        st.fixed_dictionaries({"login": st.one_of(st.just(creds["login"]), json_values),
-                               "login2": json_values, "sha1": json_values}),
+        st.just(creds),
+        st.just(creds),
+        st.just(creds),
+        st.just({}),
+        st.fixed_dictionaries(
+            {
+                "login": st.one_of(st.just(creds["login"]), json_values),
+                "login2": json_values,
+                "sha1": json_values,
+            }
+        ),
     )
     method_calls = st.sampled_from(sorted(METHODS)).flatmap(
         lambda method: st.builds(
-            lambda cred, arg, req: {"method": method,
-                                    "argument": {**arg, **cred, "reqId": req}},
-            credentials, _argument_strategy(method), scalars))
+            lambda cred, arg, req: {"method": method, "argument": {**arg, **cred, "reqId": req}},
+            credentials,
+            _argument_strategy(method),
+            scalars,
+        )
+    )
     other = st.one_of(
         json_values,
         st.builds(lambda m, a: {"method": m, "argument": a}, json_values, json_values),
@@ -141,8 +233,9 @@ class LoopBridge:
 
 
 async def _post(api: ApiClient, envelope: Any) -> dict[str, Any]:
-    async with api.session.post(api.url, data=_dumps(envelope),
-                                headers={"Content-Type": "application/json"}) as response:
+    async with api.session.post(
+        api.url, data=_dumps(envelope), headers={"Content-Type": "application/json"}
+    ) as response:
         assert response.status in (200, 400), response.status
         return dict(await response.json())
 
@@ -169,9 +262,13 @@ def server_overrides() -> dict[str, Any]:
     """Fuzzing sends many bad logins quickly: keep throttling out of the way."""
     return {
         "users": {"throttle_after": 1_000_000, "throttle_after_address": 1_000_000},
-        "limits": {"requests_per_second": 1_000_000, "burst": 1_000_000,
-                   "sms_per_minute_user": 1_000_000, "max_wait_ms": 3000,
-                   "default_wait_ms": 3000},
+        "limits": {
+            "requests_per_second": 1_000_000,
+            "burst": 1_000_000,
+            "sms_per_minute_user": 1_000_000,
+            "max_wait_ms": 3000,
+            "default_wait_ms": 3000,
+        },
     }
 
 
@@ -191,8 +288,9 @@ def _check_received(actions: list[Message], role_name: str) -> int:
         elif name == "redirect":
             assert action.get("Context") == "default", action
         elif name == "command":
-            assert (action.get("Command") or "").startswith(
-                ("gsm send sms ", "gsm show span")), action
+            assert (action.get("Command") or "").startswith(("gsm send sms ", "gsm show span")), (
+                action
+            )
         else:
             raise AssertionError(f"{role_name} made the PBX receive {action}")
     return len(actions)
@@ -201,8 +299,9 @@ def _check_received(actions: list[Message], role_name: str) -> int:
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("transport", ["http", "ws"])
 @pytest.mark.parametrize("role_name", ["operator", "supervisor"])
-async def test_fuzzed_envelopes(api: ApiClient, server: RunningServer, simulator: PbxSimulator,
-                                transport: str, role_name: str) -> None:
+async def test_fuzzed_envelopes(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator, transport: str, role_name: str
+) -> None:
     creds = {"operator": AGENT, "supervisor": SUPERVISOR}[role_name]
     bridge = LoopBridge(asyncio.get_running_loop())
     ws = await api.session.ws_connect(server.ws_url) if transport == "ws" else None
@@ -210,8 +309,13 @@ async def test_fuzzed_envelopes(api: ApiClient, server: RunningServer, simulator
     counts = {"examples": 0, "answers": 0}
     codes: dict[str, int] = {}
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(envelope=envelopes(creds), via_get=st.booleans())
     def one(envelope: Any, via_get: bool) -> None:
         counts["examples"] += 1
@@ -235,5 +339,9 @@ async def test_fuzzed_envelopes(api: ApiClient, server: RunningServer, simulator
         await ws.close()
     assert counts["answers"] == counts["examples"] >= EXAMPLES
     assert codes.get("ok", 0) > 0 and len(codes) >= 3, codes  # the fuzz reached methods
-    record(f"fuzz.{transport}.{role_name}", examples=counts["examples"],
-           pbx_actions_checked=received, **{f"answers_{k}": v for k, v in sorted(codes.items())})
+    record(
+        f"fuzz.{transport}.{role_name}",
+        examples=counts["examples"],
+        pbx_actions_checked=received,
+        **{f"answers_{k}": v for k, v in sorted(codes.items())},
+    )

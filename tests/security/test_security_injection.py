@@ -74,7 +74,9 @@ BASE: dict[str, dict[str, Any]] = {
 CALLER: dict[str, dict[str, str]] = {"dispatchEvent": SUPERVISOR}
 # Actions each method may make on the caller's behalf (beyond what `send` carries).
 METHOD_ACTIONS: dict[str, tuple[str, ...]] = {
-    "dial": ("originate",), "redirect": ("redirect",), "gsmSendSMS": ("command",),
+    "dial": ("originate",),
+    "redirect": ("redirect",),
+    "gsmSendSMS": ("command",),
 }
 MAX_ACTIONS = {"send": 1, "dial": 1, "redirect": 1, "gsmSendSMS": 3}
 CREDENTIAL_KEYS = ("login", "login2", "sha1", "secret", "pbx")
@@ -93,24 +95,28 @@ class Target:
 def _set(key: str) -> Callable[[dict[str, Any], str], None]:
     def apply(argument: dict[str, Any], payload: str) -> None:
         argument[key] = payload
+
     return apply
 
 
 def _set_in(outer: str, key: str, prefix: str = "") -> Callable[[dict[str, Any], str], None]:
     def apply(argument: dict[str, Any], payload: str) -> None:
         argument[outer] = {**argument.get(outer, {}), key: prefix + payload}
+
     return apply
 
 
 def _key_in(outer: str, prefix: str) -> Callable[[dict[str, Any], str], None]:
     def apply(argument: dict[str, Any], payload: str) -> None:
         argument[outer] = {**argument.get(outer, {}), prefix + payload: "x"}
+
     return apply
 
 
 def _list_in(outer: str, key: str) -> Callable[[dict[str, Any], str], None]:
     def apply(argument: dict[str, Any], payload: str) -> None:
         argument[outer] = {**argument.get(outer, {}), key: ["A=1", payload]}
+
     return apply
 
 
@@ -149,8 +155,11 @@ def targets_of(method: str) -> list[Target]:
         found += [Target(method, key, _set(key), AGENT) for key in CREDENTIAL_KEYS]
         found.append(Target(method, "reqId", _set("reqId"), AGENT))
         # The same action-carrying targets as an admin: no role makes injection possible.
-        found += [Target(method, f"{t.name} (admin)", t.apply, ADMIN)
-                  for t in list(found) if t.name.startswith("fields.")]
+        found += [
+            Target(method, f"{t.name} (admin)", t.apply, ADMIN)
+            for t in list(found)
+            if t.name.startswith("fields.")
+        ]
     return found
 
 
@@ -160,16 +169,26 @@ def _squash(text: str) -> str:
 
 def _is_keepalive(action: Message) -> bool:
     return action.name.lower() == "ping" and {k.lower() for k, _ in action.headers} <= {
-        "action", "actionid"}
+        "action",
+        "actionid",
+    }
 
 
-def check_actions(target: Target, argument: dict[str, Any], new: list[Message], *,
-                  answer: dict[str, Any], simulator: PbxSimulator, sms_before: int) -> None:
+def check_actions(
+    target: Target,
+    argument: dict[str, Any],
+    new: list[Message],
+    *,
+    answer: dict[str, Any],
+    simulator: PbxSimulator,
+    sms_before: int,
+) -> None:
     """What reached the PBX is exactly what the method may make for this caller."""
     actions = [a for a in new if not _is_keepalive(a)]
     assert len(actions) <= MAX_ACTIONS.get(target.method, 0), (target, actions)
-    role = BUILTIN_ROLES[{"Agent": "operator", "root": "admin", "boss": "supervisor"}[
-        target.creds["login"]]]
+    role = BUILTIN_ROLES[
+        {"Agent": "operator", "root": "admin", "boss": "supervisor"}[target.creds["login"]]
+    ]
     for action in actions:
         for key, value in action.headers:
             assert not any(c in key + value for c in "\r\n\0"), (target, action)
@@ -227,9 +246,13 @@ def server_overrides() -> dict[str, Any]:
     return {
         "server": {"secret": SERVER_SECRET},
         "users": {"throttle_after": 1_000_000, "throttle_after_address": 1_000_000},
-        "limits": {"requests_per_second": 1_000_000, "burst": 1_000_000,
-                   "sms_per_minute_user": 1_000_000, "max_wait_ms": 5000,
-                   "default_wait_ms": 5000},
+        "limits": {
+            "requests_per_second": 1_000_000,
+            "burst": 1_000_000,
+            "sms_per_minute_user": 1_000_000,
+            "max_wait_ms": 5000,
+            "default_wait_ms": 5000,
+        },
     }
 
 
@@ -242,8 +265,8 @@ def _cases(method: str) -> Iterator[tuple[Target, str, str]]:
 @pytest.mark.parametrize("transport", ["post", "get", "ws"])
 @pytest.mark.parametrize("method", sorted(BASE))
 async def test_injection_through_every_string_argument(
-        api: ApiClient, server: RunningServer, simulator: PbxSimulator,
-        method: str, transport: str) -> None:
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator, method: str, transport: str
+) -> None:
     assert set(BASE) == set(METHODS), "a new method needs its base arguments here"
     ws = await api.session.ws_connect(server.ws_url) if transport == "ws" else None
     channel = await simulator.incoming_call("+79787342741", hold=30)  # a live target
@@ -252,8 +275,11 @@ async def test_injection_through_every_string_argument(
     tried = 0
     codes: dict[str, int] = {}
     for number, (target, label, payload) in enumerate(_cases(method)):
-        argument: dict[str, Any] = {**target.creds, "reqId": f"i{number}",
-                                    **orjson.loads(orjson.dumps(BASE[method]))}
+        argument: dict[str, Any] = {
+            **target.creds,
+            "reqId": f"i{number}",
+            **orjson.loads(orjson.dumps(BASE[method])),
+        }
         target.apply(argument, payload)
         envelope = {"method": method, "argument": argument}
         before, sms_before = len(simulator.actions_received), len(simulator.sms_sent)
@@ -262,10 +288,19 @@ async def test_injection_through_every_string_argument(
             assert answer["reqId"] == f"i{number}", (target, label, answer)
         code = answer["errCode"] or "ok"
         codes[code] = codes.get(code, 0) + 1
-        check_actions(target, argument, simulator.actions_received[before:], answer=answer,
-                      simulator=simulator, sms_before=sms_before)
-        if (any(c in payload for c in "\r\n\0") and target.name.startswith("fields.")
-                and not target.name.startswith("fields.actionId")):
+        check_actions(
+            target,
+            argument,
+            simulator.actions_received[before:],
+            answer=answer,
+            simulator=simulator,
+            sms_before=sms_before,
+        )
+        if (
+            any(c in payload for c in "\r\n\0")
+            and target.name.startswith("fields.")
+            and not target.name.startswith("fields.actionId")
+        ):
             # A CR, LF or NUL in an AMI header is refused before anything is written
             # (the client's actionId never goes on the wire: it is only echoed).
             assert answer["errCode"] in ("bad_request", "forbidden"), (target, label, answer)
@@ -273,6 +308,10 @@ async def test_injection_through_every_string_argument(
     if ws is not None:
         await ws.close()
     assert tried == len(targets_of(method)) * len(PAYLOADS)
-    record(f"injection.{method}.{transport}", inputs=tried,
-           targets=len(targets_of(method)), payloads=len(PAYLOADS),
-           **{f"answers_{k}": v for k, v in sorted(codes.items())})
+    record(
+        f"injection.{method}.{transport}",
+        inputs=tried,
+        targets=len(targets_of(method)),
+        payloads=len(PAYLOADS),
+        **{f"answers_{k}": v for k, v in sorted(codes.items())},
+    )

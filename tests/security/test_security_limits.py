@@ -39,25 +39,37 @@ def _nested(depth: int) -> Any:
 
 async def test_defaults_are_the_documented_ones() -> None:
     limits = LimitsConfig()
-    assert (limits.max_body_bytes, limits.ws_max_message_bytes, limits.json_max_depth,
-            limits.send_max_fields, limits.max_subscriptions, limits.max_inflight,
-            limits.max_ws_per_address, limits.ws_queue_size, limits.requests_per_second,
-            limits.burst, limits.max_wait_ms, limits.default_wait_ms,
-            limits.sms_per_minute_user) == (
-        1024 * 1024, 256 * 1024, 32, 64, 100, 32, 200, 1000, 20.0, 40, 60_000, 15_000, 10)
+    assert (
+        limits.max_body_bytes,
+        limits.ws_max_message_bytes,
+        limits.json_max_depth,
+        limits.send_max_fields,
+        limits.max_subscriptions,
+        limits.max_inflight,
+        limits.max_ws_per_address,
+        limits.ws_queue_size,
+        limits.requests_per_second,
+        limits.burst,
+        limits.max_wait_ms,
+        limits.default_wait_ms,
+        limits.sms_per_minute_user,
+    ) == (1024 * 1024, 256 * 1024, 32, 64, 100, 32, 200, 1000, 20.0, 40, 60_000, 15_000, 10)
 
 
 async def test_body_size_and_json_depth(api: ApiClient, server: RunningServer) -> None:
-    big = {"method": "send", "argument": {**AGENT, "fields": {"action": "Ping"},
-                                          "pad": "x" * (1024 * 1024)}}
+    big = {
+        "method": "send",
+        "argument": {**AGENT, "fields": {"action": "Ping"}, "pad": "x" * (1024 * 1024)},
+    }
     async with api.session.post(api.url, json=big) as response:
         assert response.status == 413
         answer = assert_envelope(await response.json())
         assert answer["errCode"] == "bad_request" and "1048576" in answer["err"]
-    deep = {"method": "send", "argument": {**AGENT, "fields": {"action": "Ping"},
-                                           "x": _nested(33)}}
-    ok_depth = {"method": "send", "argument": {**AGENT, "fields": {"action": "Ping"},
-                                               "x": _nested(32)}}
+    deep = {"method": "send", "argument": {**AGENT, "fields": {"action": "Ping"}, "x": _nested(33)}}
+    ok_depth = {
+        "method": "send",
+        "argument": {**AGENT, "fields": {"action": "Ping"}, "x": _nested(32)},
+    }
     assert (await api.get_b64(ok_depth))["err"] is None
     for answer in (await api.get_b64(deep), await _post_raw(api, orjson.dumps(deep))):
         assert answer["errCode"] == "bad_request" and "deeper than 32" in answer["err"], answer
@@ -74,8 +86,9 @@ async def test_body_size_and_json_depth(api: ApiClient, server: RunningServer) -
 
 
 async def _post_raw(api: ApiClient, body: bytes) -> dict[str, Any]:
-    async with api.session.post(api.url, data=body,
-                                headers={"Content-Type": "application/json"}) as response:
+    async with api.session.post(
+        api.url, data=body, headers={"Content-Type": "application/json"}
+    ) as response:
         return assert_envelope(await response.json())
 
 
@@ -89,8 +102,14 @@ async def _next_answer(ws: Any) -> dict[str, Any]:
 
 async def test_websocket_message_size(api: ApiClient, server: RunningServer) -> None:
     raw = await api.session.ws_connect(server.ws_url)
-    await raw.send_str(orjson.dumps({"method": "send", "argument": {
-        **AGENT, "fields": {"action": "Ping"}, "pad": "x" * (256 * 1024)}}).decode())
+    await raw.send_str(
+        orjson.dumps(
+            {
+                "method": "send",
+                "argument": {**AGENT, "fields": {"action": "Ping"}, "pad": "x" * (256 * 1024)},
+            }
+        ).decode()
+    )
     message = await raw.receive(timeout=5)
     assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), message
     assert raw.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
@@ -105,8 +124,9 @@ async def test_send_field_count(api: ApiClient, simulator: PbxSimulator) -> None
     assert answer["errCode"] == "bad_request" and "at most 64" in answer["err"], answer
     assert [a for a in simulator.actions_received[before:] if a.name != "Ping"] == []
     fields.pop("X-63")
-    assert (await api.post("send", creds=ADMIN, callbackAwait=True,
-                           fields=fields))["errCode"] != "bad_request"
+    assert (await api.post("send", creds=ADMIN, callbackAwait=True, fields=fields))[
+        "errCode"
+    ] != "bad_request"
 
 
 @pytest.mark.parametrize("server_overrides", [{"limits": {"max_subscriptions": 5}}])
@@ -124,15 +144,20 @@ async def test_subscriptions_per_connection(api: ApiClient, server: RunningServe
 
 
 @pytest.mark.parametrize("server_overrides", [{"limits": {"max_inflight": 2}}])
-async def test_inflight_requests_per_connection(api: ApiClient, server: RunningServer,
-                                                simulator: PbxSimulator) -> None:
+async def test_inflight_requests_per_connection(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
     ws = await api.ws()
     assert (await ws.call("send", fields={"action": "Ping"}))["err"] is None  # logged in
     simulator.mute = True  # answers stop: requests stay in flight until their timeout
     loop = asyncio.get_running_loop()
     started = loop.time()
-    slow = [asyncio.create_task(ws.call("send", creds=None, callbackAwait=True, timeout=800,
-                                        fields={"action": "Ping"})) for _ in range(2)]
+    slow = [
+        asyncio.create_task(
+            ws.call("send", creds=None, callbackAwait=True, timeout=800, fields={"action": "Ping"})
+        )
+        for _ in range(2)
+    ]
     await asyncio.sleep(0.05)
     third = await ws.call("send", creds=None, fields={"action": "Ping"})
     assert third["errCode"] == "rate_limited" and "at most 2" in third["err"]
@@ -158,8 +183,7 @@ async def test_websockets_per_address(api: ApiClient, server: RunningServer) -> 
     await _until(lambda: not server.app[PER_ADDRESS_KEY])
 
 
-@pytest.mark.parametrize("server_overrides", [
-    {"limits": {"requests_per_second": 5, "burst": 5}}])
+@pytest.mark.parametrize("server_overrides", [{"limits": {"requests_per_second": 5, "burst": 5}}])
 async def test_request_rate_per_user(api: ApiClient) -> None:
     codes = [(await api.post("send", fields={"action": "Ping"}))["errCode"] for _ in range(6)]
     assert codes[:5] == [None] * 5 and codes[5] == "rate_limited", codes
@@ -176,16 +200,13 @@ async def _until_ok(api: ApiClient) -> None:
 
 @pytest.mark.parametrize("server_overrides", [{"limits": {"sms_per_minute_user": 2}}])
 async def test_sms_per_minute_per_user(api: ApiClient) -> None:
-    codes = [(await api.post("gsmSendSMS", tel="100", msg=f"m{i}"))["errCode"]
-             for i in range(3)]
+    codes = [(await api.post("gsmSendSMS", tel="100", msg=f"m{i}"))["errCode"] for i in range(3)]
     assert codes == [None, None, "rate_limited"], codes
     assert (await api.post("gsmSendSMS", creds=ADMIN, tel="100", msg="x"))["err"] is None
 
 
-@pytest.mark.parametrize("server_overrides", [{"sms": {"interval_seconds": 0.25,
-                                                       "queue_size": 3}}])
-async def test_sms_pacing_per_span_and_queue_bound(api: ApiClient,
-                                                   simulator: PbxSimulator) -> None:
+@pytest.mark.parametrize("server_overrides", [{"sms": {"interval_seconds": 0.25, "queue_size": 3}}])
+async def test_sms_pacing_per_span_and_queue_bound(api: ApiClient, simulator: PbxSimulator) -> None:
     loop = asyncio.get_running_loop()
 
     async def one(index: int) -> dict[str, Any]:
@@ -210,26 +231,50 @@ async def test_sms_pacing_per_span_and_queue_bound(api: ApiClient,
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None,
-                    reason="the openssl command is needed to make a test certificate "
-                           "(and the cryptography package is not installed)")
+@pytest.mark.skipif(
+    shutil.which("openssl") is None,
+    reason="the openssl command is needed to make a test certificate "
+    "(and the cryptography package is not installed)",
+)
 async def test_tls_for_http_and_websocket(tmp_path: Path, simulator: PbxSimulator) -> None:
     cert, key = await asyncio.to_thread(_self_signed, tmp_path)
-    config = make_config(tmp_path, simulator.port,
-                         server={"tls_cert": str(cert), "tls_key": str(key)})
+    config = make_config(
+        tmp_path, simulator.port, server={"tls_cert": str(cert), "tls_key": str(key)}
+    )
     add_test_users(config)
     trust = ssl.create_default_context(cafile=str(cert))
     async with serving(config, wait_for_pbx=5) as server, aiohttp.ClientSession() as session:
         assert server.http_url.startswith("https://") and server.ws_url.startswith("wss://")
-        envelope = {"method": "send", "argument": {**AGENT, "callbackAwait": True,
-                                                   "fields": {"action": "Ping"}}}
+        envelope = {
+            "method": "send",
+            "argument": {**AGENT, "callbackAwait": True, "fields": {"action": "Ping"}},
+        }
         async with session.post(server.http_url + "/api", json=envelope, ssl=trust) as response:
             assert (await response.json())["err"] is None
         ws = await session.ws_connect(server.ws_url, ssl=trust)

@@ -37,35 +37,47 @@ DANGEROUS: list[dict[str, Any]] = [
 @pytest.fixture
 def server_overrides() -> dict[str, Any]:
     """A wildcard role and one that names two dangerous actions literally."""
-    return {"roles": {"wild": {"methods": ["*"], "actions": ["*"], "events": ["*"]},
-                      "ops": {"extends": "supervisor", "actions": ["Command", "Originate:System"]}},
-            "limits": {"requests_per_second": 1000, "burst": 1000}}
+    return {
+        "roles": {
+            "wild": {"methods": ["*"], "actions": ["*"], "events": ["*"]},
+            "ops": {"extends": "supervisor", "actions": ["Command", "Originate:System"]},
+        },
+        "limits": {"requests_per_second": 1000, "burst": 1000},
+    }
 
 
-def _add(server: RunningServer, creds: dict[str, str], role: str,
-         extensions: tuple[str, ...] = ()) -> None:
+def _add(
+    server: RunningServer, creds: dict[str, str], role: str, extensions: tuple[str, ...] = ()
+) -> None:
     directory = UserDirectory(server.config.users.database)
     try:
-        directory.add(creds["login"], creds["login2"], sha1_hex=creds["sha1"], role=role,
-                      extensions=extensions)
+        directory.add(
+            creds["login"],
+            creds["login2"],
+            sha1_hex=creds["sha1"],
+            role=role,
+            extensions=extensions,
+        )
     finally:
         directory.close()
 
 
-async def _nothing_reached(api: ApiClient, simulator: PbxSimulator, creds: dict[str, str],
-                           fields: dict[str, Any]) -> dict[str, Any]:
+async def _nothing_reached(
+    api: ApiClient, simulator: PbxSimulator, creds: dict[str, str], fields: dict[str, Any]
+) -> dict[str, Any]:
     before = len(simulator.actions_received)
-    answer = assert_envelope(await api.post("send", creds=creds, callbackAwait=True,
-                                            fields=fields))
+    answer = assert_envelope(await api.post("send", creds=creds, callbackAwait=True, fields=fields))
     assert answer["errCode"] == "forbidden", (fields, answer)
     assert fields["action"].lower() in answer["err"].lower(), answer  # names what is refused
-    assert not [a for a in simulator.actions_received[before:]
-                if a.name.lower() != "ping"], "a refused action reached the PBX"
+    assert not [a for a in simulator.actions_received[before:] if a.name.lower() != "ping"], (
+        "a refused action reached the PBX"
+    )
     return answer
 
 
 async def test_dangerous_actions_need_an_explicit_role(
-        api: ApiClient, server: RunningServer, simulator: PbxSimulator) -> None:
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
     _add(server, WILD, "wild")
     _add(server, EXPLICIT, "ops")
     tried = 0
@@ -74,8 +86,12 @@ async def test_dangerous_actions_need_an_explicit_role(
             await _nothing_reached(api, simulator, creds, fields)
             tried += 1
     # The explicit role gets exactly the two entries it names, nothing else.
-    ok = await api.post("send", creds=EXPLICIT, callbackAwait=True,
-                        fields={"action": "Command", "command": "core show version"})
+    ok = await api.post(
+        "send",
+        creds=EXPLICIT,
+        callbackAwait=True,
+        fields={"action": "Command", "command": "core show version"},
+    )
     assert ok["err"] is None, ok
     system = await api.post("send", creds=EXPLICIT, callbackAwait=True, fields=DANGEROUS[1])
     assert system["errCode"] != "forbidden", system
@@ -84,8 +100,9 @@ async def test_dangerous_actions_need_an_explicit_role(
         tried += 1
     # Admin may send them (the simulator answers what it knows, errors for the rest).
     for fields in DANGEROUS:
-        answer = assert_envelope(await api.post("send", creds=ADMIN, callbackAwait=True,
-                                                fields=fields))
+        answer = assert_envelope(
+            await api.post("send", creds=ADMIN, callbackAwait=True, fields=fields)
+        )
         assert answer["errCode"] != "forbidden", (fields, answer)
         tried += 1
     # Session actions are refused for everyone, admin included.
@@ -96,31 +113,54 @@ async def test_dangerous_actions_need_an_explicit_role(
     record("roles.dangerous_actions", requests=tried + 2)
 
 
-async def test_operator_and_supervisor_permissions(api: ApiClient,
-                                                   simulator: PbxSimulator) -> None:
-    assert (await api.post("send", callbackAwait=True,
-                           fields={"action": "CoreShowChannels"}))["err"] is None
-    for fields in ({"action": "Originate", "channel": "SIP/269", "exten": "100",
-                    "context": "default", "priority": 1, "async": True},
-                   {"action": "Hangup", "channel": "SIP/269-1"},
-                   {"action": "Redirect", "channel": "SIP/269-1", "exten": "1"}):
+async def test_operator_and_supervisor_permissions(api: ApiClient, simulator: PbxSimulator) -> None:
+    assert (await api.post("send", callbackAwait=True, fields={"action": "CoreShowChannels"}))[
+        "err"
+    ] is None
+    for fields in (
+        {
+            "action": "Originate",
+            "channel": "SIP/269",
+            "exten": "100",
+            "context": "default",
+            "priority": 1,
+            "async": True,
+        },
+        {"action": "Hangup", "channel": "SIP/269-1"},
+        {"action": "Redirect", "channel": "SIP/269-1", "exten": "1"},
+    ):
         await _nothing_reached(api, simulator, AGENT, fields)
     denied = await api.post("dispatchEvent", event={"name": "x"})
     assert denied["errCode"] == "forbidden" and "dispatchEvent" in denied["err"]
-    normal = await api.post("send", creds=SUPERVISOR, callbackAwait=True, fields={
-        "action": "Originate", "channel": "SIP/269", "exten": "100", "context": "default",
-        "priority": 1, "async": True})
+    normal = await api.post(
+        "send",
+        creds=SUPERVISOR,
+        callbackAwait=True,
+        fields={
+            "action": "Originate",
+            "channel": "SIP/269",
+            "exten": "100",
+            "context": "default",
+            "priority": 1,
+            "async": True,
+        },
+    )
     assert normal["err"] is None, normal
     await _nothing_reached(api, simulator, SUPERVISOR, DANGEROUS[1])
-    assert (await api.post("dispatchEvent", creds=SUPERVISOR,
-                           event={"name": "x"}))["err"] is None
+    assert (await api.post("dispatchEvent", creds=SUPERVISOR, event={"name": "x"}))["err"] is None
 
 
 SECURITY_EVENTS = [
-    Message.build(("Event", "SuccessfulAuth"), ("Privilege", "security,all"),
-                  ("Service", "AMI"), ("AccountID", "admin"), ("RemoteAddress", "IPV4/TCP/x")),
-    Message.build(("Event", "InvalidPassword"), ("Privilege", "security,all"),
-                  ("AccountID", "admin")),
+    Message.build(
+        ("Event", "SuccessfulAuth"),
+        ("Privilege", "security,all"),
+        ("Service", "AMI"),
+        ("AccountID", "admin"),
+        ("RemoteAddress", "IPV4/TCP/x"),
+    ),
+    Message.build(
+        ("Event", "InvalidPassword"), ("Privilege", "security,all"), ("AccountID", "admin")
+    ),
     Message.build(("Event", "ChallengeSent"), ("Privilege", "security,all")),
     Message.build(("Event", "CustomSecurity"), ("Privilege", "security,all")),
 ]
@@ -136,7 +176,8 @@ async def _events_until_marker(ws: Any, marker: str) -> list[dict[str, Any]]:
 
 
 async def test_event_rules_keep_security_events_from_non_admins(
-        api: ApiClient, simulator: PbxSimulator) -> None:
+    api: ApiClient, simulator: PbxSimulator
+) -> None:
     operator, supervisor, admin = await api.ws(), await api.ws(), await api.ws()
     for ws, creds in ((operator, AGENT), (supervisor, SUPERVISOR), (admin, ADMIN)):
         assert (await ws.call("onEvent", creds=creds, name="*"))["err"] is None
@@ -144,23 +185,37 @@ async def test_event_rules_keep_security_events_from_non_admins(
         simulator.emit(event)
     simulator.emit(Message.build(("Event", "UserEvent"), ("UserEvent", "x"), ("Seq", "1")))
     # An event every role may see ends the batch (a connection keeps the bus's order).
-    simulator.emit(Message.build(("Event", "Newchannel"), ("Privilege", "call,all"),
-                                 ("Channel", "SIP/1-1"), ("Marker", "end")))
+    simulator.emit(
+        Message.build(
+            ("Event", "Newchannel"),
+            ("Privilege", "call,all"),
+            ("Channel", "SIP/1-1"),
+            ("Marker", "end"),
+        )
+    )
     seen_operator = await _events_until_marker(operator, "end")
     seen_supervisor = await _events_until_marker(supervisor, "end")
     seen_admin = await _events_until_marker(admin, "end")
     assert seen_operator == [], seen_operator  # no security events, no UserEvent
     assert [e["name"] for e in seen_supervisor] == ["UserEvent"]
     assert [e["name"] for e in seen_admin] == [
-        "SuccessfulAuth", "InvalidPassword", "ChallengeSent", "CustomSecurity", "UserEvent"]
+        "SuccessfulAuth",
+        "InvalidPassword",
+        "ChallengeSent",
+        "CustomSecurity",
+        "UserEvent",
+    ]
     for ws in (operator, supervisor, admin):
         await ws.close()
 
 
-@pytest.mark.parametrize("server_overrides", [
-    {"roles": {"operator": {"extends": "operator", "own_extensions_only": True}}}])
+@pytest.mark.parametrize(
+    "server_overrides",
+    [{"roles": {"operator": {"extends": "operator", "own_extensions_only": True}}}],
+)
 async def test_ownership_rules_for_dial_and_redirect(
-        api: ApiClient, server: RunningServer, simulator: PbxSimulator) -> None:
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
     # Operator Agent owns 269 (tests.support); supervisors are not bound.
     ok = await api.post("dial", **{"from": "269", "to": "100"})
     assert ok["err"] is None, ok
@@ -170,16 +225,18 @@ async def test_ownership_rules_for_dial_and_redirect(
     mine = await simulator.incoming_call("+79787342741", to="269", hold=10)
     theirs = await simulator.incoming_call("+79787342742", to="267", hold=10)
     channels = server.api.default_link.channels
-    await _until(lambda: channels.involves(mine, ("269",))
-                 and channels.involves(theirs, ("267",)))
+    await _until(lambda: channels.involves(mine, ("269",)) and channels.involves(theirs, ("267",)))
     for channel in (theirs, "YSGSM/99-99", "SIP/269-00000001&x"):
         refused = await api.post("redirect", channel=channel, toTel="100")
         assert refused["errCode"] == "forbidden", refused
         assert "not in a live call of your extensions" in refused["err"]
     mixed = await api.post("redirect", channel=mine, extraChannel=theirs, toTel="100")
     assert mixed["errCode"] == "forbidden" and "extraChannel" in mixed["err"]
-    assert not [a for a in simulator.actions_received[before:]
-                if a.name.lower() in ("originate", "redirect")]
+    assert not [
+        a
+        for a in simulator.actions_received[before:]
+        if a.name.lower() in ("originate", "redirect")
+    ]
     allowed = await api.post("redirect", channel=mine, toTel="100")
     assert allowed["err"] is None, allowed
     boss = await api.post("redirect", creds=SUPERVISOR, channel=theirs, toTel="100")
@@ -197,17 +254,36 @@ async def _until(condition: Any, within: float = 5.0) -> None:
 def test_channel_registry_is_bounded_and_follows_dials() -> None:
     registry = ChannelRegistry(max_channels=50)
     for index in range(500):  # Hangups missed: memory stays bounded anyway
-        registry.observe(Message.build(("Event", "Newchannel"), ("Channel", f"SIP/1-{index}"),
-                                       ("Uniqueid", str(index)), ("Linkedid", str(index))))
+        registry.observe(
+            Message.build(
+                ("Event", "Newchannel"),
+                ("Channel", f"SIP/1-{index}"),
+                ("Uniqueid", str(index)),
+                ("Linkedid", str(index)),
+            )
+        )
     assert len(registry) == 50 and registry.calls == 50
     # Asterisk 1.8 / Yeastar: no Linkedid; the Dial event joins the two legs.
-    registry.observe(Message.build(("Event", "Newchannel"), ("Channel", "YSGSM/11-1"),
-                                   ("CallerIDNum", "269"), ("Uniqueid", "a")))
+    registry.observe(
+        Message.build(
+            ("Event", "Newchannel"),
+            ("Channel", "YSGSM/11-1"),
+            ("CallerIDNum", "269"),
+            ("Uniqueid", "a"),
+        )
+    )
     assert not registry.involves("YSGSM/11-1", ("269",))  # caller ID is not trusted
-    registry.observe(Message.build(("Event", "Newchannel"), ("Channel", "SIP/269-7"),
-                                   ("Uniqueid", "b")))
-    registry.observe(Message.build(("Event", "Dial"), ("SubEvent", "Begin"),
-                                   ("Channel", "YSGSM/11-1"), ("Destination", "SIP/269-7")))
+    registry.observe(
+        Message.build(("Event", "Newchannel"), ("Channel", "SIP/269-7"), ("Uniqueid", "b"))
+    )
+    registry.observe(
+        Message.build(
+            ("Event", "Dial"),
+            ("SubEvent", "Begin"),
+            ("Channel", "YSGSM/11-1"),
+            ("Destination", "SIP/269-7"),
+        )
+    )
     assert registry.involves("YSGSM/11-1", ("269",))
     assert not registry.involves("YSGSM/11-1", ("267",))
     registry.observe(Message.build(("Event", "Hangup"), ("Channel", "SIP/269-7")))

@@ -16,9 +16,15 @@ from vwell_pbx.simulator import PbxSimulator
 @pytest.fixture
 async def pbx() -> AsyncIterator[PbxSimulator]:
     """A simulator with tiny delays and fixed ids."""
-    async with PbxSimulator(auth_failure_delay=0.05, call_step_delay=0.005, call_hold=0.2,
-                            no_answer_after=0.1, sms_send_delay=0.01, rng=random.Random(7),
-                            uniqueid_epoch=1795838923) as sim:
+    async with PbxSimulator(
+        auth_failure_delay=0.05,
+        call_step_delay=0.005,
+        call_hold=0.2,
+        no_answer_after=0.1,
+        sms_send_delay=0.01,
+        rng=random.Random(7),
+        uniqueid_epoch=1795838923,
+    ) as sim:
         yield sim
 
 
@@ -27,8 +33,9 @@ async def connect(pbx: PbxSimulator) -> AsyncIterator[Connect]:
     """Open raw connections to ``pbx`` (or to the simulator given); closed afterwards."""
     opened: list[RawAmi] = []
 
-    async def factory(sim: PbxSimulator | None = None, *, login: bool = False,
-                      **kwargs: Any) -> RawAmi:
+    async def factory(
+        sim: PbxSimulator | None = None, *, login: bool = False, **kwargs: Any
+    ) -> RawAmi:
         target = sim or pbx
         reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
         client = RawAmi(reader, writer)

@@ -92,8 +92,7 @@ class RawAmi:
         action_id = dict((k.lower(), v) for k, v in pairs).get("actionid")
         return await self.response(action_id, wait)
 
-    async def event(self, predicate: Callable[[Message], bool],
-                    wait: float = 3) -> Message:
+    async def event(self, predicate: Callable[[Message], bool], wait: float = 3) -> Message:
         """The first event (already seen or coming) that matches."""
         for message in self.events:
             if predicate(message):
@@ -108,8 +107,7 @@ class RawAmi:
             else:
                 self.pending.append(message)
 
-    async def until(self, predicate: Callable[[Message], bool],
-                    wait: float = 3) -> list[Message]:
+    async def until(self, predicate: Callable[[Message], bool], wait: float = 3) -> list[Message]:
         """Read messages in wire order until one matches; return them all (match last)."""
         out: list[Message] = []
         while True:
@@ -129,13 +127,18 @@ class RawAmi:
         except ConnectionError:
             return True
 
-    async def login(self, username: str = "admin", secret: str = "admin",
-                    events: str = "on") -> Message:
+    async def login(
+        self, username: str = "admin", secret: str = "admin", events: str = "on"
+    ) -> Message:
         """Plain login; returns the response."""
         await self.banner()
-        response = await self.action(("Action", "Login"), ("ActionID", "login"),
-                                     ("Username", username), ("Secret", secret),
-                                     ("Events", events))
+        response = await self.action(
+            ("Action", "Login"),
+            ("ActionID", "login"),
+            ("Username", username),
+            ("Secret", secret),
+            ("Events", events),
+        )
         if response.name == "Success" and events != "off":
             await self.event(lambda m: m.name == "FullyBooted")  # leave a clean stream
         return response
@@ -164,8 +167,11 @@ def transcript(prefix: str) -> list[tuple[str, str, Message]]:
 def recorded_answer(prefix: str, action_id: str) -> Message:
     """The recorded response to the action with ``action_id``."""
     for _, direction, message in transcript(prefix):
-        if (direction == "S->C" and message.kind.value == "response"
-                and message.action_id == action_id):
+        if (
+            direction == "S->C"
+            and message.kind.value == "response"
+            and message.action_id == action_id
+        ):
             return message
     raise AssertionError(f"no response to {action_id} in {prefix}")
 

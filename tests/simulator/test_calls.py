@@ -10,37 +10,71 @@ from simtools import Connect, RawAmi, keys, transcript, wait_until
 from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import PbxSimulator, SpanState
 
-MODELLED = {"Newchannel", "Newstate", "LocalBridge", "DialBegin", "DialState", "DialEnd",
-            "OriginateResponse", "BridgeCreate", "BridgeEnter", "BridgeLeave", "BridgeDestroy",
-            "Hangup"}
+MODELLED = {
+    "Newchannel",
+    "Newstate",
+    "LocalBridge",
+    "DialBegin",
+    "DialState",
+    "DialEnd",
+    "OriginateResponse",
+    "BridgeCreate",
+    "BridgeEnter",
+    "BridgeLeave",
+    "BridgeDestroy",
+    "Hangup",
+}
 UNIQUEID = re.compile(r"^1795838923\.\d+$")
 
 
-def _originate(action_id: str, channel: str = "Local/100@DLPN_DialPlan269",
-               exten: str = "267", *extra: tuple[str, str]) -> list[tuple[str, str]]:
-    return [("Action", "Originate"), ("ActionID", action_id), ("Channel", channel),
-            ("Context", "DLPN_DialPlan269"), ("Exten", exten), ("Priority", "1"),
-            *extra]
+def _originate(
+    action_id: str,
+    channel: str = "Local/100@DLPN_DialPlan269",
+    exten: str = "267",
+    *extra: tuple[str, str],
+) -> list[tuple[str, str]]:
+    return [
+        ("Action", "Originate"),
+        ("ActionID", action_id),
+        ("Channel", channel),
+        ("Context", "DLPN_DialPlan269"),
+        ("Exten", exten),
+        ("Priority", "1"),
+        *extra,
+    ]
 
 
 def _is_hangup_of(prefix: str) -> object:
     return lambda m: m.name == "Hangup" and (m.get("Channel") or "").startswith(prefix)
 
 
-async def test_async_local_originate_event_order_matches_transcript_06(
-        connect: Connect) -> None:
+async def test_async_local_originate_event_order_matches_transcript_06(connect: Connect) -> None:
     client = await connect(login=True)
-    queued = await client.action(*_originate(
-        "orig-async-1", "Local/100@DLPN_DialPlan269", "267",
-        ("CallerID", '"AMI Test" <5551000>'), ("Timeout", "30000"),
-        ("Variable", "FOO=one"), ("Variable", "BAR=two"), ("Account", "lab-acct"),
-        ("Async", "true")))
-    assert queued.headers == (("Response", "Success"), ("ActionID", "orig-async-1"),
-                              ("Message", "Originate successfully queued"))
+    queued = await client.action(
+        *_originate(
+            "orig-async-1",
+            "Local/100@DLPN_DialPlan269",
+            "267",
+            ("CallerID", '"AMI Test" <5551000>'),
+            ("Timeout", "30000"),
+            ("Variable", "FOO=one"),
+            ("Variable", "BAR=two"),
+            ("Account", "lab-acct"),
+            ("Async", "true"),
+        )
+    )
+    assert queued.headers == (
+        ("Response", "Success"),
+        ("ActionID", "orig-async-1"),
+        ("Message", "Originate successfully queued"),
+    )
     flow = await client.until(_is_hangup_of("SIP/267"))  # type: ignore[arg-type]
     ours = [m.name for m in flow if m.name in MODELLED]
-    recorded = [m.name for conn, direction, m in transcript("06")
-                if direction == "S->C" and m.kind.value == "event" and m.name in MODELLED]
+    recorded = [
+        m.name
+        for conn, direction, m in transcript("06")
+        if direction == "S->C" and m.kind.value == "event" and m.name in MODELLED
+    ]
     assert ours == recorded
 
     answer = next(m for m in flow if m.name == "OriginateResponse")
@@ -62,14 +96,23 @@ async def test_async_local_originate_event_order_matches_transcript_06(
 
 async def test_sync_originate_answers_before_the_events(connect: Connect) -> None:
     client = await connect(login=True)
-    client.send(("Action", "Originate"), ("ActionID", "sync"),
-                ("Channel", "Local/800@DLPN_DialPlan269"), ("Application", "Wait"),
-                ("Data", "1"), ("CallerID", "Sync <1111>"))
+    client.send(
+        ("Action", "Originate"),
+        ("ActionID", "sync"),
+        ("Channel", "Local/800@DLPN_DialPlan269"),
+        ("Application", "Wait"),
+        ("Data", "1"),
+        ("CallerID", "Sync <1111>"),
+    )
     first = await client.next()
-    assert first.headers == (("Response", "Success"), ("ActionID", "sync"),
-                             ("Message", "Originate successfully queued"))
-    flow = await client.until(lambda m: m.name == "Hangup" and
-                              (m.get("Channel") or "").endswith(";2"))
+    assert first.headers == (
+        ("Response", "Success"),
+        ("ActionID", "sync"),
+        ("Message", "Originate successfully queued"),
+    )
+    flow = await client.until(
+        lambda m: m.name == "Hangup" and (m.get("Channel") or "").endswith(";2")
+    )
     names = [m.name for m in flow]
     assert names[0] == "Newchannel"
     assert "OriginateResponse" not in names
@@ -78,75 +121,118 @@ async def test_sync_originate_answers_before_the_events(connect: Connect) -> Non
 
 @pytest.mark.parametrize(
     ("channel", "reason", "events"),
-    [("SIP/100", "0", False),                       # unregistered peer, transcript 09
-     ("Bogus/123", "0", False),                     # unknown technology
-     ("Local/900@DLPN_DialPlan269", "5", True),     # busy
-     ("SIP/901", "3", True),                        # rings, nobody answers
-     ("SIP/903", "8", True)])                       # congestion
-async def test_async_originate_failures(connect: Connect, channel: str, reason: str,
-                                        events: bool) -> None:
+    [
+        ("SIP/100", "0", False),  # unregistered peer, transcript 09
+        ("Bogus/123", "0", False),  # unknown technology
+        ("Local/900@DLPN_DialPlan269", "5", True),  # busy
+        ("SIP/901", "3", True),  # rings, nobody answers
+        ("SIP/903", "8", True),
+    ],
+)  # congestion
+async def test_async_originate_failures(
+    connect: Connect, channel: str, reason: str, events: bool
+) -> None:
     client = await connect(login=True)
     queued = await client.action(*_originate("fail", channel, "800", ("Async", "true")))
     assert queued.get("Message") == "Originate successfully queued"
     flow = await client.until(lambda m: m.name == "OriginateResponse")
     answer = flow[-1]
-    golden = next(m for _, _, m in transcript("09")
-                  if m.name == "OriginateResponse" and m.get("Response") == "Failure")
+    golden = next(
+        m
+        for _, _, m in transcript("09")
+        if m.name == "OriginateResponse" and m.get("Response") == "Failure"
+    )
     assert keys(answer) == keys(golden)
-    assert answer.headers[2:] == (("ActionID", "fail"), ("Response", "Failure"),
-                                  ("Channel", channel), ("Context", "DLPN_DialPlan269"),
-                                  ("Exten", "800"), ("Reason", reason),
-                                  ("Uniqueid", "<unknown>"), ("CallerIDNum", "<unknown>"),
-                                  ("CallerIDName", "<unknown>"))
+    assert answer.headers[2:] == (
+        ("ActionID", "fail"),
+        ("Response", "Failure"),
+        ("Channel", channel),
+        ("Context", "DLPN_DialPlan269"),
+        ("Exten", "800"),
+        ("Reason", reason),
+        ("Uniqueid", "<unknown>"),
+        ("CallerIDNum", "<unknown>"),
+        ("CallerIDName", "<unknown>"),
+    )
     assert any(m.name == "Newchannel" for m in flow) is events
 
 
 async def test_sync_originate_failure_and_validation(connect: Connect) -> None:
     client = await connect(login=True, events="off")
     failed = await client.action(*_originate("s1", "SIP/100", "800"))
-    assert failed.headers == (("Response", "Error"), ("ActionID", "s1"),
-                              ("Message", "Originate failed"))
-    missing = await client.action(("Action", "Originate"), ("ActionID", "s2"),
-                                  ("Context", "x"), ("Exten", "1"))
+    assert failed.headers == (
+        ("Response", "Error"),
+        ("ActionID", "s1"),
+        ("Message", "Originate failed"),
+    )
+    missing = await client.action(
+        ("Action", "Originate"), ("ActionID", "s2"), ("Context", "x"), ("Exten", "1")
+    )
     assert missing.get("Message") == "Channel not specified"
-    bad = await client.action(("Action", "Originate"), ("ActionID", "s3"),
-                              ("Channel", "SIP/269"), ("Exten", "1"), ("Priority", "x"))
+    bad = await client.action(
+        ("Action", "Originate"),
+        ("ActionID", "s3"),
+        ("Channel", "SIP/269"),
+        ("Exten", "1"),
+        ("Priority", "x"),
+    )
     assert bad.get("Message") == "Invalid priority"
 
 
 async def test_unknown_context_when_contexts_configured(connect: Connect) -> None:
     async with PbxSimulator(contexts=["DLPN_DialPlan269"], auth_failure_delay=0.01) as sim:
         client = await connect(sim, login=True, events="off")
-        answer = await client.action(("Action", "Originate"), ("ActionID", "ctx"),
-                                     ("Channel", "Local/800@DLPN_DialPlan269"),
-                                     ("Context", "nosuchcontext"), ("Exten", "1"),
-                                     ("Async", "true"))
-        assert answer.headers == (("Response", "Error"), ("ActionID", "ctx"),
-                                  ("Message", "Extension does not exist."))
+        answer = await client.action(
+            ("Action", "Originate"),
+            ("ActionID", "ctx"),
+            ("Channel", "Local/800@DLPN_DialPlan269"),
+            ("Context", "nosuchcontext"),
+            ("Exten", "1"),
+            ("Async", "true"),
+        )
+        assert answer.headers == (
+            ("Response", "Error"),
+            ("ActionID", "ctx"),
+            ("Message", "Extension does not exist."),
+        )
 
 
 async def test_channel_ids_become_uniqueids(connect: Connect) -> None:
     client = await connect(login=True)
-    await client.action(("Action", "Originate"), ("ActionID", "ids"),
-                        ("Channel", "Local/800@DLPN_DialPlan269"), ("Application", "Echo"),
-                        ("Async", "true"), ("ChannelId", "lab-chan-id-1"),
-                        ("OtherChannelId", "lab-chan-id-2"))
+    await client.action(
+        ("Action", "Originate"),
+        ("ActionID", "ids"),
+        ("Channel", "Local/800@DLPN_DialPlan269"),
+        ("Application", "Echo"),
+        ("Async", "true"),
+        ("ChannelId", "lab-chan-id-1"),
+        ("OtherChannelId", "lab-chan-id-2"),
+    )
     answer = await client.event(lambda m: m.name == "OriginateResponse")
     assert answer.get("Uniqueid") == "lab-chan-id-1"
     assert (answer.get("Application"), answer.get("Data")) == ("Echo", "")
-    two = await client.event(lambda m: m.name == "Newchannel" and
-                             m.get("Uniqueid") == "lab-chan-id-2")
+    two = await client.event(
+        lambda m: m.name == "Newchannel" and m.get("Uniqueid") == "lab-chan-id-2"
+    )
     assert two.get("Linkedid") == "lab-chan-id-1"
 
 
 async def _bridged_call(pbx: PbxSimulator, client: RawAmi, action_id: str) -> list[Message]:
     pbx.engine.hold = 30  # keep the call up while the test looks at it
     client.events.clear()
-    await client.action(*_originate(action_id, "Local/100@DLPN_DialPlan269", "267",
-                                    ("Variable", "FOO=one,BAR=two"),
-                                    ("CallerID", '"AMI Test" <5551000>'), ("Async", "true")))
-    await client.event(lambda m: m.name == "BridgeEnter" and
-                       (m.get("Channel") or "").startswith("Local"))
+    await client.action(
+        *_originate(
+            action_id,
+            "Local/100@DLPN_DialPlan269",
+            "267",
+            ("Variable", "FOO=one,BAR=two"),
+            ("CallerID", '"AMI Test" <5551000>'),
+            ("Async", "true"),
+        )
+    )
+    await client.event(
+        lambda m: m.name == "BridgeEnter" and (m.get("Channel") or "").startswith("Local")
+    )
     return list(client.events)
 
 
@@ -158,29 +244,37 @@ async def test_lists_and_variables_of_a_live_call(pbx: PbxSimulator, connect: Co
     client.send(("Action", "CoreShowChannels"), ("ActionID", "csc"))
     items = await client.until(lambda m: m.name == "CoreShowChannelsComplete")
     assert [m.name for m in items] == ["Success"] + ["CoreShowChannel"] * 3 + [
-        "CoreShowChannelsComplete"]
+        "CoreShowChannelsComplete"
+    ]
     golden = next(m for _, _, m in transcript("06") if m.name == "CoreShowChannel")
     assert keys(items[1]) == keys(golden)
     assert all(m.action_id == "csc" for m in items)
     assert items[-1].get("ListItems") == "3"
 
-    client.send(("Action", "Status"), ("ActionID", "st"), ("Channel", one),
-                ("Variables", "FOO,BAR"))
+    client.send(
+        ("Action", "Status"), ("ActionID", "st"), ("Channel", one), ("Variables", "FOO,BAR")
+    )
     status = await client.until(lambda m: m.name == "StatusComplete")
     item = status[1]
     assert item.get_all("Variable") == ["FOO=one", "BAR=two"]
     assert item.headers[-1] == ("ActionID", "st")
-    golden_status = next(m for _, _, m in transcript("06")
-                         if m.name == "Status" and "Variable" in m)
+    golden_status = next(
+        m for _, _, m in transcript("06") if m.name == "Status" and "Variable" in m
+    )
     assert keys(item) == keys(golden_status)
-    getvar = await client.action(("Action", "Getvar"), ("ActionID", "gv"), ("Channel", one),
-                                 ("Variable", "CALLERID(all)"))
+    getvar = await client.action(
+        ("Action", "Getvar"), ("ActionID", "gv"), ("Channel", one), ("Variable", "CALLERID(all)")
+    )
     assert getvar.get("Value") == '"AMI Test" <5551000>'
-    command = await client.action(("Action", "Command"), ("ActionID", "cmd"),
-                                  ("Command", "core show channels"))
+    command = await client.action(
+        ("Action", "Command"), ("ActionID", "cmd"), ("Command", "core show channels")
+    )
     outputs = command.get_all("Output")
     assert outputs[0].startswith("Channel") and outputs[-3:] == [
-        "3 active channels", "1 active call", "1 call processed"]
+        "3 active channels",
+        "1 active call",
+        "1 call processed",
+    ]
 
 
 async def test_hangup_single_and_by_regex(pbx: PbxSimulator, connect: Connect) -> None:
@@ -196,12 +290,17 @@ async def test_hangup_single_and_by_regex(pbx: PbxSimulator, connect: Connect) -
     assert missing.get("Message") == "No such channel"
 
     await _bridged_call(pbx, client, "h2")
-    client.send(("Action", "Hangup"), ("ActionID", "rx"), ("Channel", "/^Local\\/.*$/"),
-                ("Cause", "17"))
+    client.send(
+        ("Action", "Hangup"), ("ActionID", "rx"), ("Channel", "/^Local\\/.*$/"), ("Cause", "17")
+    )
     listed = await client.until(lambda m: m.name == "ChannelsHungupListComplete")
     responses = [m for m in listed if m.action_id == "rx"]
-    assert [m.name for m in responses] == ["Success", "ChannelHungup", "ChannelHungup",
-                                           "ChannelsHungupListComplete"]
+    assert [m.name for m in responses] == [
+        "Success",
+        "ChannelHungup",
+        "ChannelHungup",
+        "ChannelsHungupListComplete",
+    ]
     assert responses[0].get("Message") == "Channels hung up will follow"
     assert responses[-1].get("ListItems") == "2"
     assert keys(responses[1]) == ["Event", "Channel", "ActionID"]
@@ -213,35 +312,58 @@ async def test_redirect_single_dual_and_missing(pbx: PbxSimulator, connect: Conn
     client = await connect(login=True)
     await _bridged_call(pbx, client, "r1")
     sip = next(name for name in pbx.live_channels if name.startswith("SIP/"))
-    moved = await client.action(("Action", "Redirect"), ("ActionID", "redirect-1"),
-                                ("Channel", sip), ("Context", "DLPN_DialPlan269"),
-                                ("Exten", "700"), ("Priority", "1"))
-    assert moved.headers == (("Response", "Success"), ("ActionID", "redirect-1"),
-                             ("Message", "Redirect successful"))
-    newexten = await client.event(lambda m: m.name == "Newexten" and m.get("Channel") == sip
-                                  and m.get("Exten") == "700")
+    moved = await client.action(
+        ("Action", "Redirect"),
+        ("ActionID", "redirect-1"),
+        ("Channel", sip),
+        ("Context", "DLPN_DialPlan269"),
+        ("Exten", "700"),
+        ("Priority", "1"),
+    )
+    assert moved.headers == (
+        ("Response", "Success"),
+        ("ActionID", "redirect-1"),
+        ("Message", "Redirect successful"),
+    )
+    newexten = await client.event(
+        lambda m: m.name == "Newexten" and m.get("Channel") == sip and m.get("Exten") == "700"
+    )
     assert newexten.get("Context") == "DLPN_DialPlan269"
     await client.event(_is_hangup_of("Local"))  # type: ignore[arg-type]
-    await client.event(lambda m: m.name == "Newchannel" and
-                       (m.get("Channel") or "").startswith("SIP/700-"))
+    await client.event(
+        lambda m: m.name == "Newchannel" and (m.get("Channel") or "").startswith("SIP/700-")
+    )
     assert sip in pbx.live_channels
     assert not any(name.startswith("Local") for name in pbx.live_channels)
 
-    missing = await client.action(("Action", "Redirect"), ("ActionID", "redirect-missing"),
-                                  ("Channel", "SIP/267-ffffffff"),
-                                  ("Context", "DLPN_DialPlan269"), ("Exten", "700"))
-    assert missing.headers == (("Response", "Error"), ("ActionID", "redirect-missing"),
-                               ("Message", "Channel does not exist: SIP/267-ffffffff"))
+    missing = await client.action(
+        ("Action", "Redirect"),
+        ("ActionID", "redirect-missing"),
+        ("Channel", "SIP/267-ffffffff"),
+        ("Context", "DLPN_DialPlan269"),
+        ("Exten", "700"),
+    )
+    assert missing.headers == (
+        ("Response", "Error"),
+        ("ActionID", "redirect-missing"),
+        ("Message", "Channel does not exist: SIP/267-ffffffff"),
+    )
 
     for name in list(pbx.live_channels):
         await client.action(("Action", "Hangup"), ("ActionID", f"x-{name}"), ("Channel", name))
     await _bridged_call(pbx, client, "r2")
     one = next(name for name in pbx.live_channels if name.endswith(";1"))
     sip = next(name for name in pbx.live_channels if name.startswith("SIP/267"))
-    dual = await client.action(("Action", "Redirect"), ("ActionID", "redirect-dual"),
-                               ("Channel", one), ("ExtraChannel", sip),
-                               ("Context", "DLPN_DialPlan269"), ("Exten", "700"),
-                               ("ExtraContext", "DLPN_DialPlan269"), ("ExtraExten", "701"))
+    dual = await client.action(
+        ("Action", "Redirect"),
+        ("ActionID", "redirect-dual"),
+        ("Channel", one),
+        ("ExtraChannel", sip),
+        ("Context", "DLPN_DialPlan269"),
+        ("Exten", "700"),
+        ("ExtraContext", "DLPN_DialPlan269"),
+        ("ExtraExten", "701"),
+    )
     assert dual.get("Message") == "Dual Redirect successful"
     await client.event(lambda m: m.name == "BridgeDestroy" and True)
     assert one in pbx.live_channels and sip in pbx.live_channels
@@ -274,31 +396,53 @@ async def test_incoming_call_not_answered(pbx: PbxSimulator, connect: Connect) -
 
 
 async def test_incoming_call_yeastar_dialect(connect: Connect) -> None:
-    async with PbxSimulator(dialect="yeastar", call_step_delay=0.005,
-                            auth_failure_delay=0.01) as sim:
+    async with PbxSimulator(
+        dialect="yeastar", call_step_delay=0.005, auth_failure_delay=0.01
+    ) as sim:
         client = await connect(sim, login=True)
         assert client.greeting is not None
         name = await sim.incoming_call("+79787342741", span=11, to="269", hold=0.1)
         assert name == "YSGSM/11-1"
         seed = await client.event(lambda m: m.name == "Newchannel" and m.get("Channel") == name)
-        assert keys(seed) == ["Event", "Privilege", "Channel", "ChannelState",
-                              "ChannelStateDesc", "CallerIDNum", "CallerIDName", "AccountCode",
-                              "Exten", "Context", "Uniqueid"]
+        assert keys(seed) == [
+            "Event",
+            "Privilege",
+            "Channel",
+            "ChannelState",
+            "ChannelStateDesc",
+            "CallerIDNum",
+            "CallerIDName",
+            "AccountCode",
+            "Exten",
+            "Context",
+            "Uniqueid",
+        ]
         assert (seed.get("ChannelState"), seed.get("ChannelStateDesc")) == ("1", "Rsrvd")
         assert seed.get("Context") == "DID_trunk_11"
         begin = await client.event(lambda m: m.name == "Dial" and m.get("SubEvent") == "Begin")
-        assert keys(begin) == ["Event", "Privilege", "SubEvent", "Channel", "Destination",
-                               "CallerIDNum", "CallerIDName", "UniqueID", "DestUniqueID",
-                               "Dialstring"]
+        assert keys(begin) == [
+            "Event",
+            "Privilege",
+            "SubEvent",
+            "Channel",
+            "Destination",
+            "CallerIDNum",
+            "CallerIDName",
+            "UniqueID",
+            "DestUniqueID",
+            "Dialstring",
+        ]
         assert begin.get("Dialstring") == "269"
         link = await client.event(lambda m: m.name == "Bridge")
         assert (link.get("Bridgestate"), link.get("Channel1")) == ("Link", name)
-        unlink = await client.event(lambda m: m.name == "Bridge" and
-                                    m.get("Bridgestate") == "Unlink")
+        unlink = await client.event(
+            lambda m: m.name == "Bridge" and m.get("Bridgestate") == "Unlink"
+        )
         assert unlink.get("Channel2", "").startswith("SIP/269-")
         await client.event(lambda m: m.name == "Hangup" and m.get("Channel") == name)
-        assert not any(m.name in ("DialBegin", "BridgeEnter", "SoftHangupRequest")
-                       for m in client.events)
+        assert not any(
+            m.name in ("DialBegin", "BridgeEnter", "SoftHangupRequest") for m in client.events
+        )
 
 
 async def test_extension_behaviours_are_configurable(connect: Connect) -> None:
@@ -320,7 +464,10 @@ async def test_background_traffic(pbx: PbxSimulator, connect: Connect) -> None:
     pbx.start_traffic(200)
     await client.event(lambda m: m.name == "BridgeEnter")
     await pbx.stop_traffic()
-    calls = {m.get("Channel") for m in client.events
-             if m.name == "Newchannel" and (m.get("Channel") or "").startswith("YSGSM/")}
+    calls = {
+        m.get("Channel")
+        for m in client.events
+        if m.name == "Newchannel" and (m.get("Channel") or "").startswith("YSGSM/")
+    }
     assert calls
     await wait_until(lambda: not pbx.live_channels, 5)

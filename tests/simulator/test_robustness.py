@@ -16,8 +16,9 @@ from vwell_pbx.simulator.cli import build_parser, serve
 from vwell_pbx.simulator.server import MAX_LINE
 
 
-async def test_too_long_line_disconnects_only_that_client(pbx: PbxSimulator,
-                                                          connect: Connect) -> None:
+async def test_too_long_line_disconnects_only_that_client(
+    pbx: PbxSimulator, connect: Connect
+) -> None:
     good = await connect(login=True, events="off")
     bad = await connect(login=True, events="off")
     bad.send_raw(b"Action: Ping\r\nX: " + b"a" * (MAX_LINE + 10))
@@ -26,8 +27,11 @@ async def test_too_long_line_disconnects_only_that_client(pbx: PbxSimulator,
 
 
 async def test_garbage_disconnects(connect: Connect) -> None:
-    for garbage in (b"\x00\x01\x02binary\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-                    b"hello there\r\n\r\n"):
+    for garbage in (
+        b"\x00\x01\x02binary\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"hello there\r\n\r\n",
+    ):
         client = await connect()
         await client.banner()
         client.send_raw(garbage)
@@ -93,8 +97,9 @@ async def test_stop_closes_everything_and_leaks_no_tasks(connect: Connect) -> No
     waiting.send(("Action", "Login"), ("Username", "admin"), ("Secret", "bad"))
     await sim.incoming_call(hold=30)
     sim.start_traffic(5)
-    client.send(("Action", "Originate"), ("ActionID", "sync"), ("Channel", "SIP/901"),
-                ("Exten", "1"))
+    client.send(
+        ("Action", "Originate"), ("ActionID", "sync"), ("Channel", "SIP/901"), ("Exten", "1")
+    )
     await wait_until(lambda: any(a.name == "Originate" for a in sim.actions_received))
     await asyncio.wait_for(sim.stop(), 3)
     assert await client.closed()
@@ -105,8 +110,20 @@ async def test_stop_closes_everything_and_leaks_no_tasks(connect: Connect) -> No
 
 
 async def test_cli_serves_until_stopped(capsys: pytest.CaptureFixture[str]) -> None:
-    args = build_parser().parse_args(["--port", "0", "--username", "u", "--secret", "s",
-                                      "--dialect", "yeastar", "--spans", "2,3"])
+    args = build_parser().parse_args(
+        [
+            "--port",
+            "0",
+            "--username",
+            "u",
+            "--secret",
+            "s",
+            "--dialect",
+            "yeastar",
+            "--spans",
+            "2,3",
+        ]
+    )
     assert (args.host, args.username, args.secret, args.traffic) == ("127.0.0.1", "u", "s", 0)
     assert args.spans == [2, 3]
     assert build_parser().parse_args([]).port == 5038
@@ -159,7 +176,12 @@ async def test_cli_traffic_reaches_a_client(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_python_dash_m_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "vwell_pbx.simulator", "--help"],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "vwell_pbx.simulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0
     assert "--traffic" in result.stdout and "--dialect" in result.stdout

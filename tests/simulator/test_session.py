@@ -14,11 +14,19 @@ async def test_banner_login_fullybooted_ping_logoff(pbx: PbxSimulator, connect: 
     client = await connect()
     banner = await client.banner()
     assert banner.line == "Asterisk Call Manager/9.0.0"
-    client.send(("Action", "Login"), ("ActionID", "a1"), ("Username", "admin"),
-                ("Secret", "admin"), ("Events", "on"))
+    client.send(
+        ("Action", "Login"),
+        ("ActionID", "a1"),
+        ("Username", "admin"),
+        ("Secret", "admin"),
+        ("Events", "on"),
+    )
     response = await client.next()
-    assert response.headers == (("Response", "Success"), ("ActionID", "a1"),
-                                ("Message", "Authentication accepted"))
+    assert response.headers == (
+        ("Response", "Success"),
+        ("ActionID", "a1"),
+        ("Message", "Authentication accepted"),
+    )
     booted = await client.next()
     assert keys(booted) == ["Event", "Privilege", "Uptime", "LastReload", "Status"]
     assert booted.get("Status") == "Fully Booted"
@@ -27,49 +35,65 @@ async def test_banner_login_fullybooted_ping_logoff(pbx: PbxSimulator, connect: 
     assert pong.get("Ping") == "Pong"
     float(pong.get("Timestamp") or "x")
     bye = await client.action(("Action", "Logoff"), ("ActionID", "bye"))
-    assert bye.headers == (("Response", "Goodbye"), ("ActionID", "bye"),
-                           ("Message", "Thanks for all the fish."))
+    assert bye.headers == (
+        ("Response", "Goodbye"),
+        ("ActionID", "bye"),
+        ("Message", "Thanks for all the fish."),
+    )
     assert await client.closed()
 
 
 async def test_md5_challenge_login(connect: Connect) -> None:
     client = await connect()
     await client.banner()
-    challenge = await client.action(("Action", "Challenge"), ("ActionID", "c"),
-                                    ("AuthType", "MD5"))
+    challenge = await client.action(("Action", "Challenge"), ("ActionID", "c"), ("AuthType", "MD5"))
     assert keys(challenge) == ["Response", "ActionID", "Challenge"]
     digits = challenge.get("Challenge") or ""
     assert digits.isdigit()
     key = hashlib.md5((digits + "admin").encode()).hexdigest()
-    answer = await client.action(("Action", "Login"), ("ActionID", "l"), ("AuthType", "MD5"),
-                                 ("Username", "admin"), ("Key", key), ("Events", "off"))
+    answer = await client.action(
+        ("Action", "Login"),
+        ("ActionID", "l"),
+        ("AuthType", "MD5"),
+        ("Username", "admin"),
+        ("Key", key),
+        ("Events", "off"),
+    )
     assert answer.get("Message") == "Authentication accepted"
-    again = await client.action(("Action", "Login"), ("ActionID", "l2"),
-                                ("Username", "admin"), ("Secret", "admin"))
+    again = await client.action(
+        ("Action", "Login"), ("ActionID", "l2"), ("Username", "admin"), ("Secret", "admin")
+    )
     assert again.get("Message") == "Already authenticated"
 
 
 async def test_bad_auth_type(connect: Connect) -> None:
     client = await connect()
     await client.banner()
-    answer = await client.action(("Action", "Challenge"), ("ActionID", "c"),
-                                 ("AuthType", "SHA1"))
-    assert answer.headers == (("Response", "Error"), ("ActionID", "c"),
-                              ("Message", "Must specify AuthType"))
+    answer = await client.action(("Action", "Challenge"), ("ActionID", "c"), ("AuthType", "SHA1"))
+    assert answer.headers == (
+        ("Response", "Error"),
+        ("ActionID", "c"),
+        ("Message", "Must specify AuthType"),
+    )
 
 
 async def test_failed_logins_wait_then_close(pbx: PbxSimulator, connect: Connect) -> None:
     loop = asyncio.get_running_loop()
-    for pairs in ([("Username", "admin"), ("Secret", "wrong")],
-                  [("Username", "nosuchuser"), ("Secret", "admin")],
-                  [("AuthType", "MD5"), ("Username", "admin"), ("Key", "0" * 32)]):
+    for pairs in (
+        [("Username", "admin"), ("Secret", "wrong")],
+        [("Username", "nosuchuser"), ("Secret", "admin")],
+        [("AuthType", "MD5"), ("Username", "admin"), ("Key", "0" * 32)],
+    ):
         client = await connect()
         await client.banner()
         started = loop.time()
         answer = await client.action(("Action", "Login"), ("ActionID", "x"), *pairs)
         assert loop.time() - started >= pbx.auth_failure_delay * 0.9
-        assert answer.headers == (("Response", "Error"), ("ActionID", "x"),
-                                  ("Message", "Authentication failed"))
+        assert answer.headers == (
+            ("Response", "Error"),
+            ("ActionID", "x"),
+            ("Message", "Authentication failed"),
+        )
         assert await client.closed()
 
 
@@ -78,8 +102,11 @@ async def test_before_login_only_login_challenge_logoff(connect: Connect) -> Non
     await client.banner()
     for action in ("Ping", "CoreShowChannels", "Originate", "NoSuchAction"):
         answer = await client.action(("Action", action), ("ActionID", action))
-        assert answer.headers == (("Response", "Error"), ("ActionID", action),
-                                  ("Message", "Permission denied"))
+        assert answer.headers == (
+            ("Response", "Error"),
+            ("ActionID", action),
+            ("Message", "Permission denied"),
+        )
     bye = await client.action(("Action", "Logoff"), ("ActionID", "b"))
     assert bye.name == "Goodbye"
     assert await client.closed()
@@ -93,19 +120,27 @@ async def test_framing_corner_cases(connect: Connect) -> None:
     assert (await client.response("lf-only")).get("Ping") == "Pong"
     client.send_raw(b"\r\n\r\nAction: Ping\r\nActionID: after-blanks\r\n\r\n")
     first, second, third = await client.next(), await client.next(), await client.next()
-    assert first.headers == second.headers == (("Response", "Error"),
-                                               ("Message", "Missing action in request"))
+    assert (
+        first.headers
+        == second.headers
+        == (("Response", "Error"), ("Message", "Missing action in request"))
+    )
     assert third.action_id == "after-blanks"
     client.send_raw(b"Action: Ping\r\nActionID: p1\r\n\r\nAction: Ping\r\nActionID: p2\r\n\r\n")
     assert [(await client.next()).action_id for _ in range(2)] == ["p1", "p2"]
     client.send_raw(b"ActionID: no-action\r\nFoo: bar\r\n\r\n")
-    assert (await client.next()).headers == (("Response", "Error"), ("ActionID", "no-action"),
-                                             ("Message", "Missing action in request"))
+    assert (await client.next()).headers == (
+        ("Response", "Error"),
+        ("ActionID", "no-action"),
+        ("Message", "Missing action in request"),
+    )
     client.send_raw(b"Action: Ping\r\n\r\n")
     assert keys(await client.next()) == ["Response", "Ping", "Timestamp"]  # no ActionID
     unknown = await client.action(("Action", "NoSuchAction"), ("ActionID", "u"))
-    assert unknown.get("Message") == ("Invalid/unknown command: NoSuchAction. "
-                                      "Use Action: ListCommands to show available commands.")
+    assert unknown.get("Message") == (
+        "Invalid/unknown command: NoSuchAction. "
+        "Use Action: ListCommands to show available commands."
+    )
 
 
 async def test_events_off_and_on(pbx: PbxSimulator, connect: Connect) -> None:
@@ -116,8 +151,13 @@ async def test_events_off_and_on(pbx: PbxSimulator, connect: Connect) -> None:
     await loud.action(("Action", "UserEvent"), ("ActionID", "u1"), ("UserEvent", "Silent"))
     on = await loud.action(("Action", "Events"), ("ActionID", "e2"), ("EventMask", "on"))
     assert on.get("Events") == "On"
-    sent = await loud.action(("Action", "UserEvent"), ("ActionID", "u2"),
-                             ("UserEvent", "Lab"), ("Header1", "first"), ("Header1", "second"))
+    sent = await loud.action(
+        ("Action", "UserEvent"),
+        ("ActionID", "u2"),
+        ("UserEvent", "Lab"),
+        ("Header1", "first"),
+        ("Header1", "second"),
+    )
     assert sent.get("Message") == "Event Sent"
     event = await loud.event(lambda m: m.name == "UserEvent")
     assert event.get("UserEvent") == "Lab" and event.get_all("Header1") == ["first", "second"]
@@ -129,21 +169,38 @@ async def test_events_off_and_on(pbx: PbxSimulator, connect: Connect) -> None:
 
 async def test_setvar_getvar_and_idle_lists(connect: Connect) -> None:
     client = await connect(login=True, events="off")
-    setvar = await client.action(("Action", "Setvar"), ("ActionID", "s"),
-                                 ("Variable", "LABVAR"), ("Value", "hello world"))
+    setvar = await client.action(
+        ("Action", "Setvar"), ("ActionID", "s"), ("Variable", "LABVAR"), ("Value", "hello world")
+    )
     assert setvar.get("Message") == "Variable Set"
     got = await client.action(("Action", "Getvar"), ("ActionID", "g"), ("Variable", "LABVAR"))
-    assert got.headers == (("Response", "Success"), ("ActionID", "g"),
-                           ("Variable", "LABVAR"), ("Value", "hello world"))
-    missing = await client.action(("Action", "Getvar"), ("ActionID", "g2"),
-                                  ("Channel", "SIP/nosuch-00000001"), ("Variable", "X"))
+    assert got.headers == (
+        ("Response", "Success"),
+        ("ActionID", "g"),
+        ("Variable", "LABVAR"),
+        ("Value", "hello world"),
+    )
+    missing = await client.action(
+        ("Action", "Getvar"),
+        ("ActionID", "g2"),
+        ("Channel", "SIP/nosuch-00000001"),
+        ("Variable", "X"),
+    )
     assert missing.get("Message") == "No such channel"
     channels = await client.action(("Action", "CoreShowChannels"), ("ActionID", "c"))
-    assert channels.headers == (("Response", "Success"), ("ActionID", "c"),
-                                ("EventList", "start"), ("Message", "Channels will follow"))
+    assert channels.headers == (
+        ("Response", "Success"),
+        ("ActionID", "c"),
+        ("EventList", "start"),
+        ("Message", "Channels will follow"),
+    )
     done = await client.next()
-    assert done.headers == (("Event", "CoreShowChannelsComplete"), ("ActionID", "c"),
-                            ("EventList", "Complete"), ("ListItems", "0"))
+    assert done.headers == (
+        ("Event", "CoreShowChannelsComplete"),
+        ("ActionID", "c"),
+        ("EventList", "Complete"),
+        ("ListItems", "0"),
+    )
     status = await client.action(("Action", "Status"), ("ActionID", "st"))
     assert status.get("Message") == "Channel status will follow"
     complete = await client.next()

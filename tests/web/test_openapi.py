@@ -36,13 +36,21 @@ EXAMPLES_PER_MODE = 60
 @pytest.fixture
 def server_overrides() -> dict[str, Any]:
     # Fuzzed requests that do reach the PBX must come back quickly.
-    return {"limits": {"max_wait_ms": 2000, "default_wait_ms": 1000,
-                       "requests_per_second": 1000, "burst": 1000}}
+    return {
+        "limits": {
+            "max_wait_ms": 2000,
+            "default_wait_ms": 1000,
+            "requests_per_second": 1000,
+            "burst": 1000,
+        }
+    }
 
 
 async def fetch_document(server: RunningServer) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, \
-            session.get(server.http_url + "/openapi.json") as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.http_url + "/openapi.json") as response,
+    ):
         assert response.status == 200
         assert response.content_type == "application/json"
         document: dict[str, Any] = await response.json()
@@ -74,8 +82,12 @@ def _fuzz(document: dict[str, Any], base_url: str) -> list[str]:
     """Run schemathesis on /api (blocking: called in a thread while the server runs)."""
     schema = schemathesis.openapi.from_dict(document).include(path="/api")
     problems: list[str] = []
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
-              response_schema_conformance]
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
     operations = []
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result.err()
@@ -84,12 +96,17 @@ def _fuzz(document: dict[str, Any], base_url: str) -> list[str]:
     for operation in operations:
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
 
-            @hypothesis.settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None,
-                                 derandomize=True,
-                                 suppress_health_check=list(hypothesis.HealthCheck),
-                                 phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
-            @hypothesis.given(case=operation.as_strategy(generation_mode=mode),
-                              signed_in=st.booleans())
+            @hypothesis.settings(
+                max_examples=EXAMPLES_PER_MODE,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(hypothesis.HealthCheck),
+                phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+            )
+            @hypothesis.given(
+                case=operation.as_strategy(generation_mode=mode), signed_in=st.booleans()
+            )
             def check(case: schemathesis.Case[Any], signed_in: bool) -> None:
                 body = case.body
                 argument = body.get("argument") if isinstance(body, dict) else None
@@ -146,18 +163,21 @@ def json_logs() -> Iterator[io.StringIO]:
 
 
 async def test_json_log_lines_carry_the_request_id_and_no_credentials(
-        api: ApiClient, json_logs: io.StringIO) -> None:
+    api: ApiClient, json_logs: io.StringIO
+) -> None:
     # An operator may not dispatch events: the refusal is logged inside the request.
-    async with api.session.post(api.url, json={"method": "dispatchEvent", "argument": {
-            **AGENT, "event": {"name": "X"}}}) as response:
+    async with api.session.post(
+        api.url, json={"method": "dispatchEvent", "argument": {**AGENT, "event": {"name": "X"}}}
+    ) as response:
         assert (await response.json())["errCode"] == "forbidden"
         request_id = response.headers["X-Request-Id"]
     ws = await api.ws()
     answer = await ws.call("dispatchEvent", event={"name": "X"})
     assert answer["errCode"] == "forbidden"
     await ws.close()
-    lines = [orjson.loads(line) for line in json_logs.getvalue().splitlines()
-             if line.startswith("{")]
+    lines = [
+        orjson.loads(line) for line in json_logs.getvalue().splitlines() if line.startswith("{")
+    ]
     refusals = [entry for entry in lines if "forbidden" in entry["message"]]
     assert len(refusals) == 2, lines
     http_line, ws_line = refusals

@@ -37,12 +37,11 @@ def _ports_free(*ports: int) -> bool:
 
 async def _start(args: list[str], cwd: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        *SERVE, *args, cwd=cwd, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
+        *SERVE, *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
 
 
-async def _read_until(process: asyncio.subprocess.Process, marker: str,
-                      within: float = 20) -> str:
+async def _read_until(process: asyncio.subprocess.Process, marker: str, within: float = 20) -> str:
     """The process's output up to and including the line containing ``marker``."""
     assert process.stdout is not None
     seen: list[str] = []
@@ -66,8 +65,10 @@ async def _stop(process: asyncio.subprocess.Process) -> str:
 
 async def test_invalid_configuration_names_the_field(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
-    config.write_text('[[pbx]]\nname = "office"\nhost = "127.0.0.1"\nport = "x"\n'
-                      'username = "u"\nsecret = "s"\n', encoding="utf-8")
+    config.write_text(
+        '[[pbx]]\nname = "office"\nhost = "127.0.0.1"\nport = "x"\nusername = "u"\nsecret = "s"\n',
+        encoding="utf-8",
+    )
     process = await _start(["--config", str(config)], tmp_path)
     async with asyncio.timeout(20):
         out, _ = await process.communicate()
@@ -85,14 +86,20 @@ async def test_sigterm_closes_websockets_and_logs_off(tmp_path: Path) -> None:
             f'[server]\nhttp = "127.0.0.1:{http_port}"\nws = "127.0.0.1:{ws_port}"\n'
             f'[users]\ndatabase = "{config.users.database}"\n'
             f'[[pbx]]\nname = "office"\nhost = "127.0.0.1"\nport = {simulator.port}\n'
-            'username = "admin"\nsecret = "admin"\n', encoding="utf-8")
+            'username = "admin"\nsecret = "admin"\n',
+            encoding="utf-8",
+        )
         process = await _start(["--config", str(path)], tmp_path)
         try:
             await _read_until(process, "connected to")
             async with aiohttp.ClientSession() as session:
                 ws = await session.ws_connect(f"ws://127.0.0.1:{ws_port}/api")
-                await ws.send_json({"method": "send", "argument": {
-                    **AGENT, "callbackAwait": True, "fields": {"action": "Ping"}}})
+                await ws.send_json(
+                    {
+                        "method": "send",
+                        "argument": {**AGENT, "callbackAwait": True, "fields": {"action": "Ping"}},
+                    }
+                )
                 answer = await ws.receive_json(timeout=10)
                 assert answer["err"] is None, answer
                 process.send_signal(signal.SIGTERM)
@@ -137,12 +144,16 @@ async def test_simulator_true_in_a_configuration_file(tmp_path: Path) -> None:
         f'[server]\nhttp = "127.0.0.1:{http_port}"\nws = ""\n'
         '[[pbx]]\nname = "lab"\nhost = "127.0.0.1"\nport = 0\nusername = "lab"\n'
         'secret = "lab-secret"\nsimulator = true\n'
-        '[demo]\ntraffic_per_minute = 0\n', encoding="utf-8")
+        "[demo]\ntraffic_per_minute = 0\n",
+        encoding="utf-8",
+    )
     process = await _start(["--config", str(path)], tmp_path)
     try:
         await _read_until(process, "connected to")
-        async with aiohttp.ClientSession() as session, \
-                session.get(f"http://127.0.0.1:{http_port}/health") as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{http_port}/health") as response,
+        ):
             health = await response.json()
         assert response.status == 200, health
         assert health["pbx"][0]["name"] == "lab"

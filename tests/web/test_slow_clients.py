@@ -31,19 +31,27 @@ def _drain(ws: WsClient) -> int:
 
 
 async def test_slow_reader_is_dropped_others_keep_receiving(
-        api: ApiClient, server: RunningServer, simulator: PbxSimulator) -> None:
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
     fast = await api.ws()
     await fast.call("onEvent", creds=ADMIN, name="UserEvent")
     slow = await api.session.ws_connect(server.ws_url, max_msg_size=0)
-    await slow.send_str(orjson.dumps({"method": "onEvent", "argument": {
-        **ADMIN, "name": "UserEvent"}}).decode())
+    await slow.send_str(
+        orjson.dumps({"method": "onEvent", "argument": {**ADMIN, "name": "UserEvent"}}).decode()
+    )
     await slow.receive(timeout=5)  # its answer; from now on it never reads
     payload = "x" * 8000
     total = 2000
     received = 0
     for index in range(total):
-        simulator.emit(Message.build(("Event", "UserEvent"), ("UserEvent", "load"),
-                                     ("Seq", str(index)), ("Payload", payload)))
+        simulator.emit(
+            Message.build(
+                ("Event", "UserEvent"),
+                ("UserEvent", "load"),
+                ("Seq", str(index)),
+                ("Payload", payload),
+            )
+        )
         if index % 50 == 0:
             await asyncio.sleep(0)
             received += _drain(fast)
@@ -57,7 +65,11 @@ async def test_slow_reader_is_dropped_others_keep_receiving(
     closed = await slow.receive(timeout=5)
     while closed.type is aiohttp.WSMsgType.TEXT:
         closed = await slow.receive(timeout=5)
-    assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                           aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR)
+    assert closed.type in (
+        aiohttp.WSMsgType.CLOSE,
+        aiohttp.WSMsgType.CLOSED,
+        aiohttp.WSMsgType.CLOSING,
+        aiohttp.WSMsgType.ERROR,
+    )
     await fast.close()
     await slow.close()

@@ -28,8 +28,7 @@ LISTENER = {"login": "quiet", "login2": "Nobody", "sha1": sha1_of_password("quie
 
 @pytest.fixture
 def server_overrides() -> dict[str, Any]:
-    return {"limits": {"ws_queue_size": QUEUE},
-            "roles": {"no-events": {"methods": ["send"]}}}
+    return {"limits": {"ws_queue_size": QUEUE}, "roles": {"no-events": {"methods": ["send"]}}}
 
 
 @dataclass
@@ -99,9 +98,13 @@ def events_url(server: RunningServer) -> str:
     return server.http_url + "/api/events"
 
 
-async def open_stream(session: aiohttp.ClientSession, server: RunningServer, *,
-                      params: Mapping[str, str] | None = None,
-                      headers: Mapping[str, str] | None = None) -> Stream:
+async def open_stream(
+    session: aiohttp.ClientSession,
+    server: RunningServer,
+    *,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Stream:
     response = await session.get(events_url(server), params=params, headers=headers)
     assert response.status == 200, await response.text()
     assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -113,8 +116,11 @@ async def open_stream(session: aiohttp.ClientSession, server: RunningServer, *,
 
 
 def header_creds(creds: Mapping[str, str]) -> dict[str, str]:
-    return {"X-Vwell-Login": quote(creds["login"]), "X-Vwell-Login2": quote(creds["login2"]),
-            "X-Vwell-Sha1": creds["sha1"]}
+    return {
+        "X-Vwell-Login": quote(creds["login"]),
+        "X-Vwell-Login2": quote(creds["login2"]),
+        "X-Vwell-Sha1": creds["sha1"],
+    }
 
 
 def fb64(argument: Mapping[str, Any]) -> dict[str, str]:
@@ -122,8 +128,9 @@ def fb64(argument: Mapping[str, Any]) -> dict[str, str]:
 
 
 def publish_client_event(server: RunningServer, name: str, **fields: Any) -> None:
-    server.api.bus.publish(BusEvent.from_client({"name": name, **fields},
-                                                login="root", login2="Admin"))
+    server.api.bus.publish(
+        BusEvent.from_client({"name": name, **fields}, login="root", login2="Admin")
+    )
 
 
 def publish_pbx_event(server: RunningServer, name: str, **fields: str) -> None:
@@ -135,7 +142,8 @@ def publish_pbx_event(server: RunningServer, name: str, **fields: str) -> None:
 
 
 async def test_wrong_credentials_answer_401_with_the_envelope(
-        session: aiohttp.ClientSession, server: RunningServer) -> None:
+    session: aiohttp.ClientSession, server: RunningServer
+) -> None:
     bad = {**AGENT, "sha1": "0" * 40}
     async with session.get(events_url(server), headers=header_creds(bad)) as response:
         assert response.status == 401
@@ -147,26 +155,32 @@ async def test_wrong_credentials_answer_401_with_the_envelope(
         assert (await response.json())["errCode"] == "auth_failed"
 
 
-async def test_a_malformed_filter_answers_400(session: aiohttp.ClientSession,
-                                              server: RunningServer) -> None:
+async def test_a_malformed_filter_answers_400(
+    session: aiohttp.ClientSession, server: RunningServer
+) -> None:
     params = fb64({**AGENT, "event": {"name": "Newchannel", "CallerIDNum": {"no": "objects"}}})
     async with session.get(events_url(server), params=params) as response:
         assert response.status == 400
         body = await response.json()
     assert body["errCode"] == "bad_request"
     assert "CallerIDNum" in body["err"]
-    async with session.get(events_url(server), headers=header_creds(AGENT),
-                           params={"name": "x", "lastEventId": "yesterday"}) as response:
+    async with session.get(
+        events_url(server),
+        headers=header_creds(AGENT),
+        params={"name": "x", "lastEventId": "yesterday"},
+    ) as response:
         assert response.status == 400
         assert "Last-Event-ID" in (await response.json())["err"]
 
 
-async def test_a_role_without_onEvent_gets_403(session: aiohttp.ClientSession,
-                                               server: RunningServer, tmp_path: Path) -> None:
+async def test_a_role_without_onEvent_gets_403(
+    session: aiohttp.ClientSession, server: RunningServer, tmp_path: Path
+) -> None:
     directory = UserDirectory(server.config.users.database)
     try:
-        directory.add(LISTENER["login"], LISTENER["login2"], sha1_hex=LISTENER["sha1"],
-                      role="no-events")
+        directory.add(
+            LISTENER["login"], LISTENER["login2"], sha1_hex=LISTENER["sha1"], role="no-events"
+        )
     finally:
         directory.close()
     async with session.get(events_url(server), headers=header_creds(LISTENER)) as response:
@@ -178,10 +192,12 @@ async def test_a_role_without_onEvent_gets_403(session: aiohttp.ClientSession,
 
 
 async def test_incoming_call_events_arrive_as_data_lines(
-        session: aiohttp.ClientSession, server: RunningServer, simulator: PbxSimulator) -> None:
+    session: aiohttp.ClientSession, server: RunningServer, simulator: PbxSimulator
+) -> None:
     # Credentials in headers, login2 percent-encoded UTF-8; the filter in the query.
-    stream = await open_stream(session, server, headers=header_creds(AGENT),
-                               params={"name": "newchannel"})
+    stream = await open_stream(
+        session, server, headers=header_creds(AGENT), params={"name": "newchannel"}
+    )
     await simulator.incoming_call("+79787342741", hold=0.05)
     number, event = await stream.event()
     assert event["name"] == "Newchannel"
@@ -191,9 +207,9 @@ async def test_incoming_call_events_arrive_as_data_lines(
     stream.response.close()
 
 
-async def test_field_filters_from_fb64json(session: aiohttp.ClientSession,
-                                           server: RunningServer,
-                                           simulator: PbxSimulator) -> None:
+async def test_field_filters_from_fb64json(
+    session: aiohttp.ClientSession, server: RunningServer, simulator: PbxSimulator
+) -> None:
     argument = {**AGENT, "event": {"name": "Newchannel", "CallerIDNum": "+7978*"}}
     stream = await open_stream(session, server, params=fb64(argument))
     await simulator.incoming_call("+71002003040", hold=0.05)
@@ -203,13 +219,19 @@ async def test_field_filters_from_fb64json(session: aiohttp.ClientSession,
     stream.response.close()
 
 
-async def test_bracket_query_parameters_and_cors(session: aiohttp.ClientSession,
-                                                 server: RunningServer) -> None:
-    params = {"argument[login]": ADMIN["login"], "argument[login2]": ADMIN["login2"],
-              "argument[sha1]": ADMIN["sha1"], "argument[event][name]": "Brackets",
-              "argument[event][colour]": "red"}
-    response = await session.get(events_url(server), params=params,
-                                 headers={"Origin": "http://crm.example"})
+async def test_bracket_query_parameters_and_cors(
+    session: aiohttp.ClientSession, server: RunningServer
+) -> None:
+    params = {
+        "argument[login]": ADMIN["login"],
+        "argument[login2]": ADMIN["login2"],
+        "argument[sha1]": ADMIN["sha1"],
+        "argument[event][name]": "Brackets",
+        "argument[event][colour]": "red",
+    }
+    response = await session.get(
+        events_url(server), params=params, headers={"Origin": "http://crm.example"}
+    )
     assert response.status == 200
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     stream = Stream(response)
@@ -221,19 +243,22 @@ async def test_bracket_query_parameters_and_cors(session: aiohttp.ClientSession,
     response.close()
 
 
-async def test_heartbeat_comments_on_an_idle_stream(session: aiohttp.ClientSession,
-                                                    server: RunningServer) -> None:
+async def test_heartbeat_comments_on_an_idle_stream(
+    session: aiohttp.ClientSession, server: RunningServer
+) -> None:
     server.app[STREAMS_KEY].settings = StreamSettings(heartbeat=0.05)
-    stream = await open_stream(session, server, headers=header_creds(AGENT),
-                               params={"name": "NothingHappens"})
+    stream = await open_stream(
+        session, server, headers=header_creds(AGENT), params={"name": "NothingHappens"}
+    )
     frame = await stream.frame(within=2)
     assert frame.comments == ["ping"]
     assert not frame.data
     stream.response.close()
 
 
-async def test_the_role_guard_applies(session: aiohttp.ClientSession,
-                                      server: RunningServer) -> None:
+async def test_the_role_guard_applies(
+    session: aiohttp.ClientSession, server: RunningServer
+) -> None:
     # The operator role receives call events but not, e.g., VarSet or security events.
     stream = await open_stream(session, server, headers=header_creds(AGENT), params={"name": "*"})
     publish_pbx_event(server, "VarSet", Variable="SECRET_THING", Value="x")
@@ -248,7 +273,8 @@ async def test_the_role_guard_applies(session: aiohttp.ClientSession,
 
 
 async def test_last_event_id_replays_only_the_missed_events(
-        session: aiohttp.ClientSession, server: RunningServer) -> None:
+    session: aiohttp.ClientSession, server: RunningServer
+) -> None:
     headers = header_creds(ADMIN)
     stream = await open_stream(session, server, headers=headers, params={"name": "Replay*"})
     publish_client_event(server, "Replay", n=1)
@@ -260,8 +286,9 @@ async def test_last_event_id_replays_only_the_missed_events(
     publish_client_event(server, "Other", n=99)  # not this stream's filter
     publish_client_event(server, "ReplayToo", n=3)
 
-    stream = await open_stream(session, server, params={"name": "Replay*"},
-                               headers={**headers, "Last-Event-ID": str(seen)})
+    stream = await open_stream(
+        session, server, params={"name": "Replay*"}, headers={**headers, "Last-Event-ID": str(seen)}
+    )
     first_id, first = await stream.event()
     second_id, second = await stream.event()
     assert (first["n"], second["n"]) == (2, 3)
@@ -273,8 +300,9 @@ async def test_last_event_id_replays_only_the_missed_events(
     stream.response.close()
 
 
-async def test_replay_is_bounded_and_says_so(session: aiohttp.ClientSession,
-                                             server: RunningServer) -> None:
+async def test_replay_is_bounded_and_says_so(
+    session: aiohttp.ClientSession, server: RunningServer
+) -> None:
     server.app[STREAMS_KEY].settings = StreamSettings(replay_size=2)
     headers = header_creds(ADMIN)
     stream = await open_stream(session, server, headers=headers, params={"name": "Gap"})
@@ -283,8 +311,9 @@ async def test_replay_is_bounded_and_says_so(session: aiohttp.ClientSession,
     stream.response.close()
     for n in range(1, 6):
         publish_client_event(server, "Gap", n=n)
-    stream = await open_stream(session, server, params={"name": "Gap"},
-                               headers={**headers, "Last-Event-ID": str(seen)})
+    stream = await open_stream(
+        session, server, params={"name": "Gap"}, headers={**headers, "Last-Event-ID": str(seen)}
+    )
     frame = await stream.frame()
     assert any(c.startswith("replay incomplete") for c in frame.comments)
     replayed = [frame.event["n"]] if frame.data else []
@@ -297,16 +326,18 @@ async def test_replay_is_bounded_and_says_so(session: aiohttp.ClientSession,
 # --- slow readers ---------------------------------------------------------------------
 
 
-async def test_a_stream_that_does_not_read_is_dropped(session: aiohttp.ClientSession,
-                                                      server: RunningServer) -> None:
+async def test_a_stream_that_does_not_read_is_dropped(
+    session: aiohttp.ClientSession, server: RunningServer
+) -> None:
     registry = server.app[STREAMS_KEY].metrics.registry
 
     def dropped() -> float:
         return registry.get_sample_value("vwell_slow_clients_dropped_total") or 0.0
 
     before = dropped()
-    stream = await open_stream(session, server, headers=header_creds(ADMIN),
-                               params={"name": "Flood"})
+    stream = await open_stream(
+        session, server, headers=header_creds(ADMIN), params={"name": "Flood"}
+    )
     for n in range(QUEUE + 10):  # synchronously: the writer cannot run in between
         publish_client_event(server, "Flood", n=n)
     assert dropped() == before + 1
@@ -320,13 +351,15 @@ async def test_a_stream_that_does_not_read_is_dropped(session: aiohttp.ClientSes
             await asyncio.sleep(0.01)
 
 
-async def test_the_replay_recorder_is_no_subscription(session: aiohttp.ClientSession,
-                                                       server: RunningServer) -> None:
+async def test_the_replay_recorder_is_no_subscription(
+    session: aiohttp.ClientSession, server: RunningServer
+) -> None:
     # The replay buffer listens on the bus; only the stream itself is a subscription,
     # and nothing is left once the stream ends (found by the next heartbeat).
     server.app[STREAMS_KEY].settings = StreamSettings(heartbeat=0.05)
-    stream = await open_stream(session, server, headers=header_creds(ADMIN),
-                               params={"name": "Counted"})
+    stream = await open_stream(
+        session, server, headers=header_creds(ADMIN), params={"name": "Counted"}
+    )
     stats = server.api.bus.stats
     assert (stats.subscriptions, stats.subscribers) == (1, 1)
     publish_client_event(server, "Counted", n=1)

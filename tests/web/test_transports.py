@@ -26,10 +26,14 @@ SEED_JQUERY_BODY = (
 
 
 async def test_seed_jquery_post_form(api: ApiClient) -> None:
-    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8",
-               "Origin": "http://crm.example", "X-Requested-With": "XMLHttpRequest"}
-    async with api.session.post(api.url, data=SEED_JQUERY_BODY.encode(),
-                                headers=headers) as response:
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8",
+        "Origin": "http://crm.example",
+        "X-Requested-With": "XMLHttpRequest",
+    }
+    async with api.session.post(
+        api.url, data=SEED_JQUERY_BODY.encode(), headers=headers
+    ) as response:
         assert response.status == 200
         assert response.headers["Access-Control-Allow-Origin"] == "*"
         body = await response.json()
@@ -43,9 +47,16 @@ async def test_seed_jquery_post_form(api: ApiClient) -> None:
 
 async def test_seed_fb64json_get_with_cyrillic_login2(api: ApiClient) -> None:
     # The seed: Base64.encode(JSON.stringify({...})) appended to the URL unescaped.
-    envelope = {"method": "send", "argument": {
-        "login": "Agent", "login2": "Иванов И.И.", "sha1": AGENT["sha1"],
-        "fields": {"action": "ping", "actionId": 0.5}, "reqId": "0.42"}}
+    envelope = {
+        "method": "send",
+        "argument": {
+            "login": "Agent",
+            "login2": "Иванов И.И.",
+            "sha1": AGENT["sha1"],
+            "fields": {"action": "ping", "actionId": 0.5},
+            "reqId": "0.42",
+        },
+    }
     text = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
     b64 = base64.b64encode(text.encode("utf-8")).decode()
     assert "+" in b64 or "/" in b64 or "=" in b64  # characters a raw URL mangles
@@ -59,8 +70,10 @@ async def test_seed_fb64json_get_with_cyrillic_login2(api: ApiClient) -> None:
 
 
 async def test_fb64json_url_safe_without_padding(api: ApiClient) -> None:
-    envelope = {"method": "send", "argument": {**AGENT, "callbackAwait": True,
-                                               "fields": {"Action": "Ping"}}}
+    envelope = {
+        "method": "send",
+        "argument": {**AGENT, "callbackAwait": True, "fields": {"Action": "Ping"}},
+    }
     b64 = base64.urlsafe_b64encode(orjson.dumps(envelope)).decode().rstrip("=")
     async with api.session.get(f"{api.url}?fb64json={b64}") as response:
         body = await response.json()
@@ -69,11 +82,20 @@ async def test_fb64json_url_safe_without_padding(api: ApiClient) -> None:
 
 async def test_seed_websocket_example(api: ApiClient) -> None:
     ws = await api.ws()
-    frame = json.dumps({"method": "send", "argument": {
-        "login": "Agent", "login2": "Иванов И.И.", "sha1": AGENT["sha1"],
-        "reqId": "0.31", "callbackAwait": 1, "fields": {"action": "ping",
-                                                        "actionId": 0.77}}},
-        ensure_ascii=False)
+    frame = json.dumps(
+        {
+            "method": "send",
+            "argument": {
+                "login": "Agent",
+                "login2": "Иванов И.И.",
+                "sha1": AGENT["sha1"],
+                "reqId": "0.31",
+                "callbackAwait": 1,
+                "fields": {"action": "ping", "actionId": 0.77},
+            },
+        },
+        ensure_ascii=False,
+    )
     await ws.ws.send_str(frame)
     message = await ws.ws.receive(timeout=5)
     assert message.type is aiohttp.WSMsgType.TEXT
@@ -91,10 +113,18 @@ async def test_websocket_on_the_http_port(api: ApiClient) -> None:
 
 
 async def test_get_with_bracket_query(api: ApiClient) -> None:
-    query = "&".join(f"{quote(k)}={quote(v)}" for k, v in [
-        ("method", "send"), ("argument[login]", "Agent"), ("argument[login2]", "Иванов И.И."),
-        ("argument[sha1]", AGENT["sha1"]), ("argument[callbackAwait]", "1"),
-        ("argument[fields][action]", "Ping"), ("argument[reqId]", "q1")])
+    query = "&".join(
+        f"{quote(k)}={quote(v)}"
+        for k, v in [
+            ("method", "send"),
+            ("argument[login]", "Agent"),
+            ("argument[login2]", "Иванов И.И."),
+            ("argument[sha1]", AGENT["sha1"]),
+            ("argument[callbackAwait]", "1"),
+            ("argument[fields][action]", "Ping"),
+            ("argument[reqId]", "q1"),
+        ]
+    )
     async with api.session.get(f"{api.url}?{query}") as response:
         body = await response.json()
     assert body["err"] is None and body["reqId"] == "q1"
@@ -102,9 +132,14 @@ async def test_get_with_bracket_query(api: ApiClient) -> None:
 
 async def test_multipart_post(api: ApiClient) -> None:
     form = aiohttp.FormData()
-    for key, value in [("method", "send"), ("argument[login]", "Agent"),
-                       ("argument[login2]", "Иванов И.И."), ("argument[sha1]", AGENT["sha1"]),
-                       ("argument[callbackAwait]", "true"), ("argument[fields][action]", "Ping")]:
+    for key, value in [
+        ("method", "send"),
+        ("argument[login]", "Agent"),
+        ("argument[login2]", "Иванов И.И."),
+        ("argument[sha1]", AGENT["sha1"]),
+        ("argument[callbackAwait]", "true"),
+        ("argument[fields][action]", "Ping"),
+    ]:
         form.add_field(key, value)
     async with api.session.post(api.url, data=form) as response:
         body = await response.json()
@@ -112,8 +147,10 @@ async def test_multipart_post(api: ApiClient) -> None:
 
 
 async def test_post_form_with_fb64json_field(api: ApiClient) -> None:
-    envelope = {"method": "send", "argument": {**AGENT, "callbackAwait": 1,
-                                               "fields": {"action": "Ping"}, "reqId": 7}}
+    envelope = {
+        "method": "send",
+        "argument": {**AGENT, "callbackAwait": 1, "fields": {"action": "Ping"}, "reqId": 7},
+    }
     b64 = base64.b64encode(orjson.dumps(envelope)).decode()
     async with api.session.post(api.url, data={"fb64json": b64, "method": "ignored"}) as resp:
         body = await resp.json()
@@ -121,8 +158,11 @@ async def test_post_form_with_fb64json_field(api: ApiClient) -> None:
 
 
 async def test_cors_preflight(api: ApiClient) -> None:
-    headers = {"Origin": "http://crm.example", "Access-Control-Request-Method": "POST",
-               "Access-Control-Request-Headers": "content-type"}
+    headers = {
+        "Origin": "http://crm.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
     async with api.session.options(api.url, headers=headers) as response:
         assert response.status == 204
         assert response.headers["Access-Control-Allow-Origin"] == "*"
@@ -140,8 +180,9 @@ async def test_malformed_bodies_answer_bad_request(api: ApiClient) -> None:
         (b"[" * 100 + b"]" * 100, "application/json"),
     ]
     for body, content_type in cases:
-        async with api.session.post(api.url, data=body,
-                                    headers={"Content-Type": content_type}) as response:
+        async with api.session.post(
+            api.url, data=body, headers={"Content-Type": content_type}
+        ) as response:
             assert response.status == 200
             answer = await response.json()
         assert answer["errCode"] == "bad_request", (body, answer)
@@ -150,8 +191,9 @@ async def test_malformed_bodies_answer_bad_request(api: ApiClient) -> None:
 
 async def test_body_over_the_limit(api: ApiClient) -> None:
     big = b'{"method": "send", "argument": {"x": "' + b"a" * (2 * 1024 * 1024) + b'"}}'
-    async with api.session.post(api.url, data=big,
-                                headers={"Content-Type": "application/json"}) as response:
+    async with api.session.post(
+        api.url, data=big, headers={"Content-Type": "application/json"}
+    ) as response:
         assert response.status == 413
         answer = await response.json()
     assert answer["errCode"] == "bad_request"

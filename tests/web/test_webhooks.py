@@ -89,18 +89,44 @@ async def receiver() -> AsyncIterator[Receiver]:
 @pytest.fixture
 def server_overrides(receiver: Receiver) -> dict[str, Any]:
     fast = {"retry_seconds": 0.01, "retry_max_seconds": 0.05, "timeout": 5}
-    return {"webhooks": [
-        {"name": "crm", "url": receiver.url + "/ok?token=abc", "secret": SECRET,
-         "event": {"name": "Newchannel", "CallerIDNum": "+7978*"}},
-        {"name": "flaky", "url": receiver.url + "/flaky", "event": {"name": "FlakyTest"},
-         "max_retries": 3, **fast},
-        {"name": "down", "url": receiver.url + "/down", "event": {"name": "DownTest"},
-         "max_retries": 2, **fast},
-        {"name": "picky", "url": receiver.url + "/reject", "event": {"name": "RejectTest"},
-         "max_retries": 5, **fast},
-        {"name": "slow", "url": receiver.url + "/slow", "event": {"name": "SlowTest"},
-         "queue_size": 2, **fast},
-    ]}
+    return {
+        "webhooks": [
+            {
+                "name": "crm",
+                "url": receiver.url + "/ok?token=abc",
+                "secret": SECRET,
+                "event": {"name": "Newchannel", "CallerIDNum": "+7978*"},
+            },
+            {
+                "name": "flaky",
+                "url": receiver.url + "/flaky",
+                "event": {"name": "FlakyTest"},
+                "max_retries": 3,
+                **fast,
+            },
+            {
+                "name": "down",
+                "url": receiver.url + "/down",
+                "event": {"name": "DownTest"},
+                "max_retries": 2,
+                **fast,
+            },
+            {
+                "name": "picky",
+                "url": receiver.url + "/reject",
+                "event": {"name": "RejectTest"},
+                "max_retries": 5,
+                **fast,
+            },
+            {
+                "name": "slow",
+                "url": receiver.url + "/slow",
+                "event": {"name": "SlowTest"},
+                "queue_size": 2,
+                **fast,
+            },
+        ]
+    }
 
 
 async def wait_until(condition: Callable[[], bool], within: float = 5) -> None:
@@ -110,8 +136,9 @@ async def wait_until(condition: Callable[[], bool], within: float = 5) -> None:
 
 
 def publish(server: RunningServer, name: str, **fields: Any) -> None:
-    server.api.bus.publish(BusEvent.from_client({"name": name, **fields},
-                                                login="root", login2="Admin"))
+    server.api.bus.publish(
+        BusEvent.from_client({"name": name, **fields}, login="root", login2="Admin")
+    )
 
 
 def stats(server: RunningServer, name: str) -> dict[str, Any]:
@@ -122,14 +149,17 @@ def stats(server: RunningServer, name: str) -> dict[str, Any]:
 
 
 async def health(server: RunningServer) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, \
-            session.get(server.http_url + "/health") as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.http_url + "/health") as response,
+    ):
         result: dict[str, Any] = await response.json()
         return result
 
 
-async def test_pbx_events_are_posted_signed(server: RunningServer, receiver: Receiver,
-                                            simulator: PbxSimulator) -> None:
+async def test_pbx_events_are_posted_signed(
+    server: RunningServer, receiver: Receiver, simulator: PbxSimulator
+) -> None:
     await simulator.incoming_call("+71002003040", hold=0.05)  # filtered out
     await simulator.incoming_call("+79787342741", hold=0.05)
     await wait_until(lambda: bool(receiver.on("/ok")))
@@ -152,7 +182,8 @@ async def test_pbx_events_are_posted_signed(server: RunningServer, receiver: Rec
 
 
 async def test_failures_are_retried_with_the_same_delivery_id(
-        server: RunningServer, receiver: Receiver) -> None:
+    server: RunningServer, receiver: Receiver
+) -> None:
     publish(server, "FlakyTest", n=1)
     await wait_until(lambda: stats(server, "flaky")["delivered"] == 1)
     attempts = receiver.on("/flaky")
@@ -165,7 +196,8 @@ async def test_failures_are_retried_with_the_same_delivery_id(
 
 
 async def test_giving_up_is_counted_on_health_and_metrics(
-        server: RunningServer, receiver: Receiver) -> None:
+    server: RunningServer, receiver: Receiver
+) -> None:
     publish(server, "DownTest", n=1)
     publish(server, "RejectTest", n=1)
     await wait_until(lambda: stats(server, "down")["failed"] == 1)
@@ -176,18 +208,23 @@ async def test_giving_up_is_counted_on_health_and_metrics(
     entries = {entry["name"]: entry for entry in body["webhooks"]}
     down = entries["down"]
     assert (down["state"], down["lastStatus"], down["failed"], down["retries"]) == (
-        "failing", 503, 1, 2)
+        "failing",
+        503,
+        1,
+        2,
+    )
     assert "503" in down["lastError"]
     assert entries["picky"]["lastStatus"] == 400
-    async with aiohttp.ClientSession() as session, \
-            session.get(server.http_url + "/metrics") as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.http_url + "/metrics") as response,
+    ):
         text = await response.text()
     assert 'vwell_webhook_deliveries_total{outcome="failed",webhook="down"} 1.0' in text
     assert 'vwell_webhook_retries_total{webhook="down"} 2.0' in text
 
 
-async def test_a_full_queue_drops_and_counts(server: RunningServer,
-                                             receiver: Receiver) -> None:
+async def test_a_full_queue_drops_and_counts(server: RunningServer, receiver: Receiver) -> None:
     for n in range(5):  # synchronously: the worker takes none of them in between
         publish(server, "SlowTest", n=n)
     entry = stats(server, "slow")
@@ -207,8 +244,13 @@ async def test_connection_errors_are_retried_then_given_up() -> None:
         waits.append(seconds)
 
     bus = EventBus()
-    config = WebhookConfig(url="http://127.0.0.1:9/nowhere", max_retries=3,
-                           retry_seconds=1, retry_max_seconds=3, timeout=2)
+    config = WebhookConfig(
+        url="http://127.0.0.1:9/nowhere",
+        max_retries=3,
+        retry_seconds=1,
+        retry_max_seconds=3,
+        timeout=2,
+    )
     async with WebhookDispatcher([config], bus, sleep=sleep, rng=lambda: 1.0) as dispatcher:
         bus.publish(BusEvent.from_client({"name": "Any"}, login="a", login2="b"))
         hook = dispatcher.webhooks[0]
@@ -224,8 +266,7 @@ def test_signature_helper_matches_hmac() -> None:
     assert signature("k", body) == "sha256=" + hmac.new(b"k", body, "sha256").hexdigest()
 
 
-async def test_a_delivery_bug_does_not_stop_the_worker(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_delivery_bug_does_not_stop_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     bus = EventBus()
     config = WebhookConfig(url="http://127.0.0.1:9/nowhere", max_retries=0)
     async with WebhookDispatcher([config], bus) as dispatcher:

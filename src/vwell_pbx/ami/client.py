@@ -7,7 +7,8 @@ reconnects; callers only ever see finished answers or errors::
     await client.start()
     await client.wait_connected(timeout=5)
     result = await client.send_action([("Action", "CoreShowChannels")], timeout=5)
-    for channel in result.events: ...
+    for channel in result.events:
+        ...
     await client.close()
 
 Invariants the client keeps:
@@ -124,8 +125,13 @@ class AmiSettings:
     def __post_init__(self) -> None:
         if self.auth not in ("md5", "plain"):
             raise ValueError(f"auth must be 'md5' or 'plain', got {self.auth!r}")
-        for name in ("connect_timeout", "login_timeout", "ping_interval", "ping_timeout",
-                     "backoff_initial"):
+        for name in (
+            "connect_timeout",
+            "login_timeout",
+            "ping_interval",
+            "ping_timeout",
+            "backoff_initial",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
         if self.backoff_max < self.backoff_initial:
@@ -267,7 +273,10 @@ class AmiClient:
         self._rng = rng if rng is not None else random.Random()
         self._next_action_id = action_ids if action_ids is not None else self._default_ids()
         self._state = ConnectionState(
-            status=ConnectionStatus.DOWN, since=time.time(), last_error=None, reconnects=0,
+            status=ConnectionStatus.DOWN,
+            since=time.time(),
+            last_error=None,
+            reconnects=0,
             greeting=None,
         )
         self._last_failure: PbxUnavailable | None = None
@@ -307,8 +316,11 @@ class AmiClient:
     def connected(self) -> bool:
         """True while logged in on a live connection."""
         session = self._session
-        return (self._state.status is ConnectionStatus.CONNECTED and session is not None
-                and session.lost_reason is None)
+        return (
+            self._state.status is ConnectionStatus.CONNECTED
+            and session is not None
+            and session.lost_reason is None
+        )
 
     def add_listener(self, callback: Callable[[Message], None]) -> Callable[[], None]:
         """Call ``callback(event)`` from the reader for every PBX event; returns a remover.
@@ -319,9 +331,7 @@ class AmiClient:
         self._listeners.append(callback)
         return _remover(self._listeners, callback)
 
-    def add_state_listener(
-        self, callback: Callable[[ConnectionState], None]
-    ) -> Callable[[], None]:
+    def add_state_listener(self, callback: Callable[[ConnectionState], None]) -> Callable[[], None]:
         """Call ``callback(state)`` on every state change; returns a remover."""
         self._state_listeners.append(callback)
         return _remover(self._state_listeners, callback)
@@ -341,7 +351,8 @@ class AmiClient:
             raise PbxUnavailable(f"PBX {self._settings.where}: client closed")
         if self._run_task is None:
             self._run_task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"ami-client-{self._settings.name}")
+                self._run(), name=f"ami-client-{self._settings.name}"
+            )
 
     # The timeout is part of the interface on purpose: every wait in this layer has one.
     async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109
@@ -356,8 +367,10 @@ class AmiClient:
                 raise PbxUnavailable(f"PBX {self._settings.where}: client closed")
             remaining = deadline - loop.time()
             if remaining <= 0:
-                error = (f"PBX {self._settings.where} not connected after {timeout}s "
-                         f"(last error: {self._state.last_error or 'none'})")
+                error = (
+                    f"PBX {self._settings.where} not connected after {timeout}s "
+                    f"(last error: {self._state.last_error or 'none'})"
+                )
                 if isinstance(self._last_failure, LoginFailed):
                     raise LoginFailed(error)
                 raise PbxUnavailable(error)
@@ -395,8 +408,14 @@ class AmiClient:
         data, action_id, action = self._encode(fields)
         session = self._usable_session()
         return await self._request(
-            session, data, action_id, action, timeout=timeout, followup=followup,
-            followup_timeout=followup_timeout, internal=False,
+            session,
+            data,
+            action_id,
+            action,
+            timeout=timeout,
+            followup=followup,
+            followup_timeout=followup_timeout,
+            internal=False,
         )
 
     async def write_action(self, fields: Sequence[tuple[str, str]]) -> str:
@@ -415,7 +434,8 @@ class AmiClient:
         except TimeoutError:
             raise ActionTimeout(
                 f"could not write {action} to PBX {self._settings.where} within "
-                f"{self._settings.ping_timeout}s") from None
+                f"{self._settings.ping_timeout}s"
+            ) from None
         return action_id
 
     def wait_event(
@@ -435,8 +455,9 @@ class AmiClient:
             fail_quietly(future, self._unavailable())
             return future
         if len(self._watchers) >= self._settings.max_pending:
-            fail_quietly(future, TooManyPending(
-                f"{len(self._watchers)} event watchers already registered"))
+            fail_quietly(
+                future, TooManyPending(f"{len(self._watchers)} event watchers already registered")
+            )
             return future
         watcher = _Watcher(predicate, future)
         watcher.timer = loop.call_later(timeout, self._watcher_timed_out, watcher, timeout)
@@ -482,7 +503,8 @@ class AmiClient:
             return PbxUnavailable(f"PBX {self._settings.where}: client closed")
         return PbxUnavailable(
             f"PBX {self._settings.where} is not connected "
-            f"(last error: {self._state.last_error or 'none'})")
+            f"(last error: {self._state.last_error or 'none'})"
+        )
 
     async def _write(self, session: _Session, data: bytes) -> None:
         if session.lost_reason is not None:
@@ -513,14 +535,16 @@ class AmiClient:
         if not internal and len(self._pending) >= settings.max_pending:
             raise TooManyPending(
                 f"{len(self._pending)} actions already await an answer from PBX "
-                f"{settings.where} (max_pending={settings.max_pending})")
+                f"{settings.where} (max_pending={settings.max_pending})"
+            )
         entry = _PendingAction(
             action_id=action_id,
             action=action,
             future=asyncio.get_running_loop().create_future(),
             followup=followup.lower() if followup else None,
-            followup_timeout=(DEFAULT_FOLLOWUP_TIMEOUT if followup_timeout is None
-                              else followup_timeout),
+            followup_timeout=(
+                DEFAULT_FOLLOWUP_TIMEOUT if followup_timeout is None else followup_timeout
+            ),
         )
         # Registered before writing: the answer may arrive before drain() returns.
         self._pending[action_id] = entry
@@ -532,14 +556,21 @@ class AmiClient:
         except TimeoutError:
             raise ActionTimeout(
                 f"no complete answer to {action} (ActionID {action_id}) from PBX "
-                f"{settings.where} within {timeout}s") from None
+                f"{settings.where} within {timeout}s"
+            ) from None
         finally:
             if self._pending.get(action_id) is entry:
                 # Timed out or cancelled: forget it, and drop its answer when it comes.
                 del self._pending[action_id]
                 self._discard(action_id, listing=entry.style is not None)
-        _log.debug("PBX %s: %s %s answered %s in %.3fs", settings.name, action, action_id,
-                   result.response.name, self._clock() - started)
+        _log.debug(
+            "PBX %s: %s %s answered %s in %.3fs",
+            settings.name,
+            action,
+            action_id,
+            result.response.name,
+            self._clock() - started,
+        )
         return result
 
     def _discard(self, action_id: str, *, listing: bool) -> None:
@@ -557,8 +588,11 @@ class AmiClient:
         elif kind is MessageKind.EVENT:
             self._on_event(message)
         else:
-            _log.debug("PBX %s: dropping a message that is neither response nor event: %r",
-                       self._settings.name, message.name)
+            _log.debug(
+                "PBX %s: dropping a message that is neither response nor event: %r",
+                self._settings.name,
+                message.name,
+            )
 
     def _on_response(self, response: Message) -> None:
         action_id = response.action_id
@@ -569,16 +603,22 @@ class AmiClient:
                     del self._discarded[action_id]
                 else:
                     self._discarded[action_id] = True
-                _log.debug("PBX %s: dropping the answer to abandoned action %s",
-                           self._settings.name, action_id)
+                _log.debug(
+                    "PBX %s: dropping the answer to abandoned action %s",
+                    self._settings.name,
+                    action_id,
+                )
             else:
-                _log.debug("PBX %s: dropping unsolicited response %s (ActionID %r): %s",
-                           self._settings.name, response.name, action_id,
-                           response.get("Message"))
+                _log.debug(
+                    "PBX %s: dropping unsolicited response %s (ActionID %r): %s",
+                    self._settings.name,
+                    response.name,
+                    action_id,
+                    response.get("Message"),
+                )
             return
         if entry.response is not None:
-            _log.debug("PBX %s: dropping a second response for %s", self._settings.name,
-                       action_id)
+            _log.debug("PBX %s: dropping a second response for %s", self._settings.name, action_id)
             return
         entry.response = response
         entry.style = list_style(response)
@@ -618,8 +658,9 @@ class AmiClient:
             del self._pending[entry.action_id]
             self._discard(entry.action_id, listing=True)
             if not entry.future.done():
-                entry.future.set_exception(AmiError(
-                    f"event list of {entry.action} has more than {MAX_LIST_ITEMS} items"))
+                entry.future.set_exception(
+                    AmiError(f"event list of {entry.action} has more than {MAX_LIST_ITEMS} items")
+                )
         else:
             entry.events.append(event)
 
@@ -632,14 +673,16 @@ class AmiClient:
         followup = None
         if entry.followup is not None and is_ok(response):
             followup = self._start_followup(entry)
-        entry.future.set_result(ActionResult(
-            action_id=entry.action_id,
-            response=response,
-            events=tuple(entry.events),
-            complete=complete,
-            output=command_output(response),
-            followup=followup,
-        ))
+        entry.future.set_result(
+            ActionResult(
+                action_id=entry.action_id,
+                response=response,
+                events=tuple(entry.events),
+                complete=complete,
+                output=command_output(response),
+                followup=followup,
+            )
+        )
 
     def _start_followup(self, entry: _PendingAction) -> asyncio.Future[Message]:
         assert entry.followup is not None
@@ -649,13 +692,19 @@ class AmiClient:
             future.set_result(entry.early_followup)
             return future
         if len(self._followups) >= self._settings.max_pending:
-            fail_quietly(future, TooManyPending(
-                f"{len(self._followups)} followups already awaited"))
+            fail_quietly(
+                future, TooManyPending(f"{len(self._followups)} followups already awaited")
+            )
             return future
         action_id = entry.action_id
         pending = _Followup(entry.followup, future)
-        pending.timer = loop.call_later(entry.followup_timeout, self._followup_timed_out,
-                                        action_id, pending, entry.followup_timeout)
+        pending.timer = loop.call_later(
+            entry.followup_timeout,
+            self._followup_timed_out,
+            action_id,
+            pending,
+            entry.followup_timeout,
+        )
         self._followups[action_id] = pending
         future.add_done_callback(lambda _: self._forget_followup(action_id, pending))
         return future
@@ -663,9 +712,13 @@ class AmiClient:
     def _followup_timed_out(self, action_id: str, pending: _Followup, timeout: float) -> None:
         if self._followups.get(action_id) is pending:
             del self._followups[action_id]
-        fail_quietly(pending.future, ActionTimeout(
-            f"no {pending.name} event for ActionID {action_id} from PBX "
-            f"{self._settings.where} within {timeout}s"))
+        fail_quietly(
+            pending.future,
+            ActionTimeout(
+                f"no {pending.name} event for ActionID {action_id} from PBX "
+                f"{self._settings.where} within {timeout}s"
+            ),
+        )
 
     def _forget_followup(self, action_id: str, pending: _Followup) -> None:
         # The caller cancelled the followup future (or it finished): stop watching.
@@ -675,8 +728,10 @@ class AmiClient:
             pending.timer.cancel()
 
     def _watcher_timed_out(self, watcher: _Watcher, timeout: float) -> None:
-        fail_quietly(watcher.future, ActionTimeout(
-            f"no matching event from PBX {self._settings.where} within {timeout}s"))
+        fail_quietly(
+            watcher.future,
+            ActionTimeout(f"no matching event from PBX {self._settings.where} within {timeout}s"),
+        )
 
     def _drop_watcher(self, watcher: _Watcher) -> None:
         self._watchers.pop(watcher, None)
@@ -699,8 +754,12 @@ class AmiClient:
             try:
                 listener(event)
             except Exception:
-                _log.exception("PBX %s: event listener %r failed on %s", self._settings.name,
-                               listener, event.name)
+                _log.exception(
+                    "PBX %s: event listener %r failed on %s",
+                    self._settings.name,
+                    listener,
+                    event.name,
+                )
         for stream in tuple(self._streams):
             stream.push(event)
 
@@ -711,31 +770,44 @@ class AmiClient:
         attempt = 0
         reconnects = 0
         while not self._closing:
-            self._set_state(ConnectionStatus.CONNECTING, self._state.last_error,
-                            reconnects=reconnects)
+            self._set_state(
+                ConnectionStatus.CONNECTING, self._state.last_error, reconnects=reconnects
+            )
             try:
                 session = await self._open_session()
             except Exception as exc:
                 # Anything else (a host name IDNA cannot encode, a bug) must not end this
                 # loop silently, leaving the state CONNECTING forever: fail and retry.
                 unforeseen = not isinstance(exc, PbxUnavailable)
-                failure = exc if isinstance(exc, PbxUnavailable) else PbxUnavailable(
-                    f"PBX {settings.where}: connect failed: {exc!r}")
+                failure = (
+                    exc
+                    if isinstance(exc, PbxUnavailable)
+                    else PbxUnavailable(f"PBX {settings.where}: connect failed: {exc!r}")
+                )
                 # A PBX that stays away fails the same way every few seconds for hours:
                 # warn when the reason changes, keep the repeats at debug.
                 repeated = str(failure) == self._state.last_error
                 self._last_failure = failure
                 self._set_state(ConnectionStatus.DOWN, str(failure))
-                _log.log(logging.DEBUG if repeated else logging.WARNING, "PBX %s: %s",
-                         settings.name, failure, exc_info=unforeseen and not repeated)
+                _log.log(
+                    logging.DEBUG if repeated else logging.WARNING,
+                    "PBX %s: %s",
+                    settings.name,
+                    failure,
+                    exc_info=unforeseen and not repeated,
+                )
             else:
                 attempt = 0
                 self._last_failure = None
                 await self._serve(session)
             if self._closing:
                 break
-            delay = backoff_delay(attempt, initial=settings.backoff_initial,
-                                  maximum=settings.backoff_max, rng=self._rng)
+            delay = backoff_delay(
+                attempt,
+                initial=settings.backoff_initial,
+                maximum=settings.backoff_max,
+                rng=self._rng,
+            )
             attempt += 1
             reconnects += 1
             _log.debug("PBX %s: reconnecting in %.2fs", settings.name, delay)
@@ -747,7 +819,8 @@ class AmiClient:
         try:
             async with asyncio.timeout(settings.connect_timeout):
                 reader, writer = await asyncio.open_connection(
-                    settings.host, settings.port, ssl=context, limit=READ_SIZE)
+                    settings.host, settings.port, ssl=context, limit=READ_SIZE
+                )
         except TimeoutError:
             raise PbxUnavailable(
                 f"PBX {settings.where}: no connection within {settings.connect_timeout}s"
@@ -761,8 +834,8 @@ class AmiClient:
         except TimeoutError:
             session.abort()
             raise PbxUnavailable(
-                f"PBX {settings.where}: no banner or login answer within "
-                f"{settings.login_timeout}s") from None
+                f"PBX {settings.where}: no banner or login answer within {settings.login_timeout}s"
+            ) from None
         except (OSError, RemoteProtocolError) as exc:
             session.abort()
             raise PbxUnavailable(f"PBX {settings.where}: login failed: {exc}") from exc
@@ -780,39 +853,56 @@ class AmiClient:
         fields: list[tuple[str, str]]
         if settings.auth == "md5":
             answer = await self._login_exchange(
-                session, [("Action", "Challenge"), ("AuthType", "MD5")])
+                session, [("Action", "Challenge"), ("AuthType", "MD5")]
+            )
             challenge = answer.get("Challenge")
             if answer.name.lower() != "success" or not challenge:
                 raise LoginFailed(
                     f"PBX {settings.where} refused the MD5 challenge: "
-                    f"{answer.get('Message') or answer.name}")
-            key = hashlib.md5((challenge + settings.secret).encode(),
-                              usedforsecurity=False).hexdigest()
-            fields = [("Action", "Login"), ("AuthType", "MD5"),
-                      ("Username", settings.username), ("Key", key), ("Events", "on")]
+                    f"{answer.get('Message') or answer.name}"
+                )
+            key = hashlib.md5(
+                (challenge + settings.secret).encode(), usedforsecurity=False
+            ).hexdigest()
+            fields = [
+                ("Action", "Login"),
+                ("AuthType", "MD5"),
+                ("Username", settings.username),
+                ("Key", key),
+                ("Events", "on"),
+            ]
         else:
-            fields = [("Action", "Login"), ("Username", settings.username),
-                      ("Secret", settings.secret), ("Events", "on")]
+            fields = [
+                ("Action", "Login"),
+                ("Username", settings.username),
+                ("Secret", settings.secret),
+                ("Events", "on"),
+            ]
         answer = await self._login_exchange(session, fields)
         if answer.name.lower() != "success":
             # The PBX's own words ("Authentication failed"); never our secret or key.
             raise LoginFailed(
                 f"PBX {settings.where} refused the AMI login of user {settings.username!r}: "
-                f"{answer.get('Message') or answer.name}")
+                f"{answer.get('Message') or answer.name}"
+            )
 
-    async def _login_exchange(
-        self, session: _Session, fields: list[tuple[str, str]]
-    ) -> Message:
+    async def _login_exchange(self, session: _Session, fields: list[tuple[str, str]]) -> Message:
         action_id = self._next_action_id()
         session.writer.write(encode_action([fields[0], ("ActionID", action_id), *fields[1:]]))
         await session.writer.drain()
         while True:
             item = await self._read_item(session)
-            if (isinstance(item, Message) and item.kind is MessageKind.RESPONSE
-                    and item.action_id == action_id):
+            if (
+                isinstance(item, Message)
+                and item.kind is MessageKind.RESPONSE
+                and item.action_id == action_id
+            ):
                 return item
-            _log.debug("PBX %s: ignoring %r during login", self._settings.name,
-                       item.name if isinstance(item, Message) else item)
+            _log.debug(
+                "PBX %s: ignoring %r during login",
+                self._settings.name,
+                item.name if isinstance(item, Message) else item,
+            )
 
     async def _read_item(self, session: _Session) -> Greeting | Message:
         while True:
@@ -823,7 +913,8 @@ class AmiClient:
             data = await session.reader.read(READ_SIZE)
             if not data:
                 raise PbxUnavailable(
-                    f"PBX {self._settings.where} closed the connection during login")
+                    f"PBX {self._settings.where} closed the connection during login"
+                )
             session.parser.receive_data(data)
 
     async def _serve(self, session: _Session) -> None:
@@ -831,8 +922,14 @@ class AmiClient:
         self._session = session
         self._discarded.clear()  # ids of the last connection will not be answered here
         self._set_state(ConnectionStatus.CONNECTED, None, greeting=session.greeting)
-        _log.info("PBX %s: connected to %s:%s as %r (%s)", settings.name, settings.host,
-                  settings.port, settings.username, session.greeting)
+        _log.info(
+            "PBX %s: connected to %s:%s as %r (%s)",
+            settings.name,
+            settings.host,
+            settings.port,
+            settings.username,
+            session.greeting,
+        )
         loop = asyncio.get_running_loop()
         tasks = [
             loop.create_task(self._read_loop(session), name=f"ami-reader-{settings.name}"),
@@ -878,19 +975,28 @@ class AmiClient:
             ahead = [entry for entry in self._pending.values() if entry.response is None]
             try:
                 data, action_id, action = self._encode([("Action", "Ping")])
-                await self._request(session, data, action_id, action,
-                                    timeout=settings.ping_timeout, followup=None,
-                                    followup_timeout=None, internal=True)
+                await self._request(
+                    session,
+                    data,
+                    action_id,
+                    action,
+                    timeout=settings.ping_timeout,
+                    followup=None,
+                    followup_timeout=None,
+                    internal=True,
+                )
             except ActionTimeout:
-                if any(self._pending.get(e.action_id) is e and e.response is None
-                       for e in ahead):
-                    _log.debug("PBX %s: Ping unanswered behind a slow action; waiting",
-                               settings.name)
+                if any(self._pending.get(e.action_id) is e and e.response is None for e in ahead):
+                    _log.debug(
+                        "PBX %s: Ping unanswered behind a slow action; waiting", settings.name
+                    )
                     continue
-                _log.warning("PBX %s: no answer to Ping within %ss; dropping the connection",
-                             settings.name, settings.ping_timeout)
-                self._lose(session, f"no answer to keepalive Ping within "
-                                    f"{settings.ping_timeout}s")
+                _log.warning(
+                    "PBX %s: no answer to Ping within %ss; dropping the connection",
+                    settings.name,
+                    settings.ping_timeout,
+                )
+                self._lose(session, f"no answer to keepalive Ping within {settings.ping_timeout}s")
                 return
             except PbxUnavailable:
                 return
@@ -932,8 +1038,16 @@ class AmiClient:
         if session is not None and self.connected:
             try:
                 data, action_id, action = self._encode([("Action", "Logoff")])
-                await self._request(session, data, action_id, action, timeout=LOGOFF_TIMEOUT,
-                                    followup=None, followup_timeout=None, internal=True)
+                await self._request(
+                    session,
+                    data,
+                    action_id,
+                    action,
+                    timeout=LOGOFF_TIMEOUT,
+                    followup=None,
+                    followup_timeout=None,
+                    internal=True,
+                )
             except AmiError as exc:
                 _log.debug("PBX %s: Logoff failed: %s", self._settings.name, exc)
         if session is not None:
@@ -976,12 +1090,12 @@ class AmiClient:
             try:
                 listener(new)
             except Exception:
-                _log.exception("PBX %s: state listener %r failed", self._settings.name,
-                               listener)
+                _log.exception("PBX %s: state listener %r failed", self._settings.name, listener)
 
 
 def _remover(items: list[_T], item: _T) -> Callable[[], None]:
     def remove() -> None:
         with contextlib.suppress(ValueError):  # removing twice is harmless
             items.remove(item)
+
     return remove

@@ -36,8 +36,9 @@ class Arguments(BaseModel):
     (a phone number sent as a JSON number). Unknown keys are ignored, as the original did.
     """
 
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True,
-                              populate_by_name=True, frozen=True)
+    model_config = ConfigDict(
+        extra="ignore", coerce_numbers_to_str=True, populate_by_name=True, frozen=True
+    )
 
     login: str | None = None
     login2: str | None = None
@@ -54,8 +55,9 @@ CREDENTIAL_KEYS = frozenset({"login", "login2", "sha1", "secret"})
 def parse_envelope(obj: object) -> Request:
     """Check the envelope's shape; the method's own arguments are validated later."""
     if not isinstance(obj, Mapping):
-        raise BadRequest("the request must be a JSON object like "
-                         '{"method": "send", "argument": {...}}')
+        raise BadRequest(
+            'the request must be a JSON object like {"method": "send", "argument": {...}}'
+        )
     method = obj.get("method")
     if not isinstance(method, str) or not method:
         raise BadRequest("method is required and must be a non-empty string")
@@ -134,8 +136,9 @@ def success(req_id: JsonScalar, fields: Mapping[str, Any]) -> dict[str, Any]:
     return {"err": None, "errCode": None, "reqId": req_id, **fields}
 
 
-def failure(req_id: JsonScalar, code: str, message: str,
-            fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def failure(
+    req_id: JsonScalar, code: str, message: str, fields: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """An error envelope; ``fields`` carries extras such as the PBX's ``event``."""
     response: dict[str, Any] = {"err": message, "errCode": code, "reqId": req_id}
     if fields:

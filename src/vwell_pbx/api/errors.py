@@ -104,8 +104,16 @@ ERROR_CODES: Final[dict[type[BaseException], str]] = {
 """The documented error codes; ``internal`` is the answer for anything else."""
 
 ALL_CODES: Final = (
-    "bad_request", "unknown_method", "auth_failed", "forbidden", "rate_limited",
-    "pbx_unavailable", "pbx_error", "timeout", "not_supported", "internal",
+    "bad_request",
+    "unknown_method",
+    "auth_failed",
+    "forbidden",
+    "rate_limited",
+    "pbx_unavailable",
+    "pbx_error",
+    "timeout",
+    "not_supported",
+    "internal",
 )
 
 

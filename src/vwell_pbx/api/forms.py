@@ -81,13 +81,14 @@ def _split_key(key: str, max_depth: int) -> tuple[str, list[str]]:
         close = key.find("]", position + 1)
         if close < 0:
             raise FormError(f"form field name {key!r} has an unclosed '['")
-        segment = key[position + 1:close]
+        segment = key[position + 1 : close]
         if "[" in segment:
             raise FormError(f"form field name {key!r} has a '[' inside brackets")
         segments.append(segment)
         if len(segments) > max_depth:
-            raise FormError(f"form field name {key[:60]!r} is nested deeper than "
-                            f"{max_depth} levels")
+            raise FormError(
+                f"form field name {key[:60]!r} is nested deeper than {max_depth} levels"
+            )
         position = close + 1
     return base, segments
 
@@ -114,8 +115,7 @@ def _child_node(node: _Node, key: _Key, path: str) -> _Node:
         child = node.children[key] = _Node()
         return child
     if isinstance(existing, str):
-        raise FormError(f"form field {path} is given both as a value and as an object "
-                        "or list")
+        raise FormError(f"form field {path} is given both as a value and as an object or list")
     return existing
 
 

@@ -33,8 +33,9 @@ class TokenBucket:
 class KeyedBuckets:
     """One ``TokenBucket`` per key, at most ``max_keys`` of them (least recently used go)."""
 
-    def __init__(self, *, rate: float, burst: float, clock: Callable[[], float],
-                 max_keys: int = 10_000) -> None:
+    def __init__(
+        self, *, rate: float, burst: float, clock: Callable[[], float], max_keys: int = 10_000
+    ) -> None:
         self._rate = rate
         self._burst = burst
         self._clock = clock
@@ -46,8 +47,9 @@ class KeyedBuckets:
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = TokenBucket(rate=self._rate, burst=self._burst, tokens=self._burst,
-                                 updated=now)
+            bucket = TokenBucket(
+                rate=self._rate, burst=self._burst, tokens=self._burst, updated=now
+            )
             self._buckets[key] = bucket
             if len(self._buckets) > self._max_keys:
                 self._buckets.popitem(last=False)

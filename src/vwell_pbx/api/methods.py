@@ -47,7 +47,8 @@ class SendArgs(Arguments):
     """``send``: one raw AMI action."""
 
     fields: dict[str, FieldValue] = Field(
-        description="AMI headers; `action` is required; a list becomes a repeated header")
+        description="AMI headers; `action` is required; a list becomes a repeated header"
+    )
     callbackAwait: bool = Field(False, description="wait for the PBX's answer")  # noqa: N815
     timeout: int | None = Field(None, ge=1, description="ms to wait (capped by configuration)")
 
@@ -63,8 +64,7 @@ class SendArgs(Arguments):
 @method(
     "send",
     SendArgs,
-    summary="Send one raw AMI action; with callbackAwait (or fields.actionId) wait for "
-            "the answer.",
+    summary="Send one raw AMI action; with callbackAwait (or fields.actionId) wait for the answer.",
     answer={
         "event": "the PBX's response as an object (when awaited)",
         "events": "the items of an event-list answer, complete (when awaited)",
@@ -76,8 +76,10 @@ class SendArgs(Arguments):
 async def send(call: Call, args: SendArgs) -> dict[str, Any]:
     """Write the action; with ``callbackAwait``/``actionId`` return the PBX's answer."""
     if len(args.fields) > call.settings.send_max_fields:
-        raise BadRequest(f"argument.fields has {len(args.fields)} keys; at most "
-                         f"{call.settings.send_max_fields} are allowed")
+        raise BadRequest(
+            f"argument.fields has {len(args.fields)} keys; at most "
+            f"{call.settings.send_max_fields} are allowed"
+        )
     client_action_id: str | None = None
     pairs: list[tuple[str, str]] = []
     for key, value in args.fields.items():
@@ -95,8 +97,10 @@ async def send(call: Call, args: SendArgs) -> dict[str, Any]:
         await client.write_action(pairs)
         return {"written": True}
     result = await client.send_action(pairs, timeout=call.settings.wait_seconds(args.timeout))
-    answer: dict[str, Any] = {"actionId": client_action_id,
-                              "event": pbx_message(result.response, client_action_id)}
+    answer: dict[str, Any] = {
+        "actionId": client_action_id,
+        "event": pbx_message(result.response, client_action_id),
+    }
     if result.complete is not None or result.events:
         answer["events"] = [pbx_message(e, client_action_id) for e in result.events]
     if result.output is not None:
@@ -117,8 +121,9 @@ class DialArgs(Arguments):
 
     from_: str = Field(alias="from", description="local extension the PBX rings first")
     to: str = Field(description="number connected after pick-up")
-    timeout: int | None = Field(None, ge=1000, le=300_000,
-                                description="ms the PBX rings `from` (default 30000)")
+    timeout: int | None = Field(
+        None, ge=1000, le=300_000, description="ms the PBX rings `from` (default 30000)"
+    )
     wait: bool = Field(False, description="wait for OriginateResponse and report the outcome")
 
 
@@ -126,10 +131,12 @@ class DialArgs(Arguments):
     "dial",
     DialArgs,
     summary="Click-to-call: ring `from`, then connect it to `to` (AMI Originate).",
-    answer={"actionId": "the Originate's ActionID",
-            "outcome": "answered|busy|no_answer|hung_up|congestion|failed (with wait)",
-            "reason": "the PBX's Reason code (with wait)",
-            "uniqueid": "the new channel's Uniqueid (with wait)"},
+    answer={
+        "actionId": "the Originate's ActionID",
+        "outcome": "answered|busy|no_answer|hung_up|congestion|failed (with wait)",
+        "reason": "the PBX's Reason code (with wait)",
+        "uniqueid": "the new channel's Uniqueid (with wait)",
+    },
 )
 async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
     """Originate a call from an extension to a number."""
@@ -139,8 +146,13 @@ async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
     _check_owned_extension(call, from_)
     ring_ms = args.timeout or call.settings.dial_timeout_ms
     result = await originate_call(
-        call.pbx.client, call.settings.dial, from_=from_, to=to, timeout_ms=ring_ms,
-        wait=args.wait, wait_timeout=min(ring_ms / 1000 + 30, call.settings.max_wait_ms / 1000),
+        call.pbx.client,
+        call.settings.dial,
+        from_=from_,
+        to=to,
+        timeout_ms=ring_ms,
+        wait=args.wait,
+        wait_timeout=min(ring_ms / 1000 + 30, call.settings.max_wait_ms / 1000),
         action_timeout=call.settings.wait_seconds(None),
     )
     answer: dict[str, Any] = {"actionId": result.action_id, "from": from_, "to": to}
@@ -181,8 +193,12 @@ async def redirect(call: Call, args: RedirectArgs) -> dict[str, Any]:
     if args.extraChannel is not None:
         _check_owned_channel(call, args.extraChannel, "extraChannel")
     response = await redirect_call(
-        call.pbx.client, args.channel, to_tel, context=call.settings.redirect_context,
-        extra_channel=args.extraChannel, timeout=call.settings.wait_seconds(None),
+        call.pbx.client,
+        args.channel,
+        to_tel,
+        context=call.settings.redirect_context,
+        extra_channel=args.extraChannel,
+        timeout=call.settings.wait_seconds(None),
     )
     return {"event": pbx_message(response, None), "channel": args.channel, "toTel": to_tel}
 
@@ -193,8 +209,10 @@ def _check_owned_channel(call: Call, channel: str, argument: str) -> None:
     if not call.role.own_extensions_only:
         return
     if not call.pbx.channels.involves(channel, call.principal.extensions):
-        raise Forbidden(f"argument.{argument}: channel {channel[:80]!r} is not in a live call "
-                        f"of your extensions (role {call.role.name!r})")
+        raise Forbidden(
+            f"argument.{argument}: channel {channel[:80]!r} is not in a live call "
+            f"of your extensions (role {call.role.name!r})"
+        )
 
 
 # --- gsmSendSMS ---------------------------------------------------------------------
@@ -220,8 +238,12 @@ class SmsArgs(Arguments):
     "gsmSendSMS",
     SmsArgs,
     summary="Send an SMS through the PBX's GSM module (yeastar, yeastar-tg or dongle backend).",
-    answer={"status": "accepted|queued|sent|failed", "smsId": "backend's SMS id, if any",
-            "span": "the GSM span or dongle used", "tel": "the normalised number"},
+    answer={
+        "status": "accepted|queued|sent|failed",
+        "smsId": "backend's SMS id, if any",
+        "span": "the GSM span or dongle used",
+        "tel": "the normalised number",
+    },
 )
 async def gsm_send_sms(call: Call, args: SmsArgs) -> dict[str, Any]:
     """Queue an SMS on the configured backend, optionally waiting for its outcome."""
@@ -229,10 +251,16 @@ async def gsm_send_sms(call: Call, args: SmsArgs) -> dict[str, Any]:
     wait = call.api.sms_rate.take((call.principal.login, call.principal.login2))
     if wait is not None:
         raise LimitExceeded(f"SMS rate limit reached; retry in {wait:.0f} s")
-    result = await call.pbx.sms.send(tel, args.msg, wait=args.wait,
-                                     timeout=call.settings.wait_seconds(args.timeout))
-    answer: dict[str, Any] = {"status": result.status, "smsId": result.sms_id,
-                              "span": result.span, "tel": tel, "backend": result.backend}
+    result = await call.pbx.sms.send(
+        tel, args.msg, wait=args.wait, timeout=call.settings.wait_seconds(args.timeout)
+    )
+    answer: dict[str, Any] = {
+        "status": result.status,
+        "smsId": result.sms_id,
+        "span": result.span,
+        "tel": tel,
+        "backend": result.backend,
+    }
     if result.detail:
         answer["detail"] = result.detail
     return answer
@@ -244,10 +272,12 @@ async def gsm_send_sms(call: Call, args: SmsArgs) -> dict[str, Any]:
 class SubscribeArgs(Arguments):
     """``onEvent`` / ``onceEvent``: subscribe this WebSocket to PBX events."""
 
-    name: str | None = Field(None, max_length=200,
-                             description="event name, case-insensitive; empty or * = all")
+    name: str | None = Field(
+        None, max_length=200, description="event name, case-insensitive; empty or * = all"
+    )
     event: dict[str, Any] | None = Field(
-        None, description="{name, Field: value|[values]|'wild*'} filters")
+        None, description="{name, Field: value|[values]|'wild*'} filters"
+    )
 
 
 def _subscribe(call: Call, args: SubscribeArgs, *, once: bool) -> dict[str, Any]:
@@ -266,17 +296,27 @@ def _subscribe(call: Call, args: SubscribeArgs, *, once: bool) -> dict[str, Any]
     return {"subscriptionId": subscription_id, "name": name or "*"}
 
 
-@method("onEvent", SubscribeArgs, needs_pbx=False, needs_websocket=True,
-        summary="Subscribe this WebSocket to PBX events by name and field filters.",
-        answer={"subscriptionId": "id for rmEvent"})
+@method(
+    "onEvent",
+    SubscribeArgs,
+    needs_pbx=False,
+    needs_websocket=True,
+    summary="Subscribe this WebSocket to PBX events by name and field filters.",
+    answer={"subscriptionId": "id for rmEvent"},
+)
 async def on_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
     """Subscribe until removed."""
     return _subscribe(call, args, once=False)
 
 
-@method("onceEvent", SubscribeArgs, needs_pbx=False, needs_websocket=True,
-        summary="Like onEvent, but the subscription ends after the first matching event.",
-        answer={"subscriptionId": "id for rmEvent"})
+@method(
+    "onceEvent",
+    SubscribeArgs,
+    needs_pbx=False,
+    needs_websocket=True,
+    summary="Like onEvent, but the subscription ends after the first matching event.",
+    answer={"subscriptionId": "id for rmEvent"},
+)
 async def once_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
     """Subscribe for one matching event."""
     return _subscribe(call, args, once=True)
@@ -290,9 +330,14 @@ class UnsubscribeArgs(Arguments):
     all: bool = Field(False, description="remove every subscription of this connection")
 
 
-@method("rmEvent", UnsubscribeArgs, needs_pbx=False, needs_websocket=True,
-        summary="Remove subscriptions by name, by subscriptionId, or all of them.",
-        answer={"removed": "how many subscriptions were removed"})
+@method(
+    "rmEvent",
+    UnsubscribeArgs,
+    needs_pbx=False,
+    needs_websocket=True,
+    summary="Remove subscriptions by name, by subscriptionId, or all of them.",
+    answer={"removed": "how many subscriptions were removed"},
+)
 async def rm_event(call: Call, args: UnsubscribeArgs) -> dict[str, Any]:
     """Unsubscribe."""
     subscriber = call.subscriber
@@ -304,8 +349,7 @@ async def rm_event(call: Call, args: UnsubscribeArgs) -> dict[str, Any]:
     elif args.name is not None:
         removed = bus.unsubscribe_name(subscriber, args.name)
     else:
-        raise BadRequest("argument.name, argument.subscriptionId or argument.all=true "
-                         "is required")
+        raise BadRequest("argument.name, argument.subscriptionId or argument.all=true is required")
     return {"removed": removed}
 
 
@@ -323,12 +367,17 @@ class DispatchArgs(Arguments):
         return event
 
 
-@method("dispatchEvent", DispatchArgs, needs_pbx=False,
-        summary="Deliver an event from a client to every matching subscriber, marked "
-                "origin=api with the sender's login.",
-        answer={"delivered": "how many connections received it"})
+@method(
+    "dispatchEvent",
+    DispatchArgs,
+    needs_pbx=False,
+    summary="Deliver an event from a client to every matching subscriber, marked "
+    "origin=api with the sender's login.",
+    answer={"delivered": "how many connections received it"},
+)
 async def dispatch_event(call: Call, args: DispatchArgs) -> dict[str, Any]:
     """Publish a client event on the bus."""
-    event = BusEvent.from_client(args.event, login=call.principal.login,
-                                 login2=call.principal.login2)
+    event = BusEvent.from_client(
+        args.event, login=call.principal.login, login2=call.principal.login2
+    )
     return {"delivered": call.api.bus.publish(event)}

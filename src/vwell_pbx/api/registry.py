@@ -49,9 +49,15 @@ def method(
     def register(func: MethodFunc[ArgsT]) -> MethodFunc[ArgsT]:
         if name in METHODS:
             raise RuntimeError(f"method {name!r} registered twice")
-        METHODS[name] = Method(name=name, schema=schema, func=func, summary=summary,
-                               answer=answer or {}, needs_pbx=needs_pbx,
-                               needs_websocket=needs_websocket)
+        METHODS[name] = Method(
+            name=name,
+            schema=schema,
+            func=func,
+            summary=summary,
+            answer=answer or {},
+            needs_pbx=needs_pbx,
+            needs_websocket=needs_websocket,
+        )
         return func
 
     return register

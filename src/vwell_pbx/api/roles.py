@@ -290,7 +290,8 @@ class Role:
     # other fields: the answer then depends on nothing else, and a PBX has a few dozen
     # event names, so this turns fnmatch over every rule into one dict look-up.
     _verdicts: dict[tuple[str, str], bool] = field(
-        default_factory=dict, init=False, repr=False, compare=False, hash=False)
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
     _name_only: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -376,8 +377,9 @@ class Role:
             return verdict
         return self._decide(name, fields, extensions)
 
-    def _decide(self, name: str, fields: Mapping[str, str | list[str]],
-                extensions: Collection[str]) -> bool:
+    def _decide(
+        self, name: str, fields: Mapping[str, str | list[str]], extensions: Collection[str]
+    ) -> bool:
         if _is_security_event(name, fields):
             return any(
                 rule.is_literal and rule.matches(name, fields, extensions) for rule in self.events

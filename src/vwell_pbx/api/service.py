@@ -115,8 +115,10 @@ class Call:
     def subscriber(self) -> Subscriber:
         """The connection's event queue; ``NeedsWebSocket`` over plain HTTP."""
         if self.session.subscriber is None:
-            raise NeedsWebSocket("onEvent, onceEvent and rmEvent need a WebSocket connection "
-                                 "(ws://HOST:8931/api) or the event stream GET /api/events")
+            raise NeedsWebSocket(
+                "onEvent, onceEvent and rmEvent need a WebSocket connection "
+                "(ws://HOST:8931/api) or the event stream GET /api/events"
+            )
         return self.session.subscriber
 
 
@@ -144,10 +146,14 @@ class Api:
         self.roles = roles
         self._clock = clock
         self._observe = observe
-        self._request_rate = KeyedBuckets(rate=settings.requests_per_second,
-                                           burst=settings.request_burst, clock=clock)
-        self.sms_rate = KeyedBuckets(rate=settings.sms_per_minute / 60.0,
-                                     burst=max(1.0, settings.sms_per_minute), clock=clock)
+        self._request_rate = KeyedBuckets(
+            rate=settings.requests_per_second, burst=settings.request_burst, clock=clock
+        )
+        self.sms_rate = KeyedBuckets(
+            rate=settings.sms_per_minute / 60.0,
+            burst=max(1.0, settings.sms_per_minute),
+            clock=clock,
+        )
 
     async def handle(self, envelope: object, session: Session) -> dict[str, Any]:
         """Answer one request; never raises (every failure becomes an error envelope)."""
@@ -189,21 +195,30 @@ class Api:
             extra["retryAfter"] = round(retry_after, 3)
         return failure(req_id, code, str(exc) or code, extra)
 
-    async def _prepare(self, method: Method, argument: Mapping[str, Any],
-                       session: Session) -> Call:
+    async def _prepare(self, method: Method, argument: Mapping[str, Any], session: Session) -> Call:
         principal = await self._authenticate(argument, session)
         role = self.roles.get(principal.role)
         if not role.allows_method(method.name):
-            log.warning("forbidden: %s/%s (role %s) called %s", principal.login,
-                        principal.login2, role.name, method.name)
+            log.warning(
+                "forbidden: %s/%s (role %s) called %s",
+                principal.login,
+                principal.login2,
+                role.name,
+                method.name,
+            )
             raise Forbidden(f"role {role.name!r} may not call method {method.name!r}")
         wait = self._request_rate.take((principal.login, principal.login2))
         if wait is not None:
             raise LimitExceeded(
                 f"too many requests from {principal.login!r}; retry in {wait:.1f} s"
             )
-        return Call(api=self, principal=principal, role=role, session=session,
-                    pbx=self._link(argument.get("pbx")))
+        return Call(
+            api=self,
+            principal=principal,
+            role=role,
+            session=session,
+            pbx=self._link(argument.get("pbx")),
+        )
 
     def _link(self, name: object) -> PbxLink:
         if name is None or name == "":
@@ -219,13 +234,17 @@ class Api:
             if not isinstance(secret, str):
                 raise MissingCredentials("argument.secret must be a string")
             self.authenticator.check_secret(secret, self.settings.server_secret, session.peer)
-            principal = Principal(login=str(login or "server"), login2=str(login2 or ""),
-                                  role=self.settings.server_secret_role)
+            principal = Principal(
+                login=str(login or "server"),
+                login2=str(login2 or ""),
+                role=self.settings.server_secret_role,
+            )
         elif login is None and login2 is None and sha1 is None:
             remembered = session.principal
             if remembered is None:
-                raise MissingCredentials("argument.login, argument.login2 and argument.sha1 "
-                                         "are required")
+                raise MissingCredentials(
+                    "argument.login, argument.login2 and argument.sha1 are required"
+                )
             if not self.authenticator.is_current(remembered):
                 # The user was removed or changed since this socket logged in.
                 session.principal = None
@@ -234,12 +253,12 @@ class Api:
         else:
             for key, value in (("login", login), ("login2", login2), ("sha1", sha1)):
                 if not isinstance(value, str) or not value:
-                    raise MissingCredentials(f"argument.{key} is required and must be a "
-                                             "non-empty string")
+                    raise MissingCredentials(
+                        f"argument.{key} is required and must be a non-empty string"
+                    )
             assert isinstance(login, str) and isinstance(login2, str)
             assert isinstance(sha1, str)
-            principal = await self.authenticator.authenticate(login, login2, sha1,
-                                                              session.peer)
+            principal = await self.authenticator.authenticate(login, login2, sha1, session.peer)
         if session.transport in ("ws", "sse"):  # connections that keep their login
             self._remember(session, principal)
         return principal

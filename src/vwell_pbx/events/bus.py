@@ -98,7 +98,8 @@ class BusEvent:
     name_key: str = field(init=False)
     _lowered: dict[str, str | list[str]] | None = field(init=False, default=None, repr=False)
     _lowered_cache: dict[str, str | list[str] | None] | None = field(
-        init=False, default=None, repr=False)
+        init=False, default=None, repr=False
+    )
     _keys: dict[str, str | tuple[str, ...]] | None = field(init=False, default=None, repr=False)
     _payload: bytes | None = field(init=False, default=None, repr=False)
     #: Permission verdicts already reached for this event, by a guard's own key, so
@@ -397,11 +398,21 @@ class BusStats:
 class _Subscription:
     """One live subscription and where it sits in the index."""
 
-    __slots__ = ("active", "bucket", "filter", "id", "index_key", "index_values", "once",
-                 "subscriber", "test")
+    __slots__ = (
+        "active",
+        "bucket",
+        "filter",
+        "id",
+        "index_key",
+        "index_values",
+        "once",
+        "subscriber",
+        "test",
+    )
 
-    def __init__(self, sid: str, subscriber: Subscriber, flt: EventFilter, once: bool,
-                 bucket: _Bucket) -> None:
+    def __init__(
+        self, sid: str, subscriber: Subscriber, flt: EventFilter, once: bool, bucket: _Bucket
+    ) -> None:
         self.id = sid
         self.subscriber = subscriber
         self.filter = flt
@@ -528,9 +539,13 @@ class EventBus:
     @property
     def stats(self) -> BusStats:
         """A snapshot of the counters."""
-        return BusStats(published=self._published, delivered=self._delivered,
-                        dropped=self._dropped, subscriptions=self._subscriptions,
-                        subscribers=len(self._owned))
+        return BusStats(
+            published=self._published,
+            delivered=self._delivered,
+            dropped=self._dropped,
+            subscriptions=self._subscriptions,
+            subscribers=len(self._owned),
+        )
 
     def interested(self, name: str) -> bool:
         """Whether any subscription could want an event called ``name``: lets the AMI
@@ -540,8 +555,9 @@ class EventBus:
         key = name.lower()
         return key in self._buckets or key in self._listened
 
-    def listen(self, flt: EventFilter,
-               callback: Callable[[BusEvent], object]) -> Callable[[], None]:
+    def listen(
+        self, flt: EventFilter, callback: Callable[[BusEvent], object]
+    ) -> Callable[[], None]:
         """Call ``callback(event)`` for every published event matching ``flt``, and
         return a function that stops it (calling it again does nothing).
 
@@ -575,7 +591,8 @@ class EventBus:
         count = 0 if owned is None else len(owned)
         if count >= subscriber.max_subscriptions:
             raise SubscriptionLimit(
-                f"a connection may have at most {subscriber.max_subscriptions} subscriptions")
+                f"a connection may have at most {subscriber.max_subscriptions} subscriptions"
+            )
         sid = self._new_id()
         if owned is not None and sid in owned:
             raise RuntimeError(f"subscription id factory returned {sid!r} twice")
@@ -702,8 +719,9 @@ class EventBus:
         self._delivered += reached
         return reached
 
-    def _remove_where(self, subscriber: Subscriber,
-                      predicate: Callable[[_Subscription], bool]) -> int:
+    def _remove_where(
+        self, subscriber: Subscriber, predicate: Callable[[_Subscription], bool]
+    ) -> int:
         owned = self._owned.get(subscriber)
         if not owned:
             return 0

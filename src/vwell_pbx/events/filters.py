@@ -218,8 +218,12 @@ class EventFilter:
                 raise FilterError(f"event has more than {MAX_FIELDS} field filters")
             for key, value in fields.items():
                 tests.append(_field_test(key, value))
-        return cls(name_key=name_key, name_pattern=name_pattern, name_glob=name_glob,
-                   field_tests=tuple(tests))
+        return cls(
+            name_key=name_key,
+            name_pattern=name_pattern,
+            name_glob=name_glob,
+            field_tests=tuple(tests),
+        )
 
     def matches(self, event: BusEvent) -> bool:
         """Whether ``event`` passes the name and every field filter."""

@@ -88,12 +88,14 @@ class ChannelRegistry:
                 call = message.get("Linkedid") or message.get("Uniqueid") or channel
                 self._register(channel, call, message.get("Exten"))
         elif name == "dialbegin":
-            self._join(message.get("Channel"), message.get("DestChannel"),
-                       message.get("DestExten"))
+            self._join(message.get("Channel"), message.get("DestChannel"), message.get("DestExten"))
         elif name == "dial":
             if (message.get("SubEvent") or "").casefold() == "begin":
-                self._join(message.get("Channel") or message.get("Source"),
-                           message.get("Destination"), None)
+                self._join(
+                    message.get("Channel") or message.get("Source"),
+                    message.get("Destination"),
+                    None,
+                )
         elif name == "hangup":
             channel = message.get("Channel")
             if channel:

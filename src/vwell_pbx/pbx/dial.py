@@ -174,8 +174,7 @@ def build_originate(
         ("Timeout", str(timeout_ms)),
     ]
     fields.extend(
-        ("Variable", f"{key}={render(value, values)}")
-        for key, value in templates.variables.items()
+        ("Variable", f"{key}={render(value, values)}") for key, value in templates.variables.items()
     )
     return fields
 

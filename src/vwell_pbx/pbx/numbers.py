@@ -109,7 +109,7 @@ class PhoneRules:
             raise InvalidArgument(argument, f"{_EXPECTED}; got {_shown(raw)}")
         for prefix, replacement in self.rewrite:
             if cleaned.startswith(prefix):
-                cleaned = replacement + cleaned[len(prefix):]
+                cleaned = replacement + cleaned[len(prefix) :]
                 break
         # A rewrite may shorten "+7" to "" or leave a lone "+": both are not numbers.
         if not is_normalised(cleaned):

@@ -621,8 +621,9 @@ class YeastarTgBackend(_SpanBackend):
         span_cache_seconds: float = DEFAULT_SPAN_CACHE_SECONDS,
         clock: Clock = time.monotonic,
     ) -> None:
-        super().__init__(client, span=span, queue=queue,
-                         span_cache_seconds=span_cache_seconds, clock=clock)
+        super().__init__(
+            client, span=span, queue=queue, span_cache_seconds=span_cache_seconds, clock=clock
+        )
         # Start from the clock so that two server runs do not reuse IDs soon after.
         self._ids = ids if ids is not None else itertools.count(int(time.time()) % 1_000_000)
 
@@ -654,8 +655,7 @@ class YeastarTgBackend(_SpanBackend):
             )
         try:
             answer = await self._client.send_action(
-                [("Action", "smscommand"),
-                 ("command", self.command_line(span, tel, text, sms_id))],
+                [("Action", "smscommand"), ("command", self.command_line(span, tel, text, sms_id))],
                 timeout=timeout,
             )
             if answer.response.name.lower() == "error":
@@ -722,9 +722,7 @@ class DongleBackend(PacedSmsBackend):
 
     name = "dongle"
 
-    def __init__(
-        self, client: AmiClient, *, device: str, queue: SmsQueue | None = None
-    ) -> None:
+    def __init__(self, client: AmiClient, *, device: str, queue: SmsQueue | None = None) -> None:
         super().__init__(client, queue=queue)
         if (
             not isinstance(device, str)
@@ -758,8 +756,12 @@ class DongleBackend(PacedSmsBackend):
             report = self._client.wait_event(watch, timeout)
         try:
             answer = await self._client.send_action(
-                [("Action", "DongleSendSMS"), ("Device", self.device), ("Number", tel),
-                 ("Message", flatten_controls(text))],
+                [
+                    ("Action", "DongleSendSMS"),
+                    ("Device", self.device),
+                    ("Number", tel),
+                    ("Message", flatten_controls(text)),
+                ],
                 timeout=timeout,
             )
             raise_for_response(
@@ -828,7 +830,11 @@ def make_sms_backend(
         )
     if backend == "yeastar-tg":
         return YeastarTgBackend(
-            client, span=span, queue=queue, ids=ids, span_cache_seconds=span_cache_seconds,
+            client,
+            span=span,
+            queue=queue,
+            ids=ids,
+            span_cache_seconds=span_cache_seconds,
             clock=clock,
         )
     if backend == "dongle":

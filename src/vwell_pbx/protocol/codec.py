@@ -2,10 +2,10 @@
 
 No sockets, no asyncio, no clock. Use it like h11::
 
-    parser = AmiParser()                 # expects the banner first
+    parser = AmiParser()  # expects the banner first
     parser.receive_data(chunk)
     while (item := parser.next_event()) is not NEED_DATA:
-        ...                              # a Greeting, then Message objects
+        ...  # a Greeting, then Message objects
 
 Rules the parser keeps:
 
@@ -224,9 +224,7 @@ class AmiParser:
             self._lines_seen += buf.count(b"\n", counted_to, last_lf + 1)
             self._lines_counted_to = last_lf + 1
             if self._lines_seen > self._max_headers:
-                raise RemoteProtocolError(
-                    f"AMI message has more than {self._max_headers} headers"
-                )
+                raise RemoteProtocolError(f"AMI message has more than {self._max_headers} headers")
 
     def _start_follows(self, first_end: int) -> bool:
         """Hand a ``Response: Follows`` message over to the line-by-line path."""
@@ -312,9 +310,7 @@ def _check_key(key: str) -> None:
         raise LocalProtocolError("AMI header name must not be empty")
     for bad in ("\r", "\n", ":", "\x00"):
         if bad in key:
-            raise LocalProtocolError(
-                f"AMI header name {key[:40]!r} must not contain {bad!r}"
-            )
+            raise LocalProtocolError(f"AMI header name {key[:40]!r} must not contain {bad!r}")
     if key != key.strip():
         raise LocalProtocolError(f"AMI header name {key[:40]!r} must not start or end with spaces")
 

@@ -29,8 +29,11 @@ class MessageKind(Enum):
     OTHER = "other"
 
 
-_KINDS = {"event": MessageKind.EVENT, "response": MessageKind.RESPONSE,
-          "action": MessageKind.ACTION}
+_KINDS = {
+    "event": MessageKind.EVENT,
+    "response": MessageKind.RESPONSE,
+    "action": MessageKind.ACTION,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -54,13 +54,24 @@ from vwell_pbx.simulator.model import (
 )
 
 KNOWN_TECHS = {"sip": "SIP", "pjsip": "PJSIP", "iax2": "IAX2", "local": "Local"}
-FAILURE_REASON = {ExtensionBehaviour.BUSY: 5, ExtensionBehaviour.NO_ANSWER: 3,
-                  ExtensionBehaviour.UNREGISTERED: 0, ExtensionBehaviour.CONGESTION: 8}
-DIAL_STATUS = {ExtensionBehaviour.BUSY: "BUSY", ExtensionBehaviour.NO_ANSWER: "NOANSWER",
-               ExtensionBehaviour.UNREGISTERED: "CHANUNAVAIL",
-               ExtensionBehaviour.CONGESTION: "CONGESTION"}
-HANGUP_CAUSE = {ExtensionBehaviour.BUSY: 17, ExtensionBehaviour.NO_ANSWER: 19,
-                ExtensionBehaviour.UNREGISTERED: 20, ExtensionBehaviour.CONGESTION: 34}
+FAILURE_REASON = {
+    ExtensionBehaviour.BUSY: 5,
+    ExtensionBehaviour.NO_ANSWER: 3,
+    ExtensionBehaviour.UNREGISTERED: 0,
+    ExtensionBehaviour.CONGESTION: 8,
+}
+DIAL_STATUS = {
+    ExtensionBehaviour.BUSY: "BUSY",
+    ExtensionBehaviour.NO_ANSWER: "NOANSWER",
+    ExtensionBehaviour.UNREGISTERED: "CHANUNAVAIL",
+    ExtensionBehaviour.CONGESTION: "CONGESTION",
+}
+HANGUP_CAUSE = {
+    ExtensionBehaviour.BUSY: 17,
+    ExtensionBehaviour.NO_ANSWER: 19,
+    ExtensionBehaviour.UNREGISTERED: 20,
+    ExtensionBehaviour.CONGESTION: 34,
+}
 MAX_LIVE_CHANNELS = 2000  # past this, new calls fail with CONGESTION (bounded memory)
 
 Progress = Literal["ringing", "bridged", "failed"]
@@ -154,11 +165,25 @@ class CallEngine:
             return []
         return [ch for name, ch in list(self.channels.items()) if regex.search(name)]
 
-    def _new_channel(self, call: Call, name: str, tech: str, *, uniqueid: str | None = None,
-                     linkedid: str | None = None, **fields: Any) -> Channel:
+    def _new_channel(
+        self,
+        call: Call,
+        name: str,
+        tech: str,
+        *,
+        uniqueid: str | None = None,
+        linkedid: str | None = None,
+        **fields: Any,
+    ) -> Channel:
         uid = uniqueid or self.ids.uniqueid()
-        channel = Channel(name=name, uniqueid=uid, linkedid=linkedid or uid, tech=tech,
-                          created=self._clock(), **fields)
+        channel = Channel(
+            name=name,
+            uniqueid=uid,
+            linkedid=linkedid or uid,
+            tech=tech,
+            created=self._clock(),
+            **fields,
+        )
         channel.call = call
         call.channels.append(channel)
         self.channels[name] = channel
@@ -213,8 +238,9 @@ class CallEngine:
         return "SIP", f"SIP/trunk-{self.ids.hex_suffix('SIP')}", f"trunk/{exten}"
 
     # ---------------------------------------------------------------- originate
-    def originate(self, request: OriginateRequest,
-                  on_outcome: Callable[[OriginateOutcome], None]) -> None:
+    def originate(
+        self, request: OriginateRequest, on_outcome: Callable[[OriginateOutcome], None]
+    ) -> None:
         """Start an originate; ``on_outcome`` is called once, when answered or failed."""
         call = Call()
         self._outcome_hooks[call] = on_outcome
@@ -227,31 +253,35 @@ class CallEngine:
 
         call.task.add_done_callback(cancelled)
 
-    def _report(self, call: Call, request: OriginateRequest, outcome: OriginateOutcome,
-                leg: Channel | None) -> None:
+    def _report(
+        self, call: Call, request: OriginateRequest, outcome: OriginateOutcome, leg: Channel | None
+    ) -> None:
         hook = self._outcome_hooks.pop(call, None)
         if hook is not None:
             hook(outcome)
         if request.is_async:
             self._emit(self._originate_response(request, outcome, leg))
 
-    def _originate_response(self, request: OriginateRequest, outcome: OriginateOutcome,
-                            leg: Channel | None) -> Message:
-        headers: list[tuple[str, str]] = [("Event", "OriginateResponse"),
-                                          ("Privilege", "call,all")]
+    def _originate_response(
+        self, request: OriginateRequest, outcome: OriginateOutcome, leg: Channel | None
+    ) -> Message:
+        headers: list[tuple[str, str]] = [("Event", "OriginateResponse"), ("Privilege", "call,all")]
         if request.action_id is not None:
             headers.append(("ActionID", request.action_id))
-        headers += [("Response", "Success" if outcome.success else "Failure"),
-                    ("Channel", leg.name if outcome.success and leg else request.channel)]
+        headers += [
+            ("Response", "Success" if outcome.success else "Failure"),
+            ("Channel", leg.name if outcome.success and leg else request.channel),
+        ]
         if request.application:
             headers += [("Application", request.application), ("Data", request.data)]
         else:
-            headers += [("Context", request.context or "default"),
-                        ("Exten", request.exten or "s")]
-        headers += [("Reason", str(outcome.reason)),
-                    ("Uniqueid", leg.uniqueid if outcome.success and leg else "<unknown>"),
-                    ("CallerIDNum", request.cid_num or "<unknown>"),
-                    ("CallerIDName", request.cid_name or "<unknown>")]
+            headers += [("Context", request.context or "default"), ("Exten", request.exten or "s")]
+        headers += [
+            ("Reason", str(outcome.reason)),
+            ("Uniqueid", leg.uniqueid if outcome.success and leg else "<unknown>"),
+            ("CallerIDNum", request.cid_num or "<unknown>"),
+            ("CallerIDName", request.cid_name or "<unknown>"),
+        ]
         return Message(headers=tuple(headers))
 
     async def _originate_flow(self, call: Call, req: OriginateRequest) -> None:
@@ -289,16 +319,23 @@ class CallEngine:
             ch.connected_num, ch.connected_name = req.cid_num, req.cid_name
             self._send(self.dialect.newconnectedline(ch))
 
-    async def _device_leg(self, call: Call, req: OriginateRequest, tech: str,
-                          resource: str) -> Channel | None:
+    async def _device_leg(
+        self, call: Call, req: OriginateRequest, tech: str, resource: str
+    ) -> Channel | None:
         ext = resource.split("/", maxsplit=1)[0]
         behaviour = self.behaviour(tech, ext)
         if behaviour is ExtensionBehaviour.UNREGISTERED:
             self._report(call, req, OriginateOutcome(False, 0), None)
             return None
-        leg = self._new_channel(call, f"{tech}/{ext}-{self.ids.hex_suffix(tech)}", tech,
-                                uniqueid=req.channel_id, context=req.context or "default",
-                                exten=req.exten or "s", account=req.account)
+        leg = self._new_channel(
+            call,
+            f"{tech}/{ext}-{self.ids.hex_suffix(tech)}",
+            tech,
+            uniqueid=req.channel_id,
+            context=req.context or "default",
+            exten=req.exten or "s",
+            account=req.account,
+        )
         self._send(self.dialect.newchannel(leg))
         self._exten(leg, "AppDial2", "(Outgoing Line)")
         self._originated_channel_setup(leg, req)
@@ -312,25 +349,42 @@ class CallEngine:
             self._send(self.dialect.dial_end(None, leg, "ANSWER"))
             self._report(call, req, OriginateOutcome(True, 4), leg)
             return leg
-        wait = (min(req.timeout, self.no_answer_after)
-                if behaviour is ExtensionBehaviour.NO_ANSWER else self.step_delay)
+        wait = (
+            min(req.timeout, self.no_answer_after)
+            if behaviour is ExtensionBehaviour.NO_ANSWER
+            else self.step_delay
+        )
         await asyncio.sleep(wait)
         self._send(self.dialect.dial_end(None, leg, DIAL_STATUS[behaviour]))
         self._report(call, req, OriginateOutcome(False, FAILURE_REASON[behaviour]), None)
         self._hangup(leg, HANGUP_CAUSE[behaviour], soft=False)
         return None
 
-    async def _local_leg(self, call: Call, req: OriginateRequest,
-                         resource: str) -> Channel | None:
+    async def _local_leg(self, call: Call, req: OriginateRequest, resource: str) -> Channel | None:
         ext, _, context = resource.partition("@")
         context = context.split("/")[0] or "default"
         behaviour = self.behaviour("Local", ext)
         base = f"Local/{ext}@{context}-{self.ids.hex_suffix('Local')}"
-        one = self._new_channel(call, f"{base};1", "Local", uniqueid=req.channel_id,
-                                context=context, exten=ext, account=req.account)
-        two = self._new_channel(call, f"{base};2", "Local", uniqueid=req.other_channel_id,
-                                linkedid=one.linkedid, context=context, exten=ext,
-                                state=STATE_RING, account=req.account)
+        one = self._new_channel(
+            call,
+            f"{base};1",
+            "Local",
+            uniqueid=req.channel_id,
+            context=context,
+            exten=ext,
+            account=req.account,
+        )
+        two = self._new_channel(
+            call,
+            f"{base};2",
+            "Local",
+            uniqueid=req.other_channel_id,
+            linkedid=one.linkedid,
+            context=context,
+            exten=ext,
+            state=STATE_RING,
+            account=req.account,
+        )
         one.partner, two.partner = two, one
         self._send(self.dialect.newchannel(one))
         self._send(self.dialect.newchannel(two))
@@ -360,10 +414,18 @@ class CallEngine:
         return None
 
     # ------------------------------------------------------------ dial & bridge
-    async def _dial(self, call: Call, caller: Channel, exten: str, *,
-                    local_half: Channel | None = None, hold: float | None = None,
-                    give_up_after: float | None = None, give_up_status: str = "NOANSWER",
-                    progress: Callable[[Progress], None] | None = None) -> None:
+    async def _dial(
+        self,
+        call: Call,
+        caller: Channel,
+        exten: str,
+        *,
+        local_half: Channel | None = None,
+        hold: float | None = None,
+        give_up_after: float | None = None,
+        give_up_status: str = "NOANSWER",
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
         """``caller`` runs ``Dial(<route of exten>)``, then bridge, hold, hang up."""
         hold = self.hold if hold is None else hold
         tech, name, dialstring = self._route(exten)
@@ -378,9 +440,16 @@ class CallEngine:
             await asyncio.sleep(self.step_delay)
             self._caller_gone(caller, HANGUP_CAUSE[behaviour], progress)
             return
-        callee = self._new_channel(call, name, tech, linkedid=caller.linkedid,
-                                   context=caller.context, exten="s", cid_num=exten,
-                                   cid_name=f"Ext {exten}" if tech == "SIP" else exten)
+        callee = self._new_channel(
+            call,
+            name,
+            tech,
+            linkedid=caller.linkedid,
+            context=caller.context,
+            exten="s",
+            cid_num=exten,
+            cid_name=f"Ext {exten}" if tech == "SIP" else exten,
+        )
         self._send(self.dialect.newchannel(callee))
         callee.exten = exten
         callee.connected_num, callee.connected_name = caller.cid_num, caller.cid_name
@@ -419,8 +488,9 @@ class CallEngine:
         await asyncio.sleep(hold)
         self._end_call(caller, callee)
 
-    def _caller_gone(self, caller: Channel, cause: int,
-                     progress: Callable[[Progress], None] | None) -> None:
+    def _caller_gone(
+        self, caller: Channel, cause: int, progress: Callable[[Progress], None] | None
+    ) -> None:
         partner = caller.partner
         self._hangup(caller, cause)
         if partner is not None:
@@ -449,8 +519,9 @@ class CallEngine:
             self._hangup(callee, 16, soft=False)
 
     # ----------------------------------------------------------- incoming call
-    async def incoming_call(self, *, caller: str, span: int, to: str, answer: bool,
-                            hold: float, yeastar: bool) -> str:
+    async def incoming_call(
+        self, *, caller: str, span: int, to: str, answer: bool, hold: float, yeastar: bool
+    ) -> str:
         """Start an incoming GSM call; return its channel name once it rings/bridges."""
         call = Call()
         loop = asyncio.get_running_loop()
@@ -461,9 +532,19 @@ class CallEngine:
             if not ready.done() and (stage != "ringing" or not answer):
                 ready.set_result(name)
 
-        call.task = self._spawn(self._incoming_flow(
-            call, name, caller=caller, span=span, to=to, answer=answer, hold=hold,
-            yeastar=yeastar, progress=progress))
+        call.task = self._spawn(
+            self._incoming_flow(
+                call,
+                name,
+                caller=caller,
+                span=span,
+                to=to,
+                answer=answer,
+                hold=hold,
+                yeastar=yeastar,
+                progress=progress,
+            )
+        )
 
         def settle(task: asyncio.Task[None]) -> None:
             if not ready.done():
@@ -472,20 +553,43 @@ class CallEngine:
         call.task.add_done_callback(settle)
         return await ready
 
-    async def _incoming_flow(self, call: Call, name: str, *, caller: str, span: int, to: str,
-                             answer: bool, hold: float, yeastar: bool,
-                             progress: Callable[[Progress], None]) -> None:
+    async def _incoming_flow(
+        self,
+        call: Call,
+        name: str,
+        *,
+        caller: str,
+        span: int,
+        to: str,
+        answer: bool,
+        hold: float,
+        yeastar: bool,
+        progress: Callable[[Progress], None],
+    ) -> None:
         self.calls_processed += 1
-        gsm = self._new_channel(call, name, "YSGSM", context=f"DID_trunk_{span}", exten="s",
-                                state=STATE_RSRVD if yeastar else STATE_DOWN,
-                                cid_num=caller, cid_name=caller)
+        gsm = self._new_channel(
+            call,
+            name,
+            "YSGSM",
+            context=f"DID_trunk_{span}",
+            exten="s",
+            state=STATE_RSRVD if yeastar else STATE_DOWN,
+            cid_num=caller,
+            cid_name=caller,
+        )
         self._send(self.dialect.newchannel(gsm))
         self._send(self.dialect.newcallerid(gsm))
         self._set_state(gsm, STATE_RING)
         await asyncio.sleep(self.step_delay)
-        await self._dial(call, gsm, to, hold=hold,
-                         give_up_after=None if answer else hold,
-                         give_up_status="CANCEL", progress=progress)
+        await self._dial(
+            call,
+            gsm,
+            to,
+            hold=hold,
+            give_up_after=None if answer else hold,
+            give_up_status="CANCEL",
+            progress=progress,
+        )
 
     # ------------------------------------------------------ redirect & hangup
     def redirect(self, targets: Mapping[Channel, tuple[str, str, int]]) -> None:
@@ -504,8 +608,11 @@ class CallEngine:
                 doomed += [c for c in old.channels if c not in keep and c not in doomed]
         for ch, (context, exten, priority) in targets.items():
             ch.context, ch.exten, ch.priority = context, exten, priority
-            self._send(self.dialect.newexten(ch, ch.application or "AppDial",
-                                             ch.app_data or "(Outgoing Line)"))
+            self._send(
+                self.dialect.newexten(
+                    ch, ch.application or "AppDial", ch.app_data or "(Outgoing Line)"
+                )
+            )
         for ch in targets:
             self._leave_bridge(ch)
         for ch in doomed:

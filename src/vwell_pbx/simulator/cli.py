@@ -23,8 +23,9 @@ def span_numbers(value: str) -> list[int]:
     try:
         return [int(part) for part in value.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected span numbers such as 2,3, got {value!r}") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"expected span numbers such as 2,3, got {value!r}"
+        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,25 +34,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5038, help="AMI port (0 = any free port)")
     parser.add_argument("--username", default="admin", help="AMI user name")
     parser.add_argument("--secret", default="admin", help="AMI secret")
-    parser.add_argument("--dialect", choices=("asterisk20", "yeastar"), default="asterisk20",
-                        help="which PBX to imitate")
-    parser.add_argument("--command-format", choices=("output", "follows"), default=None,
-                        help="Command answer style (default: by dialect)")
-    parser.add_argument("--traffic", type=float, default=0.0, metavar="RATE",
-                        help="background incoming calls per second (0 = none)")
-    parser.add_argument("--spans", type=span_numbers, default=[2], metavar="N[,N...]",
-                        help="ready GSM span numbers (span = GSM port + 1)")
+    parser.add_argument(
+        "--dialect",
+        choices=("asterisk20", "yeastar"),
+        default="asterisk20",
+        help="which PBX to imitate",
+    )
+    parser.add_argument(
+        "--command-format",
+        choices=("output", "follows"),
+        default=None,
+        help="Command answer style (default: by dialect)",
+    )
+    parser.add_argument(
+        "--traffic",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="background incoming calls per second (0 = none)",
+    )
+    parser.add_argument(
+        "--spans",
+        type=span_numbers,
+        default=[2],
+        metavar="N[,N...]",
+        help="ready GSM span numbers (span = GSM port + 1)",
+    )
     parser.add_argument("--no-gsm", action="store_true", help="plain Asterisk: no gsm commands")
-    parser.add_argument("--call-hold", type=float, default=5.0,
-                        help="seconds a bridged call lasts")
-    parser.add_argument("--auth-failure-delay", type=float, default=1.0,
-                        help="seconds before a failed login is answered")
+    parser.add_argument("--call-hold", type=float, default=5.0, help="seconds a bridged call lasts")
+    parser.add_argument(
+        "--auth-failure-delay",
+        type=float,
+        default=1.0,
+        help="seconds before a failed login is answered",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The stand-alone parser used by ``python -m vwell_pbx.simulator``."""
-    parser = argparse.ArgumentParser(prog="vwell-pbx simulate",
-                                     description="Run a simulated Asterisk/Yeastar AMI server.")
+    parser = argparse.ArgumentParser(
+        prog="vwell-pbx simulate", description="Run a simulated Asterisk/Yeastar AMI server."
+    )
     add_arguments(parser)
     return parser
 
@@ -59,10 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
 def simulator_from_args(args: argparse.Namespace) -> PbxSimulator:
     """Make a simulator from parsed options."""
     spans = [SpanState(number=number) for number in args.spans]
-    return PbxSimulator(host=args.host, port=args.port, username=args.username,
-                        secret=args.secret, dialect=args.dialect,
-                        command_format=args.command_format, spans=spans, gsm=not args.no_gsm,
-                        call_hold=args.call_hold, auth_failure_delay=args.auth_failure_delay)
+    return PbxSimulator(
+        host=args.host,
+        port=args.port,
+        username=args.username,
+        secret=args.secret,
+        dialect=args.dialect,
+        command_format=args.command_format,
+        spans=spans,
+        gsm=not args.no_gsm,
+        call_hold=args.call_hold,
+        auth_failure_delay=args.auth_failure_delay,
+    )
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> int:
@@ -74,8 +105,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
             loop.add_signal_handler(sig, stop.set)
     try:
         async with simulator_from_args(args) as pbx:
-            print(f"PBX simulator ({args.dialect}) listening on {args.host}:{pbx.port}",
-                  flush=True)
+            print(f"PBX simulator ({args.dialect}) listening on {args.host}:{pbx.port}", flush=True)
             if args.traffic > 0:
                 pbx.start_traffic(args.traffic)
             await stop.wait()

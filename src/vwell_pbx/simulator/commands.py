@@ -11,9 +11,9 @@ from vwell_pbx.simulator.model import Channel
 
 VERSIONS = {
     "asterisk20": "Asterisk 20.20.1 built by root @ vm on a x86_64 running Linux on "
-                  "2026-11-28 03:58:35 UTC",
+    "2026-11-28 03:58:35 UTC",
     "yeastar": "Asterisk 1.8.20.0 built by root @ yeastar on a armv7l running Linux on "
-               "2013-05-08 06:24:51 UTC",
+    "2013-05-08 06:24:51 UTC",
 }
 CHANNEL_FORMATS = {"asterisk20": (64, 32, 7, 30), "yeastar": (20, 20, 7, 50)}
 
@@ -47,32 +47,53 @@ def _core_show_channels(state: CliState, concise: bool) -> list[str]:
     channels = list(state.channels())
     if concise:
         return [
-            "!".join([ch.name, ch.context, ch.exten, str(ch.priority), ch.state_desc,
-                      ch.application, ch.app_data, ch.cid_num, ch.account, "", "3", "0",
-                      ch.bridge.uniqueid if ch.bridge else "(None)", ch.uniqueid])
+            "!".join(
+                [
+                    ch.name,
+                    ch.context,
+                    ch.exten,
+                    str(ch.priority),
+                    ch.state_desc,
+                    ch.application,
+                    ch.app_data,
+                    ch.cid_num,
+                    ch.account,
+                    "",
+                    "3",
+                    "0",
+                    ch.bridge.uniqueid if ch.bridge else "(None)",
+                    ch.uniqueid,
+                ]
+            )
             for ch in channels
         ]
     widths = CHANNEL_FORMATS.get(state.dialect, CHANNEL_FORMATS["asterisk20"])
 
     def row(*cells: str) -> str:
-        return " ".join(f"{cell[:width]:<{width}}" for cell, width in zip(cells, widths,
-                                                                           strict=True))
+        return " ".join(
+            f"{cell[:width]:<{width}}" for cell, width in zip(cells, widths, strict=True)
+        )
 
     lines = [row("Channel", "Location", "State", "Application(Data)")]
     for ch in channels:
         location = f"{ch.exten}@{ch.context}:{ch.priority}" if ch.exten else "(None)"
         lines.append(row(ch.name, location, ch.state_desc, f"{ch.application}({ch.app_data})"))
     calls = len({ch.linkedid for ch in channels})
-    lines += [_plural(len(channels), "active channel"), _plural(calls, "active call"),
-              f"{_plural(state.calls_processed(), 'call')} processed"]
+    lines += [
+        _plural(len(channels), "active channel"),
+        _plural(calls, "active call"),
+        f"{_plural(state.calls_processed(), 'call')} processed",
+    ]
     return lines
 
 
 def _no_such_command(line: str) -> CommandResult:
     words = line.split()
     best = " ".join(words[:2])
-    return CommandResult([f"No such command '{line}' (type 'core show help {best}' "
-                          "for other possible commands)"], known=False)
+    return CommandResult(
+        [f"No such command '{line}' (type 'core show help {best}' for other possible commands)"],
+        known=False,
+    )
 
 
 def run_command(state: CliState, line: str) -> CommandResult:

@@ -63,8 +63,9 @@ class Asterisk20Events:
             (f"{prefix}Linkedid", ch.linkedid),
         ]
 
-    def _channel_event(self, name: str, ch: Channel, privilege: str = "call,all",
-                       extra: Pairs | None = None) -> list[Message]:
+    def _channel_event(
+        self, name: str, ch: Channel, privilege: str = "call,all", extra: Pairs | None = None
+    ) -> list[Message]:
         return [_event(name, [("Privilege", privilege)], self.block(ch), extra or [])]
 
     def newchannel(self, ch: Channel) -> list[Message]:
@@ -77,13 +78,18 @@ class Asterisk20Events:
 
     def newexten(self, ch: Channel, app: str, data: str) -> list[Message]:
         """A channel runs a dialplan step."""
-        return self._channel_event("Newexten", ch, "dialplan,all", [
-            ("Extension", ch.exten), ("Application", app), ("AppData", data)])
+        return self._channel_event(
+            "Newexten",
+            ch,
+            "dialplan,all",
+            [("Extension", ch.exten), ("Application", app), ("AppData", data)],
+        )
 
     def varset(self, ch: Channel, variable: str, value: str) -> list[Message]:
         """A channel variable was set."""
-        return self._channel_event("VarSet", ch, "dialplan,all",
-                                   [("Variable", variable), ("Value", value)])
+        return self._channel_event(
+            "VarSet", ch, "dialplan,all", [("Variable", variable), ("Value", value)]
+        )
 
     def newcallerid(self, ch: Channel) -> list[Message]:
         """A channel's caller id changed."""
@@ -95,10 +101,15 @@ class Asterisk20Events:
 
     def local_bridge(self, one: Channel, two: Channel) -> list[Message]:
         """The two halves of a Local channel were linked."""
-        return [_event("LocalBridge", [("Privilege", "call,all")], self.block(one, "LocalOne"),
-                       self.block(two, "LocalTwo"),
-                       [("Context", two.context), ("Exten", two.exten),
-                        ("LocalOptimization", "Yes")])]
+        return [
+            _event(
+                "LocalBridge",
+                [("Privilege", "call,all")],
+                self.block(one, "LocalOne"),
+                self.block(two, "LocalTwo"),
+                [("Context", two.context), ("Exten", two.exten), ("LocalOptimization", "Yes")],
+            )
+        ]
 
     def _dial(self, name: str, src: Channel | None, dst: Channel, tail: Pairs) -> list[Message]:
         source = self.block(src) if src is not None else []
@@ -118,10 +129,15 @@ class Asterisk20Events:
 
     @staticmethod
     def _bridge(bridge: Bridge) -> Pairs:
-        return [("BridgeUniqueid", bridge.uniqueid), ("BridgeType", "basic"),
-                ("BridgeTechnology", "simple_bridge"), ("BridgeCreator", "<unknown>"),
-                ("BridgeName", "<unknown>"), ("BridgeNumChannels", str(len(bridge.members))),
-                ("BridgeVideoSourceMode", "none")]
+        return [
+            ("BridgeUniqueid", bridge.uniqueid),
+            ("BridgeType", "basic"),
+            ("BridgeTechnology", "simple_bridge"),
+            ("BridgeCreator", "<unknown>"),
+            ("BridgeName", "<unknown>"),
+            ("BridgeNumChannels", str(len(bridge.members))),
+            ("BridgeVideoSourceMode", "none"),
+        ]
 
     def bridge_create(self, bridge: Bridge) -> list[Message]:
         """A bridge was made (empty)."""
@@ -129,13 +145,15 @@ class Asterisk20Events:
 
     def bridge_enter(self, bridge: Bridge, ch: Channel) -> list[Message]:
         """``ch`` joined ``bridge`` (already in ``bridge.members``)."""
-        return [_event("BridgeEnter", [("Privilege", "call,all")], self._bridge(bridge),
-                       self.block(ch))]
+        return [
+            _event("BridgeEnter", [("Privilege", "call,all")], self._bridge(bridge), self.block(ch))
+        ]
 
     def bridge_leave(self, bridge: Bridge, ch: Channel) -> list[Message]:
         """``ch`` left ``bridge`` (already removed from ``bridge.members``)."""
-        return [_event("BridgeLeave", [("Privilege", "call,all")], self._bridge(bridge),
-                       self.block(ch))]
+        return [
+            _event("BridgeLeave", [("Privilege", "call,all")], self._bridge(bridge), self.block(ch))
+        ]
 
     def bridge_destroy(self, bridge: Bridge) -> list[Message]:
         """The bridge is gone."""
@@ -151,39 +169,69 @@ class Asterisk20Events:
 
     def hangup(self, ch: Channel, cause: int) -> list[Message]:
         """The channel is gone."""
-        return self._channel_event("Hangup", ch, extra=[
-            ("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))])
+        return self._channel_event(
+            "Hangup",
+            ch,
+            extra=[("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))],
+        )
 
     def core_show_channel(self, ch: Channel, action_id: str | None, now: float) -> Message:
         """One item of a ``CoreShowChannels`` list."""
         head: Pairs = [("ActionID", action_id)] if action_id is not None else []
-        return _event("CoreShowChannel", head, self.block(ch), [
-            ("Application", ch.application), ("ApplicationData", ch.app_data),
-            ("Duration", hhmmss(now - ch.created)),
-            ("BridgeId", ch.bridge.uniqueid if ch.bridge else "")])
+        return _event(
+            "CoreShowChannel",
+            head,
+            self.block(ch),
+            [
+                ("Application", ch.application),
+                ("ApplicationData", ch.app_data),
+                ("Duration", hhmmss(now - ch.created)),
+                ("BridgeId", ch.bridge.uniqueid if ch.bridge else ""),
+            ],
+        )
 
-    def status(self, ch: Channel, action_id: str | None, variables: list[str],
-               now: float) -> Message:
+    def status(
+        self, ch: Channel, action_id: str | None, variables: list[str], now: float
+    ) -> Message:
         """One item of a ``Status`` list (ActionID last, as Asterisk puts it)."""
         peer = _bridged_peer(ch)
         tail = _status_tail(ch, variables, action_id)
-        return _event("Status", [("Privilege", "Call")], self.block(ch), [
-            ("Type", ch.tech), ("DNID", ""),
-            ("EffectiveConnectedLineNum", _unknown(peer.cid_num if peer else ch.connected_num)),
-            ("EffectiveConnectedLineName",
-             _unknown(peer.cid_name if peer else ch.connected_name)),
-            ("TimeToHangup", "0"), ("BridgeID", ch.bridge.uniqueid if ch.bridge else ""),
-            ("Application", ch.application), ("Data", ch.app_data),
-            ("Nativeformats", "(ulaw)" if ch.tech != "Local" else "(slin)"),
-            ("Readformat", "slin"), ("Readtrans", ""), ("Writeformat", "slin"),
-            ("Writetrans", ""), ("Callgroup", "0"), ("Pickupgroup", "0"),
-            ("Seconds", str(max(0, int(now - ch.created))))], tail)
+        return _event(
+            "Status",
+            [("Privilege", "Call")],
+            self.block(ch),
+            [
+                ("Type", ch.tech),
+                ("DNID", ""),
+                ("EffectiveConnectedLineNum", _unknown(peer.cid_num if peer else ch.connected_num)),
+                (
+                    "EffectiveConnectedLineName",
+                    _unknown(peer.cid_name if peer else ch.connected_name),
+                ),
+                ("TimeToHangup", "0"),
+                ("BridgeID", ch.bridge.uniqueid if ch.bridge else ""),
+                ("Application", ch.application),
+                ("Data", ch.app_data),
+                ("Nativeformats", "(ulaw)" if ch.tech != "Local" else "(slin)"),
+                ("Readformat", "slin"),
+                ("Readtrans", ""),
+                ("Writeformat", "slin"),
+                ("Writetrans", ""),
+                ("Callgroup", "0"),
+                ("Pickupgroup", "0"),
+                ("Seconds", str(max(0, int(now - ch.created)))),
+            ],
+            tail,
+        )
 
     def status_complete(self, action_id: str | None, count: int) -> Message:
         """End of a ``Status`` list."""
         head: Pairs = [("ActionID", action_id)] if action_id is not None else []
-        return _event("StatusComplete", head, [
-            ("EventList", "Complete"), ("ListItems", str(count)), ("Items", str(count))])
+        return _event(
+            "StatusComplete",
+            head,
+            [("EventList", "Complete"), ("ListItems", str(count)), ("Items", str(count))],
+        )
 
     status_has_eventlist = True
 
@@ -204,40 +252,91 @@ class YeastarEvents(Asterisk20Events):
 
     def newchannel(self, ch: Channel) -> list[Message]:
         """Seed layout: no ConnectedLine, no Linkedid, Exten before Context."""
-        return [_event("Newchannel", [
-            ("Privilege", "call,all"), ("Channel", ch.name), ("ChannelState", str(ch.state)),
-            ("ChannelStateDesc", ch.state_desc), ("CallerIDNum", _unknown(ch.cid_num)),
-            ("CallerIDName", _unknown(ch.cid_name)), ("AccountCode", ch.account),
-            ("Exten", ch.exten), ("Context", ch.context), ("Uniqueid", ch.uniqueid)])]
+        return [
+            _event(
+                "Newchannel",
+                [
+                    ("Privilege", "call,all"),
+                    ("Channel", ch.name),
+                    ("ChannelState", str(ch.state)),
+                    ("ChannelStateDesc", ch.state_desc),
+                    ("CallerIDNum", _unknown(ch.cid_num)),
+                    ("CallerIDName", _unknown(ch.cid_name)),
+                    ("AccountCode", ch.account),
+                    ("Exten", ch.exten),
+                    ("Context", ch.context),
+                    ("Uniqueid", ch.uniqueid),
+                ],
+            )
+        ]
 
     def newstate(self, ch: Channel) -> list[Message]:
         """Asterisk 1.8 Newstate."""
-        return [_event("Newstate", [
-            ("Privilege", "call,all"), ("Channel", ch.name), ("ChannelState", str(ch.state)),
-            ("ChannelStateDesc", ch.state_desc), ("CallerIDNum", _unknown(ch.cid_num)),
-            ("CallerIDName", _unknown(ch.cid_name)),
-            ("ConnectedLineNum", _unknown(ch.connected_num)),
-            ("ConnectedLineName", _unknown(ch.connected_name)), ("Uniqueid", ch.uniqueid)])]
+        return [
+            _event(
+                "Newstate",
+                [
+                    ("Privilege", "call,all"),
+                    ("Channel", ch.name),
+                    ("ChannelState", str(ch.state)),
+                    ("ChannelStateDesc", ch.state_desc),
+                    ("CallerIDNum", _unknown(ch.cid_num)),
+                    ("CallerIDName", _unknown(ch.cid_name)),
+                    ("ConnectedLineNum", _unknown(ch.connected_num)),
+                    ("ConnectedLineName", _unknown(ch.connected_name)),
+                    ("Uniqueid", ch.uniqueid),
+                ],
+            )
+        ]
 
     def newexten(self, ch: Channel, app: str, data: str) -> list[Message]:
         """Asterisk 1.8 Newexten."""
-        return [_event("Newexten", [
-            ("Privilege", "dialplan,all"), ("Channel", ch.name), ("Context", ch.context),
-            ("Extension", ch.exten), ("Priority", str(ch.priority)), ("Application", app),
-            ("AppData", data), ("Uniqueid", ch.uniqueid)])]
+        return [
+            _event(
+                "Newexten",
+                [
+                    ("Privilege", "dialplan,all"),
+                    ("Channel", ch.name),
+                    ("Context", ch.context),
+                    ("Extension", ch.exten),
+                    ("Priority", str(ch.priority)),
+                    ("Application", app),
+                    ("AppData", data),
+                    ("Uniqueid", ch.uniqueid),
+                ],
+            )
+        ]
 
     def varset(self, ch: Channel, variable: str, value: str) -> list[Message]:
         """Asterisk 1.8 VarSet."""
-        return [_event("VarSet", [
-            ("Privilege", "dialplan,all"), ("Channel", ch.name), ("Variable", variable),
-            ("Value", value), ("Uniqueid", ch.uniqueid)])]
+        return [
+            _event(
+                "VarSet",
+                [
+                    ("Privilege", "dialplan,all"),
+                    ("Channel", ch.name),
+                    ("Variable", variable),
+                    ("Value", value),
+                    ("Uniqueid", ch.uniqueid),
+                ],
+            )
+        ]
 
     def newcallerid(self, ch: Channel) -> list[Message]:
         """Seed layout."""
-        return [_event("NewCallerid", [
-            ("Privilege", "call,all"), ("Channel", ch.name),
-            ("CallerIDNum", _unknown(ch.cid_num)), ("CallerIDName", _unknown(ch.cid_name)),
-            ("Uniqueid", ch.uniqueid), ("CID-CallingPres", CALLING_PRES)])]
+        return [
+            _event(
+                "NewCallerid",
+                [
+                    ("Privilege", "call,all"),
+                    ("Channel", ch.name),
+                    ("CallerIDNum", _unknown(ch.cid_num)),
+                    ("CallerIDName", _unknown(ch.cid_name)),
+                    ("Uniqueid", ch.uniqueid),
+                    ("CID-CallingPres", CALLING_PRES),
+                ],
+            )
+        ]
 
     def newconnectedline(self, ch: Channel) -> list[Message]:
         """Asterisk 1.8 has no NewConnectedLine event."""
@@ -245,21 +344,44 @@ class YeastarEvents(Asterisk20Events):
 
     def local_bridge(self, one: Channel, two: Channel) -> list[Message]:
         """Asterisk 1.8 LocalBridge."""
-        return [_event("LocalBridge", [
-            ("Privilege", "call,all"), ("Channel1", one.name), ("Channel2", two.name),
-            ("Uniqueid1", one.uniqueid), ("Uniqueid2", two.uniqueid),
-            ("CallerID1", one.cid_num), ("CallerID2", two.cid_num),
-            ("Context", two.context), ("Exten", two.exten), ("LocalOptimization", "Yes")])]
+        return [
+            _event(
+                "LocalBridge",
+                [
+                    ("Privilege", "call,all"),
+                    ("Channel1", one.name),
+                    ("Channel2", two.name),
+                    ("Uniqueid1", one.uniqueid),
+                    ("Uniqueid2", two.uniqueid),
+                    ("CallerID1", one.cid_num),
+                    ("CallerID2", two.cid_num),
+                    ("Context", two.context),
+                    ("Exten", two.exten),
+                    ("LocalOptimization", "Yes"),
+                ],
+            )
+        ]
 
     def dial_begin(self, src: Channel | None, dst: Channel, dialstring: str) -> list[Message]:
         """Seed layout ``Event: Dial`` / ``SubEvent: Begin`` (none for an originated leg)."""
         if src is None:
             return []
-        return [_event("Dial", [
-            ("Privilege", "call,all"), ("SubEvent", "Begin"), ("Channel", src.name),
-            ("Destination", dst.name), ("CallerIDNum", _unknown(src.cid_num)),
-            ("CallerIDName", _unknown(src.cid_name)), ("UniqueID", src.uniqueid),
-            ("DestUniqueID", dst.uniqueid), ("Dialstring", dialstring)])]
+        return [
+            _event(
+                "Dial",
+                [
+                    ("Privilege", "call,all"),
+                    ("SubEvent", "Begin"),
+                    ("Channel", src.name),
+                    ("Destination", dst.name),
+                    ("CallerIDNum", _unknown(src.cid_num)),
+                    ("CallerIDName", _unknown(src.cid_name)),
+                    ("UniqueID", src.uniqueid),
+                    ("DestUniqueID", dst.uniqueid),
+                    ("Dialstring", dialstring),
+                ],
+            )
+        ]
 
     def dial_state(self, src: Channel | None, dst: Channel, status: str) -> list[Message]:
         """No DialState before Asterisk 12."""
@@ -269,20 +391,40 @@ class YeastarEvents(Asterisk20Events):
         """``Event: Dial`` / ``SubEvent: End``."""
         if src is None:
             return []
-        return [_event("Dial", [
-            ("Privilege", "call,all"), ("SubEvent", "End"), ("Channel", src.name),
-            ("UniqueID", src.uniqueid), ("DialStatus", status)])]
+        return [
+            _event(
+                "Dial",
+                [
+                    ("Privilege", "call,all"),
+                    ("SubEvent", "End"),
+                    ("Channel", src.name),
+                    ("UniqueID", src.uniqueid),
+                    ("DialStatus", status),
+                ],
+            )
+        ]
 
     @staticmethod
     def _link(bridge: Bridge, state: str) -> list[Message]:
         # The engine lets the dialled party enter first (as Asterisk 20 does); 1.8
         # names the calling side Channel1.
         two, one = bridge.parties[0], bridge.parties[1]
-        return [_event("Bridge", [
-            ("Privilege", "call,all"), ("Bridgestate", state), ("Bridgetype", "core"),
-            ("Channel1", one.name), ("Channel2", two.name), ("Uniqueid1", one.uniqueid),
-            ("Uniqueid2", two.uniqueid), ("CallerID1", one.cid_num),
-            ("CallerID2", two.cid_num)])]
+        return [
+            _event(
+                "Bridge",
+                [
+                    ("Privilege", "call,all"),
+                    ("Bridgestate", state),
+                    ("Bridgetype", "core"),
+                    ("Channel1", one.name),
+                    ("Channel2", two.name),
+                    ("Uniqueid1", one.uniqueid),
+                    ("Uniqueid2", two.uniqueid),
+                    ("CallerID1", one.cid_num),
+                    ("CallerID2", two.cid_num),
+                ],
+            )
+        ]
 
     def bridge_create(self, bridge: Bridge) -> list[Message]:
         """Nothing: 1.8 reports a bridge only once both parties are in."""
@@ -316,42 +458,76 @@ class YeastarEvents(Asterisk20Events):
 
     def hangup(self, ch: Channel, cause: int) -> list[Message]:
         """Asterisk 1.8 Hangup."""
-        return [_event("Hangup", [
-            ("Privilege", "call,all"), ("Channel", ch.name), ("Uniqueid", ch.uniqueid),
-            ("CallerIDNum", _unknown(ch.cid_num)), ("CallerIDName", _unknown(ch.cid_name)),
-            ("ConnectedLineNum", _unknown(ch.connected_num)),
-            ("ConnectedLineName", _unknown(ch.connected_name)), ("Cause", str(cause)),
-            ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))])]
+        return [
+            _event(
+                "Hangup",
+                [
+                    ("Privilege", "call,all"),
+                    ("Channel", ch.name),
+                    ("Uniqueid", ch.uniqueid),
+                    ("CallerIDNum", _unknown(ch.cid_num)),
+                    ("CallerIDName", _unknown(ch.cid_name)),
+                    ("ConnectedLineNum", _unknown(ch.connected_num)),
+                    ("ConnectedLineName", _unknown(ch.connected_name)),
+                    ("Cause", str(cause)),
+                    ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown")),
+                ],
+            )
+        ]
 
     def core_show_channel(self, ch: Channel, action_id: str | None, now: float) -> Message:
         """Asterisk 1.8 CoreShowChannel."""
         peer = _bridged_peer(ch)
         head: Pairs = [("ActionID", action_id)] if action_id is not None else []
-        return _event("CoreShowChannel", head, [
-            ("Channel", ch.name), ("UniqueID", ch.uniqueid), ("Context", ch.context),
-            ("Extension", ch.exten), ("Priority", str(ch.priority)),
-            ("ChannelState", str(ch.state)), ("ChannelStateDesc", ch.state_desc),
-            ("Application", ch.application), ("ApplicationData", ch.app_data),
-            ("CallerIDnum", ch.cid_num), ("Duration", hhmmss(now - ch.created)),
-            ("AccountCode", ch.account), ("BridgedChannel", peer.name if peer else ""),
-            ("BridgedUniqueID", peer.uniqueid if peer else "")])
+        return _event(
+            "CoreShowChannel",
+            head,
+            [
+                ("Channel", ch.name),
+                ("UniqueID", ch.uniqueid),
+                ("Context", ch.context),
+                ("Extension", ch.exten),
+                ("Priority", str(ch.priority)),
+                ("ChannelState", str(ch.state)),
+                ("ChannelStateDesc", ch.state_desc),
+                ("Application", ch.application),
+                ("ApplicationData", ch.app_data),
+                ("CallerIDnum", ch.cid_num),
+                ("Duration", hhmmss(now - ch.created)),
+                ("AccountCode", ch.account),
+                ("BridgedChannel", peer.name if peer else ""),
+                ("BridgedUniqueID", peer.uniqueid if peer else ""),
+            ],
+        )
 
-    def status(self, ch: Channel, action_id: str | None, variables: list[str],
-               now: float) -> Message:
+    def status(
+        self, ch: Channel, action_id: str | None, variables: list[str], now: float
+    ) -> Message:
         """Asterisk 1.8 Status item."""
         peer = _bridged_peer(ch)
         tail = _status_tail(ch, variables, action_id)
-        return _event("Status", [
-            ("Privilege", "Call"), ("Channel", ch.name), ("CallerIDNum", _unknown(ch.cid_num)),
-            ("CallerIDName", _unknown(ch.cid_name)),
-            ("ConnectedLineNum", _unknown(ch.connected_num)),
-            ("ConnectedLineName", _unknown(ch.connected_name)), ("Accountcode", ch.account),
-            ("ChannelState", str(ch.state)), ("ChannelStateDesc", ch.state_desc),
-            ("Context", ch.context), ("Extension", ch.exten), ("Priority", str(ch.priority)),
-            ("Seconds", str(max(0, int(now - ch.created)))),
-            ("BridgedChannel", peer.name if peer else ""),
-            ("BridgedUniqueid", peer.uniqueid if peer else ""), ("Uniqueid", ch.uniqueid)],
-            tail)
+        return _event(
+            "Status",
+            [
+                ("Privilege", "Call"),
+                ("Channel", ch.name),
+                ("CallerIDNum", _unknown(ch.cid_num)),
+                ("CallerIDName", _unknown(ch.cid_name)),
+                ("ConnectedLineNum", _unknown(ch.connected_num)),
+                ("ConnectedLineName", _unknown(ch.connected_name)),
+                ("Accountcode", ch.account),
+                ("ChannelState", str(ch.state)),
+                ("ChannelStateDesc", ch.state_desc),
+                ("Context", ch.context),
+                ("Extension", ch.exten),
+                ("Priority", str(ch.priority)),
+                ("Seconds", str(max(0, int(now - ch.created)))),
+                ("BridgedChannel", peer.name if peer else ""),
+                ("BridgedUniqueid", peer.uniqueid if peer else ""),
+                ("Uniqueid", ch.uniqueid),
+            ],
+            tail,
+        )
 
     def status_complete(self, action_id: str | None, count: int) -> Message:
         """Asterisk 1.8 StatusComplete (no EventList header)."""

@@ -148,8 +148,9 @@ def parse_send_sms(line: str) -> SendSmsCommand | None:
         span = int(args[3])
     except ValueError:
         return None
-    return SendSmsCommand(span=span, number=args[4], text=args[5],
-                          sms_id=args[6] if len(args) == 7 else None)
+    return SendSmsCommand(
+        span=span, number=args[4], text=args[5], sms_id=args[6] if len(args) == 7 else None
+    )
 
 
 def url_encode(text: str) -> str:
@@ -168,4 +169,4 @@ def split_parts(text: str, parts: int) -> list[str]:
     size = -(-len(text) // parts) if text else 0
     if size == 0:
         return [text]
-    return [text[i:i + size] for i in range(0, len(text), size)]
+    return [text[i : i + size] for i in range(0, len(text), size)]

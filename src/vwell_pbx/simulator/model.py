@@ -18,13 +18,25 @@ STATE_RINGING = 5
 STATE_UP = 6
 STATE_BUSY = 7
 
-STATE_DESC = {STATE_DOWN: "Down", STATE_RSRVD: "Rsrvd", 2: "OffHook", 3: "Dialing",
-              STATE_RING: "Ring", STATE_RINGING: "Ringing", STATE_UP: "Up",
-              STATE_BUSY: "Busy"}
+STATE_DESC = {
+    STATE_DOWN: "Down",
+    STATE_RSRVD: "Rsrvd",
+    2: "OffHook",
+    3: "Dialing",
+    STATE_RING: "Ring",
+    STATE_RINGING: "Ringing",
+    STATE_UP: "Up",
+    STATE_BUSY: "Busy",
+}
 
-CAUSE_TEXT = {0: "Unknown", 16: "Normal Clearing", 17: "User busy",
-              19: "User alerting, no answer", 20: "Subscriber absent",
-              34: "Circuit/channel congestion"}
+CAUSE_TEXT = {
+    0: "Unknown",
+    16: "Normal Clearing",
+    17: "User busy",
+    19: "User alerting, no answer",
+    20: "Subscriber absent",
+    34: "Circuit/channel congestion",
+}
 
 
 class ExtensionBehaviour(Enum):
@@ -39,7 +51,7 @@ class ExtensionBehaviour(Enum):
 
 DEFAULT_EXTENSIONS: dict[str, ExtensionBehaviour] = {
     "SIP/100": ExtensionBehaviour.UNREGISTERED,  # as in transcript 09 (peer 100 not registered)
-    "900": ExtensionBehaviour.BUSY,               # Local/900 was busy in transcript 09
+    "900": ExtensionBehaviour.BUSY,  # Local/900 was busy in transcript 09
     "901": ExtensionBehaviour.NO_ANSWER,
     "902": ExtensionBehaviour.UNREGISTERED,
     "903": ExtensionBehaviour.CONGESTION,
@@ -89,7 +101,7 @@ class Bridge:
     uniqueid: str
     members: list[Channel] = field(default_factory=list)
     parties: list[Channel] = field(default_factory=list)  # everyone who ever entered
-    linked: bool = False    # Yeastar dialect: "Bridge Link" already sent
+    linked: bool = False  # Yeastar dialect: "Bridge Link" already sent
     unlinked: bool = False  # Yeastar dialect: "Bridge Unlink" already sent
 
 

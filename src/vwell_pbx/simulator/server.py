@@ -137,7 +137,8 @@ class PbxSimulator:
         self.secret = secret
         self.dialect: Dialect = dialect
         self.command_format: CommandFormat = command_format or (
-            "output" if dialect == "asterisk20" else "follows")
+            "output" if dialect == "asterisk20" else "follows"
+        )
         self.gsm = gsm
         self.tg_sms = tg_sms
         self.dongle = dongle
@@ -152,18 +153,28 @@ class PbxSimulator:
         self._rng = rng or random.Random()
         self._started_at = clock()
         self._global_vars: dict[str, str] = {}
-        behaviours = DEFAULT_EXTENSIONS if extensions is None else {
-            key: ExtensionBehaviour(value) for key, value in extensions.items()}
+        behaviours = (
+            DEFAULT_EXTENSIONS
+            if extensions is None
+            else {key: ExtensionBehaviour(value) for key, value in extensions.items()}
+        )
         self.extensions: dict[str, ExtensionBehaviour] = dict(behaviours)
         events = YeastarEvents() if dialect == "yeastar" else Asterisk20Events()
         self.engine = CallEngine(
-            dialect=events, emit=self.emit,
-            ids=IdAllocator(uniqueid_epoch if uniqueid_epoch is not None else int(clock()),
-                            self._rng),
-            clock=clock, spawn=self._spawn, extensions=self.extensions,
+            dialect=events,
+            emit=self.emit,
+            ids=IdAllocator(
+                uniqueid_epoch if uniqueid_epoch is not None else int(clock()), self._rng
+            ),
+            clock=clock,
+            spawn=self._spawn,
+            extensions=self.extensions,
             contexts=frozenset(contexts) if contexts is not None else None,
-            spans=lambda: self.spans, step_delay=call_step_delay, hold=call_hold,
-            no_answer_after=no_answer_after)
+            spans=lambda: self.spans,
+            step_delay=call_step_delay,
+            hold=call_hold,
+            no_answer_after=no_answer_after,
+        )
         self._server: asyncio.Server | None = None
         self._sessions: set[_Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -205,8 +216,12 @@ class PbxSimulator:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.stop()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -256,17 +271,29 @@ class PbxSimulator:
         for session in list(self._sessions):
             session.abort()
 
-    async def incoming_call(self, caller: str = "+79787342741", *, span: int = 11,
-                            to: str = "269", answer: bool = True, hold: float = 0.5) -> str:
+    async def incoming_call(
+        self,
+        caller: str = "+79787342741",
+        *,
+        span: int = 11,
+        to: str = "269",
+        answer: bool = True,
+        hold: float = 0.5,
+    ) -> str:
         """Simulate a call arriving on GSM span ``span`` and ringing extension ``to``.
 
         Returns the GSM channel name (``YSGSM/<span>-<n>``) once the call is bridged
         (``answer=True``) or ringing (``answer=False``); it stays live, and can be
         redirected, until ``hold`` seconds later (or until hung up).
         """
-        return await self.engine.incoming_call(caller=caller, span=span, to=to,
-                                               answer=answer, hold=hold,
-                                               yeastar=self.dialect == "yeastar")
+        return await self.engine.incoming_call(
+            caller=caller,
+            span=span,
+            to=to,
+            answer=answer,
+            hold=hold,
+            yeastar=self.dialect == "yeastar",
+        )
 
     def incoming_sms(self, sender: str, text: str, *, span: int = 2, parts: int = 1) -> None:
         """Emit ``ReceivedSMS`` events (one per part, same ID, URL-encoded Content)."""
@@ -274,11 +301,20 @@ class PbxSimulator:
         pieces = gsm.split_parts(text, parts)
         received = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self._clock()))
         for index, piece in enumerate(pieces, start=1):
-            self.emit(Message.build(
-                ("Event", "ReceivedSMS"), ("Privilege", "all,smscommand"),
-                ("ID", str(self._sms_ids)), ("GsmSpan", str(span)), ("Sender", sender),
-                ("Recvtime", received), ("Index", str(index)), ("Total", str(len(pieces))),
-                ("Smsc", "+79000000000"), ("Content", gsm.url_encode(piece))))
+            self.emit(
+                Message.build(
+                    ("Event", "ReceivedSMS"),
+                    ("Privilege", "all,smscommand"),
+                    ("ID", str(self._sms_ids)),
+                    ("GsmSpan", str(span)),
+                    ("Sender", sender),
+                    ("Recvtime", received),
+                    ("Index", str(index)),
+                    ("Total", str(len(pieces))),
+                    ("Smsc", "+79000000000"),
+                    ("Content", gsm.url_encode(piece)),
+                )
+            )
 
     def start_traffic(self, calls_per_second: float) -> None:
         """Start a background stream of incoming GSM calls (Poisson arrivals)."""
@@ -286,8 +322,7 @@ class PbxSimulator:
             raise ValueError("calls_per_second must be positive")
         if self._traffic is not None:
             self._traffic.cancel()
-        self._traffic = asyncio.get_running_loop().create_task(
-            self._traffic_loop(calls_per_second))
+        self._traffic = asyncio.get_running_loop().create_task(self._traffic_loop(calls_per_second))
 
     async def stop_traffic(self) -> None:
         """Stop generating calls; calls already in progress finish on their own."""
@@ -305,8 +340,11 @@ class PbxSimulator:
             ready = [s.number for s in self.spans if s.can_send] or [11]
             caller = "+7978" + "".join(self._rng.choice("0123456789") for _ in range(7))
             hold = self.engine.hold * self._rng.uniform(0.5, 1.5)
-            self._spawn(self._traffic_call(caller, self._rng.choice(ready),
-                                           self._rng.choice(("267", "269")), hold))
+            self._spawn(
+                self._traffic_call(
+                    caller, self._rng.choice(ready), self._rng.choice(("267", "269")), hold
+                )
+            )
 
     async def _traffic_call(self, caller: str, span: int, to: str, hold: float) -> None:
         self._traffic_calls += 1
@@ -323,8 +361,9 @@ class PbxSimulator:
         span = self._span(span_number)
         if span is None:
             return [f"GSM span {span_number} does not exist"]
-        self._record_sms(SentSms(via="command", span=span_number, number=number, text=text,
-                                 ok=span.can_send))
+        self._record_sms(
+            SentSms(via="command", span=span_number, number=number, text=text, ok=span.can_send)
+        )
         return [] if span.can_send else [f"GSM span {span_number} is not ready"]
 
     def _record_sms(self, sms: SentSms) -> None:
@@ -345,8 +384,7 @@ class PbxSimulator:
             finish()
 
     # ------------------------------------------------------------ connections
-    async def _on_connect(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._sessions) >= MAX_CONNECTIONS or self._server is None:
             writer.transport.abort()
             return
@@ -372,24 +410,38 @@ class PbxSimulator:
             del self.actions_received[: len(self.actions_received) - MAX_RECORDED_ACTIONS]
 
     def _cli_state(self) -> CliState:
-        return CliState(dialect=self.dialect, gsm=self.gsm,
-                        channels=lambda: list(self.engine.channels.values()),
-                        calls_processed=lambda: self.engine.calls_processed,
-                        uptime=lambda: self.uptime, spans=lambda: self.spans,
-                        send_sms=self._cli_send_sms)
+        return CliState(
+            dialect=self.dialect,
+            gsm=self.gsm,
+            channels=lambda: list(self.engine.channels.values()),
+            calls_processed=lambda: self.engine.calls_processed,
+            uptime=lambda: self.uptime,
+            spans=lambda: self.spans,
+            send_sms=self._cli_send_sms,
+        )
 
 
 class _Session:
     """One AMI client connection: reads actions in order and answers them."""
 
-    def __init__(self, sim: PbxSimulator, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, *, silent: bool) -> None:
+    def __init__(
+        self,
+        sim: PbxSimulator,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        silent: bool,
+    ) -> None:
         self.sim = sim
         self.reader = reader
         self.writer = writer
         self.silent = silent  # accepted while muted: no banner until unmuted
-        self.parser = AmiParser(expect_greeting=False, max_line=MAX_LINE,
-                                max_message=MAX_ACTION, max_headers=MAX_HEADERS)
+        self.parser = AmiParser(
+            expect_greeting=False,
+            max_line=MAX_LINE,
+            max_message=MAX_ACTION,
+            max_headers=MAX_HEADERS,
+        )
         self.authenticated = False
         self.events_on = True
         self.challenge: str | None = None
@@ -459,8 +511,9 @@ class _Session:
                     content = line.rstrip(b"\r\n")
                     if not content and not in_message:
                         # Asterisk answers every stray blank line (transcript 05).
-                        self.send(_response("Error", None,
-                                            ("Message", "Missing action in request")))
+                        self.send(
+                            _response("Error", None, ("Message", "Missing action in request"))
+                        )
                         continue
                     if _CONTROL.search(content):
                         raise _SessionEndError
@@ -493,11 +546,20 @@ class _Session:
             return
         handler = _HANDLERS.get(key)
         disabled = (key == "smscommand" and not self.sim.tg_sms) or (
-            key == "donglesendsms" and not self.sim.dongle)
+            key == "donglesendsms" and not self.sim.dongle
+        )
         if handler is None or disabled:
-            self.send(_response("Error", action_id, (
-                "Message", f"Invalid/unknown command: {name}. "
-                           "Use Action: ListCommands to show available commands.")))
+            self.send(
+                _response(
+                    "Error",
+                    action_id,
+                    (
+                        "Message",
+                        f"Invalid/unknown command: {name}. "
+                        "Use Action: ListCommands to show available commands.",
+                    ),
+                )
+            )
             return
         await handler(self, action, action_id)
 
@@ -512,7 +574,8 @@ class _Session:
             expected = None
             if self.challenge is not None:
                 expected = hashlib.md5(
-                    (self.challenge + sim.secret).encode(), usedforsecurity=False).hexdigest()
+                    (self.challenge + sim.secret).encode(), usedforsecurity=False
+                ).hexdigest()
             ok = expected is not None and (action.get("Key") or "").lower() == expected
         else:
             ok = action.get("Secret") == sim.secret
@@ -543,8 +606,11 @@ class _Session:
         raise _SessionEndError
 
     async def _ping(self, action: Message, action_id: str | None) -> None:
-        self.send(_response("Success", action_id, ("Ping", "Pong"),
-                            ("Timestamp", f"{self.sim._clock():.6f}")))
+        self.send(
+            _response(
+                "Success", action_id, ("Ping", "Pong"), ("Timestamp", f"{self.sim._clock():.6f}")
+            )
+        )
 
     async def _events(self, action: Message, action_id: str | None) -> None:
         mask = (action.get("EventMask") or "").strip().lower()
@@ -552,14 +618,16 @@ class _Session:
             self.send(_response("Error", action_id, ("Message", "Invalid event mask")))
             return
         self.events_on = mask != "off"
-        self.send(_response("Success", action_id,
-                            ("Events", "On" if self.events_on else "Off")))
+        self.send(_response("Success", action_id, ("Events", "On" if self.events_on else "Off")))
 
     async def _core_show_channels(self, action: Message, action_id: str | None) -> None:
         sim = self.sim
         now = sim._clock()
-        out = [_response("Success", action_id, ("EventList", "start"),
-                         ("Message", "Channels will follow"))]
+        out = [
+            _response(
+                "Success", action_id, ("EventList", "start"), ("Message", "Channels will follow")
+            )
+        ]
         channels = list(sim.engine.channels.values())
         for ch in channels:
             item = sim.engine.dialect.core_show_channel(ch, action_id, now)
@@ -585,14 +653,13 @@ class _Session:
             channels = list(engine.channels.values())
         names = [v.strip() for v in (action.get("Variables") or "").split(",") if v.strip()]
         start: list[tuple[str, str]] = (
-            [("EventList", "start")] if engine.dialect.status_has_eventlist else [])
-        out = [_response("Success", action_id, *start,
-                         ("Message", "Channel status will follow"))]
+            [("EventList", "start")] if engine.dialect.status_has_eventlist else []
+        )
+        out = [_response("Success", action_id, *start, ("Message", "Channel status will follow"))]
         now = sim._clock()
         for ch in channels:
             out.append(encode_message(engine.dialect.status(ch, action_id, names, now).headers))
-        out.append(encode_message(engine.dialect.status_complete(action_id, len(channels))
-                                  .headers))
+        out.append(encode_message(engine.dialect.status_complete(action_id, len(channels)).headers))
         self.send(b"".join(out))
 
     def _variable(self, ch: Channel | None, name: str) -> str:
@@ -622,8 +689,9 @@ class _Session:
             if ch is None:
                 self.send(_response("Error", action_id, ("Message", "No such channel")))
                 return
-        self.send(_response("Success", action_id, ("Variable", name),
-                            ("Value", self._variable(ch, name))))
+        self.send(
+            _response("Success", action_id, ("Variable", name), ("Value", self._variable(ch, name)))
+        )
 
     async def _setvar(self, action: Message, action_id: str | None) -> None:
         name = action.get("Variable")
@@ -648,9 +716,16 @@ class _Session:
         if len(sim._global_vars) > MAX_GLOBAL_VARS:
             del sim._global_vars[next(iter(sim._global_vars))]
         self.send(_response("Success", action_id, ("Message", "Variable Set")))
-        sim.emit(Message.build(("Event", "VarSet"), ("Privilege", "dialplan,all"),
-                               ("Channel", "none"), ("Uniqueid", "none"),
-                               ("Variable", name), ("Value", value)))
+        sim.emit(
+            Message.build(
+                ("Event", "VarSet"),
+                ("Privilege", "dialplan,all"),
+                ("Channel", "none"),
+                ("Uniqueid", "none"),
+                ("Variable", name),
+                ("Value", value),
+            )
+        )
 
     async def _hangup(self, action: Message, action_id: str | None) -> None:
         engine = self.sim.engine
@@ -664,8 +739,14 @@ class _Session:
             cause = 16
         if len(channel) > 2 and channel.startswith("/") and channel.endswith("/"):
             matched = engine.match(channel[1:-1])
-            out = [_response("Success", action_id, ("EventList", "start"),
-                             ("Message", "Channels hung up will follow"))]
+            out = [
+                _response(
+                    "Success",
+                    action_id,
+                    ("EventList", "start"),
+                    ("Message", "Channels hung up will follow"),
+                )
+            ]
             for ch in matched:
                 item: Pairs = [("Event", "ChannelHungup"), ("Channel", ch.name)]
                 if action_id is not None:
@@ -705,23 +786,30 @@ class _Session:
             return
         ch = engine.find(name)
         if ch is None:
-            self.send(_response("Error", action_id,
-                                ("Message", f"Channel does not exist: {name}")))
+            self.send(_response("Error", action_id, ("Message", f"Channel does not exist: {name}")))
             return
         targets = {ch: (context, exten, priority)}
         extra_name = action.get("ExtraChannel")
         if extra_name:
             extra = engine.find(extra_name)
             if extra is None:
-                self.send(_response("Error", action_id,
-                                    ("Message", f"ExtraChannel does not exist: {extra_name}")))
+                self.send(
+                    _response(
+                        "Error",
+                        action_id,
+                        ("Message", f"ExtraChannel does not exist: {extra_name}"),
+                    )
+                )
                 return
             try:
                 extra_priority = int(action.get("ExtraPriority") or priority)
             except ValueError:
                 extra_priority = priority
-            targets[extra] = (action.get("ExtraContext") or context,
-                              action.get("ExtraExten") or exten, extra_priority)
+            targets[extra] = (
+                action.get("ExtraContext") or context,
+                action.get("ExtraExten") or exten,
+                extra_priority,
+            )
         message = "Dual Redirect successful" if extra_name else "Redirect successful"
         self.send(_response("Success", action_id, ("Message", message)))
         engine.redirect(targets)
@@ -757,16 +845,24 @@ class _Session:
                     variables.append((key.strip(), value))
         is_async = (action.get("Async") or "").strip().lower() in ("true", "yes", "1", "on")
         request = OriginateRequest(
-            channel=channel, context=None if application else context,
-            exten=None if application else exten, priority=priority,
-            application=application, data=action.get("Data") or "", cid_num=cid_num,
-            cid_name=cid_name, timeout=max(0.0, timeout), variables=variables,
-            account=action.get("Account") or "", action_id=action_id,
+            channel=channel,
+            context=None if application else context,
+            exten=None if application else exten,
+            priority=priority,
+            application=application,
+            data=action.get("Data") or "",
+            cid_num=cid_num,
+            cid_name=cid_name,
+            timeout=max(0.0, timeout),
+            variables=variables,
+            account=action.get("Account") or "",
+            action_id=action_id,
             channel_id=action.get("ChannelId") or None,
-            other_channel_id=action.get("OtherChannelId") or None, is_async=is_async)
+            other_channel_id=action.get("OtherChannelId") or None,
+            is_async=is_async,
+        )
         if is_async:
-            self.send(_response("Success", action_id,
-                                ("Message", "Originate successfully queued")))
+            self.send(_response("Success", action_id, ("Message", "Originate successfully queued")))
             engine.originate(request, lambda outcome: None)
             return
         # Sync: Asterisk answers only once the call is answered or failed, and the
@@ -783,12 +879,14 @@ class _Session:
             engine.originate(request, settle)
             try:
                 outcome = await asyncio.wait_for(
-                    decided, timeout + engine.no_answer_after + SYNC_ORIGINATE_SLACK)
+                    decided, timeout + engine.no_answer_after + SYNC_ORIGINATE_SLACK
+                )
             except TimeoutError:
                 outcome = OriginateOutcome(False, 0)
             if outcome.success:
-                self.send(_response("Success", action_id,
-                                    ("Message", "Originate successfully queued")))
+                self.send(
+                    _response("Success", action_id, ("Message", "Originate successfully queued"))
+                )
             else:
                 self.send(_response("Error", action_id, ("Message", "Originate failed")))
         finally:
@@ -812,8 +910,14 @@ class _Session:
             self.send(encode_message(headers, output=lines))
             return
         outputs = [("Output", line) for line in (lines or [""])]
-        self.send(_response("Success" if ok else "Error", action_id,
-                            ("Message", "Command output follows"), *outputs))
+        self.send(
+            _response(
+                "Success" if ok else "Error",
+                action_id,
+                ("Message", "Command output follows"),
+                *outputs,
+            )
+        )
 
     async def _smscommand(self, action: Message, action_id: str | None) -> None:
         sim = self.sim
@@ -824,15 +928,29 @@ class _Session:
         span = sim._span(parsed.span)
         ok = span is not None and span.can_send
         text = gsm.url_decode(parsed.text)
-        sim._record_sms(SentSms(via="smscommand", span=parsed.span, number=parsed.number,
-                                text=text, sms_id=parsed.sms_id, ok=ok))
+        sim._record_sms(
+            SentSms(
+                via="smscommand",
+                span=parsed.span,
+                number=parsed.number,
+                text=text,
+                sms_id=parsed.sms_id,
+                ok=ok,
+            )
+        )
         self.send(_response("Success", action_id, ("Message", "SMS command queued")))
         sms_id = parsed.sms_id
 
         def finish() -> None:
-            sim.emit(Message.build(("Event", "UpdateSMSSend"), ("Privilege", "all,smscommand"),
-                                   ("ID", sms_id), ("Smsc", "+79000000000"),
-                                   ("Status", "1" if ok else "0")))
+            sim.emit(
+                Message.build(
+                    ("Event", "UpdateSMSSend"),
+                    ("Privilege", "all,smscommand"),
+                    ("ID", sms_id),
+                    ("Smsc", "+79000000000"),
+                    ("Status", "1" if ok else "0"),
+                )
+            )
 
         sim._spawn(sim._deliver_sms(parsed.span if span is not None else None, finish))
 
@@ -844,14 +962,31 @@ class _Session:
                 return
         device = action.get("Device") or ""
         sms_id = f"0x{sim._rng.getrandbits(48):012x}"
-        sim._record_sms(SentSms(via="dongle", device=device, number=action.get("Number") or "",
-                                text=action.get("Message") or "", sms_id=sms_id))
-        self.send(_response("Success", action_id,
-                            ("Message", f"[{device}] SMS queued for send"), ("ID", sms_id)))
+        sim._record_sms(
+            SentSms(
+                via="dongle",
+                device=device,
+                number=action.get("Number") or "",
+                text=action.get("Message") or "",
+                sms_id=sms_id,
+            )
+        )
+        self.send(
+            _response(
+                "Success", action_id, ("Message", f"[{device}] SMS queued for send"), ("ID", sms_id)
+            )
+        )
 
         def finish() -> None:
-            sim.emit(Message.build(("Event", "DongleSMSStatus"), ("Privilege", "call,all"),
-                                   ("Device", device), ("ID", sms_id), ("Status", "Sent")))
+            sim.emit(
+                Message.build(
+                    ("Event", "DongleSMSStatus"),
+                    ("Privilege", "call,all"),
+                    ("Device", device),
+                    ("ID", sms_id),
+                    ("Status", "Sent"),
+                )
+            )
 
         sim._spawn(sim._deliver_sms(_DONGLE_LOCK, finish))
 
@@ -860,20 +995,39 @@ class _Session:
         started = time.gmtime(sim._started_at)
         day, clock = time.strftime("%Y-%m-%d", started), time.strftime("%H:%M:%S", started)
         calls = len({ch.linkedid for ch in sim.engine.channels.values()})
-        self.send(_response("Success", action_id, ("CoreStartupDate", day),
-                            ("CoreStartupTime", clock), ("CoreReloadDate", day),
-                            ("CoreReloadTime", clock), ("CoreCurrentCalls", str(calls)),
-                            ("CoreProcessedCalls", str(sim.engine.calls_processed))))
+        self.send(
+            _response(
+                "Success",
+                action_id,
+                ("CoreStartupDate", day),
+                ("CoreStartupTime", clock),
+                ("CoreReloadDate", day),
+                ("CoreReloadTime", clock),
+                ("CoreCurrentCalls", str(calls)),
+                ("CoreProcessedCalls", str(sim.engine.calls_processed)),
+            )
+        )
 
     async def _core_settings(self, action: Message, action_id: str | None) -> None:
         version = "20.20.1" if self.sim.dialect == "asterisk20" else "1.8.20.0"
-        self.send(_response(
-            "Success", action_id, ("AMIversion", self.sim.ami_version),
-            ("AsteriskVersion", version), ("SystemName", ""), ("CoreMaxCalls", "0"),
-            ("CoreMaxLoadAvg", "0.000000"), ("CoreRunUser", ""), ("CoreRunGroup", ""),
-            ("CoreMaxFilehandles", "0"), ("CoreRealTimeEnabled", "No"),
-            ("CoreCDRenabled", "No"), ("CoreHTTPenabled", "Yes"),
-            ("SoundsSearchCustomDir", "No")))
+        self.send(
+            _response(
+                "Success",
+                action_id,
+                ("AMIversion", self.sim.ami_version),
+                ("AsteriskVersion", version),
+                ("SystemName", ""),
+                ("CoreMaxCalls", "0"),
+                ("CoreMaxLoadAvg", "0.000000"),
+                ("CoreRunUser", ""),
+                ("CoreRunGroup", ""),
+                ("CoreMaxFilehandles", "0"),
+                ("CoreRealTimeEnabled", "No"),
+                ("CoreCDRenabled", "No"),
+                ("CoreHTTPenabled", "Yes"),
+                ("SoundsSearchCustomDir", "No"),
+            )
+        )
 
     async def _user_event(self, action: Message, action_id: str | None) -> None:
         name = action.get("UserEvent")
@@ -884,14 +1038,20 @@ class _Session:
         headers: Pairs = [("Event", "UserEvent"), ("Privilege", "user,all"), ("UserEvent", name)]
         if action_id is not None:
             headers.append(("ActionID", action_id))
-        headers += [(k, v) for k, v in action.headers
-                    if k.lower() not in ("action", "actionid", "userevent")]
+        headers += [
+            (k, v)
+            for k, v in action.headers
+            if k.lower() not in ("action", "actionid", "userevent")
+        ]
         self.sim.emit(Message(headers=tuple(headers)))
 
     async def _list_commands(self, action: Message, action_id: str | None) -> None:
-        pairs = [(name, f"{text}  (Priv: {priv})") for name, text, priv in _COMMAND_HELP
-                 if (name != "smscommand" or self.sim.tg_sms)
-                 and (name != "DongleSendSMS" or self.sim.dongle)]
+        pairs = [
+            (name, f"{text}  (Priv: {priv})")
+            for name, text, priv in _COMMAND_HELP
+            if (name != "smscommand" or self.sim.tg_sms)
+            and (name != "DongleSendSMS" or self.sim.dongle)
+        ]
         self.send(_response("Success", action_id, *pairs))
 
 

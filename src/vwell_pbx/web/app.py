@@ -75,8 +75,10 @@ JSON = "application/json"
 
 def build_app(api: Api, settings: WebSettings, metrics: ServerMetrics) -> web.Application:
     """The aiohttp application; the same one is served on the HTTP and WebSocket ports."""
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[_request_id_middleware, _cors_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[_request_id_middleware, _cors_middleware],
+    )
     app[API_KEY] = api
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
@@ -87,8 +89,9 @@ def build_app(api: Api, settings: WebSettings, metrics: ServerMetrics) -> web.Ap
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     setup_console(app)
-    setup_event_stream(app, api=api, web_settings=settings, metrics=metrics,
-                       per_address=app[PER_ADDRESS_KEY])
+    setup_event_stream(
+        app, api=api, web_settings=settings, metrics=metrics, per_address=app[PER_ADDRESS_KEY]
+    )
     setup_openapi(app)
     app.on_shutdown.append(_close_websockets)
     return app
@@ -183,9 +186,11 @@ async def _api_post(request: web.Request) -> web.Response:
         envelope = await _decode_post(request, settings)
     except web.HTTPRequestEntityTooLarge:
         return _envelope_response(
-            failure(None, "bad_request",
-                    f"request body is larger than {settings.max_body_bytes} bytes"),
-            status=413)
+            failure(
+                None, "bad_request", f"request body is larger than {settings.max_body_bytes} bytes"
+            ),
+            status=413,
+        )
     except FormError as exc:
         return _envelope_response(failure(None, "bad_request", str(exc)))
     return await _answer_http(request, envelope)
@@ -205,8 +210,9 @@ async def _decode_post(request: web.Request, settings: WebSettings) -> object:
             if not isinstance(value, str):
                 raise FormError(f"form field {key!r} must be text, not a file upload")
             pairs.append((key, value))
-        return decode_params(pairs or list(request.query.items()),
-                             max_depth=settings.json_max_depth)
+        return decode_params(
+            pairs or list(request.query.items()), max_depth=settings.json_max_depth
+        )
     body = await request.read()
     if not body.strip():
         return decode_params(list(request.query.items()), max_depth=settings.json_max_depth)
@@ -235,10 +241,14 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     peer = _peer(request)
     per_address = app[PER_ADDRESS_KEY]
     if per_address[peer] >= settings.max_ws_per_address:
-        return web.Response(status=429, text="too many WebSocket connections from "
-                                             f"{peer} (at most {settings.max_ws_per_address})\n")
-    ws = web.WebSocketResponse(max_msg_size=settings.ws_max_message_bytes,
-                               heartbeat=settings.ws_heartbeat, compress=False)
+        return web.Response(
+            status=429,
+            text="too many WebSocket connections from "
+            f"{peer} (at most {settings.max_ws_per_address})\n",
+        )
+    ws = web.WebSocketResponse(
+        max_msg_size=settings.ws_max_message_bytes, heartbeat=settings.ws_heartbeat, compress=False
+    )
     per_address[peer] += 1  # reserved before the handshake awaits, so no race past it
     try:
         await ws.prepare(request)
@@ -262,15 +272,23 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
 class _Connection:
     """One WebSocket: a reader that starts request tasks, and one sender task."""
 
-    def __init__(self, api: Api, settings: WebSettings, metrics: ServerMetrics,
-                 ws: web.WebSocketResponse, peer: str) -> None:
+    def __init__(
+        self,
+        api: Api,
+        settings: WebSettings,
+        metrics: ServerMetrics,
+        ws: web.WebSocketResponse,
+        peer: str,
+    ) -> None:
         self._api = api
         self._settings = settings
         self._metrics = metrics
         self._ws = ws
-        self._subscriber = Subscriber(max_queue=settings.ws_queue_size,
-                                      max_subscriptions=settings.max_subscriptions,
-                                      on_overflow=self._overflowed)
+        self._subscriber = Subscriber(
+            max_queue=settings.ws_queue_size,
+            max_subscriptions=settings.max_subscriptions,
+            on_overflow=self._overflowed,
+        )
         self._session = Session(peer=peer, transport="ws", subscriber=self._subscriber)
         self._tasks: set[asyncio.Task[None]] = set()
         self._dropping = False
@@ -283,8 +301,9 @@ class _Connection:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     self._start_request(message.data)
                 elif message.type is WSMsgType.ERROR:
-                    log.debug("websocket from %s failed: %s", self._session.peer,
-                              self._ws.exception())
+                    log.debug(
+                        "websocket from %s failed: %s", self._session.peer, self._ws.exception()
+                    )
                     break
         finally:
             self._api.bus.unsubscribe_all(self._subscriber)
@@ -301,9 +320,14 @@ class _Connection:
                 envelope: object = orjson.loads(data)
             except orjson.JSONDecodeError:
                 envelope = None
-            self._reply(failure(req_id_of(envelope), "rate_limited",
-                                f"at most {self._settings.max_inflight} requests may run at "
-                                "once on one connection; wait for answers first"))
+            self._reply(
+                failure(
+                    req_id_of(envelope),
+                    "rate_limited",
+                    f"at most {self._settings.max_inflight} requests may run at "
+                    "once on one connection; wait for answers first",
+                )
+            )
             return
         task = asyncio.create_task(self._answer(data))
         self._tasks.add(task)
@@ -313,8 +337,9 @@ class _Connection:
         # This task inherited the connection's id; each request gets its own under it.
         logs.request_id.set(f"{logs.request_id.get()}.{next(_REQUEST_NUMBERS):x}")
         try:
-            envelope = _decode_json(data.encode() if isinstance(data, str) else data,
-                                    self._settings)
+            envelope = _decode_json(
+                data.encode() if isinstance(data, str) else data, self._settings
+            )
         except FormError as exc:
             self._reply(failure(None, "bad_request", str(exc)))
             return
@@ -341,16 +366,22 @@ class _Connection:
             return
         self._dropping = True
         self._metrics.slow_clients.inc()
-        log.warning("closing the WebSocket of %s: it did not read %d queued messages",
-                    self._session.peer, self._settings.ws_queue_size)
+        log.warning(
+            "closing the WebSocket of %s: it did not read %d queued messages",
+            self._session.peer,
+            self._settings.ws_queue_size,
+        )
         self._drop_task = asyncio.get_running_loop().create_task(self._drop())
 
     async def _drop(self) -> None:
         ws = self._ws
         with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
             await asyncio.wait_for(
-                ws.close(code=WSCloseCode.POLICY_VIOLATION,
-                         message=b"too slow: event queue overflow"), timeout=1.0)
+                ws.close(
+                    code=WSCloseCode.POLICY_VIOLATION, message=b"too slow: event queue overflow"
+                ),
+                timeout=1.0,
+            )
         # A client that stopped reading never completes the closing handshake, and a
         # transport.close() (what aiohttp does when the close times out) waits forever
         # for its full write buffer to drain; is_closing() is then already true. Abort
@@ -411,14 +442,28 @@ async def _health(request: web.Request) -> web.Response:
     for name, link in api.links.items():
         state = link.client.state
         healthy &= state.status is ConnectionStatus.CONNECTED
-        pbxs.append({"name": name, "status": state.status.value, "since": state.since,
-                     "lastError": state.last_error, "reconnects": state.reconnects})
+        pbxs.append(
+            {
+                "name": name,
+                "status": state.status.value,
+                "since": state.since,
+                "lastError": state.last_error,
+                "reconnects": state.reconnects,
+            }
+        )
     stats = api.bus.stats
-    body = {"status": "ok" if healthy else "degraded", "pbx": pbxs,
-            "websockets": len(request.app[SOCKETS_KEY]),
-            "events": {"published": stats.published, "delivered": stats.delivered,
-                       "dropped": stats.dropped, "subscriptions": stats.subscriptions},
-            "webhooks": webhooks_health(request.app)}
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "pbx": pbxs,
+        "websockets": len(request.app[SOCKETS_KEY]),
+        "events": {
+            "published": stats.published,
+            "delivered": stats.delivered,
+            "dropped": stats.dropped,
+            "subscriptions": stats.subscriptions,
+        },
+        "webhooks": webhooks_health(request.app),
+    }
     return _envelope_response(body, status=200 if healthy else 503)
 
 

@@ -52,9 +52,11 @@ _CONTENT_TYPES = {
 
 #: The console's page may only run its own scripts and styles; it may open WebSockets
 #: to any server (the sign-in form takes a URL), and nothing may frame it.
-CONSOLE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-               "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
-               "form-action 'none'; object-src 'none'")
+CONSOLE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'none'; object-src 'none'"
+)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -100,19 +102,24 @@ def methods_document() -> dict[str, Any]:
     methods = []
     for method in METHODS.values():
         schema = method.schema.model_json_schema(by_alias=True)
-        properties = {name: prop for name, prop in schema.get("properties", {}).items()
-                      if name not in HIDDEN_ARGUMENTS}
+        properties = {
+            name: prop
+            for name, prop in schema.get("properties", {}).items()
+            if name not in HIDDEN_ARGUMENTS
+        }
         schema["properties"] = properties
         if "required" in schema:
             schema["required"] = [n for n in schema["required"] if n not in HIDDEN_ARGUMENTS]
-        methods.append({
-            "name": method.name,
-            "summary": method.summary,
-            "answer": dict(method.answer),
-            "needsPbx": method.needs_pbx,
-            "needsWebSocket": method.needs_websocket,
-            "schema": schema,
-        })
+        methods.append(
+            {
+                "name": method.name,
+                "summary": method.summary,
+                "answer": dict(method.answer),
+                "needsPbx": method.needs_pbx,
+                "needsWebSocket": method.needs_websocket,
+                "schema": schema,
+            }
+        )
     return {"methods": methods}
 
 
@@ -132,8 +139,12 @@ def setup_console(app: web.Application) -> None:
     """Add the console's and the client library's routes to ``app``."""
     static = _load_static()
     page = static["console.html"]
-    console_page = _asset(page.body, page.content_type,
-                          ("Content-Security-Policy", CONSOLE_CSP), ("X-Frame-Options", "DENY"))
+    console_page = _asset(
+        page.body,
+        page.content_type,
+        ("Content-Security-Policy", CONSOLE_CSP),
+        ("X-Frame-Options", "DENY"),
+    )
     # /static/console.html is the same page: it must not escape the policy (framing).
     static["console.html"] = console_page
     methods = _asset(orjson.dumps(methods_document()), "application/json")
@@ -141,6 +152,7 @@ def setup_console(app: web.Application) -> None:
     def serve(asset: _Asset) -> _Handler:
         async def handler(request: web.Request) -> web.Response:
             return _respond(request, asset)
+
         return handler
 
     async def root(_request: web.Request) -> web.Response:

@@ -76,9 +76,13 @@ def _arguments_schema(method: Method, components: dict[str, Any]) -> dict[str, A
 
 def _answer_schema(method: Method) -> dict[str, Any]:
     fields = {name: {"description": text} for name, text in method.answer.items()}
-    return {"allOf": [{"$ref": _REF.format(model="Envelope")},
-                      {"type": "object", "properties": fields}],
-            "description": method.summary}
+    return {
+        "allOf": [
+            {"$ref": _REF.format(model="Envelope")},
+            {"type": "object", "properties": fields},
+        ],
+        "description": method.summary,
+    }
 
 
 def _json(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,8 +105,8 @@ def build_openapi(methods: Mapping[str, Method] | None = None) -> dict[str, Any]
         components[f"{name}Request"] = {
             "type": "object",
             "title": f"{name} request",
-            "description": method.summary + (
-                " Needs a WebSocket or GET /api/events." if method.needs_websocket else ""),
+            "description": method.summary
+            + (" Needs a WebSocket or GET /api/events." if method.needs_websocket else ""),
             "required": ["method"],
             "properties": {
                 "method": {"const": name},
@@ -114,12 +118,16 @@ def build_openapi(methods: Mapping[str, Method] | None = None) -> dict[str, Any]
         requests.append({"$ref": ref})
         answers.append({"$ref": _REF.format(model=f"{name}Answer")})
         mapping[name] = ref
-    components["ApiRequest"] = {"oneOf": requests,
-                                "discriminator": {"propertyName": "method", "mapping": mapping}}
+    components["ApiRequest"] = {
+        "oneOf": requests,
+        "discriminator": {"propertyName": "method", "mapping": mapping},
+    }
     components["ApiAnswer"] = {"anyOf": answers}
     api_answers = {
-        "200": {"description": "the answer envelope, whatever the outcome (read `err`)",
-                "content": _json({"$ref": _REF.format(model="ApiAnswer")})},
+        "200": {
+            "description": "the answer envelope, whatever the outcome (read `err`)",
+            "content": _json({"$ref": _REF.format(model="ApiAnswer")}),
+        },
         "400": _envelope_response("the request could not be parsed at all"),
         "413": _envelope_response("the body is larger than limits.max_body_bytes"),
     }
@@ -129,7 +137,7 @@ def build_openapi(methods: Mapping[str, Method] | None = None) -> dict[str, Any]
             "title": "vwell-pbx-srv",
             "version": _version(),
             "description": "JSON API in front of an Asterisk PBX (AMI). The same envelope "
-                           "also travels over WebSocket (ws://HOST:8931/api). See docs/api.md.",
+            "also travels over WebSocket (ws://HOST:8931/api). See docs/api.md.",
         },
         "paths": {
             "/api": {
@@ -137,52 +145,82 @@ def build_openapi(methods: Mapping[str, Method] | None = None) -> dict[str, Any]
                     "operationId": "apiGet",
                     "summary": "Call a method with the envelope in the query string",
                     "parameters": [
-                        {"name": "fb64json", "in": "query", "required": False,
-                         "description": "base64 (standard or URL-safe, padding optional) of "
-                                        "the UTF-8 JSON envelope; replaces every other "
-                                        "parameter",
-                         "schema": {"type": "string"}},
-                        {"name": "method", "in": "query", "required": False,
-                         "schema": {"type": "string"}},
-                        {"name": "argument", "in": "query", "required": False,
-                         "style": "deepObject", "explode": True,
-                         "description": "the argument in bracket notation: "
-                                        "argument[login]=Agent&argument[fields][action]=Ping",
-                         "schema": {"type": "object", "additionalProperties": True}},
+                        {
+                            "name": "fb64json",
+                            "in": "query",
+                            "required": False,
+                            "description": "base64 (standard or URL-safe, padding optional) of "
+                            "the UTF-8 JSON envelope; replaces every other "
+                            "parameter",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "method",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "argument",
+                            "in": "query",
+                            "required": False,
+                            "style": "deepObject",
+                            "explode": True,
+                            "description": "the argument in bracket notation: "
+                            "argument[login]=Agent&argument[fields][action]=Ping",
+                            "schema": {"type": "object", "additionalProperties": True},
+                        },
                     ],
                     "responses": api_answers,
                 },
                 "post": {
                     "operationId": "apiPost",
                     "summary": "Call a method (JSON body; forms in bracket notation work too)",
-                    "requestBody": {"required": True, "content": _json(
-                        {"$ref": _REF.format(model="ApiRequest")})},
+                    "requestBody": {
+                        "required": True,
+                        "content": _json({"$ref": _REF.format(model="ApiRequest")}),
+                    },
                     "responses": api_answers,
                 },
             },
             "/api/events": {"get": _events_operation()},
-            "/health": {"get": {
-                "operationId": "health",
-                "summary": "PBX connections, event counters and webhooks",
-                "responses": {
-                    "200": {"description": "every PBX is logged in",
-                            "content": _json({"$ref": _REF.format(model="Health")})},
-                    "503": {"description": "some PBX is not logged in",
-                            "content": _json({"$ref": _REF.format(model="Health")})},
-                },
-            }},
-            "/metrics": {"get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics (text exposition format)",
-                "responses": {"200": {"description": "metrics",
-                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
-            }},
-            "/openapi.json": {"get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "responses": {"200": {"description": "OpenAPI 3.1",
-                                      "content": _json({"type": "object"})}},
-            }},
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "PBX connections, event counters and webhooks",
+                    "responses": {
+                        "200": {
+                            "description": "every PBX is logged in",
+                            "content": _json({"$ref": _REF.format(model="Health")}),
+                        },
+                        "503": {
+                            "description": "some PBX is not logged in",
+                            "content": _json({"$ref": _REF.format(model="Health")}),
+                        },
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (text exposition format)",
+                    "responses": {
+                        "200": {
+                            "description": "metrics",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {
+                        "200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}
+                    },
+                }
+            },
         },
         "components": {"schemas": {**components, "Health": _HEALTH}},
     }
@@ -193,47 +231,68 @@ _HEALTH: dict[str, Any] = {
     "required": ["status", "pbx"],
     "properties": {
         "status": {"enum": ["ok", "degraded"]},
-        "pbx": {"type": "array", "items": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "status": {"enum": ["connected", "connecting", "down"]},
-                "since": {"type": ["number", "null"]},
-                "lastError": {"type": ["string", "null"]},
-                "reconnects": {"type": "integer"},
+        "pbx": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "status": {"enum": ["connected", "connecting", "down"]},
+                    "since": {"type": ["number", "null"]},
+                    "lastError": {"type": ["string", "null"]},
+                    "reconnects": {"type": "integer"},
+                },
             },
-        }},
+        },
         "websockets": {"type": "integer"},
         "events": {"type": "object"},
-        "webhooks": {"type": "array", "items": {"type": "object"},
-                     "description": "each configured webhook's delivery counters"},
+        "webhooks": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "each configured webhook's delivery counters",
+        },
     },
 }
 
 
 def _events_operation() -> dict[str, Any]:
-    def query(name: str, description: str, schema: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
-        return {"name": name, "in": "query", "required": False, "description": description,
-                "schema": schema or {"type": "string"}}
+    def query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": description,
+            "schema": schema or {"type": "string"},
+        }
 
     def header(name: str, description: str) -> dict[str, Any]:
-        return {"name": name, "in": "header", "required": False, "description": description,
-                "schema": {"type": "string"}}
+        return {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "description": description,
+            "schema": {"type": "string"},
+        }
 
     return {
         "operationId": "events",
         "summary": "PBX events as Server-Sent Events (one onEvent subscription per stream)",
         "description": "Each event: `id: N`, `data: <the JSON a WebSocket gets>`, no "
-                       "`event:` line (EventSource.onmessage gets all). `: ping` comments "
-                       "keep the stream alive. Reconnecting with Last-Event-ID replays the "
-                       "buffered events missed since.",
+        "`event:` line (EventSource.onmessage gets all). `: ping` comments "
+        "keep the stream alive. Reconnecting with Last-Event-ID replays the "
+        "buffered events missed since.",
         "parameters": [
-            query("fb64json", "base64 of {\"argument\": {credentials, name, event}}"),
+            query("fb64json", 'base64 of {"argument": {credentials, name, event}}'),
             query("name", "event name, case-insensitive, * wildcards; empty or * = all"),
-            {"name": "event", "in": "query", "required": False, "style": "deepObject",
-             "explode": True, "description": "field filters, as onEvent's event object",
-             "schema": {"type": "object", "additionalProperties": True}},
+            {
+                "name": "event",
+                "in": "query",
+                "required": False,
+                "style": "deepObject",
+                "explode": True,
+                "description": "field filters, as onEvent's event object",
+                "schema": {"type": "object", "additionalProperties": True},
+            },
             query("login", "the account (or the X-Vwell-Login header)"),
             query("login2", "the person (or the X-Vwell-Login2 header)"),
             query("sha1", "hex SHA-1 of the password (or the X-Vwell-Sha1 header)"),
@@ -244,12 +303,15 @@ def _events_operation() -> dict[str, Any]:
             header("Last-Event-ID", "the id of the last event received"),
         ],
         "responses": {
-            "200": {"description": "the event stream",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            "200": {
+                "description": "the event stream",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
             "400": _envelope_response("bad_request: the subscription or a parameter is wrong"),
             "401": _envelope_response("auth_failed"),
-            "403": _envelope_response("forbidden: the role may not subscribe, or the origin "
-                                      "is not allowed"),
+            "403": _envelope_response(
+                "forbidden: the role may not subscribe, or the origin is not allowed"
+            ),
             "429": _envelope_response("rate_limited: too many requests or connections"),
         },
     }

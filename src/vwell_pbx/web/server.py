@@ -61,9 +61,14 @@ def api_settings(config: AppConfig) -> ApiSettings:
     dial = config.dial
     secret = config.server.secret
     return ApiSettings(
-        dial=DialTemplates(channel=dial.channel, context=dial.context, exten=dial.exten,
-                           priority=dial.priority, callerid=dial.callerid,
-                           variables=dict(dial.variables)),
+        dial=DialTemplates(
+            channel=dial.channel,
+            context=dial.context,
+            exten=dial.exten,
+            priority=dial.priority,
+            callerid=dial.callerid,
+            variables=dict(dial.variables),
+        ),
         dial_timeout_ms=dial.timeout_ms,
         redirect_context=config.redirect.context,
         redirect_priority=config.redirect.priority,
@@ -96,10 +101,16 @@ def web_settings(config: AppConfig) -> WebSettings:
 def _ami_settings(config: AppConfig, index: int) -> AmiSettings:
     pbx = config.pbx[index]
     return AmiSettings(
-        host=pbx.host, port=pbx.port, username=pbx.username,
+        host=pbx.host,
+        port=pbx.port,
+        username=pbx.username,
         secret=pbx.secret.get_secret_value() if pbx.secret is not None else "",
-        auth=pbx.auth, tls=pbx.tls, name=pbx.name, connect_timeout=pbx.connect_timeout,
-        ping_interval=pbx.ping_interval, backoff_max=pbx.reconnect_max,
+        auth=pbx.auth,
+        tls=pbx.tls,
+        name=pbx.name,
+        connect_timeout=pbx.connect_timeout,
+        ping_interval=pbx.ping_interval,
+        backoff_max=pbx.reconnect_max,
     )
 
 
@@ -116,11 +127,14 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         directory = UserDirectory(config.users.database)
         stack.callback(directory.close)
         authenticator = Authenticator(
-            directory, cache_seconds=config.users.auth_cache_seconds,
-            throttle=LoginThrottle(after=config.users.throttle_after,
-                                   after_address=config.users.throttle_after_address,
-                                   max_delay=config.users.throttle_max_seconds,
-                                   forget_after=config.users.throttle_forget_seconds),
+            directory,
+            cache_seconds=config.users.auth_cache_seconds,
+            throttle=LoginThrottle(
+                after=config.users.throttle_after,
+                after_address=config.users.throttle_after_address,
+                max_delay=config.users.throttle_max_seconds,
+                forget_after=config.users.throttle_forget_seconds,
+            ),
         )
         several = len(config.pbx) > 1
         links: dict[str, PbxLink] = {}
@@ -135,26 +149,37 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             await client.start()
             stack.push_async_callback(client.close)
             clients[pbx.name] = client
-            sms = make_sms_backend(client, backend=config.sms.backend, span=config.sms.span,
-                                   interval=config.sms.interval_seconds,
-                                   queue_size=config.sms.queue_size)
+            sms = make_sms_backend(
+                client,
+                backend=config.sms.backend,
+                span=config.sms.span,
+                interval=config.sms.interval_seconds,
+                queue_size=config.sms.queue_size,
+            )
             stack.push_async_callback(sms.aclose)
-            links[pbx.name] = PbxLink(name=pbx.name, client=client, sms=sms,
-                                      channels=channels)
+            links[pbx.name] = PbxLink(name=pbx.name, client=client, sms=sms, channels=channels)
         metrics.watch(bus, clients)
         roles = RoleBook(config.roles)
         undefined = roles.unknown(user.role for user in directory.list())
         if undefined:
-            log.warning("users have roles that are not defined (their requests will be "
-                        "refused): %s", ", ".join(undefined))
-        api = Api(settings=api_settings(config), links=links, bus=bus,
-                  authenticator=authenticator, roles=roles, observe=metrics.observe)
+            log.warning(
+                "users have roles that are not defined (their requests will be refused): %s",
+                ", ".join(undefined),
+            )
+        api = Api(
+            settings=api_settings(config),
+            links=links,
+            bus=bus,
+            authenticator=authenticator,
+            roles=roles,
+            observe=metrics.observe,
+        )
         app = build_app(api, web_settings(config), metrics)
         # Stopped after the listeners (exit stack order), so no delivery outlives them.
         app[WEBHOOKS_KEY] = await stack.enter_async_context(
-            WebhookDispatcher(config.webhooks, bus, metrics=metrics))
-        runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                               shutdown_timeout=2.0)
+            WebhookDispatcher(config.webhooks, bus, metrics=metrics)
+        )
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         ssl_context = _ssl_context(config)
@@ -169,10 +194,12 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             await ws_site.start()
             ws_url = _site_url(ws_site, "wss" if ssl_context else "ws") + "/api"
         if wait_for_pbx > 0:
-            await asyncio.gather(*(c.wait_connected(wait_for_pbx) for c in clients.values()),
-                                 return_exceptions=True)
-        yield RunningServer(config=config, api=api, app=app, http_url=http_url,
-                            ws_url=ws_url, clients=clients)
+            await asyncio.gather(
+                *(c.wait_connected(wait_for_pbx) for c in clients.values()), return_exceptions=True
+            )
+        yield RunningServer(
+            config=config, api=api, app=app, http_url=http_url, ws_url=ws_url, clients=clients
+        )
 
 
 def _publisher(bus: EventBus, pbx_name: str | None) -> Callable[[Message], None]:
@@ -275,13 +302,14 @@ async def embedded_simulators(config: AppConfig) -> AsyncIterator[AppConfig]:
                 continue
             secret = pbx.secret.get_secret_value() if pbx.secret is not None else ""
             rng = None if demo.seed is None else random.Random(demo.seed + index)
-            simulator = await stack.enter_async_context(PbxSimulator(
-                host="127.0.0.1", port=pbx.port, username=pbx.username, secret=secret,
-                rng=rng))
+            simulator = await stack.enter_async_context(
+                PbxSimulator(
+                    host="127.0.0.1", port=pbx.port, username=pbx.username, secret=secret, rng=rng
+                )
+            )
             if demo.traffic_per_minute > 0:
                 simulator.start_traffic(demo.traffic_per_minute / 60.0)
-            actual.append(pbx.model_copy(update={"host": "127.0.0.1",
-                                                 "port": simulator.port}))
+            actual.append(pbx.model_copy(update={"host": "127.0.0.1", "port": simulator.port}))
         config = config.model_copy(update={"pbx": tuple(actual)})
         if config.is_demo:
             _ensure_demo_user(config)
@@ -293,11 +321,16 @@ def _ensure_demo_user(config: AppConfig) -> None:
     directory = UserDirectory(config.users.database)
     try:
         if directory.get(demo.login, demo.login2) is None:
-            directory.add(demo.login, demo.login2,
-                          sha1_hex=sha1_of_password(demo.password.get_secret_value()),
-                          role="supervisor")
-            print(f"demo: created user {demo.login!r} / {demo.login2!r} with password "
-                  f"{demo.password.get_secret_value()!r} in {config.users.database}")
+            directory.add(
+                demo.login,
+                demo.login2,
+                sha1_hex=sha1_of_password(demo.password.get_secret_value()),
+                role="supervisor",
+            )
+            print(
+                f"demo: created user {demo.login!r} / {demo.login2!r} with password "
+                f"{demo.password.get_secret_value()!r} in {config.users.database}"
+            )
     finally:
         directory.close()
 
@@ -307,11 +340,14 @@ def _print_demo_help(config: AppConfig, server: RunningServer) -> None:
     password = demo.password.get_secret_value()
     sha1 = sha1_of_password(password)
     creds = {"login": demo.login, "login2": demo.login2, "sha1": sha1}
-    ping = {"method": "send", "argument": {**creds, "reqId": "1", "callbackAwait": 1,
-                                           "fields": {"action": "Ping"}}}
+    ping = {
+        "method": "send",
+        "argument": {**creds, "reqId": "1", "callbackAwait": 1, "fields": {"action": "Ping"}},
+    }
     b64 = base64.b64encode(json.dumps(ping, ensure_ascii=False).encode()).decode()
-    subscribe = json.dumps({"method": "onEvent", "argument": {**creds, "name": "Newchannel"}},
-                           ensure_ascii=False)
+    subscribe = json.dumps(
+        {"method": "onEvent", "argument": {**creds, "name": "Newchannel"}}, ensure_ascii=False
+    )
     lines = [
         "",
         "vwell-pbx-srv is running in DEMO MODE against its embedded PBX simulator.",

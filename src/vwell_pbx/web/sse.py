@@ -73,12 +73,22 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Credential headers, for clients that would rather not put them in the URL.
-CREDENTIAL_HEADERS = (("login", "X-Vwell-Login"), ("login2", "X-Vwell-Login2"),
-                      ("sha1", "X-Vwell-Sha1"))
+CREDENTIAL_HEADERS = (
+    ("login", "X-Vwell-Login"),
+    ("login2", "X-Vwell-Login2"),
+    ("sha1", "X-Vwell-Sha1"),
+)
 
 #: errCode -> HTTP status of an answer refused before the stream starts.
-_STATUS = {"bad_request": 400, "unknown_method": 400, "not_supported": 400,
-           "auth_failed": 401, "forbidden": 403, "rate_limited": 429, "internal": 500}
+_STATUS = {
+    "bad_request": 400,
+    "unknown_method": 400,
+    "not_supported": 400,
+    "auth_failed": 401,
+    "forbidden": 403,
+    "rate_limited": 429,
+    "internal": 500,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,8 +154,14 @@ class ReplayBuffer:
 class EventStreams:
     """The event-stream endpoint's state: settings, the replay buffer, open streams."""
 
-    def __init__(self, api: Api, web_settings: WebSettings, metrics: ServerMetrics,
-                 per_address: collections.Counter[str], settings: StreamSettings) -> None:
+    def __init__(
+        self,
+        api: Api,
+        web_settings: WebSettings,
+        metrics: ServerMetrics,
+        per_address: collections.Counter[str],
+        settings: StreamSettings,
+    ) -> None:
         self.api = api
         self.web_settings = web_settings
         self.metrics = metrics
@@ -154,16 +170,18 @@ class EventStreams:
         self._replay: ReplayBuffer | None = None
         self._stop_recording: Callable[[], None] | None = None
         self._open: set[_Stream] = set()
-        self.gauge = Gauge("vwell_event_streams", "Open event streams (GET /api/events)",
-                           registry=metrics.registry)
+        self.gauge = Gauge(
+            "vwell_event_streams", "Open event streams (GET /api/events)", registry=metrics.registry
+        )
 
     @property
     def replay(self) -> ReplayBuffer:
         """The replay buffer; recording starts on first use (see the module docstring)."""
         if self._replay is None:
             self._replay = ReplayBuffer(self.settings.replay_size)
-            self._stop_recording = self.api.bus.listen(EventFilter.from_spec(None),
-                                                       self._replay.record)
+            self._stop_recording = self.api.bus.listen(
+                EventFilter.from_spec(None), self._replay.record
+            )
         return self._replay
 
     @property
@@ -187,8 +205,11 @@ class EventStreams:
             return _refusal("forbidden", f"origin {origin} is not allowed")
         peer = request.remote or "unknown"
         if self._per_address[peer] >= web_settings.max_ws_per_address:
-            return _refusal("rate_limited", "too many WebSocket and event-stream connections "
-                            f"from {peer} (at most {web_settings.max_ws_per_address})")
+            return _refusal(
+                "rate_limited",
+                "too many WebSocket and event-stream connections "
+                f"from {peer} (at most {web_settings.max_ws_per_address})",
+            )
         try:
             argument = _argument(request, web_settings.json_max_depth)
             last_id = _last_event_id(request, argument)
@@ -200,8 +221,9 @@ class EventStreams:
         # cannot all pass the bound while their credentials are being checked.
         self._per_address[peer] += 1
         try:
-            answer = await self.api.handle({"method": "onEvent", "argument": argument},
-                                           stream.session)
+            answer = await self.api.handle(
+                {"method": "onEvent", "argument": argument}, stream.session
+            )
             if answer["errCode"] is not None:
                 status = _STATUS.get(answer["errCode"], 400)
                 response = _envelope(answer, status)
@@ -229,8 +251,11 @@ class _Stream:
     def __init__(self, streams: EventStreams, request: web.Request, peer: str) -> None:
         self._streams = streams
         self._request = request
-        self.subscriber = Subscriber(max_queue=streams.web_settings.ws_queue_size,
-                                     max_subscriptions=1, on_overflow=self._overflowed)
+        self.subscriber = Subscriber(
+            max_queue=streams.web_settings.ws_queue_size,
+            max_subscriptions=1,
+            on_overflow=self._overflowed,
+        )
         self.session = Session(peer=peer, transport="sse", subscriber=self.subscriber)
         self._last_sent = 0
         self._response: web.StreamResponse | None = None
@@ -239,15 +264,18 @@ class _Stream:
         """Stop the stream: the writer loop drains what is queued and returns."""
         self.subscriber.close()
 
-    async def run(self, subscription_id: str, replay: ReplayBuffer,
-                  last_id: int | None) -> web.StreamResponse:
+    async def run(
+        self, subscription_id: str, replay: ReplayBuffer, last_id: int | None
+    ) -> web.StreamResponse:
         """Send the head, the replay (with ``last_id``), then live events until the end."""
         settings = self._streams.settings
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache, no-transform",
-            "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
-        })
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache, no-transform",
+                "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+            }
+        )
         origin = self._request.headers.get("Origin")
         if origin is not None:
             cors = self._streams.web_settings.cors_origins
@@ -267,10 +295,10 @@ class _Stream:
         events, incomplete = replay.after(last_id)
         out = bytearray()
         if incomplete:
-            out += (f": replay incomplete: some events after {last_id} are no longer "
-                    "buffered\n\n").encode()
-        filters = [flt for _sid, flt, _once in self._streams.api.bus.subscriptions(
-            self.subscriber)]
+            out += (
+                f": replay incomplete: some events after {last_id} are no longer buffered\n\n"
+            ).encode()
+        filters = [flt for _sid, flt, _once in self._streams.api.bus.subscriptions(self.subscriber)]
         guard = self.subscriber.guard
         for number, event in events:
             if any(f.matches(event) for f in filters) and (guard is None or guard(event)):
@@ -312,8 +340,11 @@ class _Stream:
     def _overflowed(self, _subscriber: Subscriber) -> None:
         """Called by the bus (synchronously): never wait here. Drop the connection."""
         self._streams.metrics.slow_clients.inc()
-        log.warning("closing the event stream of %s: it did not read %d queued events",
-                    self.session.peer, self._streams.web_settings.ws_queue_size)
+        log.warning(
+            "closing the event stream of %s: it did not read %d queued events",
+            self.session.peer,
+            self._streams.web_settings.ws_queue_size,
+        )
         self.subscriber.close()
         transport = self._request.transport
         if transport is not None and not transport.is_closing():
@@ -337,8 +368,9 @@ def _argument(request: web.Request, max_depth: int) -> dict[str, Any]:
     """The ``onEvent`` argument from the query (``fb64json`` or brackets) and headers."""
     envelope = decode_params(list(request.query.items()), max_depth=max_depth)
     if not isinstance(envelope, Mapping):
-        raise FormError("fb64json must be a JSON object like "
-                        '{"argument": {"login": ..., "name": "Newchannel"}}')
+        raise FormError(
+            'fb64json must be a JSON object like {"argument": {"login": ..., "name": "Newchannel"}}'
+        )
     inner = envelope.get("argument")
     if inner is not None and not isinstance(inner, Mapping):
         raise FormError("argument must be an object")
@@ -366,8 +398,10 @@ def _last_event_id(request: web.Request, argument: Mapping[str, Any]) -> int | N
     try:
         value = int(raw.strip())
     except ValueError:
-        raise FormError("Last-Event-ID must be an event id received from this stream "
-                        f"(a number), got {raw[:40]!r}") from None
+        raise FormError(
+            "Last-Event-ID must be an event id received from this stream "
+            f"(a number), got {raw[:40]!r}"
+        ) from None
     if value < 0:
         raise FormError("Last-Event-ID must not be negative")
     return value
@@ -376,12 +410,17 @@ def _last_event_id(request: web.Request, argument: Mapping[str, Any]) -> int | N
 STREAMS_KEY = web.AppKey("event_streams", EventStreams)
 
 
-def setup_event_stream(app: web.Application, *, api: Api, web_settings: WebSettings,
-                       metrics: ServerMetrics, per_address: collections.Counter[str],
-                       settings: StreamSettings | None = None) -> EventStreams:
+def setup_event_stream(
+    app: web.Application,
+    *,
+    api: Api,
+    web_settings: WebSettings,
+    metrics: ServerMetrics,
+    per_address: collections.Counter[str],
+    settings: StreamSettings | None = None,
+) -> EventStreams:
     """Add ``GET /api/events`` to ``app``; streams end when the app shuts down."""
-    streams = EventStreams(api, web_settings, metrics, per_address,
-                           settings or StreamSettings())
+    streams = EventStreams(api, web_settings, metrics, per_address, settings or StreamSettings())
     app[STREAMS_KEY] = streams
     app.router.add_get("/api/events", streams.handle)
     app.on_shutdown.append(streams.close_all)

@@ -58,8 +58,14 @@ from vwell_pbx.events.filters import EventFilter
 from vwell_pbx.web import logs
 from vwell_pbx.web.metrics import ServerMetrics
 
-__all__ = ["WEBHOOKS_KEY", "Webhook", "WebhookDispatcher", "WebhookStats", "signature",
-           "webhooks_health"]
+__all__ = [
+    "WEBHOOKS_KEY",
+    "Webhook",
+    "WebhookDispatcher",
+    "WebhookStats",
+    "signature",
+    "webhooks_health",
+]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +131,8 @@ class Webhook:
         names = [v for k, v in event.items() if k.lower() == "name"]
         self.filter = EventFilter.from_spec(
             str(names[0]) if names else None,
-            {k: v for k, v in event.items() if k.lower() != "name"})
+            {k: v for k, v in event.items() if k.lower() != "name"},
+        )
         self._secret = config.secret.get_secret_value() if config.secret is not None else None
         self._clock = clock
         self._sleep = sleep
@@ -153,8 +160,12 @@ class Webhook:
             self.stats.dropped += 1
             if not self._dropping:  # one log line per overflow episode, not per event
                 self._dropping = True
-                log.warning("webhook %s: queue full (%d events), dropping events until "
-                            "the receiver catches up", self.name, self.config.queue_size)
+                log.warning(
+                    "webhook %s: queue full (%d events), dropping events until "
+                    "the receiver catches up",
+                    self.name,
+                    self.config.queue_size,
+                )
             return False
         self._dropping = False
         event.payload()  # serialise now: fields must not be read after publish returns
@@ -179,16 +190,17 @@ class Webhook:
                 self.stats.retrying = False
                 log.exception("webhook %s: delivery %s failed", self.name, delivery)
 
-    async def deliver(self, session: aiohttp.ClientSession, delivery: str,
-                      event: BusEvent) -> bool:
+    async def deliver(self, session: aiohttp.ClientSession, delivery: str, event: BusEvent) -> bool:
         """POST one event, retrying as documented; ``True`` once delivered."""
         token = logs.request_id.set(f"webhook-{self.name}-{delivery}")
         stats = self.stats
         try:
             body = event.payload()
-            headers = {"Content-Type": "application/json",
-                       "X-Vwell-Event": _header_text(event.name),
-                       "X-Vwell-Delivery": delivery}
+            headers = {
+                "Content-Type": "application/json",
+                "X-Vwell-Event": _header_text(event.name),
+                "X-Vwell-Delivery": delivery,
+            }
             if self._secret is not None:
                 headers["X-Vwell-Signature"] = signature(self._secret, body)
             attempt = 0
@@ -207,8 +219,13 @@ class Webhook:
                     stats.failed += 1
                     stats.last_failure = self._clock()
                     stats.retrying = False
-                    log.warning("webhook %s: gave up on %s after %d attempt(s): %s",
-                                self.name, event.name[:80], attempt, error)
+                    log.warning(
+                        "webhook %s: gave up on %s after %d attempt(s): %s",
+                        self.name,
+                        event.name[:80],
+                        attempt,
+                        error,
+                    )
                     return False
                 stats.retries += 1
                 stats.retrying = True
@@ -222,14 +239,18 @@ class Webhook:
         base = min(cap, self.config.retry_seconds * 2.0 ** (failures - 1))
         return base * (0.5 + self._rng() / 2)
 
-    async def _attempt(self, session: aiohttp.ClientSession, body: bytes,
-                       headers: dict[str, str]) -> tuple[bool, str | None]:
+    async def _attempt(
+        self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]
+    ) -> tuple[bool, str | None]:
         """One POST: ``(retryable, None)`` on success, else ``(retryable, error text)``."""
         try:
-            async with session.post(self.url, data=body, headers=headers,
-                                    allow_redirects=False,
-                                    timeout=aiohttp.ClientTimeout(total=self.config.timeout)
-                                    ) as response:
+            async with session.post(
+                self.url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            ) as response:
                 self.stats.last_status = response.status
                 if 200 <= response.status < 300:
                     return True, None
@@ -245,16 +266,26 @@ class Webhook:
         stats = self.stats
         if stats.retrying:
             state = "retrying"
-        elif stats.last_failure is not None and (stats.last_success is None
-                                                 or stats.last_failure > stats.last_success):
+        elif stats.last_failure is not None and (
+            stats.last_success is None or stats.last_failure > stats.last_success
+        ):
             state = "failing"
         else:
             state = "ok"
-        return {"name": self.name, "url": _public_url(self.url), "state": state,
-                "queued": self.queued, "delivered": stats.delivered, "failed": stats.failed,
-                "dropped": stats.dropped, "retries": stats.retries,
-                "lastStatus": stats.last_status, "lastError": stats.last_error,
-                "lastSuccess": stats.last_success, "lastFailure": stats.last_failure}
+        return {
+            "name": self.name,
+            "url": _public_url(self.url),
+            "state": state,
+            "queued": self.queued,
+            "delivered": stats.delivered,
+            "failed": stats.failed,
+            "dropped": stats.dropped,
+            "retries": stats.retries,
+            "lastStatus": stats.last_status,
+            "lastError": stats.last_error,
+            "lastSuccess": stats.last_success,
+            "lastFailure": stats.last_failure,
+        }
 
 
 class WebhookDispatcher:
@@ -275,9 +306,9 @@ class WebhookDispatcher:
     ) -> None:
         self._bus = bus
         self.webhooks = tuple(
-            Webhook(config, config.name or f"webhook{index}", clock=clock, sleep=sleep,
-                    rng=rng)
-            for index, config in enumerate(configs, start=1))
+            Webhook(config, config.name or f"webhook{index}", clock=clock, sleep=sleep, rng=rng)
+            for index, config in enumerate(configs, start=1)
+        )
         names = [hook.name for hook in self.webhooks]
         if len(set(names)) != len(names):
             raise ValueError(f"webhook names must be unique: {names}")
@@ -293,10 +324,12 @@ class WebhookDispatcher:
             return
         self._session = aiohttp.ClientSession(
             headers={"User-Agent": "vwell-pbx-srv webhooks"},
-            connector=aiohttp.TCPConnector(limit_per_host=4))
+            connector=aiohttp.TCPConnector(limit_per_host=4),
+        )
         for hook in self.webhooks:
-            self._tasks.append(asyncio.create_task(hook.run(self._session),
-                                                   name=f"webhook {hook.name}"))
+            self._tasks.append(
+                asyncio.create_task(hook.run(self._session), name=f"webhook {hook.name}")
+            )
             self._stop_listening.append(self._bus.listen(hook.filter, hook.offer))
 
     async def close(self) -> None:
@@ -319,8 +352,12 @@ class WebhookDispatcher:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     def health(self) -> list[dict[str, Any]]:
@@ -333,17 +370,24 @@ class _WebhookCollector(Collector):
         self._dispatcher = dispatcher
 
     def collect(self) -> Iterable[Metric]:
-        deliveries = CounterMetricFamily("vwell_webhook_deliveries",
-                                         "Webhook events by outcome (delivered, failed, dropped)",
-                                         labels=["webhook", "outcome"])
-        retries = CounterMetricFamily("vwell_webhook_retries", "Webhook delivery retries",
-                                      labels=["webhook"])
-        queued = GaugeMetricFamily("vwell_webhook_queued", "Webhook events waiting",
-                                   labels=["webhook"])
+        deliveries = CounterMetricFamily(
+            "vwell_webhook_deliveries",
+            "Webhook events by outcome (delivered, failed, dropped)",
+            labels=["webhook", "outcome"],
+        )
+        retries = CounterMetricFamily(
+            "vwell_webhook_retries", "Webhook delivery retries", labels=["webhook"]
+        )
+        queued = GaugeMetricFamily(
+            "vwell_webhook_queued", "Webhook events waiting", labels=["webhook"]
+        )
         for hook in self._dispatcher.webhooks:
             stats = hook.stats
-            for outcome, value in (("delivered", stats.delivered), ("failed", stats.failed),
-                                   ("dropped", stats.dropped)):
+            for outcome, value in (
+                ("delivered", stats.delivered),
+                ("failed", stats.failed),
+                ("dropped", stats.dropped),
+            ):
                 deliveries.add_metric([hook.name, outcome], value)
             retries.add_metric([hook.name], stats.retries)
             queued.add_metric([hook.name], hook.queued)
