@@ -66,6 +66,7 @@ from vwell_pbx.ami.errors import (
     TooManyPending,
 )
 from vwell_pbx.ami.stream import EventStream
+from vwell_pbx.futures import fail_quietly
 from vwell_pbx.protocol import (
     NEED_DATA,
     AmiParser,
@@ -237,18 +238,6 @@ class _Watcher:
     predicate: Callable[[Message], bool]
     future: asyncio.Future[Message]
     timer: asyncio.TimerHandle | None = None
-
-
-def fail_quietly(future: asyncio.Future[_T], exc: BaseException) -> None:
-    """Fail a future that its owner may never await, without "never retrieved" noise.
-
-    Followups and ``wait_event`` futures are often dropped by callers that lost
-    interest; reading ``exception()`` once marks the error as seen, and an awaiting
-    caller still gets it raised. A future that is already done is left alone.
-    """
-    if not future.done():
-        future.set_exception(exc)
-        future.exception()
 
 
 class AmiClient:

@@ -62,8 +62,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
-from vwell_pbx.ami.client import fail_quietly
 from vwell_pbx.ami.errors import ActionTimeout, PbxUnavailable
+from vwell_pbx.futures import fail_quietly
 from vwell_pbx.pbx.errors import (
     InvalidArgument,
     NoReadySpan,
