@@ -209,6 +209,8 @@ async def test_dongle_waits_for_dongle_sms_status(make_pbx: PbxFactory) -> None:
 class ReportBeforeAnswer:
     """A client stand-in whose PBX reports delivery before it answers DongleSendSMS."""
 
+    connected = True  # read before the SMS's action is written (hand-over tracking)
+
     def __init__(self) -> None:
         self.watches: list[asyncio.Future[Message]] = []
         self.predicates: list[Callable[[Message], bool]] = []
