@@ -15,6 +15,7 @@ import time
 import pytest
 
 from vwell_pbx.ami import (
+    ORIGINATE_RESULT_EVENTS,
     ActionTimeout,
     AmiClient,
     AmiSettings,
@@ -344,6 +345,90 @@ async def test_followup_overtaking_its_response(pbx, make_client) -> None:
     assert (await asyncio.wait_for(result.followup, 1)).get("Reason") == "4"
 
 
+def legacy_originate_result(
+    conn, action: Message, name: str, *, reason: str, uniqueid: str, action_id: str | None = None
+) -> None:
+    """Asterisk 1.4's report of an async Originate (manager.c ``fast_originate``)."""
+    conn.event(
+        name,
+        ("Privilege", "call,all"),
+        ("ActionID", action.action_id if action_id is None else action_id),
+        ("Channel", "SIP/269"),
+        ("Context", "DLPN_DialPlan269"),
+        ("Exten", "267"),
+        ("Reason", reason),
+        ("Uniqueid", uniqueid),
+        ("CallerID", "267"),
+        ("CallerIDNum", "267"),
+        ("CallerIDName", "<unknown>"),
+    )
+
+
+@pytest.mark.parametrize(
+    "report",
+    [("OriginateSuccess", "4", "1505301523.6253"), ("OriginateFailure", "5", "<null>")],
+)
+async def test_asterisk_14_result_events_resolve_the_originate_followup(
+    pbx, make_client, helpers, report: tuple[str, str, str]
+) -> None:
+    name, reason, uniqueid = report
+
+    def originate(conn, action: Message) -> None:
+        conn.reply(action, ("Message", "Originate successfully queued"))
+        # Another action's result first: same names, other ActionID, must not match.
+        legacy_originate_result(
+            conn, action, name, reason="0", uniqueid="<null>", action_id="someone-else"
+        )
+        legacy_originate_result(conn, action, name, reason=reason, uniqueid=uniqueid)
+
+    pbx.on("Originate", originate)
+    client = await make_client(pbx)
+    seen: list[Message] = []
+    client.add_listener(seen.append)
+    result = await client.send_action(
+        [("Action", "Originate"), ("Async", "yes")],
+        timeout=2,
+        followup=ORIGINATE_RESULT_EVENTS,
+        followup_timeout=2,
+    )
+    assert result.followup is not None
+    event = await asyncio.wait_for(result.followup, 1)
+    assert (event.name, event.action_id) == (name, result.action_id)
+    assert (event.get("Reason"), event.get("Uniqueid")) == (reason, uniqueid)
+    # Real PBX events: listeners get both, the followup took the one with our ActionID.
+    await helpers.eventually(lambda: len([m for m in seen if m.name == name]) == 2)
+
+
+async def test_asterisk_14_result_event_overtaking_its_response(pbx, make_client) -> None:
+    def originate(conn, action: Message) -> None:
+        legacy_originate_result(conn, action, "OriginateFailure", reason="3", uniqueid="<null>")
+        conn.reply(action, ("Message", "Originate successfully queued"))
+
+    pbx.on("Originate", originate)
+    client = await make_client(pbx)
+    result = await client.send_action(
+        [("Action", "Originate")], timeout=2, followup=ORIGINATE_RESULT_EVENTS, followup_timeout=2
+    )
+    assert result.followup is not None
+    event = await asyncio.wait_for(result.followup, 1)
+    assert (event.name, event.get("Reason")) == ("OriginateFailure", "3")
+
+
+async def test_a_followup_for_one_name_ignores_the_others(pbx, make_client) -> None:
+    def originate(conn, action: Message) -> None:
+        conn.reply(action, ("Message", "Originate successfully queued"))
+        legacy_originate_result(conn, action, "OriginateSuccess", reason="4", uniqueid="1.1")
+
+    pbx.on("Originate", originate)
+    client = await make_client(pbx)
+    result = await client.send_action(
+        [("Action", "Originate")], timeout=2, followup="OriginateResponse", followup_timeout=0.1
+    )
+    assert result.followup is not None
+    with pytest.raises(ActionTimeout, match=r"no OriginateResponse event"):
+        await result.followup
+
+
 async def test_followup_timeout(pbx, make_client) -> None:
     pbx.on(
         "Originate",
@@ -358,6 +443,14 @@ async def test_followup_timeout(pbx, make_client) -> None:
     with pytest.raises(ActionTimeout, match=r"(?i)originateresponse"):
         await result.followup
     assert time.monotonic() - started < 1.0
+    several = await client.send_action(
+        [("Action", "Originate")], timeout=2, followup=ORIGINATE_RESULT_EVENTS, followup_timeout=0.1
+    )
+    assert several.followup is not None
+    with pytest.raises(
+        ActionTimeout, match=r"no OriginateResponse or OriginateSuccess or OriginateFailure event"
+    ):
+        await several.followup
 
 
 async def test_followup_fails_on_connection_loss(pbx, make_client) -> None:

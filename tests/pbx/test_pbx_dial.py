@@ -11,8 +11,9 @@ import pytest
 from pbx_support import PbxFactory, received
 
 from vwell_pbx.ami import ActionTimeout, PbxUnavailable
-from vwell_pbx.pbx.dial import DialTemplates, OriginateOutcome, build_originate, dial
+from vwell_pbx.pbx.dial import DialTemplates, OriginateOutcome, build_originate, dial, outcome_of
 from vwell_pbx.pbx.errors import InvalidArgument, PbxRejected
+from vwell_pbx.protocol import Message
 
 
 @pytest.mark.parametrize("dialect", ["asterisk20", "yeastar"])
@@ -67,6 +68,84 @@ async def test_failed_calls(
     )
     assert (result.outcome, result.reason) == (outcome, reason)
     assert result.uniqueid is None  # "<unknown>" on failure
+
+
+@pytest.mark.parametrize(
+    ("from_", "name", "outcome", "reason"),
+    [
+        ("269", "OriginateSuccess", OriginateOutcome.ANSWERED, 4),
+        ("900", "OriginateFailure", OriginateOutcome.BUSY, 5),
+        ("100", "OriginateFailure", OriginateOutcome.FAILED, 0),
+    ],
+)
+async def test_asterisk_14_result_events(
+    make_pbx: PbxFactory, from_: str, name: str, outcome: OriginateOutcome, reason: int
+) -> None:
+    # Asterisk 1.4 reported OriginateSuccess/OriginateFailure, not OriginateResponse.
+    _, client = await make_pbx(dialect="yeastar", legacy_originate_events=True)
+    result = await dial(
+        client,
+        DialTemplates(),
+        from_=from_,
+        to="267",
+        timeout_ms=5000,
+        wait=True,
+        wait_timeout=5,
+        action_timeout=5,
+    )
+    assert result.event is not None and result.event.name == name
+    assert result.event.action_id == result.action_id
+    assert (result.outcome, result.reason) == (outcome, reason)
+    if outcome is OriginateOutcome.ANSWERED:
+        assert result.uniqueid is not None and "." in result.uniqueid
+    else:
+        assert result.uniqueid is None  # "<null>" in 1.4
+
+
+RESPONSE, SUCCESS, FAILURE = "OriginateResponse", "OriginateSuccess", "OriginateFailure"
+UNKNOWN = "<unknown>"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            [("Event", RESPONSE), ("Response", "Success"), ("Reason", "4"), ("Uniqueid", "1.12")],
+            (OriginateOutcome.ANSWERED, 4, "1.12"),
+        ),
+        (
+            [
+                ("Event", RESPONSE),
+                ("Response", "Failure"),
+                ("Reason", "0"),
+                ("Uniqueid", "<unknown>"),
+            ],
+            (OriginateOutcome.FAILED, 0, None),
+        ),
+        (
+            [("Event", RESPONSE), ("Response", "Failure"), ("Reason", "")],
+            (OriginateOutcome.UNKNOWN, None, None),
+        ),
+        (
+            [("Event", SUCCESS), ("Reason", "4"), ("Uniqueid", "1505301523.6253")],
+            (OriginateOutcome.ANSWERED, 4, "1505301523.6253"),
+        ),
+        (
+            [("Event", FAILURE), ("Reason", "8"), ("Uniqueid", "<null>")],
+            (OriginateOutcome.CONGESTION, 8, None),
+        ),
+        # Without a usable Reason, 1.4's event name still tells the verdict.
+        (
+            [("Event", SUCCESS.lower()), ("Uniqueid", "1.2")],
+            (OriginateOutcome.ANSWERED, None, "1.2"),
+        ),
+        ([("Event", FAILURE), ("Reason", "x")], (OriginateOutcome.FAILED, None, None)),
+    ],
+)
+def test_outcome_of_every_result_event(
+    headers: list[tuple[str, str]], expected: tuple[OriginateOutcome, int | None, str | None]
+) -> None:
+    assert outcome_of(Message.build(*headers)) == expected
 
 
 async def test_without_wait_only_the_queued_answer(make_pbx: PbxFactory) -> None:

@@ -157,6 +157,44 @@ async def test_async_originate_failures(
     assert any(m.name == "Newchannel" for m in flow) is events
 
 
+@pytest.mark.parametrize(
+    ("channel", "name", "reason"),
+    [("SIP/269", "OriginateSuccess", "4"), ("SIP/900", "OriginateFailure", "5")],
+)
+async def test_legacy_originate_events_are_asterisk_14s(
+    connect: Connect, channel: str, name: str, reason: str
+) -> None:
+    async with PbxSimulator(
+        dialect="yeastar", legacy_originate_events=True, call_step_delay=0.005, call_hold=0.2
+    ) as sim:
+        client = await connect(sim, login=True)
+        await client.action(
+            *_originate("old", channel, "267", ("Async", "yes"), ("CallerID", "<267>"))
+        )
+        flow = await client.until(lambda m: m.name.startswith("Originate"))
+        answer = flow[-1]
+        # manager.c of Asterisk 1.4 (fast_originate): no Response header, the verdict is
+        # in the name, and the deprecated CallerID comes before CallerIDNum.
+        assert keys(answer) == [
+            "Event",
+            "Privilege",
+            "ActionID",
+            "Channel",
+            "Context",
+            "Exten",
+            "Reason",
+            "Uniqueid",
+            "CallerID",
+            "CallerIDNum",
+            "CallerIDName",
+        ]
+        assert (answer.name, answer.action_id, answer.get("Reason")) == (name, "old", reason)
+        assert (answer.get("Channel"), answer.get("CallerID")) == (channel, "267")
+        uniqueid = answer.get("Uniqueid") or ""
+        assert (uniqueid == "<null>") is (name == "OriginateFailure")
+        assert not any(m.name == "OriginateResponse" for m in flow)
+
+
 async def test_sync_originate_failure_and_validation(connect: Connect) -> None:
     client = await connect(login=True, events="off")
     failed = await client.action(*_originate("s1", "SIP/100", "800"))

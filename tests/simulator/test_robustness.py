@@ -145,6 +145,12 @@ async def test_cli_serves_until_stopped(capsys: pytest.CaptureFixture[str]) -> N
     assert await asyncio.wait_for(task, 3) == 0
 
 
+def test_cli_legacy_originate_events_option() -> None:
+    assert not cli.simulator_from_args(build_parser().parse_args([])).engine.legacy_originate_events
+    args = build_parser().parse_args(["--legacy-originate-events"])
+    assert cli.simulator_from_args(args).engine.legacy_originate_events
+
+
 def test_cli_rejects_a_bad_span_list(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args(["--spans", "2,x"])

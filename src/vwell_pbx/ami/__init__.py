@@ -3,6 +3,7 @@
 Built on the sans-IO codec in ``vwell_pbx.protocol``; used by the ``pbx`` layer.
 """
 
+from vwell_pbx.ami.answers import ORIGINATE_RESULT_EVENTS
 from vwell_pbx.ami.backoff import backoff_delay
 from vwell_pbx.ami.client import (
     ActionResult,
@@ -21,6 +22,7 @@ from vwell_pbx.ami.errors import (
 from vwell_pbx.ami.stream import EventStream
 
 __all__ = [
+    "ORIGINATE_RESULT_EVENTS",
     "ActionResult",
     "ActionTimeout",
     "AmiClient",

@@ -17,10 +17,21 @@ Event lists come in two styles (the recorded transcripts' notes, items 5 and 12)
 from __future__ import annotations
 
 from enum import Enum
+from typing import Final
 
 from vwell_pbx.protocol import Message
 
 OK_RESPONSES = frozenset({"success", "follows", "goodbye"})
+
+ORIGINATE_RESULT_EVENTS: Final = ("OriginateResponse", "OriginateSuccess", "OriginateFailure")
+"""The events that tell what became of an async ``Originate`` (same ``ActionID``).
+
+Asterisk 1.6 and later (Yeastar's 1.8-based firmware included) send
+``OriginateResponse`` with ``Response: Success|Failure``; Asterisk 1.4 sent
+``OriginateSuccess`` or ``OriginateFailure`` instead, with the same ``Reason``,
+``Uniqueid`` (``<null>`` when no channel was made) and ``Channel`` headers. Pass this
+as ``AmiClient.send_action(followup=...)`` to accept whichever the PBX speaks.
+"""
 
 
 class ListStyle(Enum):

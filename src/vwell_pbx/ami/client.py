@@ -21,8 +21,9 @@ Invariants the client keeps:
    its caller gave up, the answer to ``write_action``) is logged at debug and dropped.
 3. Items of an event list that a caller is collecting (and of lists nobody waits for
    any more) go to that caller only, never to listeners. Every other event, including
-   an ``OriginateResponse`` that also resolves a ``followup``, goes to wait_event
-   watchers, listeners and event streams, in that order.
+   an ``OriginateResponse`` (or 1.4's ``OriginateSuccess``/``OriginateFailure``) that
+   also resolves a ``followup``, goes to wait_event watchers, listeners and event
+   streams, in that order.
 4. Every wait has a timeout; on timeout the waiting entry is removed and a late answer
    is dropped. Bounds: ``max_pending`` actions awaiting an answer (past it
    ``TooManyPending``), as many followups and as many ``wait_event`` watchers,
@@ -51,7 +52,7 @@ import random
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Final, Literal, TypeVar
@@ -213,12 +214,27 @@ class _Session:
         self.writer.transport.abort()
 
 
+@dataclass(frozen=True, slots=True)
+class _FollowupNames:
+    """The event names that may answer a followup: lower-cased for matching, and a label."""
+
+    names: frozenset[str]
+    label: str  # as the caller spelled them, for error messages
+
+    @classmethod
+    def of(cls, followup: str | Collection[str]) -> _FollowupNames:
+        spelled = (followup,) if isinstance(followup, str) else tuple(followup)
+        if not spelled or not all(spelled):
+            raise ValueError("followup must name at least one event")
+        return cls(frozenset(name.lower() for name in spelled), " or ".join(spelled))
+
+
 @dataclass(slots=True, eq=False)
 class _PendingAction:
     action_id: str
     action: str
     future: asyncio.Future[ActionResult]
-    followup: str | None  # lower-cased event name
+    followup: _FollowupNames | None
     followup_timeout: float
     response: Message | None = None
     style: ListStyle | None = None
@@ -228,7 +244,7 @@ class _PendingAction:
 
 @dataclass(slots=True, eq=False)
 class _Followup:
-    name: str  # lower-cased
+    names: _FollowupNames
     future: asyncio.Future[Message]
     timer: asyncio.TimerHandle | None = None
 
@@ -376,7 +392,7 @@ class AmiClient:
         fields: Sequence[tuple[str, str]],
         *,
         timeout: float,  # noqa: ASYNC109 - mandatory: every action has its own deadline
-        followup: str | None = None,
+        followup: str | Collection[str] | None = None,
         followup_timeout: float | None = None,
     ) -> ActionResult:
         """Send one action and wait (at most ``timeout`` s) for its complete answer.
@@ -385,10 +401,11 @@ class AmiClient:
         The answer is complete with the response, or for an event list with its closing
         event. ``Response: Error`` is returned, not raised: the caller decides.
 
-        With ``followup`` (an event name such as ``"OriginateResponse"``) and a
-        non-error response, ``result.followup`` resolves with the first event of that
-        name (case-insensitive) carrying our ActionID, or fails with ``ActionTimeout``
-        after ``followup_timeout`` s or ``PbxUnavailable`` on connection loss.
+        With ``followup`` (an event name such as ``"OriginateResponse"``, or several,
+        such as ``answers.ORIGINATE_RESULT_EVENTS``) and a non-error response,
+        ``result.followup`` resolves with the first event of one of those names
+        (case-insensitive) carrying our ActionID, or fails with ``ActionTimeout`` after
+        ``followup_timeout`` s or ``PbxUnavailable`` on connection loss.
 
         Raises ``LocalProtocolError`` (nothing written) for fields AMI cannot carry,
         ``PbxUnavailable`` at once when not connected or when the connection is lost
@@ -516,7 +533,7 @@ class AmiClient:
         action: str,
         *,
         timeout: float,  # noqa: ASYNC109
-        followup: str | None,
+        followup: str | Collection[str] | None,
         followup_timeout: float | None,
         internal: bool,
     ) -> ActionResult:
@@ -530,7 +547,7 @@ class AmiClient:
             action_id=action_id,
             action=action,
             future=asyncio.get_running_loop().create_future(),
-            followup=followup.lower() if followup else None,
+            followup=_FollowupNames.of(followup) if followup else None,
             followup_timeout=(
                 DEFAULT_FOLLOWUP_TIMEOUT if followup_timeout is None else followup_timeout
             ),
@@ -626,13 +643,18 @@ class AmiClient:
                     del self._discarded[action_id]
                 return
             name = event.name.lower()
-            if entry is not None and entry.response is None and entry.followup == name:
+            if (
+                entry is not None
+                and entry.response is None
+                and entry.followup is not None
+                and name in entry.followup.names
+            ):
                 # The followup overtook its response; keep it for when the response comes.
                 if entry.early_followup is None:
                     entry.early_followup = event
             else:
                 pending_followup = self._followups.get(action_id)
-                if pending_followup is not None and pending_followup.name == name:
+                if pending_followup is not None and name in pending_followup.names.names:
                     del self._followups[action_id]
                     if pending_followup.timer is not None:
                         pending_followup.timer.cancel()
@@ -704,7 +726,7 @@ class AmiClient:
         fail_quietly(
             pending.future,
             ActionTimeout(
-                f"no {pending.name} event for ActionID {action_id} from PBX "
+                f"no {pending.names.label} event for ActionID {action_id} from PBX "
                 f"{self._settings.where} within {timeout}s"
             ),
         )

@@ -1,4 +1,4 @@
-"""Click-to-call: an ``Originate`` built from configurable templates (SPEC section 3, dial).
+"""Click-to-call: an ``Originate`` built from configurable templates (the ``dial`` method).
 
 The PBX first rings ``from`` (a local extension); when it is picked up, the PBX dials
 ``to``. The defaults reproduce the original on a Yeastar PBX::
@@ -17,11 +17,14 @@ braces. Unlike ``str.format`` they allow no attribute or index access. The value
 in are normalised numbers (``\\+?[0-9*#]+``, see ``numbers``), so a client cannot
 inject anything through them; ``build_originate`` checks that again.
 
-With ``wait`` the call waits for the ``OriginateResponse`` event that carries the same
-ActionID and reports its ``Reason`` as an ``OriginateOutcome``. (Asterisk 1.6 and later,
-Yeastar's 1.8-based firmware included. Asterisk 1.4 named the event
-``OriginateSuccess``/``OriginateFailure``; with such a PBX ``wait`` ends in
-``ActionTimeout``.)
+With ``wait`` the call waits for the event that carries the same ActionID and says what
+became of the call, and reports its ``Reason`` as an ``OriginateOutcome``: Asterisk 1.6
+and later (Yeastar's 1.8-based firmware included) send ``OriginateResponse``
+(``Response: Success|Failure``), Asterisk 1.4 sent ``OriginateSuccess`` or
+``OriginateFailure``; all three are accepted (``ORIGINATE_RESULT_EVENTS``). ``Reason``
+and ``Uniqueid`` are read as they come; a ``Uniqueid`` of ``<unknown>`` (1.6+) or
+``<null>`` (1.4) means no channel was made. When ``Reason`` is missing or not a number,
+1.4's event name still tells success from failure.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
+from vwell_pbx.ami.answers import ORIGINATE_RESULT_EVENTS
 from vwell_pbx.pbx.errors import InvalidArgument, raise_for_response
 from vwell_pbx.pbx.numbers import check_normalised
 from vwell_pbx.protocol import Message
@@ -104,7 +108,7 @@ class DialTemplates:
 
 
 class OriginateOutcome(Enum):
-    """What became of an originated call, from ``OriginateResponse``'s ``Reason``."""
+    """What became of an originated call, from the ``Reason`` of its result event."""
 
     ANSWERED = "answered"
     BUSY = "busy"
@@ -184,13 +188,26 @@ def _reason(event: Message) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
+# Asterisk 1.4's result events say the verdict in their name; used when Reason is absent.
+_BY_NAME: Final = {
+    "originatesuccess": OriginateOutcome.ANSWERED,
+    "originatefailure": OriginateOutcome.FAILED,
+}
+_NO_CHANNEL: Final = frozenset({"", "<unknown>", "<null>"})
+
+
 def outcome_of(event: Message) -> tuple[OriginateOutcome, int | None, str | None]:
-    """``(outcome, reason, uniqueid)`` from an ``OriginateResponse`` event."""
+    """``(outcome, reason, uniqueid)`` from an ``OriginateResponse``, ``OriginateSuccess``
+    or ``OriginateFailure`` event (see the module docstring)."""
     reason = _reason(event)
     uniqueid = event.get("Uniqueid")
-    if uniqueid is None or uniqueid.strip() in ("", "<unknown>"):
+    if uniqueid is None or uniqueid.strip() in _NO_CHANNEL:
         uniqueid = None
-    return OriginateOutcome.from_reason(reason), reason, uniqueid
+    if reason is None:
+        outcome = _BY_NAME.get(event.name.lower(), OriginateOutcome.UNKNOWN)
+    else:
+        outcome = OriginateOutcome.from_reason(reason)
+    return outcome, reason, uniqueid
 
 
 async def dial(
@@ -209,13 +226,13 @@ async def dial(
     Raises ``InvalidArgument`` for bad numbers or timeout, ``PbxRejected`` when the PBX
     answers ``Response: Error`` (``Extension does not exist.``), and the AMI client's
     errors unchanged: ``PbxUnavailable``, and ``ActionTimeout`` when the answer (or,
-    with ``wait``, the ``OriginateResponse`` within ``wait_timeout`` seconds) is late.
+    with ``wait``, the result event within ``wait_timeout`` seconds) is late.
     """
     fields = build_originate(templates, from_, to, timeout_ms)
     result = await client.send_action(
         fields,
         timeout=action_timeout,
-        followup="OriginateResponse" if wait else None,
+        followup=ORIGINATE_RESULT_EVENTS if wait else None,
         followup_timeout=wait_timeout if wait else None,
     )
     # The client starts no followup for an error answer, so nothing is left waiting.

@@ -123,8 +123,11 @@ class CallEngine:
         step_delay: float,
         hold: float,
         no_answer_after: float,
+        legacy_originate_events: bool = False,
     ) -> None:
         self.dialect = dialect
+        # Asterisk 1.4 reported an async Originate as OriginateSuccess/OriginateFailure.
+        self.legacy_originate_events = legacy_originate_events
         self._emit = emit
         self.ids = ids
         self._clock = clock
@@ -265,6 +268,8 @@ class CallEngine:
     def _originate_response(
         self, request: OriginateRequest, outcome: OriginateOutcome, leg: Channel | None
     ) -> Message:
+        if self.legacy_originate_events:
+            return self._originate_result_14(request, outcome, leg)
         headers: list[tuple[str, str]] = [("Event", "OriginateResponse"), ("Privilege", "call,all")]
         if request.action_id is not None:
             headers.append(("ActionID", request.action_id))
@@ -279,6 +284,28 @@ class CallEngine:
         headers += [
             ("Reason", str(outcome.reason)),
             ("Uniqueid", leg.uniqueid if outcome.success and leg else "<unknown>"),
+            ("CallerIDNum", request.cid_num or "<unknown>"),
+            ("CallerIDName", request.cid_name or "<unknown>"),
+        ]
+        return Message(headers=tuple(headers))
+
+    def _originate_result_14(
+        self, request: OriginateRequest, outcome: OriginateOutcome, leg: Channel | None
+    ) -> Message:
+        """Asterisk 1.4's form (manager.c ``fast_originate``): the verdict in the event's
+        name, no ``Response`` header, ``Uniqueid: <null>`` when no channel was made, and
+        the deprecated ``CallerID`` (the number) before ``CallerIDNum``."""
+        name = "OriginateSuccess" if outcome.success else "OriginateFailure"
+        headers: list[tuple[str, str]] = [("Event", name), ("Privilege", "call,all")]
+        if request.action_id is not None:
+            headers.append(("ActionID", request.action_id))
+        headers += [
+            ("Channel", request.channel),
+            ("Context", request.context or ""),
+            ("Exten", request.exten or ""),
+            ("Reason", str(outcome.reason)),
+            ("Uniqueid", leg.uniqueid if leg is not None else "<null>"),
+            ("CallerID", request.cid_num or "<unknown>"),
             ("CallerIDNum", request.cid_num or "<unknown>"),
             ("CallerIDName", request.cid_name or "<unknown>"),
         ]

@@ -63,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-gsm", action="store_true", help="plain Asterisk: no gsm commands")
     parser.add_argument("--call-hold", type=float, default=5.0, help="seconds a bridged call lasts")
     parser.add_argument(
+        "--legacy-originate-events",
+        action="store_true",
+        help="report async Originates as Asterisk 1.4 did (OriginateSuccess/OriginateFailure)",
+    )
+    parser.add_argument(
         "--auth-failure-delay",
         type=float,
         default=1.0,
@@ -93,6 +98,7 @@ def simulator_from_args(args: argparse.Namespace) -> PbxSimulator:
         gsm=not args.no_gsm,
         call_hold=args.call_hold,
         auth_failure_delay=args.auth_failure_delay,
+        legacy_originate_events=args.legacy_originate_events,
     )
 
 

@@ -123,6 +123,7 @@ class PbxSimulator:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         uniqueid_epoch: int | None = None,
+        legacy_originate_events: bool = False,
     ) -> None:
         """Configure the simulator; nothing listens until ``start()``.
 
@@ -130,6 +131,8 @@ class PbxSimulator:
         ``"busy"``, ``"noanswer"``, ``"unregistered"``, ``"congestion"``); it replaces
         :data:`DEFAULT_EXTENSIONS`. ``contexts``: the dialplan contexts that exist
         (``None``: all of them). ``call_hold``: how long a bridged call lasts.
+        ``legacy_originate_events``: report an async Originate as Asterisk 1.4 did,
+        with ``OriginateSuccess`` / ``OriginateFailure`` instead of ``OriginateResponse``.
         """
         self.host = host
         self.port = port
@@ -174,6 +177,7 @@ class PbxSimulator:
             step_delay=call_step_delay,
             hold=call_hold,
             no_answer_after=no_answer_after,
+            legacy_originate_events=legacy_originate_events,
         )
         self._server: asyncio.Server | None = None
         self._sessions: set[_Session] = set()
