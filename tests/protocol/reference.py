@@ -2,15 +2,16 @@
 
 It reads the whole stream at once, one line at a time, straight from the rules in the
 ``vwell_pbx.protocol.codec`` docstring, with no buffering tricks and no fast path. The
-real parser must produce exactly what this produces, for any bytes split any way.
-It shares no code with the codec on purpose.
+real parser must produce exactly what this produces, for any bytes split any way:
+``reference_parse`` for the client role, ``reference_parse_actions`` for the server
+role. It shares no code with the codec on purpose.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vwell_pbx.protocol import Greeting, Message
+from vwell_pbx.protocol import Greeting, Message, MissingAction
 
 END_COMMAND = "--END COMMAND--"
 
@@ -97,6 +98,46 @@ def reference_parse(
         pending.headers.append((key, value))
         if len(pending.headers) > max_headers:
             return items, True
+    if len(partial) > max_line:
+        return items, True
+    return items, False
+
+
+def _has_control(line: bytes) -> bool:
+    """Rule S3: a byte below 0x20 other than tab, or DEL."""
+    return any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in line)
+
+
+def reference_parse_actions(
+    data: bytes,
+    *,
+    max_line: int = 64 * 1024,
+    max_message: int = 4 * 1024 * 1024,
+    max_headers: int = 10_000,
+) -> tuple[list[Message | MissingAction], bool]:
+    """(items, failed): what the server role's rules (S1-S4) make of a client's bytes."""
+    *complete, partial = data.split(b"\n")
+    items: list[Message | MissingAction] = []
+    headers: list[tuple[str, str]] = []
+    size = 0
+    for raw in complete:
+        if len(raw) > max_line:
+            return items, True
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        if line == b"":  # S1: every empty line ends a message, an empty one included
+            named = [v for k, v in headers if k.lower() == "action" and v.strip()]
+            items.append(
+                Message(headers=tuple(headers)) if named else MissingAction(headers=tuple(headers))
+            )
+            headers, size = [], 0
+            continue
+        size += len(raw) + 1
+        if size > max_message or len(headers) + 1 > max_headers or _has_control(line):
+            return items, True
+        key, value = split_header(line.decode("utf-8", "replace"))
+        if key == "":  # S3: no colon, or nothing before it
+            return items, True
+        headers.append((key, value))
     if len(partial) > max_line:
         return items, True
     return items, False

@@ -19,10 +19,11 @@ from vwell_pbx.protocol import (
     AmiParser,
     Greeting,
     Message,
+    MissingAction,
     RemoteProtocolError,
 )
 
-Item = Greeting | Message
+Item = Greeting | Message | MissingAction
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def outcome(pieces: Sequence[bytes], **parser_kwargs: Any) -> Outcome:
         for piece in pieces:
             parser.receive_data(piece)
             while (item := parser.next_event()) is not NEED_DATA:
-                assert isinstance(item, Greeting | Message)
+                assert isinstance(item, Greeting | Message | MissingAction)
                 items.append(item)
     except RemoteProtocolError as exc:
         return Outcome(items, exc, parser.buffered)

@@ -21,7 +21,7 @@ import pytest
 
 from vwell_pbx.ami.answers import command_output, ends_list, list_style
 from vwell_pbx.pbx.dial import OriginateOutcome
-from vwell_pbx.protocol import Greeting, Message, MessageKind
+from vwell_pbx.protocol import Greeting, Message, MessageKind, MissingAction, action_name
 
 from .reference import reference_parse
 from .support import outcome, random_pieces
@@ -124,6 +124,29 @@ def test_transcript_parses_completely(stream: Stream) -> None:
     if len(data) < 20_000:
         pieces = [data[i : i + 1] for i in range(len(data))]
         assert outcome(pieces, expect_greeting=stream.server_side).items == full
+
+
+CLIENT_STREAMS = [s for s in STREAMS if not s.server_side and s.name.endswith("C->S")]
+
+
+@pytest.mark.parametrize("stream", CLIENT_STREAMS, ids=[s.name for s in CLIENT_STREAMS])
+def test_client_streams_parse_as_asterisk_read_them(stream: Stream) -> None:
+    """A server's parser makes of every recorded client stream what Asterisk made of it:
+    one ``MissingAction`` per ``Missing action in request`` it answered, the actions
+    otherwise as a client's parser reads them."""
+    result = outcome(stream.chunks, role="server")
+    assert result.error is None, result.error
+    assert result.buffered == 0
+    answers = messages(stream.name.replace("C->S", "S->C"))
+    complaints = [m for m in answers if m.get("Message") == "Missing action in request"]
+    missing = [item for item in result.items if isinstance(item, MissingAction)]
+    assert [m.action_id for m in missing] == [m.action_id for m in complaints]
+    actions = [item for item in result.items if isinstance(item, Message)]
+    lenient = [m for m in messages(stream.name) if action_name(m) is not None]
+    assert actions == lenient and all(a.kind is MessageKind.ACTION for a in actions)
+    data = stream.data
+    byte_by_byte = [data[i : i + 1] for i in range(len(data))]
+    assert outcome(byte_by_byte, role="server").items == result.items
 
 
 # -- spot checks -----------------------------------------------------------------------

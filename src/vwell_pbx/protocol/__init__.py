@@ -11,7 +11,7 @@ from vwell_pbx.protocol.codec import (
     encode_message,
 )
 from vwell_pbx.protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from vwell_pbx.protocol.message import Greeting, Message, MessageKind
+from vwell_pbx.protocol.message import Greeting, Message, MessageKind, MissingAction, action_name
 
 __all__ = [
     "NEED_DATA",
@@ -20,8 +20,10 @@ __all__ = [
     "LocalProtocolError",
     "Message",
     "MessageKind",
+    "MissingAction",
     "ProtocolError",
     "RemoteProtocolError",
+    "action_name",
     "encode_action",
     "encode_greeting",
     "encode_message",

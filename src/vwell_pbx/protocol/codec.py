@@ -2,12 +2,18 @@
 
 No sockets, no asyncio, no clock. Use it like h11::
 
-    parser = AmiParser()  # expects the banner first
+    parser = AmiParser()  # a client's parser: expects the banner first
     parser.receive_data(chunk)
     while (item := parser.next_event()) is not NEED_DATA:
         ...  # a Greeting, then Message objects
 
-Rules the parser keeps:
+The parser has two roles. The default, ``role="client"``, reads what a PBX sends
+(banner, responses, events) and is lenient, because a real PBX's oddities must never
+desynchronise the stream. ``role="server"`` reads what a client sends (actions) the way
+Asterisk's manager does, and is strict, because a server owes a client nothing but an
+error; the simulator uses it.
+
+Rules the parser keeps (both roles unless marked; the server role's own are S1-S4):
 
 1. With ``expect_greeting=True`` the first line is the banner and is returned as a
    ``Greeting``; it must contain a ``/`` and the word ``Manager`` (any case), as in
@@ -36,6 +42,26 @@ Rules the parser keeps:
    never stops the event stream.
 8. The result never depends on how the bytes were split into ``receive_data`` calls.
 
+In the server role (``role="server"``; no banner is read, ``expect_greeting`` must not
+be true):
+
+S1. Every empty line ends a message, as in Asterisk's ``do_message``: the one after
+    headers ends that action, and any other (a stray blank line) is an empty message.
+    Rules 3 and 4 do not apply: blank lines are not skipped and ``Response: Follows``
+    means nothing from a client.
+S2. A message with a non-blank ``Action`` header (any case, anywhere) is returned as a
+    ``Message``, its headers as sent. One without (a stray blank line included) is
+    returned as ``MissingAction``; Asterisk answers it ``Response: Error`` /
+    ``Message: Missing action in request`` and reads on.
+S3. Strict lines, instead of rule 5: a line without ``:``, with nothing before its
+    ``:``, or with a control character (anything below U+0020 but tab, a lone CR
+    included, and DEL) raises ``RemoteProtocolError``: such bytes are garbage (binary
+    noise, an HTTP request), not AMI. Every ``Message`` returned can therefore be
+    encoded back by ``encode_message``.
+S4. The limits of rule 6 apply; past one, ``RemoteProtocolError``. (Asterisk answers an
+    over-long line or a message of more than 128 headers with an error and reads on;
+    a server here closes the connection instead, which bounds what one client costs.)
+
 ``encode_action`` / ``encode_message`` refuse (``LocalProtocolError``, nothing produced)
 any key or value that could smuggle a line break, a second header or a second action
 into the stream, so that for every input they accept the parser reads back exactly the
@@ -47,10 +73,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
-from typing import Final
+from typing import Final, Literal
 
 from vwell_pbx.protocol.errors import LocalProtocolError, RemoteProtocolError
-from vwell_pbx.protocol.message import Greeting, Message
+from vwell_pbx.protocol.message import Greeting, Message, MissingAction
 
 
 class _Sentinel(Enum):
@@ -68,19 +94,38 @@ END_COMMAND: Final = "--END COMMAND--"
 _BLANK_LINES: Final = re.compile(rb"(?:\r?\n)+")
 _MESSAGE_END: Final = re.compile(rb"\n\r?\n")  # the LF of a line, then an empty line
 _FOLLOWS_HEADERS: Final = ("privilege", "actionid")
+# Rule S3: C0 controls but tab (LF never reaches a line; the CR before it is dropped
+# first), and DEL.
+_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+Role = Literal["client", "server"]
 
 
 class AmiParser:
-    """Incremental parser of an AMI byte stream (either direction)."""
+    """Incremental parser of an AMI byte stream, a client's (default) or a server's."""
 
     def __init__(
         self,
         *,
-        expect_greeting: bool = True,
+        role: Role = "client",
+        expect_greeting: bool | None = None,
         max_line: int = DEFAULT_MAX_LINE,
         max_message: int = DEFAULT_MAX_MESSAGE,
         max_headers: int = DEFAULT_MAX_HEADERS,
     ) -> None:
+        """Make a parser for one connection.
+
+        ``role``: ``"client"`` parses what a PBX sends, ``"server"`` what a client sends
+        (see the module docstring). ``expect_greeting``: read the banner first; the
+        default is true for a client and false for a server (which never gets one).
+        """
+        if role not in ("client", "server"):
+            raise ValueError(f"role must be 'client' or 'server', got {role!r}")
+        if expect_greeting is None:
+            expect_greeting = role == "client"
+        elif expect_greeting and role == "server":
+            raise ValueError("a server's parser reads no banner: expect_greeting must be false")
+        self._server = role == "server"
         self._buffer = bytearray()
         # Where the next search in _buffer resumes, so that a message arriving in many
         # small reads is scanned once, not once per read (see _next_message/_read_line).
@@ -110,8 +155,12 @@ class AmiParser:
             raise self._broken
         self._buffer += data
 
-    def next_event(self) -> Greeting | Message | _Sentinel:
-        """The next complete item, or ``NEED_DATA``; raises ``RemoteProtocolError``."""
+    def next_event(self) -> Greeting | Message | MissingAction | _Sentinel:
+        """The next complete item, or ``NEED_DATA``; raises ``RemoteProtocolError``.
+
+        A client's parser returns a ``Greeting`` (when expected) and then ``Message``
+        values; a server's returns ``Message`` (actions) and ``MissingAction`` values.
+        """
         if self._broken is not None:
             raise self._broken
         try:
@@ -120,7 +169,9 @@ class AmiParser:
             self._broken = exc
             raise
 
-    def _next(self) -> Greeting | Message | _Sentinel:
+    def _next(self) -> Greeting | Message | MissingAction | _Sentinel:
+        if self._server:
+            return self._next_action()
         if self._want_greeting:
             line = self._read_line()
             if line is None:
@@ -244,6 +295,41 @@ class AmiParser:
             raise RemoteProtocolError(f"AMI message larger than {self._max_message} bytes")
         return True
 
+    # -- the server role: a client's actions, line by line, strictly (rules S1-S4) -------
+
+    def _next_action(self) -> Message | MissingAction | _Sentinel:
+        buf = self._buffer
+        while True:
+            end = buf.find(b"\n", self._scan_from)
+            if end < 0:
+                self._scan_from = len(buf)
+                if len(buf) > self._max_line:
+                    raise RemoteProtocolError(f"AMI line longer than {self._max_line} bytes")
+                return NEED_DATA
+            if end > self._max_line:
+                raise RemoteProtocolError(f"AMI line longer than {self._max_line} bytes")
+            raw = bytes(buf[:end])
+            del buf[: end + 1]
+            self._scan_from = 0
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if not raw:
+                headers = tuple(self._headers)
+                self._headers = []
+                self._message_size = 0
+                return _action(headers)
+            self._message_size += end + 1
+            if self._message_size > self._max_message:
+                raise RemoteProtocolError(f"AMI message larger than {self._max_message} bytes")
+            if len(self._headers) >= self._max_headers:
+                raise RemoteProtocolError(f"AMI message has more than {self._max_headers} headers")
+            if _CONTROL.search(raw):
+                raise RemoteProtocolError("AMI action line contains a control character")
+            key, value = _split_header(raw.decode("utf-8", "replace"))
+            if not key:
+                raise RemoteProtocolError("AMI action line is not 'Key: value' (no key or no ':')")
+            self._headers.append((key, value))
+
     # -- the slow path: line by line (banner and ``Response: Follows``) -----------------
 
     def _read_line(self) -> str | None:
@@ -294,6 +380,13 @@ class AmiParser:
         self._follows_headers = False
         self._message_size = 0
         return message
+
+
+def _action(headers: tuple[tuple[str, str], ...]) -> Message | MissingAction:
+    """Rule S2: an action if some ``Action`` header is not blank, else ``MissingAction``."""
+    if any(key.lower() == "action" and value.strip() for key, value in headers):
+        return Message(headers=headers)
+    return MissingAction(headers=headers)
 
 
 def _split_header(line: str) -> tuple[str, str]:

@@ -50,6 +50,39 @@ class Greeting:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MissingAction:
+    """What a client sent that is no action: a stray blank line, or headers without one.
+
+    Only a parser in the server role returns it. ``headers`` is empty for a blank line
+    that ends no message, else the message's headers, none of them a non-blank
+    ``Action``. Asterisk answers each with ``Response: Error`` and ``Message: Missing
+    action in request`` (with the ``ActionID``, if the message had one) and reads on.
+    """
+
+    headers: Headers = ()
+
+    @property
+    def action_id(self) -> str | None:
+        """The first ``ActionID`` value, or ``None`` if there is none or it is blank."""
+        for key, value in self.headers:
+            if key.lower() == "actionid":
+                return value.strip() or None
+        return None
+
+
+def action_name(message: Message) -> str | None:
+    """The action a client's message asks for, as Asterisk finds it; ``None`` if none.
+
+    The first ``Action`` header (any case, anywhere in the message) whose value is not
+    blank, without surrounding blanks.
+    """
+    for key, value in message.headers:
+        if key.lower() == "action" and value.strip():
+            return value.strip()
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
     """One AMI message: ordered headers plus, for ``Response: Follows``, raw output lines.
 
