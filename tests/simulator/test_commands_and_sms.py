@@ -8,6 +8,7 @@ import pytest
 from simtools import Connect, keys
 
 from vwell_pbx.simulator import PbxSimulator, SpanState, server
+from vwell_pbx.simulator.actions import channels
 from vwell_pbx.simulator.gsm import parse_send_sms, split_cli_args, url_encode
 
 
@@ -243,7 +244,7 @@ async def test_sms_bookkeeping_is_bounded(
 async def test_global_variables_are_bounded(
     pbx: PbxSimulator, connect: Connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server, "MAX_GLOBAL_VARS", 2)
+    monkeypatch.setattr(channels, "MAX_GLOBAL_VARS", 2)
     client = await connect(login=True, events="off")
     for name in ("A", "B", "A", "C"):  # setting A again makes it the newest
         await client.action(

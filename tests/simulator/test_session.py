@@ -8,6 +8,8 @@ import hashlib
 from simtools import Connect, keys
 
 from vwell_pbx.simulator import PbxSimulator
+from vwell_pbx.simulator.actions import ACTIONS, PRE_LOGIN
+from vwell_pbx.simulator.actions.system import COMMAND_HELP
 
 
 async def test_banner_login_fullybooted_ping_logoff(pbx: PbxSimulator, connect: Connect) -> None:
@@ -219,3 +221,17 @@ async def test_actions_received_records_everything(pbx: PbxSimulator, connect: C
     names = [a.name for a in pbx.actions_received]
     assert names == ["Login", "Ping"]
     assert pbx.actions_received[-1].get("X-Extra") == "1"
+
+
+def test_every_listed_command_has_a_handler_and_back() -> None:
+    listed = {name.lower() for name, _, _ in COMMAND_HELP}
+    assert listed == set(ACTIONS)
+    assert set(ACTIONS) >= PRE_LOGIN
+
+
+async def test_a_blank_action_id_is_no_action_id(connect: Connect) -> None:
+    client = await connect(login=True, events="off")
+    client.send_raw(b"Action: Ping\r\nActionID:   \r\n\r\nActionID: \r\nFoo: x\r\n\r\n")
+    pong, missing = await client.next(), await client.next()
+    assert keys(pong) == ["Response", "Ping", "Timestamp"]
+    assert missing.headers == (("Response", "Error"), ("Message", "Missing action in request"))

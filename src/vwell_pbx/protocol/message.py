@@ -63,10 +63,11 @@ class MissingAction:
 
     @property
     def action_id(self) -> str | None:
-        """The first ``ActionID`` value, or ``None`` if there is none or it is blank."""
+        """The first ``ActionID`` value without leading blanks (as Asterisk reads it), or
+        ``None`` if there is none or it is blank."""
         for key, value in self.headers:
             if key.lower() == "actionid":
-                return value.strip() or None
+                return value.lstrip(" \t") or None
         return None
 
 

@@ -5,8 +5,9 @@ Start one in a test like aiosmtpd's controller::
     async with PbxSimulator(call_hold=0.2) as pbx:
         ...  # connect to 127.0.0.1:pbx.port
 
-See :mod:`vwell_pbx.simulator.server` for the wire behaviour and bounds,
-:mod:`vwell_pbx.simulator.calls` for the call outcome rules and
+See :mod:`vwell_pbx.simulator.server` for the connections, the public API and the
+bounds, :mod:`vwell_pbx.simulator.actions` for what each AMI action does (one handler
+per action), :mod:`vwell_pbx.simulator.calls` for the call outcome rules and
 :mod:`vwell_pbx.simulator.gsm` for the GSM CLI texts.
 """
 
