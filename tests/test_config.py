@@ -144,6 +144,29 @@ def test_pbx_secret_is_required_and_names_its_variable(tmp_path: Path) -> None:
     assert "VWELL_PBX_PBX_OFFICE_SECRET" in str(err)
 
 
+def test_simulator_true_needs_nothing_else(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, '[[pbx]]\nname = "lab"\nsimulator = true\n')
+    pbx = cfg.pbx[0]
+    assert (pbx.host, pbx.username, pbx.port, pbx.secret) == ("127.0.0.1", "vwell", 0, None)
+    assert cfg.is_demo
+    # What is written is kept (an explicit port is then used as given, or start-up fails).
+    kept = load_text(
+        tmp_path,
+        '[[pbx]]\nname = "lab"\nsimulator = true\nhost = "192.168.1.10"\nport = 5038\n'
+        'username = "admin"\nsecret = "lab-secret"\n',
+    ).pbx[0]
+    assert (kept.host, kept.port, kept.username) == ("192.168.1.10", 5038, "admin")
+    assert kept.secret is not None and kept.secret.get_secret_value() == "lab-secret"
+
+
+@pytest.mark.parametrize("missing", ["host", "username"])
+def test_a_real_pbx_still_needs_host_and_username(tmp_path: Path, missing: str) -> None:
+    text = "\n".join(line for line in MINIMAL.splitlines() if not line.startswith(missing))
+    assert error_for(tmp_path, text).field == f"pbx[0].{missing}"
+    simulated = text.replace("[[pbx]]", "[[pbx]]\nsimulator = false")
+    assert error_for(tmp_path, simulated).field == f"pbx[0].{missing}"
+
+
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     err = error_for(tmp_path, "[server\nhttp = 1")
     assert "invalid TOML" in str(err)

@@ -52,6 +52,8 @@ from vwell_pbx.events.filters import EventFilter, FilterError
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "SIMULATOR_HOST",
+    "SIMULATOR_USERNAME",
     "AppConfig",
     "ConfigError",
     "DemoConfig",
@@ -278,8 +280,22 @@ def pbx_secret_env_name(name: str) -> str:
     return "VWELL_PBX_PBX_" + re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_SECRET"
 
 
+SIMULATOR_HOST = "127.0.0.1"
+"""Where an embedded simulator listens (loopback only) and its client connects."""
+
+SIMULATOR_USERNAME = "vwell"
+"""The AMI user of an embedded simulator whose ``[[pbx]]`` names none."""
+
+
 class PbxConfig(_Model):
-    """``[[pbx]]``: one AMI connection; the first one is the default."""
+    """``[[pbx]]``: one AMI connection; the first one is the default.
+
+    With ``simulator = true`` only ``name`` is needed: ``host`` (ignored: the simulator
+    listens on ``SIMULATOR_HOST``), ``username`` (``SIMULATOR_USERNAME``) and ``port``
+    (0: a free loopback port chosen at start) get defaults, and a missing ``secret`` is
+    made up at start (``web.server.embedded_simulators``). An explicit ``port`` is used
+    as given, and start-up fails if it is taken.
+    """
 
     name: str
     host: str
@@ -292,6 +308,14 @@ class PbxConfig(_Model):
     connect_timeout: Annotated[float, Field(gt=0)] = 5.0
     reconnect_max: Annotated[float, Field(gt=0)] = 30.0
     simulator: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _simulator_defaults(cls, data: Any) -> Any:
+        # Before validation, so that host and username stay required for a real PBX.
+        if isinstance(data, dict) and data.get("simulator") is True:
+            return {"host": SIMULATOR_HOST, "username": SIMULATOR_USERNAME, "port": 0, **data}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -663,23 +687,13 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> AppConfi
 def demo_config(data_dir: Path, *, env: Mapping[str, str] | None = None) -> AppConfig:
     """The configuration of demo mode: the embedded simulator, everything on loopback.
 
-    The user database is ``data_dir / "users.sqlite3"``; the simulator's port is 0
-    (any free port, chosen when it starts).
+    The user database is ``data_dir / "users.sqlite3"``; the simulator takes the
+    ``simulator = true`` defaults (a free loopback port, a secret made up at start).
     """
     data: dict[str, Any] = {
         "server": {"http": "127.0.0.1:8930", "ws": "127.0.0.1:8931"},
         "users": {"database": str(data_dir.absolute() / "users.sqlite3")},
-        "pbx": [
-            {
-                "name": "demo",
-                "host": "127.0.0.1",
-                "port": 0,
-                "username": "vwell",
-                "secret": "demo",
-                "auth": "md5",
-                "simulator": True,
-            }
-        ],
+        "pbx": [{"name": "demo", "simulator": True}],
     }
     _apply_env(data, os.environ if env is None else env)
     return _validate(data, base_dir=None, source="demo configuration", path=None)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 import signal
 import ssl
 import sys
@@ -22,12 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from pydantic import SecretStr
 
 from vwell_pbx.ami.client import AmiClient, AmiSettings, ConnectionState, ConnectionStatus
 from vwell_pbx.api.auth import Authenticator, LoginThrottle
 from vwell_pbx.api.roles import RoleBook
 from vwell_pbx.api.service import Api, ApiSettings, PbxLink
-from vwell_pbx.config import AppConfig, ConfigError, demo_config, find_config_path, load_config
+from vwell_pbx.config import (
+    SIMULATOR_HOST,
+    AppConfig,
+    ConfigError,
+    demo_config,
+    find_config_path,
+    load_config,
+)
 from vwell_pbx.config import parse_listen_address as _listen
 from vwell_pbx.events.bus import BusEvent, EventBus
 from vwell_pbx.pbx.channels import ChannelRegistry
@@ -252,6 +261,9 @@ def run(config_path: Path | None) -> int:
         return 1
     try:
         return asyncio.run(_serve(config))
+    except ConfigError as exc:  # found at start-up: an embedded simulator's port is taken
+        print(f"vwell-pbx: cannot start:\n{exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
 
@@ -280,13 +292,22 @@ async def _serve(config: AppConfig | None) -> int:
     return 0
 
 
+SIMULATOR_PORT_PROBE_SECONDS = 1.0
+"""How long ``embedded_simulators`` tries to connect to an explicit port before binding it."""
+
+
 @contextlib.asynccontextmanager
 async def embedded_simulators(config: AppConfig) -> AsyncIterator[AppConfig]:
     """Start the PBX simulator for every ``[[pbx]]`` with ``simulator = true``.
 
-    Yields the configuration with the simulators' real ports. When every PBX is
-    simulated (demo mode), the ``[demo]`` user is created if absent and ``[demo]``
-    traffic runs on each simulator (``seed`` makes it repeatable).
+    Yields the configuration as its AMI clients must see it: host ``127.0.0.1``, the
+    simulator's real port, and the secret, which is made up (random, per run) when the
+    table has none. Without an explicit ``port`` a free loopback port is used; an
+    explicit port that is taken (something already accepts connections there, or it
+    cannot be bound) raises ``ConfigError`` naming ``pbx[i].port``, so the simulator
+    never shadows a real PBX. When every PBX is simulated (demo mode), the ``[demo]``
+    user is created if absent and ``[demo]`` traffic runs on each simulator (``seed``
+    makes it repeatable).
     """
     if not any(pbx.simulator for pbx in config.pbx):
         yield config
@@ -300,20 +321,53 @@ async def embedded_simulators(config: AppConfig) -> AsyncIterator[AppConfig]:
             if not pbx.simulator:
                 actual.append(pbx)
                 continue
-            secret = pbx.secret.get_secret_value() if pbx.secret is not None else ""
+            if pbx.secret is not None:
+                secret = pbx.secret.get_secret_value()
+            else:
+                secret = secrets.token_urlsafe(18)  # nobody needs it but our own client
+            if pbx.port != 0 and await _accepts_connections(SIMULATOR_HOST, pbx.port):
+                raise _port_taken(index, pbx.port, "something already accepts connections there")
             rng = None if demo.seed is None else random.Random(demo.seed + index)
-            simulator = await stack.enter_async_context(
-                PbxSimulator(
-                    host="127.0.0.1", port=pbx.port, username=pbx.username, secret=secret, rng=rng
-                )
+            simulator = PbxSimulator(
+                host=SIMULATOR_HOST, port=pbx.port, username=pbx.username, secret=secret, rng=rng
             )
+            try:
+                await stack.enter_async_context(simulator)
+            except OSError as exc:
+                raise _port_taken(index, pbx.port, exc.strerror or str(exc)) from None
             if demo.traffic_per_minute > 0:
                 simulator.start_traffic(demo.traffic_per_minute / 60.0)
-            actual.append(pbx.model_copy(update={"host": "127.0.0.1", "port": simulator.port}))
+            update = {"host": SIMULATOR_HOST, "port": simulator.port, "secret": SecretStr(secret)}
+            actual.append(pbx.model_copy(update=update))
         config = config.model_copy(update={"pbx": tuple(actual)})
         if config.is_demo:
             _ensure_demo_user(config)
         yield config
+
+
+async def _accepts_connections(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` (connected to within a second).
+
+    Checked before binding because binding alone does not prove a port free: where
+    ``SO_REUSEADDR`` lets a specific address share a port with a wildcard listener
+    (BSD, macOS), the simulator would quietly take the loopback traffic of a real PBX.
+    """
+    try:
+        async with asyncio.timeout(SIMULATOR_PORT_PROBE_SECONDS):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.transport.abort()
+    return True
+
+
+def _port_taken(index: int, port: int, why: str) -> ConfigError:
+    field = f"pbx[{index}].port"
+    return ConfigError(
+        f"{field}: the embedded simulator cannot listen on {SIMULATOR_HOST}:{port} ({why}); "
+        "remove `port` to let it pick a free port, or choose another",
+        field=field,
+    )
 
 
 def _ensure_demo_user(config: AppConfig) -> None:
