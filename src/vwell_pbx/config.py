@@ -1,7 +1,8 @@
 """Configuration: a TOML file validated into frozen pydantic models.
 
-The section and key names of SPEC section 8 are a contract with users' deployment
-scripts; more keys may be added around them, never renamed. Every model forbids
+The section and key names (``[server] http``, ``[[pbx]] host``, ``[sms] backend``, ...)
+are a contract with users' deployment scripts; more keys may be added around them,
+never renamed. Every model forbids
 unknown keys so that a typo (``prot = 5038``) stops start-up instead of being ignored.
 
 Where the configuration comes from (``find_config_path``): ``--config``, else the
@@ -457,7 +458,7 @@ _PHONE_CHARS = frozenset("+0123456789*#")
 
 
 class PhoneConfig(_Model):
-    """``[phone]``: number normalisation rules (SPEC section 5)."""
+    """``[phone]``: number normalisation rules (``pbx.numbers``)."""
 
     rewrite: tuple[tuple[str, str], ...] = (("+7", "8"),)
     allow_internal: bool = True

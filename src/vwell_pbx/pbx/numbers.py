@@ -1,4 +1,4 @@
-"""Phone number rules (SPEC section 5).
+"""Phone number rules: how a number from a client is made fit for the PBX.
 
 A number from a client is normalised before it reaches the PBX:
 

@@ -1,4 +1,4 @@
-"""Transfer a live call: AMI ``Redirect`` (SPEC section 3, redirect).
+"""Transfer a live call: AMI ``Redirect`` (the ``redirect`` method).
 
 ::
 
