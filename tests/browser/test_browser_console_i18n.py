@@ -317,3 +317,15 @@ async def test_a_failed_switch_keeps_the_page_usable(
     await assert_all_in(page, "en")
     # Nothing was remembered: the next visit follows the browser again.
     assert await page.evaluate(f"localStorage.getItem('{LANGUAGE_KEY}')") is None
+
+
+async def test_without_any_catalogue_the_page_still_opens(
+    pages: dict[str, Page], server: RunningServer
+) -> None:
+    # The catalogues cannot be fetched at all: the page shows its keys and still works.
+    page = pages["ru"]
+    await page.route("**/static/i18n/*.json", lambda route: route.abort())
+    await open_console(page, server.http_url)
+    await expect(page.locator("h1")).to_have_text("page.title")
+    await expect(page.locator("#state")).to_have_text("state.closed")
+    await expect(page.locator("#login")).to_be_focused()

@@ -4,7 +4,7 @@
 // reads comes from the language's catalogue (i18n.js): this file only names keys.
 import {connect, PbxError} from '/client.js';
 import {
-  LANGUAGE_KEY, chooseLanguage, loadCatalogue, loadLanguages, say, sayAttribute,
+  Catalogue, LANGUAGE_KEY, chooseLanguage, loadCatalogue, loadLanguages, say, sayAttribute,
   sayMethodText, sayRaw, translatePage,
 } from '/static/i18n.js';
 
@@ -111,12 +111,17 @@ async function startLanguage() {
   try { saved = localStorage.getItem(LANGUAGE_KEY); } catch { saved = null; }
   const chosen = chooseLanguage(saved, navigator.languages || [navigator.language],
     supported, offered.fallback);
-  try {
-    await useLanguage(chosen);
-  } catch (error) {
-    console.error(`cannot load the ${chosen} strings`, error);
-    await useLanguage(offered.fallback);
+  for (const language of new Set([chosen, offered.fallback])) {
+    try {
+      await useLanguage(language);
+      return;
+    } catch (error) {
+      console.error(`cannot load the ${language} strings`, error);
+    }
   }
+  // No catalogue at all: the page shows its keys, but it works.
+  session.catalogue = new Catalogue(offered.fallback, {});
+  translatePage(session.catalogue);
 }
 
 // --- connection state --------------------------------------------------------------
