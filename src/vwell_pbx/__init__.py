@@ -6,4 +6,7 @@ Layers, innermost first (an inner layer never imports an outer one):
 -> ``web`` (aiohttp routes). ``config``, ``cli`` and ``simulator`` sit beside them.
 """
 
+#: The one place the version is written: packaging (pyproject.toml reads it), the
+#: ``--version`` of the command line, ``/health`` and ``/openapi.json`` all take it from
+#: here. Every release gets a section in CHANGELOG.md under the same number.
 __version__ = "0.1.0"

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from tests.browser.browser_support import require_browser, wait_until
 from tests.support import AGENT, ApiClient
@@ -19,11 +22,28 @@ from vwell_pbx.web.server import RunningServer
 
 require_browser()  # before importing playwright: skip the module with a reason
 
-from playwright.async_api import Page, expect  # noqa: E402
+from playwright.async_api import Browser, Page, expect  # noqa: E402
 
 CALLER = "+79787342741"
 LATE_CALLER = "+79780000002"
 PAUSED_CALLER = "+79780000001"
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A page in an English browser (the console follows the browser's language; the
+    labels this test finds are the English ones); page errors fail the test."""
+    context = await browser.new_context(
+        locale="en-US", viewport={"width": 1366, "height": 800}, accept_downloads=True
+    )
+    new_page = await context.new_page()
+    errors: list[str] = []
+    new_page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield new_page
+    finally:
+        await context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 async def sign_in(page: Page, http_url: str, *, password: str = "demo") -> None:

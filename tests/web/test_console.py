@@ -3,7 +3,11 @@ headers, the redirect from /, and /console/methods.json against the registry."""
 
 from __future__ import annotations
 
+import json
+import re
+from html.parser import HTMLParser
 from importlib.resources import files
+from typing import Any
 
 import aiohttp
 import pytest
@@ -137,3 +141,192 @@ async def test_the_console_page_has_its_policy_under_static_too(server: RunningS
         assert response.status == 200
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
         assert response.headers["X-Frame-Options"] == "DENY"
+
+
+# --- languages ------------------------------------------------------------------------
+#
+# Every string of the console is in one catalogue per language (static/i18n/LANG.json);
+# the page's HTML and script only name keys. These tests keep the catalogues complete,
+# consistent with each other, and free of keys nobody uses.
+
+I18N = STATIC.joinpath("i18n")
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+#: CLDR plural category names; every plural entry needs "other".
+PLURAL_CATEGORIES = {"zero", "one", "two", "few", "many", "other"}
+
+
+def catalogue(language: str) -> dict[str, Any]:
+    """static/i18n/LANGUAGE.json, parsed."""
+    data: dict[str, Any] = json.loads(I18N.joinpath(f"{language}.json").read_text("utf-8"))
+    return data
+
+
+def offered_languages() -> dict[str, Any]:
+    """static/i18n/languages.json: the fallback and every language with its own name."""
+    data: dict[str, Any] = json.loads(I18N.joinpath("languages.json").read_text("utf-8"))
+    return data
+
+
+LANGUAGES = list(offered_languages()["languages"])
+
+
+def texts_of(entry: str | dict[str, str]) -> list[str]:
+    """A string entry's text, or every plural form of a plural one."""
+    return [entry] if isinstance(entry, str) else list(entry.values())
+
+
+def keys_used_by_the_page() -> set[str]:
+    """Every catalogue key console.html and console.js name.
+
+    In the HTML, the values of data-i18n and data-i18n-* attributes. In the script, the
+    string literals passed to the functions that show a key, plus any literal of the
+    form ``namespace.key`` whose namespace is one the catalogues use (keys chosen in a
+    conditional, such as the connection state's).
+    """
+    page = STATIC.joinpath("console.html").read_text("utf-8")
+    used = set(re.findall(r'data-i18n(?:-[a-z-]+)?="([^"]+)"', page))
+    used.discard("")
+    script = STATIC.joinpath("console.js").read_text("utf-8")
+    calls = r"(?:show|say|sayAttribute|showAnswer|FieldError)\((?:[^()']*?,\s*)?"
+    used |= set(re.findall(calls + r"'([\w.]+)'", script))
+    namespaces = {key.split(".")[0] for key in catalogue("en")["strings"]}
+    for literal in re.findall(r"'([a-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)+)'", script):
+        if literal.split(".")[0] in namespaces:
+            used.add(literal)
+    return used
+
+
+def test_languages_json_names_each_catalogue_in_its_own_language() -> None:
+    offered = offered_languages()
+    assert offered["fallback"] in offered["languages"]
+    assert {"en", "ru"} <= set(offered["languages"])
+    assert offered["languages"]["ru"] == "Русский"
+    files_present = {
+        entry.name.removesuffix(".json")
+        for entry in I18N.iterdir()
+        if entry.name.endswith(".json") and entry.name != "languages.json"
+    }
+    assert files_present == set(offered["languages"])
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_catalogue_has_the_same_keys_as_english(language: str) -> None:
+    english = catalogue("en")["strings"]
+    strings = catalogue(language)["strings"]
+    assert set(strings) == set(english), (
+        f"{language}.json: missing {sorted(set(english) - set(strings))}, "
+        f"extra {sorted(set(strings) - set(english))}"
+    )
+    for key, entry in strings.items():
+        # A plural entry in one language is a plural entry in all of them.
+        assert isinstance(entry, str) == isinstance(english[key], str), key
+        if isinstance(entry, dict):
+            assert "other" in entry and set(entry) <= PLURAL_CATEGORIES, key
+        for text in texts_of(entry):
+            assert text.strip(), f"{language}.json: {key} is empty"
+            assert text.count("`") % 2 == 0, f"{language}.json: {key} has an unclosed `"
+            # The same placeholders as English: a translation cannot drop or invent one.
+            expected = {p for t in texts_of(english[key]) for p in PLACEHOLDER.findall(t)}
+            assert set(PLACEHOLDER.findall(text)) == expected, f"{language}.json: {key}"
+
+
+def test_russian_is_really_russian() -> None:
+    # A key copied over untranslated would pass the key checks above.
+    english = catalogue("en")["strings"]
+    russian = catalogue("ru")["strings"]
+    untranslated = [
+        key
+        for key, entry in russian.items()
+        if not any(re.search("[А-Яа-яЁё]", text) for text in texts_of(entry))
+        and entry == english[key]
+    ]
+    # Only texts with no words in them may be the same (e.g. "{method}: {error}").
+    assert all(
+        not re.search(r"[A-Za-z]{3,}", PLACEHOLDER.sub("", t.replace("`", "")))
+        for key in untranslated
+        for t in texts_of(russian[key])
+    ), untranslated
+
+
+def test_every_key_the_page_uses_is_in_the_catalogues_and_every_key_is_used() -> None:
+    used = keys_used_by_the_page()
+    english = set(catalogue("en")["strings"])
+    assert used - english == set(), f"keys used but not in the catalogues: {used - english}"
+    assert english - used == set(), f"keys in the catalogues nobody uses: {english - used}"
+
+
+def test_the_page_has_no_text_of_its_own() -> None:
+    # Every text node and every human-readable attribute of console.html comes from a
+    # catalogue; the one exception is a placeholder that is a JSON example.
+    class Collector(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.texts: list[str] = []
+            self.attributes: list[tuple[str, str, str]] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            for name, value in attrs:
+                if name in {"title", "placeholder", "aria-label", "alt"} and value:
+                    self.attributes.append((tag, name, value))
+
+        def handle_data(self, data: str) -> None:
+            if data.strip():
+                self.texts.append(data.strip())
+
+    collector = Collector()
+    collector.feed(STATIC.joinpath("console.html").read_text("utf-8"))
+    assert collector.texts == []
+    for tag, name, value in collector.attributes:
+        assert name == "placeholder", (tag, name, value)
+        json.loads(value)  # an example of the syntax, the same in every language
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_method_translations_name_registered_methods_and_arguments(language: str) -> None:
+    # Method summaries and argument descriptions are the server's English text; a
+    # catalogue may translate them. A stale entry (renamed method or argument) fails.
+    methods = {m["name"]: m for m in methods_document()["methods"]}
+    for name, entry in catalogue(language)["methods"].items():
+        assert name in methods, f"{language}.json translates unknown method {name}"
+        assert isinstance(entry["summary"], str) and entry["summary"].strip()
+        arguments = set(methods[name]["schema"]["properties"])
+        assert set(entry.get("arguments", {})) <= arguments, (
+            f"{language}.json: {name} has no arguments "
+            f"{sorted(set(entry.get('arguments', {})) - arguments)}"
+        )
+
+
+def test_russian_translates_the_methods_that_exist_here() -> None:
+    # Every method and argument description of this registry has a Russian text;
+    # a method added later is shown with its English summary until translated.
+    russian = catalogue("ru")["methods"]
+    for name in (
+        "send",
+        "dial",
+        "redirect",
+        "gsmSendSMS",
+        "onEvent",
+        "onceEvent",
+        "rmEvent",
+        "dispatchEvent",
+    ):
+        schema = METHODS[name].schema.model_json_schema(by_alias=True)
+        described = {
+            arg
+            for arg, prop in schema["properties"].items()
+            if arg not in HIDDEN_ARGUMENTS and prop.get("description")
+        }
+        assert described <= set(russian[name]["arguments"]), name
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_catalogues_are_served(server: RunningServer, language: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for path in (f"i18n/{language}.json", "i18n/languages.json", "i18n.js"):
+            async with session.get(f"{server.http_url}/static/{path}") as response:
+                assert response.status == 200, path
+                assert await response.read() == STATIC.joinpath(path).read_bytes()
+                assert response.headers["Cache-Control"] == "no-cache"
+        async with session.get(f"{server.http_url}/static/i18n/{language}.json") as response:
+            assert response.content_type == "application/json"
+            assert (await response.json())["strings"] == catalogue(language)["strings"]

@@ -29,6 +29,7 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from vwell_pbx import __version__
 from vwell_pbx.ami.client import ConnectionStatus
 from vwell_pbx.api.envelope import failure, req_id_of
 from vwell_pbx.api.forms import FormError, decode_params, json_depth_ok
@@ -454,6 +455,7 @@ async def _health(request: web.Request) -> web.Response:
     stats = api.bus.stats
     body = {
         "status": "ok" if healthy else "degraded",
+        "version": __version__,
         "pbx": pbxs,
         "websockets": len(request.app[SOCKETS_KEY]),
         "events": {

@@ -5,7 +5,9 @@ Routes added by :func:`setup_console`:
 - ``GET /`` redirects to ``/console``; ``GET /console`` is the single-page console.
 - ``GET /client.js`` (ES module), ``/client.global.js`` (plain ``<script>`` build that
   sets ``window.VwellPbx``) and ``/client.d.ts`` (TypeScript declarations).
-- ``GET /static/{name}``: every file of ``web/static`` (the console's script and styles).
+- ``GET /static/{path}``: every file under ``web/static`` (the console's script and
+  styles, and ``i18n/``: the list of languages and one catalogue of strings per
+  language, ``i18n/en.json``, ``i18n/ru.json``).
 - ``GET /console/methods.json``: each API method's name, summary, answer fields and
   argument schema (JSON Schema, credentials left out), from which the console builds
   its forms.
@@ -23,6 +25,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import orjson
@@ -88,12 +91,23 @@ def _asset(body: bytes, content_type: str, *extra: tuple[str, str]) -> _Asset:
 
 
 def _load_static() -> dict[str, _Asset]:
-    """Every regular file directly in ``vwell_pbx/web/static``, by name."""
-    folder = files("vwell_pbx.web").joinpath("static")
+    """Every regular file under ``vwell_pbx/web/static``, by its ``/``-separated path.
+
+    The request's path is only ever looked up in this table, never joined to a folder,
+    so no ``..`` or encoded slash can reach a file outside it.
+    """
     assets: dict[str, _Asset] = {}
-    for entry in folder.iterdir():
-        if entry.is_file() and not entry.name.startswith("."):
-            assets[entry.name] = _asset(entry.read_bytes(), _content_type(entry.name))
+    folders: list[tuple[str, Traversable]] = [("", files("vwell_pbx.web").joinpath("static"))]
+    while folders:
+        prefix, folder = folders.pop()
+        for entry in folder.iterdir():
+            if entry.name.startswith(".") or entry.name == "__pycache__":
+                continue
+            if entry.is_dir():
+                folders.append((f"{prefix}{entry.name}/", entry))
+            elif entry.is_file():
+                path = prefix + entry.name
+                assets[path] = _asset(entry.read_bytes(), _content_type(entry.name))
     return assets
 
 
@@ -159,7 +173,7 @@ def setup_console(app: web.Application) -> None:
         raise web.HTTPFound("/console")
 
     async def static_file(request: web.Request) -> web.Response:
-        asset = static.get(request.match_info["name"])
+        asset = static.get(request.match_info["path"])
         if asset is None:
             raise web.HTTPNotFound(text="no such file\n")
         return _respond(request, asset)
@@ -169,4 +183,4 @@ def setup_console(app: web.Application) -> None:
     app.router.add_get("/console/methods.json", serve(methods))
     for name in ("client.js", "client.global.js", "client.d.ts"):
         app.router.add_get(f"/{name}", serve(static[name]))
-    app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/static/{path:.+}", static_file)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from importlib import metadata
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from vwell_pbx import __version__
 from vwell_pbx.api import methods as _methods  # noqa: F401  (registers the methods)
 from vwell_pbx.api.errors import ALL_CODES
 from vwell_pbx.api.registry import METHODS, Method
@@ -52,13 +52,6 @@ _ENVELOPE: dict[str, Any] = {
         "retryAfter": {"type": "number", "description": "seconds to wait (rate_limited)"},
     },
 }
-
-
-def _version() -> str:
-    try:
-        return metadata.version("vwell-pbx-srv")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 def _arguments_schema(method: Method, components: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +128,7 @@ def build_openapi(methods: Mapping[str, Method] | None = None) -> dict[str, Any]
         "openapi": "3.1.0",
         "info": {
             "title": "vwell-pbx-srv",
-            "version": _version(),
+            "version": __version__,
             "description": "JSON API in front of an Asterisk PBX (AMI). The same envelope "
             "also travels over WebSocket (ws://HOST:8931/api). See docs/api.md.",
         },
@@ -231,6 +224,7 @@ _HEALTH: dict[str, Any] = {
     "required": ["status", "pbx"],
     "properties": {
         "status": {"enum": ["ok", "degraded"]},
+        "version": {"type": "string", "description": "the server's version"},
         "pbx": {
             "type": "array",
             "items": {

@@ -1,12 +1,18 @@
 // vwell-pbx console: sign in, call any method from a form built from its schema, and
 // watch live events. Built on the browser client (/client.js). Everything that comes
-// from the server is inserted with textContent, never as HTML.
+// from the server is inserted with textContent, never as HTML. Every string a person
+// reads comes from the language's catalogue (i18n.js): this file only names keys.
 import {connect, PbxError} from '/client.js';
+import {
+  Catalogue, LANGUAGE_KEY, chooseLanguage, loadCatalogue, loadLanguages, say, sayAttribute,
+  sayMethodText, sayRaw, translatePage,
+} from '/static/i18n.js';
 
 const MAX_SHOWN = 500;      // events kept in the page
 const MAX_KEPT = 5000;      // events kept for export
 const CALL_TIMEOUT = 60000;
 const STORAGE_KEY = 'vwell-console';
+const FILTER_EXAMPLE = '{"CallerIDNum": "+7978*"}';
 
 const $ = (id) => document.getElementById(id);
 
@@ -22,7 +28,7 @@ const ui = {
   eventName: $('event-name'), eventFilters: $('event-filters'),
   subscribeError: $('subscribe-error'), subscriptions: $('subscriptions'),
   pause: $('pause'), clear: $('clear'), export: $('export'), count: $('event-count'),
-  events: $('events'),
+  events: $('events'), language: $('language'), methodNote: $('method-note'),
 };
 
 const session = {
@@ -33,6 +39,7 @@ const session = {
   seen: new WeakSet(),  // one event object can match several subscriptions
   paused: false,
   hidden: 0,            // events received while paused, not shown yet
+  catalogue: null,      // the shown language's strings (i18n.js Catalogue)
 };
 
 // Exposed for the browser's developer tools (and the tests): the live client.
@@ -54,20 +61,76 @@ function pretty(value) {
   return JSON.stringify(value, null, 2);
 }
 
+// --- language -------------------------------------------------------------------------
+
+/** Show key's text in el, now and after every language switch. */
+function show(el, key, params) {
+  say(session.catalogue, el, key, params);
+}
+
+function stateKey(state, detail) {
+  switch (state) {
+    case 'connecting': return 'state.connecting';
+    case 'open': return 'state.open';
+    case 'reconnecting':
+      return detail && detail.delay !== undefined ? 'state.retrying' : 'state.reconnecting';
+    default: return detail && detail.error ? 'state.disconnected' : 'state.closed';
+  }
+}
+
+async function useLanguage(language) {
+  session.catalogue = await loadCatalogue(language);
+  translatePage(session.catalogue);
+  ui.language.value = language;
+}
+
+async function switchLanguage() {
+  const language = ui.language.value;
+  const previous = session.catalogue;
+  try {
+    await useLanguage(language);
+  } catch (error) {
+    // The catalogue could not be loaded: stay in the language that works.
+    ui.language.value = previous.language;
+    console.error(`cannot load the ${language} strings`, error);
+    return;
+  }
+  try {
+    localStorage.setItem(LANGUAGE_KEY, language);
+  } catch { /* storage disabled: the choice lasts until the page is reloaded */ }
+}
+
+async function startLanguage() {
+  let offered = {fallback: 'en', languages: {en: 'English'}};
+  try { offered = await loadLanguages(); } catch (error) { console.error(error); }
+  const supported = Object.keys(offered.languages);
+  // Each language is named in itself (English, Русский): the reader may not know ours.
+  ui.language.replaceChildren(...Object.entries(offered.languages).map(
+    ([code, name]) => element('option', {value: code, text: name, lang: code})));
+  let saved = null;
+  try { saved = localStorage.getItem(LANGUAGE_KEY); } catch { saved = null; }
+  const chosen = chooseLanguage(saved, navigator.languages || [navigator.language],
+    supported, offered.fallback);
+  for (const language of new Set([chosen, offered.fallback])) {
+    try {
+      await useLanguage(language);
+      return;
+    } catch (error) {
+      console.error(`cannot load the ${language} strings`, error);
+    }
+  }
+  // No catalogue at all: the page shows its keys, but it works.
+  session.catalogue = new Catalogue(offered.fallback, {});
+  translatePage(session.catalogue);
+}
+
 // --- connection state --------------------------------------------------------------
 
-const STATE_TEXT = {
-  connecting: 'connecting…', open: 'connected', reconnecting: 'reconnecting…',
-  closed: 'signed out',
-};
-
 function showState(state, detail) {
-  let text = STATE_TEXT[state] || state;
-  if (state === 'reconnecting' && detail && detail.delay !== undefined) {
-    text = `reconnecting (attempt ${detail.attempt}, in ${(detail.delay / 1000).toFixed(1)} s)`;
-  }
-  if (state === 'closed' && detail && detail.error) text = 'disconnected';
-  ui.state.textContent = text;
+  const seconds = detail && detail.delay !== undefined ? detail.delay / 1000 : 0;
+  // One decimal, written the language's way (1.5 s, 1,5 с): round here, format in i18n.js.
+  show(ui.state, stateKey(state, detail),
+    {attempt: detail ? detail.attempt : 0, seconds: Math.round(seconds * 10) / 10});
   ui.state.dataset.state = state;
   for (const entry of session.subs) showSubscriptionState(entry, state);
   const usable = state === 'open' || state === 'reconnecting';
@@ -99,10 +162,10 @@ function rememberForm() {
 
 async function signIn(event) {
   event.preventDefault();
-  ui.signinError.textContent = '';
+  sayRaw(ui.signinError, '');
   if (!ui.signinForm.reportValidity()) return;
   if (!ui.password.value && !ui.sha1.value) {
-    ui.signinError.textContent = 'Enter the password (or its SHA-1).';
+    show(ui.signinError, 'signin.needPassword');
     ui.password.focus();
     return;
   }
@@ -113,7 +176,7 @@ async function signIn(event) {
   try {
     session.pbx = await connect(ui.url.value.trim(), options);
   } catch (error) {
-    ui.signinError.textContent = describeError(error);
+    sayRaw(ui.signinError, describeError(error));
     showState('closed', {});
     ui.signIn.disabled = false;
     ui.password.focus();
@@ -142,7 +205,7 @@ function signedOut(message) {
   ui.who.textContent = '';
   ui.signOut.hidden = true;
   ui.signinPanel.hidden = false;
-  ui.signinError.textContent = message || '';
+  sayRaw(ui.signinError, message || '');
   ui.password.focus();
 }
 
@@ -186,18 +249,17 @@ const PLACEHOLDERS = {
   'redirect.channel': 'YSGSM/11-1', 'redirect.toTel': '269',
   'gsmSendSMS.tel': '+7 100 200 30 40',
   'onEvent.event': '{"name": "Newchannel"}', 'onceEvent.event': '{"name": "Newchannel"}',
-  'dispatchEvent.event': '{"name": "MyEvent", "text": "hello"}',
+  'dispatchEvent.event': '{"name": "MyEvent", "ticket": 42}',
 };
 
 function renderMethodForm() {
   const method = session.methods.get(ui.method.value);
   ui.methodFields.replaceChildren();
   if (!method) return;
-  let summary = method.summary;
-  if (method.name === 'onEvent' || method.name === 'onceEvent') {
-    summary += ' (Events pushed this way are not shown: use the Live events panel.)';
-  }
-  ui.methodSummary.textContent = summary;
+  // The summary and the argument descriptions are the server's (English); the
+  // catalogue may translate them, keyed by method and argument name.
+  sayMethodText(session.catalogue, ui.methodSummary, method.name, null, method.summary);
+  ui.methodNote.hidden = !(method.name === 'onEvent' || method.name === 'onceEvent');
   const schema = method.schema || {};
   const required = new Set(schema.required || []);
   for (const [name, prop] of Object.entries(schema.properties || {})) {
@@ -235,13 +297,21 @@ function renderMethodForm() {
     input.dataset.kind = kind;
     if (description) {
       input.setAttribute('aria-describedby', hintId);
-      ui.methodFields.append(element('span', {id: hintId, class: 'field-hint', text: description}));
+      const hint = element('span', {id: hintId, class: 'field-hint'});
+      sayMethodText(session.catalogue, hint, method.name, name, description);
+      ui.methodFields.append(hint);
     }
   }
 }
 
+/** A value the form cannot send; key and params say why, in the page's language. */
 class FieldError extends Error {
-  constructor(input, message) { super(message); this.input = input; }
+  constructor(input, key, params) {
+    super(key);
+    this.input = input;
+    this.key = key;
+    this.params = params;
+  }
 }
 
 function collectArguments() {
@@ -255,18 +325,18 @@ function collectArguments() {
     }
     const raw = input.value.trim();
     if (raw === '') {
-      if (input.required) throw new FieldError(input, `${name} is required`);
+      if (input.required) throw new FieldError(input, 'field.required', {name});
       continue;
     }
     if (kind === 'number') {
       const number = Number(raw);
-      if (!Number.isFinite(number)) throw new FieldError(input, `${name} must be a number`);
+      if (!Number.isFinite(number)) throw new FieldError(input, 'field.notNumber', {name});
       args[name] = number;
     } else if (kind === 'json') {
       try {
         args[name] = JSON.parse(raw);
       } catch (error) {
-        throw new FieldError(input, `${name} is not valid JSON: ${error.message}`);
+        throw new FieldError(input, 'field.notJson', {name, detail: error.message});
       }
     } else {
       args[name] = input.value;
@@ -275,8 +345,8 @@ function collectArguments() {
   return args;
 }
 
-function showAnswer(ok, status, body) {
-  ui.answerStatus.textContent = status;
+function showAnswer(ok, statusKey, params, body) {
+  show(ui.answerStatus, statusKey, params);
   ui.answerStatus.dataset.ok = String(ok);
   ui.answer.textContent = pretty(body);
 }
@@ -291,22 +361,22 @@ async function callMethod(event) {
     args = collectArguments();
   } catch (error) {
     if (error instanceof FieldError) {
-      showAnswer(false, error.message, {});
+      showAnswer(false, error.key, error.params, {});
       error.input.focus();
       return;
     }
     throw error;
   }
-  ui.answerStatus.textContent = `${name}: waiting…`;
+  show(ui.answerStatus, 'answer.waiting', {method: name});
   delete ui.answerStatus.dataset.ok;
   const started = performance.now();
   try {
     const answer = await pbx.call(name, args, {timeout: CALL_TIMEOUT});
     const ms = Math.round(performance.now() - started);
-    showAnswer(true, `${name}: OK in ${ms} ms`, answer);
+    showAnswer(true, 'answer.ok', {method: name, ms}, answer);
   } catch (error) {
     const body = error.response || {err: error.message, errCode: error.errCode || null};
-    showAnswer(false, `${name}: ${describeError(error)}`, body);
+    showAnswer(false, 'answer.failed', {method: name, error: describeError(error)}, body);
   }
 }
 
@@ -317,7 +387,7 @@ async function loadMethods() {
     const document_ = await response.json();
     for (const method of document_.methods) session.methods.set(method.name, method);
   } catch (error) {
-    ui.methodSummary.textContent = `Cannot load the method list: ${error.message}`;
+    show(ui.methodSummary, 'call.loadFailed', {detail: error.message});
     return;
   }
   ui.method.replaceChildren(...[...session.methods.keys()].map(
@@ -334,17 +404,17 @@ function parseFilters(text) {
   try {
     value = JSON.parse(raw);
   } catch (error) {
-    throw new Error(`Filters are not valid JSON: ${error.message}`);
+    throw new FieldError(ui.eventFilters, 'events.filtersNotJson', {detail: error.message});
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new Error('Filters must be a JSON object, e.g. {"CallerIDNum": "+7978*"}');
+    throw new FieldError(ui.eventFilters, 'events.filtersNotObject', {example: FILTER_EXAMPLE});
   }
   return value;
 }
 
 function subscribe(event) {
   event.preventDefault();
-  ui.subscribeError.textContent = '';
+  sayRaw(ui.subscribeError, '');
   const pbx = session.pbx;
   if (!pbx) return;
   const name = ui.eventName.value.trim() || '*';
@@ -352,7 +422,8 @@ function subscribe(event) {
   try {
     filters = parseFilters(ui.eventFilters.value);
   } catch (error) {
-    ui.subscribeError.textContent = error.message;
+    if (!(error instanceof FieldError)) throw error;
+    show(ui.subscribeError, error.key, error.params);
     ui.eventFilters.focus();
     return;
   }
@@ -361,12 +432,14 @@ function subscribe(event) {
   try {
     off = pbx.on(name, filters, receive);
   } catch (error) {
-    ui.subscribeError.textContent = describeError(error);
+    sayRaw(ui.subscribeError, describeError(error));
     return;
   }
-  const state = element('span', {class: 'sub-state', text: 'subscribing…'});
-  const button = element('button', {type: 'button', text: 'Unsubscribe',
-    'aria-label': `Unsubscribe ${label}`});
+  const state = element('span', {class: 'sub-state'});
+  show(state, 'subscription.pending');
+  const button = element('button', {type: 'button'});
+  show(button, 'subscription.unsubscribe', {label});
+  sayAttribute(session.catalogue, button, 'aria-label', 'subscription.unsubscribeLabel', {label});
   const li = element('li', {dataset: {name, state: 'pending'}},
     element('span', {class: 'label', text: label}), state, button);
   const entry = {label, off, li, state, confirmed: false};
@@ -379,7 +452,7 @@ function subscribe(event) {
   }, (error) => {
     li.remove();
     session.subs = session.subs.filter((s) => s !== entry);
-    ui.subscribeError.textContent = `${label}: ${describeError(error)}`;
+    show(ui.subscribeError, 'subscription.failed', {label, error: describeError(error)});
   });
 }
 
@@ -389,7 +462,8 @@ function showSubscriptionState(entry, connection) {
   const id = entry.off.subscriptionId;
   const active = connection === 'open' && id;
   entry.li.dataset.state = active ? 'active' : 'waiting';
-  entry.state.textContent = active ? `active (${id})` : 'waiting for the connection';
+  if (active) show(entry.state, 'subscription.active', {id});
+  else show(entry.state, 'subscription.waiting');
 }
 
 async function unsubscribe(entry) {
@@ -430,16 +504,15 @@ function showEvent(item) {
 }
 
 function updateCount() {
-  const total = session.events.length;
-  let text = `${total} event${total === 1 ? '' : 's'}`;
-  if (session.paused) text += `, ${session.hidden} new while paused`;
-  ui.count.textContent = text;
+  const count = session.events.length;
+  if (session.paused) show(ui.count, 'events.countPaused', {count, hidden: session.hidden});
+  else show(ui.count, 'events.count', {count});
 }
 
 function togglePause() {
   session.paused = !session.paused;
   ui.pause.setAttribute('aria-pressed', String(session.paused));
-  ui.pause.textContent = session.paused ? 'Resume' : 'Pause';
+  show(ui.pause, session.paused ? 'events.resume' : 'events.pause');
   if (!session.paused && session.hidden) {
     const hidden = session.events.slice(-Math.min(session.hidden, MAX_SHOWN));
     hidden.forEach(showEvent);
@@ -485,9 +558,14 @@ ui.subscribeForm.addEventListener('submit', subscribe);
 ui.pause.addEventListener('click', togglePause);
 ui.clear.addEventListener('click', clearEvents);
 ui.export.addEventListener('click', exportEvents);
+ui.language.addEventListener('change', switchLanguage);
 
+// The strings first: everything after this shows text through the catalogue.
+await startLanguage();
 restoreForm();
 showState('closed', {});
+updateCount();
 loadMethods();
-(ui.login.value ? ui.password : ui.login).focus();
+// Ready (the page becomes visible) before focusing: a hidden element takes no focus.
 document.documentElement.dataset.ready = 'true';
+(ui.login.value ? ui.password : ui.login).focus();

@@ -1,0 +1,98 @@
+"""The project's own files: the changelog has the current version, the license matches
+pyproject, the pre-commit hooks run what CI runs, links between the documents resolve,
+and no document or console file cites a document that is not in the repository."""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from vwell_pbx import __version__
+
+ROOT = Path(__file__).resolve().parents[1]
+STATIC = ROOT / "src" / "vwell_pbx" / "web" / "static"
+TOP_LEVEL_DOCS = ["README.md", "CONTRIBUTING.md", "CHANGELOG.md"]
+
+
+def read(name: str) -> str:
+    """A file of the repository, by its path from the root."""
+    return (ROOT / name).read_text("utf-8")
+
+
+def test_the_changelog_has_an_unreleased_section_and_one_for_this_version() -> None:
+    changelog = read("CHANGELOG.md")
+    headings = re.findall(r"^## \[([^\]]+)\]", changelog, flags=re.MULTILINE)
+    assert headings[0] == "Unreleased"
+    assert __version__ in headings
+    dated = rf"^## \[{re.escape(__version__)}\] - \d{{4}}-\d{{2}}-\d{{2}}$"
+    assert re.search(dated, changelog, flags=re.MULTILINE)
+    # Keep a Changelog's kinds of change, nothing else.
+    kinds = set(re.findall(r"^### (.+)$", changelog, flags=re.MULTILINE))
+    assert kinds <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
+
+
+def test_the_license_file_matches_pyproject() -> None:
+    project = tomllib.loads(read("pyproject.toml"))["project"]
+    assert project["license"] == "MIT"
+    license_text = read("LICENSE")
+    assert license_text.startswith("MIT License\n")
+    assert re.search(r"^Copyright \(c\) \d{4} vwell-pbx-srv contributors$", license_text, re.M)
+    assert "WITHOUT WARRANTY OF ANY KIND" in license_text
+
+
+def test_pre_commit_runs_the_checks_ci_runs_with_local_tools() -> None:
+    config = read(".pre-commit-config.yaml")
+    # Local hooks only: the machines have no network to fetch hook repositories.
+    assert re.findall(r"^\s*-\s*repo:\s*(\S+)", config, flags=re.MULTILINE) == ["local"]
+    entries = re.findall(r"^\s*entry:\s*(.+)$", config, flags=re.MULTILINE)
+    languages = set(re.findall(r"^\s*language:\s*(\S+)", config, flags=re.MULTILINE))
+    assert languages == {"system"}
+    commands = [entry.split() for entry in entries]
+    assert [c[:2] for c in commands] == [
+        [".venv/bin/ruff", "check"],
+        [".venv/bin/ruff", "format"],
+        [".venv/bin/mypy", "src/vwell_pbx"],
+    ]
+    # The same tools CI runs (.ci/run), installed next to this interpreter.
+    ci = read(".ci/run")
+    for tool in ("ruff check", "ruff format --check", "mypy src/vwell_pbx"):
+        assert f".venv/bin/{tool}" in ci
+    for command in commands:
+        assert Path(sys.executable).with_name(Path(command[0]).name).exists(), command[0]
+
+
+@pytest.mark.parametrize("name", TOP_LEVEL_DOCS)
+def test_relative_links_point_to_files_that_exist(name: str) -> None:
+    text = read(name)
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if not re.match(r"[a-z]+:", t)]
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert missing == [], f"{name} links to missing files: {missing}"
+
+
+# Documents that are not in the repository: the product's own working papers.
+OUTSIDE_CITATION = re.compile(r"SPEC(?: section|\.md| \d)|STYLE(?:\.md| rule|\b)|shared/|/work/")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*TOP_LEVEL_DOCS, *(str(p.relative_to(ROOT)) for p in sorted(STATIC.glob("console.*")))],
+)
+def test_no_document_outside_the_repository_is_cited(path: str) -> None:
+    found = [line for line in read(path).splitlines() if OUTSIDE_CITATION.search(line)]
+    assert found == [], f"{path} cites documents outside the repository: {found}"
+
+
+def test_the_readme_opens_with_a_russian_quick_start_beside_the_english_one() -> None:
+    readme = read("README.md")
+    sections = re.findall(r"^## (.+)$", readme, flags=re.MULTILINE)
+    assert sections[:2] == ["Быстрый старт", "Quick start"]
+    russian = readme.split("## Быстрый старт", 1)[1].split("## Quick start", 1)[0]
+    # Start it, the first request, where the documentation is.
+    assert "bash server.sh" in russian and "start server.bat" in russian
+    assert "curl" in russian and '"action":"Ping"' in russian
+    assert "docs/api.md" in russian and "/console" in russian
