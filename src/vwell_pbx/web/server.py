@@ -17,7 +17,7 @@ import random
 import signal
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +25,18 @@ from aiohttp import web
 
 from vwell_pbx.ami.client import AmiClient, AmiSettings, ConnectionState, ConnectionStatus
 from vwell_pbx.api.auth import Authenticator, LoginThrottle
+from vwell_pbx.api.role_tables import EventRuleSpec, RoleSpec
 from vwell_pbx.api.roles import RoleBook
 from vwell_pbx.api.service import Api, ApiSettings, PbxLink
-from vwell_pbx.config import AppConfig, ConfigError, demo_config, find_config_path, load_config
+from vwell_pbx.config import (
+    AppConfig,
+    ConfigError,
+    EventRuleConfig,
+    RoleConfig,
+    demo_config,
+    find_config_path,
+    load_config,
+)
 from vwell_pbx.config import parse_listen_address as _listen
 from vwell_pbx.events.bus import BusEvent, EventBus
 from vwell_pbx.pbx.channels import ChannelRegistry
@@ -81,6 +90,27 @@ def api_settings(config: AppConfig) -> ApiSettings:
         sms_per_minute=float(config.limits.sms_per_minute_user),
         server_secret=secret.get_secret_value() if secret is not None else None,
     )
+
+
+def role_specs(config_roles: Mapping[str, RoleConfig]) -> dict[str, RoleSpec]:
+    """The configuration's ``[roles.NAME]`` tables as the API layer's plain ``RoleSpec``s."""
+
+    def rule(entry: str | EventRuleConfig) -> str | EventRuleSpec:
+        if isinstance(entry, str):
+            return entry
+        return EventRuleSpec(name=entry.name, fields=dict(entry.fields))
+
+    return {
+        name: RoleSpec(
+            methods=role.methods,
+            actions=role.actions,
+            events=tuple(rule(entry) for entry in role.events),
+            own_extensions_only=role.own_extensions_only,
+            admin=role.admin,
+            extends=role.extends,
+        )
+        for name, role in config_roles.items()
+    }
 
 
 def web_settings(config: AppConfig) -> WebSettings:
@@ -159,7 +189,7 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             stack.push_async_callback(sms.aclose)
             links[pbx.name] = PbxLink(name=pbx.name, client=client, sms=sms, channels=channels)
         metrics.watch(bus, clients)
-        roles = RoleBook(config.roles)
+        roles = RoleBook(role_specs(config.roles))
         undefined = roles.unknown(user.role for user in directory.list())
         if undefined:
             log.warning(
