@@ -14,6 +14,7 @@ from vwell_pbx.ami.client import (
 from vwell_pbx.ami.errors import (
     ActionTimeout,
     AmiError,
+    AnswerTooLarge,
     LoginFailed,
     PbxUnavailable,
     TooManyPending,
@@ -26,6 +27,7 @@ __all__ = [
     "AmiClient",
     "AmiError",
     "AmiSettings",
+    "AnswerTooLarge",
     "ConnectionState",
     "ConnectionStatus",
     "EventStream",
