@@ -36,7 +36,14 @@ import orjson
 
 from vwell_pbx.errors import VwellError
 
-__all__ = ["FormError", "decode_fb64json", "json_depth_ok", "parse_bracket_params"]
+__all__ = [
+    "FormError",
+    "decode_fb64json",
+    "decode_json",
+    "decode_params",
+    "json_depth_ok",
+    "parse_bracket_params",
+]
 
 
 class FormError(VwellError):
@@ -211,6 +218,18 @@ def decode_params(pairs: list[tuple[str, str]], *, max_depth: int = 32) -> objec
         if key == "fb64json":
             return decode_fb64json(value, max_depth=max_depth)
     return parse_bracket_params(pairs, max_depth=max_depth)
+
+
+def decode_json(data: bytes, *, max_depth: int = 32) -> object:
+    """A JSON envelope (a POST body, a WebSocket message). Raises :class:`FormError`
+    for text that is not JSON or nests deeper than ``max_depth``."""
+    try:
+        decoded: object = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise FormError(f"the body is not valid JSON: {exc}") from None
+    if not json_depth_ok(decoded, max_depth):
+        raise FormError(f"JSON nested deeper than {max_depth} levels")
+    return decoded
 
 
 def json_depth_ok(obj: object, max_depth: int) -> bool:

@@ -48,6 +48,8 @@ from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.app import WebSettings, build_app
 from vwell_pbx.web.logs import configure_logging
 from vwell_pbx.web.metrics import ServerMetrics
+from vwell_pbx.web.peers import parse_proxy_networks
+from vwell_pbx.web.sse import StreamSettings
 from vwell_pbx.web.webhooks import WEBHOOKS_KEY, WebhookDispatcher
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,16 @@ def web_settings(config: AppConfig) -> WebSettings:
         max_subscriptions=limits.max_subscriptions,
         max_inflight=limits.max_inflight,
         max_ws_per_address=limits.max_ws_per_address,
+        trusted_proxies=parse_proxy_networks(config.server.trusted_proxies),
+        proxy_header=config.server.proxy_header,
+    )
+
+
+def stream_settings(config: AppConfig) -> StreamSettings:
+    """The event stream's view of the configuration (``[event_stream]``)."""
+    stream = config.event_stream
+    return StreamSettings(
+        heartbeat=stream.heartbeat_seconds, replay_size=stream.replay_size, retry_ms=stream.retry_ms
     )
 
 
@@ -204,12 +216,20 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             roles=roles,
             observe=metrics.observe,
         )
-        app = build_app(api, web_settings(config), metrics)
+        app = build_app(api, web_settings(config), metrics, stream_settings(config))
         # Stopped after the listeners (exit stack order), so no delivery outlives them.
         app[WEBHOOKS_KEY] = await stack.enter_async_context(
             WebhookDispatcher(config.webhooks, bus, metrics=metrics)
         )
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+        # handler_cancellation: a client that disconnects cancels its request, so a
+        # `send` waiting on the PBX stops waiting (and the AMI client forgets it).
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=2.0,
+            handler_cancellation=True,
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         ssl_context = _ssl_context(config)
