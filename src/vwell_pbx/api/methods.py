@@ -127,19 +127,24 @@ async def send(call: Call, args: SendArgs) -> dict[str, Any]:
 def _check_channel_claims(call: Call, sent: Mapping[str, list[str]]) -> None:
     """For ``own_extensions_only`` roles: every header of the action that names a
     channel must name one of the user's (``api.roles.channel_claims``)."""
+    action = next(values[0] for key, values in sent.items() if key.lower() == "action")
+    extensions = call.principal.extensions
     for claim in channel_claims(sent):
-        argument = f"fields.{claim.header}"
+        where = f"argument.fields.{claim.header}"
         if claim.live:
-            _check_owned_channel(call, claim.channel, argument)
-            continue
-        # The dial string of the channel an Originate creates: the user's own device.
-        extension = device_extension(claim.channel) or ""
-        denial = call.role.check_extension(extension, call.principal.extensions)
-        if denial is not None:
-            raise Forbidden(
-                f"argument.{argument}: {claim.channel[:80]!r} is not the device of one of "
-                f"your extensions (role {call.role.name!r})"
-            )
+            if call.pbx.channels.involves(claim.channel, extensions):
+                continue
+            problem = "is not in a live call of your extensions"
+        else:
+            # The dial string of the channel an Originate creates: the user's own device.
+            extension = device_extension(claim.channel) or ""
+            if call.role.check_extension(extension, extensions) is None:
+                continue
+            problem = "is not the device of one of your extensions"
+        raise Forbidden(
+            f"{where}: channel {claim.channel[:80]!r} {problem}, so {action} is refused "
+            f"(role {call.role.name!r})"
+        )
 
 
 # --- dial ---------------------------------------------------------------------------
