@@ -1,4 +1,6 @@
-"""Decoding what browsers send besides JSON: jQuery form encoding and ``fb64json``.
+"""Decoding what browsers send: JSON envelopes, jQuery form encoding and ``fb64json``.
+
+**JSON** bodies and WebSocket messages: :func:`decode_json`, with a nesting bound.
 
 **Bracket notation** is what jQuery's ``$.param`` (``traditional: false``, the
 default of ``$.post``/``$.ajax``) makes of a nested object; :func:`parse_bracket_params`
