@@ -34,6 +34,7 @@ from vwell_pbx.api.roles import RoleBook, UnknownRoleError
 from vwell_pbx.config import AppConfig, demo_config, find_config_path, load_config
 from vwell_pbx.errors import VwellError
 from vwell_pbx.users import UserDirectory, normalize_sha1, sha1_of_password
+from vwell_pbx.web.server import role_specs
 
 __all__ = ["main"]
 
@@ -159,7 +160,7 @@ def _sha1_from_args(args: argparse.Namespace, stdin: TextIO) -> str:
 
 def _user_command(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     config = _load(getattr(args, "config", None), err)
-    roles = RoleBook(config.roles)
+    roles = RoleBook(role_specs(config.roles))
     with UserDirectory(config.users.database) as directory:
         if args.user_command == "add":
             if args.role not in roles:

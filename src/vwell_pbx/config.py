@@ -21,6 +21,9 @@ Environment variables override secrets so they need not be written into the file
 - ``VWELL_PBX_PBX_<NAME>_SECRET`` -> ``pbx[i].secret`` for the PBX called NAME
   (upper-cased, every character other than A-Z and 0-9 replaced by ``_``)
 - ``VWELL_PBX_PBX_SECRET`` -> the first PBX's secret (the per-name variable wins)
+- ``VWELL_PBX_WEBHOOK_<NAME>_SECRET`` -> ``webhooks[i].secret`` for the webhook called
+  NAME (its ``name``, or ``webhook1``, ``webhook2``, ... by position; upper-cased, other
+  characters than A-Z and 0-9 replaced by ``_``)
 
 Relative paths in the file (``users.database``, ``server.tls_cert``, ``server.tls_key``)
 are resolved against the folder of the configuration file, not the working directory.
@@ -60,6 +63,7 @@ __all__ = [
     "DemoConfig",
     "DialConfig",
     "EventRuleConfig",
+    "EventStreamConfig",
     "LimitsConfig",
     "PbxConfig",
     "PhoneConfig",
@@ -75,6 +79,8 @@ __all__ = [
     "parse_listen_address",
     "pbx_secret_env_name",
     "render_template",
+    "webhook_name",
+    "webhook_secret_env_name",
 ]
 
 #: Looked for (relative to the working directory) when neither ``--config`` nor
@@ -165,6 +171,8 @@ class ServerConfig(_Model):
     tls_key: Path | None = None
     secret: SecretStr | None = None
     public_url: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
 
     @field_validator("http")
     @classmethod
@@ -190,10 +198,23 @@ class ServerConfig(_Model):
                 )
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "proxy_header", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (CIDR) such as 127.0.0.1 "
+                    "or 10.0.0.0/8"
+                ) from None
+        return value
 
     @field_validator("tls_cert", "tls_key")
     @classmethod
@@ -255,6 +276,14 @@ class LimitsConfig(_Model):
                 f"max_wait_ms ({self.max_wait_ms})"
             )
         return self
+
+
+class EventStreamConfig(_Model):
+    """``[event_stream]``: ``GET /api/events`` (Server-Sent Events)."""
+
+    heartbeat_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    replay_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    retry_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 3000
 
 
 class UsersConfig(_Model):
@@ -517,6 +546,17 @@ class DemoConfig(_Model):
 _WEBHOOK_URL_RE = re.compile(r"^https?://[^/\s?#]+(?:[/?#]\S*)?$")
 
 
+def webhook_name(name: str | None, position: int) -> str:
+    """A webhook's name: its own, or ``webhook1``, ``webhook2``, ... by ``position``
+    (counted from 1 in the order of the tables)."""
+    return name or f"webhook{position}"
+
+
+def webhook_secret_env_name(name: str) -> str:
+    """The environment variable that overrides the secret of the webhook called ``name``."""
+    return "VWELL_PBX_WEBHOOK_" + re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_SECRET"
+
+
 class WebhookConfig(_Model):
     """``[[webhooks]]``: POST matching events to a URL (see ``vwell_pbx.web.webhooks``).
 
@@ -586,6 +626,7 @@ class AppConfig(_Model):
     roles: dict[str, RoleConfig] = Field(default_factory=dict)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
+    event_stream: EventStreamConfig = Field(default_factory=EventStreamConfig)
 
     @field_validator("pbx")
     @classmethod
@@ -599,6 +640,19 @@ class AppConfig(_Model):
             if key in seen:
                 raise ValueError(f"PBX names must be unique: {seen[key]!r} and {pbx.name!r}")
             seen[key] = pbx.name
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _check_webhook_names(cls, value: tuple[WebhookConfig, ...]) -> tuple[WebhookConfig, ...]:
+        seen: dict[str, str] = {}
+        for position, webhook in enumerate(value, start=1):
+            name = webhook_name(webhook.name, position)
+            # Also unique as environment variable names, which upper-case them.
+            key = webhook_secret_env_name(name)
+            if key in seen:
+                raise ValueError(f"webhook names must be unique: {seen[key]!r} and {name!r}")
+            seen[key] = name
         return value
 
     @field_validator("roles")
@@ -633,9 +687,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         if isinstance(server, dict):
             server["secret"] = server_secret
     pbxs = data.get("pbx")
-    if not isinstance(pbxs, list):
-        return
-    for index, pbx in enumerate(pbxs):
+    for index, pbx in enumerate(pbxs if isinstance(pbxs, list) else ()):
         if not isinstance(pbx, dict):
             continue
         name = pbx.get("name")
@@ -644,6 +696,15 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             secret = env.get(FIRST_PBX_SECRET_ENV)
         if secret:
             pbx["secret"] = secret
+    webhooks = data.get("webhooks")
+    for position, webhook in enumerate(webhooks if isinstance(webhooks, list) else (), start=1):
+        if not isinstance(webhook, dict):
+            continue
+        given = webhook.get("name")
+        name = webhook_name(given if isinstance(given, str) else None, position)
+        secret = env.get(webhook_secret_env_name(name))
+        if secret:
+            webhook["secret"] = secret
 
 
 def _validate(

@@ -340,3 +340,73 @@ async def test_pbx_down_fails_fast_and_recovers(
     await simulator.incoming_call("+79787342741")
     assert (await ws.next_event())["name"] == "Newchannel"
     await ws.close()
+
+
+@pytest.mark.parametrize(
+    "action",
+    ['hi" ; core stop now', "Ping Pong", "Ping;", "Коммand", "Pi\tng", "a" * 81, "Ping/x"],
+)
+async def test_send_refuses_what_is_not_an_action_name(
+    api: ApiClient, simulator: PbxSimulator, action: str
+) -> None:
+    before = len(simulator.actions_received)
+    answer = await api.post("send", creds=ADMIN, callbackAwait=True, fields={"action": action})
+    assert answer["errCode"] == "bad_request", answer
+    assert answer["err"].startswith("argument.fields.action must be an AMI action name"), answer
+    assert len(simulator.actions_received) == before
+
+
+async def test_send_accepts_every_real_action_name_shape(api: ApiClient) -> None:
+    for action in ("Ping", "ping", "PJSIPShowEndpoints", "Queue_Status", "DAHDI-Show", " Ping "):
+        answer = await api.post("send", creds=ADMIN, fields={"action": action})
+        assert answer["errCode"] is None, (action, answer)
+
+
+async def test_whoami_describes_the_caller_and_their_role(
+    api: ApiClient, simulator: PbxSimulator
+) -> None:
+    before = len(simulator.actions_received)
+    agent = await api.post("whoami", reqId="w")
+    assert agent["err"] is None and agent["reqId"] == "w", agent
+    assert (agent["login"], agent["login2"], agent["role"]) == (
+        AGENT["login"],
+        AGENT["login2"],
+        "operator",
+    )
+    assert agent["extensions"] == ["269"]
+    assert set(agent["methods"]) == {
+        "send",
+        "dial",
+        "redirect",
+        "gsmSendSMS",
+        "onEvent",
+        "onceEvent",
+        "rmEvent",
+        "whoami",
+    }
+    assert "ping" in agent["actions"] and "command" not in agent["actions"]
+    assert {"name": "newchannel", "fields": {}} in agent["events"]
+    assert agent["admin"] is False and agent["ownExtensionsOnly"] is False
+    assert "sha1" not in agent and AGENT["sha1"] not in str(agent)
+    admin = await api.post("whoami", creds=ADMIN)
+    assert admin["role"] == "admin" and admin["admin"] is True
+    assert "dispatchEvent" in admin["methods"] and "whoami" in admin["methods"]
+    boss = await api.get_b64({"method": "whoami", "argument": SUPERVISOR})
+    assert boss["role"] == "supervisor" and "dispatchEvent" in boss["methods"]
+    wrong = await api.post("whoami", creds={**AGENT, "sha1": "0" * 40})
+    assert wrong["errCode"] == "auth_failed"
+    assert [a for a in simulator.actions_received[before:] if a.name.lower() != "ping"] == []
+
+
+@pytest.mark.parametrize(
+    "server_overrides", [{"roles": {"operator": {"methods": ["send"], "actions": ["Ping"]}}}]
+)
+async def test_whoami_is_open_to_a_role_that_lists_no_methods_but_send(api: ApiClient) -> None:
+    ws = await api.ws()
+    answer = await ws.call("whoami")
+    assert answer["err"] is None, answer
+    assert answer["methods"] == ["send", "whoami"]
+    assert (await ws.call("dial", **{"from": "269", "to": "1"}))["errCode"] == "forbidden"
+    # The connection remembers the login whoami proved.
+    assert (await ws.call("whoami", creds=None))["login"] == AGENT["login"]
+    await ws.close()

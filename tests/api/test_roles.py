@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from vwell_pbx.api.role_tables import EventRuleSpec, RoleSpec
 from vwell_pbx.api.roles import (
     ADMIN,
     BUILTIN_ROLES,
@@ -15,7 +16,6 @@ from vwell_pbx.api.roles import (
     UnknownRoleError,
     danger_key,
 )
-from vwell_pbx.config import EventRuleConfig, RoleConfig
 
 SEED_METHODS = ("send", "dial", "redirect", "gsmSendSMS", "onEvent", "onceEvent", "rmEvent")
 
@@ -173,9 +173,9 @@ def test_event_rules_with_fields_and_own_extensions() -> None:
     role = Role.build(
         "own",
         events=[
-            EventRuleConfig(name="Hangup", fields={"CallerIDNum": "{extension}"}),
-            EventRuleConfig(name="Newchannel", fields={"channel": ["SIP/{extension}-*", "X"]}),
-            EventRuleConfig(name="PeerStatus", fields={"Peer": "SIP/2*"}),
+            EventRuleSpec(name="Hangup", fields={"CallerIDNum": "{extension}"}),
+            EventRuleSpec(name="Newchannel", fields={"channel": ["SIP/{extension}-*", "X"]}),
+            EventRuleSpec(name="PeerStatus", fields={"Peer": "SIP/2*"}),
         ],
     )
     mine = ("269", "270")
@@ -221,13 +221,11 @@ def test_role_book_builtins_and_unknown() -> None:
 def test_role_book_configured_roles() -> None:
     book = RoleBook(
         {
-            "sales": RoleConfig(
-                extends="operator", methods=("dispatchEvent",), actions=("Hangup",)
-            ),
-            "operator": RoleConfig(methods=("send",), actions=("Ping",), events=("Hangup",)),
-            "boss": RoleConfig(extends="sales", actions=("Command",)),
-            "root": RoleConfig(methods=("*",), actions=("*",), admin=True),
-            "self": RoleConfig(extends="supervisor", own_extensions_only=True),
+            "sales": RoleSpec(extends="operator", methods=("dispatchEvent",), actions=("Hangup",)),
+            "operator": RoleSpec(methods=("send",), actions=("Ping",), events=("Hangup",)),
+            "boss": RoleSpec(extends="sales", actions=("Command",)),
+            "root": RoleSpec(methods=("*",), actions=("*",), admin=True),
+            "self": RoleSpec(extends="supervisor", own_extensions_only=True),
         }
     )
     sales = book.get("sales")
@@ -250,7 +248,7 @@ def test_role_book_configured_roles() -> None:
 
 
 def test_extends_itself_means_the_builtin() -> None:
-    book = RoleBook({"operator": RoleConfig(extends="operator", actions=("Hangup",))})
+    book = RoleBook({"operator": RoleSpec(extends="operator", actions=("Hangup",))})
     operator = book.get("operator")
     assert operator.allows_method("dial")
     assert operator.check_action(act("Hangup")) is None
@@ -259,6 +257,6 @@ def test_extends_itself_means_the_builtin() -> None:
 
 def test_bad_extends_is_reported() -> None:
     with pytest.raises(UnknownRoleError, match=r"roles\.x\.extends: no role 'nobody'"):
-        RoleBook({"x": RoleConfig(extends="nobody")})
+        RoleBook({"x": RoleSpec(extends="nobody")})
     with pytest.raises(UnknownRoleError, match="loops"):
-        RoleBook({"a": RoleConfig(extends="b"), "b": RoleConfig(extends="a")})
+        RoleBook({"a": RoleSpec(extends="b"), "b": RoleSpec(extends="a")})

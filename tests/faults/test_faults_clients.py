@@ -112,9 +112,8 @@ async def test_disconnect_mid_request(api: ApiClient, simulator: PbxSimulator) -
         await ws.send({"method": "dial", "argument": {**AGENT, "from": "269", "to": "100"}})
         await asyncio.sleep(0.05)
         await ws.close()
-    # An HTTP client that gives up while its request waits for the PBX. aiohttp does not
-    # cancel a handler when its client leaves: the request ends at its own timeout
-    # (at most limits.max_wait_ms), so its traces go then.
+    # An HTTP client that gives up while its request waits for the PBX: its request is
+    # cancelled (test_an_http_client_that_leaves_cancels_its_request shows it alone).
     request = asyncio.create_task(
         api.post("send", callbackAwait=True, timeout=1500, fields={"action": "Ping"})
     )
@@ -123,6 +122,40 @@ async def test_disconnect_mid_request(api: ApiClient, simulator: PbxSimulator) -
     await asyncio.gather(request, return_exceptions=True)
     simulator.mute = False  # the keepalive Ping lost meanwhile ends by its own timeout
     await _back_to_baseline(api, tasks)
+
+
+async def test_an_http_client_that_leaves_cancels_its_request(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
+    client = server.clients["office"]
+
+    def waiting() -> list[str]:
+        return [entry.action for entry in client._pending.values() if entry.action == "CoreStatus"]
+
+    simulator.mute = True  # the PBX never answers: the request would wait 30 s
+    body = orjson.dumps(
+        {
+            "method": "send",
+            "argument": {
+                **AGENT,
+                "callbackAwait": True,
+                "timeout": 30_000,
+                "fields": {"action": "CoreStatus"},
+            },
+        }
+    )
+    host, port = server.http_url.removeprefix("http://").rsplit(":", 1)
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    await writer.drain()
+    await until(lambda: waiting() == ["CoreStatus"])  # written to the PBX, awaited
+    writer.close()  # the client leaves
+    await until(lambda: waiting() == [], within=5)  # long before the 30 s timeout
+    simulator.mute = False
+    assert (await api.post("send", callbackAwait=True, fields={"action": "Ping"}))["err"] is None
 
 
 async def test_half_frames_and_half_bodies(api: ApiClient, server: RunningServer) -> None:

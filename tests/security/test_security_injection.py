@@ -70,6 +70,7 @@ BASE: dict[str, dict[str, Any]] = {
     "onceEvent": {"name": "Newchannel"},
     "rmEvent": {"name": "Newchannel"},
     "dispatchEvent": {"event": {"name": "crmNote"}},
+    "whoami": {},
 }
 CALLER: dict[str, dict[str, str]] = {"dispatchEvent": SUPERVISOR}
 # Actions each method may make on the caller's behalf (beyond what `send` carries).

@@ -290,3 +290,78 @@ def test_channel_registry_is_bounded_and_follows_dials() -> None:
     assert not registry.involves("YSGSM/11-1", ("269",))
     registry.clear()
     assert len(registry) == 0 and registry.calls == 0
+
+
+OWN = {"login": "own", "login2": "O", "sha1": sha1_of_password("own-pw")}
+
+
+@pytest.mark.parametrize(
+    "server_overrides",
+    [
+        {
+            "roles": {"own": {"extends": "supervisor", "own_extensions_only": True}},
+            "limits": {"requests_per_second": 1000, "burst": 1000},
+        }
+    ],
+)
+async def test_ownership_applies_to_channels_named_in_send(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
+    # A supervisor's actions (Hangup, Redirect, Bridge, Originate, ...) bound to 269.
+    _add(server, OWN, "own", ("269",))
+    mine = await simulator.incoming_call("+79787342741", to="269", hold=10)
+    theirs = await simulator.incoming_call("+79787342742", to="267", hold=10)
+    channels = server.api.default_link.channels
+    await _until(lambda: channels.involves(mine, ("269",)) and channels.involves(theirs, ("267",)))
+
+    refused: list[tuple[dict[str, Any], str]] = [
+        ({"action": "Hangup", "channel": theirs}, "fields.channel"),
+        ({"action": "Hangup", "Channel": "/.*/"}, "fields.Channel"),  # Asterisk's regex form
+        ({"action": "Hangup", "CHANNEL": "YSGSM/99-99"}, "fields.CHANNEL"),
+        ({"action": "Redirect", "Channel": mine, "ExtraChannel": theirs, "Exten": "1"}, "Extra"),
+        ({"action": "Bridge", "Channel1": mine, "Channel2": theirs}, "fields.Channel2"),
+        ({"action": "Park", "Channel": mine, "TimeoutChannel": theirs}, "TimeoutChannel"),
+        ({"action": "Getvar", "Channel": theirs, "Variable": "CALLERID(num)"}, "fields.Channel"),
+        ({"action": "Hangup", "Channel": [mine, theirs]}, "fields.Channel"),  # repeated header
+        ({"action": "Originate", "Channel": "SIP/267", "Exten": "100"}, "device"),
+        ({"action": "Originate", "Channel": "Local/267@from-internal", "Exten": "1"}, "device"),
+    ]
+    for fields, named in refused:
+        answer = await _nothing_reached(api, simulator, OWN, fields)
+        assert "argument.fields." in answer["err"] and named in answer["err"], answer
+
+    allowed: list[dict[str, Any]] = [
+        {"action": "Status"},  # names no channel
+        {"action": "Getvar", "Channel": mine, "Variable": "CALLERID(num)"},
+        {"action": "Originate", "Channel": "SIP/269", "Exten": "100", "Context": "default"},
+        {"action": "Redirect", "Channel": mine, "Exten": "100", "Context": "default"},
+    ]
+    for fields in allowed:
+        before = len(simulator.actions_received)
+        answer = assert_envelope(
+            await api.post("send", creds=OWN, callbackAwait=True, fields=fields)
+        )
+        assert answer["errCode"] != "forbidden", (fields, answer)
+        sent = [a.name.lower() for a in simulator.actions_received[before:]]
+        assert fields["action"].lower() in sent, (fields, sent)
+    # The same actions are not bound for a supervisor.
+    boss = await api.post(
+        "send", creds=SUPERVISOR, callbackAwait=True, fields={"action": "Hangup", "channel": theirs}
+    )
+    assert boss["err"] is None, boss
+
+
+async def test_every_value_of_a_repeated_header_is_checked(
+    api: ApiClient, simulator: PbxSimulator
+) -> None:
+    # A dangerous value first in a list used to pass: the check saw only the last one.
+    for variables in (["B=${SHELL(id)}", "A=1"], ["A=1", "B=${SHELL(id)}"]):
+        fields = {
+            "action": "Originate",
+            "channel": "SIP/269",
+            "exten": "100",
+            "context": "default",
+            "Variable": variables,
+        }
+        answer = await _nothing_reached(api, simulator, SUPERVISOR, fields)
+        assert "SHELL" in answer["err"], answer

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from tests.support import ADMIN, AGENT
+from vwell_pbx.config import EventStreamConfig, load_config
 from vwell_pbx.events.bus import BusEvent
 from vwell_pbx.protocol.message import Message
 from vwell_pbx.simulator import PbxSimulator
@@ -370,3 +371,40 @@ async def test_the_replay_recorder_is_no_subscription(
         while server.app[STREAMS_KEY].open_streams or server.api.bus.stats.subscribers:
             await asyncio.sleep(0.01)
     assert server.api.bus.stats.subscriptions == 0
+
+
+# --- configuration --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "server_overrides",
+    [{"event_stream": {"heartbeat_seconds": 0.05, "replay_size": 2, "retry_ms": 1234}}],
+)
+async def test_heartbeat_replay_size_and_retry_come_from_the_configuration(
+    session: aiohttp.ClientSession, server: RunningServer
+) -> None:
+    streams = server.app[STREAMS_KEY]
+    assert streams.settings == StreamSettings(heartbeat=0.05, replay_size=2, retry_ms=1234)
+    response = await session.get(
+        events_url(server), headers=header_creds(ADMIN), params={"name": "Conf"}
+    )
+    stream = Stream(response)
+    head = await stream.frame()
+    assert head.retry == 1234
+    publish_client_event(server, "Conf", n=0)
+    seen, _ = await stream.event()
+    frame = await stream.frame(within=2)  # idle: the configured heartbeat
+    assert frame.comments == ["ping"]
+    stream.response.close()
+    for n in range(1, 4):
+        publish_client_event(server, "Conf", n=n)
+    assert streams.replay.size == 2
+    events, incomplete = streams.replay.after(seen)
+    assert incomplete and [event.fields["n"] for _, event in events] == [2, 3]
+
+
+def test_the_example_configuration_shows_the_event_stream_defaults() -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "app-config.example.toml"
+    config = load_config(example, env={})
+    assert config.event_stream == EventStreamConfig()
+    assert "[event_stream]" in example.read_text(encoding="utf-8")

@@ -8,6 +8,7 @@ import hmac
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,7 +16,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from vwell_pbx.config import WebhookConfig
+from vwell_pbx.config import ConfigError, WebhookConfig, load_config, webhook_secret_env_name
 from vwell_pbx.events.bus import BusEvent, EventBus
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
@@ -285,3 +286,44 @@ async def test_a_delivery_bug_does_not_stop_the_worker(monkeypatch: pytest.Monke
         await wait_until(lambda: hook.stats.delivered == 1)
     assert hook.stats.failed == 1
     assert [orjson.loads(body)["name"] for body in calls] == ["First", "Second"]
+
+
+async def test_webhook_secrets_come_from_the_environment(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    path = tmp_path / "app.toml"
+    path.write_text(
+        '[[pbx]]\nname = "a"\nhost = "h"\nusername = "u"\nsecret = "s"\n'
+        f'[[webhooks]]\nname = "crm-main"\nurl = "{receiver.url}/ok"\nsecret = "in-file"\n'
+        f'[[webhooks]]\nurl = "{receiver.url}/ok"\nevent = {{ name = "Unnamed" }}\n',
+        encoding="utf-8",
+    )
+    env = {
+        webhook_secret_env_name("crm-main"): "from-env-1",  # VWELL_PBX_WEBHOOK_CRM_MAIN_SECRET
+        "VWELL_PBX_WEBHOOK_WEBHOOK2_SECRET": "from-env-2",  # the second, unnamed one
+    }
+    assert webhook_secret_env_name("crm-main") == "VWELL_PBX_WEBHOOK_CRM_MAIN_SECRET"
+    config = load_config(path, env=env)
+    secrets = [hook.secret.get_secret_value() if hook.secret else None for hook in config.webhooks]
+    assert secrets == ["from-env-1", "from-env-2"]
+    assert "from-env" not in repr(config) and "from-env" not in str(config)
+    assert load_config(path, env={}).webhooks[0].secret is not None  # the file's, without env
+    # A delivery is signed with the secret from the environment.
+    bus = EventBus()
+    async with WebhookDispatcher(config.webhooks[1:], bus):
+        bus.publish(BusEvent.from_client({"name": "Unnamed"}, login="a", login2="b"))
+        await wait_until(lambda: bool(receiver.on("/ok")))
+    delivery = receiver.on("/ok")[0]
+    assert delivery.headers["X-Vwell-Signature"] == signature("from-env-2", delivery.body)
+
+
+def test_webhook_names_must_differ_as_environment_names(tmp_path: Path) -> None:
+    path = tmp_path / "app.toml"
+    path.write_text(
+        '[[pbx]]\nname = "a"\nhost = "h"\nusername = "u"\nsecret = "s"\n'
+        '[[webhooks]]\nname = "crm-1"\nurl = "http://x/"\n'
+        '[[webhooks]]\nname = "crm_1"\nurl = "http://x/"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="webhook names must be unique"):
+        load_config(path, env={})

@@ -15,6 +15,7 @@ from vwell_pbx.ami.client import (
 from vwell_pbx.ami.errors import (
     ActionTimeout,
     AmiError,
+    AnswerTooLarge,
     LoginFailed,
     PbxUnavailable,
     TooManyPending,
@@ -28,6 +29,7 @@ __all__ = [
     "AmiClient",
     "AmiError",
     "AmiSettings",
+    "AnswerTooLarge",
     "ConnectionState",
     "ConnectionStatus",
     "EventStream",

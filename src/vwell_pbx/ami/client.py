@@ -62,6 +62,7 @@ from vwell_pbx.ami.backoff import backoff_delay
 from vwell_pbx.ami.errors import (
     ActionTimeout,
     AmiError,
+    AnswerTooLarge,
     LoginFailed,
     PbxUnavailable,
     TooManyPending,
@@ -85,7 +86,7 @@ READ_SIZE: Final = 64 * 1024
 """Bytes asked for per socket read."""
 
 MAX_LIST_ITEMS: Final = 100_000
-"""Items one event list may carry; past it the action fails with ``AmiError``."""
+"""Items one event list may carry; past it the action fails with ``AnswerTooLarge``."""
 
 DEFAULT_FOLLOWUP_TIMEOUT: Final = 120.0
 """Followup wait when ``send_action`` gets ``followup`` without ``followup_timeout``.
@@ -284,7 +285,7 @@ class AmiClient:
             reconnects=0,
             greeting=None,
         )
-        self._last_failure: PbxUnavailable | None = None
+        self._last_failure: PbxUnavailable | LoginFailed | None = None
         self._session: _Session | None = None
         self._pending: dict[str, _PendingAction] = {}
         self._followups: dict[str, _Followup] = {}
@@ -670,7 +671,10 @@ class AmiClient:
             self._discard(entry.action_id, listing=True)
             if not entry.future.done():
                 entry.future.set_exception(
-                    AmiError(f"event list of {entry.action} has more than {MAX_LIST_ITEMS} items")
+                    AnswerTooLarge(
+                        f"the event list of {entry.action} has more than {MAX_LIST_ITEMS} "
+                        "items; ask for less (a filter, one channel or peer)"
+                    )
                 )
         else:
             entry.events.append(event)
@@ -789,10 +793,10 @@ class AmiClient:
             except Exception as exc:
                 # Anything else (a host name IDNA cannot encode, a bug) must not end this
                 # loop silently, leaving the state CONNECTING forever: fail and retry.
-                unforeseen = not isinstance(exc, PbxUnavailable)
+                unforeseen = not isinstance(exc, PbxUnavailable | LoginFailed)
                 failure = (
                     exc
-                    if isinstance(exc, PbxUnavailable)
+                    if isinstance(exc, PbxUnavailable | LoginFailed)
                     else PbxUnavailable(f"PBX {settings.where}: connect failed: {exc!r}")
                 )
                 # A PBX that stays away fails the same way every few seconds for hours:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from vwell_pbx.api.errors import BadRequest
 from vwell_pbx.protocol.message import Message
+
+if TYPE_CHECKING:
+    from vwell_pbx.ami.client import ActionResult
 
 JsonScalar = str | int | float | bool | None
 
@@ -34,17 +38,71 @@ class Arguments(BaseModel):
     Strings arriving from forms are coerced where a number or flag is expected
     (``"1"`` is true, ``"5000"`` is 5000); numbers are accepted where text is expected
     (a phone number sent as a JSON number). Unknown keys are ignored, as the original did.
+
+    **Empty means absent.** An *optional* argument given as ``""`` (or only spaces) or
+    ``null`` is treated as not given, so it takes its default: the original's pages
+    send ``timeout: ''`` for "no timeout", and jQuery encodes both ``''`` and ``null``
+    as ``argument[timeout]=``. Required arguments keep their value (``from: ''`` is
+    refused by the method, naming the argument). A schema that gives ``""`` a meaning
+    of its own lists the argument in ``EMPTY_IS_A_VALUE``.
     """
 
     model_config = ConfigDict(
         extra="ignore", coerce_numbers_to_str=True, populate_by_name=True, frozen=True
     )
 
+    #: Optional arguments for which ``""`` is a value, not "absent" (by field name).
+    EMPTY_IS_A_VALUE: ClassVar[frozenset[str]] = frozenset()
+    # The keys (names and aliases) that "empty means absent" applies to; computed once
+    # per schema class when pydantic has built its fields.
+    _absent_when_empty: ClassVar[frozenset[str]] = frozenset()
+
     login: str | None = None
     login2: str | None = None
     sha1: str | None = None
     secret: str | None = None
     pbx: str | None = None
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._absent_when_empty = _optional_keys(cls)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        keys = cls._absent_when_empty
+        return {key: value for key, value in data.items() if not (key in keys and _blank(value))}
+
+
+def _optional_keys(schema: type[Arguments]) -> frozenset[str]:
+    keys: set[str] = set()
+    for name, info in schema.model_fields.items():
+        if info.is_required() or name in schema.EMPTY_IS_A_VALUE:
+            continue
+        keys.add(name)
+        if info.alias:
+            keys.add(info.alias)
+    return frozenset(keys)
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+Arguments._absent_when_empty = _optional_keys(Arguments)
+
+
+def argument_error(key: str, problem: str) -> PydanticCustomError:
+    """A validation error about ``key`` *inside* the field being validated, so that
+    the message names the full path (``argument.fields.action must be ...``).
+
+    Raise it from a field validator; ``describe_validation_error`` appends ``key`` to
+    the field's own path.
+    """
+    return PydanticCustomError("nested_argument", problem, {"at": key})
 
 
 ArgsT = TypeVar("ArgsT", bound=Arguments)
@@ -108,8 +166,12 @@ def describe_validation_error(exc: ValidationError) -> str:
     """Turn pydantic's report into ``argument.tel is required; argument.x must be ...``."""
     parts: list[str] = []
     for error in exc.errors(include_url=False)[:5]:
+        loc = list(error["loc"])
+        context = error.get("ctx") or {}
+        if error["type"] == "nested_argument" and isinstance(context.get("at"), str):
+            loc.append(context["at"])
         path = "argument" + "".join(
-            f"[{item}]" if isinstance(item, int) else f".{item}" for item in error["loc"]
+            f"[{item}]" if isinstance(item, int) else f".{item}" for item in loc
         )
         words = _TYPE_WORDS.get(error["type"])
         if words is None:
@@ -128,6 +190,24 @@ def pbx_message(message: Message, client_action_id: str | None) -> dict[str, Any
         del fields[key]
     if client_action_id is not None:
         fields["ActionID"] = client_action_id
+    return fields
+
+
+def action_answer(
+    response: Message, result: ActionResult | None = None, action_id: str | None = None
+) -> dict[str, Any]:
+    """The answer fields that show a PBX's answer to a client: ``event`` (with the
+    caller's own ``action_id`` as its ActionID); for an action the caller wrote itself
+    (``result`` given) also ``actionId``, the event list's items as ``events`` and
+    ``Command`` output as ``output``. The same on success and on ``pbx_error``."""
+    fields: dict[str, Any] = {"event": pbx_message(response, action_id)}
+    if result is None:
+        return fields
+    fields["actionId"] = action_id
+    if result.complete is not None or result.events:
+        fields["events"] = [pbx_message(event, action_id) for event in result.events]
+    if result.output is not None:
+        fields["output"] = result.output
     return fields
 
 

@@ -1,4 +1,6 @@
-"""Decoding what browsers send besides JSON: jQuery form encoding and ``fb64json``.
+"""Decoding what browsers send: JSON envelopes, jQuery form encoding and ``fb64json``.
+
+**JSON** bodies and WebSocket messages: :func:`decode_json`, with a nesting bound.
 
 **Bracket notation** is what jQuery's ``$.param`` (``traditional: false``, the
 default of ``$.post``/``$.ajax``) makes of a nested object; :func:`parse_bracket_params`
@@ -36,7 +38,14 @@ import orjson
 
 from vwell_pbx.errors import VwellError
 
-__all__ = ["FormError", "decode_fb64json", "json_depth_ok", "parse_bracket_params"]
+__all__ = [
+    "FormError",
+    "decode_fb64json",
+    "decode_json",
+    "decode_params",
+    "json_depth_ok",
+    "parse_bracket_params",
+]
 
 
 class FormError(VwellError):
@@ -211,6 +220,18 @@ def decode_params(pairs: list[tuple[str, str]], *, max_depth: int = 32) -> objec
         if key == "fb64json":
             return decode_fb64json(value, max_depth=max_depth)
     return parse_bracket_params(pairs, max_depth=max_depth)
+
+
+def decode_json(data: bytes, *, max_depth: int = 32) -> object:
+    """A JSON envelope (a POST body, a WebSocket message). Raises :class:`FormError`
+    for text that is not JSON or nests deeper than ``max_depth``."""
+    try:
+        decoded: object = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise FormError(f"the body is not valid JSON: {exc}") from None
+    if not json_depth_ok(decoded, max_depth):
+        raise FormError(f"JSON nested deeper than {max_depth} levels")
+    return decoded
 
 
 def json_depth_ok(obj: object, max_depth: int) -> bool:

@@ -8,21 +8,21 @@ layers' own exceptions; ``api.errors`` maps those to ``errCode``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field, StringConstraints, field_validator
 
-from vwell_pbx.api.envelope import Arguments, pbx_message
-from vwell_pbx.api.errors import (
-    BadRequest,
-    Forbidden,
-    LimitExceeded,
-    PbxAnswerError,
-)
-from vwell_pbx.api.registry import method
+from vwell_pbx.api.envelope import Arguments, action_answer, argument_error, pbx_message
+from vwell_pbx.api.errors import BadRequest, Forbidden, LimitExceeded
+from vwell_pbx.api.registry import METHODS, method
+from vwell_pbx.api.roles import channel_claims
 from vwell_pbx.events.bus import BusEvent
 from vwell_pbx.events.filters import EventFilter
+from vwell_pbx.pbx.channels import device_extension
 from vwell_pbx.pbx.dial import dial as originate_call
+from vwell_pbx.pbx.errors import PbxRejected
 from vwell_pbx.pbx.redirect import redirect as redirect_call
 
 if TYPE_CHECKING:
@@ -58,7 +58,19 @@ class SendArgs(Arguments):
         actions = [v for k, v in fields.items() if k.lower() == "action"]
         if len(actions) != 1 or not isinstance(actions[0], str) or not actions[0].strip():
             raise ValueError("must contain exactly one `action` key with a non-empty string")
+        name = actions[0].strip()
+        if not _ACTION_NAME.fullmatch(name):
+            raise argument_error(
+                "action",
+                "must be an AMI action name: letters, digits, '_' and '-' only, such as "
+                f"Ping or CoreShowChannels (got {name[:40]!r})",
+            )
         return fields
+
+
+# What Asterisk's action names are made of (manager.c registers them so): anything else
+# is a mistake or an attempt to smuggle something to the PBX, refused before it is sent.
+_ACTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
 @method(
@@ -89,28 +101,50 @@ async def send(call: Call, args: SendArgs) -> dict[str, Any]:
         values = value if isinstance(value, list) else [value]
         pairs.extend((key, _ami_text(item)) for item in values)
     pairs.sort(key=lambda pair: pair[0].lower() != "action")  # Action first, order kept
-    denial = call.role.check_action(dict(pairs))
+    # Every value of every header, repeated ones included: the role's checks must see
+    # all of them (a dict of the pairs would keep only the last of a repeated header).
+    sent: dict[str, list[str]] = {}
+    for key, text in pairs:
+        sent.setdefault(key, []).append(text)
+    denial = call.role.check_action(sent)
     if denial is not None:
         raise Forbidden(denial)
+    if call.role.own_extensions_only:
+        _check_channel_claims(call, sent)
     client = call.pbx.client
     if not (args.callbackAwait or client_action_id is not None):
         await client.write_action(pairs)
         return {"written": True}
     result = await client.send_action(pairs, timeout=call.settings.wait_seconds(args.timeout))
-    answer: dict[str, Any] = {
-        "actionId": client_action_id,
-        "event": pbx_message(result.response, client_action_id),
-    }
-    if result.complete is not None or result.events:
-        answer["events"] = [pbx_message(e, client_action_id) for e in result.events]
-    if result.output is not None:
-        answer["output"] = result.output
     if result.response.name.lower() == "error":
         message = result.response.get("Message") or "the PBX answered Error"
         if result.output and message.lower() == "command output follows":
             message = result.output.strip().splitlines()[0]  # "No such command '...'"
-        raise PbxAnswerError(message, answer)
-    return answer
+        raise PbxRejected(message, result.response, result=result, action_id=client_action_id)
+    return action_answer(result.response, result, client_action_id)
+
+
+def _check_channel_claims(call: Call, sent: Mapping[str, list[str]]) -> None:
+    """For ``own_extensions_only`` roles: every header of the action that names a
+    channel must name one of the user's (``api.roles.channel_claims``)."""
+    action = next(values[0] for key, values in sent.items() if key.lower() == "action")
+    extensions = call.principal.extensions
+    for claim in channel_claims(sent):
+        where = f"argument.fields.{claim.header}"
+        if claim.live:
+            if call.pbx.channels.involves(claim.channel, extensions):
+                continue
+            problem = "is not in a live call of your extensions"
+        else:
+            # The dial string of the channel an Originate creates: the user's own device.
+            extension = device_extension(claim.channel) or ""
+            if call.role.check_extension(extension, extensions) is None:
+                continue
+            problem = "is not the device of one of your extensions"
+        raise Forbidden(
+            f"{where}: channel {claim.channel[:80]!r} {problem}, so {action} is refused "
+            f"(role {call.role.name!r})"
+        )
 
 
 # --- dial ---------------------------------------------------------------------------
@@ -325,6 +359,10 @@ async def once_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
 class UnsubscribeArgs(Arguments):
     """``rmEvent``: remove subscriptions of this connection."""
 
+    # "" names the any-event subscriptions (onEvent with an empty name), so here it is a
+    # value, not "absent".
+    EMPTY_IS_A_VALUE: ClassVar[frozenset[str]] = frozenset({"name"})
+
     name: str | None = Field(None, description="remove every subscription with this name")
     subscriptionId: str | None = Field(None, description="remove this one subscription")  # noqa: N815
     all: bool = Field(False, description="remove every subscription of this connection")
@@ -381,3 +419,50 @@ async def dispatch_event(call: Call, args: DispatchArgs) -> dict[str, Any]:
         args.event, login=call.principal.login, login2=call.principal.login2
     )
     return {"delivered": call.api.bus.publish(event)}
+
+
+# --- whoami -------------------------------------------------------------------------
+
+
+class WhoamiArgs(Arguments):
+    """``whoami``: nothing besides the credentials."""
+
+
+@method(
+    "whoami",
+    WhoamiArgs,
+    needs_pbx=False,
+    every_role=True,
+    summary="Who you are and what your role allows; proves a login without side effects.",
+    answer={
+        "login": "your login",
+        "login2": "your login2",
+        "role": "your role's name",
+        "extensions": "your own extensions",
+        "methods": "the API methods you may call",
+        "actions": "the AMI action patterns `send` may carry (case-folded)",
+        "events": "the event rules your subscriptions are filtered by: [{name, fields}]",
+        "ownExtensionsOnly": "true when dial, redirect and channels in send are bound to "
+        "your extensions",
+        "admin": "true for an admin role (everything but the session actions)",
+    },
+)
+async def whoami(call: Call, args: WhoamiArgs) -> dict[str, Any]:
+    """Describe the caller and their role (open to every role: it shows only their own)."""
+    role = call.role
+    return {
+        "login": call.principal.login,
+        "login2": call.principal.login2,
+        "role": role.name,
+        "extensions": list(call.principal.extensions),
+        "methods": sorted(
+            name for name, each in METHODS.items() if each.every_role or role.allows_method(name)
+        ),
+        "actions": list(role.actions),
+        "events": [
+            {"name": rule.name, "fields": {key: list(values) for key, values in rule.fields}}
+            for rule in role.events
+        ],
+        "ownExtensionsOnly": role.own_extensions_only,
+        "admin": role.admin,
+    }

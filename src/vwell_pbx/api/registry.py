@@ -30,6 +30,9 @@ class Method:
     answer: dict[str, str] = field(default_factory=dict)  # answer field -> description
     needs_pbx: bool = True
     needs_websocket: bool = False
+    #: Callable by every signed-in user whatever the role's ``methods`` say (``whoami``:
+    #: it shows callers only their own rights).
+    every_role: bool = False
 
 
 METHODS: dict[str, Method] = {}
@@ -43,6 +46,7 @@ def method(
     answer: dict[str, str] | None = None,
     needs_pbx: bool = True,
     needs_websocket: bool = False,
+    every_role: bool = False,
 ) -> Callable[[MethodFunc[ArgsT]], MethodFunc[ArgsT]]:
     """Register ``func`` as the API method ``name`` validated by ``schema``."""
 
@@ -57,6 +61,7 @@ def method(
             answer=answer or {},
             needs_pbx=needs_pbx,
             needs_websocket=needs_websocket,
+            every_role=every_role,
         )
         return func
 

@@ -1,5 +1,9 @@
-"""Roles: which methods a user may call, which AMI actions ``send`` may carry, and
-which events the user's subscriptions may receive.
+"""Roles, the rule engine: which methods a user may call, which AMI actions ``send`` may
+carry (and on which channels), and which events the user's subscriptions may receive.
+
+The tables the rules consult (dangerous actions and functions, session actions,
+security events, channel headers) and the built-in roles are plain data in
+``vwell_pbx.api.role_tables``; this module only applies them.
 
 Invariants this module keeps:
 
@@ -15,13 +19,18 @@ Invariants this module keeps:
 3. Security events (``SECURITY_EVENTS``, or any event whose ``Privilege`` names the
    ``security`` class) reach a subscriber only if the role names the event literally
    or is ``admin``, never through a wildcard.
-4. Everything is case-insensitive (AMI is), and every check is a pure function of the
+4. With ``own_extensions_only``, every header of a ``send`` action that names a channel
+   (``CHANNEL_HEADERS``) is a claim the caller must own (``channel_claims``); the API
+   layer checks the claims against the live calls it knows.
+5. Everything is case-insensitive (AMI is), and every check is a pure function of the
    role and its arguments.
 
-Built-in roles (``BUILTIN_ROLES``): ``operator`` (the default for new users),
-``supervisor`` and ``admin``. A ``[roles.NAME]`` table in the configuration adds a role
-or replaces a built-in one; with ``extends = "other"`` it starts from another role
-(``extends`` naming itself means the built-in of that name) and adds its own entries.
+Built-in roles (``BUILTIN_ROLES``, made from ``role_tables.BUILTIN_ROLE_SPECS``):
+``operator`` (the default for new users), ``supervisor`` and ``admin``. ``RoleBook``
+takes further ``RoleSpec`` values (the configuration's ``[roles.NAME]`` tables, converted
+where the server is assembled): one adds a role or replaces a built-in one; with
+``extends = "other"`` it starts from another role (``extends`` naming itself means the
+built-in of that name) and adds its own entries.
 """
 
 from __future__ import annotations
@@ -31,142 +40,48 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from vwell_pbx.config import EventRuleConfig, RoleConfig
+from vwell_pbx.api.role_tables import (
+    BUILTIN_ROLE_SPECS,
+    CHANNEL_HEADERS,
+    DANGEROUS_ACTIONS,
+    DANGEROUS_FUNCTIONS,
+    DEVICE_CHANNEL_ACTIONS,
+    SECURITY_EVENTS,
+    SESSION_ACTIONS,
+    SHELL_APPLICATIONS,
+    EventRuleSpec,
+    RoleSpec,
+)
 from vwell_pbx.errors import VwellError
 
 __all__ = [
     "ADMIN",
     "BUILTIN_ROLES",
+    "CHANNEL_HEADERS",
     "DANGEROUS_ACTIONS",
     "OPERATOR",
     "SECURITY_EVENTS",
     "SESSION_ACTIONS",
     "SHELL_APPLICATIONS",
-    "SUPERVISOR",
+    "ChannelClaim",
     "EventRule",
+    "EventRuleSpec",
     "Role",
     "RoleBook",
+    "RoleSpec",
     "UnknownRoleError",
+    "channel_claims",
     "danger_key",
 ]
 
 #: The placeholder in event-rule values that stands for the user's own extensions.
 EXTENSION_PLACEHOLDER = "{extension}"
 
-DANGEROUS_ACTIONS = frozenset(
-    name.casefold()
-    for name in (
-        # run shell commands / CLI
-        "Command",
-        "AGI",
-        "MixMonitor",  # its Command option runs a shell command after recording
-        "Monitor",
-        "ChangeMonitor",
-        # read or rewrite configuration and files
-        "GetConfig",
-        "GetConfigJSON",
-        "UpdateConfig",
-        "CreateConfig",
-        "ListCategories",
-        "ShowDialPlan",
-        # load code, restart
-        "ModuleLoad",
-        "ModuleUnload",
-        "Reload",
-        "Restart",
-        "CoreRestart",
-        "DAHDIRestart",
-        "LoggerRotate",
-        # the Asterisk database (call forwarding, blacklists ...)
-        "DBPut",
-        "DBDel",
-        "DBDelTree",
-        "DBGet",
-        "DBGetTree",
-        # messages that leave the PBX under its name
-        "JabberSend",
-        "MessageSend",
-        "SendFax",
-    )
-)
-
-SESSION_ACTIONS = frozenset(
-    name.casefold()
-    for name in ("Login", "Logoff", "Challenge", "Events", "Filter", "WaitEvent", "UserLogoff")
-)
-
-#: Dialplan applications that run programs; ``Originate`` with one of them is dangerous.
-SHELL_APPLICATIONS = {
-    name.casefold(): name
-    for name in (
-        "System",
-        "TrySystem",
-        "Exec",
-        "TryExec",
-        "ExecIf",
-        "ExecIfTime",
-        "AGI",
-        "EAGI",
-        "DeadAGI",
-        "AsyncAGI",
-    )
-}
-
-# Dialplan functions that run programs, touch files, the environment or databases. A
-# Getvar/Setvar/Originate value that calls one would execute it on the PBX
-# (`Getvar Variable: SHELL(id)` is the classic), whatever action carries it.
-_DANGEROUS_FUNCTIONS = (
-    "SHELL",
-    "SYSTEM",
-    "TRYSYSTEM",
-    "EVAL",
-    "EVAL_EXTEN",
-    "FILE",
-    "FILE_COUNT_LINE",
-    "FILE_FORMAT",
-    "STAT",
-    "ENV",
-    "CURL",
-    "CURLOPT",
-    "DB",
-    "DB_DELETE",
-    "DB_KEYS",
-    "DB_EXISTS",
-    "ODBC",
-    "REALTIME",
-    "REALTIME_STORE",
-    "REALTIME_DESTROY",
-    "REALTIME_FIELD",
-    "REALTIME_HASH",
-    "AST_CONFIG",
-    "SPOOL",
-)
 _FUNCTION_RE = re.compile(
     r"(?<![A-Za-z0-9_])("
-    + "|".join(sorted(_DANGEROUS_FUNCTIONS, key=len, reverse=True))
+    + "|".join(sorted(DANGEROUS_FUNCTIONS, key=len, reverse=True))
     + r"|ODBC_\w+|SQL_\w+)\(",
     re.IGNORECASE,
-)
-
-SECURITY_EVENTS = frozenset(
-    name.casefold()
-    for name in (
-        "FailedACL",
-        "InvalidAccountID",
-        "SessionLimit",
-        "MemoryLimit",
-        "LoadAverageLimit",
-        "RequestNotSupported",
-        "RequestNotAllowed",
-        "AuthMethodNotAllowed",
-        "RequestBadFormat",
-        "SuccessfulAuth",
-        "UnexpectedAddress",
-        "ChallengeResponseFailed",
-        "InvalidPassword",
-        "ChallengeSent",
-        "InvalidTransport",
-    )
 )
 
 
@@ -232,8 +147,8 @@ class EventRule:
     fields: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
-    def parse(cls, spec: str | EventRuleConfig) -> EventRule:
-        """Build a rule from a configuration entry (a bare name or a table)."""
+    def parse(cls, spec: str | EventRuleSpec) -> EventRule:
+        """Build a rule from a role's entry (a bare name pattern or an ``EventRuleSpec``)."""
         if isinstance(spec, str):
             return cls(name=spec.casefold())
         return cls(
@@ -304,7 +219,7 @@ class Role:
         *,
         methods: Iterable[str] = (),
         actions: Iterable[str] = (),
-        events: Iterable[str | EventRuleConfig | EventRule] = (),
+        events: Iterable[str | EventRuleSpec | EventRule] = (),
         own_extensions_only: bool = False,
         admin: bool = False,
     ) -> Role:
@@ -402,181 +317,92 @@ def _is_security_event(name: str, fields: Mapping[str, object]) -> bool:
 
 _MAX_VERDICTS = 4096  # distinct (event name, Privilege) pairs remembered per role
 
-_OPERATOR_METHODS = ("send", "dial", "redirect", "gsmSendSMS", "onEvent", "onceEvent", "rmEvent")
 
-_READ_ONLY_ACTIONS = (
-    "Ping",
-    "CoreShowChannels",
-    "CoreStatus",
-    "CoreSettings",
-    "Status",
-    "SIPpeers",
-    "SIPshowpeer",
-    "SIPshowregistry",
-    "SIPqualifypeer",
-    "PJSIPShowEndpoints",
-    "PJSIPShowEndpoint",
-    "PJSIPShowContacts",
-    "PJSIPShowRegistrationsOutbound",
-    "IAXpeers",
-    "IAXpeerlist",
-    "QueueStatus",
-    "QueueSummary",
-    "ExtensionState",
-    "ExtensionStateList",
-    "DeviceStateList",
-    "PresenceState",
-    "PresenceStateList",
-    "Getvar",
-    "ListCommands",
-    "ParkedCalls",
-    "Parkinglots",
-    "BridgeList",
-    "BridgeInfo",
-    "MailboxCount",
-    "MailboxStatus",
-    "DAHDIShowChannels",
-    "DongleShowDevices",
-    "AgentList",
-    "ConfbridgeList",
-    "ConfbridgeListRooms",
-    "MeetmeList",
-    "MeetmeListRooms",
-)
+@dataclass(frozen=True, slots=True)
+class ChannelClaim:
+    """A header of an action that names a channel the caller must own (invariant 4).
 
-_CALL_EVENTS = (
-    "Newchannel",
-    "Newstate",
-    "Newexten",
-    "NewCallerid",
-    "NewConnectedLine",
-    "NewAccountCode",
-    "Rename",
-    "Hangup",
-    "HangupRequest",
-    "SoftHangupRequest",
-    "Dial",
-    "DialBegin",
-    "DialEnd",
-    "DialState",
-    "Bridge",
-    "BridgeCreate",
-    "BridgeEnter",
-    "BridgeLeave",
-    "BridgeDestroy",
-    "BridgeMerge",
-    "LocalBridge",
-    "Link",
-    "Unlink",
-    "Masquerade",
-    "OriginateResponse",
-    "Hold",
-    "Unhold",
-    "MusicOnHold",
-    "MusicOnHoldStart",
-    "MusicOnHoldStop",
-    "AttendedTransfer",
-    "BlindTransfer",
-    "Transfer",
-    "Join",
-    "Leave",
-    "QueueCallerJoin",
-    "QueueCallerLeave",
-    "QueueCallerAbandon",
-    "AgentCalled",
-    "AgentConnect",
-    "AgentComplete",
-    "AgentRingNoAnswer",
-    "ExtensionStatus",
-    "PeerStatus",
-    "DeviceStateChange",
-    "DTMF",
-    "DTMFBegin",
-    "DTMFEnd",
-)
+    ``live`` is true for a channel of a call in progress (``SIP/269-0000002a``), false
+    for the dial string of a channel an ``Originate`` creates (``SIP/269``).
+    """
 
-_SMS_EVENTS = (
-    "ReceivedSMS",
-    "UpdateSMS",
-    "UpdateSMSSend",
-    "DongleSMSStatus",
-    "DongleNewSMS",
-    "DongleNewSMSBase64",
-    "DongleNewUSSD",
-)
+    header: str
+    channel: str
+    live: bool
 
-_SUPERVISOR_ACTIONS = (
-    "Redirect",
-    "Hangup",
-    "Originate",
-    "Atxfer",
-    "BlindTransfer",
-    "Bridge",
-    "Park",
-    "PlayDTMF",
-    "Setvar",
-    "UserEvent",
-    "Queue*",
-)
 
-OPERATOR = Role.build(
-    "operator",
-    methods=_OPERATOR_METHODS,
-    actions=_READ_ONLY_ACTIONS,
-    events=_CALL_EVENTS + _SMS_EVENTS,
-)
+def channel_claims(fields: Mapping[str, object]) -> list[ChannelClaim]:
+    """Every value in ``fields`` (a ``send`` action) that names a channel, in order."""
+    action_values = _values(_header(fields, "Action"))
+    action = action_values[0].strip().casefold() if action_values else ""
+    claims: list[ChannelClaim] = []
+    for key, value in fields.items():
+        folded = key.casefold()
+        if folded not in CHANNEL_HEADERS:
+            continue
+        live = not (folded == "channel" and action in DEVICE_CHANNEL_ACTIONS)
+        claims.extend(ChannelClaim(key, text, live) for text in _values(value))
+    return claims
 
-SUPERVISOR = Role.build(
-    "supervisor",
-    methods=(*_OPERATOR_METHODS, "dispatchEvent"),
-    actions=_READ_ONLY_ACTIONS + _SUPERVISOR_ACTIONS,
-    events=("*",),  # a wildcard: security events stay out (invariant 3)
-)
 
-ADMIN = Role.build("admin", methods=("*",), actions=("*",), events=("*",), admin=True)
+def _build(name: str, spec: RoleSpec) -> Role:
+    return Role.build(
+        name,
+        methods=spec.methods,
+        actions=spec.actions,
+        events=spec.events,
+        own_extensions_only=spec.own_extensions_only,
+        admin=spec.admin,
+    )
 
-BUILTIN_ROLES: Mapping[str, Role] = {r.name: r for r in (OPERATOR, SUPERVISOR, ADMIN)}
+
+BUILTIN_ROLES: Mapping[str, Role] = {
+    name: _build(name, spec) for name, spec in BUILTIN_ROLE_SPECS.items()
+}
+OPERATOR = BUILTIN_ROLES["operator"]
+SUPERVISOR = BUILTIN_ROLES["supervisor"]
+ADMIN = BUILTIN_ROLES["admin"]
 
 
 class RoleBook:
-    """The roles in force: the built-ins overlaid with the configuration's ``[roles.*]``.
+    """The roles in force: the built-ins overlaid with ``roles`` (by name).
 
     Raises ``UnknownRoleError`` at construction when an ``extends`` names no role or
     the ``extends`` chain loops, so that start-up stops with a clear message.
     """
 
-    def __init__(self, config_roles: Mapping[str, RoleConfig] | None = None) -> None:
-        self._configured = dict(config_roles or {})
+    def __init__(self, roles: Mapping[str, RoleSpec] | None = None) -> None:
+        self._configured = dict(roles or {})
         self._roles: dict[str, Role] = dict(BUILTIN_ROLES)
         for name in self._configured:
             self._roles[name] = self._resolve(name, ())
 
     def _resolve(self, name: str, chain: tuple[str, ...]) -> Role:
-        cfg = self._configured[name]
+        spec = self._configured[name]
         if name in chain:
             raise UnknownRoleError(
                 f"roles.{name}.extends: the chain {' -> '.join((*chain, name))} loops"
             )
         base: Role | None = None
-        if cfg.extends is not None:
-            if cfg.extends == name:
+        if spec.extends is not None:
+            if spec.extends == name:
                 base = BUILTIN_ROLES.get(name)
-            elif cfg.extends in self._configured:
-                base = self._resolve(cfg.extends, (*chain, name))
+            elif spec.extends in self._configured:
+                base = self._resolve(spec.extends, (*chain, name))
             else:
-                base = BUILTIN_ROLES.get(cfg.extends)
+                base = BUILTIN_ROLES.get(spec.extends)
             if base is None:
                 raise UnknownRoleError(
-                    f"roles.{name}.extends: no role {cfg.extends!r}; "
+                    f"roles.{name}.extends: no role {spec.extends!r}; "
                     f"known: {', '.join(sorted({*BUILTIN_ROLES, *self._configured}))}"
                 )
         return Role.build(
             name,
-            methods=(*(base.methods if base else ()), *cfg.methods),
-            actions=(*(base.actions if base else ()), *cfg.actions),
-            events=(*(base.events if base else ()), *cfg.events),
-            own_extensions_only=cfg.own_extensions_only,
-            admin=cfg.admin,
+            methods=(*(base.methods if base else ()), *spec.methods),
+            actions=(*(base.actions if base else ()), *spec.actions),
+            events=(*(base.events if base else ()), *spec.events),
+            own_extensions_only=spec.own_extensions_only,
+            admin=spec.admin,
         )
 
     def get(self, name: str) -> Role:

@@ -1,11 +1,20 @@
 """Dispatch: one envelope in, one response object out, whatever the transport.
 
 Order of checks for every request (each failure answers at once and changes nothing):
-envelope shape -> method exists -> credentials (or the session's earlier login) ->
-role allows the method -> the method's arguments validate -> per-user rate ->
-PBX chosen and connected -> the method runs. Every exception is mapped to an
-``errCode`` by ``api.errors.error_code``; unexpected ones are logged with their
-traceback and answered as ``internal`` without details.
+
+1. envelope shape (an object with a string ``method`` and an object ``argument``);
+2. the method exists;
+3. credentials (or the connection's earlier login; ``""`` counts as not sent);
+4. the role allows the method (``whoami`` is open to every role);
+5. the method's arguments validate against its schema;
+6. the per-user request rate;
+7. the PBX is chosen (``argument.pbx``, default the first);
+8. the method runs (a PBX that is not connected fails it at once: ``pbx_unavailable``).
+
+Every exception is mapped to an ``errCode`` by ``api.errors.error_code``; unexpected
+ones are logged with their traceback and answered as ``internal`` without details.
+A request whose caller went away is cancelled (``asyncio.CancelledError`` passes
+through ``handle``); whatever it was waiting for is released by the cancellation.
 """
 
 from __future__ import annotations
@@ -14,34 +23,35 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from vwell_pbx.ami.client import AmiClient
 from vwell_pbx.api import methods as _methods  # noqa: F401  (registers the methods)
 from vwell_pbx.api.auth import Authenticator, AuthFailed, Principal
 from vwell_pbx.api.envelope import (
     JsonScalar,
+    action_answer,
     failure,
     parse_envelope,
-    pbx_message,
     req_id_of,
     success,
     validate_arguments,
 )
 from vwell_pbx.api.errors import (
     BadRequest,
+    ErrorCode,
     Forbidden,
     LimitExceeded,
     MissingCredentials,
     NeedsWebSocket,
-    PbxAnswerError,
     UnknownMethod,
     error_code,
 )
+from vwell_pbx.api.guards import EventGuards
 from vwell_pbx.api.limits import KeyedBuckets
 from vwell_pbx.api.registry import METHODS, Method
 from vwell_pbx.api.roles import Role, RoleBook
-from vwell_pbx.events.bus import BusEvent, EventBus, Subscriber
+from vwell_pbx.events.bus import EventBus, Subscriber
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.errors import PbxRejected
@@ -144,6 +154,7 @@ class Api:
         self.bus = bus
         self.authenticator = authenticator
         self.roles = roles
+        self.guards = EventGuards(roles)
         self._clock = clock
         self._observe = observe
         self._request_rate = KeyedBuckets(
@@ -156,49 +167,58 @@ class Api:
         )
 
     async def handle(self, envelope: object, session: Session) -> dict[str, Any]:
-        """Answer one request; never raises (every failure becomes an error envelope)."""
+        """Answer one request; never raises (every failure becomes an error envelope),
+        except ``CancelledError`` when the caller went away."""
         started = self._clock()
         req_id: JsonScalar = req_id_of(envelope)
         method_name: str | None = None
         try:
             request = parse_envelope(envelope)
             req_id = request.req_id
-            method = METHODS.get(request.method)
-            if method is None:
-                raise UnknownMethod(
-                    f"unknown method {request.method[:60]!r}; known methods: "
-                    + ", ".join(sorted(METHODS))
-                )
+            method = self._method(request.method)
             method_name = method.name
-            call = await self._prepare(method, request.argument, session)
+            principal = await self._authenticate(request.argument, session)
+            role = self._role(principal, method)
             args = validate_arguments(method.schema, request.argument)
-            result = await method.func(call, args)
-            response = success(req_id, result)
+            self._take_request_token(principal)
+            call = Call(
+                api=self, principal=principal, role=role, session=session, pbx=self._link(args.pbx)
+            )
+            response = success(req_id, await method.func(call, args))
         except Exception as exc:  # every failure becomes an envelope; see error_code
-            response = self._failure(req_id, exc)
+            response = self.error_answer(exc, req_id)
         if self._observe is not None:
             self._observe(method_name or "?", response, self._clock() - started)
         return response
 
-    def _failure(self, req_id: JsonScalar, exc: Exception) -> dict[str, Any]:
+    def error_answer(self, exc: Exception, req_id: JsonScalar = None) -> dict[str, Any]:
+        """The error envelope for ``exc``: its ``errCode``, its message, and the extras
+        a client needs (the PBX's answer for ``pbx_error``, ``retryAfter``). The web
+        layer uses it too, for what fails before an envelope exists."""
         code = error_code(exc)
-        if code == "internal":
+        if code is ErrorCode.INTERNAL:
             log.exception("internal error while answering a request")
-            return failure(req_id, code, "internal server error; see the server log")
+            return failure(req_id, code.value, "internal server error; see the server log")
         extra: dict[str, Any] = {}
-        if isinstance(exc, PbxAnswerError):
-            extra.update(exc.fields)
-        elif isinstance(exc, PbxRejected) and exc.response is not None:
-            extra["event"] = pbx_message(exc.response, None)
+        if isinstance(exc, PbxRejected):
+            extra.update(action_answer(exc.response, exc.result, exc.action_id))
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(retry_after, int | float):
             extra["retryAfter"] = round(retry_after, 3)
-        return failure(req_id, code, str(exc) or code, extra)
+        return failure(req_id, code.value, str(exc) or code.value, extra)
 
-    async def _prepare(self, method: Method, argument: Mapping[str, Any], session: Session) -> Call:
-        principal = await self._authenticate(argument, session)
+    @staticmethod
+    def _method(name: str) -> Method:
+        method = METHODS.get(name)
+        if method is None:
+            raise UnknownMethod(
+                f"unknown method {name[:60]!r}; known methods: " + ", ".join(sorted(METHODS))
+            )
+        return method
+
+    def _role(self, principal: Principal, method: Method) -> Role:
         role = self.roles.get(principal.role)
-        if not role.allows_method(method.name):
+        if not (method.every_role or role.allows_method(method.name)):
             log.warning(
                 "forbidden: %s/%s (role %s) called %s",
                 principal.login,
@@ -207,29 +227,29 @@ class Api:
                 method.name,
             )
             raise Forbidden(f"role {role.name!r} may not call method {method.name!r}")
+        return role
+
+    def _take_request_token(self, principal: Principal) -> None:
         wait = self._request_rate.take((principal.login, principal.login2))
         if wait is not None:
             raise LimitExceeded(
                 f"too many requests from {principal.login!r}; retry in {wait:.1f} s"
             )
-        return Call(
-            api=self,
-            principal=principal,
-            role=role,
-            session=session,
-            pbx=self._link(argument.get("pbx")),
-        )
 
-    def _link(self, name: object) -> PbxLink:
-        if name is None or name == "":
+    def _link(self, name: str | None) -> PbxLink:
+        if name is None:
             return self.default_link
-        if not isinstance(name, str) or name not in self.links:
+        link = self.links.get(name)
+        if link is None:
             raise BadRequest(f"argument.pbx must be one of: {', '.join(self.links)}")
-        return self.links[name]
+        return link
 
     async def _authenticate(self, argument: Mapping[str, Any], session: Session) -> Principal:
-        login, login2, sha1 = (argument.get(k) for k in ("login", "login2", "sha1"))
-        secret = argument.get("secret")
+        # "" counts as not sent, as for every optional argument (Arguments).
+        login, login2, sha1, secret = (
+            None if argument.get(key) == "" else argument.get(key)
+            for key in ("login", "login2", "sha1", "secret")
+        )
         if secret is not None and self.settings.server_secret:
             if not isinstance(secret, str):
                 raise MissingCredentials("argument.secret must be a string")
@@ -266,28 +286,4 @@ class Api:
     def _remember(self, session: Session, principal: Principal) -> None:
         session.principal = principal
         if session.subscriber is not None:
-            session.subscriber.guard = self._event_guard(principal)
-
-    def _event_guard(self, principal: Principal) -> Callable[[BusEvent], bool] | None:
-        """What this principal may receive: role event rules restrict PBX events; client
-        events were permission-checked when they were dispatched. The verdict is kept
-        on the event per (role, extensions), so a thousand operators cost one check."""
-        role = self.roles.get(principal.role)
-        if role.admin:
-            return None
-        extensions = principal.extensions
-        key = (role.name, extensions)
-
-        def guard(event: BusEvent) -> bool:
-            if event.dispatched:
-                return True
-            verdicts = event.verdicts
-            if verdicts is None:
-                verdicts = event.verdicts = {}
-            verdict = verdicts.get(key)
-            if verdict is None:
-                fields = cast("dict[str, str | list[str]]", event.fields)
-                verdict = verdicts[key] = role.allows_event(fields, extensions=extensions)
-            return verdict
-
-        return guard
+            session.subscriber.guard = self.guards.guard_for(principal)

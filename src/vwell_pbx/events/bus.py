@@ -102,10 +102,6 @@ class BusEvent:
     )
     _keys: dict[str, str | tuple[str, ...]] | None = field(init=False, default=None, repr=False)
     _payload: bytes | None = field(init=False, default=None, repr=False)
-    #: Permission verdicts already reached for this event, by a guard's own key, so
-    #: that subscribers sharing a role cost one rule check per event, not one each.
-    #: ``None`` until a guard first needs it (most events reach no guarded subscriber).
-    verdicts: dict[object, bool] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.name_key = self.name.lower()

@@ -7,18 +7,26 @@
         ├── InvalidArgument      an argument is malformed (-> errCode bad_request);
         │                        the message starts with the argument's path
         ├── NotSupported         the PBX lacks the action, CLI command or module
-        ├── PbxRejected          the PBX answered ``Response: Error``
+        ├── PbxRejected          the PBX answered ``Response: Error``: the one exception
+        │                        for that answer, whoever sent the action (``dial``,
+        │                        ``redirect``, an SMS backend, or the API's raw ``send``)
         ├── SmsQueueFull         the per-span SMS queue is at its bound
         └── NoReadySpan          ``span = "auto"`` found no GSM span in state READY
 
-Errors of the AMI client (``PbxUnavailable``, ``ActionTimeout``, ...) pass through this
-layer unchanged: the API layer maps every kind to an ``errCode`` in one table.
+Errors of the AMI client (``PbxUnavailable``, ``LoginFailed``, ``ActionTimeout``, ...)
+pass through this layer unchanged: the API layer maps every kind to an ``errCode`` in
+one table.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vwell_pbx.errors import VwellError
 from vwell_pbx.protocol import Message
+
+if TYPE_CHECKING:
+    from vwell_pbx.ami.client import ActionResult
 
 # How Asterisk says that an AMI action does not exist:
 # "Invalid/unknown command: NoSuchAction. Use Action: ListCommands to show ...".
@@ -46,11 +54,28 @@ class NotSupported(PbxOperationError):
 
 
 class PbxRejected(PbxOperationError):
-    """The PBX answered ``Response: Error``; ``message`` is its own ``Message`` text."""
+    """The PBX answered ``Response: Error``.
 
-    def __init__(self, message: str, response: Message) -> None:
+    ``message`` is the PBX's own ``Message`` text (or the better complaint the operation
+    found, such as the CLI's "No such command" line) and ``response`` the answer. For
+    an action sent as the caller wrote it, ``result`` is the whole answer (event-list
+    items or ``Command`` output that came with the error) and ``action_id`` the
+    ActionID the caller chose (never the one on the wire), so that the caller can be
+    shown the answer exactly as on success.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        response: Message,
+        *,
+        result: ActionResult | None = None,
+        action_id: str | None = None,
+    ) -> None:
         self.message = message
         self.response = response
+        self.result = result
+        self.action_id = action_id
         super().__init__(message)
 
 

@@ -7,7 +7,9 @@ SHA-1s), and the AMI client never logs its secret.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import secrets
 import sys
 import time
 
@@ -15,6 +17,19 @@ import orjson
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 """The id of the request being handled in this task, set by the web layer."""
+
+_RUN_ID = secrets.token_hex(2)
+_REQUEST_NUMBERS = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A short id for log lines, unique within this run (a counter: cheap)."""
+    return f"{_RUN_ID}-{next(_REQUEST_NUMBERS):x}"
+
+
+def sub_request_id() -> str:
+    """An id for one request of a connection: the connection's id, a dot, a number."""
+    return f"{request_id.get()}.{next(_REQUEST_NUMBERS):x}"
 
 
 class _RequestIdFilter(logging.Filter):

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from vwell_pbx import __version__
 from vwell_pbx.api import methods as _methods  # noqa: F401  (registers the methods)
-from vwell_pbx.api.errors import ALL_CODES
+from vwell_pbx.api.errors import ALL_CODES, ErrorCode
 from vwell_pbx.api.registry import METHODS, Method
 
 __all__ = ["OPENAPI_KEY", "build_openapi", "setup_openapi"]
@@ -47,7 +47,11 @@ _ENVELOPE: dict[str, Any] = {
     "required": ["err", "errCode", "reqId"],
     "properties": {
         "err": {"type": ["string", "null"], "description": "human-readable error, or null"},
-        "errCode": {"enum": [*ALL_CODES, None], "description": "machine-readable error code"},
+        "errCode": {
+            "enum": [*ALL_CODES, None],
+            "description": "machine-readable error code, null on success:\n"
+            + "\n".join(f"- `{code.value}`: {code.meaning}" for code in ErrorCode),
+        },
         "reqId": {**_SCALAR, "description": "the request's reqId, echoed"},
         "retryAfter": {"type": "number", "description": "seconds to wait (rate_limited)"},
     },
@@ -301,13 +305,21 @@ def _events_operation() -> dict[str, Any]:
                 "description": "the event stream",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
-            "400": _envelope_response("bad_request: the subscription or a parameter is wrong"),
-            "401": _envelope_response("auth_failed"),
-            "403": _envelope_response(
-                "forbidden: the role may not subscribe, or the origin is not allowed"
-            ),
-            "429": _envelope_response("rate_limited: too many requests or connections"),
+            **_error_statuses(),
         },
+    }
+
+
+def _error_statuses() -> dict[str, Any]:
+    """The event stream's refusals: each errCode's own HTTP status (``ErrorCode``)."""
+    by_status: dict[int, list[ErrorCode]] = {}
+    for code in ErrorCode:
+        by_status.setdefault(code.http_status, []).append(code)
+    return {
+        str(status): _envelope_response(
+            "; ".join(f"{code.value}: {code.meaning}" for code in codes)
+        )
+        for status, codes in sorted(by_status.items())
     }
 
 

@@ -18,7 +18,7 @@ import secrets
 import signal
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +27,15 @@ from pydantic import SecretStr
 
 from vwell_pbx.ami.client import AmiClient, AmiSettings, ConnectionState, ConnectionStatus
 from vwell_pbx.api.auth import Authenticator, LoginThrottle
+from vwell_pbx.api.role_tables import EventRuleSpec, RoleSpec
 from vwell_pbx.api.roles import RoleBook
 from vwell_pbx.api.service import Api, ApiSettings, PbxLink
 from vwell_pbx.config import (
     SIMULATOR_HOST,
     AppConfig,
     ConfigError,
+    EventRuleConfig,
+    RoleConfig,
     demo_config,
     find_config_path,
     load_config,
@@ -48,6 +51,8 @@ from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.app import WebSettings, build_app
 from vwell_pbx.web.logs import configure_logging
 from vwell_pbx.web.metrics import ServerMetrics
+from vwell_pbx.web.peers import parse_proxy_networks
+from vwell_pbx.web.sse import StreamSettings
 from vwell_pbx.web.webhooks import WEBHOOKS_KEY, WebhookDispatcher
 
 log = logging.getLogger(__name__)
@@ -92,6 +97,27 @@ def api_settings(config: AppConfig) -> ApiSettings:
     )
 
 
+def role_specs(config_roles: Mapping[str, RoleConfig]) -> dict[str, RoleSpec]:
+    """The configuration's ``[roles.NAME]`` tables as the API layer's plain ``RoleSpec``s."""
+
+    def rule(entry: str | EventRuleConfig) -> str | EventRuleSpec:
+        if isinstance(entry, str):
+            return entry
+        return EventRuleSpec(name=entry.name, fields=dict(entry.fields))
+
+    return {
+        name: RoleSpec(
+            methods=role.methods,
+            actions=role.actions,
+            events=tuple(rule(entry) for entry in role.events),
+            own_extensions_only=role.own_extensions_only,
+            admin=role.admin,
+            extends=role.extends,
+        )
+        for name, role in config_roles.items()
+    }
+
+
 def web_settings(config: AppConfig) -> WebSettings:
     """The web layer's view of the configuration."""
     limits = config.limits
@@ -104,6 +130,16 @@ def web_settings(config: AppConfig) -> WebSettings:
         max_subscriptions=limits.max_subscriptions,
         max_inflight=limits.max_inflight,
         max_ws_per_address=limits.max_ws_per_address,
+        trusted_proxies=parse_proxy_networks(config.server.trusted_proxies),
+        proxy_header=config.server.proxy_header,
+    )
+
+
+def stream_settings(config: AppConfig) -> StreamSettings:
+    """The event stream's view of the configuration (``[event_stream]``)."""
+    stream = config.event_stream
+    return StreamSettings(
+        heartbeat=stream.heartbeat_seconds, replay_size=stream.replay_size, retry_ms=stream.retry_ms
     )
 
 
@@ -168,7 +204,7 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             stack.push_async_callback(sms.aclose)
             links[pbx.name] = PbxLink(name=pbx.name, client=client, sms=sms, channels=channels)
         metrics.watch(bus, clients)
-        roles = RoleBook(config.roles)
+        roles = RoleBook(role_specs(config.roles))
         undefined = roles.unknown(user.role for user in directory.list())
         if undefined:
             log.warning(
@@ -183,12 +219,20 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             roles=roles,
             observe=metrics.observe,
         )
-        app = build_app(api, web_settings(config), metrics)
+        app = build_app(api, web_settings(config), metrics, stream_settings(config))
         # Stopped after the listeners (exit stack order), so no delivery outlives them.
         app[WEBHOOKS_KEY] = await stack.enter_async_context(
             WebhookDispatcher(config.webhooks, bus, metrics=metrics)
         )
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+        # handler_cancellation: a client that disconnects cancels its request, so a
+        # `send` waiting on the PBX stops waiting (and the AMI client forgets it).
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=2.0,
+            handler_cancellation=True,
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         ssl_context = _ssl_context(config)

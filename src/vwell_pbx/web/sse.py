@@ -16,21 +16,23 @@ Wire format (decided here, documented in docs/api.md and docs/operations.md):
 - Each event is ``id: <n>`` then ``data: <JSON>`` (the very bytes a WebSocket gets)
   and a blank line. There is no ``event:`` line, so a browser's
   ``EventSource.onmessage`` receives every event; the JSON's ``name`` says which.
-- ``: ping`` comments every ``heartbeat`` seconds keep proxies from timing out and
-  find closed connections (a write to a gone client fails).
-- Errors before the stream starts answer the usual JSON envelope, with an HTTP status
-  (400 ``bad_request``, 401 ``auth_failed``, 403 ``forbidden``, 429 ``rate_limited``)
-  since an ``EventSource`` cannot read a body anyway; scripts can.
+- ``: ping`` comments every ``heartbeat`` seconds (``[event_stream]
+  heartbeat_seconds``) keep proxies from timing out and find closed connections (a
+  write to a gone client fails).
+- Errors before the stream starts answer the usual JSON envelope, with the HTTP status
+  of its ``errCode`` (``ErrorCode.http_status``: 400 ``bad_request``, 401
+  ``auth_failed``, 403 ``forbidden``, 429 ``rate_limited``, ...) since an
+  ``EventSource`` cannot read a body anyway; scripts can.
 
 Ids and replay: every event published on the bus gets the next number of a counter
-(monotonic within one server run), and the last ``replay_size`` events are kept in
-a ring buffer (:class:`ReplayBuffer`). A client that reconnects with ``Last-Event-ID``
-(``EventSource`` does this by itself; ``?lastEventId=`` works too) first receives the
-buffered events after that id that match its filter and role, then the live ones,
-never one twice. Recording starts when the first stream opens (until then the bus
-may skip events nobody wants); an id older than the buffer gives what is left and a
-``: replay incomplete`` comment; an id newer than any (a previous run) replays the
-whole buffer.
+(monotonic within one server run), and the last ``replay_size`` events
+(``[event_stream] replay_size``) are kept in a ring buffer (:class:`ReplayBuffer`).
+A client that reconnects with ``Last-Event-ID`` (``EventSource`` does this by itself;
+``?lastEventId=`` works too) first receives the buffered events after that id that
+match its filter and role, then the live ones, never one twice. Recording starts when
+the first stream opens (until then the bus may skip events nobody wants); an id older
+than the buffer gives what is left and a ``: replay incomplete`` comment; an id newer
+than any (a previous run) replays the whole buffer.
 
 Bounds: the same per-connection queue as a WebSocket (``limits.ws_queue_size``; a
 stream that falls further behind is closed and counted in
@@ -45,22 +47,19 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
-import orjson
 from aiohttp import web
 from prometheus_client import Gauge
 
-from vwell_pbx.api.envelope import failure
+from vwell_pbx.api.errors import ErrorCode, Forbidden, LimitExceeded
 from vwell_pbx.api.forms import FormError, decode_params
 from vwell_pbx.api.service import Api, Session
 from vwell_pbx.events.bus import BusEvent, Subscriber
 from vwell_pbx.events.filters import EventFilter
+from vwell_pbx.web.context import WebSettings, error_response, json_response
 from vwell_pbx.web.metrics import ServerMetrics
-
-if TYPE_CHECKING:
-    from vwell_pbx.web.app import WebSettings
 
 __all__ = [
     "STREAMS_KEY",
@@ -78,17 +77,6 @@ CREDENTIAL_HEADERS = (
     ("login2", "X-Vwell-Login2"),
     ("sha1", "X-Vwell-Sha1"),
 )
-
-#: errCode -> HTTP status of an answer refused before the stream starts.
-_STATUS = {
-    "bad_request": 400,
-    "unknown_method": 400,
-    "not_supported": 400,
-    "auth_failed": 401,
-    "forbidden": 403,
-    "rate_limited": 429,
-    "internal": 500,
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,21 +188,20 @@ class EventStreams:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """``GET /api/events``."""
         web_settings = self.web_settings
-        origin = request.headers.get("Origin")
-        if origin is not None and not web_settings.origin_allowed(origin):
-            return _refusal("forbidden", f"origin {origin} is not allowed")
         peer = request.remote or "unknown"
-        if self._per_address[peer] >= web_settings.max_ws_per_address:
-            return _refusal(
-                "rate_limited",
-                "too many WebSocket and event-stream connections "
-                f"from {peer} (at most {web_settings.max_ws_per_address})",
-            )
         try:
+            origin = request.headers.get("Origin")
+            if origin is not None and not web_settings.origin_allowed(origin):
+                raise Forbidden(f"origin {origin} is not allowed")
+            if self._per_address[peer] >= web_settings.max_ws_per_address:
+                raise LimitExceeded(
+                    "too many WebSocket and event-stream connections "
+                    f"from {peer} (at most {web_settings.max_ws_per_address})"
+                )
             argument = _argument(request, web_settings.json_max_depth)
             last_id = _last_event_id(request, argument)
-        except FormError as exc:
-            return _refusal("bad_request", str(exc))
+        except (Forbidden, LimitExceeded, FormError) as exc:
+            return error_response(request, exc)
         replay = self.replay  # recording must start before the subscription exists
         stream = _Stream(self, request, peer)
         # Counted before the first await, so that concurrent requests from one address
@@ -225,8 +212,7 @@ class EventStreams:
                 {"method": "onEvent", "argument": argument}, stream.session
             )
             if answer["errCode"] is not None:
-                status = _STATUS.get(answer["errCode"], 400)
-                response = _envelope(answer, status)
+                response = json_response(answer, ErrorCode(answer["errCode"]).http_status)
                 if "retryAfter" in answer:
                     response.headers["Retry-After"] = str(max(1, round(answer["retryAfter"])))
                 return response
@@ -354,14 +340,6 @@ class _Stream:
 def _frame(number: int, payload: bytes) -> bytes:
     # orjson never writes a newline, so the JSON is always a single data line.
     return b"id: %d\ndata: %s\n\n" % (number, payload)
-
-
-def _envelope(body: Mapping[str, Any], status: int) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-
-
-def _refusal(code: str, message: str) -> web.Response:
-    return _envelope(failure(None, code, message), _STATUS.get(code, 400))
 
 
 def _argument(request: web.Request, max_depth: int) -> dict[str, Any]:

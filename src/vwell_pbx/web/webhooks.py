@@ -52,7 +52,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from vwell_pbx.config import WebhookConfig
+from vwell_pbx.config import WebhookConfig, webhook_name
 from vwell_pbx.events.bus import BusEvent, EventBus
 from vwell_pbx.events.filters import EventFilter
 from vwell_pbx.web import logs
@@ -306,7 +306,7 @@ class WebhookDispatcher:
     ) -> None:
         self._bus = bus
         self.webhooks = tuple(
-            Webhook(config, config.name or f"webhook{index}", clock=clock, sleep=sleep, rng=rng)
+            Webhook(config, webhook_name(config.name, index), clock=clock, sleep=sleep, rng=rng)
             for index, config in enumerate(configs, start=1)
         )
         names = [hook.name for hook in self.webhooks]

@@ -8,7 +8,8 @@ export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 /** Error codes of the server (docs/api.md) plus the client's own. */
 export type ErrCode =
   | 'bad_request' | 'unknown_method' | 'auth_failed' | 'forbidden' | 'rate_limited'
-  | 'pbx_unavailable' | 'pbx_error' | 'timeout' | 'not_supported' | 'internal'
+  | 'pbx_unavailable' | 'pbx_error' | 'timeout' | 'not_supported' | 'answer_too_large'
+  | 'internal'
   /** the connection dropped while the call was pending, or there is no connection */
   | 'disconnected'
   /** no answer within the call's timeout (client side) */
@@ -117,6 +118,22 @@ export interface Unsubscribe {
   readonly subscriptionId: string | null;
 }
 
+/** The `whoami` answer (without err, errCode and reqId). */
+export interface Identity {
+  login: string;
+  login2: string;
+  role: string;
+  extensions: string[];
+  /** API methods this login may call. */
+  methods: string[];
+  /** AMI action patterns `send` may carry (case-folded). */
+  actions: string[];
+  /** Event rules the subscriptions are filtered by. */
+  events: Array<{name: string; fields: Record<string, string[]>}>;
+  ownExtensionsOnly: boolean;
+  admin: boolean;
+}
+
 export type EventHandler = (event: PbxEvent) => void;
 
 export declare class Client {
@@ -127,6 +144,8 @@ export declare class Client {
   readonly subscriptions: number;
   /** Why the connection was last lost or closed, if it was. */
   readonly lastError: PbxError | null;
+  /** Who the server says we are: the `whoami` answer of the last login. */
+  readonly identity: Identity | null;
 
   /** Call an API method (credentials and reqId are added); rejects with PbxError. */
   call<T extends Record<string, unknown> = Record<string, unknown>>(

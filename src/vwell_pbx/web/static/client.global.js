@@ -20,9 +20,9 @@
     backoff: {initial: 250, max: 15000, factor: 2, jitter: 0.5},
   };
 
-  // The one harmless request that proves a login: it needs no PBX and removes nothing
-  // (no subscription can have this name on a fresh connection).
-  var AUTH_PROBE = {method: 'rmEvent', argument: {name: '__vwell_login_probe__'}};
+  // The request that proves a login: whoami needs no PBX, changes nothing, is open to
+  // every role, and says who we are (kept as client.identity).
+  var AUTH_PROBE = 'whoami';
 
   /** An error answer (err !== null) or a client-side failure; `errCode` says which. */
   class PbxError extends Error {
@@ -193,6 +193,8 @@
       this._retryTimer = null;
       this._closed = false;
       this.lastError = null;
+      /** The whoami answer of the last login (login, login2, role, methods, ...). */
+      this.identity = null;
     }
 
     /** 'connecting' | 'open' | 'reconnecting' | 'closed'. */
@@ -273,15 +275,14 @@
       ws.addEventListener('message', function (ev) { self._onMessage(ws, ev.data); });
       ws.addEventListener('close', function (ev) { self._onClose(ws, ev); });
       try {
-        await this._request(AUTH_PROBE.method, Object.assign({}, AUTH_PROBE.argument,
-          this._credentials), this._options.connectTimeout);
+        var me = await this._request(AUTH_PROBE, Object.assign({}, this._credentials),
+          this._options.connectTimeout);
+        delete me.err; delete me.errCode; delete me.reqId;
+        this.identity = me;
       } catch (e) {
-        // `forbidden` means the login passed but the role has no rmEvent: good enough.
-        if (!(e instanceof PbxError) || e.errCode !== 'forbidden') {
-          this._ws = null;
-          try { ws.close(1000); } catch (ignored) { /* closing anyway */ }
-          throw e;
-        }
+        this._ws = null;
+        try { ws.close(1000); } catch (ignored) { /* closing anyway */ }
+        throw e;
       }
       var subs = Array.from(this._subs.values());
       try {

@@ -1,0 +1,83 @@
+"""Event guards: which pushed events a signed-in connection may receive.
+
+A connection's ``Subscriber`` carries a guard (``Subscriber.guard``) that the event bus
+calls for each event the connection's subscriptions match. The guard applies the
+user's role event rules (``Role.allows_event``) with the user's own extensions.
+
+**One rule check per event per (role, extensions).** A thousand operators signed in
+with the same role and extensions would otherwise evaluate the same rules a thousand
+times for every PBX event. Their guards share one ``_SharedVerdict``: the last event
+judged for that key and the verdict. The bus offers an event to every subscriber
+within one synchronous ``publish``, so the first guard decides and the others find
+the answer by identity (``event is memo.event``; the memo holds the event, so its
+identity cannot be reused while it is remembered). The memo is one slot per key and
+lives only while some guard uses it (a ``WeakValueDictionary``), so memory stays
+bounded by the distinct (role, extensions) pairs signed in. The events layer knows
+nothing about roles: the memo lives here, not on the event.
+
+Client events (``dispatchEvent``) were permission-checked when they were sent and
+pass every guard; admin roles get no guard at all.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import cast
+
+from vwell_pbx.api.auth import Principal
+from vwell_pbx.api.roles import RoleBook
+from vwell_pbx.events.bus import BusEvent
+
+__all__ = ["EventGuards", "Guard"]
+
+Guard = Callable[[BusEvent], bool]
+
+
+class _SharedVerdict:
+    """The last event judged for one (role, extensions) and whether it was allowed."""
+
+    __slots__ = ("__weakref__", "allowed", "event")
+
+    def __init__(self) -> None:
+        self.event: BusEvent | None = None
+        self.allowed = False
+
+
+class EventGuards:
+    """Makes each signed-in connection's guard; see the module docstring."""
+
+    def __init__(self, roles: RoleBook) -> None:
+        self._roles = roles
+        self._shared: weakref.WeakValueDictionary[tuple[str, tuple[str, ...]], _SharedVerdict]
+        self._shared = weakref.WeakValueDictionary()
+        #: How many times a guard evaluated role rules (the rest were shared verdicts).
+        self.rule_checks = 0
+
+    def guard_for(self, principal: Principal) -> Guard | None:
+        """The guard for ``principal``'s connection; ``None`` (no limit) for admins.
+
+        Raises ``UnknownRoleError`` when the principal's role is not defined.
+        """
+        role = self._roles.get(principal.role)
+        if role.admin:
+            return None
+        extensions = principal.extensions
+        key = (role.name, extensions)
+        memo = self._shared.get(key)
+        if memo is None:
+            memo = self._shared[key] = _SharedVerdict()
+
+        def guard(event: BusEvent) -> bool:
+            if event.dispatched:
+                return True
+            if memo.event is event:
+                return memo.allowed
+            fields = cast("dict[str, str | list[str]]", event.fields)
+            allowed = role.allows_event(fields, extensions=extensions)
+            self.rule_checks += 1
+            memo.event = event
+            memo.allowed = allowed
+            return allowed
+
+        return guard
