@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final, Literal, Protocol, runtime_checkable
 
-from vwell_pbx.ami.errors import ActionTimeout, PbxUnavailable, TooManyPending
+from vwell_pbx.ami.errors import ActionTimeout, LoginFailed, PbxUnavailable, TooManyPending
 from vwell_pbx.errors import VwellError
 from vwell_pbx.pbx.errors import NoReadySpan, PbxRejected, SmsQueueFull
 from vwell_pbx.protocol import Message
@@ -136,8 +136,9 @@ def verdict_for(error: VwellError, *, handed_over: bool) -> Verdict:
     ``handed_over``: the action carrying the SMS had been written to a live connection
     when the error came (from then on a lost answer leaves the SMS in doubt).
 
-    - ``PbxUnavailable`` (``LoginFailed`` too), ``ActionTimeout``: RETRY before the
-      hand-over, IN_DOUBT after it;
+    - ``PbxUnavailable``, ``LoginFailed`` (the PBX refused our AMI login: fixed by an
+      admin, not by the sender), ``ActionTimeout``: RETRY before the hand-over,
+      IN_DOUBT after it;
     - ``TooManyPending``, ``SmsQueueFull``, ``NoReadySpan``: RETRY;
     - ``PbxRejected`` whose message says the span or device is not ready, busy or not
       connected: RETRY;
@@ -146,7 +147,7 @@ def verdict_for(error: VwellError, *, handed_over: bool) -> Verdict:
 
     ``TooManyPending`` is raised before anything is written, so it is RETRY either way.
     """
-    if isinstance(error, PbxUnavailable | ActionTimeout):
+    if isinstance(error, PbxUnavailable | LoginFailed | ActionTimeout):
         return Verdict.IN_DOUBT if handed_over else Verdict.RETRY
     if isinstance(error, TooManyPending | SmsQueueFull | NoReadySpan):
         return Verdict.RETRY
