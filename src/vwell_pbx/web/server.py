@@ -35,6 +35,7 @@ from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.pbx.sms import make_sms_backend
 from vwell_pbx.protocol.message import Message
+from vwell_pbx.storage import open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.app import WebSettings, build_app
 from vwell_pbx.web.logs import configure_logging
@@ -124,8 +125,13 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
     async with contextlib.AsyncExitStack() as stack:
         bus = EventBus()
         metrics = ServerMetrics()
-        directory = UserDirectory(config.users.database)
-        stack.callback(directory.close)
+        storage = await stack.enter_async_context(
+            open_storage(config.storage.resolved_url, config.storage.settings())
+        )
+        log.info("storage: %s (schema version %d)", storage.url, storage.schema.current)
+        directory = UserDirectory(storage.users)
+        if config.is_demo:
+            await _ensure_demo_user(config, directory)
         authenticator = Authenticator(
             directory,
             cache_seconds=config.users.auth_cache_seconds,
@@ -135,7 +141,16 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
                 max_delay=config.users.throttle_max_seconds,
                 forget_after=config.users.throttle_forget_seconds,
             ),
+            lockouts=storage.lockouts,
         )
+        await authenticator.restore_lockouts()
+        roles = RoleBook(config.roles)
+        undefined = roles.unknown(user.role for user in await directory.list())
+        if undefined:
+            log.warning(
+                "users have roles that are not defined (their requests will be refused): %s",
+                ", ".join(undefined),
+            )
         several = len(config.pbx) > 1
         links: dict[str, PbxLink] = {}
         clients: dict[str, AmiClient] = {}
@@ -159,13 +174,6 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             stack.push_async_callback(sms.aclose)
             links[pbx.name] = PbxLink(name=pbx.name, client=client, sms=sms, channels=channels)
         metrics.watch(bus, clients)
-        roles = RoleBook(config.roles)
-        undefined = roles.unknown(user.role for user in directory.list())
-        if undefined:
-            log.warning(
-                "users have roles that are not defined (their requests will be refused): %s",
-                ", ".join(undefined),
-            )
         api = Api(
             settings=api_settings(config),
             links=links,
@@ -285,8 +293,8 @@ async def embedded_simulators(config: AppConfig) -> AsyncIterator[AppConfig]:
     """Start the PBX simulator for every ``[[pbx]]`` with ``simulator = true``.
 
     Yields the configuration with the simulators' real ports. When every PBX is
-    simulated (demo mode), the ``[demo]`` user is created if absent and ``[demo]``
-    traffic runs on each simulator (``seed`` makes it repeatable).
+    simulated (demo mode), ``[demo]`` traffic runs on each simulator (``seed`` makes
+    it repeatable); ``serving`` creates the ``[demo]`` user if absent.
     """
     if not any(pbx.simulator for pbx in config.pbx):
         yield config
@@ -311,28 +319,23 @@ async def embedded_simulators(config: AppConfig) -> AsyncIterator[AppConfig]:
                 simulator.start_traffic(demo.traffic_per_minute / 60.0)
             actual.append(pbx.model_copy(update={"host": "127.0.0.1", "port": simulator.port}))
         config = config.model_copy(update={"pbx": tuple(actual)})
-        if config.is_demo:
-            _ensure_demo_user(config)
         yield config
 
 
-def _ensure_demo_user(config: AppConfig) -> None:
+async def _ensure_demo_user(config: AppConfig, directory: UserDirectory) -> None:
+    """Demo mode: create the ``[demo]`` user if it is not there yet."""
     demo = config.demo
-    directory = UserDirectory(config.users.database)
-    try:
-        if directory.get(demo.login, demo.login2) is None:
-            directory.add(
-                demo.login,
-                demo.login2,
-                sha1_hex=sha1_of_password(demo.password.get_secret_value()),
-                role="supervisor",
-            )
-            print(
-                f"demo: created user {demo.login!r} / {demo.login2!r} with password "
-                f"{demo.password.get_secret_value()!r} in {config.users.database}"
-            )
-    finally:
-        directory.close()
+    if await directory.get(demo.login, demo.login2) is None:
+        await directory.add(
+            demo.login,
+            demo.login2,
+            sha1_hex=sha1_of_password(demo.password.get_secret_value()),
+            role="supervisor",
+        )
+        print(
+            f"demo: created user {demo.login!r} / {demo.login2!r} with password "
+            f"{demo.password.get_secret_value()!r} in {directory.location}"
+        )
 
 
 def _print_demo_help(config: AppConfig, server: RunningServer) -> None:
