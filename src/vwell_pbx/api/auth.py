@@ -351,7 +351,9 @@ class Authenticator:
         return len(stored)
 
     def _key(self, login: str, login2: str, sha1: str) -> bytes:
-        material = "\0".join((login, login2, sha1)).encode("utf-8")
+        # surrogatepass: a lone surrogate (possible in decoded client input) must not
+        # turn a wrong login into an internal error.
+        material = "\0".join((login, login2, sha1)).encode("utf-8", "surrogatepass")
         return hmac.new(self._cache_key, material, hashlib.sha256).digest()
 
     async def _row_is_current(
@@ -427,8 +429,13 @@ class Authenticator:
         key = self._key(login, login2, sha1_norm)
 
         principal = await self._cached(key, login, login2)
-        if principal is None:
+        if principal is None and key not in self._inflight:
+            # About to run scrypt: first the lock-outs other instances stored. Then the
+            # cache again, since a verification of the same credentials may have
+            # finished while we waited (single flight would miss it otherwise).
             await self._check_stored_lockouts(peer, login, login2)
+            principal = await self._cached(key, login, login2)
+        if principal is None:
             principal = await self._verify_once(key, login, login2, sha1_norm)
         if principal is None:
             await self._failed(peer, login, login2)

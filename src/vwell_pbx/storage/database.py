@@ -95,6 +95,11 @@ class Database(Queries):
     dialect: Dialect
     settings: StorageSettings
 
+    @property
+    @abc.abstractmethod
+    def statements(self) -> int:
+        """How many statements were sent to the database so far (for metrics and tests)."""
+
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A write transaction (rolled back if the block raises or is cancelled)."""

@@ -98,15 +98,23 @@ class _Scrubber:
         return StorageError(f"{self._where}: {self.text(exc)}")
 
 
+class _Counter:
+    value = 0
+
+
 class _PgQueries:
     """Statements on one connection (named ``:params`` become ``$n``)."""
 
-    def __init__(self, conn: PooledConnection, timeout: float, scrub: _Scrubber) -> None:
+    def __init__(
+        self, conn: PooledConnection, timeout: float, scrub: _Scrubber, counter: _Counter
+    ) -> None:
         self._conn = conn
         self._timeout = timeout
         self._scrub = scrub
+        self._counter = counter
 
     async def _call(self, what: str, call: Awaitable[T]) -> T:
+        self._counter.value += 1
         try:
             return await call
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
@@ -280,6 +288,7 @@ class PostgresDatabase(Database):
         self.settings = settings
         self._scrub = _Scrubber(url)
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._counter = _Counter()
         self._listener = _Listener(self._connect, settings, self._scrub, rng or random.Random())
 
     def _connect_kwargs(self) -> dict[str, Any]:
@@ -319,11 +328,15 @@ class PostgresDatabase(Database):
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise self._scrub.convert(exc, "connecting") from None
         try:
-            yield _PgQueries(conn, self.settings.query_timeout, self._scrub)
+            yield _PgQueries(conn, self.settings.query_timeout, self._scrub, self._counter)
         finally:
             # release() resets the connection (or closes a broken one); bounded too.
             with contextlib.suppress(Exception):
                 await self._pool.release(conn, timeout=self.settings.query_timeout)
+
+    @property
+    def statements(self) -> int:
+        return self._counter.value
 
     async def execute(self, sql: str, params: Params = {}) -> int:  # noqa: B006 (read-only)
         async with self._acquire() as q:

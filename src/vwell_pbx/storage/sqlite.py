@@ -96,6 +96,7 @@ class _Worker:
         self._queue: queue.Queue[_Job[Any] | None] = queue.Queue(maxsize=settings.queue_size)
         self._lock = threading.Lock()  # guards _running against interrupt()
         self._running: _Job[Any] | None = None
+        self.jobs = 0  # statements (and BEGIN/COMMIT) sent through this connection
         self._conn: sqlite3.Connection | None = None
         self._thread: threading.Thread | None = None
 
@@ -180,6 +181,7 @@ class _Worker:
         job: _Job[T] = _Job(fn, asyncio.get_running_loop())
         try:
             self._queue.put_nowait(job)
+            self.jobs += 1
         except queue.Full:
             raise StorageBusy(
                 f"{self._name}: {self._settings.queue_size} statements already wait "
@@ -334,6 +336,10 @@ class SqliteDatabase(Database):
         await self._writer.start()  # first: switches the file to WAL mode
         for reader in self._readers:
             await reader.start()
+
+    @property
+    def statements(self) -> int:
+        return sum(worker.jobs for worker in (self._writer, *self._readers))
 
     def _reader(self) -> _Worker:
         return min(self._readers, key=lambda worker: worker.backlog)
