@@ -35,10 +35,11 @@ def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
 
 
 def make_config(tmp_path: Path, pbx_port: int, **overrides: Any) -> AppConfig:
-    """A configuration for tests: free loopback ports, a fresh user database."""
+    """A configuration for tests: free loopback ports, a fresh storage (SQLite)."""
     data: dict[str, Any] = {
         "server": {"http": "127.0.0.1:0", "ws": "127.0.0.1:0"},
-        "users": {"database": str(tmp_path / "users.sqlite3"), "throttle_after": 3},
+        "storage": {"url": f"sqlite:{tmp_path / 'vwell.sqlite3'}"},
+        "users": {"throttle_after": 3},
         "pbx": [
             {
                 "name": "office",

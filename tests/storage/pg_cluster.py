@@ -153,11 +153,13 @@ class PgCluster:
             self.running = True
             return
 
-    def stop(self, *, remove: bool = True) -> None:
-        """Stop the server at once; with ``remove`` also delete its files."""
+    def stop(self, *, remove: bool = True, mode: str = "immediate") -> None:
+        """Stop the server (``immediate``: at once, unflushed commits may be lost, fine
+        for a throw-away cluster; ``fast``: as an administrator would); with ``remove``
+        also delete its files."""
         if self.running:
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-                self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
+                self._run("pg_ctl", "-D", str(self.root / "data"), "-m", mode, "-w", "stop")
             self.running = False
         if remove:
             shutil.rmtree(self.root, ignore_errors=True)

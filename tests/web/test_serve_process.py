@@ -84,7 +84,7 @@ async def test_sigterm_closes_websockets_and_logs_off(tmp_path: Path) -> None:
         path = tmp_path / "app-config.toml"
         path.write_text(
             f'[server]\nhttp = "127.0.0.1:{http_port}"\nws = "127.0.0.1:{ws_port}"\n'
-            f'[users]\ndatabase = "{config.users.database}"\n'
+            f'[storage]\nurl = "{config.storage.resolved_url}"\n'
             f'[[pbx]]\nname = "office"\nhost = "127.0.0.1"\nport = {simulator.port}\n'
             'username = "admin"\nsecret = "admin"\n',
             encoding="utf-8",
