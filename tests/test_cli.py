@@ -61,11 +61,14 @@ PBX = '[[pbx]]\nname = "office"\nhost = "10.0.0.1"\nusername = "u"\nsecret = "s"
 
 @pytest.fixture
 def storage_config(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    storage_backend: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[Path, StorageUrl]:
     """A configuration with ``[storage] url`` on each backend (PostgreSQL's password from
     the environment, as in production); returns it and the URL the server would use."""
-    if backend == "sqlite":
+    if storage_backend == "sqlite":
         url = StorageUrl.sqlite(tmp_path / "etc" / "data" / "vwell.sqlite3")
         text = 'url = "sqlite:data/vwell.sqlite3"'
     else:

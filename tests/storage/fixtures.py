@@ -3,7 +3,7 @@
 - ``pg_cluster`` (session): one throw-away PostgreSQL cluster for the run
   (``pg_cluster.PgCluster``). Without PostgreSQL installed the tests that need it are
   skipped, except under CI (``CI`` set), where that is a failure: ``test.sh`` installs it.
-- ``backend`` / ``storage_url``: parametrised over ``sqlite`` and ``postgresql``, so a
+- ``storage_backend`` / ``storage_url``: parametrised over ``sqlite`` and ``postgresql``, so a
   test that asks for ``storage_url`` runs on both; each gets an empty database of its
   own (a file in ``tmp_path``, or ``CREATE DATABASE`` on the cluster).
 - ``storage``: that database opened and migrated, with short test timeouts.
@@ -65,15 +65,17 @@ async def create_pg_database(cluster: PgCluster) -> StorageUrl:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
+def storage_backend(request: pytest.FixtureRequest) -> str:
     """The backend under test."""
     return str(request.param)
 
 
 @pytest.fixture
-async def storage_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> StorageUrl:
-    """An empty database of ``backend``."""
-    if backend == "sqlite":
+async def storage_url(
+    storage_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> StorageUrl:
+    """An empty database of ``storage_backend``."""
+    if storage_backend == "sqlite":
         return StorageUrl.sqlite(tmp_path / "vwell.sqlite3")
     return await create_pg_database(request.getfixturevalue("pg_cluster"))
 

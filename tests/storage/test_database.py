@@ -106,14 +106,14 @@ async def test_table_columns(storage: Storage) -> None:
 
 
 async def test_a_slow_statement_times_out_and_the_database_stays_usable(
-    storage_url: StorageUrl, backend: str
+    storage_url: StorageUrl, storage_backend: str
 ) -> None:
     settings = dataclasses.replace(TEST_SETTINGS, query_timeout=0.3, busy_timeout=0.1)
     db = await open_database(storage_url, settings)
     try:
         slow = (
             "SELECT pg_sleep(5)"
-            if backend == "postgresql"
+            if storage_backend == "postgresql"
             else "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
             "SELECT COUNT(*) FROM n"  # endless: only the interrupt stops it
         )

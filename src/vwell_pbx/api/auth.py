@@ -358,20 +358,19 @@ class Authenticator:
 
     async def _row_is_current(
         self, login: str, login2: str, version: int, known: int | None
-    ) -> int | bool | None:
-        """Is ``(login, login2)`` still at ``version``?
+    ) -> tuple[bool, int | None]:
+        """Is ``(login, login2)`` still at ``version``, and at which generation?
 
-        ``known`` is the generation at which it was last seen current. Returns ``False``
-        if it changed, else the generation to remember (``None``: unknown).
+        ``known`` is the generation at which it was last seen current. Returns whether
+        it still is, and the generation to remember with that (``None``: unknown).
         """
         generation = self.directory.generation()  # read before the query: see below
         if generation is not None and generation == known:
-            return generation
+            return True, generation
         # A change committed after `generation` was read moves the generation again,
         # so remembering this (older) value can only cause one more check, never one less.
-        if await self.directory.current_version(login, login2) != version:
-            return False
-        return generation
+        current = await self.directory.current_version(login, login2) == version
+        return current, generation
 
     async def still_valid(self, principal: Principal) -> bool:
         """Is the user behind ``principal`` unchanged since it was verified?
@@ -384,12 +383,12 @@ class Authenticator:
         if principal.version is None:
             return True
         key = (principal.login, principal.login2, principal.version)
-        outcome = await self._row_is_current(*key, self._current.get(key))
-        if outcome is False:
+        current, generation = await self._row_is_current(*key, self._current.get(key))
+        if not current:
             self._current.pop(key, None)
             return False
-        if isinstance(outcome, int) and not isinstance(outcome, bool):
-            self._current[key] = outcome
+        if generation is not None:
+            self._current[key] = generation
             self._current.move_to_end(key)
             while len(self._current) > self._max_cache_entries:
                 self._current.popitem(last=False)
@@ -481,11 +480,13 @@ class Authenticator:
         if entry.expires <= self._clock():
             del self._cache[key]
             return None
-        outcome = await self._row_is_current(login, login2, entry.version, entry.generation)
-        if outcome is False:
+        current, generation = await self._row_is_current(
+            login, login2, entry.version, entry.generation
+        )
+        if not current:
             self._cache.pop(key, None)
             return None
-        entry.generation = outcome if isinstance(outcome, int) else None
+        entry.generation = generation
         if key in self._cache:
             self._cache.move_to_end(key)
         return entry.principal

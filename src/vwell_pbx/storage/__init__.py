@@ -35,7 +35,13 @@ from vwell_pbx.storage.errors import (
     StorageUrlError,
 )
 from vwell_pbx.storage.lockouts import LockoutStore, StoredLockout
-from vwell_pbx.storage.migrations import LATEST, SchemaStatus, schema_status, upgrade
+from vwell_pbx.storage.migrations import (
+    LATEST,
+    SchemaStatus,
+    refuse_newer,
+    schema_status,
+    upgrade,
+)
 from vwell_pbx.storage.settings import StorageSettings
 from vwell_pbx.storage.url import StorageUrl
 from vwell_pbx.storage.users import UserRow, UserStore
@@ -111,8 +117,7 @@ async def open_storage(
         if migrate:
             await upgrade(db)
         status = await schema_status(db)
-        if status.too_new:
-            await upgrade(db)  # raises SchemaTooNew with the explanation
+        refuse_newer(status.current, url.redacted())
         if status.pending:
             raise SchemaError(
                 f"{url}: the schema is at version {status.current}, {status.latest} is "

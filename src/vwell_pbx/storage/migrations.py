@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from vwell_pbx.storage.database import Database, Transaction
+from vwell_pbx.storage.dialect import Dialect
 from vwell_pbx.storage.errors import SchemaError, SchemaTooNew
 from vwell_pbx.storage.url import Backend
 
@@ -38,6 +39,7 @@ __all__ = [
     "TABLES",
     "Migration",
     "SchemaStatus",
+    "refuse_newer",
     "schema_status",
     "upgrade",
 ]
@@ -57,8 +59,6 @@ class Migration:
 
     def statements(self, backend: Backend) -> list[str]:
         """The SQL statements of this step for ``backend``, tokens replaced."""
-        from vwell_pbx.storage.dialect import Dialect  # noqa: PLC0415 (tiny, avoids a cycle)
-
         text = self.sql if isinstance(self.sql, str) else self.sql[backend]
         return [s.strip() for s in Dialect(backend).ddl(text).split(";") if s.strip()]
 
@@ -133,7 +133,8 @@ class SchemaStatus:
         return self.current > self.latest
 
 
-def _check(db_version: int, where: str) -> None:
+def refuse_newer(db_version: int, where: str) -> None:
+    """Raise ``SchemaTooNew`` if ``db_version`` is above what this program knows."""
     if db_version > LATEST:
         raise SchemaTooNew(
             f"{where}: the database is at schema version {db_version} but this program "
@@ -161,7 +162,7 @@ async def upgrade(db: Database, *, now: dt.datetime | None = None) -> list[Migra
     Raises ``SchemaTooNew`` for a database from a newer program (nothing is changed).
     """
     status = await schema_status(db)
-    _check(status.current, db.url.redacted())
+    refuse_newer(status.current, db.url.redacted())
     if not status.pending and "name" in await db.table_columns("schema_version"):
         return []
     stamp = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
@@ -178,7 +179,7 @@ async def upgrade(db: Database, *, now: dt.datetime | None = None) -> list[Migra
             await tx.execute("ALTER TABLE schema_version ADD COLUMN applied_at TEXT")
             await tx.execute("UPDATE schema_version SET name = 'users' WHERE version = 1")
         current = await _current(tx)  # again: another instance may have just migrated
-        _check(current, db.url.redacted())
+        refuse_newer(current, db.url.redacted())
         applied = [m for m in MIGRATIONS if m.version > current]
         for migration in applied:
             for statement in migration.statements(backend):
