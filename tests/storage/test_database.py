@@ -131,13 +131,13 @@ async def test_sqlite_queue_is_bounded(tmp_path: Path) -> None:
     db = await open_database(StorageUrl.sqlite(tmp_path / "q.sqlite3"), settings)
     try:
         slow = (
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) "
             "SELECT COUNT(*) FROM n"
         )
         calls = [asyncio.create_task(db.fetch_all(slow)) for _ in range(4)]
         results = await asyncio.gather(*calls, return_exceptions=True)
         busy = [r for r in results if isinstance(r, StorageBusy)]
-        done = [r for r in results if r == [(3000000,)]]
+        done = [r for r in results if r == [(1000000,)]]
         # One running, two waiting in the bounded queue: the fourth is refused at once.
         assert len(busy) >= 1
         assert len(done) + len(busy) == 4

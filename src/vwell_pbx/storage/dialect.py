@@ -78,5 +78,9 @@ class Dialect:
     backend: Backend
 
     def ddl(self, sql: str) -> str:
-        """``sql`` with every ``{token}`` of ``DDL_TOKENS`` replaced for this backend."""
+        """``sql`` with every ``{token}`` of ``DDL_TOKENS`` replaced for this backend.
+
+        Migration text goes through ``str.format_map``: write ``{{`` and ``}}`` for a
+        literal brace.
+        """
         return sql.format_map({name: spelled[self.backend] for name, spelled in DDL_TOKENS.items()})

@@ -208,7 +208,11 @@ class _Worker:
         thread = self._thread
         if thread is None or not thread.is_alive():
             return
-        await asyncio.to_thread(self._queue.put, None)
+        try:  # bounded: the queue may be full and the thread stuck in a statement
+            await asyncio.to_thread(self._queue.put, None, True, self._settings.query_timeout)
+        except queue.Full:
+            log.warning("%s: did not stop within %g s", self._name, self._settings.query_timeout)
+            return
         await asyncio.to_thread(thread.join, self._settings.query_timeout + 1.0)
 
 
