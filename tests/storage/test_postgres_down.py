@@ -94,3 +94,31 @@ async def test_stopped_mid_run_fails_fast_then_recovers(own_cluster: PgCluster) 
         record = await directory.get("Agent", "A")
         assert record is not None
         await wait_until(lambda: directory.generation() is not None, within=20)
+
+
+async def test_changes_during_a_listener_outage_are_not_missed(
+    pg_cluster: PgCluster,
+) -> None:
+    from vwell_pbx.api.auth import Authenticator, AuthFailed, LoginThrottle
+
+    url = await create_pg_database(pg_cluster)
+    async with open_storage(url, TEST_SETTINGS) as storage, open_storage(url, TEST_SETTINGS) as cli:
+        directory = UserDirectory(storage.users, scrypt_params=(16, 8, 1))
+        await directory.add("Agent", "A", sha1_hex="1" * 40)
+        await wait_until(lambda: directory.generation() is not None)
+        auth = Authenticator(directory, cache_seconds=60, throttle=LoginThrottle())
+        await auth.authenticate("Agent", "A", "1" * 40, "192.0.2.1")  # cached now
+        before = directory.generation()
+        # The LISTEN connection is killed; once the server noticed (at once here: the
+        # socket closes; a silently dead one takes up to listen_check_seconds plus
+        # query_timeout), a removal is seen whether the listener is still down
+        # (generation None: ask the database) or back (every generation moved).
+        await storage.db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'vwell-pbx listener' AND datname = current_database()"
+        )
+        await wait_until(lambda: directory.generation() != before)
+        await UserDirectory(cli.users).remove("Agent", "A")
+        with pytest.raises(AuthFailed):
+            await auth.authenticate("Agent", "A", "1" * 40, "192.0.2.1")
+        await wait_until(lambda: directory.generation() not in (None, before), within=10)

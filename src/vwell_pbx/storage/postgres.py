@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BACKOFF_MAX = 10.0
+APPLICATION_NAME = "vwell-pbx"
+LISTENER_APPLICATION_NAME = "vwell-pbx listener"
 
 if TYPE_CHECKING:  # asyncpg's classes are generic only in its type stubs
     Connection = asyncpg.Connection[asyncpg.Record]
@@ -291,22 +293,24 @@ class PostgresDatabase(Database):
         self._counter = _Counter()
         self._listener = _Listener(self._connect, settings, self._scrub, rng or random.Random())
 
-    def _connect_kwargs(self) -> dict[str, Any]:
+    def _connect_kwargs(self, application_name: str) -> dict[str, Any]:
         password = self.url.password.get_secret_value() if self.url.password else None
         return {
             "dsn": self.url.dsn(),
             "password": password,
             "timeout": self.settings.connect_timeout,
             "command_timeout": self.settings.query_timeout,
+            # Shown in pg_stat_activity, so an administrator can tell our connections apart.
+            "server_settings": {"application_name": application_name},
         }
 
     async def _connect(self) -> Connection:
-        return await asyncpg.connect(**self._connect_kwargs())
+        return await asyncpg.connect(**self._connect_kwargs(LISTENER_APPLICATION_NAME))
 
     async def _start(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                **self._connect_kwargs(),
+                **self._connect_kwargs(APPLICATION_NAME),
                 min_size=min(self.settings.pool_min, self.settings.pool_size),
                 max_size=self.settings.pool_size,
                 max_inactive_connection_lifetime=300.0,
