@@ -14,7 +14,9 @@ Invariants:
    CLI) are waited for by SQLite's ``busy_timeout`` inside the thread.
 2. A transaction is ``BEGIN IMMEDIATE`` ... ``COMMIT``/``ROLLBACK`` on the writer, all
    jobs on its one FIFO queue, so a rollback queued after a timed-out statement runs
-   after it, whatever the awaiting task did meanwhile.
+   after it, whatever the awaiting task did meanwhile. Should a transaction ever be left
+   open (a ``BEGIN`` that ran after its caller gave up), the next writer job rolls it
+   back before doing anything else.
 3. The file is in WAL mode: readers never block the writer nor each other.
 
 Change feeds use a separate watcher connection on the event loop thread with
@@ -254,6 +256,17 @@ def _execute_many(sql: str, rows: Sequence[Params]) -> Callable[[sqlite3.Connect
     return job
 
 
+def _autocommit(job: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """``job`` outside any transaction (see ``_begin``)."""
+
+    def run(conn: sqlite3.Connection) -> T:
+        if conn.in_transaction:  # left over by a transaction whose ROLLBACK never ran
+            conn.rollback()
+        return job(conn)
+
+    return run
+
+
 def _begin(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:  # left over by a transaction whose ROLLBACK never ran
         conn.rollback()
@@ -363,11 +376,11 @@ class SqliteDatabase(Database):
 
     async def execute(self, sql: str, params: Params = {}) -> int:  # noqa: B006
         async with self._writing() as writer:
-            return await writer.run(_execute(sql, params), self._timeout)
+            return await writer.run(_autocommit(_execute(sql, params)), self._timeout)
 
     async def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
         async with self._writing() as writer:
-            await writer.run(_execute_many(sql, rows), self._timeout)
+            await writer.run(_autocommit(_execute_many(sql, rows)), self._timeout)
 
     async def fetch_all(self, sql: str, params: Params = {}) -> list[Row]:  # noqa: B006
         return await self._reader().run(_fetch_all(sql, params), self._timeout)
