@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test. On a fresh Debian/Ubuntu machine with only Python 3.11+ it first
-# creates .venv and installs the package with its dev dependencies (and, for the
-# browser tests, Debian's chromium if it is missing). Extra arguments go to pytest.
+# creates .venv and installs the package with its dev dependencies (and, when they are
+# missing, Debian's chromium for the browser tests and postgresql for the storage
+# tests, which start a throw-away cluster of their own). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,6 +24,18 @@ if [ -d tests/browser ] && ! command -v chromium >/dev/null 2>&1; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
     else
         echo "test.sh: chromium is missing; browser tests will be skipped (apt-get install chromium)" >&2
+    fi
+fi
+
+# Storage tests run every case on SQLite and on a throw-away PostgreSQL cluster that
+# they start themselves (initdb in a temporary folder, a free loopback port): only the
+# server binaries are needed, not a running service.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: installing postgresql from Debian's packages for the storage tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    else
+        echo "test.sh: postgresql is missing; PostgreSQL storage tests will be skipped (apt-get install postgresql)" >&2
     fi
 fi
 

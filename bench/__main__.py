@@ -655,7 +655,7 @@ async def bench_startup(feeder: AmiFeeder, settings: Settings) -> list[Row]:
     bare: list[float] = []
     with tempfile.TemporaryDirectory(prefix="vwell-bench-") as tmp:
         folder = Path(tmp)
-        add_users(make_config(folder, {"pbx_port": feeder.port}))
+        await add_users(make_config(folder, {"pbx_port": feeder.port}))
         for _ in range(settings.startup_runs):
             http_port, ws_port = _free_port(), _free_port()
             config = folder / "app-config.toml"

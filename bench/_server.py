@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.common import USERS, announce
 from vwell_pbx.config import AppConfig
+from vwell_pbx.storage import open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.logs import configure_logging
 from vwell_pbx.web.server import serving
@@ -59,14 +60,12 @@ def make_config(folder: Path, args: dict[str, Any]) -> AppConfig:
     )
 
 
-def add_users(config: AppConfig) -> None:
+async def add_users(config: AppConfig) -> None:
     """Create the bench accounts (scrypt: a few hundred ms, before the clock starts)."""
-    directory = UserDirectory(config.users.database)
-    try:
+    async with open_storage(config.storage.resolved_url, config.storage.settings()) as storage:
+        directory = UserDirectory(storage.users)
         for login, login2, password, role in USERS:
-            directory.add(login, login2, sha1_hex=sha1_of_password(password), role=role)
-    finally:
-        directory.close()
+            await directory.add(login, login2, sha1_hex=sha1_of_password(password), role=role)
 
 
 async def main(args: dict[str, Any]) -> None:
@@ -77,7 +76,7 @@ async def main(args: dict[str, Any]) -> None:
         loop.add_signal_handler(sig, stop.set)
     with tempfile.TemporaryDirectory(prefix="vwell-bench-") as tmp:
         config = make_config(Path(tmp), args)
-        add_users(config)
+        await add_users(config)
         configure_logging(config.server.log_level, config.server.log_format)
         started = time.perf_counter()
         async with serving(config, wait_for_pbx=10.0) as server:

@@ -18,6 +18,9 @@ from tests.support import ApiClient, add_test_users, make_config
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer, serving
 
+# The storage fixtures (pg_cluster, backend, storage_url, storage) for every test folder.
+pytest_plugins = ["tests.storage.fixtures"]
+
 
 @pytest.fixture
 async def simulator() -> AsyncIterator[PbxSimulator]:
@@ -40,7 +43,7 @@ async def server(
 ) -> AsyncIterator[RunningServer]:
     """The real server, logged in to ``simulator``, with the test users."""
     config = make_config(tmp_path, simulator.port, **server_overrides)
-    add_test_users(config)
+    await add_test_users(config)
     async with serving(config, wait_for_pbx=5) as running:
         yield running
 

@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 
 from vwell_pbx.config import AppConfig
+from vwell_pbx.storage import open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.server import RunningServer
 
@@ -34,10 +35,11 @@ def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
 
 
 def make_config(tmp_path: Path, pbx_port: int, **overrides: Any) -> AppConfig:
-    """A configuration for tests: free loopback ports, a fresh user database."""
+    """A configuration for tests: free loopback ports, a fresh storage (SQLite)."""
     data: dict[str, Any] = {
         "server": {"http": "127.0.0.1:0", "ws": "127.0.0.1:0"},
-        "users": {"database": str(tmp_path / "users.sqlite3"), "throttle_after": 3},
+        "storage": {"url": f"sqlite:{tmp_path / 'vwell.sqlite3'}"},
+        "users": {"throttle_after": 3},
         "pbx": [
             {
                 "name": "office",
@@ -56,26 +58,29 @@ def make_config(tmp_path: Path, pbx_port: int, **overrides: Any) -> AppConfig:
     return AppConfig.model_validate(deep_merge(data, overrides))
 
 
-def add_test_users(config: AppConfig) -> None:
+async def add_user(
+    config: AppConfig,
+    creds: Mapping[str, str],
+    *,
+    role: str,
+    extensions: tuple[str, ...] = (),
+) -> None:
+    """Add one user to the configuration's storage, as the CLI would (its own connection)."""
+    async with open_storage(config.storage.resolved_url, config.storage.settings()) as storage:
+        await UserDirectory(storage.users).add(
+            creds["login"],
+            creds["login2"],
+            sha1_hex=creds["sha1"],
+            role=role,
+            extensions=extensions,
+        )
+
+
+async def add_test_users(config: AppConfig) -> None:
     """Agent (operator, extension 269), root (admin) and boss (supervisor)."""
-    directory = UserDirectory(config.users.database)
-    try:
-        directory.add(
-            AGENT["login"],
-            AGENT["login2"],
-            sha1_hex=AGENT["sha1"],
-            role="operator",
-            extensions=("269",),
-        )
-        directory.add(ADMIN["login"], ADMIN["login2"], sha1_hex=ADMIN["sha1"], role="admin")
-        directory.add(
-            SUPERVISOR["login"],
-            SUPERVISOR["login2"],
-            sha1_hex=SUPERVISOR["sha1"],
-            role="supervisor",
-        )
-    finally:
-        directory.close()
+    await add_user(config, AGENT, role="operator", extensions=("269",))
+    await add_user(config, ADMIN, role="admin")
+    await add_user(config, SUPERVISOR, role="supervisor")
 
 
 _req_ids = itertools.count(1)

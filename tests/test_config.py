@@ -270,7 +270,7 @@ def test_demo_config(tmp_path: Path) -> None:
     assert cfg.is_demo
     assert cfg.server.http_address == ("127.0.0.1", 8930)
     assert cfg.server.ws_address == ("127.0.0.1", 8931)
-    assert cfg.users.database == tmp_path / "data" / "users.sqlite3"
+    assert cfg.storage.resolved_url.path == tmp_path / "data" / "vwell.sqlite3"
     assert cfg.pbx[0].port == 0
     assert cfg.demo.login == "Agent"
     assert cfg.demo.login2 == "Иванов И.И."

@@ -1,4 +1,4 @@
-"""The ``vwell-pbx`` command: run the server, run the simulator, manage users.
+"""The ``vwell-pbx`` command: run the server, run the simulator, manage users and the database.
 
 ::
 
@@ -9,21 +9,29 @@
     vwell-pbx user list [--json] [--config PATH]
     vwell-pbx user remove LOGIN LOGIN2 [--config PATH]
     vwell-pbx user passwd LOGIN LOGIN2 (--password PW | --password-sha1 HEX) [--config PATH]
+    vwell-pbx db status [--config PATH]
+    vwell-pbx db upgrade [--config PATH]
+    vwell-pbx db copy --to URL [--force] [--config PATH]
 
 ``--password -`` (or ``--password-sha1 -``) reads the value from the first line of
 standard input, which keeps it out of the shell history and the process list.
 
-The user database is the configuration's ``users.database``; without a configuration
-file (demo mode) it is ``data/users.sqlite3`` under the working directory, as the
-demo server uses. Exit codes: 0 success, 1 error (the message says what), 2 usage.
+Users live in the configuration's storage (``[storage] url``, SQLite or PostgreSQL);
+without a configuration file (demo mode) it is ``data/vwell.sqlite3`` under the
+working directory, as the demo server uses. ``db copy --to URL`` copies every table
+into another database (typically a new PostgreSQL one); its password comes from the
+URL or ``VWELL_PBX_STORAGE_PASSWORD``. Exit codes: 0 success, 1 error (the message
+says what), 2 usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,8 +39,23 @@ from typing import TextIO
 
 from vwell_pbx import __version__
 from vwell_pbx.api.roles import RoleBook, UnknownRoleError
-from vwell_pbx.config import AppConfig, demo_config, find_config_path, load_config
+from vwell_pbx.config import (
+    STORAGE_PASSWORD_ENV,
+    AppConfig,
+    demo_config,
+    find_config_path,
+    load_config,
+)
 from vwell_pbx.errors import VwellError
+from vwell_pbx.storage import (
+    StorageSettings,
+    StorageUrl,
+    open_database,
+    open_storage,
+    schema_status,
+    upgrade,
+)
+from vwell_pbx.storage.copy import copy_database, row_counts
 from vwell_pbx.users import UserDirectory, normalize_sha1, sha1_of_password
 from vwell_pbx.web.server import role_specs
 
@@ -121,18 +144,40 @@ def _build_parser() -> argparse.ArgumentParser:
     passwd.add_argument("login2", metavar="LOGIN2")
     _add_secret(passwd)
     _add_config(passwd)
+
+    db = commands.add_parser("db", help="the database: status, schema upgrade, copy")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    status = db_commands.add_parser("status", help="where the database is, its schema, rows")
+    _add_config(status)
+    upgrade_cmd = db_commands.add_parser("upgrade", help="apply pending schema migrations")
+    _add_config(upgrade_cmd)
+    copy = db_commands.add_parser(
+        "copy", help="copy every table into another database (e.g. SQLite -> PostgreSQL)"
+    )
+    copy.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="the target: postgresql://USER@HOST:PORT/DB (password from the URL or "
+        f"${STORAGE_PASSWORD_ENV}) or sqlite:PATH",
+    )
+    copy.add_argument(
+        "--force", action="store_true", help="replace the target's rows if it has any"
+    )
+    _add_config(copy)
     return parser
 
 
 def _load(config_arg: str | None, err: TextIO) -> AppConfig:
     path = find_config_path(config_arg)
     if path is None:
+        config = demo_config(DEMO_DATA_DIR)
         print(
             "no configuration file (--config, VWELL_PBX_CONFIG or ./config/app-config.toml): "
-            f"using the demo database {DEMO_DATA_DIR / 'users.sqlite3'}",
+            f"using the demo database {config.storage.resolved_url}",
             file=err,
         )
-        return demo_config(DEMO_DATA_DIR)
+        return config
     return load_config(path)
 
 
@@ -161,38 +206,48 @@ def _sha1_from_args(args: argparse.Namespace, stdin: TextIO) -> str:
 def _user_command(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     config = _load(getattr(args, "config", None), err)
     roles = RoleBook(role_specs(config.roles))
-    with UserDirectory(config.users.database) as directory:
+    if args.user_command == "add" and args.role not in roles:
+        raise UnknownRoleError(
+            f"unknown role {args.role!r}; known roles: {', '.join(roles.names())}"
+        )
+    sha1 = _sha1_from_args(args, stdin) if args.user_command in ("add", "passwd") else ""
+    return asyncio.run(_user_action(args, config=config, roles=roles, sha1=sha1, out=out, err=err))
+
+
+async def _user_action(
+    args: argparse.Namespace,
+    *,
+    config: AppConfig,
+    roles: RoleBook,
+    sha1: str,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    async with open_storage(config.storage.resolved_url, config.storage.settings()) as storage:
+        directory = UserDirectory(storage.users)
         if args.user_command == "add":
-            if args.role not in roles:
-                raise UnknownRoleError(
-                    f"unknown role {args.role!r}; known roles: {', '.join(roles.names())}"
-                )
-            record = directory.add(
-                args.login,
-                args.login2,
-                sha1_hex=_sha1_from_args(args, stdin),
-                role=args.role,
-                extensions=args.extension,
+            record = await directory.add(
+                args.login, args.login2, sha1_hex=sha1, role=args.role, extensions=args.extension
             )
             exts = f", extensions {', '.join(record.extensions)}" if record.extensions else ""
             print(f"added {record.login} / {record.login2} (role {record.role}{exts})", file=out)
         elif args.user_command == "passwd":
-            directory.set_sha1(args.login, args.login2, sha1_hex=_sha1_from_args(args, stdin))
+            await directory.set_sha1(args.login, args.login2, sha1_hex=sha1)
             print(f"password changed for {args.login} / {args.login2}", file=out)
         elif args.user_command == "remove":
-            if not directory.remove(args.login, args.login2):
+            if not await directory.remove(args.login, args.login2):
                 print(f"error: no user {args.login!r} / {args.login2!r}", file=err)
                 return EXIT_ERROR
             print(f"removed {args.login} / {args.login2}", file=out)
         else:  # list
-            _print_users(directory, roles, json_lines=args.json, out=out, err=err)
+            await _print_users(directory, roles, json_lines=args.json, out=out, err=err)
     return EXIT_OK
 
 
-def _print_users(
+async def _print_users(
     directory: UserDirectory, roles: RoleBook, *, json_lines: bool, out: TextIO, err: TextIO
 ) -> None:
-    records = directory.list()
+    records = await directory.list()
     if json_lines:
         for r in records:
             obj = {
@@ -205,7 +260,7 @@ def _print_users(
             }
             print(json.dumps(obj, ensure_ascii=False), file=out)
     elif not records:
-        print(f"no users in {directory.path}", file=out)
+        print(f"no users in {directory.location}", file=out)
     else:
         header = ("LOGIN", "LOGIN2", "ROLE", "EXTENSIONS", "UPDATED")
         rows = [
@@ -218,6 +273,83 @@ def _print_users(
             )
     for name in roles.unknown(r.role for r in records):
         print(f"warning: role {name!r} is not defined; its users cannot log in", file=err)
+
+
+def _db_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = _load(getattr(args, "config", None), err)
+    url = config.storage.resolved_url
+    settings = config.storage.settings()
+    if args.db_command == "status":
+        return asyncio.run(_db_status(url, settings, out, err))
+    if args.db_command == "upgrade":
+        return asyncio.run(_db_upgrade(url, settings, out))
+    target = StorageUrl.parse(args.to, base_dir=Path.cwd())
+    if target.password is None:
+        target = target.with_password(os.environ.get(STORAGE_PASSWORD_ENV))
+    if target == url:
+        raise _UsageError("--to names the configured database itself")
+    return asyncio.run(_db_copy(url, target, settings, force=args.force, out=out))
+
+
+async def _db_status(url: StorageUrl, settings: StorageSettings, out: TextIO, err: TextIO) -> int:
+    db = await open_database(url, settings)
+    try:
+        status = await schema_status(db)
+        counts = await row_counts(db) if not status.too_new else {}
+    finally:
+        await db.aclose()
+    print(f"storage  {url}", file=out)
+    if status.too_new:
+        print(
+            f"schema   version {status.current}, newer than this program's {status.latest}: "
+            "upgrade vwell-pbx-srv",
+            file=out,
+        )
+        return EXIT_ERROR
+    pending = ", ".join(f"{m.version} {m.name}" for m in status.pending)
+    state = f"pending: {pending} (run `vwell-pbx db upgrade`)" if pending else "up to date"
+    print(f"schema   version {status.current} of {status.latest}, {state}", file=out)
+    tables = ", ".join(f"{table} {n}" for table, n in counts.items()) or "(none yet)"
+    print(f"rows     {tables}", file=out)
+    return EXIT_OK
+
+
+async def _db_upgrade(url: StorageUrl, settings: StorageSettings, out: TextIO) -> int:
+    db = await open_database(url, settings)
+    try:
+        before = (await schema_status(db)).current
+        applied = await upgrade(db)
+    finally:
+        await db.aclose()
+    if applied:
+        names = ", ".join(f"{m.version} {m.name}" for m in applied)
+        print(f"{url}: schema upgraded from version {before} to {applied[-1].version} ({names})",
+              file=out)  # fmt: skip
+    else:
+        print(f"{url}: schema already at version {before}", file=out)
+    return EXIT_OK
+
+
+async def _db_copy(
+    source_url: StorageUrl,
+    target_url: StorageUrl,
+    settings: StorageSettings,
+    *,
+    force: bool,
+    out: TextIO,
+) -> int:
+    source = await open_database(source_url, settings)
+    try:
+        target = await open_database(target_url, settings)
+        try:
+            report = await copy_database(source, target, force=force)
+        finally:
+            await target.aclose()
+    finally:
+        await source.aclose()
+    rows = ", ".join(f"{table} {n}" for table, n in report.rows.items())
+    print(f"copied {source_url} -> {target_url}: {rows}", file=out)
+    return EXIT_OK
 
 
 def _run(module: str, argument: object, what: str) -> int:
@@ -281,11 +413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             path = find_config_path(getattr(args, "config", None))
             return _run("vwell_pbx.web.server", path, "the server")
+        if args.command == "db":
+            return _db_command(args, out, err)
         return _user_command(args, out, err, sys.stdin)
     except _UsageError as exc:
         print(f"usage error: {exc}", file=err)
         return EXIT_USAGE
-    except VwellError as exc:  # ConfigError, user directory and role errors
+    except VwellError as exc:  # ConfigError, user directory, role and storage errors
         print(f"error: {exc}", file=err)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -24,9 +24,18 @@ Environment variables override secrets so they need not be written into the file
 - ``VWELL_PBX_WEBHOOK_<NAME>_SECRET`` -> ``webhooks[i].secret`` for the webhook called
   NAME (its ``name``, or ``webhook1``, ``webhook2``, ... by position; upper-cased, other
   characters than A-Z and 0-9 replaced by ``_``)
+- ``VWELL_PBX_STORAGE_URL`` -> ``storage.url`` (the whole URL, password included if any)
+- ``VWELL_PBX_STORAGE_PASSWORD`` -> ``storage.password`` (the database password)
 
-Relative paths in the file (``users.database``, ``server.tls_cert``, ``server.tls_key``)
-are resolved against the folder of the configuration file, not the working directory.
+Relative paths in the file (``storage.url`` for SQLite, ``users.database``,
+``server.tls_cert``, ``server.tls_key``) are resolved against the folder of the
+configuration file, not the working directory.
+
+The storage (``[storage] url``) defaults to ``sqlite:data/vwell.sqlite3``. Earlier
+releases kept users in ``[users] database`` (default ``data/users.sqlite3``); that file
+keeps working as the whole storage: when ``[storage] url`` is not set, an explicit
+``[users] database`` is the SQLite storage, and without either the default file is
+used, unless only the earlier default ``data/users.sqlite3`` exists (then that one).
 """
 
 from __future__ import annotations
@@ -53,6 +62,9 @@ from pydantic import (
 
 from vwell_pbx.errors import VwellError
 from vwell_pbx.events.filters import EventFilter, FilterError
+from vwell_pbx.storage.errors import StorageUrlError
+from vwell_pbx.storage.settings import StorageSettings
+from vwell_pbx.storage.url import StorageUrl
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -71,6 +83,7 @@ __all__ = [
     "RoleConfig",
     "ServerConfig",
     "SmsConfig",
+    "StorageConfig",
     "UsersConfig",
     "WebhookConfig",
     "demo_config",
@@ -90,6 +103,13 @@ DEFAULT_CONFIG_PATH = Path("config") / "app-config.toml"
 CONFIG_ENV = "VWELL_PBX_CONFIG"
 SERVER_SECRET_ENV = "VWELL_PBX_SERVER_SECRET"
 FIRST_PBX_SECRET_ENV = "VWELL_PBX_PBX_SECRET"
+STORAGE_URL_ENV = "VWELL_PBX_STORAGE_URL"
+STORAGE_PASSWORD_ENV = "VWELL_PBX_STORAGE_PASSWORD"
+#: The default storage's folder (relative to the configuration file's) and file names:
+#: the current one, and the earlier releases' user file (still used if it is the only one).
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_STORAGE_FILE = "vwell.sqlite3"
+LEGACY_USERS_FILE = "users.sqlite3"
 
 _MIB = 1024 * 1024
 _KIB = 1024
@@ -287,9 +307,13 @@ class EventStreamConfig(_Model):
 
 
 class UsersConfig(_Model):
-    """``[users]``: the user directory and login throttling."""
+    """``[users]``: login throttling and the credential cache.
 
-    database: Path = Path("data/users.sqlite3")
+    ``database`` is the earlier releases' user file; it now means "the SQLite storage"
+    when ``[storage] url`` is not set (see the module docstring).
+    """
+
+    database: Path | None = None
     auth_cache_seconds: Annotated[float, Field(ge=0)] = 60.0
     throttle_after: PositiveInt = 5
     throttle_after_address: PositiveInt = 20
@@ -298,8 +322,90 @@ class UsersConfig(_Model):
 
     @field_validator("database")
     @classmethod
-    def _resolve_database(cls, value: Path, info: ValidationInfo) -> Path:
-        return _resolve(value, info)
+    def _resolve_database(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve(value, info)
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class StorageConfig(_Model):
+    """``[storage]``: the one database of users, lock-outs, call history and SMS.
+
+    ``url`` is ``sqlite:PATH`` or ``postgresql://USER@HOST:PORT/DATABASE``; after
+    validation it is never ``None`` (``AppConfig`` fills in the default) and carries the
+    ``password`` if one is configured. Its ``str()`` is redacted.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, arbitrary_types_allowed=True
+    )
+
+    url: StorageUrl | None = None
+    password: SecretStr | None = None
+    pool_size: PositiveInt = 4
+    pool_min: Annotated[int, Field(ge=0)] = 1
+    connect_timeout: PositiveFloat = 5.0
+    acquire_timeout: PositiveFloat = 5.0
+    query_timeout: PositiveFloat = 10.0
+    busy_timeout: PositiveFloat = 5.0
+    queue_size: PositiveInt = 256
+    listen_check_seconds: PositiveFloat = 5.0
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _parse_url(cls, value: object, info: ValidationInfo) -> object:
+        if value is None or isinstance(value, StorageUrl):
+            return value
+        if not isinstance(value, str):
+            raise ValueError("must be a string such as sqlite:data/vwell.sqlite3")
+        base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+        try:
+            return StorageUrl.parse(value, base_dir=base if isinstance(base, Path) else None)
+        except StorageUrlError as exc:
+            raise ValueError(str(exc).removeprefix("storage url: ")) from None
+
+    @field_validator("password")
+    @classmethod
+    def _empty_password_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> StorageConfig:
+        if self.pool_min > self.pool_size:
+            raise ValueError(
+                f"pool_min ({self.pool_min}) must not exceed pool_size ({self.pool_size})"
+            )
+        return self
+
+    @property
+    def resolved_url(self) -> StorageUrl:
+        """``url`` (always set once the configuration is validated)."""
+        if self.url is None:
+            raise ConfigError("storage.url is not resolved (validate through AppConfig)")
+        return self.url
+
+    def settings(self) -> StorageSettings:
+        """The storage layer's view of these keys."""
+        return StorageSettings(
+            pool_size=self.pool_size,
+            pool_min=self.pool_min,
+            connect_timeout=self.connect_timeout,
+            acquire_timeout=self.acquire_timeout,
+            query_timeout=self.query_timeout,
+            busy_timeout=self.busy_timeout,
+            queue_size=self.queue_size,
+            listen_check_seconds=self.listen_check_seconds,
+        )
+
+
+def default_storage_url(data_dir: Path) -> StorageUrl:
+    """``data_dir/vwell.sqlite3``, or ``data_dir/users.sqlite3`` if only that one exists."""
+    path = data_dir / DEFAULT_STORAGE_FILE
+    legacy = data_dir / LEGACY_USERS_FILE
+    if not path.exists() and legacy.is_file():
+        return StorageUrl.sqlite(legacy)
+    return StorageUrl.sqlite(path)
 
 
 _PBX_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -618,6 +724,7 @@ class AppConfig(_Model):
     server: ServerConfig = Field(default_factory=ServerConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     users: UsersConfig = Field(default_factory=UsersConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)  # after users: see below
     pbx: tuple[PbxConfig, ...]
     dial: DialConfig = Field(default_factory=DialConfig)
     redirect: RedirectConfig = Field(default_factory=RedirectConfig)
@@ -655,6 +762,26 @@ class AppConfig(_Model):
             seen[key] = name
         return value
 
+    @field_validator("storage")
+    @classmethod
+    def _resolve_storage(cls, value: StorageConfig, info: ValidationInfo) -> StorageConfig:
+        users = info.data.get("users")
+        legacy = users.database if isinstance(users, UsersConfig) else None
+        url = value.url
+        if url is not None and legacy is not None:
+            raise ValueError(
+                "url and users.database are both set; users.database is the earlier name "
+                "of the SQLite storage: remove it (`vwell-pbx db copy` moves its users)"
+            )
+        if url is None:
+            base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+            url = (
+                StorageUrl.sqlite(legacy)
+                if legacy is not None
+                else default_storage_url((base if isinstance(base, Path) else Path()) / "data")
+            )
+        return value.model_copy(update={"url": url.with_password(value.password)})
+
     @field_validator("roles")
     @classmethod
     def _check_role_names(cls, value: dict[str, RoleConfig]) -> dict[str, RoleConfig]:
@@ -681,6 +808,11 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     """Overlay secrets from the environment onto the raw TOML data (before validation)."""
+    for variable, key in ((STORAGE_URL_ENV, "url"), (STORAGE_PASSWORD_ENV, "password")):
+        if env.get(variable):
+            storage = data.setdefault("storage", {})
+            if isinstance(storage, dict):
+                storage[key] = env[variable]
     server_secret = env.get(SERVER_SECRET_ENV)
     if server_secret:
         server = data.setdefault("server", {})
@@ -749,15 +881,17 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> AppConfi
 def demo_config(data_dir: Path, *, env: Mapping[str, str] | None = None) -> AppConfig:
     """The configuration of demo mode: the embedded simulator, everything on loopback.
 
-    The user database is ``data_dir / "users.sqlite3"``; the simulator takes the
+    The storage is ``data_dir / "vwell.sqlite3"`` (or the ``users.sqlite3`` that earlier
+    releases' demo created there, if only that exists); the simulator takes the
     ``simulator = true`` defaults (a free loopback port, a secret made up at start).
     """
     data: dict[str, Any] = {
         "server": {"http": "127.0.0.1:8930", "ws": "127.0.0.1:8931"},
-        "users": {"database": str(data_dir.absolute() / "users.sqlite3")},
         "pbx": [{"name": "demo", "simulator": True}],
     }
     _apply_env(data, os.environ if env is None else env)
+    if "url" not in data.get("storage", {}):
+        data.setdefault("storage", {})["url"] = default_storage_url(data_dir.absolute())
     return _validate(data, base_dir=None, source="demo configuration", path=None)
 
 

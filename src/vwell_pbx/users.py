@@ -1,4 +1,4 @@
-"""The user directory: an embedded SQLite file of logins, roles and password hashes.
+"""The user directory: logins, roles and password hashes, kept in the storage.
 
 A user is identified by the pair ``(login, login2)``: ``login`` is the account
 (``Agent``), ``login2`` the person within it (``Иванов И.И.``, any Unicode). Both are
@@ -12,27 +12,28 @@ invalidating existing users.
 
 Every row has a ``version`` drawn from one counter that only grows (it survives a
 remove and re-add), so ``current_version`` tells an in-memory cache whether the row
-it verified is still the row in the file: any change (password, role, removal) is
-seen by the next request, also when made by another process (the CLI).
+it verified is still the row in the database; and ``generation()`` (no database round
+trip) moves whenever any user changed, also when another process (the CLI, another
+server instance) changed it. The rows live in the storage (``vwell_pbx.storage``,
+SQLite or PostgreSQL, through ``UserStore``); this module holds the rules: name
+normalisation and limits, hashing, verification.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import os
 import re
-import sqlite3
-import threading
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from vwell_pbx.errors import VwellError
+from vwell_pbx.storage import IntegrityViolation, UserRow, UserStore
 
 __all__ = [
     "DEFAULT_ROLE",
@@ -58,10 +59,10 @@ SCRYPT_R = 8
 SCRYPT_P = 1
 _SALT_BYTES = 16
 _HASH_BYTES = 32
-SCHEMA_VERSION = 1
 _MAX_NAME = 256
 _SHA1_RE = re.compile(r"[0-9a-f]{40}")
 _EXTENSION_RE = re.compile(r"[0-9A-Za-z+*#_.-]{1,32}")
+_ROLE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 #: ``hasher(secret, salt, n, r, p) -> digest``; injectable so tests can count calls.
 Hasher = Callable[[bytes, bytes, int, int, int], bytes]
@@ -111,6 +112,42 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _names(login: str, login2: str) -> tuple[str, str]:
+    """The stored form of a ``(login, login2)`` pair; ``UserDataError`` says what is wrong."""
+    names = (normalize_login(login), normalize_login(login2))
+    for label, value in zip(("login", "login2"), names, strict=True):
+        if not value.strip():
+            raise UserDataError(f"{label} must not be empty")
+        if len(value) > _MAX_NAME:
+            raise UserDataError(f"{label} must be at most {_MAX_NAME} characters")
+        # Cc includes NUL, which PostgreSQL cannot store in text; Cs are lone
+        # surrogates (possible in JSON), which are not UTF-8 at all.
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+            raise UserDataError(f"{label} must not contain control characters")
+    return names
+
+
+def _sha1(sha1_hex: str) -> str:
+    value = normalize_sha1(sha1_hex)
+    if value is None:
+        raise UserDataError("the SHA-1 must be 40 hexadecimal digits")
+    return value
+
+
+def _extensions(extensions: Iterable[str]) -> tuple[str, ...]:
+    result = tuple(dict.fromkeys(extensions))
+    for ext in result:
+        if not _EXTENSION_RE.fullmatch(ext):
+            raise UserDataError(f"extension {ext!r} must be 1-32 of: letters, digits, + * # _ . -")
+    return result
+
+
+def _role(role: str) -> str:
+    if not _ROLE_RE.fullmatch(role):
+        raise UserDataError(f"role {role!r} must be 1-64 letters, digits, '_', '.', '-'")
+    return role
+
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     """One user as stored. The salt and hash are left out of ``repr``."""
@@ -128,179 +165,68 @@ class UserRecord:
     r: int = field(repr=False, default=SCRYPT_R)
     p: int = field(repr=False, default=SCRYPT_P)
 
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS users (
-    login TEXT NOT NULL,
-    login2 TEXT NOT NULL,
-    role TEXT NOT NULL,
-    extensions TEXT NOT NULL DEFAULT '[]',
-    salt BLOB NOT NULL,
-    hash BLOB NOT NULL,
-    n INTEGER NOT NULL,
-    r INTEGER NOT NULL,
-    p INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL,
-    PRIMARY KEY (login, login2)
-);
-"""
-
-_COLUMNS = "login, login2, role, extensions, version, created, updated, salt, hash, n, r, p"
+    @classmethod
+    def from_row(cls, row: UserRow) -> UserRecord:
+        """The record of a stored row."""
+        return cls(
+            login=row.login,
+            login2=row.login2,
+            role=row.role,
+            extensions=tuple(str(e) for e in json.loads(row.extensions)),
+            version=row.version,
+            created=row.created,
+            updated=row.updated,
+            salt=row.salt,
+            hash=row.hash,
+            n=row.n,
+            r=row.r,
+            p=row.p,
+        )
 
 
 class UserDirectory:
-    """Users in a SQLite file (WAL mode, so the CLI can write while the server reads).
+    """The users of one storage (``UserStore``), with the rules of this module.
 
-    Safe to call from several threads (one connection behind a lock); each call is
-    short except ``verify`` and the hashing in ``add``/``set_sha1``, which run scrypt
-    outside the lock. Call ``close`` when done (or use it as a context manager).
+    Reads and writes are coroutines; scrypt (in ``add``/``set_sha1``) runs in a worker
+    thread, and ``verify`` is synchronous and slow, for the caller to run in one.
+    ``generation()`` is synchronous and cheap (see the module docstring).
     """
 
     def __init__(
         self,
-        path: Path,
+        store: UserStore,
         *,
         hasher: Hasher = scrypt_hasher,
         random_bytes: Callable[[int], bytes] = os.urandom,
         now: Callable[[], str] = _now_iso,
         scrypt_params: tuple[int, int, int] = (SCRYPT_N, SCRYPT_R, SCRYPT_P),
     ) -> None:
-        self.path = path
+        self.store = store
         self._hasher = hasher
         self._random_bytes = random_bytes
         self._now = now
         self._params = scrypt_params
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(
-                path, timeout=5.0, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise UserDirectoryError(f"{path}: cannot open the user database: {exc}") from None
-        try:
-            self._init_schema()
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise UserDirectoryError(f"{path}: not a usable user database: {exc}") from None
-        except BaseException:
-            self._db.close()
-            raise
+        self._changes = store.changes()
         # Hash of a random secret: verify() of an unknown user costs the same as of a
         # known one, so timing does not reveal which logins exist.
         self._dummy_salt = random_bytes(_SALT_BYTES)
 
-    def _init_schema(self) -> None:
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                row = self._db.execute("SELECT version FROM schema_version").fetchone()
-                if row is None:
-                    self._db.execute(
-                        "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
-                    )
-                elif row[0] > SCHEMA_VERSION:
-                    raise UserDirectoryError(
-                        f"{self.path}: schema version {row[0]} is newer than this program's "
-                        f"({SCHEMA_VERSION}); upgrade vwell-pbx-srv"
-                    )
-                self._db.execute(
-                    "INSERT OR IGNORE INTO counters (name, value) VALUES ('version', 0)"
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+    @property
+    def location(self) -> str:
+        """Where the users are, for messages (a redacted storage URL)."""
+        return self.store.db.url.redacted()
 
-    def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._db.close()
+    def generation(self) -> int | None:
+        """Moves whenever any user may have changed; ``None``: cannot tell (ask the DB)."""
+        return self._changes.generation()
 
-    def __enter__(self) -> UserDirectory:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- helpers -------------------------------------------------------------------
-
-    @staticmethod
-    def _names(login: str, login2: str) -> tuple[str, str]:
-        names = (normalize_login(login), normalize_login(login2))
-        for label, value in zip(("login", "login2"), names, strict=True):
-            if not value.strip():
-                raise UserDataError(f"{label} must not be empty")
-            if len(value) > _MAX_NAME:
-                raise UserDataError(f"{label} must be at most {_MAX_NAME} characters")
-            if any(unicodedata.category(c) == "Cc" for c in value):
-                raise UserDataError(f"{label} must not contain control characters")
-        return names
-
-    @staticmethod
-    def _sha1(sha1_hex: str) -> str:
-        value = normalize_sha1(sha1_hex)
-        if value is None:
-            raise UserDataError("the SHA-1 must be 40 hexadecimal digits")
-        return value
-
-    @staticmethod
-    def _extensions(extensions: Iterable[str]) -> tuple[str, ...]:
-        result = tuple(dict.fromkeys(extensions))
-        for ext in result:
-            if not _EXTENSION_RE.fullmatch(ext):
-                raise UserDataError(
-                    f"extension {ext!r} must be 1-32 of: letters, digits, + * # _ . -"
-                )
-        return result
-
-    @staticmethod
-    def _role(role: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", role):
-            raise UserDataError(f"role {role!r} must be 1-64 letters, digits, '_', '.', '-'")
-        return role
-
-    def _hash(self, sha1: str) -> tuple[bytes, bytes, int, int, int]:
+    async def _hash(self, sha1: str) -> tuple[bytes, bytes, int, int, int]:
         n, r, p = self._params
         salt = self._random_bytes(_SALT_BYTES)
-        return salt, self._hasher(sha1.encode("ascii"), salt, n, r, p), n, r, p
+        digest = await asyncio.to_thread(self._hasher, sha1.encode("ascii"), salt, n, r, p)
+        return salt, digest, n, r, p
 
-    def _next_version(self) -> int:
-        # Called inside a write transaction.
-        self._db.execute("UPDATE counters SET value = value + 1 WHERE name = 'version'")
-        row = self._db.execute("SELECT value FROM counters WHERE name = 'version'").fetchone()
-        return int(row[0])
-
-    @staticmethod
-    def _record(row: tuple[Any, ...]) -> UserRecord:
-        login, login2, role, ext, version, created, updated, salt, hash_, n, r, p = row
-        return UserRecord(
-            login=str(login),
-            login2=str(login2),
-            role=str(role),
-            extensions=tuple(str(e) for e in json.loads(str(ext))),
-            version=int(version),
-            created=str(created),
-            updated=str(updated),
-            salt=bytes(salt),
-            hash=bytes(hash_),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-        )
-
-    # -- public API ----------------------------------------------------------------
-
-    def add(
+    async def add(
         self,
         login: str,
         login2: str,
@@ -310,72 +236,34 @@ class UserDirectory:
         extensions: Iterable[str] = (),
     ) -> UserRecord:
         """Add a user. Raises ``UserExists`` or ``UserDataError``."""
-        login, login2 = self._names(login, login2)
-        sha1 = self._sha1(sha1_hex)
-        exts = self._extensions(extensions)
-        role = self._role(role)
-        salt, digest, n, r, p = self._hash(sha1)  # slow: outside the lock
+        login, login2 = _names(login, login2)
+        sha1 = _sha1(sha1_hex)
+        exts = _extensions(extensions)
+        role = _role(role)
+        salt, digest, n, r, p = await self._hash(sha1)
         now = self._now()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                version = self._next_version()
-                self._db.execute(
-                    f"INSERT INTO users ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        login,
-                        login2,
-                        role,
-                        json.dumps(exts),
-                        version,
-                        now,
-                        now,
-                        salt,
-                        digest,
-                        n,
-                        r,
-                        p,
-                    ),
-                )
-                self._db.execute("COMMIT")
-            except sqlite3.IntegrityError:
-                self._db.execute("ROLLBACK")
-                raise UserExists(f"user {login!r} / {login2!r} already exists") from None
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        row = UserRow(login, login2, role, json.dumps(exts), 0, now, now, salt, digest, n, r, p)
+        try:
+            version = await self.store.insert(row)
+        except IntegrityViolation:
+            raise UserExists(f"user {login!r} / {login2!r} already exists") from None
         return UserRecord(login, login2, role, exts, version, now, now, salt, digest, n, r, p)
 
-    def _update(self, login: str, login2: str, assignments: str, values: tuple[object, ...]) -> int:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                version = self._next_version()
-                cursor = self._db.execute(
-                    f"UPDATE users SET {assignments}, version = ?, updated = ? "
-                    "WHERE login = ? AND login2 = ?",
-                    (*values, version, self._now(), login, login2),
-                )
-                if cursor.rowcount == 0:
-                    self._db.execute("ROLLBACK")
-                    raise UserNotFound(f"no user {login!r} / {login2!r}")
-                self._db.execute("COMMIT")
-            except UserNotFound:
-                raise
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+    async def _update(self, login: str, login2: str, values: dict[str, object]) -> int:
+        version = await self.store.update(login, login2, values, updated=self._now())
+        if version is None:
+            raise UserNotFound(f"no user {login!r} / {login2!r}")
         return version
 
-    def set_sha1(self, login: str, login2: str, *, sha1_hex: str) -> int:
+    async def set_sha1(self, login: str, login2: str, *, sha1_hex: str) -> int:
         """Change a user's password (given as its SHA-1); returns the new version."""
-        login, login2 = self._names(login, login2)
-        salt, digest, n, r, p = self._hash(self._sha1(sha1_hex))
-        return self._update(
-            login, login2, "salt = ?, hash = ?, n = ?, r = ?, p = ?", (salt, digest, n, r, p)
+        login, login2 = _names(login, login2)
+        salt, digest, n, r, p = await self._hash(_sha1(sha1_hex))
+        return await self._update(
+            login, login2, {"salt": salt, "hash": digest, "n": n, "r": r, "p": p}
         )
 
-    def update(
+    async def update(
         self,
         login: str,
         login2: str,
@@ -384,56 +272,41 @@ class UserDirectory:
         extensions: Iterable[str] | None = None,
     ) -> int:
         """Change a user's role and/or extensions; returns the new version."""
-        login, login2 = self._names(login, login2)
-        parts: list[str] = []
-        values: list[object] = []
+        login, login2 = _names(login, login2)
+        values: dict[str, object] = {}
         if role is not None:
-            parts.append("role = ?")
-            values.append(self._role(role))
+            values["role"] = _role(role)
         if extensions is not None:
-            parts.append("extensions = ?")
-            values.append(json.dumps(self._extensions(extensions)))
-        if not parts:
+            values["extensions"] = json.dumps(_extensions(extensions))
+        if not values:
             raise UserDataError("nothing to change: give a role or extensions")
-        return self._update(login, login2, ", ".join(parts), tuple(values))
+        return await self._update(login, login2, values)
 
-    def remove(self, login: str, login2: str) -> bool:
+    async def remove(self, login: str, login2: str) -> bool:
         """Remove a user; ``False`` if there was none."""
-        login, login2 = self._names(login, login2)
-        with self._lock:
-            cursor = self._db.execute(
-                "DELETE FROM users WHERE login = ? AND login2 = ?", (login, login2)
-            )
-        return cursor.rowcount > 0
+        login, login2 = _names(login, login2)
+        return await self.store.delete(login, login2)
 
-    def list(self) -> list[UserRecord]:
+    async def list(self) -> list[UserRecord]:
         """Every user, ordered by login then login2."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM users ORDER BY login, login2"
-            ).fetchall()
-        return [self._record(row) for row in rows]
+        return [UserRecord.from_row(row) for row in await self.store.all()]
 
-    def get(self, login: str, login2: str) -> UserRecord | None:
+    async def get(self, login: str, login2: str) -> UserRecord | None:
         """The user ``(login, login2)`` or ``None``. Invalid names are simply not found."""
         try:
-            login, login2 = self._names(login, login2)
+            login, login2 = _names(login, login2)
         except UserDataError:
             return None
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {_COLUMNS} FROM users WHERE login = ? AND login2 = ?", (login, login2)
-            ).fetchone()
-        return None if row is None else self._record(row)
+        row = await self.store.get(login, login2)
+        return None if row is None else UserRecord.from_row(row)
 
-    def current_version(self, login: str, login2: str) -> int | None:
-        """The user's version (one indexed lookup), or ``None`` if removed."""
-        login, login2 = normalize_login(login), normalize_login(login2)
-        with self._lock:
-            row = self._db.execute(
-                "SELECT version FROM users WHERE login = ? AND login2 = ?", (login, login2)
-            ).fetchone()
-        return None if row is None else int(row[0])
+    async def current_version(self, login: str, login2: str) -> int | None:
+        """The user's version (one indexed lookup), or ``None`` if there is no such user."""
+        try:
+            login, login2 = _names(login, login2)
+        except UserDataError:
+            return None
+        return await self.store.version_of(login, login2)
 
     def verify(self, record: UserRecord | None, sha1_hex: str) -> bool:
         """True if ``sha1_hex`` is the user's password SHA-1 (slow: runs scrypt).

@@ -1,16 +1,17 @@
-"""Authentication: verification, the cache, throttling, the server secret."""
+"""Authentication on both storage backends: verification, the cache and its invalidation,
+throttling and stored lock-outs, the server secret."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import unicodedata
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import SecretStr
 
+from tests.storage.fixtures import TEST_SETTINGS, wait_until
 from vwell_pbx.api.auth import (
     AUTH_FAILED_MESSAGE,
     Authenticator,
@@ -21,6 +22,7 @@ from vwell_pbx.api.auth import (
     check_server_secret,
     peer_key,
 )
+from vwell_pbx.storage import Storage, StorageUrl, open_storage
 from vwell_pbx.users import UserDirectory, scrypt_hasher, sha1_of_password
 
 FAST = (2**4, 8, 1)
@@ -60,10 +62,18 @@ def hasher() -> CountingHasher:
 
 
 @pytest.fixture
-def directory(tmp_path: Path, hasher: CountingHasher) -> Iterator[UserDirectory]:
-    with UserDirectory(tmp_path / "users.sqlite3", hasher=hasher, scrypt_params=FAST) as d:
-        d.add(LOGIN, LOGIN2, sha1_hex=SHA1, role="supervisor", extensions=["269"])
-        yield d
+async def directory(storage: Storage, hasher: CountingHasher) -> UserDirectory:
+    d = UserDirectory(storage.users, hasher=hasher, scrypt_params=FAST)
+    await d.add(LOGIN, LOGIN2, sha1_hex=SHA1, role="supervisor", extensions=["269"])
+    await wait_until(lambda: d.generation() is not None)  # PostgreSQL: LISTEN is up
+    return d
+
+
+@pytest.fixture
+async def cli(storage_url: StorageUrl, storage: Storage) -> AsyncIterator[UserDirectory]:
+    """Another connection to the same database, as the CLI or another instance would be."""
+    async with open_storage(storage_url, TEST_SETTINGS) as other:
+        yield UserDirectory(other.users, scrypt_params=FAST)
 
 
 @pytest.fixture
@@ -72,9 +82,11 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def auth(directory: UserDirectory, clock: Clock) -> Authenticator:
+def auth(directory: UserDirectory, storage: Storage, clock: Clock) -> Authenticator:
     throttle = LoginThrottle(clock, after=5, after_address=20)
-    return Authenticator(directory, cache_seconds=60, clock=clock, throttle=throttle)
+    return Authenticator(
+        directory, cache_seconds=60, clock=clock, throttle=throttle, lockouts=storage.lockouts
+    )
 
 
 async def test_success_returns_the_principal(auth: Authenticator) -> None:
@@ -142,30 +154,55 @@ async def test_cache_never_holds_the_secret(auth: Authenticator) -> None:
     assert bytes.fromhex(SHA1) not in dumped
 
 
+async def test_cache_hits_make_no_database_round_trip(
+    auth: Authenticator, storage: Storage, hasher: CountingHasher
+) -> None:
+    await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
+    statements, hashes = storage.db.statements, hasher.calls
+    for _ in range(50):
+        await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
+    assert (storage.db.statements, hasher.calls) == (statements, hashes)
+
+
 async def test_changed_password_is_refused_at_once(
     auth: Authenticator, directory: UserDirectory
 ) -> None:
     await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
-    directory.set_sha1(LOGIN, LOGIN2, sha1_hex=WRONG)
+    await directory.set_sha1(LOGIN, LOGIN2, sha1_hex=WRONG)
     with pytest.raises(AuthFailed):
         await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
     assert (await auth.authenticate(LOGIN, LOGIN2, WRONG, PEER)).login == LOGIN
 
 
 async def test_removed_user_is_refused_at_once(
-    auth: Authenticator, directory: UserDirectory, tmp_path: Path
+    auth: Authenticator, directory: UserDirectory, cli: UserDirectory
 ) -> None:
     await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
+    before = directory.generation()
     # Removed by another connection, as the CLI would do while the server runs.
-    with UserDirectory(directory.path, scrypt_params=FAST) as cli:
-        assert cli.remove(LOGIN, LOGIN2)
+    assert await cli.remove(LOGIN, LOGIN2)
+    # SQLite sees it at once; PostgreSQL as soon as the NOTIFY has arrived.
+    await wait_until(lambda: directory.generation() != before)
     with pytest.raises(AuthFailed):
         await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
 
 
+async def test_unrelated_user_changes_cost_one_lookup_per_entry(
+    auth: Authenticator, directory: UserDirectory, cli: UserDirectory, storage: Storage
+) -> None:
+    await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
+    before = directory.generation()
+    await cli.add("Someone", "Else", sha1_hex=WRONG)
+    await wait_until(lambda: directory.generation() != before)
+    statements = storage.db.statements
+    for _ in range(10):
+        await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
+    assert storage.db.statements == statements + 1  # re-checked once, then trusted again
+
+
 async def test_role_change_is_seen_at_once(auth: Authenticator, directory: UserDirectory) -> None:
     assert (await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)).role == "supervisor"
-    directory.update(LOGIN, LOGIN2, role="operator")
+    await directory.update(LOGIN, LOGIN2, role="operator")
     assert (await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)).role == "operator"
 
 
@@ -301,32 +338,105 @@ def test_check_server_secret() -> None:
     assert not check_server_secret("anything", SecretStr(""))
 
 
-async def test_is_current_follows_the_directory(
-    auth: Authenticator, directory: UserDirectory
+async def test_still_valid_follows_the_directory(
+    auth: Authenticator, directory: UserDirectory, storage: Storage
 ) -> None:
     principal = await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
     assert principal.version is not None
-    assert auth.is_current(principal)
-    directory.update(LOGIN, LOGIN2, extensions=["270"])
-    assert not auth.is_current(principal)
+    assert await auth.still_valid(principal)
+    statements = storage.db.statements
+    assert await auth.still_valid(principal)  # nothing changed: no round trip
+    assert storage.db.statements == statements
+    await directory.update(LOGIN, LOGIN2, extensions=["270"])
+    assert not await auth.still_valid(principal)
     fresh = await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
     assert fresh.extensions == ("270",)
-    assert auth.is_current(fresh)
-    directory.remove(LOGIN, LOGIN2)
-    assert not auth.is_current(fresh)
-    assert auth.is_current(Principal("server", "", "admin"))  # not a directory user
+    assert await auth.still_valid(fresh)
+    await directory.remove(LOGIN, LOGIN2)
+    assert not await auth.still_valid(fresh)
+    assert await auth.still_valid(Principal("server", "", "admin"))  # not a directory user
 
 
-def test_server_secret_attempts_are_throttled(directory: UserDirectory, clock: Clock) -> None:
+async def test_server_secret_attempts_are_throttled(directory: UserDirectory, clock: Clock) -> None:
     auth = Authenticator(
         directory, cache_seconds=60, clock=clock, throttle=LoginThrottle(clock, after=3)
     )
-    auth.check_secret("s3cret", SecretStr("s3cret"), PEER)
+    await auth.verify_secret("s3cret", SecretStr("s3cret"), PEER)
     for _ in range(3):
         with pytest.raises(AuthFailed):
-            auth.check_secret("guess", SecretStr("s3cret"), PEER)
+            await auth.verify_secret("guess", SecretStr("s3cret"), PEER)
     with pytest.raises(RateLimited):
-        auth.check_secret("s3cret", SecretStr("s3cret"), PEER)
-    auth.check_secret("s3cret", SecretStr("s3cret"), "192.0.2.99")
+        await auth.verify_secret("s3cret", SecretStr("s3cret"), PEER)
+    await auth.verify_secret("s3cret", SecretStr("s3cret"), "192.0.2.99")
     with pytest.raises(AuthFailed):  # no configured secret: the feature is off
-        auth.check_secret("anything", None, "192.0.2.99")
+        await auth.verify_secret("anything", None, "192.0.2.99")
+
+
+# --- stored lock-outs -----------------------------------------------------------------
+
+
+async def _lock_out(auth: Authenticator, peer: str = PEER) -> None:
+    for _ in range(5):
+        with pytest.raises(AuthFailed):
+            await auth.authenticate(LOGIN, LOGIN2, WRONG, peer)
+
+
+async def test_lockouts_survive_a_restart(
+    auth: Authenticator, directory: UserDirectory, storage: Storage, clock: Clock
+) -> None:
+    await _lock_out(auth)
+    clock.advance(0.5)  # the same wall clock after the restart, half a second later
+    restarted = Authenticator(
+        directory,
+        cache_seconds=60,
+        clock=clock,
+        throttle=LoginThrottle(clock, after=5, after_address=20),
+        lockouts=storage.lockouts,
+    )
+    assert await restarted.restore_lockouts() == 1  # the login (the address has 5 of 20)
+    with pytest.raises(RateLimited) as info:
+        await restarted.authenticate(LOGIN, LOGIN2, SHA1, "198.51.100.7")
+    assert info.value.retry_after == pytest.approx(0.5)
+
+
+async def test_another_instance_sees_the_lockout_before_checking_a_password(
+    auth: Authenticator,
+    storage_url: StorageUrl,
+    storage: Storage,
+    clock: Clock,
+    hasher: CountingHasher,
+) -> None:
+    async with open_storage(storage_url, TEST_SETTINGS) as other:
+        instance_b = Authenticator(
+            UserDirectory(other.users, hasher=hasher, scrypt_params=FAST),
+            cache_seconds=60,
+            clock=clock,
+            throttle=LoginThrottle(clock, after=5, after_address=20),
+            lockouts=other.lockouts,
+        )
+        await _lock_out(auth)  # on instance A, after B started
+        before = hasher.calls
+        with pytest.raises(RateLimited):
+            await instance_b.authenticate(LOGIN, LOGIN2, SHA1, "198.51.100.7")
+        assert hasher.calls == before  # refused without running scrypt
+
+
+async def test_a_success_after_the_lockout_clears_the_stored_row(
+    auth: Authenticator, storage: Storage, clock: Clock
+) -> None:
+    await _lock_out(auth)
+    assert await storage.db.fetch_value("SELECT COUNT(*) FROM lockouts WHERE kind = 'login'") == 1
+    clock.advance(1.0)
+    await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
+    assert await storage.db.fetch_value("SELECT COUNT(*) FROM lockouts WHERE kind = 'login'") == 0
+
+
+async def test_hostile_logins_are_stored_as_lockout_keys(
+    auth: Authenticator, storage: Storage
+) -> None:
+    # NUL and lone surrogates cannot be stored as text by PostgreSQL: the key escapes them.
+    for _ in range(5):
+        with pytest.raises(AuthFailed):
+            await auth.authenticate("a\x00b", "\ud800'; --", WRONG, PEER)
+    keys = await storage.db.fetch_all("SELECT key FROM lockouts WHERE kind = 'login'")
+    assert keys == [('["a\\u0000b", "\\ud800\'; --"]',)]

@@ -45,7 +45,7 @@ async def two_pbx_server(
             },
         ],
     )
-    add_test_users(config)
+    await add_test_users(config)
     async with serving(config, wait_for_pbx=5) as running:
         yield running
 

@@ -80,7 +80,7 @@ async def restartable(tmp_path: Path, simulator: PbxSimulator) -> AsyncIterator[
         simulator.port,
         server={"http": f"127.0.0.1:{http_port}", "ws": f"127.0.0.1:{ws_port}"},
     )
-    add_test_users(config)
+    await add_test_users(config)
     server = RestartableServer(config)
     await server.start()
     try:

@@ -26,7 +26,7 @@ async def server_for(
     peer: RawPeer, tmp_path: Path
 ) -> AsyncIterator[tuple[RunningServer, ApiClient]]:
     config = make_config(tmp_path, peer.port)
-    add_test_users(config)
+    await add_test_users(config)
     async with serving(config) as server, aiohttp.ClientSession() as session:
         yield server, ApiClient(server, session)
 

@@ -98,7 +98,7 @@ async def server(
     config = make_config(tmp_path, simulator.port, **server_overrides)
     pbx = config.pbx[0].model_copy(update={"secret": SecretStr(AMI_SECRET), "auth": "plain"})
     config = config.model_copy(update={"pbx": (pbx,)})
-    add_test_users(config)
+    await add_test_users(config)
     async with serving(config, wait_for_pbx=5) as running:
         yield running
 

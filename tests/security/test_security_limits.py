@@ -267,7 +267,7 @@ async def test_tls_for_http_and_websocket(tmp_path: Path, simulator: PbxSimulato
     config = make_config(
         tmp_path, simulator.port, server={"tls_cert": str(cert), "tls_key": str(key)}
     )
-    add_test_users(config)
+    await add_test_users(config)
     trust = ssl.create_default_context(cafile=str(cert))
     async with serving(config, wait_for_pbx=5) as server, aiohttp.ClientSession() as session:
         assert server.http_url.startswith("https://") and server.ws_url.startswith("wss://")

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from tests.security.security_figures import assert_envelope, record
-from tests.support import ADMIN, AGENT, SUPERVISOR, ApiClient
+from tests.support import ADMIN, AGENT, SUPERVISOR, ApiClient, add_user
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import PbxSimulator
-from vwell_pbx.users import UserDirectory, sha1_of_password
+from vwell_pbx.users import sha1_of_password
 from vwell_pbx.web.server import RunningServer
 
 WILD = {"login": "wild", "login2": "W", "sha1": sha1_of_password("wild-pw")}
@@ -46,20 +46,10 @@ def server_overrides() -> dict[str, Any]:
     }
 
 
-def _add(
+async def _add(
     server: RunningServer, creds: dict[str, str], role: str, extensions: tuple[str, ...] = ()
 ) -> None:
-    directory = UserDirectory(server.config.users.database)
-    try:
-        directory.add(
-            creds["login"],
-            creds["login2"],
-            sha1_hex=creds["sha1"],
-            role=role,
-            extensions=extensions,
-        )
-    finally:
-        directory.close()
+    await add_user(server.config, creds, role=role, extensions=extensions)
 
 
 async def _nothing_reached(
@@ -78,8 +68,8 @@ async def _nothing_reached(
 async def test_dangerous_actions_need_an_explicit_role(
     api: ApiClient, server: RunningServer, simulator: PbxSimulator
 ) -> None:
-    _add(server, WILD, "wild")
-    _add(server, EXPLICIT, "ops")
+    await _add(server, WILD, "wild")
+    await _add(server, EXPLICIT, "ops")
     tried = 0
     for creds in (AGENT, SUPERVISOR, WILD):
         for fields in DANGEROUS:

@@ -80,11 +80,11 @@ async def test_sigterm_closes_websockets_and_logs_off(tmp_path: Path) -> None:
     http_port, ws_port = _free_port(), _free_port()
     async with PbxSimulator(username="admin", secret="admin") as simulator:
         config = make_config(tmp_path, simulator.port)
-        add_test_users(config)
+        await add_test_users(config)
         path = tmp_path / "app-config.toml"
         path.write_text(
             f'[server]\nhttp = "127.0.0.1:{http_port}"\nws = "127.0.0.1:{ws_port}"\n'
-            f'[users]\ndatabase = "{config.users.database}"\n'
+            f'[storage]\nurl = "{config.storage.resolved_url}"\n'
             f'[[pbx]]\nname = "office"\nhost = "127.0.0.1"\nport = {simulator.port}\n'
             'username = "admin"\nsecret = "admin"\n',
             encoding="utf-8",
@@ -131,7 +131,7 @@ async def test_demo_mode_without_configuration(tmp_path: Path) -> None:
             assert answer["event"]["Ping"] == "Pong"
             async with session.get("http://127.0.0.1:8930/health") as response:
                 assert response.status == 200
-        assert (tmp_path / "data" / "users.sqlite3").is_file()
+        assert (tmp_path / "data" / "vwell.sqlite3").is_file()
     finally:
         output = await _stop(process)
     assert process.returncode == 0, output

@@ -14,12 +14,12 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.support import ADMIN, AGENT
+from tests.support import ADMIN, AGENT, add_user
 from vwell_pbx.config import EventStreamConfig, load_config
 from vwell_pbx.events.bus import BusEvent
 from vwell_pbx.protocol.message import Message
 from vwell_pbx.simulator import PbxSimulator
-from vwell_pbx.users import UserDirectory, sha1_of_password
+from vwell_pbx.users import sha1_of_password
 from vwell_pbx.web.server import RunningServer
 from vwell_pbx.web.sse import STREAMS_KEY, StreamSettings
 
@@ -177,13 +177,7 @@ async def test_a_malformed_filter_answers_400(
 async def test_a_role_without_onEvent_gets_403(
     session: aiohttp.ClientSession, server: RunningServer, tmp_path: Path
 ) -> None:
-    directory = UserDirectory(server.config.users.database)
-    try:
-        directory.add(
-            LISTENER["login"], LISTENER["login2"], sha1_hex=LISTENER["sha1"], role="no-events"
-        )
-    finally:
-        directory.close()
+    await add_user(server.config, LISTENER, role="no-events")
     async with session.get(events_url(server), headers=header_creds(LISTENER)) as response:
         assert response.status == 403
         assert (await response.json())["errCode"] == "forbidden"

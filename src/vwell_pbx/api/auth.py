@@ -7,18 +7,26 @@ remembered for ``cache_seconds``:
 - The cache key is ``HMAC-SHA256(per-process random key, login NUL login2 NUL sha1)``:
   the cache never holds anything that could be replayed as a credential, and a memory
   dump does not give the SHA-1 away.
-- Each entry holds the user's row ``version``; a hit still reads the current version
-  (one indexed SQLite lookup), so a changed password or role, or a removed user, is
-  refused or re-checked at once, even when the CLI changed it from another process.
+- Each entry holds the user's row ``version`` and the directory's ``generation()`` seen
+  when it was verified. A hit whose generation is unchanged costs no database round
+  trip; when the generation moved (some user changed, in this process, in the CLI or
+  in another instance) or is unknown (PostgreSQL's LISTEN connection is down), the hit
+  reads the user's current version (one indexed lookup) before it is trusted. So a
+  changed password or role, or a removed user, is refused or re-checked at once.
 - Concurrent requests with the same credentials share one scrypt (single flight), and
   at most ``max_concurrent_hashes`` scrypts run at a time, so a burst cannot take
   every CPU.
 
 Failures are throttled by ``LoginThrottle``, per client address and per
-``(login, login2)``. A failure always answers ``AuthFailed`` with the same message,
-whatever was wrong; an unknown user costs one scrypt like a wrong password, so neither
-the answer nor its timing tells which logins exist. Credentials are never logged and
-never put into an exception message.
+``(login, login2)``. Lock-outs are also written to the storage (``LockoutStore``):
+they are reloaded at start-up, and before any credentials are checked by scrypt the
+stored lock-outs of the address and login are consulted, so a restart or another
+instance sharing the database does not reset an attacker's count.
+
+A failure always answers ``AuthFailed`` with the same message, whatever was wrong; an
+unknown user costs one scrypt like a wrong password, so neither the answer nor its
+timing tells which logins exist. Credentials are never logged and never put into an
+exception message.
 """
 
 from __future__ import annotations
@@ -28,18 +36,21 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pydantic import SecretStr
 
 from vwell_pbx.errors import VwellError
+from vwell_pbx.storage import LockoutStore, StorageError, StoredLockout
+from vwell_pbx.storage.lockouts import LockoutKind, login_key
 from vwell_pbx.users import UserDirectory, UserRecord, normalize_login, normalize_sha1
 
 __all__ = [
@@ -133,6 +144,10 @@ class _Failures:
     count: int
     last: float
     locked_until: float
+    stored: bool = False  # a row for this key is in the LockoutStore
+
+
+LoginKey = tuple[str, str]
 
 
 class LoginThrottle:
@@ -144,13 +159,16 @@ class LoginThrottle:
     A success clears the login's count but not the address's (otherwise an attacker
     with one valid account could reset the address counter between guesses).
 
-    Pure bookkeeping: the clock is injected and nothing here sleeps. Memory is bounded:
-    at most ``max_keys`` keys of each kind, the least recently failed evicted first.
+    Pure bookkeeping: the clock is injected and nothing here sleeps or does I/O. The
+    clock is wall-clock time (``time.time``) because lock-outs are stored and must mean
+    the same after a restart. ``failure`` returns the lock-outs to store, ``success``
+    the stored key to delete, ``restore`` takes stored ones back. Memory is bounded: at
+    most ``max_keys`` keys of each kind, the least recently failed evicted first.
     """
 
     def __init__(
         self,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         *,
         after: int = 5,
         after_address: int = 20,
@@ -162,20 +180,24 @@ class LoginThrottle:
         self._after = after
         self._after_address = after_address
         self._max_delay = max_delay
-        self._forget_after = forget_after
-        self._max_keys = max_keys
-        self._by_login: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
+        self.forget_after = forget_after
+        self.max_keys = max_keys
+        self._by_login: OrderedDict[LoginKey, _Failures] = OrderedDict()
         self._by_peer: OrderedDict[str, _Failures] = OrderedDict()
 
     def __len__(self) -> int:
         """How many keys (logins plus addresses) are tracked."""
         return len(self._by_login) + len(self._by_peer)
 
+    def now(self) -> float:
+        """The throttle's clock."""
+        return self._clock()
+
     def _expire(self, table: OrderedDict[K, _Failures], now: float) -> None:
         # Ordered by last failure, so stale entries are at the front.
         while table:
             key, entry = next(iter(table.items()))
-            if now - entry.last < self._forget_after and len(table) <= self._max_keys:
+            if now - entry.last < self.forget_after and len(table) <= self.max_keys:
                 break
             del table[key]
 
@@ -194,7 +216,7 @@ class LoginThrottle:
         ]
         return max([0.0, *waits])
 
-    def _bump(self, table: OrderedDict[K, _Failures], key: K, after: int, now: float) -> None:
+    def _bump(self, table: OrderedDict[K, _Failures], key: K, after: int, now: float) -> _Failures:
         entry = table.pop(key, None)
         if entry is None:
             entry = _Failures(count=0, last=now, locked_until=now)
@@ -204,18 +226,65 @@ class LoginThrottle:
             entry.locked_until = now + min(2.0 ** (entry.count - after), self._max_delay)
         table[key] = entry  # re-inserted at the end: most recent
         self._expire(table, now)
+        return entry
 
-    def failure(self, peer: str, login: str, login2: str) -> None:
-        """Record a failed login from ``peer`` for ``(login, login2)``."""
+    def failure(self, peer: str, login: str, login2: str) -> list[StoredLockout]:
+        """Record a failed login from ``peer`` for ``(login, login2)``.
+
+        Returns the keys that are now locked out, for the caller to store.
+        """
         now = self._clock()
-        self._bump(
-            self._by_login, (normalize_login(login), normalize_login(login2)), self._after, now
-        )
-        self._bump(self._by_peer, peer_key(peer), self._after_address, now)
+        names = (normalize_login(login), normalize_login(login2))
+        address = peer_key(peer)
+        bumped: list[tuple[LockoutKind, str, _Failures]] = [
+            ("login", login_key(*names), self._bump(self._by_login, names, self._after, now)),
+            ("address", address, self._bump(self._by_peer, address, self._after_address, now)),
+        ]
+        locked: list[StoredLockout] = []
+        for kind, key, entry in bumped:
+            if entry.locked_until > now:
+                entry.stored = True
+                locked.append(StoredLockout(kind, key, entry.count, entry.locked_until, entry.last))
+        return locked
 
-    def success(self, peer: str, login: str, login2: str) -> None:
-        """Record a successful login: the login's failure count is cleared."""
-        self._by_login.pop((normalize_login(login), normalize_login(login2)), None)
+    def success(self, peer: str, login: str, login2: str) -> str | None:
+        """Record a successful login: the login's failure count is cleared.
+
+        Returns the stored lock-out key of the login to delete, if one was stored.
+        """
+        names = (normalize_login(login), normalize_login(login2))
+        entry = self._by_login.pop(names, None)
+        return login_key(*names) if entry is not None and entry.stored else None
+
+    def restore(self, lockouts: Iterable[StoredLockout]) -> None:
+        """Take stored lock-outs back (at start-up, or found stored by another instance).
+
+        A stored entry replaces a weaker one in memory, never a stronger one.
+        """
+        for lock in lockouts:
+            entry = _Failures(lock.failures, lock.last_failure, lock.locked_until, stored=True)
+            if lock.kind == "login":
+                try:
+                    login, login2 = json.loads(lock.key)
+                except (ValueError, TypeError):
+                    continue  # not written by us: ignore
+                self._adopt(self._by_login, (str(login), str(login2)), entry)
+            else:
+                self._adopt(self._by_peer, lock.key, entry)
+
+    def _adopt(self, table: OrderedDict[K, _Failures], key: K, entry: _Failures) -> None:
+        current = table.get(key)
+        if current is not None and current.locked_until >= entry.locked_until:
+            return
+        table[key] = entry
+        table.move_to_end(key)
+        self._expire(table, self._clock())
+
+    @staticmethod
+    def stored_keys(peer: str, login: str, login2: str) -> list[tuple[LockoutKind, str]]:
+        """The ``LockoutStore`` keys of this address and login."""
+        names = (normalize_login(login), normalize_login(login2))
+        return [("login", login_key(*names)), ("address", peer_key(peer))]
 
 
 @dataclass(slots=True)
@@ -223,14 +292,16 @@ class _CacheEntry:
     principal: Principal
     version: int
     expires: float
+    generation: int | None  # the directory's generation when last known current
 
 
 class Authenticator:
     """Checks credentials against a ``UserDirectory``; see the module docstring.
 
     ``cache_seconds=0`` disables the cache. ``clock`` drives cache expiry (the
-    throttle has its own). The directory is only touched from the event loop thread
-    for its cheap lookups; ``verify`` (scrypt) runs in ``asyncio.to_thread``.
+    throttle has its own). ``lockouts`` (optional) stores the throttle's lock-outs;
+    call ``restore_lockouts`` once at start-up. ``verify`` (scrypt) runs in
+    ``asyncio.to_thread``, at most ``max_concurrent_hashes`` at a time.
     """
 
     def __init__(
@@ -240,16 +311,21 @@ class Authenticator:
         cache_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         throttle: LoginThrottle,
+        lockouts: LockoutStore | None = None,
         max_cache_entries: int = 10_000,
         max_concurrent_hashes: int = 4,
     ) -> None:
-        self._directory = directory
+        self.directory = directory
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._throttle = throttle
+        self._lockouts = lockouts
         self._max_cache_entries = max_cache_entries
         self._cache_key = os.urandom(32)
         self._cache: OrderedDict[bytes, _CacheEntry] = OrderedDict()
+        # (login, login2, version) -> the generation at which that row was last current;
+        # lets still_valid() answer without the database while nothing changed.
+        self._current: OrderedDict[tuple[str, str, int], int] = OrderedDict()
         self._inflight: dict[bytes, asyncio.Task[Principal | None]] = {}
         self._hash_slots = asyncio.Semaphore(max_concurrent_hashes)
 
@@ -261,25 +337,66 @@ class Authenticator:
     def forget(self) -> None:
         """Drop every cached verification."""
         self._cache.clear()
+        self._current.clear()
+
+    async def restore_lockouts(self) -> int:
+        """Load the stored lock-outs into the throttle (and purge stale ones); how many."""
+        if self._lockouts is None:
+            return 0
+        now = self._throttle.now()
+        since = now - self._throttle.forget_after
+        await self._lockouts.purge(since)
+        stored = await self._lockouts.recent(since, self._throttle.max_keys)
+        self._throttle.restore(stored)
+        return len(stored)
 
     def _key(self, login: str, login2: str, sha1: str) -> bytes:
-        material = "\0".join((login, login2, sha1)).encode("utf-8")
+        # surrogatepass: a lone surrogate (possible in decoded client input) must not
+        # turn a wrong login into an internal error.
+        material = "\0".join((login, login2, sha1)).encode("utf-8", "surrogatepass")
         return hmac.new(self._cache_key, material, hashlib.sha256).digest()
 
-    def is_current(self, principal: Principal) -> bool:
+    async def _row_is_current(
+        self, login: str, login2: str, version: int, known: int | None
+    ) -> tuple[bool, int | None]:
+        """Is ``(login, login2)`` still at ``version``, and at which generation?
+
+        ``known`` is the generation at which it was last seen current. Returns whether
+        it still is, and the generation to remember with that (``None``: unknown).
+        """
+        generation = self.directory.generation()  # read before the query: see below
+        if generation is not None and generation == known:
+            return True, generation
+        # A change committed after `generation` was read moves the generation again,
+        # so remembering this (older) value can only cause one more check, never one less.
+        current = await self.directory.current_version(login, login2) == version
+        return current, generation
+
+    async def still_valid(self, principal: Principal) -> bool:
         """Is the user behind ``principal`` unchanged since it was verified?
 
-        For a WebSocket that authenticated once and now omits credentials: one cheap
-        lookup, so that a removed user or a changed password or role ends the session's
-        rights at once. Principals without a version (not directory users) are current.
+        For a WebSocket that authenticated once and now omits credentials: no database
+        round trip while no user changed; otherwise one indexed lookup, so that a removed
+        user or a changed password or role ends the session's rights at once. Principals
+        without a version (not directory users) are always valid.
         """
         if principal.version is None:
             return True
-        return self._directory.current_version(principal.login, principal.login2) == (
-            principal.version
-        )
+        key = (principal.login, principal.login2, principal.version)
+        current, generation = await self._row_is_current(*key, self._current.get(key))
+        if not current:
+            self._current.pop(key, None)
+            return False
+        if generation is not None:
+            self._current[key] = generation
+            self._current.move_to_end(key)
+            while len(self._current) > self._max_cache_entries:
+                self._current.popitem(last=False)
+        return True
 
-    def check_secret(self, given: str, configured: SecretStr | str | None, peer: str) -> None:
+    async def verify_secret(
+        self, given: str, configured: SecretStr | str | None, peer: str
+    ) -> None:
         """Check a server-to-server ``secret`` with the same throttling as logins.
 
         Raises ``RateLimited`` while ``peer`` is locked out, ``AuthFailed`` if wrong
@@ -293,7 +410,7 @@ class Authenticator:
         if wait > 0:
             raise RateLimited(wait)
         if not check_server_secret(given, configured):
-            self._throttle.failure(peer, _SECRET_LOGIN, key)
+            await self._failed(peer, _SECRET_LOGIN, key)
             log.info("server secret refused from %s", peer)
             raise AuthFailed()
 
@@ -310,27 +427,68 @@ class Authenticator:
         sha1_norm = normalize_sha1(sha1) or ""
         key = self._key(login, login2, sha1_norm)
 
-        principal = self._cached(key, login, login2)
+        principal = await self._cached(key, login, login2)
+        if principal is None and key not in self._inflight:
+            # About to run scrypt: first the lock-outs other instances stored. Then the
+            # cache again, since a verification of the same credentials may have
+            # finished while we waited (single flight would miss it otherwise).
+            await self._check_stored_lockouts(peer, login, login2)
+            principal = await self._cached(key, login, login2)
         if principal is None:
             principal = await self._verify_once(key, login, login2, sha1_norm)
         if principal is None:
-            self._throttle.failure(peer, login, login2)
+            await self._failed(peer, login, login2)
             # Only the login (an account name, not a secret) and the address are logged.
             log.info("login failed for %r from %s", login, peer)
             raise AuthFailed()
-        self._throttle.success(peer, login, login2)
+        stored = self._throttle.success(peer, login, login2)
+        if stored is not None and self._lockouts is not None:
+            await self._best_effort(self._lockouts.clear("login", stored))
         return principal
 
-    def _cached(self, key: bytes, login: str, login2: str) -> Principal | None:
+    async def _check_stored_lockouts(self, peer: str, login: str, login2: str) -> None:
+        """Lock-outs written by another instance (or before a restart we missed)."""
+        if self._lockouts is None:
+            return
+        found = await self._lockouts.find(
+            LoginThrottle.stored_keys(peer, login, login2), self._throttle.now()
+        )
+        if found:
+            self._throttle.restore(found)
+            wait = self._throttle.retry_after(peer, login, login2)
+            if wait > 0:
+                raise RateLimited(wait)
+
+    async def _failed(self, peer: str, login: str, login2: str) -> None:
+        locked = self._throttle.failure(peer, login, login2)
+        if locked and self._lockouts is not None:
+            await self._best_effort(self._lockouts.save(locked))
+
+    @staticmethod
+    async def _best_effort(write: Awaitable[object]) -> None:
+        # The lock-out is in force in memory already; failing to store it must not turn
+        # the caller's auth_failed into an internal error.
+        try:
+            await write
+        except StorageError as exc:
+            log.warning("could not store a login lock-out: %s", exc)
+
+    async def _cached(self, key: bytes, login: str, login2: str) -> Principal | None:
         entry = self._cache.get(key)
         if entry is None:
             return None
-        if entry.expires <= self._clock() or (
-            self._directory.current_version(login, login2) != entry.version
-        ):
+        if entry.expires <= self._clock():
             del self._cache[key]
             return None
-        self._cache.move_to_end(key)
+        current, generation = await self._row_is_current(
+            login, login2, entry.version, entry.generation
+        )
+        if not current:
+            self._cache.pop(key, None)
+            return None
+        entry.generation = generation
+        if key in self._cache:
+            self._cache.move_to_end(key)
         return entry.principal
 
     async def _verify_once(
@@ -346,9 +504,10 @@ class Authenticator:
         return await asyncio.shield(task)
 
     async def _verify(self, key: bytes, login: str, login2: str, sha1: str) -> Principal | None:
-        record: UserRecord | None = self._directory.get(login, login2)
+        generation = self.directory.generation()  # before the read: see _row_is_current
+        record: UserRecord | None = await self.directory.get(login, login2)
         async with self._hash_slots:
-            ok = await asyncio.to_thread(self._directory.verify, record, sha1)
+            ok = await asyncio.to_thread(self.directory.verify, record, sha1)
         if not ok or record is None:
             return None
         principal = Principal(
@@ -356,7 +515,7 @@ class Authenticator:
         )
         if self._cache_seconds > 0:
             self._cache[key] = _CacheEntry(
-                principal, record.version, self._clock() + self._cache_seconds
+                principal, record.version, self._clock() + self._cache_seconds, generation
             )
             self._cache.move_to_end(key)
             now = self._clock()

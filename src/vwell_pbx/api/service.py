@@ -253,7 +253,9 @@ class Api:
         if secret is not None and self.settings.server_secret:
             if not isinstance(secret, str):
                 raise MissingCredentials("argument.secret must be a string")
-            self.authenticator.check_secret(secret, self.settings.server_secret, session.peer)
+            await self.authenticator.verify_secret(
+                secret, self.settings.server_secret, session.peer
+            )
             principal = Principal(
                 login=str(login or "server"),
                 login2=str(login2 or ""),
@@ -265,7 +267,7 @@ class Api:
                 raise MissingCredentials(
                     "argument.login, argument.login2 and argument.sha1 are required"
                 )
-            if not self.authenticator.is_current(remembered):
+            if not await self.authenticator.still_valid(remembered):
                 # The user was removed or changed since this socket logged in.
                 session.principal = None
                 raise AuthFailed

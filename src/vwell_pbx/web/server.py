@@ -47,6 +47,7 @@ from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.pbx.sms import make_sms_backend
 from vwell_pbx.protocol.message import Message
+from vwell_pbx.storage import open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.app import WebSettings, build_app
 from vwell_pbx.web.logs import configure_logging
@@ -169,8 +170,13 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
     async with contextlib.AsyncExitStack() as stack:
         bus = EventBus()
         metrics = ServerMetrics()
-        directory = UserDirectory(config.users.database)
-        stack.callback(directory.close)
+        storage = await stack.enter_async_context(
+            open_storage(config.storage.resolved_url, config.storage.settings())
+        )
+        log.info("storage: %s (schema version %d)", storage.url, storage.schema.current)
+        directory = UserDirectory(storage.users)
+        if config.is_demo:
+            await _ensure_demo_user(config, directory)
         authenticator = Authenticator(
             directory,
             cache_seconds=config.users.auth_cache_seconds,
@@ -180,7 +186,16 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
                 max_delay=config.users.throttle_max_seconds,
                 forget_after=config.users.throttle_forget_seconds,
             ),
+            lockouts=storage.lockouts,
         )
+        await authenticator.restore_lockouts()
+        roles = RoleBook(role_specs(config.roles))
+        undefined = roles.unknown(user.role for user in await directory.list())
+        if undefined:
+            log.warning(
+                "users have roles that are not defined (their requests will be refused): %s",
+                ", ".join(undefined),
+            )
         several = len(config.pbx) > 1
         links: dict[str, PbxLink] = {}
         clients: dict[str, AmiClient] = {}
@@ -204,13 +219,6 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             stack.push_async_callback(sms.aclose)
             links[pbx.name] = PbxLink(name=pbx.name, client=client, sms=sms, channels=channels)
         metrics.watch(bus, clients)
-        roles = RoleBook(role_specs(config.roles))
-        undefined = roles.unknown(user.role for user in directory.list())
-        if undefined:
-            log.warning(
-                "users have roles that are not defined (their requests will be refused): %s",
-                ", ".join(undefined),
-            )
         api = Api(
             settings=api_settings(config),
             links=links,
@@ -349,9 +357,9 @@ async def embedded_simulators(config: AppConfig) -> AsyncIterator[AppConfig]:
     table has none. Without an explicit ``port`` a free loopback port is used; an
     explicit port that is taken (something already accepts connections there, or it
     cannot be bound) raises ``ConfigError`` naming ``pbx[i].port``, so the simulator
-    never shadows a real PBX. When every PBX is simulated (demo mode), the ``[demo]``
-    user is created if absent and ``[demo]`` traffic runs on each simulator (``seed``
-    makes it repeatable).
+    never shadows a real PBX. When every PBX is simulated (demo mode), ``[demo]``
+    traffic runs on each simulator (``seed`` makes it repeatable); ``serving`` creates
+    the ``[demo]`` user if absent.
     """
     if not any(pbx.simulator for pbx in config.pbx):
         yield config
@@ -384,8 +392,6 @@ async def embedded_simulators(config: AppConfig) -> AsyncIterator[AppConfig]:
             update = {"host": SIMULATOR_HOST, "port": simulator.port, "secret": SecretStr(secret)}
             actual.append(pbx.model_copy(update=update))
         config = config.model_copy(update={"pbx": tuple(actual)})
-        if config.is_demo:
-            _ensure_demo_user(config)
         yield config
 
 
@@ -414,23 +420,20 @@ def _port_taken(index: int, port: int, why: str) -> ConfigError:
     )
 
 
-def _ensure_demo_user(config: AppConfig) -> None:
+async def _ensure_demo_user(config: AppConfig, directory: UserDirectory) -> None:
+    """Demo mode: create the ``[demo]`` user if it is not there yet."""
     demo = config.demo
-    directory = UserDirectory(config.users.database)
-    try:
-        if directory.get(demo.login, demo.login2) is None:
-            directory.add(
-                demo.login,
-                demo.login2,
-                sha1_hex=sha1_of_password(demo.password.get_secret_value()),
-                role="supervisor",
-            )
-            print(
-                f"demo: created user {demo.login!r} / {demo.login2!r} with password "
-                f"{demo.password.get_secret_value()!r} in {config.users.database}"
-            )
-    finally:
-        directory.close()
+    if await directory.get(demo.login, demo.login2) is None:
+        await directory.add(
+            demo.login,
+            demo.login2,
+            sha1_hex=sha1_of_password(demo.password.get_secret_value()),
+            role="supervisor",
+        )
+        print(
+            f"demo: created user {demo.login!r} / {demo.login2!r} with password "
+            f"{demo.password.get_secret_value()!r} in {directory.location}"
+        )
 
 
 def _print_demo_help(config: AppConfig, server: RunningServer) -> None:

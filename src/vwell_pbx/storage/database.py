@@ -1,0 +1,132 @@
+"""The async database interface the repositories use, whatever the backend.
+
+A ``Database`` runs single statements in autocommit mode (``execute``, ``fetch_one``,
+``fetch_all``, ``fetch_value``) and opens write transactions::
+
+    async with db.transaction() as tx:
+        version = await tx.fetch_value("UPDATE counters SET ... RETURNING value", {...})
+        await tx.execute("INSERT INTO users (...) VALUES (:login, ...)", {...})
+        await tx.notify("vwell_users")  # delivered when (and only if) it commits
+
+SQL uses named ``:name`` parameters (see ``dialect``); rows come back as tuples in
+the order of the selected columns. Every call is bounded in time by the settings'
+timeouts and raises only ``StorageError`` kinds.
+
+``watch(channel, probe)`` returns a ``ChangeFeed`` whose ``generation()`` is a cheap,
+synchronous "has anything changed?" test (no round trip to the database while nothing
+changed); writers announce changes with ``tx.notify(channel)``. See the backends for
+how each implements it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from vwell_pbx.storage.dialect import Dialect
+from vwell_pbx.storage.settings import StorageSettings
+from vwell_pbx.storage.url import StorageUrl
+
+__all__ = ["ChangeFeed", "Database", "Params", "Queries", "Row", "Transaction"]
+
+Row = tuple[Any, ...]
+Params = Mapping[str, object]
+
+_NO_PARAMS: Params = {}
+
+
+class ChangeFeed(Protocol):
+    """A change counter for one kind of data (e.g. the users)."""
+
+    def generation(self) -> int | None:
+        """A number that changes whenever the watched data may have changed.
+
+        ``None`` means "cannot tell right now" (e.g. the PostgreSQL LISTEN connection
+        is down): the caller must then check the database itself. Cheap and
+        synchronous: safe to call on every request.
+        """
+        ...
+
+    def changed_locally(self) -> None:
+        """Note a change this process made, so ``generation`` moves at once."""
+        ...
+
+
+class Queries(abc.ABC):
+    """Statements; shared by a ``Database`` (autocommit) and a ``Transaction``."""
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Params = _NO_PARAMS) -> int:
+        """Run one statement; returns the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
+        """Run one statement once per parameter set (bulk insert)."""
+
+    @abc.abstractmethod
+    async def fetch_all(self, sql: str, params: Params = _NO_PARAMS) -> list[Row]:
+        """Every row of a query."""
+
+    async def fetch_one(self, sql: str, params: Params = _NO_PARAMS) -> Row | None:
+        """The first row of a query, or ``None``."""
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_value(self, sql: str, params: Params = _NO_PARAMS) -> Any:
+        """The first column of the first row, or ``None`` when there is no row."""
+        row = await self.fetch_one(sql, params)
+        return None if row is None else row[0]
+
+
+class Transaction(Queries):
+    """An open write transaction; committed when its ``async with`` block ends normally."""
+
+    @abc.abstractmethod
+    async def notify(self, channel: str) -> None:
+        """Tell the ``ChangeFeed`` of ``channel`` (in every process) after the commit."""
+
+
+class Database(Queries):
+    """A connection pool to one database. Close it with ``aclose``."""
+
+    url: StorageUrl
+    dialect: Dialect
+    settings: StorageSettings
+
+    @property
+    @abc.abstractmethod
+    def statements(self) -> int:
+        """How many statements were sent to the database so far (for metrics and tests)."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A write transaction (rolled back if the block raises or is cancelled)."""
+
+    @abc.abstractmethod
+    def iterate(
+        self, sql: str, params: Params = _NO_PARAMS, *, batch: int = 1000
+    ) -> AsyncIterator[list[Row]]:
+        """A query's rows in batches of at most ``batch`` (for copying big tables)."""
+
+    @abc.abstractmethod
+    async def table_columns(self, table: str) -> list[str]:
+        """The columns of ``table`` in their order; empty if there is no such table."""
+
+    @abc.abstractmethod
+    async def reset_serial(self, table: str, column: str) -> None:
+        """After a bulk copy, let ``{id}`` column values continue after the highest one."""
+
+    @abc.abstractmethod
+    def watch(self, channel: str, probe: str) -> ChangeFeed:
+        """The change feed of ``channel``.
+
+        ``probe`` is a query returning one value that changes whenever the watched data
+        does (e.g. a counter bumped by every write); backends that cannot be notified
+        directly use it to tell relevant commits from others.
+        """
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close every connection and stop the backend's threads or tasks."""
