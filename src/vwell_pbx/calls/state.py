@@ -52,6 +52,7 @@ class Channel:
     caller_num: str | None = None
     caller_name: str | None = None
     exten: str = ""
+    first_exten: str | None = None  # the exten it was created for: a trunk's DID
     exten_in_bridge: str = ""
     dialled: bool = False
     ringing: bool = False

@@ -508,11 +508,13 @@ class CallTracker:
             first = True
         channel = Channel(uniqueid=uniqueid, name=name, info=info, call=call, created_ms=self._now)
         if info.kind is ChannelKind.LOCAL:
-            if partner is not None and partner.call is call:
-                channel.side = partner.side
-            elif first:
+            if first:
                 channel.side = Side.ORIGIN
                 call.originate_leg = True  # a Local half that opens a call: an Originate
+                if partner is not None and partner.call is call:
+                    partner.side = Side.ORIGIN
+            elif partner is not None and partner.call is call:
+                channel.side = partner.side
             else:
                 channel.side = Side.TARGET  # made inside a call (a consultation) by a feature
         elif first:
@@ -560,6 +562,10 @@ class CallTracker:
             exten = event.get("Extension")
         if exten is not None:
             channel.exten = exten
+            if channel.first_exten is None:
+                channel.first_exten = exten
+                if channel is channel.call.origin and channel.info.kind is ChannelKind.TRUNK:
+                    channel.call.did = channel.call.did or self._rules.number(exten)
         state = event.get(prefix + "ChannelStateDesc") or event.get(prefix + "State")
         if state:
             state = state.strip().lower()
@@ -598,7 +604,7 @@ class CallTracker:
         if channel.info.kind is ChannelKind.TRUNK:
             call.trunk = call.trunk or channel.info.trunk
             if call.did is None:
-                call.did = self._rules.number(channel.exten)
+                call.did = self._rules.number(channel.first_exten)
         self._refresh_from(call)
 
     def _refresh_from(self, call: Call) -> bool:
@@ -844,7 +850,8 @@ class CallTracker:
             return
         if call.to_number is None:
             call.to_number = (
-                self._rules.number(source.exten)
+                call.did
+                or self._rules.number(source.exten)
                 or self._dialled_number(dialstring)
                 or dest.extension
             )
@@ -1023,6 +1030,7 @@ class CallTracker:
         to: str | None,
         *,
         leaving: Iterable[Channel | None] = (),
+        target: Channel | None = None,
     ) -> None:
         if call.ended:
             return
@@ -1040,6 +1048,8 @@ class CallTracker:
             call.blind_target = to
         else:
             call.blind_target = None
+            if target is not None and target.extension is not None:
+                call.extension = target.extension  # who the caller talks to from now on
         self._emit(call, "call.transferred", by_who if by_who else self._current_extension(call))
 
     def _destination(self, exten: str) -> str:
@@ -1171,6 +1181,8 @@ class CallTracker:
         else:
             call.holders.discard(channel.uniqueid)
             self._stop_ringing(channel)
+            if not call.ended and call.had_party and not call.parties():
+                self._end(call)  # its last phone became a masquerade's leftover
 
     def _on_masquerade(self, event: Message) -> None:
         clone = self._by_name.get(event.get("Clone") or "")
@@ -1459,7 +1471,7 @@ class CallTracker:
         to = self._who(party)
         if to is None:
             to = self._rules.number(event.get("TransferTargetCallerIDNum"))
-        self._transfer(call, "attended", transferer, to, leaving=(second,))
+        self._transfer(call, "attended", transferer, to, leaving=(second,), target=party)
 
     def _on_blind_transfer(self, event: Message) -> None:
         if (event.get("Result") or "").strip().lower() != "success":
@@ -1490,7 +1502,9 @@ class CallTracker:
             )
             if consult is not call:
                 self._merge(call, consult)
-            self._transfer(call, "attended", transferer, self._who(target), leaving=(other,))
+            self._transfer(
+                call, "attended", transferer, self._who(target), leaving=(other,), target=target
+            )
         elif kind == "blind":
             exten = event.get("TransferExten") or ""
             if exten:
@@ -1530,49 +1544,58 @@ class CallTracker:
     # -- reconciliation ---------------------------------------------------------------
 
     def _group_learnt(self, learnt: list[tuple[Channel, Message]]) -> None:
-        """Settle calls made of channels learnt from a channel list."""
-        # Old dialects have no Linkedid: a bridged peer names the other half of a call.
+        """Settle calls made of channels learnt from a channel list.
+
+        Nobody is seen dialling anybody in a list, so the sides come from what is left:
+        the channel whose Uniqueid is the Linkedid (or, without Linkedid, the oldest) is
+        the caller; a phone bridged with the ``;2`` half of a click-to-call's Local
+        channel is the phone it rang first; every other phone is on the called side.
+        """
+        bridges: dict[str, list[Channel]] = {}
         for channel, item in learnt:
-            peer_id = item.get("BridgedUniqueid")
-            peer = self._channels.get(peer_id) if peer_id else None
-            if peer is None:
-                peer = self._by_name.get(item.get("BridgedChannel") or item.get("Link") or "")
-            if (
-                peer is not None
-                and peer is not channel
-                and not peer.call.ended
-                and not channel.call.ended
-            ):
+            peer = self._listed_peer(channel, item)
+            if peer is not None and not peer.call.ended and not channel.call.ended:
                 self._merge_older(channel.call, peer.call)
+            bridge_id = item.get("BridgeId") or item.get("BridgeID")
+            if not bridge_id and peer is not None:
+                bridge_id = "link:" + min(channel.uniqueid, peer.uniqueid)
+            if bridge_id:
+                bridges.setdefault(bridge_id, []).append(channel)
+        for members in bridges.values():
+            if any(
+                ch.info.kind is ChannelKind.LOCAL
+                and ch.info.local_half == 2
+                and ch.side is Side.ORIGIN
+                for ch in members
+            ):
+                for ch in members:
+                    if ch.is_party and ch.side is Side.UNKNOWN:
+                        ch.side = Side.ORIGIN
+                        if ch.call.origin is None:
+                            self._set_origin(ch.call, ch)
         calls: dict[str, Call] = {}
         for channel, _ in learnt:
             if not channel.call.ended:
                 calls[channel.call.call_id] = channel.call
         for call in calls.values():
-            if call.origin is None:
+            if not any(ch.side is Side.ORIGIN for ch in call.channels.values()):
                 parties = sorted(call.parties(), key=lambda ch: ch.created_ms)
                 if parties:
                     parties[0].side = Side.ORIGIN
                     self._set_origin(call, parties[0])
-        for channel, item in learnt:
-            if channel.call.ended:
-                continue
-            bridge_id = item.get("BridgeId") or item.get("BridgeID")
-            peer_id = item.get("BridgedUniqueid")
-            peer = self._channels.get(peer_id) if peer_id else None
-            if peer is None:
-                peer = self._by_name.get(item.get("BridgedChannel") or item.get("Link") or "")
-            if bridge_id:
-                self._enter_bridge(channel, bridge_id)
-            elif peer is not None and peer.call is channel.call:
-                self._enter_bridge(channel, "link:" + min(channel.uniqueid, peer.uniqueid))
-                self._enter_bridge(peer, "link:" + min(channel.uniqueid, peer.uniqueid))
+            if call.to_number is None:
+                # What the caller dialled: the exten of the call's first channel (a
+                # click-to-call's Local ;1 half runs the number it connects to).
+                first = call.channels.get(call.call_id) or call.origin
+                call.to_number = self._rules.number(first.exten) if first is not None else None
         for channel, _ in learnt:
             call = channel.call
             if call.ended or not channel.is_party:
                 continue
-            if channel.side is Side.UNKNOWN and call.origin is not None:
+            if channel.side is Side.UNKNOWN:
                 self._make_target(channel)
+                if call.to_number is None:
+                    call.to_number = channel.extension
             if channel.side is Side.TARGET:
                 if channel.state == "up":
                     self._answered(channel, at_ms=max(channel.created_ms, call.started_ms))
@@ -1580,6 +1603,18 @@ class CallTracker:
                     self._ringing(channel)
             else:
                 self._on_state(channel)
+        for bridge_id, members in bridges.items():
+            for channel in members:
+                if not channel.call.ended:
+                    self._enter_bridge(channel, bridge_id)
+
+    def _listed_peer(self, channel: Channel, item: Message) -> Channel | None:
+        """The bridged peer an old-dialect ``Status`` item names, if known."""
+        peer_id = item.get("BridgedUniqueid")
+        peer = self._channels.get(peer_id) if peer_id else None
+        if peer is None:
+            peer = self._by_name.get(item.get("BridgedChannel") or item.get("Link") or "")
+        return peer if peer is not channel else None
 
 
 _CONSUMED_FOLDED: Final = frozenset(name.lower() for name in CONSUMED_EVENTS)
