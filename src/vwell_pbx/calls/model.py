@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Final, Literal
 
 CallStatus = Literal["ringing", "up", "held", "ended"]
@@ -56,6 +57,7 @@ CALL_EVENT_NAMES: Final[tuple[CallEventName, ...]] = (
 JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
 
 
+@lru_cache(maxsize=4096)  # a call shows the same few times in every snapshot
 def iso_ms(epoch_ms: int) -> str:
     """``1700000001122`` -> ``"2023-11-14T22:13:21.122Z"`` (UTC, milliseconds)."""
     seconds, millis = divmod(epoch_ms, 1000)

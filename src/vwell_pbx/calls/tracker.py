@@ -139,6 +139,15 @@ case-insensitive). Any other event is skipped at the cost of one dict lookup, so
 caller may also filter with this set before calling ``observe``."""
 
 _EMPTY: Final[tuple[CallEvent, ...]] = ()
+_Handler = Callable[[Message], None]
+
+
+def _unseen(event: Message) -> None:
+    """Marks an event name not looked up yet (never called)."""
+
+
+_UNSEEN: Final[_Handler] = _unseen
+_MAX_DISPATCH_NAMES: Final = 512  # AMI has a few hundred event names; junk stops here
 _END_REASONS: Final[dict[str, EndReason]] = {
     "cancel": "cancelled",
     "noanswer": "no_answer",
@@ -230,7 +239,7 @@ class CallTracker:
         self._now = 0
         self.evicted_calls = 0
         """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
-        handlers: dict[str, Callable[[Message], None]] = {
+        handlers: dict[str, _Handler] = {
             "Newchannel": self._on_channel_event,
             "Newstate": self._on_channel_event,
             "NewCallerid": self._on_new_callerid,
@@ -265,8 +274,10 @@ class CallTracker:
             "OriginateFailure": self._on_originate_response,
         }
         assert set(handlers) == CONSUMED_EVENTS
-        self._handlers = handlers
         self._handlers_folded = {name.lower(): handler for name, handler in handlers.items()}
+        # Event name as spelled on the wire -> handler, or None for a name to skip;
+        # learnt as names arrive, bounded by _MAX_DISPATCH_NAMES.
+        self._dispatch: dict[str, _Handler | None] = dict(handlers)
 
     # -- public interface -------------------------------------------------------------
 
@@ -290,11 +301,14 @@ class CallTracker:
 
         Never raises for any event content; unknown events return ``()`` at once.
         """
-        handler = self._handlers.get(event.name)
+        name = event.headers[0][1]
+        handler = self._dispatch.get(name, _UNSEEN)
+        if handler is _UNSEEN:
+            handler = self._handlers_folded.get(name.lower())
+            if len(self._dispatch) < _MAX_DISPATCH_NAMES:
+                self._dispatch[name] = handler  # remember skipped names too: one lookup
         if handler is None:
-            handler = self._handlers_folded.get(event.name.lower())
-            if handler is None:
-                return _EMPTY
+            return _EMPTY
         self._now = to_ms(now)
         handler(event)
         if not self._out:
