@@ -703,3 +703,23 @@ def test_protocol_transcript_10_busy_traffic_leaves_nothing_behind() -> None:
     assert len(ended_calls) == len(set(ended_calls))
     assert tracker.active() == []
     assert tracker.evicted_calls == 0
+
+
+def test_protocol_transcript_06_click_to_call_through_a_local_channel() -> None:
+    # Originate Channel=Local/100@DLPN_DialPlan269 (its ;2 half runs Wait: nobody), then
+    # exten 267 from the ;1 half: 267 rings and answers; the Originate's ActionID marks it.
+    stream = load_recording("06", folder=TRANSCRIPTS, conn="conn1").events
+    tracker = CallTracker(pbx="lab")
+    tracker.expect_originate("orig-async-1", "Local/100@DLPN_DialPlan269", BASE)
+    events = feed(tracker, stream)
+    assert [(e.name, e.call.extension) for e in events] == [
+        ("call.ringing", "267"),
+        ("call.answered", "267"),
+        ("call.ended", "267"),
+    ]
+    assert {(e.call.originated, e.call.action_id, e.call.call_id) for e in events} == {
+        (True, "orig-async-1", "1795838923.2")
+    }
+    assert tracker.call_id_for_action("orig-async-1") == "1795838923.2"
+    end = events[-1].call
+    assert (end.from_number, end.to_number, end.channels) == ("5551000", "267", ())
