@@ -1,0 +1,159 @@
+"""The call object and the call events, as clients see them.
+
+A ``CallSnapshot`` is an immutable picture of one call at one moment; ``to_dict`` gives
+the JSON-ready object with exactly the fields of the public call model (camelCase,
+flat, so that event filters can match any field). A ``CallEvent`` pairs an event name
+(``call.ringing``, ...) with the snapshot taken when it happened.
+
+Times are kept as integer milliseconds since the Unix epoch and shown as ISO 8601 UTC
+with milliseconds (``2023-11-14T22:13:21.122Z``); durations are seconds with
+millisecond precision, computed from the same rounded times, so that
+``talkSeconds == endedAt - answeredAt`` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Final, Literal
+
+CallStatus = Literal["ringing", "up", "held", "ended"]
+Direction = Literal["inbound", "outbound", "internal", "unknown"]
+EndReason = Literal[
+    "completed",
+    "no_answer",
+    "busy",
+    "cancelled",
+    "failed",
+    "answered_elsewhere",
+    "transferred",
+    "unknown",
+]
+TransferType = Literal["blind", "attended"]
+CallEventName = Literal[
+    "call.ringing",
+    "call.answered",
+    "call.held",
+    "call.resumed",
+    "call.transferred",
+    "call.updated",
+    "call.ended",
+    "call.missed",
+]
+
+CALL_EVENT_NAMES: Final[tuple[CallEventName, ...]] = (
+    "call.ringing",
+    "call.answered",
+    "call.held",
+    "call.resumed",
+    "call.transferred",
+    "call.updated",
+    "call.ended",
+    "call.missed",
+)
+"""Every event name the tracker emits, in the order the documentation lists them."""
+
+JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+@lru_cache(maxsize=4096)  # a call shows the same few times in every snapshot
+def iso_ms(epoch_ms: int) -> str:
+    """``1700000001122`` -> ``"2023-11-14T22:13:21.122Z"`` (UTC, milliseconds)."""
+    seconds, millis = divmod(epoch_ms, 1000)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+
+
+def to_ms(now: float) -> int:
+    """Epoch seconds (a float, as ``time.time()`` gives) to integer milliseconds."""
+    return round(now * 1000)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer:
+    """One transfer of a call: who moved it (``by``), where (``to``), when (``at``)."""
+
+    type: TransferType
+    by: str | None
+    to: str | None
+    at: str
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """``{type, by, to, at}``."""
+        return {"type": self.type, "by": self.by, "to": self.to, "at": self.at}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSnapshot:
+    """A call as it was when an event happened (see ``docs/calls.md`` for every field).
+
+    ``extensions`` is not part of the public object: it is the set of local extensions
+    (device extensions such as ``269``) that took part in the call so far, which the
+    server uses to show operators only the calls of their own extensions.
+    """
+
+    call_id: str
+    pbx: str
+    status: CallStatus
+    direction: Direction
+    from_number: str | None
+    from_name: str | None
+    to_number: str | None
+    to_name: str | None
+    extension: str | None
+    trunk: str | None
+    did: str | None
+    started_at: str
+    answered_at: str | None
+    ended_at: str | None
+    ring_seconds: float
+    talk_seconds: float
+    end_reason: EndReason | None
+    on_hold: bool
+    transfers: tuple[Transfer, ...]
+    channels: tuple[str, ...]
+    originated: bool
+    action_id: str | None
+    extensions: frozenset[str]
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """The public call object: camelCase keys, JSON types only."""
+        return {
+            "callId": self.call_id,
+            "pbx": self.pbx,
+            "status": self.status,
+            "direction": self.direction,
+            "fromNumber": self.from_number,
+            "fromName": self.from_name,
+            "toNumber": self.to_number,
+            "toName": self.to_name,
+            "extension": self.extension,
+            "trunk": self.trunk,
+            "did": self.did,
+            "startedAt": self.started_at,
+            "answeredAt": self.answered_at,
+            "endedAt": self.ended_at,
+            "ringSeconds": self.ring_seconds,
+            "talkSeconds": self.talk_seconds,
+            "endReason": self.end_reason,
+            "onHold": self.on_hold,
+            "transfers": [transfer.to_dict() for transfer in self.transfers],
+            "channels": list(self.channels),
+            "originated": self.originated,
+            "actionId": self.action_id,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEvent:
+    """One thing that happened to a call: its name and the call right after it."""
+
+    name: CallEventName
+    call: CallSnapshot
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """The pushed message: the call object plus ``name``."""
+        message = self.call.to_dict()
+        message["name"] = self.name
+        return message

@@ -1,0 +1,1634 @@
+"""The call tracker: AMI events in, call events out (sans-IO).
+
+``CallTracker.observe(event, now)`` takes one PBX event and the wall-clock time it
+arrived (epoch seconds, a float as ``time.time()`` gives) and returns the call events it
+caused, in order; it never reads a clock, never does I/O and never raises on anything a
+PBX sends. Both AMI dialects are read: Asterisk 1.4/1.8 and Yeastar MyPBX (``Dial`` with
+``SubEvent``, ``Link``/``Unlink``/``Bridge``, ``Masquerade``/``Rename``, no ``Linkedid``)
+and Asterisk 12+ (``DialBegin``/``DialState``/``DialEnd``, ``BridgeEnter``/``BridgeLeave``,
+transfer events, ``Linkedid``). ``docs/calls.md`` explains every rule; the short form:
+
+- A channel belongs to one call: by ``Linkedid`` when the PBX has one, else the call of
+  the channel that dialled it (or of its Local twin). The call's id is the ``Linkedid``
+  or the first channel's ``Uniqueid`` and never changes; when two calls become one (a
+  transfer between two calls, a queue member linked to a caller) the older survives and
+  the other ends with ``endReason: transferred`` if anything was reported about it.
+- The caller's side (*origin*) and the called side (*target*) are told apart by who
+  dialled whom; ringing and answering count only on the target side, so that the
+  phone a click-to-call rings first is not "a call ringing" and its pick-up is not the
+  answer (``OriginateResponse`` Reason 4 is not the call's answer either).
+- A call is reported (appears in ``active()``, emits events) once it has a dialled
+  party, an inbound trunk leg, or is a click-to-call of our own ``dial``; a lone phone
+  talking to the dialplan (voicemail, ``*8``, an echo test) is not a call to report.
+- Calls end when their last party hangs up. Bounded state: at most
+  ``TrackerLimits.max_calls`` calls and ``max_channels`` channels; past a bound the
+  least recently active one is dropped (a call so dropped ends with
+  ``endReason: unknown``), so lost ``Hangup`` events cannot grow memory, and
+  ``reconcile`` after a reconnect ends the calls whose channels are gone.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+from vwell_pbx.calls.model import (
+    CallEvent,
+    CallEventName,
+    CallSnapshot,
+    CallStatus,
+    Direction,
+    EndReason,
+    Transfer,
+    TransferType,
+    iso_ms,
+    to_ms,
+)
+from vwell_pbx.calls.rules import CallRules, ChannelKind
+from vwell_pbx.calls.state import MAX_DESTINATIONS, Call, Channel, Side
+from vwell_pbx.protocol import Message
+
+__all__ = ["CONSUMED_EVENTS", "CallTracker", "TrackerLimits"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackerLimits:
+    """The tracker's bounds; ``ValueError`` names a bad one.
+
+    - ``max_calls``: live calls kept; a new call past it drops the least recently
+      active call (it ends with ``endReason: unknown``).
+    - ``max_channels``: channels kept (live ones, plus those of just-ended calls until
+      their ``Hangup``); past it the least recently seen channel is forgotten.
+    - ``max_transfers``: transfers kept per call (the oldest are dropped).
+    - ``max_rang``: extensions remembered per call as having rung (for ``call.missed``).
+    - ``max_pending_originates``: click-to-calls awaiting their channel (``expect_originate``).
+    - ``originate_ttl``: seconds an ``expect_originate`` entry waits for its call.
+    - ``max_recent_ids``: ended call ids, hung-up channel ids and merged call ids
+      remembered, so that a late event about them is ignored instead of starting a call.
+    """
+
+    max_calls: int = 2_000
+    max_channels: int = 10_000
+    max_transfers: int = 16
+    max_rang: int = 64
+    max_pending_originates: int = 1_000
+    originate_ttl: float = 900.0
+    max_recent_ids: int = 4_096
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_calls",
+            "max_channels",
+            "max_transfers",
+            "max_rang",
+            "max_pending_originates",
+            "max_recent_ids",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"calls.{name} must be a whole number of at least 1")
+        if not self.originate_ttl > 0:
+            raise ValueError("calls.originate_ttl must be a positive number of seconds")
+
+
+CONSUMED_EVENTS: Final = frozenset(
+    {
+        # channel life and state (both dialects)
+        "Newchannel",
+        "Newstate",
+        "NewCallerid",
+        "NewConnectedLine",
+        "Newexten",
+        "Rename",
+        "Masquerade",
+        "HangupRequest",
+        "SoftHangupRequest",
+        "Hangup",
+        # dialling
+        "Dial",
+        "DialBegin",
+        "DialState",
+        "DialEnd",
+        "AgentCalled",
+        "Join",
+        "QueueCallerJoin",
+        "Pickup",
+        # bridging
+        "BridgeEnter",
+        "BridgeLeave",
+        "BridgeMerge",
+        "Bridge",
+        "Link",
+        "Unlink",
+        # hold and transfers
+        "Hold",
+        "Unhold",
+        "AttendedTransfer",
+        "BlindTransfer",
+        "Transfer",
+        # click-to-call outcomes
+        "OriginateResponse",
+        "OriginateSuccess",
+        "OriginateFailure",
+    }
+)
+"""AMI event names ``observe`` reads (as Asterisk spells them; matching is also
+case-insensitive). Any other event is skipped at the cost of one dict lookup, so a
+caller may also filter with this set before calling ``observe``."""
+
+_EMPTY: Final[tuple[CallEvent, ...]] = ()
+_Handler = Callable[[Message], None]
+
+
+def _unseen(event: Message) -> None:
+    """Marks an event name not looked up yet (never called)."""
+
+
+_UNSEEN: Final[_Handler] = _unseen
+_MAX_DISPATCH_NAMES: Final = 512  # AMI has a few hundred event names; junk stops here
+_END_REASONS: Final[dict[str, EndReason]] = {
+    "cancel": "cancelled",
+    "noanswer": "no_answer",
+    "busy": "busy",
+    "congestion": "failed",
+    "chanunavail": "failed",
+    "dontcall": "failed",
+    "torture": "failed",
+    "invalidargs": "failed",
+    "answered_elsewhere": "answered_elsewhere",
+}
+# Q.931 hangup causes that say why a leg ended unanswered.
+_CAUSE_OUTCOMES: Final[dict[int, str]] = {
+    17: "busy",  # user busy
+    18: "noanswer",  # no user responding
+    19: "noanswer",  # no answer
+    21: "busy",  # call rejected (declined): the callee refused, as busy does
+    26: "answered_elsewhere",  # non-selected user clearing
+    34: "congestion",
+    38: "congestion",
+}
+_MISSED_REASONS: Final = frozenset({"no_answer", "cancelled", "busy", "failed"})
+# Dialplan extensions that are not a destination (hangup, invalid, timeout handlers).
+_NOT_DESTINATIONS: Final = frozenset({"", "s", "h", "i", "t", "T", "e", "o", "a", "failed"})
+_RINGING_DIAL_STATES: Final = frozenset({"ringing", "progress", "proceeding"})
+_ORIGINATE_FAILED_GRACE_MS: Final = 5_000
+
+
+@dataclass(slots=True)
+class _PendingOriginate:
+    channel: str  # the Originate's Channel, lower-cased (``sip/267``)
+    to_number: str | None
+    expires_ms: int
+    call_id: str | None = None
+
+
+def _int(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    raw = raw.strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
+
+
+def _duration_ms(item: Message) -> int:
+    """A channel's age from ``Duration: HH:MM:SS`` (CoreShowChannel) or ``Seconds``."""
+    seconds = _int(item.get("Seconds"))
+    if seconds is not None:
+        return seconds * 1000
+    raw = (item.get("Duration") or "").strip()
+    parts = raw.split(":")
+    if len(parts) == 3:
+        numbers = [_int(part) for part in parts]
+        if all(number is not None for number in numbers):
+            hours, minutes, secs = (number or 0 for number in numbers)
+            return ((hours * 60 + minutes) * 60 + secs) * 1000
+    return 0
+
+
+class CallTracker:
+    """Correlates one PBX's AMI events into calls; see the module docstring.
+
+    ``pbx`` is the PBX's configured name (the call object's ``pbx``); ``rules`` say
+    which channels are trunks and extensions and how numbers are normalised;
+    ``limits`` bound the memory. Not thread-safe: feed it from one task.
+    """
+
+    CONSUMED_EVENTS: ClassVar[frozenset[str]] = CONSUMED_EVENTS
+
+    def __init__(
+        self,
+        *,
+        pbx: str = "default",
+        rules: CallRules | None = None,
+        limits: TrackerLimits | None = None,
+    ) -> None:
+        self.pbx = pbx
+        self._rules = rules if rules is not None else CallRules()
+        self._limits = limits if limits is not None else TrackerLimits()
+        self._calls: OrderedDict[str, Call] = OrderedDict()  # live calls, LRU first
+        self._channels: OrderedDict[str, Channel] = OrderedDict()  # by Uniqueid, LRU first
+        self._by_name: dict[str, Channel] = {}
+        self._bridges: dict[str, set[str]] = {}
+        self._aliases: OrderedDict[str, str] = OrderedDict()  # merged call id -> survivor
+        self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended call ids
+        self._hung: OrderedDict[str, None] = OrderedDict()  # recently hung-up Uniqueids
+        self._pending: OrderedDict[str, _PendingOriginate] = OrderedDict()
+        self._originated: OrderedDict[str, str] = OrderedDict()  # ActionID -> callId
+        self._out: list[CallEvent] = []
+        self._now = 0
+        self.evicted_calls = 0
+        """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
+        handlers: dict[str, _Handler] = {
+            "Newchannel": self._on_channel_event,
+            "Newstate": self._on_channel_event,
+            "NewCallerid": self._on_new_callerid,
+            "NewConnectedLine": self._on_new_connected_line,
+            "Newexten": self._on_newexten,
+            "Rename": self._on_rename,
+            "Masquerade": self._on_masquerade,
+            "HangupRequest": self._on_hangup_request,
+            "SoftHangupRequest": self._on_hangup_request,
+            "Hangup": self._on_hangup,
+            "Dial": self._on_dial_old,
+            "DialBegin": self._on_dial_begin,
+            "DialState": self._on_dial_state,
+            "DialEnd": self._on_dial_end,
+            "AgentCalled": self._on_agent_called,
+            "Join": self._on_queue_join,
+            "QueueCallerJoin": self._on_queue_join,
+            "Pickup": self._on_pickup,
+            "BridgeEnter": self._on_bridge_enter,
+            "BridgeLeave": self._on_bridge_leave,
+            "BridgeMerge": self._on_bridge_merge,
+            "Bridge": self._on_bridge_old,
+            "Link": self._on_link,
+            "Unlink": self._on_unlink,
+            "Hold": self._on_hold,
+            "Unhold": self._on_unhold,
+            "AttendedTransfer": self._on_attended_transfer,
+            "BlindTransfer": self._on_blind_transfer,
+            "Transfer": self._on_transfer_old,
+            "OriginateResponse": self._on_originate_response,
+            "OriginateSuccess": self._on_originate_response,
+            "OriginateFailure": self._on_originate_response,
+        }
+        assert set(handlers) == CONSUMED_EVENTS
+        self._handlers_folded = {name.lower(): handler for name, handler in handlers.items()}
+        # Event name as spelled on the wire -> handler, or None for a name to skip;
+        # learnt as names arrive, bounded by _MAX_DISPATCH_NAMES.
+        self._dispatch: dict[str, _Handler | None] = dict(handlers)
+
+    # -- public interface -------------------------------------------------------------
+
+    @property
+    def tracked_calls(self) -> int:
+        """Calls held in memory (reported or not yet), at most ``max_calls``."""
+        return len(self._calls)
+
+    @property
+    def tracked_channels(self) -> int:
+        """Channels held in memory, at most ``max_channels``."""
+        return len(self._channels)
+
+    @staticmethod
+    def consumes(event_name: str) -> bool:
+        """Does ``observe`` do anything with events of this name? (A cheap pre-filter.)"""
+        return event_name in CONSUMED_EVENTS or event_name.lower() in _CONSUMED_FOLDED
+
+    def observe(self, event: Message, now: float) -> Sequence[CallEvent]:
+        """Feed one PBX event that arrived at ``now`` (epoch seconds); get call events.
+
+        Never raises for any event content; unknown events return ``()`` at once.
+        """
+        name = event.headers[0][1]
+        handler = self._dispatch.get(name, _UNSEEN)
+        if handler is _UNSEEN:
+            handler = self._handlers_folded.get(name.lower())
+            if len(self._dispatch) < _MAX_DISPATCH_NAMES:
+                self._dispatch[name] = handler  # remember skipped names too: one lookup
+        if handler is None:
+            return _EMPTY
+        self._now = to_ms(now)
+        handler(event)
+        if not self._out:
+            return _EMPTY
+        out, self._out = self._out, []
+        return out
+
+    def active(self, now: float | None = None) -> list[CallSnapshot]:
+        """The live calls worth reporting, oldest first.
+
+        Their ``ringSeconds``/``talkSeconds`` count up to ``now`` (default: the time of
+        the last event observed).
+        """
+        if now is not None:
+            self._now = to_ms(now)
+        calls = [call for call in self._calls.values() if call.visible]
+        calls.sort(key=lambda call: call.started_ms)
+        return [self._snapshot(call, self._current_extension(call)) for call in calls]
+
+    def get(self, call_id: str) -> CallSnapshot | None:
+        """The live call with this id (or an id merged into it), if it is reported."""
+        call = self._calls.get(self._resolve(call_id))
+        if call is None or not call.visible:
+            return None
+        return self._snapshot(call, self._current_extension(call))
+
+    def call_id_of_channel(self, uniqueid: str) -> str | None:
+        """The id of the live call a channel (by ``Uniqueid``) belongs to, if reported."""
+        channel = self._channels.get(uniqueid)
+        if channel is None or channel.call.ended or not channel.call.visible:
+            return None
+        return channel.call.call_id
+
+    def call_id_for_action(self, action_id: str) -> str | None:
+        """The call a click-to-call (``expect_originate``'s ActionID) became, if known."""
+        call_id = self._originated.get(action_id)
+        if call_id is None:
+            pending = self._pending.get(action_id)
+            call_id = pending.call_id if pending is not None else None
+        return None if call_id is None else self._resolve(call_id)
+
+    def expect_originate(
+        self, action_id: str, channel: str, now: float, *, to_number: str | None = None
+    ) -> None:
+        """Announce a click-to-call: an ``Originate`` of ``channel`` with ``action_id``.
+
+        The call it makes then carries ``originated: true`` and this ``actionId``. The
+        call is recognised by its first channel's name (``SIP/267`` matches
+        ``SIP/267-00000055``; ``Local/267@ctx`` matches its ``;1`` half) or, failing
+        that, by the ``OriginateResponse`` with this ActionID. Call it as soon as the
+        ActionID is known; if the channel already appeared, it is matched at once.
+        ``to_number`` (normalised) is the number the call goes to, shown as
+        ``toNumber`` even when it never gets that far. Bounded by
+        ``max_pending_originates`` and ``originate_ttl``.
+        """
+        self._now = to_ms(now)
+        self._expire_pending()
+        entry = _PendingOriginate(
+            channel=channel.strip().lower(),
+            to_number=to_number,
+            expires_ms=self._now + round(self._limits.originate_ttl * 1000),
+        )
+        self._pending[action_id] = entry
+        self._pending.move_to_end(action_id)
+        while len(self._pending) > self._limits.max_pending_originates:
+            self._pending.popitem(last=False)
+        for call in list(self._calls.values()):
+            if call.originate_leg and not call.originated and not call.ended:
+                first = next(iter(call.channels.values()), None)
+                if first is not None and self._channel_matches(entry.channel, first.name):
+                    self._mark_originated(call, action_id, entry)
+                    break
+
+    def reconcile(self, channels: Iterable[Message], now: float) -> Sequence[CallEvent]:
+        """Rebuild the live calls from the PBX's channel list after an AMI (re)connect.
+
+        ``channels`` are the items of ``CoreShowChannels`` (Asterisk 12+) or ``Status``
+        (older dialects): one event per live channel. Calls whose channels are gone end
+        with ``endReason: unknown``; channels not known yet are learnt and grouped into
+        calls (by ``Linkedid``, else by bridged peer and Local twin), and a call found
+        ringing or talking is reported with ``call.ringing``/``call.answered``. The
+        answer time of such a call is estimated from its called party's age.
+        """
+        self._now = to_ms(now)
+        items: list[tuple[str, str, Message]] = []
+        for item in channels:
+            name = (item.get("Channel") or "").strip()
+            if not name:
+                continue
+            uniqueid = (item.get("Uniqueid") or "").strip() or name
+            items.append((uniqueid, name, item))
+        live = {uniqueid for uniqueid, _, _ in items}
+        for gone in [ch for ch in self._channels.values() if ch.uniqueid not in live]:
+            self._drop(gone)
+        learnt: list[tuple[Channel, Message]] = []
+        for uniqueid, name, item in items:
+            known = self._channels.get(uniqueid)
+            if known is not None:
+                if not known.call.ended:
+                    self._update(known, item, "")
+                continue
+            self._hung.pop(uniqueid, None)  # it is alive after all
+            channel = self._learn(
+                name, uniqueid, (item.get("Linkedid") or "").strip() or None, trusted=True
+            )
+            if channel is None:
+                continue
+            channel.created_ms = self._now - _duration_ms(item)
+            channel.call.started_ms = min(channel.call.started_ms, channel.created_ms)
+            self._update(channel, item, "", react=False)
+            learnt.append((channel, item))
+        self._group_learnt(learnt)
+        out, self._out = self._out, []
+        return out
+
+    # -- channel bookkeeping ----------------------------------------------------------
+
+    def _resolve(self, call_id: str) -> str:
+        """Follow merges: the id of the call that ``call_id`` became part of."""
+        for _ in range(8):  # merges chain rarely; the bound keeps a cycle harmless
+            target = self._aliases.get(call_id)
+            if target is None:
+                return call_id
+            call_id = target
+        return call_id
+
+    def _remember(self, table: OrderedDict[str, None], key: str) -> None:
+        table[key] = None
+        table.move_to_end(key)
+        while len(table) > self._limits.max_recent_ids:
+            table.popitem(last=False)
+
+    def _new_call(self, call_id: str) -> Call:
+        call = Call(call_id=call_id, started_ms=self._now)
+        self._calls[call_id] = call
+        while len(self._calls) > self._limits.max_calls:
+            _, oldest = next(iter(self._calls.items()))
+            self.evicted_calls += 1
+            self._end(oldest, "unknown", drop_channels=True)
+        return call
+
+    def _known(self, event: Message, prefix: str = "") -> Channel | None:
+        """The channel an event names, if the tracker knows it (never learns one)."""
+        uniqueid = event.get(prefix + "Uniqueid")
+        if uniqueid:
+            channel = self._channels.get(uniqueid)
+            if channel is not None:
+                self._touch(channel)
+                return channel
+            if uniqueid in self._hung:
+                return None
+        name = event.get(prefix + "Channel")
+        if name:
+            channel = self._by_name.get(name)
+            if channel is not None and (not uniqueid or channel.uniqueid == name):
+                self._touch(channel)
+                return channel
+        return None
+
+    def _touch(self, channel: Channel) -> None:
+        self._channels.move_to_end(channel.uniqueid)
+        if not channel.call.ended and channel.call.call_id in self._calls:
+            self._calls.move_to_end(channel.call.call_id)
+
+    def _from_event(self, event: Message, prefix: str = "") -> Channel | None:
+        """The channel an event describes, learnt if new, with its state brought up to date."""
+        name = event.get(prefix + "Channel")
+        if not name:
+            return None
+        uniqueid = event.get(prefix + "Uniqueid")
+        channel = self._learn(name, uniqueid, event.get(prefix + "Linkedid"))
+        if channel is not None and not channel.call.ended:
+            self._update(channel, event, prefix)
+        return channel
+
+    def _learn(
+        self, name: str, uniqueid: str | None, linkedid: str | None, *, trusted: bool = False
+    ) -> Channel | None:
+        """Find or create the record of a channel; ``None`` for one we must not learn."""
+        if uniqueid:
+            channel = self._channels.get(uniqueid)
+            if channel is not None:
+                self._touch(channel)
+                return channel
+            if uniqueid in self._hung:
+                return None
+        else:
+            channel = self._by_name.get(name)
+            if channel is not None:
+                self._touch(channel)
+                return channel
+            uniqueid = name  # Asterisk 1.4 leaves Uniqueid out of a few events
+        info = self._rules.classify(name)
+        if info.kind is ChannelKind.ZOMBIE:
+            return None
+        partner = self._local_partner(name, info.local_pair, info.local_half)
+        first = False
+        if linkedid:
+            call_id = self._resolve(linkedid)
+            if call_id in self._ended and not trusted:
+                return None  # late news about a call that is over
+            existing = self._calls.get(call_id)
+            if existing is None:
+                existing = self._new_call(call_id)
+            call = existing
+            first = linkedid == uniqueid
+        elif partner is not None and not partner.call.ended:
+            call = partner.call
+        else:
+            call = self._new_call(uniqueid)
+            first = True
+        channel = Channel(uniqueid=uniqueid, name=name, info=info, call=call, created_ms=self._now)
+        if info.kind is ChannelKind.LOCAL:
+            if first:
+                channel.side = Side.ORIGIN
+                call.originate_leg = True  # a Local half that opens a call: an Originate
+                if partner is not None and partner.call is call:
+                    partner.side = Side.ORIGIN
+            elif partner is not None and partner.call is call:
+                channel.side = partner.side
+            else:
+                channel.side = Side.TARGET  # made inside a call (a consultation) by a feature
+        elif first:
+            channel.side = Side.ORIGIN
+        call.channels[uniqueid] = channel
+        self._channels[uniqueid] = channel
+        self._by_name[name] = channel
+        if channel.is_party:
+            call.had_party = True
+            if channel.extension is not None:
+                call.extensions.add(channel.extension)
+            if channel.side is Side.ORIGIN and call.origin is None:
+                self._set_origin(call, channel)
+        while len(self._channels) > self._limits.max_channels:
+            _, oldest = next(iter(self._channels.items()))
+            if oldest is channel:
+                break
+            self._drop(oldest, evicted=True)
+        return channel
+
+    def _local_partner(self, name: str, pair: str | None, half: int) -> Channel | None:
+        if pair is None:
+            return None
+        twin = name[:-1] + ("2" if half == 1 else "1")
+        return self._by_name.get(twin)
+
+    def _update(self, channel: Channel, event: Message, prefix: str, *, react: bool = True) -> None:
+        """Copy state, caller ID and extension from an event's channel fields."""
+        number = event.get(prefix + "CallerIDNum")
+        if number is None:
+            number = event.get(prefix + "CallerID")
+        name = event.get(prefix + "CallerIDName")
+        if (number is not None and number != channel.caller_num) or (
+            name is not None and name != channel.caller_name
+        ):
+            if number is not None:
+                channel.caller_num = number
+            if name is not None:
+                channel.caller_name = name
+            call = channel.call
+            if channel is call.origin or (call.origin is None and channel.side is Side.ORIGIN):
+                self._refresh_from(call)
+        exten = event.get(prefix + "Exten")
+        if exten is None and event.name in ("Status", "Newexten"):
+            exten = event.get("Extension")
+        if exten is not None:
+            channel.exten = exten
+            if channel.first_exten is None:
+                channel.first_exten = exten
+                if channel is channel.call.origin and channel.info.kind is ChannelKind.TRUNK:
+                    channel.call.did = channel.call.did or self._rules.number(exten)
+        state = event.get(prefix + "ChannelStateDesc") or event.get(prefix + "State")
+        if state:
+            state = state.strip().lower()
+            if state != channel.state:
+                channel.state = state
+                if react:
+                    self._on_state(channel)
+
+    def _forget(self, channel: Channel) -> None:
+        """Remove a channel from the indexes (it hung up or is dropped)."""
+        self._channels.pop(channel.uniqueid, None)
+        if self._by_name.get(channel.name) is channel:
+            del self._by_name[channel.name]
+        self._leave_bridge(channel)
+        self._remember(self._hung, channel.uniqueid)
+
+    def _drop(self, channel: Channel, *, evicted: bool = False) -> None:
+        """Forget a channel that vanished without a Hangup (reconcile or a bound)."""
+        self._forget(channel)
+        call = channel.call
+        call.channels.pop(channel.uniqueid, None)
+        call.holders.discard(channel.uniqueid)
+        if call.ended:
+            return
+        if not call.channels or (call.had_party and not call.parties()):
+            if evicted:
+                self.evicted_calls += 1
+            self._end(call, "unknown", drop_channels=True)
+
+    # -- who the call is about --------------------------------------------------------
+
+    def _set_origin(self, call: Call, channel: Channel) -> None:
+        call.origin = channel
+        call.origin_kind = channel.info.kind
+        call.origin_extension = channel.extension
+        if channel.info.kind is ChannelKind.TRUNK:
+            call.trunk = call.trunk or channel.info.trunk
+            if call.did is None:
+                call.did = self._rules.number(channel.first_exten)
+        self._refresh_from(call)
+
+    def _refresh_from(self, call: Call) -> bool:
+        """Recompute ``fromNumber``/``fromName``; True when they changed."""
+        before = (call.from_number, call.from_name)
+        origin = call.origin
+        if origin is not None and call.originate_leg and origin.extension is not None:
+            # The phone a click-to-call rings first shows the callee's number as its
+            # caller ID; the call is *from* that phone's extension.
+            call.from_number, call.from_name = origin.extension, None
+        elif origin is not None:
+            call.from_number = self._rules.number(origin.caller_num)
+            call.from_name = self._rules.name(origin.caller_name)
+        else:
+            first = next(iter(call.channels.values()), None)
+            if first is not None and first.side is Side.ORIGIN:
+                call.from_number = self._rules.number(first.caller_num)
+                call.from_name = self._rules.name(first.caller_name)
+        return before != (call.from_number, call.from_name)
+
+    def _own_name(self, channel: Channel) -> str | None:
+        """A phone's own caller name, or ``None`` when its caller ID is someone else's.
+
+        Old dialects give a dialled channel the caller's ID, so a name is trusted only
+        when the caller ID number is the phone's own extension.
+        """
+        if channel.extension is None or self._rules.number(channel.caller_num) != channel.extension:
+            return None
+        return self._rules.name(channel.caller_name)
+
+    def _origin_extension(self, call: Call) -> str | None:
+        return call.origin_extension if call.origin_kind is ChannelKind.EXTENSION else None
+
+    def _current_extension(self, call: Call) -> str | None:
+        """The extension the call is about now: where a blind transfer sent it, who
+        talks on the called side (the latest to answer), who rang last, or the caller."""
+        if call.blind_target is not None:
+            return call.blind_target
+        talking: Channel | None = None
+        for channel in call.channels.values():
+            if (
+                channel.side is Side.TARGET
+                and channel.answered_ms is not None
+                and channel.extension is not None
+                and (talking is None or channel.answered_ms >= (talking.answered_ms or 0))
+            ):
+                talking = channel
+        if talking is not None:
+            return talking.extension
+        if call.extension is not None:
+            return call.extension
+        return self._origin_extension(call)
+
+    def _direction(self, call: Call) -> Direction:
+        if call.origin_kind is ChannelKind.TRUNK:
+            return "inbound"
+        if call.target_trunk:
+            return "outbound"
+        if call.origin_kind is ChannelKind.EXTENSION:
+            return "internal"
+        return "unknown"
+
+    # -- reporting --------------------------------------------------------------------
+
+    def _show(self, call: Call) -> None:
+        call.visible = True
+
+    def _emit(self, call: Call, name: CallEventName, extension: str | None) -> None:
+        if not call.visible:
+            return
+        self._out.append(CallEvent(name=name, call=self._snapshot(call, extension)))
+        call.announced = True
+
+    def _snapshot(self, call: Call, extension: str | None) -> CallSnapshot:
+        now = call.ended_ms if call.ended_ms is not None else self._now
+        status: CallStatus
+        if call.ended:
+            status = "ended"
+        elif call.answered_ms is None:
+            status = "ringing"
+        else:
+            status = "held" if call.holders else "up"
+        if call.ring_start_ms is None:
+            ring_ms = 0
+        elif call.answered_ms is not None:
+            ring_ms = call.answered_ms - call.ring_start_ms
+        else:
+            stop = call.ring_stop_ms if call.ring_stop_ms is not None else now
+            ring_ms = stop - call.ring_start_ms
+        talk_ms = 0 if call.answered_ms is None else now - call.answered_ms
+        return CallSnapshot(
+            call_id=call.call_id,
+            pbx=self.pbx,
+            status=status,
+            direction=self._direction(call),
+            from_number=call.from_number,
+            from_name=call.from_name,
+            to_number=call.to_number,
+            to_name=call.to_name,
+            extension=extension,
+            trunk=call.trunk,
+            did=call.did,
+            started_at=iso_ms(call.started_ms),
+            answered_at=None if call.answered_ms is None else iso_ms(call.answered_ms),
+            ended_at=None if call.ended_ms is None else iso_ms(call.ended_ms),
+            ring_seconds=max(ring_ms, 0) / 1000,
+            talk_seconds=max(talk_ms, 0) / 1000,
+            end_reason=call.end_reason,
+            on_hold=bool(call.holders) and not call.ended,
+            transfers=tuple(call.transfers),
+            channels=tuple(ch.name for ch in call.channels.values() if ch.is_party),
+            originated=call.originated,
+            action_id=call.action_id,
+            extensions=frozenset(call.extensions),
+        )
+
+    # -- what happens to legs ---------------------------------------------------------
+
+    def _make_target(self, channel: Channel) -> None:
+        """Put a channel on the called side; a party there makes the call reportable."""
+        call = channel.call
+        channel.side = Side.TARGET
+        partner = self._local_partner(
+            channel.name, channel.info.local_pair, channel.info.local_half
+        )
+        if partner is not None and partner.call is call:
+            partner.side = Side.TARGET
+        if not channel.is_party:
+            return
+        self._show(call)
+        if channel.info.kind is ChannelKind.TRUNK:
+            call.target_trunk = True
+            call.trunk = call.trunk or channel.info.trunk
+        if channel.extension is not None and call.answered_ms is None and call.extension is None:
+            call.extension = channel.extension
+
+    def _on_state(self, channel: Channel) -> None:
+        call = channel.call
+        if call.ended or not channel.is_party:
+            return
+        state = channel.state
+        if channel.side is Side.TARGET:
+            if state == "ringing":
+                self._ringing(channel)
+            elif state == "up":
+                self._answered(channel)
+            elif state == "busy" and call.answered_ms is None:
+                call.outcome = "busy"
+        elif channel.side is Side.ORIGIN and channel is call.origin:
+            if channel.info.kind is ChannelKind.TRUNK and state != "down":
+                if not call.originate_leg:
+                    self._show(call)  # an inbound call: reported from its first ring
+            elif (
+                state in ("ringing", "up")
+                and not channel.dialled
+                and not call.target_trunk
+                and not any(ch.side is Side.TARGET for ch in call.channels.values())
+            ):
+                # A phone rung without anyone dialling it: the first leg of an Originate.
+                if not call.originate_leg:
+                    call.originate_leg = True
+                    self._refresh_from(call)
+                self._match_pending(call, channel.name)
+
+    def _ringing(self, channel: Channel) -> None:
+        if channel.ringing or channel.answered_ms is not None:
+            return
+        call = channel.call
+        channel.ringing = True
+        if call.answered_ms is None:
+            if call.ring_start_ms is None:
+                call.ring_start_ms = self._now
+            call.ring_stop_ms = None
+        extension = channel.extension
+        if extension is not None:
+            if extension not in call.rang and len(call.rang) < self._limits.max_rang:
+                call.rang.append(extension)
+            if call.answered_ms is None:
+                call.extension = extension
+                if call.to_name is None and extension == call.to_number:
+                    call.to_name = self._own_name(channel)
+            self._emit(call, "call.ringing", extension)
+        elif not call.announced_outbound and call.answered_ms is None:
+            call.announced_outbound = True  # an outside line: announced once, for the caller
+            self._emit(call, "call.ringing", self._origin_extension(call))
+
+    def _answered(self, channel: Channel, at_ms: int | None = None) -> None:
+        if channel.answered_ms is not None:
+            return
+        call = channel.call
+        at = self._now if at_ms is None else at_ms
+        channel.answered_ms = at
+        channel.ringing = False
+        if call.answered_ms is None:
+            call.answered_ms = at
+            if call.ring_start_ms is None or call.ring_start_ms > at:
+                call.ring_start_ms = at
+            if channel.extension is not None:
+                call.to_name = self._own_name(channel)
+        extension = channel.extension
+        if extension is not None:
+            call.extension = extension
+            call.blind_target = None
+        else:
+            extension = self._origin_extension(call)
+        self._emit(call, "call.answered", extension)
+
+    def _stop_ringing(self, channel: Channel) -> None:
+        if not channel.ringing:
+            return
+        channel.ringing = False
+        call = channel.call
+        if call.answered_ms is None and not any(
+            ch.ringing for ch in call.channels.values() if ch is not channel
+        ):
+            call.ring_stop_ms = self._now
+
+    def _dial(self, source: Channel, dest: Channel, dialstring: str | None) -> None:
+        """``source`` dialled ``dest``: one call; ``dest`` on the called side."""
+        if source is dest or source.call.ended or dest.call.ended:
+            return
+        call = source.call
+        # A Local ;2 half on the calling side rings the click-to-call's own phone
+        # (Originate through Local/ext@context): that phone is the caller, not a callee.
+        to_origin = (
+            source.info.kind is ChannelKind.LOCAL
+            and source.info.local_half == 2
+            and source.side is Side.ORIGIN
+        )
+        side = Side.ORIGIN if to_origin else Side.TARGET
+        if dest.call is not call:
+            self._merge(call, dest.call, moved_side=side)
+        dest.dialled = True
+        if len(source.destinations) < MAX_DESTINATIONS:
+            source.destinations.append(dest.uniqueid)
+        if to_origin:
+            dest.side = Side.ORIGIN
+            if dest.is_party and call.origin is None:
+                self._set_origin(call, dest)
+            twin = self._local_partner(source.name, source.info.local_pair, 2)
+            self._match_pending(call, twin.name if twin is not None else source.name)
+            self._on_state(dest)
+            return
+        if call.to_number is None:
+            call.to_number = (
+                call.did
+                or self._rules.number(source.exten)
+                or self._dialled_number(dialstring)
+                or dest.extension
+            )
+        self._make_target(dest)
+        if dest.is_party and dest.info.kind is not ChannelKind.EXTENSION:
+            self._ringing(dest)  # an outside line counts as ringing from the dial on
+        self._on_state(dest)
+
+    def _dialled_number(self, dialstring: str | None) -> str | None:
+        if not dialstring:
+            return None
+        target = dialstring.split(",", 1)[0].split("&", 1)[0]
+        target = target.rsplit("/", 1)[-1].split("@", 1)[0]
+        return self._rules.number(target)
+
+    def _dial_end(self, dest: Channel, status: str) -> None:
+        call = dest.call
+        if call.ended:
+            return
+        status = status.strip().lower()
+        if status == "answer":
+            if dest.side is Side.TARGET and dest.is_party:
+                self._answered(dest)
+            return
+        self._stop_ringing(dest)
+        if call.answered_ms is not None or status not in _END_REASONS:
+            return
+        if dest.side is Side.TARGET:
+            call.outcome = status
+        elif dest.side is Side.ORIGIN and call.originate_leg:
+            call.origin_outcome = status
+
+    # -- calls becoming one -----------------------------------------------------------
+
+    def _merge(self, into: Call, other: Call, *, moved_side: Side | None = None) -> None:
+        """Move every channel of ``other`` into ``into``; ``other`` ends."""
+        if into is other or other.ended:
+            return
+        for uniqueid, channel in other.channels.items():
+            channel.call = into
+            into.channels[uniqueid] = channel
+        moved = list(other.channels.values())
+        other.channels = {}
+        into.extensions |= other.extensions
+        into.had_party = into.had_party or other.had_party
+        into.holders |= other.holders
+        for extension in other.rang:
+            if extension not in into.rang and len(into.rang) < self._limits.max_rang:
+                into.rang.append(extension)
+        if other.originated and not into.originated:
+            into.originated, into.action_id = True, other.action_id
+        if other.visible:
+            into.visible = True
+        self._calls.pop(other.call_id, None)
+        self._aliases[other.call_id] = into.call_id
+        while len(self._aliases) > self._limits.max_recent_ids:
+            self._aliases.popitem(last=False)
+        if other.announced:
+            self._end(other, "transferred")
+        else:
+            other.ended = True
+        for channel in moved:
+            if moved_side is not None:
+                channel.side = moved_side
+            elif channel.side is not Side.TARGET and into.origin is not None:
+                channel.side = Side.TARGET
+            if channel.side is Side.TARGET and channel.is_party:
+                self._make_target(channel)
+            elif channel.side is Side.ORIGIN and channel.is_party and into.origin is None:
+                self._set_origin(into, channel)
+
+    def _merge_older(self, one: Call, two: Call) -> Call:
+        """Merge two calls, the older surviving; return the survivor."""
+        if one is two:
+            return one
+        if two.started_ms < one.started_ms:
+            one, two = two, one
+        self._merge(one, two)
+        return one
+
+    # -- ending -----------------------------------------------------------------------
+
+    def _end_reason(self, call: Call) -> EndReason:
+        if call.answered_ms is not None:
+            return "completed"
+        if call.outcome is not None:
+            return _END_REASONS.get(call.outcome, "cancelled")
+        if call.cancelled:
+            return "cancelled"
+        if call.originate_leg and call.origin_outcome is not None:
+            return _END_REASONS.get(call.origin_outcome, "failed")
+        return "cancelled"
+
+    def _end(
+        self, call: Call, reason: EndReason | None = None, *, drop_channels: bool = False
+    ) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        call.ended_ms = self._now
+        call.end_reason = reason if reason is not None else self._end_reason(call)
+        self._calls.pop(call.call_id, None)
+        self._remember(self._ended, call.call_id)
+        if drop_channels:
+            for channel in list(call.channels.values()):
+                self._forget(channel)
+            call.channels = {}
+        extension = self._current_extension(call)
+        call.holders.clear()
+        if not call.visible:
+            return
+        self._emit(call, "call.ended", extension)
+        if call.answered_ms is None and call.end_reason in _MISSED_REASONS:
+            for missed in call.rang:
+                self._emit(call, "call.missed", missed)
+
+    def _hangup(self, channel: Channel, cause: int | None) -> None:
+        self._forget(channel)
+        call = channel.call
+        if call.ended:
+            return
+        call.channels.pop(channel.uniqueid, None)
+        call.holders.discard(channel.uniqueid)
+        if channel.is_party and call.answered_ms is None:
+            outcome = _CAUSE_OUTCOMES.get(cause) if cause is not None else None
+            if channel.side is Side.TARGET:
+                if outcome is not None and call.outcome is None and channel.dialled:
+                    call.outcome = outcome
+            elif channel.side is Side.ORIGIN and channel is call.origin:
+                if call.originate_leg:
+                    if call.origin_outcome is None and outcome is not None:
+                        call.origin_outcome = outcome
+                    if channel.state == "down" and not call.originated:
+                        self._match_pending(call, channel.name)
+                elif any(ch.side is Side.TARGET for ch in call.channels.values()):
+                    call.cancelled = True  # the caller gave up while the call was offered
+        self._stop_ringing(channel)
+        channel.ringing = False
+        if not call.channels or (call.had_party and not call.parties()):
+            self._end(call)
+
+    # -- transfers --------------------------------------------------------------------
+
+    def _party_behind(self, channel: Channel | None) -> Channel | None:
+        """The phone or line a channel stands for: itself, or what its Local twin dialled."""
+        for _ in range(4):  # Local chains are short; the bound keeps a loop harmless
+            if channel is None or channel.is_party:
+                return channel
+            if channel.info.kind is not ChannelKind.LOCAL:
+                return None
+            twin = self._local_partner(
+                channel.name, channel.info.local_pair, channel.info.local_half
+            )
+            if twin is None:
+                return None
+            found = None
+            for uniqueid in reversed(twin.destinations):
+                found = self._channels.get(uniqueid)
+                if found is not None:
+                    break
+            channel = found
+        return None
+
+    def _who(self, channel: Channel | None) -> str | None:
+        if channel is None:
+            return None
+        if channel.extension is not None:
+            return channel.extension
+        return self._rules.number(channel.caller_num)
+
+    def _transfer(
+        self,
+        call: Call,
+        kind: TransferType,
+        by: Channel | None,
+        to: str | None,
+        *,
+        leaving: Iterable[Channel | None] = (),
+        target: Channel | None = None,
+    ) -> None:
+        if call.ended:
+            return
+        by_who = self._who(by)
+        at = iso_ms(self._now)
+        last = call.transfers[-1] if call.transfers else None
+        if last is not None and (last.type, last.by, last.to) == (kind, by_who, to):
+            return  # the same transfer seen twice (heuristic and event)
+        call.transfers.append(Transfer(type=kind, by=by_who, to=to, at=at))
+        del call.transfers[: -self._limits.max_transfers]
+        for channel in (by, *leaving):
+            if channel is not None:
+                call.holders.discard(channel.uniqueid)
+        if kind == "blind":
+            call.blind_target = to
+        else:
+            call.blind_target = None
+            if target is not None and target.extension is not None:
+                call.extension = target.extension  # who the caller talks to from now on
+        self._emit(call, "call.transferred", by_who if by_who else self._current_extension(call))
+
+    def _destination(self, exten: str) -> str:
+        return self._rules.number(exten) or exten[:32]
+
+    def _maybe_redirected(self, channel: Channel, peer: Channel | None) -> None:
+        """A party left its bridge alive, at another extension: an AMI Redirect.
+
+        ``peer`` is a channel it talked to (a party, or the Local half standing for one);
+        that party is who moved it (``by``), typically an operator using ``redirect``.
+        """
+        call = channel.call
+        if (
+            peer is None
+            or call.ended
+            or peer.call is not call
+            or not channel.is_party
+            or channel.hangup_requested
+            or call.answered_ms is None
+            or channel.exten in _NOT_DESTINATIONS
+            or channel.exten == channel.exten_in_bridge
+        ):
+            return
+        by = peer if peer.is_party else self._party_behind(peer)
+        self._transfer(call, "blind", by, self._destination(channel.exten), leaving=(peer,))
+
+    # -- click-to-call ----------------------------------------------------------------
+
+    @staticmethod
+    def _channel_matches(wanted: str, name: str) -> bool:
+        name = name.lower()
+        return name == wanted or name.startswith(wanted + "-")
+
+    def _expire_pending(self) -> None:
+        for action_id, entry in list(self._pending.items()):
+            if entry.expires_ms <= self._now:
+                del self._pending[action_id]
+
+    def _match_pending(self, call: Call, name: str) -> None:
+        if call.originated or not self._pending:
+            return
+        self._expire_pending()
+        for action_id, entry in self._pending.items():
+            if entry.call_id is None and self._channel_matches(entry.channel, name):
+                self._mark_originated(call, action_id, entry)
+                return
+
+    def _mark_originated(self, call: Call, action_id: str, entry: _PendingOriginate) -> None:
+        entry.call_id = call.call_id
+        call.originated = True
+        call.action_id = action_id
+        call.originate_leg = True
+        if call.to_number is None and entry.to_number:
+            call.to_number = entry.to_number
+        self._originated[action_id] = call.call_id
+        while len(self._originated) > self._limits.max_pending_originates:
+            self._originated.popitem(last=False)
+        self._refresh_from(call)
+        self._show(call)
+
+    # -- event handlers ---------------------------------------------------------------
+
+    def _on_channel_event(self, event: Message) -> None:
+        self._from_event(event)
+
+    def _on_new_callerid(self, event: Message) -> None:
+        name = event.get("Channel")
+        if not name:
+            return
+        channel = self._learn(name, event.get("Uniqueid"), event.get("Linkedid"))
+        if channel is None or channel.call.ended:
+            return
+        call = channel.call
+        before = (call.from_number, call.from_name)
+        self._update(channel, event, "")
+        if call.announced and not call.ended and before != (call.from_number, call.from_name):
+            self._emit(call, "call.updated", self._current_extension(call))
+
+    def _on_new_connected_line(self, event: Message) -> None:
+        channel = self._from_event(event)
+        if channel is None or channel.call.ended:
+            return
+        call = channel.call
+        # After an outside line answered, a new connected line on the caller's channel is
+        # the far end changing who we talk to (a transfer on the carrier's side).
+        if channel is call.origin and call.answered_ms is not None and call.target_trunk:
+            name = self._rules.name(event.get("ConnectedLineName"))
+            if name is not None and name != call.to_name:
+                call.to_name = name
+                self._emit(call, "call.updated", self._current_extension(call))
+
+    def _on_newexten(self, event: Message) -> None:
+        uniqueid = event.get("Uniqueid")
+        channel = self._channels.get(uniqueid) if uniqueid else None
+        if channel is None:
+            return
+        exten = event.get("Exten")
+        if exten is None:
+            exten = event.get("Extension")
+        if exten is None or exten == channel.exten:
+            return
+        channel.exten = exten
+        peer_id, channel.left_bridge_peer = channel.left_bridge_peer, None
+        if peer_id is not None:
+            self._maybe_redirected(channel, self._channels.get(peer_id))
+
+    def _on_rename(self, event: Message) -> None:
+        old = event.get("Channel") or event.get("Oldname")
+        new = event.get("Newname")
+        uniqueid = event.get("Uniqueid")
+        channel = self._channels.get(uniqueid) if uniqueid else None
+        if channel is None and old:
+            channel = self._by_name.get(old)
+        if channel is None or not new:
+            return
+        if self._by_name.get(channel.name) is channel:
+            del self._by_name[channel.name]
+        channel.name = new
+        self._by_name[new] = channel
+        info = self._rules.classify(new)
+        if info == channel.info:
+            return
+        channel.info = info
+        call = channel.call
+        if channel.is_party:
+            call.had_party = True
+            if channel.extension is not None:
+                call.extensions.add(channel.extension)
+        else:
+            call.holders.discard(channel.uniqueid)
+            self._stop_ringing(channel)
+            if not call.ended and call.had_party and not call.parties():
+                self._end(call)  # its last phone became a masquerade's leftover
+
+    def _on_masquerade(self, event: Message) -> None:
+        clone = self._by_name.get(event.get("Clone") or "")
+        original = self._by_name.get(event.get("Original") or "")
+        if clone is None or original is None:
+            return
+        if not clone.call.ended and not original.call.ended:
+            self._merge_older(clone.call, original.call)
+
+    def _on_hangup_request(self, event: Message) -> None:
+        channel = self._known(event)
+        if channel is not None:
+            channel.hangup_requested = True
+
+    def _on_hangup(self, event: Message) -> None:
+        channel = self._known(event)
+        if channel is not None:
+            self._hangup(channel, _int(event.get("Cause")))
+
+    def _on_dial_begin(self, event: Message) -> None:
+        dest = self._from_event(event, "Dest")
+        if dest is None or dest.call.ended:
+            return
+        source = self._from_event(event, "")
+        if source is not None:
+            self._dial(source, dest, event.get("DialString"))
+            return
+        # No calling channel: the PBX itself dials, i.e. an Originate's first leg.
+        call = dest.call
+        if dest.side is Side.ORIGIN and not any(
+            ch.side is Side.TARGET for ch in call.channels.values()
+        ):
+            if not call.originate_leg:
+                call.originate_leg = True
+                self._refresh_from(call)
+            self._match_pending(call, dest.name)
+
+    def _on_dial_state(self, event: Message) -> None:
+        dest = self._from_event(event, "Dest")
+        if dest is None or dest.call.ended:
+            return
+        source = self._from_event(event, "")
+        if source is not None and not dest.dialled:
+            self._dial(source, dest, None)  # joined mid-call: the DialBegin was missed
+        status = (event.get("DialStatus") or "").strip().lower()
+        if (
+            dest.side is Side.TARGET
+            and dest.is_party
+            and status in _RINGING_DIAL_STATES
+            and (status == "ringing" or dest.info.kind is not ChannelKind.EXTENSION)
+        ):
+            self._ringing(dest)
+
+    def _on_dial_end(self, event: Message) -> None:
+        dest = self._from_event(event, "Dest")
+        if dest is None or dest.call.ended:
+            return
+        source = self._from_event(event, "")
+        if source is not None and not dest.dialled:
+            self._dial(source, dest, None)  # joined mid-call: the DialBegin was missed
+        self._dial_end(dest, event.get("DialStatus") or "")
+
+    def _on_dial_old(self, event: Message) -> None:
+        """Asterisk 1.4/1.8 ``Dial``: ``SubEvent: Begin`` (or none, 1.4) and ``End``."""
+        sub = (event.get("SubEvent") or "begin").strip().lower()
+        source_name = event.get("Channel") or event.get("Source")
+        source_id = event.get("UniqueID") or event.get("SrcUniqueID")
+        if not source_name:
+            return
+        if sub == "end":
+            source = self._channels.get(source_id or "") or self._by_name.get(source_name)
+            if source is None or source.call.ended:
+                return
+            status = event.get("DialStatus") or ""
+            for uniqueid in list(source.destinations):
+                dest = self._channels.get(uniqueid)
+                if dest is not None and dest.answered_ms is None:
+                    self._dial_end(dest, status)
+            return
+        source = self._learn(source_name, source_id, None)
+        dest_name = event.get("Destination")
+        if source is None or not dest_name:
+            return
+        self._update(source, event, "")
+        dest = self._learn(dest_name, event.get("DestUniqueID"), None)
+        if dest is not None:
+            self._dial(source, dest, event.get("Dialstring"))
+
+    def _on_agent_called(self, event: Message) -> None:
+        """A queue rings a member: a dial from the caller (Asterisk 1.8 has no Dial here)."""
+        source = self._channels.get(event.get("Uniqueid") or "") or self._by_name.get(
+            event.get("ChannelCalling") or event.get("Channel") or ""
+        )
+        dest = self._channels.get(event.get("DestUniqueid") or "") or self._by_name.get(
+            event.get("DestinationChannel") or event.get("DestChannel") or ""
+        )
+        if source is not None and dest is not None:
+            self._dial(source, dest, None)
+
+    def _on_queue_join(self, event: Message) -> None:
+        channel = self._from_event(event)
+        if channel is None or channel.call.ended or channel.side is not Side.ORIGIN:
+            return
+        call = channel.call
+        self._show(call)  # a caller waiting in a queue is a call to show
+        if call.to_number is None:
+            call.to_number = self._rules.number(event.get("Queue"))
+
+    def _on_pickup(self, event: Message) -> None:
+        picker = self._from_event(event)
+        target = self._from_event(event, "Target")
+        if picker is None or target is None or target.call.ended or picker.call.ended:
+            return
+        call = target.call
+        if picker.call is not call:
+            self._merge(call, picker.call, moved_side=Side.TARGET)
+        picker.dialled = True
+        self._make_target(picker)
+        self._on_state(picker)
+
+    def _enter_bridge(self, channel: Channel, bridge_id: str) -> None:
+        if channel.bridge is not None and channel.bridge != bridge_id:
+            self._leave_bridge(channel)
+        channel.bridge = bridge_id
+        channel.exten_in_bridge = channel.exten
+        channel.left_bridge_peer = None
+        members = self._bridges.setdefault(bridge_id, set())
+        members.add(channel.uniqueid)
+        for uniqueid in list(members):
+            other = self._channels.get(uniqueid)
+            if other is None or other is channel or other.call is channel.call:
+                continue
+            if other.call.ended or channel.call.ended:
+                continue
+            self._merge_older(channel.call, other.call)
+        call = channel.call
+        if call.ended or call.answered_ms is not None or not channel.is_party:
+            return
+        # Two parties of a call in one bridge talk to each other: the call is answered,
+        # even if we never saw who answered (joined mid-call, a queue on an old PBX).
+        parties = [
+            ch
+            for ch in (self._channels.get(uniqueid) for uniqueid in members)
+            if ch is not None and ch.is_party and ch.call is call
+        ]
+        if len(parties) < 2:
+            return
+        for party in parties:
+            if party.side is not Side.ORIGIN:
+                self._make_target(party)
+        for party in parties:
+            if party.side is Side.TARGET:
+                self._answered(party)
+                break
+
+    def _leave_bridge(self, channel: Channel) -> list[Channel]:
+        """Take a channel out of its bridge; return the channels still in it."""
+        bridge_id, channel.bridge = channel.bridge, None
+        if bridge_id is None:
+            return []
+        members = self._bridges.get(bridge_id)
+        if members is None:
+            return []
+        members.discard(channel.uniqueid)
+        if not members:
+            del self._bridges[bridge_id]
+            return []
+        return [ch for ch in (self._channels.get(uid) for uid in members) if ch is not None]
+
+    def _on_bridge_enter(self, event: Message) -> None:
+        channel = self._from_event(event)
+        bridge_id = event.get("BridgeUniqueid")
+        if channel is not None and bridge_id and not channel.call.ended:
+            self._enter_bridge(channel, bridge_id)
+
+    def _on_bridge_leave(self, event: Message) -> None:
+        channel = self._known(event)
+        if channel is None:
+            return
+        exten = event.get("Exten")
+        if exten is not None:
+            channel.exten = exten
+        remaining = self._leave_bridge(channel)
+        peers = [ch for ch in remaining if ch.call is channel.call]
+        peer = next((ch for ch in peers if ch.is_party), peers[0] if peers else None)
+        self._maybe_redirected(channel, peer)
+
+    def _on_bridge_merge(self, event: Message) -> None:
+        source = self._bridges.get(event.get("FromBridgeUniqueid") or "")
+        target = event.get("ToBridgeUniqueid")
+        if source is None or not target:
+            return
+        for uniqueid in list(source):
+            channel = self._channels.get(uniqueid)
+            if channel is not None and not channel.call.ended:
+                self._enter_bridge(channel, target)
+
+    def _link_pair(self, event: Message) -> tuple[Channel, Channel] | None:
+        first = self._learn(event.get("Channel1") or "", event.get("Uniqueid1"), None)
+        second = self._learn(event.get("Channel2") or "", event.get("Uniqueid2"), None)
+        if first is None or second is None or first is second:
+            return None
+        return first, second
+
+    def _on_link(self, event: Message) -> None:
+        if not event.get("Channel1") or not event.get("Channel2"):
+            return
+        pair = self._link_pair(event)
+        if pair is None:
+            return
+        first, second = pair
+        if first.call.ended or second.call.ended:
+            return
+        bridge_id = "link:" + min(first.uniqueid, second.uniqueid)
+        self._enter_bridge(first, bridge_id)
+        self._enter_bridge(second, bridge_id)
+
+    def _on_unlink(self, event: Message) -> None:
+        first = self._channels.get(event.get("Uniqueid1") or "") or self._by_name.get(
+            event.get("Channel1") or ""
+        )
+        second = self._channels.get(event.get("Uniqueid2") or "") or self._by_name.get(
+            event.get("Channel2") or ""
+        )
+        for channel, peer in ((first, second), (second, first)):
+            if channel is not None:
+                self._leave_bridge(channel)
+                # Old dialects say where a redirected channel went only in its next
+                # Newexten; remember who it talked to until then.
+                channel.left_bridge_peer = peer.uniqueid if peer is not None else None
+
+    def _on_bridge_old(self, event: Message) -> None:
+        state = (event.get("Bridgestate") or "").strip().lower()
+        if state == "link":
+            self._on_link(event)
+        elif state == "unlink":
+            self._on_unlink(event)
+
+    def _hold(self, channel: Channel, on: bool) -> None:
+        call = channel.call
+        if call.ended or call.answered_ms is None or not channel.is_party:
+            return
+        was_held = bool(call.holders)
+        if on:
+            call.holders.add(channel.uniqueid)
+        else:
+            call.holders.discard(channel.uniqueid)
+        if was_held == bool(call.holders):
+            return
+        extension = channel.extension or self._current_extension(call)
+        self._emit(call, "call.held" if on else "call.resumed", extension)
+
+    def _on_hold(self, event: Message) -> None:
+        channel = self._from_event(event)
+        if channel is None:
+            return
+        status = (event.get("Status") or "on").strip().lower()
+        self._hold(channel, status not in ("off", "0", "false", "no"))
+
+    def _on_unhold(self, event: Message) -> None:
+        channel = self._from_event(event)
+        if channel is not None:
+            self._hold(channel, False)
+
+    def _by_id_or_name(self, event: Message, prefix: str) -> Channel | None:
+        channel = self._channels.get(event.get(prefix + "Uniqueid") or "")
+        if channel is None:
+            channel = self._by_name.get(event.get(prefix + "Channel") or "")
+        return channel
+
+    def _on_attended_transfer(self, event: Message) -> None:
+        if (event.get("Result") or "").strip().lower() != "success":
+            return
+        transferer = self._by_id_or_name(event, "OrigTransferer")
+        second = self._by_id_or_name(event, "SecondTransferer")
+        transferee = self._by_id_or_name(event, "Transferee")
+        target = self._by_id_or_name(event, "TransferTarget")
+        home = transferee or transferer
+        if home is None or home.call.ended:
+            return
+        call = home.call
+        far = target if target is not None else second
+        if far is not None and far.call is not call and not far.call.ended:
+            self._merge(call, far.call)
+        party = self._party_behind(target)
+        to = self._who(party)
+        if to is None:
+            to = self._rules.number(event.get("TransferTargetCallerIDNum"))
+        self._transfer(call, "attended", transferer, to, leaving=(second,), target=party)
+
+    def _on_blind_transfer(self, event: Message) -> None:
+        if (event.get("Result") or "").strip().lower() != "success":
+            return
+        transferer = self._by_id_or_name(event, "Transferer")
+        transferee = self._by_id_or_name(event, "Transferee")
+        home = transferee or transferer
+        exten = event.get("Extension") or ""
+        if home is None or home.call.ended or not exten:
+            return
+        self._transfer(home.call, "blind", transferer, self._destination(exten))
+
+    def _on_transfer_old(self, event: Message) -> None:
+        """Asterisk 1.8 ``Transfer`` (a SIP phone's REFER): blind or attended."""
+        transferer = self._known(event)
+        if transferer is None or transferer.call.ended:
+            return
+        kind = (event.get("TransferType") or "").strip().lower()
+        call = transferer.call
+        if kind == "attended":
+            other = self._by_id_or_name(event, "Target")
+            if other is None or other.call.ended:
+                return
+            consult = other.call
+            target = next(
+                (ch for ch in consult.parties() if ch is not other),
+                None,
+            )
+            if consult is not call:
+                self._merge(call, consult)
+            self._transfer(
+                call, "attended", transferer, self._who(target), leaving=(other,), target=target
+            )
+        elif kind == "blind":
+            exten = event.get("TransferExten") or ""
+            if exten:
+                self._transfer(call, "blind", transferer, self._destination(exten))
+
+    def _on_originate_response(self, event: Message) -> None:
+        action_id = event.action_id
+        entry = self._pending.get(action_id) if action_id else None
+        if entry is None or action_id is None:
+            return
+        uniqueid = (event.get("Uniqueid") or "").strip()
+        channel = self._channels.get(uniqueid) if uniqueid else None
+        if channel is None:
+            # A failed Originate reports "<unknown>": look for its leg by name.
+            for call in self._calls.values():
+                first = next(iter(call.channels.values()), None)
+                if (
+                    call.originate_leg
+                    and not call.originated
+                    and first is not None
+                    and self._channel_matches(entry.channel, first.name)
+                ):
+                    channel = first
+                    break
+        if channel is not None and not channel.call.ended:
+            call = channel.call
+            if entry.call_id is None and not call.originated:
+                self._mark_originated(call, action_id, entry)
+            if call.action_id == action_id and call.to_number is None:
+                call.to_number = self._rules.number(event.get("Exten"))
+        if entry.call_id is not None:
+            del self._pending[action_id]
+        else:
+            # Its channel may still hang up right after this answer; then give up.
+            entry.expires_ms = min(entry.expires_ms, self._now + _ORIGINATE_FAILED_GRACE_MS)
+
+    # -- reconciliation ---------------------------------------------------------------
+
+    def _group_learnt(self, learnt: list[tuple[Channel, Message]]) -> None:
+        """Settle calls made of channels learnt from a channel list.
+
+        Nobody is seen dialling anybody in a list, so the sides come from what is left:
+        the channel whose Uniqueid is the Linkedid (or, without Linkedid, the oldest) is
+        the caller; a phone bridged with the ``;2`` half of a click-to-call's Local
+        channel is the phone it rang first; every other phone is on the called side.
+        """
+        bridges: dict[str, list[Channel]] = {}
+        for channel, item in learnt:
+            peer = self._listed_peer(channel, item)
+            if peer is not None and not peer.call.ended and not channel.call.ended:
+                self._merge_older(channel.call, peer.call)
+            bridge_id = item.get("BridgeId") or item.get("BridgeID")
+            if not bridge_id and peer is not None:
+                bridge_id = "link:" + min(channel.uniqueid, peer.uniqueid)
+            if bridge_id:
+                bridges.setdefault(bridge_id, []).append(channel)
+        for members in bridges.values():
+            if any(
+                ch.info.kind is ChannelKind.LOCAL
+                and ch.info.local_half == 2
+                and ch.side is Side.ORIGIN
+                for ch in members
+            ):
+                for ch in members:
+                    if ch.is_party and ch.side is Side.UNKNOWN:
+                        ch.side = Side.ORIGIN
+                        if ch.call.origin is None:
+                            self._set_origin(ch.call, ch)
+        calls: dict[str, Call] = {}
+        for channel, _ in learnt:
+            if not channel.call.ended:
+                calls[channel.call.call_id] = channel.call
+        for call in calls.values():
+            if not any(ch.side is Side.ORIGIN for ch in call.channels.values()):
+                parties = sorted(call.parties(), key=lambda ch: ch.created_ms)
+                if parties:
+                    parties[0].side = Side.ORIGIN
+                    self._set_origin(call, parties[0])
+            if call.to_number is None:
+                # What the caller dialled: the exten of the call's first channel (a
+                # click-to-call's Local ;1 half runs the number it connects to).
+                first = call.channels.get(call.call_id) or call.origin
+                call.to_number = self._rules.number(first.exten) if first is not None else None
+        for channel, _ in learnt:
+            call = channel.call
+            if call.ended or not channel.is_party:
+                continue
+            if channel.side is Side.UNKNOWN:
+                self._make_target(channel)
+                if call.to_number is None:
+                    call.to_number = channel.extension
+            if channel.side is Side.TARGET:
+                if channel.state == "up":
+                    self._answered(channel, at_ms=max(channel.created_ms, call.started_ms))
+                elif channel.state == "ringing":
+                    self._ringing(channel)
+            else:
+                self._on_state(channel)
+        for bridge_id, members in bridges.items():
+            for channel in members:
+                if not channel.call.ended:
+                    self._enter_bridge(channel, bridge_id)
+
+    def _listed_peer(self, channel: Channel, item: Message) -> Channel | None:
+        """The bridged peer an old-dialect ``Status`` item names, if known."""
+        peer_id = item.get("BridgedUniqueid")
+        peer = self._channels.get(peer_id) if peer_id else None
+        if peer is None:
+            peer = self._by_name.get(item.get("BridgedChannel") or item.get("Link") or "")
+        return peer if peer is not channel else None
+
+
+_CONSUMED_FOLDED: Final = frozenset(name.lower() for name in CONSUMED_EVENTS)
