@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,45 @@ async def test_changes_during_a_listener_outage_are_not_missed(
         with pytest.raises(AuthFailed):
             await auth.authenticate("Agent", "A", "1" * 40, "192.0.2.1")
         await wait_until(lambda: directory.generation() not in (None, before), within=10)
+
+
+async def test_the_server_answers_unavailable_while_its_database_is_down(
+    own_cluster: PgCluster, tmp_path: Path
+) -> None:
+    """A request that needs the database while PostgreSQL is stopped answers the
+    documented ``unavailable`` code in bounded time (never ``internal``, never a hang),
+    and the same request succeeds once the database is back."""
+    import aiohttp
+
+    from tests.support import AGENT, ApiClient, add_test_users, make_config
+    from vwell_pbx.simulator import PbxSimulator
+    from vwell_pbx.web.server import serving
+
+    url = await create_pg_database(own_cluster)
+    assert url.password is not None
+    storage = {
+        "url": url.dsn(),
+        "password": url.password.get_secret_value(),
+        "connect_timeout": 0.5,
+        "acquire_timeout": 1.0,
+        "query_timeout": 1.0,
+    }
+    async with PbxSimulator(username="admin", secret="admin") as simulator:
+        config = make_config(tmp_path, simulator.port, storage=storage)
+        await add_test_users(config)
+        async with serving(config, wait_for_pbx=5) as server, aiohttp.ClientSession() as http:
+            api = ApiClient(server, http)
+            stranger = {**AGENT, "login": "Nobody"}  # never cached: needs the database
+            ping = {"callbackAwait": True, "fields": {"action": "Ping"}}
+            assert (await api.post("send", creds=stranger, **ping))["errCode"] == "auth_failed"
+
+            await asyncio.to_thread(lambda: own_cluster.stop(remove=False, mode="fast"))
+            started = time.monotonic()
+            answer = await api.post("send", creds=stranger, **ping)
+            assert answer["errCode"] == "unavailable", answer
+            assert time.monotonic() - started < 5
+            assert own_cluster.password not in str(answer)
+
+            await asyncio.to_thread(own_cluster.start)  # the pool reconnects on next use
+            answer = await api.post("send", creds=AGENT, **ping)
+            assert answer["err"] is None, answer

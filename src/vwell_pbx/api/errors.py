@@ -33,8 +33,11 @@ Every exception the package raises on purpose, with its code::
     │   ├── ActionTimeout                                                -> timeout
     │   ├── TooManyPending                                               -> rate_limited
     │   └── AnswerTooLarge        an event list past our bound           -> answer_too_large
-    └── ProtocolError (protocol.errors)
-        └── LocalProtocolError    CR/LF in a key or value                -> bad_request
+    ├── ProtocolError (protocol.errors)
+    │   └── LocalProtocolError    CR/LF in a key or value                -> bad_request
+    └── StorageError (storage.errors)                                    -> internal
+        ├── StorageUnavailable    database down or too slow (StorageTimeout) -> unavailable
+        └── StorageBusy           a bounded database queue is full       -> unavailable
 
 ``error_code`` finds an exception's code by walking its class hierarchy against
 ``ERROR_CODES``. Anything not in the table is a bug and answers ``internal`` without
@@ -68,6 +71,7 @@ from vwell_pbx.pbx.errors import (
     SmsQueueFull,
 )
 from vwell_pbx.protocol.errors import LocalProtocolError
+from vwell_pbx.storage.errors import StorageBusy, StorageUnavailable
 
 __all__ = [
     "ALL_CODES",
@@ -102,6 +106,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"
     NOT_SUPPORTED = "not_supported"
     ANSWER_TOO_LARGE = "answer_too_large"
+    UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
     @property
@@ -153,6 +158,11 @@ _CODE_INFO: Final[dict[ErrorCode, tuple[int, str]]] = {
         502,
         "the PBX's answer passed a bound of the server (an event list of more than "
         "100 000 items); ask for less",
+    ),
+    ErrorCode.UNAVAILABLE: (
+        503,
+        "the server's own database (or external user directory) cannot be reached or did "
+        "not answer in time; nothing was changed; retry later",
     ),
     ErrorCode.INTERNAL: (500, "a bug; details are in the server log, never in the answer"),
 }
@@ -213,6 +223,8 @@ ERROR_CODES: Final[dict[type[BaseException], ErrorCode]] = {
     NotSupported: ErrorCode.NOT_SUPPORTED,
     NeedsWebSocket: ErrorCode.NOT_SUPPORTED,
     AnswerTooLarge: ErrorCode.ANSWER_TOO_LARGE,
+    StorageUnavailable: ErrorCode.UNAVAILABLE,
+    StorageBusy: ErrorCode.UNAVAILABLE,
 }
 """Exception class -> ``errCode``; ``internal`` is the answer for anything else."""
 
