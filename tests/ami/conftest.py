@@ -24,7 +24,7 @@ from vwell_pbx.ami import AmiClient, AmiSettings
 from vwell_pbx.protocol import NEED_DATA, AmiParser, Message, encode_message
 from vwell_pbx.simulator import PbxSimulator
 
-TRANSCRIPTS = Path(__file__).resolve().parents[1] / "data" / "ami" / "replay"  # from shared/ami
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "data" / "ami" / "replay"  # see ../README.md
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 
 Handler = Callable[["PbxConnection", Message], Awaitable[None] | None]

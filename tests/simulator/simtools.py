@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vwell_pbx.protocol import NEED_DATA, AmiParser, Greeting, Message, encode_action
 
-TRANSCRIPTS = Path(__file__).resolve().parents[1] / "data" / "ami" / "replay"  # from shared/ami
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "data" / "ami" / "replay"  # see ../README.md
 
 
 class RawAmi:

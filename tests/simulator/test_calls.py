@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from simtools import Connect, RawAmi, keys, transcript, wait_until
 
-from vwell_pbx.protocol import Message
+from vwell_pbx.protocol import AmiParser, Message
 from vwell_pbx.simulator import PbxSimulator, SpanState
 
 MODELLED = {
@@ -25,6 +26,19 @@ MODELLED = {
     "Hangup",
 }
 UNIQUEID = re.compile(r"^1795838923\.\d+$")
+# The example events of the original product's documentation (a Yeastar MyPBX).
+ORIGINAL_EVENTS = Path(__file__).resolve().parents[1] / "data" / "seed" / "events.txt"
+
+
+def original_gsm_call_events() -> list[Message]:
+    """The original's example events of the GSM call on YSGSM/11-1, in order."""
+    parser = AmiParser(expect_greeting=False)
+    # The documentation's last event has no blank line after it.
+    parser.receive_data(ORIGINAL_EVENTS.read_bytes() + b"\n")
+    events = []
+    while isinstance(item := parser.next_event(), Message):
+        events.append(item)
+    return [event for event in events if event.get("Channel") == "YSGSM/11-1"]
 
 
 def _originate(
@@ -441,7 +455,9 @@ async def test_incoming_call_yeastar_dialect(connect: Connect) -> None:
         assert client.greeting is not None
         name = await sim.incoming_call("+79787342741", span=11, to="269", hold=0.1)
         assert name == "YSGSM/11-1"
+        newchannel_example, dial_example, _ = original_gsm_call_events()
         seed = await client.event(lambda m: m.name == "Newchannel" and m.get("Channel") == name)
+        assert keys(seed) == keys(newchannel_example)
         assert keys(seed) == [
             "Event",
             "Privilege",
@@ -458,6 +474,7 @@ async def test_incoming_call_yeastar_dialect(connect: Connect) -> None:
         assert (seed.get("ChannelState"), seed.get("ChannelStateDesc")) == ("1", "Rsrvd")
         assert seed.get("Context") == "DID_trunk_11"
         begin = await client.event(lambda m: m.name == "Dial" and m.get("SubEvent") == "Begin")
+        assert keys(begin) == keys(dial_example)
         assert keys(begin) == [
             "Event",
             "Privilege",

@@ -1,7 +1,8 @@
 """Event filters: which pushed events a subscription wants.
 
 A filter is an event name plus field filters, as a client gives them to ``onEvent``
-(SPEC 3). The rules, all decided here so that the bus and the API agree:
+(docs/api.md, *onEvent / onceEvent*). The rules, all decided here so that the bus and
+the API agree:
 
 1. Names, field keys and field values are compared case-insensitively (AMI spells
    ``Uniqueid`` and ``UniqueID`` both ways, clients write ``NewChannel``).
@@ -18,8 +19,9 @@ A filter is an event name plus field filters, as a client gives them to ``onEven
    any of its items matches. An absent field never matches (not even ``""``).
 6. Every field filter must match (AND); fields the filter does not name are ignored.
 
-Bounds (rule 5 of STYLE): at most ``MAX_FIELDS`` field filters, ``MAX_VALUES`` values
-per field and ``MAX_TEXT`` characters per name or value; past them ``FilterError``.
+Bounds (every input a client sends is bounded): at most ``MAX_FIELDS`` field filters,
+``MAX_VALUES`` values per field and ``MAX_TEXT`` characters per name or value; past them
+``FilterError``.
 
 Wildcards are matched by splitting the pattern on ``*`` and searching the segments
 left to right, which is linear in the text: no regular expression, so no pattern a
