@@ -79,14 +79,19 @@ def scalar_text(value: object) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        # JavaScript prints integral numbers without ".0"; a client filtering on
-        # ChannelState: 1 sent the number 1 whatever its JSON spelling.
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
+        return _float_text(value)
     return None
+
+
+def _float_text(value: float) -> str | None:
+    """A float as JavaScript's ``String()`` prints it; ``None`` if it is not finite."""
+    if not math.isfinite(value):
+        return None
+    # JavaScript prints integral numbers without ".0"; a client filtering on
+    # ChannelState: 1 sent the number 1 whatever its JSON spelling.
+    if value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return repr(value)
 
 
 def glob_match(glob: Glob, text: str) -> bool:
