@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.browser.browser_support import RestartableServer, require_browser, wait_until
+from tests.browser.browser_support import RestartableServer, require_browser
 from tests.support import ADMIN, AGENT, SUPERVISOR
+from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
 
@@ -358,7 +359,7 @@ async def _both_come_back(
 
 
 async def _wait_for_subscriptions(running: RunningServer, count: int) -> None:
-    await wait_until(
+    await until(
         lambda: running.api.bus.stats.subscriptions == count,
         what=f"{count} subscriptions on the restarted server",
     )

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.browser_support import require_browser, wait_until
+from tests.browser.browser_support import require_browser
 from tests.support import AGENT, ApiClient
+from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
 
@@ -205,7 +206,7 @@ async def unsubscribe_and_see_no_later_call(
     """Unsubscribe; the server drops the subscription, and a later call must not show."""
     await page.get_by_role("button", name="Unsubscribe Newchannel").click()
     await expect(subscription).to_have_count(0)
-    await wait_until(
+    await until(
         lambda: server.api.bus.stats.subscriptions == 0,
         what="the console's subscription to be removed on the server",
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.transcripts import TRANSCRIPTS
 from vwell_pbx.ami.answers import command_output, ends_list, list_style
 from vwell_pbx.pbx.dial import OriginateOutcome
 from vwell_pbx.protocol import Greeting, Message, MessageKind, MissingAction, action_name
@@ -35,7 +36,7 @@ def is_event_list_end(message: Message) -> bool:
     return ends_list(None, message)
 
 
-REPLAY = Path(__file__).resolve().parents[1] / "data" / "ami" / "replay"  # see its README.md
+REPLAY = TRANSCRIPTS  # tests/data/ami/replay, see its README.md
 FILES = sorted(REPLAY.glob("*.chunks.jsonl"))
 assert len(FILES) == 12, f"the 12 recorded transcripts belong in {REPLAY}"
 

@@ -25,8 +25,9 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.security.security_figures import assert_envelope, record
+from tests.security.security_figures import record
 from tests.support import ADMIN, AGENT, SUPERVISOR, ApiClient
+from tests.support.envelopes import assert_envelope
 from vwell_pbx.api.registry import METHODS
 from vwell_pbx.api.roles import BUILTIN_ROLES, SESSION_ACTIONS
 from vwell_pbx.protocol import Message
