@@ -64,6 +64,18 @@ def test_pre_commit_runs_the_checks_ci_runs_with_local_tools() -> None:
         assert Path(sys.executable).with_name(Path(command[0]).name).exists(), command[0]
 
 
+def test_ci_lists_the_slowest_tests_and_the_fast_subset_is_marked() -> None:
+    # The 15 slowest tests are in every CI log, so a test that grows slow is seen.
+    assert "bash test.sh --durations=15" in read(".ci/run")
+    pytest_options = tomllib.loads(read("pyproject.toml"))["tool"]["pytest"]["ini_options"]
+    assert "--strict-markers" in pytest_options["addopts"].split()
+    markers = [line.split(":")[0] for line in pytest_options["markers"]]
+    assert "slow" in markers
+    # The fast subset is documented where a contributor looks for it.
+    for name in ("CONTRIBUTING.md", "README.md"):
+        assert '-m "not slow"' in read(name), name
+
+
 @pytest.mark.parametrize("name", TOP_LEVEL_DOCS)
 def test_relative_links_point_to_files_that_exist(name: str) -> None:
     text = read(name)

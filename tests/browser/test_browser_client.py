@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.browser.browser_support import RestartableServer, require_browser
 from tests.support import ADMIN, AGENT, SUPERVISOR
 from tests.support.waiting import until
@@ -17,6 +19,8 @@ from vwell_pbx.web.server import RunningServer
 require_browser()  # before importing playwright: skip the module with a reason
 
 from playwright.async_api import Page, expect  # noqa: E402
+
+pytestmark = pytest.mark.slow  # chromium
 
 # Runs in the page: load the ES module and keep a few helpers on window.
 SETUP = """

@@ -25,6 +25,8 @@ require_browser()  # before importing playwright: skip the module with a reason
 
 from playwright.async_api import Browser, Locator, Page, expect  # noqa: E402
 
+pytestmark = pytest.mark.slow  # chromium
+
 CALLER = "+79787342741"
 LATE_CALLER = "+79780000002"
 PAUSED_CALLER = "+79780000001"

@@ -28,6 +28,8 @@ require_browser()  # before importing playwright: skip the module with a reason
 
 from playwright.async_api import Browser, Locator, Page, expect  # noqa: E402
 
+pytestmark = pytest.mark.slow  # chromium
+
 I18N = files("vwell_pbx.web").joinpath("static", "i18n")
 EN: dict[str, Any] = json.loads(I18N.joinpath("en.json").read_text("utf-8"))
 RU: dict[str, Any] = json.loads(I18N.joinpath("ru.json").read_text("utf-8"))

@@ -20,6 +20,8 @@ from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.app import PER_ADDRESS_KEY, SOCKETS_KEY
 from vwell_pbx.web.server import RunningServer
 
+pytestmark = pytest.mark.slow  # fault injection: churn, floods, cancellations
+
 
 async def _baseline(api: ApiClient) -> int:
     ws = await api.ws()  # warm every lazy path once (auth cache, sender tasks ...)

@@ -16,6 +16,8 @@ from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
 
+pytestmark = pytest.mark.slow  # fault injection: a PBX that hangs, refuses, restarts
+
 SLACK = 0.5  # seconds an answer may take beyond the request's own timeout
 
 

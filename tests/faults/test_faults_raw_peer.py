@@ -23,6 +23,8 @@ from vwell_pbx.events.filters import EventFilter
 from vwell_pbx.protocol import encode_message
 from vwell_pbx.web.server import RunningServer, serving
 
+pytestmark = pytest.mark.slow  # fault injection: garbage, half messages, a flood
+
 
 @contextlib.asynccontextmanager
 async def server_for(

@@ -23,6 +23,8 @@ from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
 
+pytestmark = pytest.mark.slow  # fault injection: PBX restarts under load
+
 TIMEOUT_MS = 1000
 DEADLINE = TIMEOUT_MS / 1000 + 1.5  # the request's own timeout plus slack
 ALLOWED = {None, "pbx_unavailable", "timeout"}

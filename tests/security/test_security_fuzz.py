@@ -35,6 +35,8 @@ from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
 
+pytestmark = pytest.mark.slow  # fuzzed envelopes on every transport
+
 EXAMPLES = 200
 T = TypeVar("T")
 

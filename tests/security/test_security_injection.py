@@ -34,6 +34,8 @@ from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
 
+pytestmark = pytest.mark.slow  # every string argument of every method, on every transport
+
 SERVER_SECRET = "srv-Secret-For-Injection-7"
 
 PAYLOADS: dict[str, str] = {

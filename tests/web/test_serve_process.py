@@ -15,6 +15,8 @@ import pytest
 from tests.support import AGENT, add_test_users, make_config
 from tests.support.simulator import fast_simulator
 
+pytestmark = pytest.mark.slow  # server processes
+
 SERVE = [sys.executable, "-m", "vwell_pbx.cli", "serve"]
 
 
