@@ -77,12 +77,19 @@ class _Conn:
                 await ws.send_frame(item, WSMsgType.TEXT)
 
 
-async def fanout(args: dict[str, Any], stop: asyncio.Event) -> None:
-    """The fan-out baseline (see the module docstring)."""
-    by_number: dict[bytes, list[_Conn]] = {}
-    catch_all: list[_Conn] = []
+class _Operators:
+    """Who wants what: connections by the ``CallerIDNum`` they asked for, and the
+    connections that asked for everything."""
 
-    async def handler(request: web.Request) -> web.StreamResponse:
+    __slots__ = ("by_number", "catch_all")
+
+    def __init__(self) -> None:
+        self.by_number: dict[bytes, list[_Conn]] = {}
+        self.catch_all: list[_Conn] = []
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        """One WebSocket: its ``onEvent`` requests say what it wants; every request is
+        answered with a constant success."""
         ws = web.WebSocketResponse(compress=False, heartbeat=30.0)
         await ws.prepare(request)
         conn = _Conn(ws)
@@ -96,26 +103,19 @@ async def fanout(args: dict[str, Any], stop: asyncio.Event) -> None:
                 number = (argument.get("event") or {}).get("CallerIDNum")
                 if envelope.get("method") == "onEvent":
                     if number:
-                        by_number.setdefault(number.encode(), []).append(conn)
+                        self.by_number.setdefault(number.encode(), []).append(conn)
                     else:
-                        catch_all.append(conn)
+                        self.catch_all.append(conn)
                 conn.put(_ANSWER % orjson.dumps(argument.get("reqId")))
         finally:
             sender.cancel()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/api", handler)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    reader, writer = await _ami_login(int(args["pbx_port"]))
-    announce({"ws_url": f"ws://127.0.0.1:{port}/api"})
-    marker = b"CallerIDNum: "
-
-    async def pump() -> None:
+    async def pump(self, reader: asyncio.StreamReader) -> None:
+        """Cut the AMI stream at message boundaries and queue each message, unchanged,
+        to the operator whose number it carries and to every catch-all connection."""
+        marker = b"CallerIDNum: "
+        by_number, catch_all = self.by_number, self.catch_all
         rest = b""
         while True:
             data = await reader.read(65536)
@@ -138,7 +138,20 @@ async def fanout(args: dict[str, Any], stop: asyncio.Event) -> None:
                     conn.put(message)
             rest = buffer[position:]
 
-    pumping = asyncio.create_task(pump())
+
+async def fanout(args: dict[str, Any], stop: asyncio.Event) -> None:
+    """The fan-out baseline (see the module docstring)."""
+    operators = _Operators()
+    app = web.Application()
+    app.router.add_get("/api", operators.serve)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    reader, writer = await _ami_login(int(args["pbx_port"]))
+    announce({"ws_url": f"ws://127.0.0.1:{port}/api"})
+    pumping = asyncio.create_task(operators.pump(reader))
     await stop.wait()
     pumping.cancel()
     writer.close()

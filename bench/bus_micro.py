@@ -3,8 +3,8 @@
     .venv/bin/python bench/bus_micro.py [--events 100000] [--subscribers 1000]
 
 1,000 subscribers (one per operator) each subscribe to ``Newchannel`` with their own
-``CallerIDNum``, as the seed's example does; the AMI messages are prebuilt, and the
-timed loop does what the server does per event: ``BusEvent.from_message`` then
+``CallerIDNum``, as the original product's onEvent example does; the AMI messages are
+prebuilt, and the timed loop does what the server does per event: ``BusEvent.from_message`` then
 ``EventBus.publish`` (matching, serialise once, enqueue). Scenarios:
 
 - ``newchannel``: every event is a Newchannel for one of the subscribers' numbers

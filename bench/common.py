@@ -135,16 +135,21 @@ def fmt(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if abs(value) >= 100:
-            return f"{value:,.0f}"
-        if abs(value) >= 10:
-            return f"{value:.1f}"
-        return f"{value:.2f}"
+        return _fmt_float(value)
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _fmt_float(value: float) -> str:
+    """A float cell: fewer decimals the bigger it is, ``-`` for nan."""
+    if math.isnan(value):
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
 
 
 def print_table(title: str, rows: Sequence[dict[str, Any]]) -> None:

@@ -117,22 +117,31 @@ class WsClient(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def _upgrade(self, buffer: bytes) -> bytes | None:
+        """Read the handshake's answer from ``buffer``; what follows it, or ``None``
+        while it is incomplete or when the server refused the upgrade."""
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            self._buffer = buffer
+            return None
+        status = buffer[: buffer.find(b"\r\n")]
+        if b" 101 " not in status + b" ":
+            self.handshake.set_exception(ConnectionError(status.decode(errors="replace")))
+            assert self.transport is not None
+            self.transport.abort()
+            return None
+        self._upgraded = True
+        self.handshake.set_result(None)
+        return buffer[end + 4 :]
+
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
         if not self._upgraded:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                self._buffer = buffer
+            upgraded = self._upgrade(buffer)
+            if upgraded is None:
                 return
-            status = buffer[: buffer.find(b"\r\n")]
-            if b" 101 " not in status + b" ":
-                self.handshake.set_exception(ConnectionError(status.decode(errors="replace")))
-                assert self.transport is not None
-                self.transport.abort()
-                return
-            self._upgraded = True
-            self.handshake.set_result(None)
-            buffer = buffer[end + 4 :]
+            buffer = upgraded
+        # The frame loop below is the load side's hot path, kept flat on purpose.
         now = time.time()
         recorder = self.recorder
         latencies = recorder.latencies
@@ -166,15 +175,18 @@ class WsClient(asyncio.Protocol):
                 match = _TS.search(payload)
                 if match is not None:
                     latencies.append(now - float(match.group(1)))
-            elif opcode == 0x9:
-                assert self.transport is not None
-                self.transport.write(_frame(0xA, buffer[start:end]))
-            elif opcode == 0x8:
-                payload = buffer[start:end]
-                self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 0
-                assert self.transport is not None
-                self.transport.abort()
+            else:
+                self._control(opcode, buffer[start:end])
         self._buffer = buffer[position:]
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        """A control frame: a ping is answered, a close ends the connection."""
+        assert self.transport is not None
+        if opcode == 0x9:
+            self.transport.write(_frame(0xA, payload))
+        elif opcode == 0x8:
+            self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 0
+            self.transport.abort()
 
     def _answer(self, payload: bytes) -> None:
         answer = orjson.loads(payload)

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support import ApiClient, add_test_users, make_config
+from tests.support import ApiClient, add_test_users, fast_simulator, make_config
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer, serving
 
@@ -24,10 +24,8 @@ pytest_plugins = ["tests.storage.fixtures"]
 
 @pytest.fixture
 async def simulator() -> AsyncIterator[PbxSimulator]:
-    """A PBX simulator on a free loopback port with short delays."""
-    async with PbxSimulator(
-        username="admin", secret="admin", auth_failure_delay=0.05, call_step_delay=0.01
-    ) as sim:
+    """A PBX simulator on a free loopback port with test-sized delays."""
+    async with fast_simulator() as sim:
         yield sim
 
 

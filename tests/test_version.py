@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from vwell_pbx import __version__
 from vwell_pbx.web.server import RunningServer
@@ -33,6 +34,7 @@ def test_pyproject_reads_the_version_from_the_package() -> None:
     assert metadata.version("vwell-pbx-srv") == __version__
 
 
+@pytest.mark.slow  # a process of its own
 async def test_the_command_line_reports_it() -> None:
     script = Path(sys.executable).with_name("vwell-pbx")
     process = await asyncio.create_subprocess_exec(

@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from tests.support.transcripts import replay_answer, retarget
+from tests.support.waiting import until
 from vwell_pbx.ami import (
     ORIGINATE_RESULT_EVENTS,
     ActionTimeout,
@@ -25,12 +27,12 @@ from vwell_pbx.ami import (
 from vwell_pbx.protocol import LocalProtocolError, Message, encode_message
 
 
-def replayer(helpers, transcript: str, recorded_id: str, *, chunk: int | None = None):
+def replayer(transcript: str, recorded_id: str, *, chunk: int | None = None):
     """A handler answering with the recorded answer to ``recorded_id``."""
-    text = helpers.replay_answer(transcript, recorded_id)
+    text = replay_answer(transcript, recorded_id)
 
     async def handler(conn, action: Message) -> None:
-        data = helpers.retarget(text, recorded_id, action.action_id)
+        data = retarget(text, recorded_id, action.action_id)
         if chunk is None:
             conn.send(data)
             return
@@ -111,8 +113,8 @@ async def test_unsolicited_responses_are_dropped(
 # -- event lists ---------------------------------------------------------------------------
 
 
-async def test_core_show_channels_list_from_transcript_06(pbx, make_client, helpers) -> None:
-    pbx.on("CoreShowChannels", replayer(helpers, "06", "conn1-2", chunk=97))
+async def test_core_show_channels_list_from_transcript_06(pbx, make_client) -> None:
+    pbx.on("CoreShowChannels", replayer("06", "conn1-2", chunk=97))
     client = await make_client(pbx)
     seen: list[Message] = []
     client.add_listener(seen.append)
@@ -131,16 +133,16 @@ async def test_core_show_channels_list_from_transcript_06(pbx, make_client, help
     assert not [m for m in seen if m.action_id == result.action_id]  # items are ours only
 
 
-async def test_empty_list_from_transcript_05(pbx, make_client, helpers) -> None:
-    pbx.on("CoreShowChannels", replayer(helpers, "05", "conn1-3"))
+async def test_empty_list_from_transcript_05(pbx, make_client) -> None:
+    pbx.on("CoreShowChannels", replayer("05", "conn1-3"))
     client = await make_client(pbx)
     result = await client.send_action([("Action", "CoreShowChannels")], timeout=2)
     assert result.events == ()
     assert result.complete is not None and result.complete.get("ListItems") == "0"
 
 
-async def test_hangup_regex_list_from_transcript_07(pbx, make_client, helpers) -> None:
-    pbx.on("Hangup", replayer(helpers, "07", "conn1-5"))
+async def test_hangup_regex_list_from_transcript_07(pbx, make_client) -> None:
+    pbx.on("Hangup", replayer("07", "conn1-5"))
     client = await make_client(pbx)
     seen: list[Message] = []
     client.add_listener(seen.append)
@@ -153,7 +155,7 @@ async def test_hangup_regex_list_from_transcript_07(pbx, make_client, helpers) -
     ]
     assert result.complete is not None
     assert result.complete.name == "ChannelsHungupListComplete"
-    await helpers.eventually(lambda: any(m.name == "VarSet" for m in seen))
+    await until(lambda: any(m.name == "VarSet" for m in seen))
     names = {m.name for m in seen}
     assert "SoftHangupRequest" in names  # the call's own events still reach listeners
     assert "ChannelHungup" not in names and "ChannelsHungupListComplete" not in names
@@ -198,18 +200,18 @@ async def test_legacy_list_without_eventlist_header(pbx, make_client) -> None:
     ],
 )
 async def test_command_output_headers_from_transcript_08(
-    pbx, make_client, helpers, case: tuple[str, bool, str]
+    pbx, make_client, case: tuple[str, bool, str]
 ) -> None:
     recorded_id, ok, expected = case
-    pbx.on("Command", replayer(helpers, "08", recorded_id))
+    pbx.on("Command", replayer("08", recorded_id))
     client = await make_client(pbx)
     result = await client.send_action([("Action", "Command"), ("Command", "x")], timeout=2)
     assert result.ok is ok  # Response: Error is returned, not raised
     assert result.output == expected
 
 
-async def test_command_multiline_output_spanning_reads(pbx, make_client, helpers) -> None:
-    pbx.on("Command", replayer(helpers, "08", "cmd-dialplan"))
+async def test_command_multiline_output_spanning_reads(pbx, make_client) -> None:
+    pbx.on("Command", replayer("08", "cmd-dialplan"))
     client = await make_client(pbx)
     result = await client.send_action(
         [("Action", "Command"), ("Command", "dialplan show DLPN_DialPlan269")], timeout=2
@@ -253,8 +255,8 @@ async def test_command_old_follows_format(pbx, make_client) -> None:
 # -- Originate -------------------------------------------------------------------------------
 
 
-async def test_async_originate_followup_from_transcript_06(pbx, make_client, helpers) -> None:
-    pbx.on("Originate", replayer(helpers, "06", "orig-async-1"))
+async def test_async_originate_followup_from_transcript_06(pbx, make_client) -> None:
+    pbx.on("Originate", replayer("06", "orig-async-1"))
     client = await make_client(pbx)
     seen: list[Message] = []
     client.add_listener(seen.append)
@@ -278,16 +280,14 @@ async def test_async_originate_followup_from_transcript_06(pbx, make_client, hel
     assert event.get("Response") == "Success" and event.get("Reason") == "4"
     assert event.action_id == result.action_id
     # A real PBX event: listeners get it too.
-    await helpers.eventually(lambda: any(m.name == "OriginateResponse" for m in seen))
+    await until(lambda: any(m.name == "OriginateResponse" for m in seen))
 
 
-async def test_async_originate_failure_followup_case_insensitive(pbx, make_client, helpers) -> None:
-    text = helpers.replay_answer("09", "orig-async-chanunavail")
+async def test_async_originate_failure_followup_case_insensitive(pbx, make_client) -> None:
+    text = replay_answer("09", "orig-async-chanunavail")
     pbx.on(
         "Originate",
-        lambda conn, action: conn.send(
-            helpers.retarget(text, "orig-async-chanunavail", action.action_id)
-        ),
+        lambda conn, action: conn.send(retarget(text, "orig-async-chanunavail", action.action_id)),
     )
     client = await make_client(pbx)
     result = await client.send_action(
@@ -302,8 +302,8 @@ async def test_async_originate_failure_followup_case_insensitive(pbx, make_clien
     assert event.get("Uniqueid") == "<unknown>"
 
 
-async def test_originate_error_has_no_followup(pbx, make_client, helpers) -> None:
-    pbx.on("Originate", replayer(helpers, "09", "orig-bad-context"))
+async def test_originate_error_has_no_followup(pbx, make_client) -> None:
+    pbx.on("Originate", replayer("09", "orig-bad-context"))
     client = await make_client(pbx)
     result = await client.send_action(
         [("Action", "Originate"), ("Async", "yes")],
@@ -316,14 +316,14 @@ async def test_originate_error_has_no_followup(pbx, make_client, helpers) -> Non
     assert result.followup is None
 
 
-async def test_sync_originate_response_among_events(pbx, make_client, helpers) -> None:
-    pbx.on("Originate", replayer(helpers, "09", "orig-sync-app"))
+async def test_sync_originate_response_among_events(pbx, make_client) -> None:
+    pbx.on("Originate", replayer("09", "orig-sync-app"))
     client = await make_client(pbx)
     seen: list[Message] = []
     client.add_listener(seen.append)
     result = await client.send_action([("Action", "Originate"), ("Application", "Wait")], timeout=2)
     assert result.ok and result.events == ()
-    await helpers.eventually(lambda: any(m.name == "Newchannel" for m in seen))
+    await until(lambda: any(m.name == "Newchannel" for m in seen))
 
 
 async def test_followup_overtaking_its_response(pbx, make_client) -> None:
@@ -369,7 +369,7 @@ def legacy_originate_result(
     [("OriginateSuccess", "4", "1505301523.6253"), ("OriginateFailure", "5", "<null>")],
 )
 async def test_asterisk_14_result_events_resolve_the_originate_followup(
-    pbx, make_client, helpers, report: tuple[str, str, str]
+    pbx, make_client, report: tuple[str, str, str]
 ) -> None:
     name, reason, uniqueid = report
 
@@ -396,7 +396,7 @@ async def test_asterisk_14_result_events_resolve_the_originate_followup(
     assert (event.name, event.action_id) == (name, result.action_id)
     assert (event.get("Reason"), event.get("Uniqueid")) == (reason, uniqueid)
     # Real PBX events: listeners get both, the followup took the one with our ActionID.
-    await helpers.eventually(lambda: len([m for m in seen if m.name == name]) == 2)
+    await until(lambda: len([m for m in seen if m.name == name]) == 2)
 
 
 async def test_asterisk_14_result_event_overtaking_its_response(pbx, make_client) -> None:
@@ -488,7 +488,7 @@ async def test_unawaited_failed_followup_is_not_reported(
 # -- timeouts and bounds ---------------------------------------------------------------------
 
 
-async def test_timeout_removes_pending_and_drops_late_answer(pbx, make_client, helpers) -> None:
+async def test_timeout_removes_pending_and_drops_late_answer(pbx, make_client) -> None:
     late: list[tuple[object, Message]] = []
     pbx.on("CoreShowChannels", lambda conn, action: late.append((conn, action)))
     client = await make_client(pbx, max_pending=1)
@@ -512,7 +512,7 @@ async def test_timeout_removes_pending_and_drops_late_answer(pbx, make_client, h
     # The slot was freed (max_pending=1) and the connection is still fine.
     result = await client.send_action([("Action", "Ping")], timeout=2)
     assert result.response.get("Ping") == "Pong"
-    await helpers.eventually(lambda: any(m.name == "Marker" for m in seen))
+    await until(lambda: any(m.name == "Marker" for m in seen))
     assert [m.name for m in seen if m.name != "FullyBooted"] == ["Marker"]
 
 
@@ -564,17 +564,17 @@ async def test_not_connected_fails_fast() -> None:
 # -- write_action, wait_event ----------------------------------------------------------------
 
 
-async def test_write_action_discards_answer(pbx, make_client, helpers) -> None:
-    pbx.on("CoreShowChannels", replayer(helpers, "06", "conn1-2"))
+async def test_write_action_discards_answer(pbx, make_client) -> None:
+    pbx.on("CoreShowChannels", replayer("06", "conn1-2"))
     client = await make_client(pbx)
     seen: list[Message] = []
     client.add_listener(seen.append)
     action_id = await client.write_action([("Action", "CoreShowChannels"), ("ActionID", "mine")])
     assert action_id != "mine"
-    await helpers.eventually(lambda: bool(pbx.received("CoreShowChannels")))
+    await until(lambda: bool(pbx.received("CoreShowChannels")))
     assert pbx.received("CoreShowChannels")[-1].action_id == action_id
     pbx.connections[-1].event("Marker")
-    await helpers.eventually(lambda: any(m.name == "Marker" for m in seen))
+    await until(lambda: any(m.name == "Marker" for m in seen))
     assert not [m for m in seen if m.action_id == action_id]
 
 
@@ -622,7 +622,7 @@ async def test_wait_event_fails_on_loss(pbx, make_client) -> None:
 
 
 async def test_listener_errors_are_swallowed_and_removable(
-    pbx, make_client, helpers, caplog: pytest.LogCaptureFixture
+    pbx, make_client, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = await make_client(pbx)
     good: list[str] = []
@@ -636,17 +636,17 @@ async def test_listener_errors_are_swallowed_and_removable(
     client.add_listener(lambda m: good.append(m.name))
     conn = pbx.connections[-1]
     conn.event("One")
-    await helpers.eventually(lambda: "One" in good)
+    await until(lambda: "One" in good)
     remove()
     remove()  # harmless twice
     conn.event("Two")
-    await helpers.eventually(lambda: "Two" in good)
+    await until(lambda: "Two" in good)
     assert "Two" not in removed and "One" in removed
     assert "listener bug" in caplog.text
     assert client.connected
 
 
-async def test_event_stream_drops_oldest(pbx, make_client, helpers) -> None:
+async def test_event_stream_drops_oldest(pbx, make_client) -> None:
     client = await make_client(pbx)
     seen: list[Message] = []
     client.add_listener(seen.append)
@@ -654,7 +654,7 @@ async def test_event_stream_drops_oldest(pbx, make_client, helpers) -> None:
         conn = pbx.connections[-1]
         for n in range(10):
             conn.event("Tick", ("N", str(n)))
-        await helpers.eventually(lambda: len([m for m in seen if m.name == "Tick"]) == 10)
+        await until(lambda: len([m for m in seen if m.name == "Tick"]) == 10)
         assert stream.dropped == 7
         got = [await asyncio.wait_for(anext(stream), 1) for _ in range(3)]
         assert [m.get("N") for m in got] == ["7", "8", "9"]

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from tests.support.ami_peer import ScriptedPbx
+from tests.support.waiting import until
 from vwell_pbx.ami import (
     ActionTimeout,
     AmiClient,
@@ -20,7 +22,7 @@ from vwell_pbx.ami import (
 from vwell_pbx.protocol import Message
 
 
-async def test_peer_killed_mid_action_fails_fast_then_reconnects(pbx, make_client, helpers) -> None:
+async def test_peer_killed_mid_action_fails_fast_then_reconnects(pbx, make_client) -> None:
     pbx.on("CoreStatus", lambda conn, action: conn.abort())
     client = await make_client(pbx)
     states: list[ConnectionState] = []
@@ -43,23 +45,23 @@ async def test_peer_killed_mid_action_fails_fast_then_reconnects(pbx, make_clien
     assert abs(states[-1].since - time.time()) < 5  # wall clock
 
 
-async def test_pbx_gone_and_back_on_same_port(helpers, make_client) -> None:
-    first = await helpers.ScriptedPbx().start()
+async def test_pbx_gone_and_back_on_same_port(make_client) -> None:
+    first = await ScriptedPbx().start()
     port = first.port
     first.on("CoreStatus", lambda conn, action: None)
     client = await make_client(first, backoff_initial=0.02, backoff_max=0.05)
     pending = asyncio.create_task(client.send_action([("Action", "CoreStatus")], timeout=10))
-    await helpers.eventually(lambda: bool(first.received("CoreStatus")))
+    await until(lambda: bool(first.received("CoreStatus")))
     started = time.monotonic()
     await first.stop()
     with pytest.raises(PbxUnavailable, match="lost"):
         await pending
     assert time.monotonic() - started < 0.5
-    await helpers.eventually(lambda: "connect failed" in (client.state.last_error or ""))
+    await until(lambda: "connect failed" in (client.state.last_error or ""))
     assert not client.connected
     with pytest.raises(PbxUnavailable):  # fail fast while it is away
         await client.send_action([("Action", "Ping")], timeout=5)
-    second = await helpers.ScriptedPbx(port=port).start()
+    second = await ScriptedPbx(port=port).start()
     try:
         await client.wait_connected(timeout=3)
         assert client.state.reconnects >= 2
@@ -79,7 +81,7 @@ async def test_close_mid_message(pbx, make_client) -> None:
         await client.send_action([("Action", "CoreStatus")], timeout=5)
 
 
-async def test_oversized_message_is_a_protocol_error(pbx, make_client, helpers) -> None:
+async def test_oversized_message_is_a_protocol_error(pbx, make_client) -> None:
     def flood(conn, action: Message) -> None:
         conn.reply(action, *[("Output", "x" * 100)] * 100)  # about 10 KB
 
@@ -93,7 +95,7 @@ async def test_oversized_message_is_a_protocol_error(pbx, make_client, helpers) 
     assert any("larger than 2048" in (s.last_error or "") for s in states)
 
 
-async def test_silent_peer_times_out_and_keepalive_reconnects(pbx, make_client, helpers) -> None:
+async def test_silent_peer_times_out_and_keepalive_reconnects(pbx, make_client) -> None:
     pbx.answer_pings = False
     pbx.on("CoreStatus", lambda conn, action: None)
     client = await make_client(pbx, ping_interval=0.15, ping_timeout=0.1)
@@ -104,14 +106,14 @@ async def test_silent_peer_times_out_and_keepalive_reconnects(pbx, make_client, 
         await client.send_action([("Action", "CoreStatus")], timeout=0.1)
     assert time.monotonic() - started < 0.3
     # The keepalive notices the dead peer and the client reconnects.
-    await helpers.eventually(lambda: pbx.logins >= 2, within=3)
+    await until(lambda: pbx.logins >= 2, within=3)
     assert any("keepalive" in (s.last_error or "") for s in states)
     assert client.state.reconnects >= 1
 
 
-async def test_keepalive_detects_peer_that_stops_answering(pbx, make_client, helpers) -> None:
+async def test_keepalive_detects_peer_that_stops_answering(pbx, make_client) -> None:
     client = await make_client(pbx, ping_interval=0.05, ping_timeout=0.1)
-    await helpers.eventually(lambda: len(pbx.received("Ping")) >= 3)
+    await until(lambda: len(pbx.received("Ping")) >= 3)
     assert pbx.logins == 1 and client.connected  # answered pings keep it up
     first_connection = pbx.connections[-1]
     pbx.answer_pings = False
@@ -120,11 +122,11 @@ async def test_keepalive_detects_peer_that_stops_answering(pbx, make_client, hel
         "no answer to keepalive Ping within 0.1s" in (client.state.last_error or "")
         or pbx.logins >= 2
     )
-    await helpers.eventually(lambda: pbx.logins >= 2)
+    await until(lambda: pbx.logins >= 2)
 
 
-async def test_backoff_spaces_out_failing_attempts(helpers, make_client) -> None:
-    silent = await helpers.ScriptedPbx(banner=False).start()
+async def test_backoff_spaces_out_failing_attempts(make_client) -> None:
+    silent = await ScriptedPbx(banner=False).start()
     stamps: list[float] = []
     try:
         client = await make_client(
@@ -135,7 +137,7 @@ async def test_backoff_spaces_out_failing_attempts(helpers, make_client) -> None
                 stamps.append(time.monotonic()) if s.status is ConnectionStatus.CONNECTING else None
             )
         )
-        await helpers.eventually(lambda: len(stamps) >= 5, within=3)
+        await until(lambda: len(stamps) >= 5, within=3)
     finally:
         await silent.stop()
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
@@ -145,7 +147,7 @@ async def test_backoff_spaces_out_failing_attempts(helpers, make_client) -> None
     assert all(gap < 0.5 for gap in gaps)
 
 
-async def test_reader_never_blocks_on_a_stalled_stream(pbx, make_client, helpers) -> None:
+async def test_reader_never_blocks_on_a_stalled_stream(pbx, make_client) -> None:
     client = await make_client(pbx)
     stream = client.events(maxsize=10)  # nobody reads it
     count = 0
@@ -162,18 +164,18 @@ async def test_reader_never_blocks_on_a_stalled_stream(pbx, make_client, helpers
     started = time.monotonic()
     assert (await client.send_action([("Action", "Ping")], timeout=5)).ok
     assert time.monotonic() - started < 3
-    await helpers.eventually(lambda: count == 20_000)
+    await until(lambda: count == 20_000)
     assert stream.dropped == 20_000 - 10
     stream.close()
 
 
-async def test_close_logs_off_fails_pending_and_is_idempotent(pbx, make_client, helpers) -> None:
+async def test_close_logs_off_fails_pending_and_is_idempotent(pbx, make_client) -> None:
     pbx.on("CoreStatus", lambda conn, action: None)
     client = await make_client(pbx)
     stream = client.events()
     waiter = client.wait_event(lambda m: False, timeout=10)
     pending = asyncio.create_task(client.send_action([("Action", "CoreStatus")], timeout=10))
-    await helpers.eventually(lambda: bool(pbx.received("CoreStatus")))
+    await until(lambda: bool(pbx.received("CoreStatus")))
     await asyncio.gather(client.close(), client.close())
     await client.close()
     assert pbx.received("Logoff")
@@ -195,11 +197,11 @@ async def test_close_logs_off_fails_pending_and_is_idempotent(pbx, make_client, 
     assert pbx.logins == logins  # no reconnect after close
 
 
-async def test_close_while_connecting(helpers, make_client) -> None:
-    silent = await helpers.ScriptedPbx(banner=False).start()
+async def test_close_while_connecting(make_client) -> None:
+    silent = await ScriptedPbx(banner=False).start()
     try:
         client = await make_client(silent, wait=False, login_timeout=5)
-        await helpers.eventually(lambda: bool(silent.connections))
+        await until(lambda: bool(silent.connections))
         started = time.monotonic()
         await client.close()
         assert time.monotonic() - started < 0.5
@@ -236,25 +238,23 @@ async def test_ping_held_back_by_a_blocking_action_is_not_a_dead_peer(pbx, make_
     assert pbx.logins == 1 and client.connected
 
 
-async def test_dead_peer_still_detected_after_a_pending_action_times_out(
-    pbx, make_client, helpers
-) -> None:
+async def test_dead_peer_still_detected_after_a_pending_action_times_out(pbx, make_client) -> None:
     pbx.answer_pings = False
     pbx.on("Originate", lambda conn, action: None)  # hung: never answers anything again
     client = await make_client(pbx, ping_interval=0.05, ping_timeout=0.1)
     with pytest.raises(ActionTimeout):
         await client.send_action([("Action", "Originate")], timeout=0.3)
-    await helpers.eventually(lambda: pbx.logins >= 2)
+    await until(lambda: pbx.logins >= 2)
 
 
-async def test_unforeseen_connect_error_is_a_failure_not_the_end_of_the_loop(helpers) -> None:
+async def test_unforeseen_connect_error_is_a_failure_not_the_end_of_the_loop() -> None:
     # IDNA cannot encode "a..b": open_connection raises UnicodeError, not OSError.
     client = AmiClient(
         AmiSettings(host="a..b", username="u", secret="s", backoff_initial=0.02, backoff_max=0.05)
     )
     await client.start()
     try:
-        await helpers.eventually(lambda: client.state.reconnects >= 2)
+        await until(lambda: client.state.reconnects >= 2)
         assert "connect failed" in (client.state.last_error or "")
         with pytest.raises(PbxUnavailable, match="connect failed"):
             await client.wait_connected(timeout=0.01)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import socket
 
 import pytest
 
+from tests.support.ami_peer import PeerConnection, ScriptedPbx
+from tests.support.waiting import until
 from vwell_pbx.ami import (
     AmiClient,
     AmiSettings,
@@ -116,37 +117,30 @@ async def test_refused_tcp_connection_reported() -> None:
         await client.close()
 
 
-async def test_no_banner_login_timeout_then_retry(helpers, make_client) -> None:
-    silent = await helpers.ScriptedPbx(banner=False).start()
+async def test_no_banner_login_timeout_then_retry(make_client) -> None:
+    silent = await ScriptedPbx(banner=False).start()
     try:
         client = await make_client(silent, wait=False, login_timeout=0.15)
         with pytest.raises(PbxUnavailable) as caught:
             await client.wait_connected(timeout=0.6)
         assert "no banner or login answer within 0.15s" in str(caught.value)
-        await helpers.eventually(lambda: len(silent.connections) >= 2)
+        await until(lambda: len(silent.connections) >= 2)
         assert not client.connected
     finally:
         await silent.stop()
 
 
 async def test_garbage_banner_reconnects(make_client) -> None:
-    connections = 0
+    async def http_server(connection: PeerConnection) -> None:
+        connection.send(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await connection.writer.drain()
+        await connection.reader.read()  # hold until the client hangs up
 
-    async def http_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        await writer.drain()
-        await reader.read()  # hold until the client hangs up
-        writer.close()
-
-    server = await asyncio.start_server(http_server, "127.0.0.1", 0)
-    try:
-        port = server.sockets[0].getsockname()[1]
+    async with ScriptedPbx(http_server) as server:
         client = AmiClient(
             AmiSettings(
                 host="127.0.0.1",
-                port=port,
+                port=server.port,
                 username="u",
                 secret="s",
                 backoff_initial=0.02,
@@ -158,11 +152,9 @@ async def test_garbage_banner_reconnects(make_client) -> None:
             with pytest.raises(PbxUnavailable) as caught:
                 await client.wait_connected(timeout=0.3)
             assert "expected an AMI banner" in str(caught.value)
-            assert connections >= 2
+            assert len(server.connections) >= 2
         finally:
             await client.close()
-    finally:
-        server.close()
 
 
 async def test_tls_setting_really_speaks_tls(pbx, make_client) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.simulator import fast_simulator
+from tests.support.waiting import until
 from vwell_pbx.ami import (
     ActionTimeout,
     AmiClient,
@@ -27,18 +29,14 @@ from vwell_pbx.simulator import PbxSimulator
 
 ClientFactory = Callable[..., Awaitable[AmiClient]]  # as make_client in conftest.py
 
-FAST = {
-    "auth_failure_delay": 0.02,
-    "call_step_delay": 0.005,
-    "call_hold": 5.0,
-    "no_answer_after": 0.1,
-    "sms_send_delay": 0.01,
-}
+#: What these tests depend on, on top of the fast simulator: a call, once answered,
+#: lasts long enough to be looked at; an unanswered one gives up quickly.
+CALLS = {"call_hold": 5.0, "no_answer_after": 0.1}
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[PbxSimulator]:
-    async with PbxSimulator(username="admin", secret="admin", **FAST) as simulator:
+    async with fast_simulator(**CALLS) as simulator:
         yield simulator
 
 
@@ -52,14 +50,6 @@ def connect(make_client: ClientFactory) -> ClientFactory:
         )
 
     return make
-
-
-async def until(condition: Any, within: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 ORIGINATE = [
@@ -181,7 +171,7 @@ async def test_colliding_action_ids(sim, connect) -> None:
 
 async def test_command_output_formats(connect) -> None:
     for command_format in ("output", "follows"):
-        async with PbxSimulator(command_format=command_format, **FAST) as simulator:
+        async with fast_simulator(command_format=command_format, **CALLS) as simulator:
             client = await connect(simulator)
             version = await client.send_action(
                 [("Action", "Command"), ("Command", "core show version")], timeout=2
@@ -200,7 +190,7 @@ async def test_command_output_formats(connect) -> None:
 
 
 async def test_yeastar_legacy_status_list(connect) -> None:
-    async with PbxSimulator(dialect="yeastar", **FAST) as simulator:
+    async with fast_simulator(dialect="yeastar", **CALLS) as simulator:
         client = await connect(simulator)
         assert client.state.greeting == "Asterisk Call Manager/1.1"
         originate = await client.send_action(
@@ -227,7 +217,7 @@ async def test_tg_sms_report_via_wait_event(sim, connect) -> None:
 
 
 async def test_dropped_connection_fails_fast_and_reconnects(connect) -> None:
-    async with PbxSimulator(**{**FAST, "no_answer_after": 5.0}) as simulator:
+    async with fast_simulator(**{**CALLS, "no_answer_after": 5.0}) as simulator:
         client = await connect(simulator)
         call = asyncio.create_task(
             client.send_action(
@@ -253,7 +243,7 @@ async def test_dropped_connection_fails_fast_and_reconnects(connect) -> None:
 
 
 async def test_hung_pbx_detected_by_keepalive_then_recovers(connect) -> None:
-    async with PbxSimulator(**FAST) as simulator:
+    async with fast_simulator(**CALLS) as simulator:
         client = await connect(simulator, ping_interval=0.1, ping_timeout=0.15, login_timeout=0.2)
         states: list[ConnectionState] = []
         client.add_state_listener(states.append)
@@ -269,7 +259,7 @@ async def test_hung_pbx_detected_by_keepalive_then_recovers(connect) -> None:
 
 
 async def test_pbx_restart_on_same_port(connect) -> None:
-    first = PbxSimulator(**FAST)
+    first = fast_simulator(**CALLS)
     await first.start()
     port = first.port
     client = await connect(first)
@@ -277,7 +267,7 @@ async def test_pbx_restart_on_same_port(connect) -> None:
     await until(lambda: not client.connected)
     with pytest.raises(PbxUnavailable):
         await client.send_action([("Action", "Ping")], timeout=2)
-    async with PbxSimulator(port=port, **FAST):
+    async with fast_simulator(port=port, **CALLS):
         await client.wait_connected(timeout=3)
         assert (await client.send_action([("Action", "Ping")], timeout=2)).ok
 
@@ -296,7 +286,7 @@ async def test_event_stream_and_close(sim, connect) -> None:
 
 
 async def test_sync_originate_longer_than_ping_timeout_keeps_connection(connect) -> None:
-    async with PbxSimulator(**{**FAST, "no_answer_after": 0.3}) as simulator:
+    async with fast_simulator(**{**CALLS, "no_answer_after": 0.3}) as simulator:
         client = await connect(simulator, ping_interval=0.05, ping_timeout=0.1)
         result = await client.send_action(
             [

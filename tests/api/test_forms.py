@@ -27,7 +27,8 @@ SEED_POST = (
     "&argument%5Bsha1%5D=a9de7c...&argument%5BreqId%5D=0.123"
 )
 
-# The seed's send example: callbackAwait: 1, fields: {action: 'ping', actionId: 0.25}
+# The original's send example (tests/data/seed/send.js):
+# callbackAwait: 1, fields: {action: 'ping', actionId: 0.25}
 SEND_POST = (
     "method=send&argument%5Blogin%5D=Agent"
     "&argument%5Blogin2%5D=%D0%98%D0%B2%D0%B0%D0%BD%D0%BE%D0%B2+%D0%98.%D0%98."

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support import ADMIN, AGENT, SUPERVISOR, ApiClient
+from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
 
@@ -216,8 +217,7 @@ def _drain(ws: Any) -> int:
 
 
 async def _unmatched(ws: Any) -> dict[str, Any]:
-    while not ws.unmatched:
-        await asyncio.sleep(0.01)
+    await until(lambda: ws.unmatched, what="an answer without a reqId")
     result: dict[str, Any] = ws.unmatched.pop(0)
     return result
 
@@ -326,8 +326,7 @@ async def test_pbx_down_fails_fast_and_recovers(
     simulator.mute = True
     simulator.drop_connections()
     loop = asyncio.get_running_loop()
-    while client.connected:
-        await asyncio.sleep(0.01)
+    await until(lambda: not client.connected, what="the AMI connection to drop")
     started = loop.time()
     answer = await ws.call("send", callbackAwait=True, fields={"action": "Ping"})
     assert answer["errCode"] == "pbx_unavailable"

@@ -9,13 +9,14 @@ import aiohttp
 import pytest
 
 from tests.support import ApiClient, add_test_users, make_config
+from tests.support.simulator import fast_simulator
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer, serving
 
 
 @pytest.fixture
 async def branch() -> AsyncIterator[PbxSimulator]:
-    async with PbxSimulator(username="admin", secret="admin", call_step_delay=0.01) as sim:
+    async with fast_simulator() as sim:
         yield sim
 
 

@@ -1,15 +1,12 @@
-"""Helpers for the browser tests: fixed free ports, a restartable server, polling."""
+"""Helpers for the browser tests: chromium, fixed free ports, a restartable server."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import os
 import shutil
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,14 +89,3 @@ class RestartableServer:
         stack, self._stack, self.running = self._stack, None, None
         if stack is not None:
             await stack.aclose()
-
-
-async def wait_until(
-    condition: Callable[[], bool], *, within: float = 5.0, what: str = "the condition"
-) -> None:
-    """Poll ``condition`` every 20 ms until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.02)

@@ -8,14 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.browser.browser_support import RestartableServer, require_browser, wait_until
+import pytest
+
+from tests.browser.browser_support import RestartableServer, require_browser
 from tests.support import ADMIN, AGENT, SUPERVISOR
+from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
 
 require_browser()  # before importing playwright: skip the module with a reason
 
 from playwright.async_api import Page, expect  # noqa: E402
+
+pytestmark = pytest.mark.slow  # chromium
 
 # Runs in the page: load the ES module and keep a few helpers on window.
 SETUP = """
@@ -232,81 +237,14 @@ async def test_reconnect_after_server_restart(
     try:
         page = await context.new_page()
         page.on("pageerror", lambda error: errors.append(str(error)))
-        await open_client_page(page, restartable.http_url)
-        # The page is served by the HTTP port; the client talks to the WebSocket port.
-        await page.evaluate(
-            """async ([url, agent]) => {
-              window.states = [];
-              window.events = [];
-              const pbx = await window.mod.connect(url, {...agent,
-                backoff: {initial: 50, max: 400},
-                onState: (s, d) => window.states.push(s)});
-              window.pbx = pbx;
-              const off = pbx.on('Newchannel', {CallerIDNum: '+79787342741'},
-                                 (e) => window.events.push(e));
-              window.off = off;
-              await off.ready;
-            }""",
-            [restartable.ws_url, AGENT],
-        )
-
-        # The console too, on the same server, subscribed to Newchannel.
+        await _subscribe_client_page(page, restartable)
         console = await context.new_page()
         console.on("pageerror", lambda error: errors.append(str(error)))
-        await console.goto(restartable.http_url + "/console")
-        await console.wait_for_selector("html[data-ready=true]")
-        await console.get_by_label("Login", exact=True).fill(AGENT["login"])
-        await console.get_by_label("Name (login2)").fill(AGENT["login2"])
-        await console.get_by_label("Password", exact=True).fill("demo")
-        await console.get_by_label("Password", exact=True).press("Enter")
-        await expect(console.locator("#state")).to_have_attribute("data-state", "open")
-        await console.get_by_label("Event name").press("Enter")
-        await expect(console.locator("#subscriptions li")).to_have_attribute("data-state", "active")
+        await _subscribe_console(console, restartable.http_url)
 
-        # A call in flight when the server goes away: the PBX hangs so it stays pending.
-        simulator.mute = True
-        await page.evaluate("""() => {
-          window.pending = failure(window.pbx.call('send', {fields: {action: 'Ping'},
-                                                            callbackAwait: true}));
-        }""")
-        await restartable.stop()
-        simulator.mute = False
-        pending = await page.evaluate("window.pending")
-        assert pending["errCode"] == "disconnected", pending
-        await page.evaluate("waitFor(() => window.pbx.state === 'reconnecting')")
-        await expect(console.locator("#state")).to_have_attribute("data-state", "reconnecting")
-        await expect(console.locator("#subscriptions li")).to_have_attribute(
-            "data-state", "waiting"
-        )
-        assert await page.evaluate("window.off.subscriptionId") is None
-        await console.screenshot(path=artifacts / "console-4-reconnecting.png")
-        # A call made while reconnecting waits for the connection; so does a subscription.
-        await page.evaluate("""() => {
-          window.queued = window.pbx.call('send', {fields: {action: 'Ping'},
-                                                   callbackAwait: true}, {timeout: 20000});
-          window.hangups = [];
-          window.offLate = window.pbx.on('Hangup', (e) => window.hangups.push(e));
-        }""")
-
+        await _server_goes_away(page, console, restartable, simulator, artifacts)
         restarted = await restartable.start()
-        await page.evaluate("waitFor(() => window.pbx.state === 'open', 10000)")
-        queued = await page.evaluate("window.queued")
-        assert queued["event"]["Ping"] == "Pong"
-        late_id = await page.evaluate("window.offLate.ready")
-        assert isinstance(late_id, str) and late_id
-        await expect(console.locator("#state")).to_have_attribute("data-state", "open")
-        await expect(console.locator("#subscriptions li")).to_have_attribute("data-state", "active")
-        # Both clients subscribed again on the new server (the page twice, the console once).
-        await _wait_for_subscriptions(restarted, 3)
-
-        await simulator.incoming_call("+79787342741")
-        await page.evaluate("waitFor(() => window.events.length >= 1 && window.hangups.length)")
-        event = await page.evaluate("window.events[0]")
-        assert event["name"] == "Newchannel" and event["CallerIDNum"] == "+79787342741"
-        await expect(
-            console.locator("#events li").filter(has_text="CallerIDNum=+79787342741").first
-        ).to_be_visible()
-        await console.screenshot(path=artifacts / "console-5-reconnected.png")
+        await _both_come_back(page, console, restarted, simulator, artifacts)
 
         states: list[str] = await page.evaluate("window.states")
         assert states[:2] == ["connecting", "open"]
@@ -325,8 +263,107 @@ async def test_reconnect_after_server_restart(
     assert not errors, errors
 
 
+# The steps of the restart test above, in order.
+
+
+async def _subscribe_client_page(page: Any, restartable: RestartableServer) -> None:
+    """The client library on a page, subscribed to Newchannel from one caller, noting its
+    states. The page is served by the HTTP port; the client talks to the WebSocket port."""
+    await open_client_page(page, restartable.http_url)
+    await page.evaluate(
+        """async ([url, agent]) => {
+          window.states = [];
+          window.events = [];
+          const pbx = await window.mod.connect(url, {...agent,
+            backoff: {initial: 50, max: 400},
+            onState: (s, d) => window.states.push(s)});
+          window.pbx = pbx;
+          const off = pbx.on('Newchannel', {CallerIDNum: '+79787342741'},
+                             (e) => window.events.push(e));
+          window.off = off;
+          await off.ready;
+        }""",
+        [restartable.ws_url, AGENT],
+    )
+
+
+async def _subscribe_console(console: Any, http_url: str) -> None:
+    """The console too, on the same server, subscribed to Newchannel."""
+    await console.goto(http_url + "/console")
+    await console.wait_for_selector("html[data-ready=true]")
+    await console.get_by_label("Login", exact=True).fill(AGENT["login"])
+    await console.get_by_label("Name (login2)").fill(AGENT["login2"])
+    await console.get_by_label("Password", exact=True).fill("demo")
+    await console.get_by_label("Password", exact=True).press("Enter")
+    await expect(console.locator("#state")).to_have_attribute("data-state", "open")
+    await console.get_by_label("Event name").press("Enter")
+    await expect(console.locator("#subscriptions li")).to_have_attribute("data-state", "active")
+
+
+async def _server_goes_away(
+    page: Any,
+    console: Any,
+    restartable: RestartableServer,
+    simulator: PbxSimulator,
+    artifacts: Path,
+) -> None:
+    """The server stops: the pending call fails, both clients reconnect, and what is
+    asked meanwhile waits for the connection."""
+    # A call in flight when the server goes away: the PBX hangs so it stays pending.
+    simulator.mute = True
+    await page.evaluate("""() => {
+      window.pending = failure(window.pbx.call('send', {fields: {action: 'Ping'},
+                                                        callbackAwait: true}));
+    }""")
+    await restartable.stop()
+    simulator.mute = False
+    pending = await page.evaluate("window.pending")
+    assert pending["errCode"] == "disconnected", pending
+    await page.evaluate("waitFor(() => window.pbx.state === 'reconnecting')")
+    await expect(console.locator("#state")).to_have_attribute("data-state", "reconnecting")
+    await expect(console.locator("#subscriptions li")).to_have_attribute("data-state", "waiting")
+    assert await page.evaluate("window.off.subscriptionId") is None
+    await console.screenshot(path=artifacts / "console-4-reconnecting.png")
+    # A call made while reconnecting waits for the connection; so does a subscription.
+    await page.evaluate("""() => {
+      window.queued = window.pbx.call('send', {fields: {action: 'Ping'},
+                                               callbackAwait: true}, {timeout: 20000});
+      window.hangups = [];
+      window.offLate = window.pbx.on('Hangup', (e) => window.hangups.push(e));
+    }""")
+
+
+async def _both_come_back(
+    page: Any,
+    console: Any,
+    restarted: RunningServer,
+    simulator: PbxSimulator,
+    artifacts: Path,
+) -> None:
+    """After the restart: the queued call is answered, every subscription is made
+    again, and a new call reaches the page and the console."""
+    await page.evaluate("waitFor(() => window.pbx.state === 'open', 10000)")
+    queued = await page.evaluate("window.queued")
+    assert queued["event"]["Ping"] == "Pong"
+    late_id = await page.evaluate("window.offLate.ready")
+    assert isinstance(late_id, str) and late_id
+    await expect(console.locator("#state")).to_have_attribute("data-state", "open")
+    await expect(console.locator("#subscriptions li")).to_have_attribute("data-state", "active")
+    # Both clients subscribed again on the new server (the page twice, the console once).
+    await _wait_for_subscriptions(restarted, 3)
+
+    await simulator.incoming_call("+79787342741")
+    await page.evaluate("waitFor(() => window.events.length >= 1 && window.hangups.length)")
+    event = await page.evaluate("window.events[0]")
+    assert event["name"] == "Newchannel" and event["CallerIDNum"] == "+79787342741"
+    await expect(
+        console.locator("#events li").filter(has_text="CallerIDNum=+79787342741").first
+    ).to_be_visible()
+    await console.screenshot(path=artifacts / "console-5-reconnected.png")
+
+
 async def _wait_for_subscriptions(running: RunningServer, count: int) -> None:
-    await wait_until(
+    await until(
         lambda: running.api.bus.stats.subscriptions == count,
         what=f"{count} subscriptions on the restarted server",
     )

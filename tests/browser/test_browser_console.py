@@ -15,14 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.browser_support import require_browser, wait_until
+from tests.browser.browser_support import require_browser
 from tests.support import AGENT, ApiClient
+from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
 
 require_browser()  # before importing playwright: skip the module with a reason
 
-from playwright.async_api import Browser, Page, expect  # noqa: E402
+from playwright.async_api import Browser, Locator, Page, expect  # noqa: E402
+
+pytestmark = pytest.mark.slow  # chromium
 
 CALLER = "+79787342741"
 LATE_CALLER = "+79780000002"
@@ -80,9 +83,25 @@ async def call_from_form(page: Page, method: str, values: dict[str, str]) -> dic
 async def test_console_sign_in_dial_and_live_events(
     page: Page, server: RunningServer, simulator: PbxSimulator, api: ApiClient, artifacts: Path
 ) -> None:
-    state = page.locator("#state")
+    await refused_then_signed_in(page, server, artifacts)
+    await dial_from_the_generated_form(page, artifacts)
+    subscription = await live_events_arrive(page, simulator, artifacts)
+    await pause_export_and_clear(page, simulator)
+    await unsubscribe_and_see_no_later_call(page, server, simulator, api, subscription)
 
-    # A wrong password is refused with the server's errCode, and the form stays.
+    # Sign out: back to the form, state closed.
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.locator("#state")).to_have_attribute("data-state", "closed")
+    await expect(page.locator("#signin-panel")).to_be_visible()
+
+
+# The steps of the session above, in order.
+
+
+async def refused_then_signed_in(page: Page, server: RunningServer, artifacts: Path) -> None:
+    """A wrong password is refused with the server's errCode, and the form stays; the
+    right one signs in."""
+    state = page.locator("#state")
     await sign_in(page, server.http_url, password="wrong")
     await expect(page.locator("#signin-error")).to_contain_text("auth_failed")
     await expect(state).to_have_attribute("data-state", "closed")
@@ -99,7 +118,10 @@ async def test_console_sign_in_dial_and_live_events(
     # Focus moves to the method picker after signing in (keyboard users continue there).
     await expect(page.get_by_label("Method", exact=True)).to_be_focused()
 
-    # The form is generated from the schema: dial has from/to (required), timeout, wait.
+
+async def dial_from_the_generated_form(page: Page, artifacts: Path) -> None:
+    """The form is generated from the schema; answers, errors and JSON arguments."""
+    # dial has from/to (required), timeout, wait.
     await page.get_by_label("Method", exact=True).select_option("dial")
     for name in ("from", "to", "timeout", "wait"):
         await expect(page.locator(f"#arg-{name}")).to_be_visible()
@@ -123,7 +145,10 @@ async def test_console_sign_in_dial_and_live_events(
     answer = await call_from_form(page, "send", {"fields": '{"action": "Ping"}'})
     assert answer["err"] is None and answer["written"] is True, answer
 
-    # Subscribe to Newchannel in the event panel (the name is prefilled; Enter submits).
+
+async def live_events_arrive(page: Page, simulator: PbxSimulator, artifacts: Path) -> Locator:
+    """Subscribe to Newchannel in the event panel (the name is prefilled; Enter
+    submits) and see a simulated incoming call arrive; returns the subscription's row."""
     await page.get_by_label("Event name").fill("Newchannel")
     await page.get_by_label("Event name").press("Enter")
     subscription = page.locator("#subscriptions li")
@@ -139,8 +164,12 @@ async def test_console_sign_in_dial_and_live_events(
     assert shown["Event"] == "Newchannel" and shown["CallerIDNum"] == CALLER
     assert "err" not in shown and "errCode" not in shown
     await page.screenshot(path=artifacts / "console-3-events.png")
+    return subscription
 
-    # Pause: events are counted, not shown, until resumed.
+
+async def pause_export_and_clear(page: Page, simulator: PbxSimulator) -> None:
+    """Pause: events are counted, not shown, until resumed; export downloads every
+    event received so far as JSON; clear empties the list."""
     shown_before = await page.locator("#events li").count()
     await page.get_by_role("button", name="Pause").click()
     await expect(page.get_by_role("button", name="Resume")).to_have_attribute(
@@ -154,7 +183,6 @@ async def test_console_sign_in_dial_and_live_events(
         page.locator("#events li").filter(has_text=f"CallerIDNum={PAUSED_CALLER}").first
     ).to_be_visible()
 
-    # Export downloads every event received so far as JSON.
     async with page.expect_download() as download_info:
         await page.get_by_role("button", name="Export JSON").click()
     download = await download_info.value
@@ -169,17 +197,25 @@ async def test_console_sign_in_dial_and_live_events(
     await expect(page.locator("#events li")).to_have_count(0)
     await expect(page.locator("#event-count")).to_have_text("0 events")
 
-    # Unsubscribe; the server drops the subscription.
+
+async def unsubscribe_and_see_no_later_call(
+    page: Page,
+    server: RunningServer,
+    simulator: PbxSimulator,
+    api: ApiClient,
+    subscription: Locator,
+) -> None:
+    """Unsubscribe; the server drops the subscription, and a later call must not show."""
     await page.get_by_role("button", name="Unsubscribe Newchannel").click()
     await expect(subscription).to_have_count(0)
-    await wait_until(
+    await until(
         lambda: server.api.bus.stats.subscriptions == 0,
         what="the console's subscription to be removed on the server",
     )
 
-    # A later call must not show up. Barrier: another client subscribed to it gets the
-    # event (so it was published to every connection), then a request on the console's
-    # own connection is answered (answers queue behind events on one WebSocket).
+    # Barrier: another client subscribed to it gets the event (so it was published to
+    # every connection), then a request on the console's own connection is answered
+    # (answers queue behind events on one WebSocket).
     watcher = await api.ws()
     subscribed = await watcher.call(
         "onEvent", creds=AGENT, event={"name": "Newchannel", "CallerIDNum": LATE_CALLER}
@@ -192,8 +228,3 @@ async def test_console_sign_in_dial_and_live_events(
     assert answer["err"] is None
     await expect(page.locator("#events li")).to_have_count(0)
     await watcher.close()
-
-    # Sign out: back to the form, state closed.
-    await page.get_by_role("button", name="Sign out").click()
-    await expect(state).to_have_attribute("data-state", "closed")
-    await expect(page.locator("#signin-panel")).to_be_visible()

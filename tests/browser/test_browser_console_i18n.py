@@ -26,7 +26,9 @@ from vwell_pbx.web.server import RunningServer
 
 require_browser()  # before importing playwright: skip the module with a reason
 
-from playwright.async_api import Browser, Page, expect  # noqa: E402
+from playwright.async_api import Browser, Locator, Page, expect  # noqa: E402
+
+pytestmark = pytest.mark.slow  # chromium
 
 I18N = files("vwell_pbx.web").joinpath("static", "i18n")
 EN: dict[str, Any] = json.loads(I18N.joinpath("en.json").read_text("utf-8"))
@@ -169,7 +171,23 @@ async def test_a_russian_browser_gets_russian_and_can_switch_to_english(
     await page.get_by_label(ru["signin.password"], exact=True).press("Enter")
     await expect(page.locator("#state")).to_have_text(ru["state.open"])
 
-    # The generated form: the server's summary and descriptions, translated.
+    await russian_dial_form(page)
+    subscription = await russian_events(page, simulator, artifacts)
+    await switched_to_english(page, subscription, artifacts)
+
+    # The choice outlives a reload, although the browser still prefers Russian.
+    await open_console(page, server.http_url)
+    await expect(page.locator("#language")).to_have_value("en")
+    await assert_all_in(page, "en")
+
+
+# The steps of the Russian session above, in order.
+
+
+async def russian_dial_form(page: Page) -> None:
+    """The generated form: the server's summary and descriptions, translated, and a
+    client-side check in Russian before anything is sent."""
+    ru = RU["strings"]
     await page.get_by_label(ru["call.method"], exact=True).select_option("dial")
     summary = page.locator("#method-summary")
     await expect(summary).to_have_text(plain(RU["methods"]["dial"]["summary"]))
@@ -189,7 +207,11 @@ async def test_a_russian_browser_gets_russian_and_can_switch_to_english(
     await expect(page.locator("#answer-status")).to_have_text(as_pattern(ru["answer.ok"]))
     await expect(page.locator("#answer")).to_contain_text('"err": null')
 
-    # Events: the subscription's state and the counter, with Russian plural forms.
+
+async def russian_events(page: Page, simulator: PbxSimulator, artifacts: Path) -> Locator:
+    """Events: the subscription's state and the counter, with Russian plural forms;
+    returns the subscription's row."""
+    ru = RU["strings"]
     await page.get_by_label(ru["events.name"], exact=True).press("Enter")
     subscription = page.locator("#subscriptions li")
     await expect(subscription).to_have_attribute("data-state", "active")
@@ -206,8 +228,13 @@ async def test_a_russian_browser_gets_russian_and_can_switch_to_english(
     await page.get_by_role("button", name=ru["events.resume"]).click()
     await assert_all_in(page, "ru")
     await page.screenshot(path=artifacts / "console-i18n-ru-2-working.png", full_page=True)
+    return subscription
 
-    # Switch to English: everything shown is re-rendered, nothing is lost.
+
+async def switched_to_english(page: Page, subscription: Locator, artifacts: Path) -> None:
+    """Switch to English: everything shown is re-rendered, nothing is lost."""
+    summary = page.locator("#method-summary")
+    count = page.locator("#event-count")
     await page.locator("#language").select_option("en")
     en = EN["strings"]
     await expect(page.locator("#state")).to_have_text(en["state.open"])
@@ -224,11 +251,6 @@ async def test_a_russian_browser_gets_russian_and_can_switch_to_english(
     await assert_all_in(page, "en")
     await page.screenshot(path=artifacts / "console-i18n-ru-3-switched-to-en.png")
     assert await page.evaluate(f"localStorage.getItem('{LANGUAGE_KEY}')") == "en"
-
-    # The choice outlives a reload, although the browser still prefers Russian.
-    await open_console(page, server.http_url)
-    await expect(page.locator("#language")).to_have_value("en")
-    await assert_all_in(page, "en")
 
 
 async def test_an_english_browser_gets_english_and_can_switch_to_russian(

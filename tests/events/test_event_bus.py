@@ -1,4 +1,4 @@
-"""EventBus and Subscriber: delivery rules, bounds and counters (STYLE rule 6)."""
+"""EventBus and Subscriber: delivery rules, bounds and counters; publish never awaits."""
 
 from __future__ import annotations
 

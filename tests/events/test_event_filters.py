@@ -1,4 +1,4 @@
-"""EventFilter: compiling client specs and matching events (SPEC 3, onEvent)."""
+"""EventFilter: compiling client specs and matching events (docs/api.md, onEvent)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from vwell_pbx.events.bus import BusEvent
 from vwell_pbx.events.filters import EventFilter, FilterError, glob_match, scalar_text
 from vwell_pbx.protocol import Message
 
-# The seed's own example events.
+# The original product's own example events (tests/data/seed/events.txt).
 NEWCHANNEL_GSM = Message.build(
     ("Event", "Newchannel"),
     ("Privilege", "call,all"),

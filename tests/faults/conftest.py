@@ -1,17 +1,11 @@
-"""Fault suites: the ``soak`` marker (long variants, run only with ``VWELL_SOAK=1``)."""
+"""Fault suites: ``soak`` tests (long variants, registered in pyproject.toml) run only with
+``VWELL_SOAK=1``."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``soak`` marker."""
-    config.addinivalue_line(
-        "markers", "soak: long fault-injection runs; skipped unless VWELL_SOAK=1"
-    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

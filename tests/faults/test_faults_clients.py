@@ -12,13 +12,15 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.faults.fault_support import until
 from tests.security.security_figures import record
 from tests.support import ADMIN, AGENT, ApiClient
+from tests.support.waiting import until
 from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.app import PER_ADDRESS_KEY, SOCKETS_KEY
 from vwell_pbx.web.server import RunningServer
+
+pytestmark = pytest.mark.slow  # fault injection: churn, floods, cancellations
 
 
 async def _baseline(api: ApiClient) -> int:
@@ -58,7 +60,7 @@ async def _back_to_baseline(api: ApiClient, tasks: int) -> None:
             lambda: {**state(), "tasks": 0} == {**clean, "tasks": 0} and state()["tasks"] <= tasks,
             within=10,
         )
-    except TimeoutError:
+    except AssertionError:
         extra = [t.get_coro() for t in asyncio.all_tasks()]
         raise AssertionError(f"left behind: {state()} (baseline tasks {tasks}): {extra}") from None
 
@@ -95,7 +97,9 @@ def _masked_frame(payload: bytes) -> bytes:
 async def test_disconnect_mid_request(api: ApiClient, simulator: PbxSimulator) -> None:
     tasks = await _baseline(api)
     simulator.mute = True  # requests stay in flight
+    pbx = api.server.clients["office"]
     for _ in range(5):
+        pending = len(pbx._pending)
         ws = await api.ws()
         await ws.call("onEvent", name="Newchannel")
         await ws.send(
@@ -110,14 +114,16 @@ async def test_disconnect_mid_request(api: ApiClient, simulator: PbxSimulator) -
             }
         )
         await ws.send({"method": "dial", "argument": {**AGENT, "from": "269", "to": "100"}})
-        await asyncio.sleep(0.05)
+        # Close once both wait for the PBX (their actions are pending in the AMI client).
+        await until(lambda n=pending + 2: len(pbx._pending) >= n, what="both requests pending")
         await ws.close()
     # An HTTP client that gives up while its request waits for the PBX: its request is
     # cancelled (test_an_http_client_that_leaves_cancels_its_request shows it alone).
+    pending = len(pbx._pending)
     request = asyncio.create_task(
         api.post("send", callbackAwait=True, timeout=1500, fields={"action": "Ping"})
     )
-    await asyncio.sleep(0.1)
+    await until(lambda: len(pbx._pending) > pending, what="the HTTP request pending")
     request.cancel()
     await asyncio.gather(request, return_exceptions=True)
     simulator.mute = False  # the keepalive Ping lost meanwhile ends by its own timeout

@@ -10,19 +10,20 @@ from typing import Any
 
 import pytest
 
-from tests.faults.fault_support import until
 from tests.support import ApiClient
+from tests.support.simulator import fast_simulator
+from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
+
+pytestmark = pytest.mark.slow  # fault injection: a PBX that hangs, refuses, restarts
 
 SLACK = 0.5  # seconds an answer may take beyond the request's own timeout
 
 
 def new_simulator(port: int) -> PbxSimulator:
     """A fresh PBX on the same address (a restarted Asterisk)."""
-    return PbxSimulator(
-        port=port, username="admin", secret="admin", auth_failure_delay=0.05, call_step_delay=0.01
-    )
+    return fast_simulator(port=port)
 
 
 async def _health(api: ApiClient) -> tuple[int, dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""A PBX that answers garbage, closes mid-message or floods events: a raw AMI peer
-written for each misbehaviour (a real socket, not a mock of our code)."""
+"""A PBX that answers garbage, closes mid-message or floods events: the scripted AMI
+server with a behaviour written for each misbehaviour (a real socket, not a mock of our
+code)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,21 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.faults.fault_support import RawPeer, answer, log_in, next_action, until
-from tests.security.security_figures import assert_envelope, record
+from tests.security.security_figures import record
 from tests.support import ADMIN, AGENT, ApiClient, add_test_users, make_config
+from tests.support.ami_peer import Behaviour, PeerConnection, ScriptedPbx, answer
+from tests.support.envelopes import assert_envelope
+from tests.support.waiting import until
 from vwell_pbx.events.filters import EventFilter
 from vwell_pbx.protocol import encode_message
 from vwell_pbx.web.server import RunningServer, serving
 
+pytestmark = pytest.mark.slow  # fault injection: garbage, half messages, a flood
+
 
 @contextlib.asynccontextmanager
 async def server_for(
-    peer: RawPeer, tmp_path: Path
+    peer: ScriptedPbx, tmp_path: Path
 ) -> AsyncIterator[tuple[RunningServer, ApiClient]]:
     config = make_config(tmp_path, peer.port)
     await add_test_users(config)
@@ -41,23 +46,27 @@ async def _ping_answer(api: ApiClient, within: float = 2.0) -> dict[str, Any]:
     return assert_envelope(result)
 
 
-async def _garbage(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: RawPeer
-) -> None:
-    if peer.connections % 2:
-        writer.write(b"\x00\xff\xfe garbage \x01\x02" * 50 + b"\r\n" + b"A" * 100_000)
+def misbehaving(behaviour: Behaviour) -> ScriptedPbx:
+    """A scripted PBX that does ``behaviour`` on every connection (with the test
+    configuration's AMI login)."""
+    return ScriptedPbx(behaviour, username="admin", secret="admin")
+
+
+async def _garbage(connection: PeerConnection) -> None:
+    if connection.number % 2:
+        connection.send(b"\x00\xff\xfe garbage \x01\x02" * 50 + b"\r\n" + b"A" * 100_000)
     else:
-        await log_in(reader, writer)
-        writer.write(b"Event: Newchannel\r\n" + b"no colon here \x07\r\n" * 3 + b"\r\n")
-    await writer.drain()
-    await reader.read(1)
+        await connection.log_in()
+        connection.send(b"Event: Newchannel\r\n" + b"no colon here \x07\r\n" * 3 + b"\r\n")
+    await connection.writer.drain()
+    await connection.reader.read(1)
 
 
 async def test_garbage_from_the_pbx(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    async with RawPeer(_garbage) as peer, server_for(peer, tmp_path) as (server, api):
+    async with misbehaving(_garbage) as peer, server_for(peer, tmp_path) as (server, api):
         client = server.clients["office"]
-        await until(lambda: peer.connections >= 4, within=10)
+        await until(lambda: len(peer.connections) >= 4, within=10)
         for _ in range(5):
             result = await _ping_answer(api, within=0.0)
             assert result["errCode"] == "pbx_unavailable", result
@@ -69,19 +78,17 @@ async def test_garbage_from_the_pbx(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert any("protocol error" in m or "login failed" in m or "banner" in m for m in warnings), (
         warnings
     )
-    record("faults.garbage_peer", connections=peer.connections)
+    record("faults.garbage_peer", connections=len(peer.connections))
 
 
-async def _half_message(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: RawPeer
-) -> None:
-    parser = await log_in(reader, writer)
-    action = await next_action(reader, parser)
+async def _half_message(connection: PeerConnection) -> None:
+    await connection.log_in()
+    action = await connection.next_action()
     if action is None:
         return
     # Half an answer and half an event, then the connection goes.
-    writer.write(answer(action)[:20] + b"\r\nEvent: Newchan")
-    await writer.drain()
+    connection.send(answer(action)[:20] + b"\r\nEvent: Newchan")
+    await connection.writer.drain()
 
 
 # Each round costs one reconnect (the client's backoff, 0.25-0.5 s): every round does
@@ -90,7 +97,7 @@ HALF_MESSAGE_ROUNDS = 8
 
 
 async def test_pbx_closes_mid_message(tmp_path: Path) -> None:
-    async with RawPeer(_half_message) as peer, server_for(peer, tmp_path) as (server, api):
+    async with misbehaving(_half_message) as peer, server_for(peer, tmp_path) as (server, api):
         client = server.clients["office"]
         codes: dict[str, int] = {}
         for _ in range(HALF_MESSAGE_ROUNDS):
@@ -100,22 +107,27 @@ async def test_pbx_closes_mid_message(tmp_path: Path) -> None:
             assert result["errCode"] in ("pbx_unavailable", "timeout"), result
             codes[result["errCode"]] = codes.get(result["errCode"], 0) + 1
         assert codes.get("pbx_unavailable", 0) > 0
-        assert peer.connections >= 2
-    record("faults.closes_mid_message", requests=HALF_MESSAGE_ROUNDS, connections=peer.connections)
+        assert len(peer.connections) >= 2
+    record(
+        "faults.closes_mid_message",
+        requests=HALF_MESSAGE_ROUNDS,
+        connections=len(peer.connections),
+    )
 
 
 FLOOD = 30_000
 
 
-async def _flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: RawPeer) -> None:
-    parser = await log_in(reader, writer)
+async def _flood(connection: PeerConnection) -> None:
+    await connection.log_in()
+    writer = connection.writer
 
     async def respond() -> None:
-        while (action := await next_action(reader, parser)) is not None:
+        while (action := await connection.next_action()) is not None:
             writer.write(answer(action))
 
     responder = asyncio.create_task(respond())
-    await asyncio.wait_for(peer.go.wait(), 10)  # once the test has subscribed
+    await asyncio.wait_for(connection.pbx.go.wait(), 10)  # once the test has subscribed
     try:
         event = encode_message(
             [
@@ -137,7 +149,7 @@ async def _flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pee
 
 
 async def test_event_flood(tmp_path: Path) -> None:
-    async with RawPeer(_flood) as peer, server_for(peer, tmp_path) as (server, api):
+    async with misbehaving(_flood) as peer, server_for(peer, tmp_path) as (server, api):
         client = server.clients["office"]
         # Count every flooded event that reached the bus, whoever still listens: the
         # WebSockets below may rightly be dropped as too slow during the flood.

@@ -15,11 +15,15 @@ from typing import Any
 
 import pytest
 
-from tests.faults.fault_support import until
-from tests.security.security_figures import assert_envelope, record
+from tests.security.security_figures import record
 from tests.support import ADMIN, AGENT, SUPERVISOR, ApiClient, WsClient
+from tests.support.envelopes import assert_envelope
+from tests.support.simulator import fast_simulator
+from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
+
+pytestmark = pytest.mark.slow  # fault injection: PBX restarts under load
 
 TIMEOUT_MS = 1000
 DEADLINE = TIMEOUT_MS / 1000 + 1.5  # the request's own timeout plus slack
@@ -91,9 +95,7 @@ def server_overrides() -> dict[str, Any]:
 
 
 def _simulator(port: int) -> PbxSimulator:
-    return PbxSimulator(
-        port=port, username="admin", secret="admin", auth_failure_delay=0.05, call_step_delay=0.01
-    )
+    return fast_simulator(port=port)
 
 
 async def restart_loop(

@@ -12,9 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pbx_support import FAST, Pbx, PbxFactory, TimedSimulator
 
+from tests.support.simulator import Pbx, PbxFactory, TimedSimulator
 from vwell_pbx.ami import AmiClient, AmiSettings
+
+#: On top of the fast simulator: a call, once answered, lasts while a test looks at it;
+#: an unanswered one gives up at once.
+CALLS = {"call_hold": 5.0, "no_answer_after": 0.05}
 
 
 @pytest.fixture
@@ -23,7 +27,7 @@ async def make_pbx() -> AsyncIterator[PbxFactory]:
     async with contextlib.AsyncExitStack() as stack:
 
         async def make(**options: Any) -> Pbx:
-            sim = TimedSimulator(**{**FAST, **options})
+            sim = TimedSimulator(**{**CALLS, **options})
             await stack.enter_async_context(sim)
             client = AmiClient(
                 AmiSettings(

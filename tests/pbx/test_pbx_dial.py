@@ -8,8 +8,8 @@ Simulator rules (``vwell_pbx.simulator.calls``): ``SIP/<from>`` answers unless l
 from __future__ import annotations
 
 import pytest
-from pbx_support import PbxFactory, received
 
+from tests.support.simulator import PbxFactory, received
 from vwell_pbx.ami import ActionTimeout, PbxUnavailable
 from vwell_pbx.pbx.dial import DialTemplates, OriginateOutcome, build_originate, dial, outcome_of
 from vwell_pbx.pbx.errors import InvalidArgument, PbxRejected

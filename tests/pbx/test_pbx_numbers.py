@@ -1,4 +1,4 @@
-"""Phone number normalisation (SPEC section 5): tables plus a property."""
+"""Phone number normalisation (docs/api.md, *Phone numbers*): tables plus a property."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ DEFAULT = PhoneRules()
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("+7 100 200 30 40", "81002003040"),  # the seed's example
+        ("+7 100 200 30 40", "81002003040"),  # the original's gsmSendSMS example
         ("+7 (100) 200-30-40", "81002003040"),
         ("+7.100.200.30.40", "81002003040"),
         ("+7\u00a0100\t200 30 40", "81002003040"),  # no-break space and tab

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pbx_support import PbxFactory, received
 
+from tests.support.simulator import PbxFactory, received
 from vwell_pbx.pbx.errors import InvalidArgument, PbxRejected
 from vwell_pbx.pbx.redirect import redirect
 

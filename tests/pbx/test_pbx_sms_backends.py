@@ -15,8 +15,8 @@ import itertools
 from collections.abc import Callable
 
 import pytest
-from pbx_support import PbxFactory, received
 
+from tests.support.simulator import PbxFactory, received
 from vwell_pbx.ami import ActionResult
 from vwell_pbx.pbx.errors import (
     InvalidArgument,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pbx_support import PbxFactory, received
 
+from tests.support.simulator import PbxFactory, received
 from vwell_pbx.ami import (
     ActionTimeout,
     ConnectionStatus,

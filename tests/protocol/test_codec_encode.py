@@ -192,6 +192,7 @@ _HEADERS = st.lists(st.tuples(_KEYS, _VALUES), max_size=6)
 _OUTPUT = st.none() | st.lists(_SAFE_VALUE | _TEXT | st.just("ActionID: 1"), max_size=5)
 
 
+@pytest.mark.slow  # hypothesis, hundreds of examples
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(headers=_HEADERS, output=_OUTPUT)
 def test_encode_message_reads_back_or_refuses(
@@ -207,6 +208,7 @@ def test_encode_message_reads_back_or_refuses(
     assert read_back(data) == expected
 
 
+@pytest.mark.slow  # hypothesis, hundreds of examples
 @settings(max_examples=300)
 @given(
     action=_VALUES,
@@ -222,6 +224,7 @@ def test_encode_action_reads_back_or_refuses(action: str, headers: list[tuple[st
     assert read_back(data) == Message(headers=tuple(pairs))
 
 
+@pytest.mark.slow  # hypothesis, hundreds of examples
 @settings(max_examples=200)
 @given(action=_SAFE_VALUE.filter(str.strip), headers=st.lists(st.tuples(_SAFE_KEY, _SAFE_VALUE)))
 def test_ordinary_actions_are_never_refused(

@@ -1,7 +1,7 @@
 """AmiParser, as tables of (wire bytes, expected items).
 
 Every case is fed whole, byte by byte and in random splits (``parse_every_way``); the
-bytes are what Asterisk 20 sent in the recorded transcripts (shared/ami), or what the
+bytes are what Asterisk 20 sent in the recorded transcripts (tests/data/ami), or what the
 old ``Response: Follows`` servers (Asterisk <= 13, Yeastar) send.
 """
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,8 @@ from vwell_pbx.protocol import (
 
 from .reference import reference_parse, reference_parse_actions
 from .support import outcome, pieces_at
+
+pytestmark = pytest.mark.slow  # hypothesis, hundreds of examples each
 
 # Fragments that drive the parser into its corners, mixed with raw bytes.
 _FRAGMENTS = st.sampled_from(

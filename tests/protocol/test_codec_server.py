@@ -2,7 +2,7 @@
 
 Tables of (wire bytes, expected items), each fed whole, byte by byte and in random
 splits (``parse_every_way``); the bytes are what clients sent in the recorded
-transcripts (shared/ami) or what a client could send. Garbage and limits raise
+transcripts (tests/data/ami) or what a client could send. Garbage and limits raise
 ``RemoteProtocolError`` and keep the items before them. The property tests are in
 ``test_codec_properties``; the recorded client streams in ``test_transcripts``.
 """

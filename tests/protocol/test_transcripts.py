@@ -1,6 +1,6 @@
 """Golden transcripts: the parser against every byte a real Asterisk 20 sent or received.
 
-Each ``shared/ami/replay/*.chunks.jsonl`` line is ``{t, conn, dir, data}``;
+Each ``tests/data/ami/replay/*.chunks.jsonl`` line is ``{t, conn, dir, data}``;
 ``data.encode("latin-1")`` gives the exact wire bytes. Per connection and direction the
 chunks are concatenated and parsed (S->C with the banner, C->S without), fed as the
 recorded reads and in other splits. The number of messages is checked against an
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.transcripts import TRANSCRIPTS
 from vwell_pbx.ami.answers import command_output, ends_list, list_style
 from vwell_pbx.pbx.dial import OriginateOutcome
 from vwell_pbx.protocol import Greeting, Message, MessageKind, MissingAction, action_name
@@ -35,7 +36,7 @@ def is_event_list_end(message: Message) -> bool:
     return ends_list(None, message)
 
 
-REPLAY = Path(__file__).resolve().parents[1] / "data" / "ami" / "replay"  # from shared/ami
+REPLAY = TRANSCRIPTS  # tests/data/ami/replay, see its README.md
 FILES = sorted(REPLAY.glob("*.chunks.jsonl"))
 assert len(FILES) == 12, f"the 12 recorded transcripts belong in {REPLAY}"
 

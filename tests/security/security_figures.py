@@ -11,8 +11,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from vwell_pbx.api.errors import ALL_CODES
-
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 FIGURES = ARTIFACTS / "security-figures.json"
 _lock = threading.Lock()
@@ -31,17 +29,3 @@ def record(name: str, **counts: int | float | str) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         tmp.replace(FIGURES)
     print(f"\n[figures] {name}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-
-
-def assert_envelope(answer: object) -> dict[str, Any]:
-    """``answer`` is a well-formed envelope and not an ``internal`` error; returns it."""
-    assert isinstance(answer, dict), answer
-    assert "err" in answer and "errCode" in answer and "reqId" in answer, answer
-    err, code = answer["err"], answer["errCode"]
-    if code is None:
-        assert err is None, answer
-    else:
-        assert isinstance(err, str) and err, answer
-        assert code in ALL_CODES, answer
-        assert code != "internal", answer
-    return answer

@@ -3,7 +3,6 @@ and credential scans of everything the server logs and answers."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,8 +12,11 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from tests.security.security_figures import assert_envelope, record
+from tests.security.security_figures import record
 from tests.support import ADMIN, AGENT, SUPERVISOR, ApiClient, add_test_users, make_config
+from tests.support.envelopes import assert_envelope
+from tests.support.simulator import fast_simulator
+from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer, serving
 
@@ -36,11 +38,11 @@ async def test_failures_look_the_same_whatever_was_wrong(api: ApiClient) -> None
 
 
 async def _until_not_locked(api: ApiClient, creds: dict[str, str], within: float) -> None:
-    async with asyncio.timeout(within):
-        while (await api.post("send", creds=creds, fields={"action": "Ping"}))[
-            "errCode"
-        ] == "rate_limited":
-            await asyncio.sleep(0.05)
+    async def unlocked() -> bool:
+        answer = await api.post("send", creds=creds, fields={"action": "Ping"})
+        return answer["errCode"] != "rate_limited"
+
+    await until(unlocked, within, what=f"{creds['login']} to be unlocked", every=0.05)
 
 
 async def test_login_throttle_grows(api: ApiClient) -> None:
@@ -84,9 +86,7 @@ async def test_address_throttle_spans_logins(api: ApiClient) -> None:
 @pytest.fixture
 async def simulator() -> AsyncIterator[PbxSimulator]:
     """This module's PBX has a distinctive secret, so any leak of it can be found."""
-    async with PbxSimulator(
-        username="admin", secret=AMI_SECRET, auth_failure_delay=0.05, call_step_delay=0.01
-    ) as sim:
+    async with fast_simulator(secret=AMI_SECRET) as sim:
         yield sim
 
 
@@ -141,9 +141,7 @@ async def test_no_credential_in_logs_or_answers(
     # The server logs in to the PBX again (plain text: the secret is on the wire).
     client = server.clients["office"]
     simulator.drop_connections()
-    async with asyncio.timeout(10):
-        while client.connected:
-            await asyncio.sleep(0.01)
+    await until(lambda: not client.connected, 10, what="the AMI connection to drop")
     await client.wait_connected(10)
     async with api.session.get(server.http_url + "/health") as response:
         health = await response.text()

@@ -26,13 +26,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.security.security_figures import assert_envelope, record
+from tests.security.security_figures import record
 from tests.support import AGENT, SUPERVISOR, ApiClient
+from tests.support.envelopes import assert_envelope
 from vwell_pbx.api.registry import METHODS
 from vwell_pbx.api.roles import BUILTIN_ROLES, SESSION_ACTIONS
 from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
+
+pytestmark = pytest.mark.slow  # fuzzed envelopes on every transport
 
 EXAMPLES = 200
 T = TypeVar("T")

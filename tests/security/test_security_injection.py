@@ -25,13 +25,16 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.security.security_figures import assert_envelope, record
+from tests.security.security_figures import record
 from tests.support import ADMIN, AGENT, SUPERVISOR, ApiClient
+from tests.support.envelopes import assert_envelope
 from vwell_pbx.api.registry import METHODS
 from vwell_pbx.api.roles import BUILTIN_ROLES, SESSION_ACTIONS
 from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
+
+pytestmark = pytest.mark.slow  # every string argument of every method, on every transport
 
 SERVER_SECRET = "srv-Secret-For-Injection-7"
 

@@ -8,7 +8,6 @@ import itertools
 import shutil
 import ssl
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,14 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.security.security_figures import assert_envelope, record
+from tests.security.security_figures import record
 from tests.support import ADMIN, AGENT, ApiClient, add_test_users, make_config
+from tests.support.envelopes import assert_envelope
+from tests.support.waiting import until
 from vwell_pbx.config import LimitsConfig
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.app import PER_ADDRESS_KEY, SOCKETS_KEY
 from vwell_pbx.web.server import RunningServer, serving
-
-
-async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 def _nested(depth: int) -> Any:
@@ -93,9 +88,7 @@ async def _post_raw(api: ApiClient, body: bytes) -> dict[str, Any]:
 
 
 async def _next_answer(ws: Any) -> dict[str, Any]:
-    async with asyncio.timeout(5):
-        while not ws.unmatched:
-            await asyncio.sleep(0.01)
+    await until(lambda: ws.unmatched, what="an answer without a reqId")
     answer: dict[str, Any] = ws.unmatched.pop(0)
     return assert_envelope(answer)
 
@@ -113,7 +106,7 @@ async def test_websocket_message_size(api: ApiClient, server: RunningServer) -> 
     message = await raw.receive(timeout=5)
     assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), message
     assert raw.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
-    await _until(lambda: len(server.app[SOCKETS_KEY]) == 0)
+    await until(lambda: len(server.app[SOCKETS_KEY]) == 0)
     assert (await api.post("send", fields={"action": "Ping"}))["err"] is None
 
 
@@ -140,7 +133,7 @@ async def test_subscriptions_per_connection(api: ApiClient, server: RunningServe
     assert (await ws.call("onEvent", name="E5"))["err"] is None
     assert server.api.bus.stats.subscriptions == 5
     await ws.close()
-    await _until(lambda: server.api.bus.stats.subscriptions == 0)
+    await until(lambda: server.api.bus.stats.subscriptions == 0)
 
 
 @pytest.mark.parametrize("server_overrides", [{"limits": {"max_inflight": 2}}])
@@ -158,7 +151,8 @@ async def test_inflight_requests_per_connection(
         )
         for _ in range(2)
     ]
-    await asyncio.sleep(0.05)
+    # Both are written (in order) before the third; their tasks have run to the answer.
+    await until(lambda: len(ws.answers) == 2, what="the two slow requests on the wire")
     third = await ws.call("send", creds=None, fields={"action": "Ping"})
     assert third["errCode"] == "rate_limited" and "at most 2" in third["err"]
     assert loop.time() - started < 0.5  # refused at once, not queued
@@ -176,11 +170,11 @@ async def test_websockets_per_address(api: ApiClient, server: RunningServer) -> 
         await api.session.ws_connect(server.ws_url)
     assert refused.value.status == 429
     await sockets.pop().close()
-    await _until(lambda: server.app[PER_ADDRESS_KEY].get("127.0.0.1", 0) == 2)
+    await until(lambda: server.app[PER_ADDRESS_KEY].get("127.0.0.1", 0) == 2)
     sockets.append(await api.session.ws_connect(server.ws_url))
     for ws in sockets:
         await ws.close()
-    await _until(lambda: not server.app[PER_ADDRESS_KEY])
+    await until(lambda: not server.app[PER_ADDRESS_KEY])
 
 
 @pytest.mark.parametrize("server_overrides", [{"limits": {"requests_per_second": 5, "burst": 5}}])
@@ -193,9 +187,10 @@ async def test_request_rate_per_user(api: ApiClient) -> None:
 
 
 async def _until_ok(api: ApiClient) -> None:
-    async with asyncio.timeout(3):
-        while (await api.post("send", fields={"action": "Ping"}))["err"] is not None:
-            await asyncio.sleep(0.05)
+    async def accepted() -> bool:
+        return (await api.post("send", fields={"action": "Ping"}))["err"] is None
+
+    await until(accepted, 3, what="a request token", every=0.05)
 
 
 @pytest.mark.parametrize("server_overrides", [{"limits": {"sms_per_minute_user": 2}}])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
-from tests.security.security_figures import assert_envelope, record
+from tests.security.security_figures import record
 from tests.support import ADMIN, AGENT, SUPERVISOR, ApiClient, add_user
+from tests.support.envelopes import assert_envelope
+from tests.support.waiting import until
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import PbxSimulator
@@ -215,7 +216,7 @@ async def test_ownership_rules_for_dial_and_redirect(
     mine = await simulator.incoming_call("+79787342741", to="269", hold=10)
     theirs = await simulator.incoming_call("+79787342742", to="267", hold=10)
     channels = server.api.default_link.channels
-    await _until(lambda: channels.involves(mine, ("269",)) and channels.involves(theirs, ("267",)))
+    await until(lambda: channels.involves(mine, ("269",)) and channels.involves(theirs, ("267",)))
     for channel in (theirs, "YSGSM/99-99", "SIP/269-00000001&x"):
         refused = await api.post("redirect", channel=channel, toTel="100")
         assert refused["errCode"] == "forbidden", refused
@@ -232,13 +233,7 @@ async def test_ownership_rules_for_dial_and_redirect(
     boss = await api.post("redirect", creds=SUPERVISOR, channel=theirs, toTel="100")
     assert boss["err"] is None, boss
     # After the calls end the channels are forgotten; memory stays bounded.
-    await _until(lambda: channels.calls == 0 and len(channels) == 0, within=15)
-
-
-async def _until(condition: Any, within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.01)
+    await until(lambda: channels.calls == 0 and len(channels) == 0, within=15)
 
 
 def test_channel_registry_is_bounded_and_follows_dials() -> None:
@@ -302,7 +297,7 @@ async def test_ownership_applies_to_channels_named_in_send(
     mine = await simulator.incoming_call("+79787342741", to="269", hold=10)
     theirs = await simulator.incoming_call("+79787342742", to="267", hold=10)
     channels = server.api.default_link.channels
-    await _until(lambda: channels.involves(mine, ("269",)) and channels.involves(theirs, ("267",)))
+    await until(lambda: channels.involves(mine, ("269",)) and channels.involves(theirs, ("267",)))
 
     refused: list[tuple[dict[str, Any], str]] = [
         ({"action": "Hangup", "channel": theirs}, "fields.channel"),

@@ -8,22 +8,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from simtools import Connect, RawAmi
 
+from tests.support.ami_peer import Connect, RawAmi
+from tests.support.simulator import fast_simulator
 from vwell_pbx.simulator import PbxSimulator
 
 
 @pytest.fixture
 async def pbx() -> AsyncIterator[PbxSimulator]:
-    """A simulator with tiny delays and fixed ids."""
-    async with PbxSimulator(
-        auth_failure_delay=0.05,
-        call_step_delay=0.005,
-        call_hold=0.2,
-        no_answer_after=0.1,
-        sms_send_delay=0.01,
-        rng=random.Random(7),
-        uniqueid_epoch=1795838923,
+    """A fast simulator whose calls end quickly, with fixed ids."""
+    async with fast_simulator(
+        call_hold=0.2, no_answer_after=0.1, rng=random.Random(7), uniqueid_epoch=1795838923
     ) as sim:
         yield sim
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
-from simtools import Connect, RawAmi, keys, transcript, wait_until
 
-from vwell_pbx.protocol import Message
+from tests.support.ami_peer import Connect, RawAmi, keys
+from tests.support.simulator import fast_simulator
+from tests.support.transcripts import transcript
+from tests.support.waiting import until
+from vwell_pbx.protocol import AmiParser, Message
 from vwell_pbx.simulator import PbxSimulator, SpanState
 
 MODELLED = {
@@ -25,6 +29,19 @@ MODELLED = {
     "Hangup",
 }
 UNIQUEID = re.compile(r"^1795838923\.\d+$")
+# The example events of the original product's documentation (a Yeastar MyPBX).
+ORIGINAL_EVENTS = Path(__file__).resolve().parents[1] / "data" / "seed" / "events.txt"
+
+
+def original_gsm_call_events() -> list[Message]:
+    """The original's example events of the GSM call on YSGSM/11-1, in order."""
+    parser = AmiParser(expect_greeting=False)
+    # The documentation's last event has no blank line after it.
+    parser.receive_data(ORIGINAL_EVENTS.read_bytes() + b"\n")
+    events = []
+    while isinstance(item := parser.next_event(), Message):
+        events.append(item)
+    return [event for event in events if event.get("Channel") == "YSGSM/11-1"]
 
 
 def _originate(
@@ -68,7 +85,7 @@ async def test_async_local_originate_event_order_matches_transcript_06(connect: 
         ("ActionID", "orig-async-1"),
         ("Message", "Originate successfully queued"),
     )
-    flow = await client.until(_is_hangup_of("SIP/267"))  # type: ignore[arg-type]
+    flow = await client.read_until(_is_hangup_of("SIP/267"))  # type: ignore[arg-type]
     ours = [m.name for m in flow if m.name in MODELLED]
     recorded = [
         m.name
@@ -110,7 +127,7 @@ async def test_sync_originate_answers_before_the_events(connect: Connect) -> Non
         ("ActionID", "sync"),
         ("Message", "Originate successfully queued"),
     )
-    flow = await client.until(
+    flow = await client.read_until(
         lambda m: m.name == "Hangup" and (m.get("Channel") or "").endswith(";2")
     )
     names = [m.name for m in flow]
@@ -135,7 +152,7 @@ async def test_async_originate_failures(
     client = await connect(login=True)
     queued = await client.action(*_originate("fail", channel, "800", ("Async", "true")))
     assert queued.get("Message") == "Originate successfully queued"
-    flow = await client.until(lambda m: m.name == "OriginateResponse")
+    flow = await client.read_until(lambda m: m.name == "OriginateResponse")
     answer = flow[-1]
     golden = next(
         m
@@ -164,14 +181,14 @@ async def test_async_originate_failures(
 async def test_legacy_originate_events_are_asterisk_14s(
     connect: Connect, channel: str, name: str, reason: str
 ) -> None:
-    async with PbxSimulator(
-        dialect="yeastar", legacy_originate_events=True, call_step_delay=0.005, call_hold=0.2
+    async with fast_simulator(
+        dialect="yeastar", legacy_originate_events=True, call_hold=0.2
     ) as sim:
         client = await connect(sim, login=True)
         await client.action(
             *_originate("old", channel, "267", ("Async", "yes"), ("CallerID", "<267>"))
         )
-        flow = await client.until(lambda m: m.name.startswith("Originate"))
+        flow = await client.read_until(lambda m: m.name.startswith("Originate"))
         answer = flow[-1]
         # manager.c of Asterisk 1.4 (fast_originate): no Response header, the verdict is
         # in the name, and the deprecated CallerID comes before CallerIDNum.
@@ -218,7 +235,7 @@ async def test_sync_originate_failure_and_validation(connect: Connect) -> None:
 
 
 async def test_unknown_context_when_contexts_configured(connect: Connect) -> None:
-    async with PbxSimulator(contexts=["DLPN_DialPlan269"], auth_failure_delay=0.01) as sim:
+    async with fast_simulator(contexts=["DLPN_DialPlan269"], auth_failure_delay=0.01) as sim:
         client = await connect(sim, login=True, events="off")
         answer = await client.action(
             ("Action", "Originate"),
@@ -280,7 +297,7 @@ async def test_lists_and_variables_of_a_live_call(pbx: PbxSimulator, connect: Co
     assert len(pbx.live_channels) == 3
     one = next(name for name in pbx.live_channels if name.endswith(";1"))
     client.send(("Action", "CoreShowChannels"), ("ActionID", "csc"))
-    items = await client.until(lambda m: m.name == "CoreShowChannelsComplete")
+    items = await client.read_until(lambda m: m.name == "CoreShowChannelsComplete")
     assert [m.name for m in items] == ["Success"] + ["CoreShowChannel"] * 3 + [
         "CoreShowChannelsComplete"
     ]
@@ -292,7 +309,7 @@ async def test_lists_and_variables_of_a_live_call(pbx: PbxSimulator, connect: Co
     client.send(
         ("Action", "Status"), ("ActionID", "st"), ("Channel", one), ("Variables", "FOO,BAR")
     )
-    status = await client.until(lambda m: m.name == "StatusComplete")
+    status = await client.read_until(lambda m: m.name == "StatusComplete")
     item = status[1]
     assert item.get_all("Variable") == ["FOO=one", "BAR=two"]
     assert item.headers[-1] == ("ActionID", "st")
@@ -331,7 +348,7 @@ async def test_hangup_single_and_by_regex(pbx: PbxSimulator, connect: Connect) -
     client.send(
         ("Action", "Hangup"), ("ActionID", "rx"), ("Channel", "/^Local\\/.*$/"), ("Cause", "17")
     )
-    listed = await client.until(lambda m: m.name == "ChannelsHungupListComplete")
+    listed = await client.read_until(lambda m: m.name == "ChannelsHungupListComplete")
     responses = [m for m in listed if m.action_id == "rx"]
     assert [m.name for m in responses] == [
         "Success",
@@ -434,14 +451,14 @@ async def test_incoming_call_not_answered(pbx: PbxSimulator, connect: Connect) -
 
 
 async def test_incoming_call_yeastar_dialect(connect: Connect) -> None:
-    async with PbxSimulator(
-        dialect="yeastar", call_step_delay=0.005, auth_failure_delay=0.01
-    ) as sim:
+    async with fast_simulator(dialect="yeastar", auth_failure_delay=0.01) as sim:
         client = await connect(sim, login=True)
         assert client.greeting is not None
         name = await sim.incoming_call("+79787342741", span=11, to="269", hold=0.1)
         assert name == "YSGSM/11-1"
+        newchannel_example, dial_example, _ = original_gsm_call_events()
         seed = await client.event(lambda m: m.name == "Newchannel" and m.get("Channel") == name)
+        assert keys(seed) == keys(newchannel_example)
         assert keys(seed) == [
             "Event",
             "Privilege",
@@ -458,6 +475,7 @@ async def test_incoming_call_yeastar_dialect(connect: Connect) -> None:
         assert (seed.get("ChannelState"), seed.get("ChannelStateDesc")) == ("1", "Rsrvd")
         assert seed.get("Context") == "DID_trunk_11"
         begin = await client.event(lambda m: m.name == "Dial" and m.get("SubEvent") == "Begin")
+        assert keys(begin) == keys(dial_example)
         assert keys(begin) == [
             "Event",
             "Privilege",
@@ -484,7 +502,7 @@ async def test_incoming_call_yeastar_dialect(connect: Connect) -> None:
 
 
 async def test_extension_behaviours_are_configurable(connect: Connect) -> None:
-    async with PbxSimulator(extensions={"269": "busy"}, call_step_delay=0.005) as sim:
+    async with fast_simulator(extensions={"269": "busy"}) as sim:
         client = await connect(sim, login=True)
         name = await sim.incoming_call(to="269")
         end = await client.event(lambda m: m.name == "DialEnd" and m.get("Channel") == name)
@@ -508,4 +526,4 @@ async def test_background_traffic(pbx: PbxSimulator, connect: Connect) -> None:
         if m.name == "Newchannel" and (m.get("Channel") or "").startswith("YSGSM/")
     }
     assert calls
-    await wait_until(lambda: not pbx.live_channels, 5)
+    await until(lambda: not pbx.live_channels, 5)

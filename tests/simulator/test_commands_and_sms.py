@@ -5,8 +5,9 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 import pytest
-from simtools import Connect, keys
 
+from tests.support.ami_peer import Connect, keys
+from tests.support.simulator import fast_simulator
 from vwell_pbx.simulator import PbxSimulator, SpanState, server
 from vwell_pbx.simulator.actions import channels
 from vwell_pbx.simulator.gsm import parse_send_sms, split_cli_args, url_encode
@@ -20,7 +21,7 @@ async def test_core_show_version_and_unknown_command(connect: Connect) -> None:
     assert keys(version) == ["Response", "ActionID", "Message", "Output"]
     assert version.get("Message") == "Command output follows"
     assert (version.get("Output") or "").startswith("Asterisk 20.20.1 built by")
-    async with PbxSimulator(gsm=False) as plain:
+    async with fast_simulator(gsm=False) as plain:
         other = await connect(plain, login=True, events="off")
         unknown = await other.action(
             ("Action", "Command"), ("ActionID", "u"), ("Command", 'gsm send sms 1 123 "hi"')
@@ -48,7 +49,7 @@ async def test_core_show_version_and_unknown_command(connect: Connect) -> None:
 
 
 async def test_follows_format(connect: Connect) -> None:
-    async with PbxSimulator(command_format="follows") as sim:
+    async with fast_simulator(command_format="follows") as sim:
         client = await connect(sim, login=True, events="off")
         answer = await client.action(
             ("Action", "Command"), ("ActionID", "f"), ("Command", "gsm show spans")
@@ -72,7 +73,7 @@ async def test_gsm_spans_and_span_details(connect: Connect) -> None:
         SpanState(4, sim_present=False),
         SpanState(5, signal=5),
     ]
-    async with PbxSimulator(spans=spans) as sim:
+    async with fast_simulator(spans=spans) as sim:
         client = await connect(sim, login=True, events="off")
         listing = await client.action(
             ("Action", "Command"), ("ActionID", "s"), ("Command", "gsm show spans")
@@ -169,7 +170,7 @@ async def test_dongle_send_sms(pbx: PbxSimulator, connect: Connect) -> None:
 
 
 async def test_disabled_sms_actions_are_unknown(connect: Connect) -> None:
-    async with PbxSimulator(tg_sms=False, dongle=False) as sim:
+    async with fast_simulator(tg_sms=False, dongle=False) as sim:
         client = await connect(sim, login=True, events="off")
         for action in ("smscommand", "DongleSendSMS"):
             answer = await client.action(("Action", action), ("ActionID", action))

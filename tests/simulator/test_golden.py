@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from simtools import Connect, RawAmi, keys, transcript
 
+from tests.support.ami_peer import Connect, RawAmi, keys
+from tests.support.simulator import fast_simulator
+from tests.support.transcripts import transcript
 from vwell_pbx.protocol import Message
-from vwell_pbx.simulator import PbxSimulator
 
 DYNAMIC = {
     "timestamp",
@@ -94,12 +95,11 @@ async def test_answers_match_transcript(prefix: str, connect: Connect) -> None:
     wanted = COMPARED[prefix]
     messages = transcript(prefix)
     conns = sorted({conn for conn, _, _ in messages})
-    async with PbxSimulator(
+    async with fast_simulator(
         username="vwell",
         secret="vwellsecret",
         gsm=False,
         auth_failure_delay=0.01,
-        call_step_delay=0.005,
         call_hold=0.05,
         contexts=["DLPN_DialPlan269"],
     ) as sim:

@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from simtools import Connect, RawAmi, wait_until
 
+from tests.support.ami_peer import Connect, RawAmi
+from tests.support.simulator import fast_simulator
+from tests.support.waiting import until
 from vwell_pbx.protocol import Message
 from vwell_pbx.simulator import PbxSimulator, cli
 from vwell_pbx.simulator.cli import build_parser, serve
@@ -61,7 +63,7 @@ async def test_drop_connections_and_counts(pbx: PbxSimulator, connect: Connect) 
     pbx.drop_connections()
     for client in clients:
         assert await client.closed()
-    await wait_until(lambda: pbx.connections == 0)
+    await until(lambda: pbx.connections == 0)
     again = await connect(login=True, events="off")
     assert (await again.action(("Action", "Ping"), ("ActionID", "p"))).get("Ping") == "Pong"
 
@@ -70,7 +72,7 @@ async def test_mute_then_recover(pbx: PbxSimulator, connect: Connect) -> None:
     old = await connect(login=True, events="off")
     pbx.mute = True
     fresh = await connect()
-    await wait_until(lambda: pbx.connections == 2)
+    await until(lambda: pbx.connections == 2)
     old.send(("Action", "Ping"), ("ActionID", "lost"))
     try:
         await fresh.banner(wait=0.2)
@@ -89,7 +91,7 @@ async def test_mute_then_recover(pbx: PbxSimulator, connect: Connect) -> None:
 
 async def test_stop_closes_everything_and_leaks_no_tasks(connect: Connect) -> None:
     before = {t for t in asyncio.all_tasks() if not t.done()}
-    sim = PbxSimulator(call_step_delay=0.005, call_hold=30, auth_failure_delay=5)
+    sim = fast_simulator(call_hold=30, auth_failure_delay=5)
     await sim.start()
     client = await connect(sim, login=True)
     waiting = await connect(sim)
@@ -100,7 +102,7 @@ async def test_stop_closes_everything_and_leaks_no_tasks(connect: Connect) -> No
     client.send(
         ("Action", "Originate"), ("ActionID", "sync"), ("Channel", "SIP/901"), ("Exten", "1")
     )
-    await wait_until(lambda: any(a.name == "Originate" for a in sim.actions_received))
+    await until(lambda: any(a.name == "Originate" for a in sim.actions_received))
     await asyncio.wait_for(sim.stop(), 3)
     assert await client.closed()
     assert sim.live_channels == [] and sim.connections == 0
@@ -135,7 +137,7 @@ async def test_cli_serves_until_stopped(capsys: pytest.CaptureFixture[str]) -> N
         out.append(capsys.readouterr().out)
         return "".join(out)
 
-    await wait_until(lambda: "listening on" in printed())
+    await until(lambda: "listening on" in printed())
     banner = printed().strip()
     assert banner.startswith("PBX simulator (yeastar) listening on 127.0.0.1:"), banner
     reader, writer = await asyncio.open_connection("127.0.0.1", int(banner.rsplit(":", 1)[1]))
@@ -171,7 +173,7 @@ async def test_cli_traffic_reaches_a_client(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(cli, "simulator_from_args", capture)
     task = asyncio.create_task(serve(args, stop))
-    await wait_until(lambda: bool(sims) and sims[0].port != 0)
+    await until(lambda: bool(sims) and sims[0].port != 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", sims[0].port)
     client = RawAmi(reader, writer)
     assert (await client.login()).name == "Success"

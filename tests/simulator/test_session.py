@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from simtools import Connect, keys
-
+from tests.support.ami_peer import Connect, keys
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.simulator.actions import ACTIONS, PRE_LOGIN
 from vwell_pbx.simulator.actions.system import COMMAND_HELP

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import pytest
 
 from tests.browser.browser_support import require_browser
 from tests.support import AGENT
 from vwell_pbx.web.server import RunningServer
+
+pytestmark = pytest.mark.slow  # chromium
 
 if TYPE_CHECKING:
     from playwright.async_api import Page

@@ -133,6 +133,7 @@ def _fuzz(document: dict[str, Any], base_url: str) -> list[str]:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow  # schemathesis: hundreds of generated requests
 async def test_schemathesis_against_the_live_api(server: RunningServer) -> None:
     document = await fetch_document(server)
     problems = await asyncio.to_thread(_fuzz, document, server.http_url)

@@ -22,6 +22,8 @@ from tests.web.browser_page import HAVE_JQUERY
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
 
+pytestmark = pytest.mark.slow  # chromium
+
 if TYPE_CHECKING:
     from playwright.async_api import Page
 

@@ -13,7 +13,9 @@ import aiohttp
 import pytest
 
 from tests.support import AGENT, add_test_users, make_config
-from vwell_pbx.simulator import PbxSimulator
+from tests.support.simulator import fast_simulator
+
+pytestmark = pytest.mark.slow  # server processes
 
 SERVE = [sys.executable, "-m", "vwell_pbx.cli", "serve"]
 
@@ -78,7 +80,7 @@ async def test_invalid_configuration_names_the_field(tmp_path: Path) -> None:
 
 async def test_sigterm_closes_websockets_and_logs_off(tmp_path: Path) -> None:
     http_port, ws_port = _free_port(), _free_port()
-    async with PbxSimulator(username="admin", secret="admin") as simulator:
+    async with fast_simulator() as simulator:
         config = make_config(tmp_path, simulator.port)
         await add_test_users(config)
         path = tmp_path / "app-config.toml"

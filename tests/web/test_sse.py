@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from tests.support import ADMIN, AGENT, add_user
+from tests.support.waiting import until
 from vwell_pbx.config import EventStreamConfig, load_config
 from vwell_pbx.events.bus import BusEvent
 from vwell_pbx.protocol.message import Message
@@ -341,9 +342,7 @@ async def test_a_stream_that_does_not_read_is_dropped(
             while True:
                 await stream.frame()
     stream.response.close()
-    async with asyncio.timeout(5):
-        while server.app[STREAMS_KEY].open_streams:
-            await asyncio.sleep(0.01)
+    await until(lambda: not server.app[STREAMS_KEY].open_streams, what="the stream to end")
 
 
 async def test_the_replay_recorder_is_no_subscription(
@@ -361,9 +360,11 @@ async def test_the_replay_recorder_is_no_subscription(
     number, _ = await stream.event()
     assert server.app[STREAMS_KEY].replay.newest == number
     stream.response.close()
-    async with asyncio.timeout(5):
-        while server.app[STREAMS_KEY].open_streams or server.api.bus.stats.subscribers:
-            await asyncio.sleep(0.01)
+    streams = server.app[STREAMS_KEY]
+    await until(
+        lambda: not streams.open_streams and not server.api.bus.stats.subscribers,
+        what="the stream and its subscriber to end",
+    )
     assert server.api.bus.stats.subscriptions == 0
 
 

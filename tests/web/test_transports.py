@@ -1,4 +1,5 @@
-"""The seed's own examples, byte for byte as a browser sends them, plus CORS and limits."""
+"""The original product's own examples (copied in tests/data/seed/), byte for byte as a
+browser sends them, plus CORS and limits."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import orjson
 
 from tests.support import AGENT, ApiClient
 
-# What jQuery 3's $.param produces for the seed's $.post example (encodeURIComponent,
-# spaces as "+", brackets percent-encoded, nested objects in bracket notation).
+# What jQuery 3's $.param produces for the original's $.post example, jquery_post.js
+# (encodeURIComponent, spaces as "+", brackets percent-encoded, nested objects in bracket notation).
 SEED_JQUERY_BODY = (
     "method=send"
     "&argument%5Blogin%5D=Agent"
@@ -46,7 +47,8 @@ async def test_seed_jquery_post_form(api: ApiClient) -> None:
 
 
 async def test_seed_fb64json_get_with_cyrillic_login2(api: ApiClient) -> None:
-    # The seed: Base64.encode(JSON.stringify({...})) appended to the URL unescaped.
+    # The original's xhr_fb64json.js: Base64.encode(JSON.stringify({...})) appended to the
+    # URL unescaped.
     envelope = {
         "method": "send",
         "argument": {

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import hmac
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from tests.support.waiting import until
 from vwell_pbx.config import ConfigError, WebhookConfig, load_config, webhook_secret_env_name
 from vwell_pbx.events.bus import BusEvent, EventBus
 from vwell_pbx.simulator import PbxSimulator
@@ -130,12 +131,6 @@ def server_overrides(receiver: Receiver) -> dict[str, Any]:
     }
 
 
-async def wait_until(condition: Callable[[], bool], within: float = 5) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 def publish(server: RunningServer, name: str, **fields: Any) -> None:
     server.api.bus.publish(
         BusEvent.from_client({"name": name, **fields}, login="root", login2="Admin")
@@ -163,7 +158,7 @@ async def test_pbx_events_are_posted_signed(
 ) -> None:
     await simulator.incoming_call("+71002003040", hold=0.05)  # filtered out
     await simulator.incoming_call("+79787342741", hold=0.05)
-    await wait_until(lambda: bool(receiver.on("/ok")))
+    await until(lambda: bool(receiver.on("/ok")))
     delivery = receiver.on("/ok")[0]
     event = delivery.event
     assert (event["name"], event["CallerIDNum"]) == ("Newchannel", "+79787342741")
@@ -173,7 +168,7 @@ async def test_pbx_events_are_posted_signed(
     assert delivery.headers["X-Vwell-Delivery"]
     assert delivery.headers["X-Vwell-Attempt"] == "1"
     assert delivery.headers["Content-Type"] == "application/json"
-    await wait_until(lambda: stats(server, "crm")["delivered"] >= 1)
+    await until(lambda: stats(server, "crm")["delivered"] >= 1)
     # In order, one at a time: had the first call's event passed the filter, it
     # would have been delivered first.
     assert all(d.event["CallerIDNum"].startswith("+7978") for d in receiver.on("/ok"))
@@ -186,7 +181,7 @@ async def test_failures_are_retried_with_the_same_delivery_id(
     server: RunningServer, receiver: Receiver
 ) -> None:
     publish(server, "FlakyTest", n=1)
-    await wait_until(lambda: stats(server, "flaky")["delivered"] == 1)
+    await until(lambda: stats(server, "flaky")["delivered"] == 1)
     attempts = receiver.on("/flaky")
     assert [d.headers["X-Vwell-Attempt"] for d in attempts] == ["1", "2", "3"]
     assert len({d.headers["X-Vwell-Delivery"] for d in attempts}) == 1
@@ -201,8 +196,8 @@ async def test_giving_up_is_counted_on_health_and_metrics(
 ) -> None:
     publish(server, "DownTest", n=1)
     publish(server, "RejectTest", n=1)
-    await wait_until(lambda: stats(server, "down")["failed"] == 1)
-    await wait_until(lambda: stats(server, "picky")["failed"] == 1)
+    await until(lambda: stats(server, "down")["failed"] == 1)
+    await until(lambda: stats(server, "picky")["failed"] == 1)
     assert len(receiver.on("/down")) == 3  # the first attempt and max_retries = 2
     assert len(receiver.on("/reject")) == 1  # a 4xx is not retried
     body = await health(server)
@@ -230,9 +225,9 @@ async def test_a_full_queue_drops_and_counts(server: RunningServer, receiver: Re
         publish(server, "SlowTest", n=n)
     entry = stats(server, "slow")
     assert (entry["queued"], entry["dropped"]) == (2, 3)
-    await wait_until(lambda: len(receiver.on("/slow")) == 1)  # the first is in flight
+    await until(lambda: len(receiver.on("/slow")) == 1)  # the first is in flight
     receiver.release.set()
-    await wait_until(lambda: stats(server, "slow")["delivered"] == 2)
+    await until(lambda: stats(server, "slow")["delivered"] == 2)
     assert [d.event["n"] for d in receiver.on("/slow")] == [0, 1]
     assert (await health(server))["webhooks"][-1]["dropped"] == 3
 
@@ -255,7 +250,7 @@ async def test_connection_errors_are_retried_then_given_up() -> None:
     async with WebhookDispatcher([config], bus, sleep=sleep, rng=lambda: 1.0) as dispatcher:
         bus.publish(BusEvent.from_client({"name": "Any"}, login="a", login2="b"))
         hook = dispatcher.webhooks[0]
-        await wait_until(lambda: hook.stats.failed == 1)
+        await until(lambda: hook.stats.failed == 1)
     assert waits == [1.0, 2.0, 3.0]  # doubling, capped at retry_max_seconds
     assert hook.stats.retries == 3
     assert hook.stats.last_error is not None
@@ -283,7 +278,7 @@ async def test_a_delivery_bug_does_not_stop_the_worker(monkeypatch: pytest.Monke
         monkeypatch.setattr(hook, "_attempt", attempt)
         bus.publish(BusEvent.from_client({"name": "First"}, login="a", login2="b"))
         bus.publish(BusEvent.from_client({"name": "Second"}, login="a", login2="b"))
-        await wait_until(lambda: hook.stats.delivered == 1)
+        await until(lambda: hook.stats.delivered == 1)
     assert hook.stats.failed == 1
     assert [orjson.loads(body)["name"] for body in calls] == ["First", "Second"]
 
@@ -312,7 +307,7 @@ async def test_webhook_secrets_come_from_the_environment(
     bus = EventBus()
     async with WebhookDispatcher(config.webhooks[1:], bus):
         bus.publish(BusEvent.from_client({"name": "Unnamed"}, login="a", login2="b"))
-        await wait_until(lambda: bool(receiver.on("/ok")))
+        await until(lambda: bool(receiver.on("/ok")))
     delivery = receiver.on("/ok")[0]
     assert delivery.headers["X-Vwell-Signature"] == signature("from-env-2", delivery.body)
 

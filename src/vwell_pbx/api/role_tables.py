@@ -320,8 +320,8 @@ _SUPERVISOR_ACTIONS = (
 
 
 BUILTIN_ROLE_SPECS: Mapping[str, RoleSpec] = {
-    # The default for new users: the seed's methods, read-only actions, call and SMS
-    # events. (whoami is open to every role; see api.methods.)
+    # The default for new users: the original product's methods, read-only actions, call
+    # and SMS events. (whoami is open to every role; see api.methods.)
     "operator": RoleSpec(
         methods=_OPERATOR_METHODS,
         actions=_READ_ONLY_ACTIONS,

@@ -65,7 +65,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Keys a client event may not set: the bus sets them (SPEC 3, dispatchEvent).
+#: Keys a client event may not set: the bus sets them, so that a
+#: ``dispatchEvent`` can never pass for a PBX event or another user's.
 _RESERVED_CLIENT_KEYS = frozenset({"name", "origin", "login", "login2"})
 
 # Publish stamps are global, not per bus, so a Subscriber shared by two buses can

@@ -1,7 +1,8 @@
 """Event filters: which pushed events a subscription wants.
 
 A filter is an event name plus field filters, as a client gives them to ``onEvent``
-(SPEC 3). The rules, all decided here so that the bus and the API agree:
+(docs/api.md, *onEvent / onceEvent*). The rules, all decided here so that the bus and
+the API agree:
 
 1. Names, field keys and field values are compared case-insensitively (AMI spells
    ``Uniqueid`` and ``UniqueID`` both ways, clients write ``NewChannel``).
@@ -18,8 +19,9 @@ A filter is an event name plus field filters, as a client gives them to ``onEven
    any of its items matches. An absent field never matches (not even ``""``).
 6. Every field filter must match (AND); fields the filter does not name are ignored.
 
-Bounds (rule 5 of STYLE): at most ``MAX_FIELDS`` field filters, ``MAX_VALUES`` values
-per field and ``MAX_TEXT`` characters per name or value; past them ``FilterError``.
+Bounds (every input a client sends is bounded): at most ``MAX_FIELDS`` field filters,
+``MAX_VALUES`` values per field and ``MAX_TEXT`` characters per name or value; past them
+``FilterError``.
 
 Wildcards are matched by splitting the pattern on ``*`` and searching the segments
 left to right, which is linear in the text: no regular expression, so no pattern a
@@ -77,14 +79,19 @@ def scalar_text(value: object) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        # JavaScript prints integral numbers without ".0"; a client filtering on
-        # ChannelState: 1 sent the number 1 whatever its JSON spelling.
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
+        return _float_text(value)
     return None
+
+
+def _float_text(value: float) -> str | None:
+    """A float as JavaScript's ``String()`` prints it; ``None`` if it is not finite."""
+    if not math.isfinite(value):
+        return None
+    # JavaScript prints integral numbers without ".0"; a client filtering on
+    # ChannelState: 1 sent the number 1 whatever its JSON spelling.
+    if value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return repr(value)
 
 
 def glob_match(glob: Glob, text: str) -> bool:

@@ -5,7 +5,8 @@ kept in ``tests/data/ami``): channel snapshots with ``Linkedid``,
 ``DialBegin``/``DialState``/``DialEnd``,
 ``BridgeCreate``/``BridgeEnter``/``BridgeLeave``/``BridgeDestroy``.
 
-``YeastarEvents`` follows the seed's examples (Yeastar MyPBX, Asterisk 1.8): short
+``YeastarEvents`` follows the example events of the original product's documentation
+(Yeastar MyPBX, Asterisk 1.8; copied in ``tests/data/seed/events.txt``): short
 ``Newchannel`` without ``Linkedid``, ``Event: Dial`` with ``SubEvent: Begin|End``,
 ``Event: Bridge`` with ``Bridgestate: Link|Unlink``, no hangup-request or dial-state
 events. Every builder returns a list, empty when the dialect has no such event.
@@ -246,12 +247,13 @@ def _bridged_peer(ch: Channel) -> Channel | None:
 
 
 class YeastarEvents(Asterisk20Events):
-    """Event builders for Yeastar MyPBX / TG (Asterisk 1.8 style, as in the seed)."""
+    """Event builders for Yeastar MyPBX / TG (Asterisk 1.8 style, like the original's
+    example events)."""
 
     name = "yeastar"
 
     def newchannel(self, ch: Channel) -> list[Message]:
-        """Seed layout: no ConnectedLine, no Linkedid, Exten before Context."""
+        """The original's example layout: no ConnectedLine, no Linkedid, Exten before Context."""
         return [
             _event(
                 "Newchannel",
@@ -323,7 +325,7 @@ class YeastarEvents(Asterisk20Events):
         ]
 
     def newcallerid(self, ch: Channel) -> list[Message]:
-        """Seed layout."""
+        """The original's example layout."""
         return [
             _event(
                 "NewCallerid",
@@ -363,7 +365,8 @@ class YeastarEvents(Asterisk20Events):
         ]
 
     def dial_begin(self, src: Channel | None, dst: Channel, dialstring: str) -> list[Message]:
-        """Seed layout ``Event: Dial`` / ``SubEvent: Begin`` (none for an originated leg)."""
+        """The original's example layout, ``Event: Dial`` / ``SubEvent: Begin`` (none for an
+        originated leg)."""
         if src is None:
             return []
         return [

@@ -26,8 +26,8 @@ All of these are counted per webhook on ``/health`` (``webhooks``) and ``/metric
 ``vwell_webhook_queued``). Redirects are not followed. Events still queued at
 shutdown are not delivered (the count is logged).
 
-Publishing never waits for a receiver (rule 6 of STYLE.md): the listener only appends
-to the bounded queue.
+Publishing never waits for a receiver: the listener only appends to the bounded queue,
+so a slow or dead receiver can never slow the PBX reader or the other subscribers.
 """
 
 from __future__ import annotations
