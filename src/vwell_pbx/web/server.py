@@ -42,6 +42,7 @@ from vwell_pbx.config import (
 )
 from vwell_pbx.config import parse_listen_address as _listen
 from vwell_pbx.events.bus import BusEvent, EventBus
+from vwell_pbx.events.replay import ReplayBuffer
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
@@ -139,8 +140,16 @@ def web_settings(config: AppConfig) -> WebSettings:
 def stream_settings(config: AppConfig) -> StreamSettings:
     """The event stream's view of the configuration (``[event_stream]``)."""
     stream = config.event_stream
-    return StreamSettings(
-        heartbeat=stream.heartbeat_seconds, replay_size=stream.replay_size, retry_ms=stream.retry_ms
+    return StreamSettings(heartbeat=stream.heartbeat_seconds, retry_ms=stream.retry_ms)
+
+
+def event_bus(config: AppConfig, *, run_id: str | None = None) -> EventBus:
+    """The bus with the ``[events]`` bounds: its replay buffer and resume grace."""
+    events = config.events
+    return EventBus(
+        run_id=run_id,
+        replay=ReplayBuffer(max_events=events.replay_size, max_bytes=events.replay_bytes),
+        resume_grace=events.resume_grace_seconds,
     )
 
 
@@ -168,7 +177,8 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
     ``wait_for_pbx`` > 0 waits (at most that long) for every PBX to log in first.
     """
     async with contextlib.AsyncExitStack() as stack:
-        bus = EventBus()
+        bus = event_bus(config)
+        log.info("event ids of this run: %s-N", bus.run_id)
         metrics = ServerMetrics()
         storage = await stack.enter_async_context(
             open_storage(config.storage.resolved_url, config.storage.settings())
