@@ -706,12 +706,12 @@ class EventBus:
             return True
         if self._lingering and self._lingers(key):
             return True
+        seq = self._seq = self._seq + 1
         skipped = self._skipped
-        if len(skipped) >= MAX_SKIPPED_NAMES and key not in skipped:
-            self._skip_floor = self._seq
+        skipped[key] = seq
+        if len(skipped) > MAX_SKIPPED_NAMES:  # forget them all; the floor still says "maybe"
+            self._skip_floor = seq
             skipped.clear()
-        self._seq += 1
-        skipped[key] = self._seq
         return False
 
     def _lingers(self, key: str) -> bool:
