@@ -277,6 +277,14 @@ async def test_a_since_older_than_the_buffer_says_gap_and_replays_what_is_left(
     assert answer["gap"] is True
     assert [e["n"] for e in answer["events"]] == [6, 7, 8, 9, 10]
     await client.close()
+    async with session.get(server.http_url + "/metrics") as response:
+        metrics = await response.text()
+    for line in (
+        "vwell_resumes_total 1.0",
+        "vwell_resume_gaps_total 1.0",
+        "vwell_replay_events 5.0",
+    ):
+        assert line in metrics.splitlines(), line
 
 
 @pytest.mark.parametrize("server_overrides", [{"events": {"replay_bytes": 2048}}])
