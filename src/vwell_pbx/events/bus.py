@@ -58,10 +58,11 @@ come twice. It reports a *gap* when it cannot vouch for the replay:
 So that short absences are not gaps, a connection that goes away is *disconnected*
 (:meth:`EventBus.disconnect`), not just unsubscribed: the names of its subscriptions
 stay interesting for ``resume_grace`` seconds (at most ``MAX_LINGERING_NAMES`` names;
-past that, every event stays interesting until the deadline), so their events are published into the
-buffer although nobody receives them live. The cost is paid only while something
-lingers and only for events nobody else wants: one clock read and one or two dict
-look-ups in :meth:`interested`.
+past that, every event stays interesting until the deadline), so their events are
+published into the buffer although nobody receives them live. Only events nobody else
+wants pay for this in :meth:`interested`: a clock read and one or two dict look-ups
+while something lingers, and the skip record (a counter and a dict store) when the
+event is skipped; a wanted name costs what it did.
 """
 
 from __future__ import annotations
