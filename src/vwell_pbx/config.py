@@ -61,7 +61,9 @@ from pydantic import (
 )
 
 from vwell_pbx.errors import VwellError
+from vwell_pbx.events.bus import DEFAULT_RESUME_GRACE
 from vwell_pbx.events.filters import EventFilter, FilterError
+from vwell_pbx.events.replay import DEFAULT_REPLAY_BYTES, DEFAULT_REPLAY_SIZE
 from vwell_pbx.storage.errors import StorageUrlError
 from vwell_pbx.storage.settings import StorageSettings
 from vwell_pbx.storage.url import StorageUrl
@@ -76,6 +78,7 @@ __all__ = [
     "DialConfig",
     "EventRuleConfig",
     "EventStreamConfig",
+    "EventsConfig",
     "LimitsConfig",
     "PbxConfig",
     "PhoneConfig",
@@ -299,11 +302,25 @@ class LimitsConfig(_Model):
 
 
 class EventStreamConfig(_Model):
-    """``[event_stream]``: ``GET /api/events`` (Server-Sent Events)."""
+    """``[event_stream]``: ``GET /api/events`` (Server-Sent Events).
+
+    ``replay_size`` is the earlier name of ``[events] replay_size`` (the stream's replay
+    is now the one every transport resumes from); it is still read, when ``[events]``
+    does not set ``replay_size`` itself.
+    """
 
     heartbeat_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
-    replay_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    replay_size: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     retry_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 3000
+
+
+class EventsConfig(_Model):
+    """``[events]``: event ids and resuming after a reconnect (``onEvent`` ``since``,
+    ``Last-Event-ID``)."""
+
+    replay_size: Annotated[int, Field(ge=1, le=1_000_000)] = DEFAULT_REPLAY_SIZE
+    replay_bytes: Annotated[int, Field(ge=1024, le=1 << 31)] = DEFAULT_REPLAY_BYTES
+    resume_grace_seconds: Annotated[float, Field(ge=0, le=86_400)] = DEFAULT_RESUME_GRACE
 
 
 class UsersConfig(_Model):
@@ -734,6 +751,22 @@ class AppConfig(_Model):
     demo: DemoConfig = Field(default_factory=DemoConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     event_stream: EventStreamConfig = Field(default_factory=EventStreamConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+
+    @model_validator(mode="after")
+    def _earlier_replay_size(self) -> AppConfig:
+        """``[event_stream] replay_size`` is the earlier name of ``[events] replay_size``."""
+        earlier = self.event_stream.replay_size
+        if earlier is None:
+            return self
+        if "replay_size" in self.events.model_fields_set:
+            raise ValueError(
+                "event_stream.replay_size and events.replay_size are both set; "
+                "event_stream.replay_size is the earlier name: keep only events.replay_size"
+            )
+        events = self.events.model_copy(update={"replay_size": earlier})
+        object.__setattr__(self, "events", events)  # frozen model, still being built
+        return self
 
     @field_validator("pbx")
     @classmethod

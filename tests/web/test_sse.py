@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import ADMIN, AGENT, add_user
 from tests.support.waiting import until
-from vwell_pbx.config import EventStreamConfig, load_config
+from vwell_pbx.config import EventsConfig, EventStreamConfig, load_config
 from vwell_pbx.events.bus import BusEvent
 from vwell_pbx.protocol.message import Message
 from vwell_pbx.simulator import PbxSimulator
@@ -37,7 +37,7 @@ def server_overrides() -> dict[str, Any]:
 class Frame:
     """One SSE frame: its fields and comments."""
 
-    id: int | None = None
+    id: str | None = None
     data: list[str] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     retry: int | None = None
@@ -72,7 +72,7 @@ class Stream:
                 key, _, value = line.partition(":")
                 value = value.removeprefix(" ")
                 if key == "id":
-                    frame.id = int(value)
+                    frame.id = value
                 elif key == "data":
                     frame.data.append(value)
                 elif key == "retry":
@@ -80,13 +80,14 @@ class Stream:
                 else:
                     raise AssertionError(f"unexpected field {line!r}")
 
-    async def event(self, within: float = 5) -> tuple[int, dict[str, Any]]:
-        """The next event (comments skipped)."""
+    async def event(self, within: float = 5) -> tuple[str, dict[str, Any]]:
+        """The next event (comments skipped); its SSE id is its own eventId."""
         async with asyncio.timeout(within):
             while True:
                 frame = await self.frame(within)
                 if frame.data:
                     assert frame.id is not None
+                    assert frame.id == frame.event["eventId"]
                     return frame.id, frame.event
 
 
@@ -166,13 +167,6 @@ async def test_a_malformed_filter_answers_400(
         body = await response.json()
     assert body["errCode"] == "bad_request"
     assert "CallerIDNum" in body["err"]
-    async with session.get(
-        events_url(server),
-        headers=header_creds(AGENT),
-        params={"name": "x", "lastEventId": "yesterday"},
-    ) as response:
-        assert response.status == 400
-        assert "Last-Event-ID" in (await response.json())["err"]
 
 
 async def test_a_role_without_onEvent_gets_403(
@@ -195,11 +189,11 @@ async def test_incoming_call_events_arrive_as_data_lines(
         session, server, headers=header_creds(AGENT), params={"name": "newchannel"}
     )
     await simulator.incoming_call("+79787342741", hold=0.05)
-    number, event = await stream.event()
+    event_id, event = await stream.event()
     assert event["name"] == "Newchannel"
     assert event["Event"] == "Newchannel"
     assert event["CallerIDNum"] == "+79787342741"
-    assert number >= 1
+    assert event_id.startswith(server.api.bus.run_id + "-")
     stream.response.close()
 
 
@@ -283,23 +277,25 @@ async def test_last_event_id_replays_only_the_missed_events(
     publish_client_event(server, "ReplayToo", n=3)
 
     stream = await open_stream(
-        session, server, params={"name": "Replay*"}, headers={**headers, "Last-Event-ID": str(seen)}
+        session, server, params={"name": "Replay*"}, headers={**headers, "Last-Event-ID": seen}
     )
     first_id, first = await stream.event()
     second_id, second = await stream.event()
     assert (first["n"], second["n"]) == (2, 3)
-    assert seen < first_id < second_id
+    assert len({seen, first_id, second_id}) == 3
     publish_client_event(server, "Replay", n=4)  # live again, nothing twice
     live_id, live = await stream.event()
     assert live["n"] == 4
-    assert live_id > second_id
+    assert live_id not in (seen, first_id, second_id)
     stream.response.close()
 
 
+@pytest.mark.parametrize(
+    "server_overrides", [{"events": {"replay_size": 2}, "limits": {"ws_queue_size": QUEUE}}]
+)
 async def test_replay_is_bounded_and_says_so(
     session: aiohttp.ClientSession, server: RunningServer
 ) -> None:
-    server.app[STREAMS_KEY].settings = StreamSettings(replay_size=2)
     headers = header_creds(ADMIN)
     stream = await open_stream(session, server, headers=headers, params={"name": "Gap"})
     publish_client_event(server, "Gap", n=0)
@@ -308,7 +304,7 @@ async def test_replay_is_bounded_and_says_so(
     for n in range(1, 6):
         publish_client_event(server, "Gap", n=n)
     stream = await open_stream(
-        session, server, params={"name": "Gap"}, headers={**headers, "Last-Event-ID": str(seen)}
+        session, server, params={"name": "Gap"}, headers={**headers, "Last-Event-ID": seen}
     )
     frame = await stream.frame()
     assert any(c.startswith("replay incomplete") for c in frame.comments)
@@ -316,6 +312,28 @@ async def test_replay_is_bounded_and_says_so(
     while len(replayed) < 2:
         replayed.append((await stream.event())[1]["n"])
     assert replayed == [4, 5]  # only the buffer's two newest were left
+    stream.response.close()
+
+
+@pytest.mark.parametrize("sent", ["17", "yesterday", "earlier0run-3", " "])
+async def test_an_id_that_is_not_of_this_run_is_a_gap_never_an_error(
+    session: aiohttp.ClientSession, server: RunningServer, sent: str
+) -> None:
+    # A number is what earlier releases sent as ids; "earlier0run-3" is well formed but
+    # of another run (this run's id is base32, which has no "0").
+    publish_client_event(server, "Old", n=1)
+    stream = await open_stream(
+        session,
+        server,
+        params={"name": "Old", "lastEventId": sent},
+        headers=header_creds(ADMIN),
+    )
+    publish_client_event(server, "Old", n=2)
+    frame = await stream.frame()
+    if sent.strip():
+        assert any(c.startswith("replay incomplete") for c in frame.comments), frame
+        frame = await stream.frame()
+    assert frame.event["n"] == 2  # nothing replayed: the buffer cannot place that id
     stream.response.close()
 
 
@@ -345,11 +363,11 @@ async def test_a_stream_that_does_not_read_is_dropped(
     await until(lambda: not server.app[STREAMS_KEY].open_streams, what="the stream to end")
 
 
-async def test_the_replay_recorder_is_no_subscription(
+async def test_a_stream_is_one_subscription_and_leaves_none(
     session: aiohttp.ClientSession, server: RunningServer
 ) -> None:
-    # The replay buffer listens on the bus; only the stream itself is a subscription,
-    # and nothing is left once the stream ends (found by the next heartbeat).
+    # Only the stream itself is a subscription, and nothing is left once it ends
+    # (found by the next heartbeat); its name stays wanted for the resume grace.
     server.app[STREAMS_KEY].settings = StreamSettings(heartbeat=0.05)
     stream = await open_stream(
         session, server, headers=header_creds(ADMIN), params={"name": "Counted"}
@@ -357,8 +375,8 @@ async def test_the_replay_recorder_is_no_subscription(
     stats = server.api.bus.stats
     assert (stats.subscriptions, stats.subscribers) == (1, 1)
     publish_client_event(server, "Counted", n=1)
-    number, _ = await stream.event()
-    assert server.app[STREAMS_KEY].replay.newest == number
+    event_id, _ = await stream.event()
+    assert server.api.bus.last_event_id == event_id
     stream.response.close()
     streams = server.app[STREAMS_KEY]
     await until(
@@ -366,6 +384,7 @@ async def test_the_replay_recorder_is_no_subscription(
         what="the stream and its subscriber to end",
     )
     assert server.api.bus.stats.subscriptions == 0
+    assert server.api.bus.interested("Counted")  # lingering, for EventSource's return
 
 
 # --- configuration --------------------------------------------------------------------
@@ -375,11 +394,11 @@ async def test_the_replay_recorder_is_no_subscription(
     "server_overrides",
     [{"event_stream": {"heartbeat_seconds": 0.05, "replay_size": 2, "retry_ms": 1234}}],
 )
-async def test_heartbeat_replay_size_and_retry_come_from_the_configuration(
+async def test_heartbeat_retry_and_the_earlier_replay_size_come_from_the_configuration(
     session: aiohttp.ClientSession, server: RunningServer
 ) -> None:
     streams = server.app[STREAMS_KEY]
-    assert streams.settings == StreamSettings(heartbeat=0.05, replay_size=2, retry_ms=1234)
+    assert streams.settings == StreamSettings(heartbeat=0.05, retry_ms=1234)
     response = await session.get(
         events_url(server), headers=header_creds(ADMIN), params={"name": "Conf"}
     )
@@ -387,19 +406,22 @@ async def test_heartbeat_replay_size_and_retry_come_from_the_configuration(
     head = await stream.frame()
     assert head.retry == 1234
     publish_client_event(server, "Conf", n=0)
-    seen, _ = await stream.event()
+    await stream.event()
     frame = await stream.frame(within=2)  # idle: the configured heartbeat
     assert frame.comments == ["ping"]
     stream.response.close()
     for n in range(1, 4):
         publish_client_event(server, "Conf", n=n)
-    assert streams.replay.size == 2
-    events, incomplete = streams.replay.after(seen)
-    assert incomplete and [event.fields["n"] for _, event in events] == [2, 3]
+    # [event_stream] replay_size is the earlier name of [events] replay_size.
+    replay = server.api.bus.replay
+    assert replay.max_events == 2
+    assert [event.fields["n"] for event in replay.after(0)] == [2, 3]
 
 
 def test_the_example_configuration_shows_the_event_stream_defaults() -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "app-config.example.toml"
     config = load_config(example, env={})
     assert config.event_stream == EventStreamConfig()
-    assert "[event_stream]" in example.read_text(encoding="utf-8")
+    assert config.events == EventsConfig()
+    text = example.read_text(encoding="utf-8")
+    assert "[event_stream]" in text and "[events]" in text

@@ -162,6 +162,7 @@ async def test_pbx_events_are_posted_signed(
     delivery = receiver.on("/ok")[0]
     event = delivery.event
     assert (event["name"], event["CallerIDNum"]) == ("Newchannel", "+79787342741")
+    assert event["eventId"].startswith(server.api.bus.run_id + "-")  # as every push
     expected = "sha256=" + hmac.new(SECRET.encode(), delivery.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(delivery.headers["X-Vwell-Signature"], expected)
     assert delivery.headers["X-Vwell-Event"] == "Newchannel"

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
+import orjson
 from pydantic import Field, StringConstraints, field_validator
 
 from vwell_pbx.api.envelope import Arguments, action_answer, argument_error, pbx_message
@@ -20,6 +21,7 @@ from vwell_pbx.api.registry import METHODS, method
 from vwell_pbx.api.roles import channel_claims
 from vwell_pbx.events.bus import BusEvent
 from vwell_pbx.events.filters import EventFilter
+from vwell_pbx.events.ids import EventIdError, parse_event_id
 from vwell_pbx.pbx.channels import device_extension
 from vwell_pbx.pbx.dial import dial as originate_call
 from vwell_pbx.pbx.errors import PbxRejected
@@ -312,6 +314,21 @@ class SubscribeArgs(Arguments):
     event: dict[str, Any] | None = Field(
         None, description="{name, Field: value|[values]|'wild*'} filters"
     )
+    since: str | None = Field(
+        None,
+        description="the eventId of the last event you received: first get the buffered "
+        "events after it that match (`events`), then live ones",
+    )
+
+    @field_validator("since")
+    @classmethod
+    def _event_id(cls, since: str | None) -> str | None:
+        if since is not None:
+            try:
+                parse_event_id(since)
+            except EventIdError as exc:
+                raise ValueError(str(exc)) from None
+        return since
 
 
 def _subscribe(call: Call, args: SubscribeArgs, *, once: bool) -> dict[str, Any]:
@@ -326,8 +343,36 @@ def _subscribe(call: Call, args: SubscribeArgs, *, once: bool) -> dict[str, Any]
                 raise BadRequest("argument.event.name must be a string")
             name = names[0]
     flt = EventFilter.from_spec(name, fields)
-    subscription_id = call.api.bus.subscribe(subscriber, flt, once=once)
-    return {"subscriptionId": subscription_id, "name": name or "*"}
+    bus = call.api.bus
+    # From here to the return nothing awaits: the replay, the subscription and this
+    # answer (queued by the transport as soon as it is returned) happen with no event
+    # published in between, so every later event comes after the answer.
+    if args.since is None:
+        subscription_id = bus.subscribe(subscriber, flt, once=once)
+        return {
+            "subscriptionId": subscription_id,
+            "name": name or "*",
+            "lastEventId": bus.last_event_id,
+        }
+    resumed = bus.subscribe_since(subscriber, flt, parse_event_id(args.since), once=once)
+    return {
+        "subscriptionId": resumed.subscription_id,
+        "name": name or "*",
+        "lastEventId": resumed.last_event_id,
+        "gap": resumed.gap,
+        # The very bytes live subscribers were sent, embedded without re-encoding.
+        "events": [orjson.Fragment(event.payload()) for event in resumed.events],
+    }
+
+
+_SUBSCRIBE_ANSWER = {
+    "subscriptionId": "id for rmEvent",
+    "lastEventId": "the newest eventId when the subscription started: pass it as `since` "
+    "after a reconnect if no event came meanwhile",
+    "gap": "with `since`: true when events after it may be missing (another server run, "
+    "or older than the replay buffer)",
+    "events": "with `since`: the buffered events after it that match, oldest first",
+}
 
 
 @method(
@@ -335,8 +380,9 @@ def _subscribe(call: Call, args: SubscribeArgs, *, once: bool) -> dict[str, Any]
     SubscribeArgs,
     needs_pbx=False,
     needs_websocket=True,
-    summary="Subscribe this WebSocket to PBX events by name and field filters.",
-    answer={"subscriptionId": "id for rmEvent"},
+    summary="Subscribe this WebSocket to PBX events by name and field filters; with "
+    "`since`, first get what was missed.",
+    answer=_SUBSCRIBE_ANSWER,
 )
 async def on_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
     """Subscribe until removed."""
@@ -348,8 +394,9 @@ async def on_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
     SubscribeArgs,
     needs_pbx=False,
     needs_websocket=True,
-    summary="Like onEvent, but the subscription ends after the first matching event.",
-    answer={"subscriptionId": "id for rmEvent"},
+    summary="Like onEvent, but the subscription ends after the first matching event "
+    "(with `since`, a buffered one counts).",
+    answer=_SUBSCRIBE_ANSWER,
 )
 async def once_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
     """Subscribe for one matching event."""

@@ -488,54 +488,78 @@ class CallTracker:
         self, name: str, uniqueid: str | None, linkedid: str | None, *, trusted: bool = False
     ) -> Channel | None:
         """Find or create the record of a channel; ``None`` for one we must not learn."""
-        if uniqueid:
-            channel = self._channels.get(uniqueid)
-            if channel is not None:
-                self._touch(channel)
-                return channel
-            if uniqueid in self._hung:
-                return None
-        else:
-            channel = self._by_name.get(name)
-            if channel is not None:
-                self._touch(channel)
-                return channel
-            uniqueid = name  # Asterisk 1.4 leaves Uniqueid out of a few events
+        channel, may_create = self._existing(name, uniqueid)
+        if not may_create:
+            return channel
+        uniqueid = uniqueid or name  # Asterisk 1.4 leaves Uniqueid out of a few events
         info = self._rules.classify(name)
         if info.kind is ChannelKind.ZOMBIE:
             return None
         partner = self._local_partner(name, info.local_pair, info.local_half)
-        first = False
+        placed = self._call_for(uniqueid, linkedid, partner, trusted=trusted)
+        if placed is None:
+            return None
+        call, first = placed
+        channel = Channel(uniqueid=uniqueid, name=name, info=info, call=call, created_ms=self._now)
+        self._place(channel, partner, first=first)
+        self._register(channel)
+        return channel
+
+    def _existing(self, name: str, uniqueid: str | None) -> tuple[Channel | None, bool]:
+        """The record already kept for a channel (touched), and whether a new one may be
+        made: not when one exists, nor for a Uniqueid that already hung up."""
+        if uniqueid:
+            channel = self._channels.get(uniqueid)
+            gone = channel is None and uniqueid in self._hung
+        else:
+            channel = self._by_name.get(name)
+            gone = False
+        if channel is not None:
+            self._touch(channel)
+            return channel, False
+        return None, not gone
+
+    def _call_for(
+        self, uniqueid: str, linkedid: str | None, partner: Channel | None, *, trusted: bool
+    ) -> tuple[Call, bool] | None:
+        """The call a new channel belongs to, and whether it is that call's first
+        channel; ``None`` for late news about a call that is over."""
         if linkedid:
             call_id = self._resolve(linkedid)
             if call_id in self._ended and not trusted:
-                return None  # late news about a call that is over
-            existing = self._calls.get(call_id)
-            if existing is None:
-                existing = self._new_call(call_id)
-            call = existing
-            first = linkedid == uniqueid
-        elif partner is not None and not partner.call.ended:
-            call = partner.call
-        else:
-            call = self._new_call(uniqueid)
-            first = True
-        channel = Channel(uniqueid=uniqueid, name=name, info=info, call=call, created_ms=self._now)
-        if info.kind is ChannelKind.LOCAL:
+                return None
+            call = self._calls.get(call_id)
+            if call is None:
+                call = self._new_call(call_id)
+            return call, linkedid == uniqueid
+        if partner is not None and not partner.call.ended:
+            return partner.call, False
+        return self._new_call(uniqueid), True
+
+    @staticmethod
+    def _place(channel: Channel, partner: Channel | None, *, first: bool) -> None:
+        """Set a new channel's side of its call (a Local pair's halves share one)."""
+        call = channel.call
+        if channel.info.kind is not ChannelKind.LOCAL:
             if first:
                 channel.side = Side.ORIGIN
-                call.originate_leg = True  # a Local half that opens a call: an Originate
-                if partner is not None and partner.call is call:
-                    partner.side = Side.ORIGIN
-            elif partner is not None and partner.call is call:
-                channel.side = partner.side
-            else:
-                channel.side = Side.TARGET  # made inside a call (a consultation) by a feature
-        elif first:
+            return
+        if first:
             channel.side = Side.ORIGIN
-        call.channels[uniqueid] = channel
-        self._channels[uniqueid] = channel
-        self._by_name[name] = channel
+            call.originate_leg = True  # a Local half that opens a call: an Originate
+            if partner is not None and partner.call is call:
+                partner.side = Side.ORIGIN
+        elif partner is not None and partner.call is call:
+            channel.side = partner.side
+        else:
+            channel.side = Side.TARGET  # made inside a call (a consultation) by a feature
+
+    def _register(self, channel: Channel) -> None:
+        """Index a new channel, note what it tells its call, and keep the bound."""
+        call = channel.call
+        call.channels[channel.uniqueid] = channel
+        self._channels[channel.uniqueid] = channel
+        self._by_name[channel.name] = channel
         if channel.is_party:
             call.had_party = True
             if channel.extension is not None:
@@ -547,7 +571,6 @@ class CallTracker:
             if oldest is channel:
                 break
             self._drop(oldest, evicted=True)
-        return channel
 
     def _local_partner(self, name: str, pair: str | None, half: int) -> Channel | None:
         if pair is None:
@@ -909,6 +932,20 @@ class CallTracker:
             into.channels[uniqueid] = channel
         moved = list(other.channels.values())
         other.channels = {}
+        self._absorb(into, other)
+        self._calls.pop(other.call_id, None)
+        self._aliases[other.call_id] = into.call_id
+        while len(self._aliases) > self._limits.max_recent_ids:
+            self._aliases.popitem(last=False)
+        if other.announced:
+            self._end(other, "transferred")
+        else:
+            other.ended = True
+        for channel in moved:
+            self._resettle(into, channel, moved_side)
+
+    def _absorb(self, into: Call, other: Call) -> None:
+        """What ``other`` knew that ``into`` keeps once they are one call."""
         into.extensions |= other.extensions
         into.had_party = into.had_party or other.had_party
         into.holders |= other.holders
@@ -919,23 +956,18 @@ class CallTracker:
             into.originated, into.action_id = True, other.action_id
         if other.visible:
             into.visible = True
-        self._calls.pop(other.call_id, None)
-        self._aliases[other.call_id] = into.call_id
-        while len(self._aliases) > self._limits.max_recent_ids:
-            self._aliases.popitem(last=False)
-        if other.announced:
-            self._end(other, "transferred")
-        else:
-            other.ended = True
-        for channel in moved:
-            if moved_side is not None:
-                channel.side = moved_side
-            elif channel.side is not Side.TARGET and into.origin is not None:
-                channel.side = Side.TARGET
-            if channel.side is Side.TARGET and channel.is_party:
-                self._make_target(channel)
-            elif channel.side is Side.ORIGIN and channel.is_party and into.origin is None:
-                self._set_origin(into, channel)
+
+    def _resettle(self, into: Call, channel: Channel, moved_side: Side | None) -> None:
+        """Give a channel moved into ``into`` its side there (the caller's side stays
+        with the call it joins, unless the merge says otherwise)."""
+        if moved_side is not None:
+            channel.side = moved_side
+        elif channel.side is not Side.TARGET and into.origin is not None:
+            channel.side = Side.TARGET
+        if channel.side is Side.TARGET and channel.is_party:
+            self._make_target(channel)
+        elif channel.side is Side.ORIGIN and channel.is_party and into.origin is None:
+            self._set_origin(into, channel)
 
     def _merge_older(self, one: Call, two: Call) -> Call:
         """Merge two calls, the older surviving; return the survivor."""
@@ -1565,6 +1597,22 @@ class CallTracker:
         the caller; a phone bridged with the ``;2`` half of a click-to-call's Local
         channel is the phone it rang first; every other phone is on the called side.
         """
+        bridges = self._learnt_bridges(learnt)
+        for members in bridges.values():
+            self._settle_click_to_call(members)
+        calls = {ch.call.call_id: ch.call for ch, _ in learnt if not ch.call.ended}
+        for call in calls.values():
+            self._settle_caller(call)
+        for channel, _ in learnt:
+            if not channel.call.ended and channel.is_party:
+                self._report_learnt(channel)
+        for bridge_id, members in bridges.items():
+            for channel in members:
+                if not channel.call.ended:
+                    self._enter_bridge(channel, bridge_id)
+
+    def _learnt_bridges(self, learnt: list[tuple[Channel, Message]]) -> dict[str, list[Channel]]:
+        """Bridge id -> the listed channels in it; calls of bridged peers are merged."""
         bridges: dict[str, list[Channel]] = {}
         for channel, item in learnt:
             peer = self._listed_peer(channel, item)
@@ -1575,52 +1623,47 @@ class CallTracker:
                 bridge_id = "link:" + min(channel.uniqueid, peer.uniqueid)
             if bridge_id:
                 bridges.setdefault(bridge_id, []).append(channel)
-        for members in bridges.values():
-            if any(
-                ch.info.kind is ChannelKind.LOCAL
-                and ch.info.local_half == 2
-                and ch.side is Side.ORIGIN
-                for ch in members
-            ):
-                for ch in members:
-                    if ch.is_party and ch.side is Side.UNKNOWN:
-                        ch.side = Side.ORIGIN
-                        if ch.call.origin is None:
-                            self._set_origin(ch.call, ch)
-        calls: dict[str, Call] = {}
-        for channel, _ in learnt:
-            if not channel.call.ended:
-                calls[channel.call.call_id] = channel.call
-        for call in calls.values():
-            if not any(ch.side is Side.ORIGIN for ch in call.channels.values()):
-                parties = sorted(call.parties(), key=lambda ch: ch.created_ms)
-                if parties:
-                    parties[0].side = Side.ORIGIN
-                    self._set_origin(call, parties[0])
+        return bridges
+
+    def _settle_click_to_call(self, members: list[Channel]) -> None:
+        """A phone bridged with a click-to-call's Local ``;2`` half is the one it rang first."""
+        if not any(
+            ch.info.kind is ChannelKind.LOCAL and ch.info.local_half == 2 and ch.side is Side.ORIGIN
+            for ch in members
+        ):
+            return
+        for ch in members:
+            if ch.is_party and ch.side is Side.UNKNOWN:
+                ch.side = Side.ORIGIN
+                if ch.call.origin is None:
+                    self._set_origin(ch.call, ch)
+
+    def _settle_caller(self, call: Call) -> None:
+        """Without a known caller, the oldest phone is; the dialled number is the first
+        channel's exten (a click-to-call's Local ;1 half runs the number it connects to)."""
+        if not any(ch.side is Side.ORIGIN for ch in call.channels.values()):
+            parties = sorted(call.parties(), key=lambda ch: ch.created_ms)
+            if parties:
+                parties[0].side = Side.ORIGIN
+                self._set_origin(call, parties[0])
+        if call.to_number is None:
+            first = call.channels.get(call.call_id) or call.origin
+            call.to_number = self._rules.number(first.exten) if first is not None else None
+
+    def _report_learnt(self, channel: Channel) -> None:
+        """Report a listed phone as what its state says: ringing or talking."""
+        call = channel.call
+        if channel.side is Side.UNKNOWN:
+            self._make_target(channel)
             if call.to_number is None:
-                # What the caller dialled: the exten of the call's first channel (a
-                # click-to-call's Local ;1 half runs the number it connects to).
-                first = call.channels.get(call.call_id) or call.origin
-                call.to_number = self._rules.number(first.exten) if first is not None else None
-        for channel, _ in learnt:
-            call = channel.call
-            if call.ended or not channel.is_party:
-                continue
-            if channel.side is Side.UNKNOWN:
-                self._make_target(channel)
-                if call.to_number is None:
-                    call.to_number = channel.extension
-            if channel.side is Side.TARGET:
-                if channel.state == "up":
-                    self._answered(channel, at_ms=max(channel.created_ms, call.started_ms))
-                elif channel.state == "ringing":
-                    self._ringing(channel)
-            else:
-                self._on_state(channel)
-        for bridge_id, members in bridges.items():
-            for channel in members:
-                if not channel.call.ended:
-                    self._enter_bridge(channel, bridge_id)
+                call.to_number = channel.extension
+        if channel.side is Side.TARGET:
+            if channel.state == "up":
+                self._answered(channel, at_ms=max(channel.created_ms, call.started_ms))
+            elif channel.state == "ringing":
+                self._ringing(channel)
+        else:
+            self._on_state(channel)
 
     def _listed_peer(self, channel: Channel, item: Message) -> Channel | None:
         """The bridged peer an old-dialect ``Status`` item names, if known."""

@@ -20,9 +20,9 @@ Invariants:
    which is safe because the index and the listeners are copy-on-write (iteration
    always walks an immutable snapshot). A listener's exception is logged, never
    raised to the publisher.
-2. An event is serialised at most once (:meth:`BusEvent.payload`), and only if some
-   subscriber takes it (or a listener asks for it); every subscriber gets the very
-   same ``bytes`` object.
+2. An event is serialised once (:meth:`BusEvent.payload`), after it got its id;
+   every subscriber gets the very same ``bytes`` object, and the replay buffer keeps
+   it (its byte bound counts it), so a resume sends those bytes again.
 3. A subscriber gets an event at most once per publish, however many of its
    subscriptions match.
 4. A once-subscription is removed by the first event that matches it and that its
@@ -37,6 +37,32 @@ subscriptions with an exact-valued field filter (``CallerIDNum: "+7978..."``) ar
 found through a second index on that field's value, so 1,000 operators each watching
 ``Newchannel`` for their own number cost two dict look-ups per event, not 1,000
 filter evaluations.
+
+**Event ids and resuming.** ``publish`` stamps every event with the next
+``eventId`` (``events.ids``: ``<run>-<n>``), put into its fields before the one
+serialisation, so every subscriber, listener and webhook sees it; then it records the
+event in the replay buffer (``events.replay``). :meth:`EventBus.subscribe_since`
+replays the buffered events after a client's last ``eventId`` and subscribes in the
+same synchronous step, so nothing published meanwhile can fall between the two or
+come twice. It reports a *gap* when it cannot vouch for the replay:
+
+6. An id of another run, or one this run never made, is a gap (nothing replayed).
+7. An id whose successors the buffer has already evicted is a gap (the rest is
+   replayed).
+8. An event the bus told a publisher to skip (:meth:`EventBus.interested` answered
+   ``False``) takes a number of its own, never used for an event, and is remembered
+   by name (at most ``MAX_SKIPPED_NAMES`` names; past that, the memory is emptied and
+   its newest number kept as a floor). A resume whose subscription could have wanted
+   a skipped event numbered after its id is a gap.
+
+So that short absences are not gaps, a connection that goes away is *disconnected*
+(:meth:`EventBus.disconnect`), not just unsubscribed: the names of its subscriptions
+stay interesting for ``resume_grace`` seconds (at most ``MAX_LINGERING_NAMES`` names;
+past that, every event stays interesting until the deadline), so their events are
+published into the buffer although nobody receives them live. Only events nobody else
+wants pay for this in :meth:`interested`: a clock read and one or two dict look-ups
+while something lingers, and the skip record (a counter and a dict store) when the
+event is skipped; a wanted name costs what it did.
 """
 
 from __future__ import annotations
@@ -44,6 +70,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import cast
@@ -51,23 +78,41 @@ from typing import cast
 import orjson
 
 from vwell_pbx.errors import VwellError
-from vwell_pbx.events.filters import EventFilter, scalar_text
+from vwell_pbx.events.filters import EventFilter, glob_match, scalar_text
+from vwell_pbx.events.ids import EventPosition, check_run_id, new_run_id
+from vwell_pbx.events.replay import ReplayBuffer
 from vwell_pbx.protocol import Message
 
 __all__ = [
+    "DEFAULT_RESUME_GRACE",
+    "EVENT_ID_KEY",
+    "MAX_LINGERING_NAMES",
+    "MAX_SKIPPED_NAMES",
     "BusEvent",
     "BusStats",
     "EventBus",
     "EventError",
+    "Resumption",
     "Subscriber",
     "SubscriptionLimit",
+    "event_id_of",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Keys a client event may not set: the bus sets them, so that a
-#: ``dispatchEvent`` can never pass for a PBX event or another user's.
-_RESERVED_CLIENT_KEYS = frozenset({"name", "origin", "login", "login2"})
+#: Keys a client event may not set: the bus sets them, so that a ``dispatchEvent``
+#: can never pass for a PBX event or another user's, nor forge an event id.
+_RESERVED_CLIENT_KEYS = frozenset({"name", "origin", "login", "login2", "eventid"})
+
+#: The field every published event carries its id in (always its last key).
+EVENT_ID_KEY = "eventId"
+
+#: ``[events] resume_grace_seconds``: how long a gone connection's names stay wanted.
+DEFAULT_RESUME_GRACE = 60.0
+#: Names of gone connections' subscriptions remembered at once (invariant 8's grace).
+MAX_LINGERING_NAMES = 1024
+#: Names of skipped events remembered at once (invariant 8).
+MAX_SKIPPED_NAMES = 4096
 
 # Publish stamps are global, not per bus, so a Subscriber shared by two buses can
 # never mistake one bus's stamp for the other's.
@@ -103,6 +148,10 @@ class BusEvent:
     )
     _keys: dict[str, str | tuple[str, ...]] | None = field(init=False, default=None, repr=False)
     _payload: bytes | None = field(init=False, default=None, repr=False)
+    #: The ``eventId`` the bus stamped at publish (``""`` before).
+    event_id: str = field(init=False, default="")
+    #: Its number within the run (0 before publish): the replay buffer's order.
+    seq: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.name_key = self.name.lower()
@@ -137,7 +186,8 @@ class BusEvent:
         ``login``/``login2``. Keys the bus sets are dropped from the client's object in
         any spelling, so a client can never forge them. Raises :class:`EventError`.
 
-        The event is serialised here, so an unserialisable one fails the request.
+        The event is serialised here once as a check, so an unserialisable one fails
+        the request (the bus serialises it again once it carries its id).
         """
         name = event.get("name")
         if not isinstance(name, str) or not name.strip():
@@ -152,12 +202,11 @@ class BusEvent:
         fields["origin"] = "api"
         fields["login"] = login
         fields["login2"] = login2
-        bus_event = cls(fields=fields, name=name, dispatched=True)
         try:
-            bus_event.payload()
+            orjson.dumps(fields)
         except orjson.JSONEncodeError as exc:
             raise EventError(f"event cannot be sent as JSON: {exc}") from exc
-        return bus_event
+        return cls(fields=fields, name=name, dispatched=True)
 
     @property
     def lowered(self) -> dict[str, str | list[str]]:
@@ -205,12 +254,38 @@ class BusEvent:
         cache[key] = value
         return value
 
+    def _serialise_compact(self) -> bytes:
+        """Serialise now into an exactly sized ``bytes``: orjson's result holds a buffer
+        of at least 4 KiB whatever its length, ten times a typical event, and the
+        replay buffer keeps thousands of them (and a slow client's queue up to
+        ``ws_queue_size``)."""
+        compact = self._payload = memoryview(orjson.dumps(self.fields)).tobytes()
+        return compact
+
     def payload(self) -> bytes:
-        """The pushed JSON, serialised on the first call and cached."""
+        """The pushed JSON, serialised on the first call and cached (call it only after
+        publish, when ``eventId`` is in the fields)."""
         payload = self._payload
         if payload is None:
             payload = self._payload = orjson.dumps(self.fields)
         return payload
+
+
+_EVENT_ID_MARK = b'"' + EVENT_ID_KEY.encode() + b'":"'
+
+
+def event_id_of(payload: bytes) -> str | None:
+    """The ``eventId`` in a published event's JSON (the bytes subscribers are sent), or
+    ``None`` if there is none. Cheap: the bus always writes it as the last key."""
+    if not payload.endswith(b'"}'):
+        return None
+    start = payload.rfind(_EVENT_ID_MARK)
+    if start < 0:
+        return None
+    value = payload[start + len(_EVENT_ID_MARK) : -2]
+    if b'"' in value or b"\\" in value:
+        return None
+    return value.decode("ascii", "replace")
 
 
 # Events of one kind from one PBX always spell their keys the same way, so the map
@@ -390,6 +465,29 @@ class BusStats:
     dropped: int
     subscriptions: int
     subscribers: int
+    #: Events and bytes of JSON in the replay buffer now.
+    replay_events: int = 0
+    replay_bytes: int = 0
+    #: Subscriptions made with ``since`` (resumes), and how many of them had a gap.
+    resumes: int = 0
+    resume_gaps: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Resumption:
+    """What :meth:`EventBus.subscribe_since` did: the subscription, the replay, the gap."""
+
+    #: The new subscription's id (for a once-subscription that a replayed event
+    #: already ended, an id that names no live subscription).
+    subscription_id: str
+    #: The buffered events after ``since`` that match and that the subscriber may
+    #: see, oldest first (at most one for a once-subscription).
+    events: list[BusEvent]
+    #: True when events after ``since`` may be missing from ``events`` (invariants 6-8).
+    gap: bool
+    #: The newest id when the subscription started: everything after it that matches
+    #: is delivered live.
+    last_event_id: str
 
 
 class _Subscription:
@@ -511,15 +609,29 @@ class _Bucket:
 class EventBus:
     """Subscriptions and fan-out; see the module docstring for the invariants."""
 
-    def __init__(self, *, id_factory: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        id_factory: Callable[[], str] | None = None,
+        run_id: str | None = None,
+        replay: ReplayBuffer | None = None,
+        resume_grace: float = DEFAULT_RESUME_GRACE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """``id_factory`` makes subscription ids (default ``"s1"``, ``"s2"``, ...); ids
-        need only be unique per subscriber."""
+        need only be unique per subscriber. ``run_id`` names this run in event ids
+        (default: random, ``events.ids.new_run_id``); ``replay`` is the buffer resumes
+        read (default: ``ReplayBuffer()``'s bounds); ``resume_grace`` the seconds a
+        disconnected subscriber's names stay interesting (0: not at all); ``clock``
+        the monotonic time those seconds are measured on."""
         if id_factory is None:
             counter = itertools.count(1)
 
             def id_factory() -> str:
                 return f"s{next(counter)}"
 
+        if resume_grace < 0:
+            raise ValueError("resume_grace must not be negative")
         self._new_id = id_factory
         self._buckets: dict[str, _Bucket] = {}
         self._any = _Bucket(None)
@@ -532,6 +644,38 @@ class EventBus:
         self._published = 0
         self._delivered = 0
         self._dropped = 0
+        self._run = check_run_id(run_id) if run_id is not None else new_run_id()
+        self._id_prefix = self._run + "-"
+        # The number of the newest event id made or skipped (invariant 8); never reused.
+        self._seq = 0
+        self._replay = replay if replay is not None else ReplayBuffer()
+        self._resume_grace = resume_grace
+        self._clock = clock
+        # Lowercased name (None: every name) -> monotonic deadline: names of gone
+        # subscribers' subscriptions that stay interesting (bounded, see disconnect).
+        self._lingering: dict[str | None, float] = {}
+        # Lowercased name -> number of the newest skipped event of that name; numbers
+        # at or below _skip_floor may have been forgotten (invariant 8).
+        self._skipped: dict[str, int] = {}
+        self._skip_floor = 0
+        self._resumes = 0
+        self._resume_gaps = 0
+
+    @property
+    def run_id(self) -> str:
+        """The run part of this bus's event ids."""
+        return self._run
+
+    @property
+    def last_event_id(self) -> str:
+        """The id of the newest event published or skipped (``<run>-0`` before any):
+        what a subscription made now has seen everything up to."""
+        return self._id_prefix + str(self._seq)
+
+    @property
+    def replay(self) -> ReplayBuffer:
+        """The replay buffer every published event is recorded in."""
+        return self._replay
 
     @property
     def stats(self) -> BusStats:
@@ -542,15 +686,48 @@ class EventBus:
             dropped=self._dropped,
             subscriptions=self._subscriptions,
             subscribers=len(self._owned),
+            replay_events=len(self._replay),
+            replay_bytes=self._replay.bytes,
+            resumes=self._resumes,
+            resume_gaps=self._resume_gaps,
         )
 
     def interested(self, name: str) -> bool:
         """Whether any subscription could want an event called ``name``: lets the AMI
-        reader skip building a :class:`BusEvent` nobody would receive."""
+        reader skip building a :class:`BusEvent` nobody would receive.
+
+        Names of recently disconnected subscribers count as wanted (module docstring).
+        ``False`` means the caller skips the event: the bus remembers that an event of
+        this name was skipped, so that a resume which would have wanted it reports a
+        gap (invariant 8).
+        """
         if self._any.size > 0 or None in self._listened:
             return True
         key = name.lower()
-        return key in self._buckets or key in self._listened
+        if key in self._buckets or key in self._listened:
+            return True
+        if self._lingering and self._lingers(key):
+            return True
+        seq = self._seq = self._seq + 1
+        skipped = self._skipped
+        skipped[key] = seq
+        if len(skipped) > MAX_SKIPPED_NAMES:  # forget them all; the floor still says "maybe"
+            self._skip_floor = seq
+            skipped.clear()
+        return False
+
+    def _lingers(self, key: str) -> bool:
+        """Whether ``key`` (or every name) is still wanted by a gone subscriber; drops
+        the deadlines it finds expired."""
+        lingering = self._lingering
+        now = self._clock()
+        for each in (key, None):
+            deadline = lingering.get(each)
+            if deadline is not None:
+                if deadline > now:
+                    return True
+                del lingering[each]
+        return False
 
     def listen(
         self, flt: EventFilter, callback: Callable[[BusEvent], object]
@@ -584,12 +761,7 @@ class EventBus:
     def subscribe(self, subscriber: Subscriber, flt: EventFilter, *, once: bool = False) -> str:
         """Add a subscription and return its id; :class:`SubscriptionLimit` past the
         subscriber's ``max_subscriptions``."""
-        owned = self._owned.get(subscriber)
-        count = 0 if owned is None else len(owned)
-        if count >= subscriber.max_subscriptions:
-            raise SubscriptionLimit(
-                f"a connection may have at most {subscriber.max_subscriptions} subscriptions"
-            )
+        owned = self._check_room(subscriber)
         sid = self._new_id()
         if owned is not None and sid in owned:
             raise RuntimeError(f"subscription id factory returned {sid!r} twice")
@@ -605,6 +777,91 @@ class EventBus:
         owned[sid] = sub
         self._subscriptions += 1
         return sid
+
+    def subscribe_since(
+        self,
+        subscriber: Subscriber,
+        flt: EventFilter,
+        since: EventPosition,
+        *,
+        once: bool = False,
+    ) -> Resumption:
+        """Replay the buffered events after ``since`` that match ``flt`` and that the
+        subscriber's guard allows, then subscribe, all in one synchronous step: an event
+        is either in the replay or delivered live, never both, never neither.
+
+        Whether something may be missing is :attr:`Resumption.gap` (invariants 6-8);
+        with a gap, what the buffer still holds after ``since`` is replayed all the
+        same (nothing for an id of another run: the buffer cannot say what came after
+        it). A once-subscription that a replayed event satisfies is not created.
+        :class:`SubscriptionLimit` as for :meth:`subscribe`, before anything else.
+        """
+        self._check_room(subscriber)
+        self._resumes += 1
+        events: list[BusEvent] = []
+        if since.run != self._run or since.seq > self._seq:
+            gap = True
+        else:
+            gap = not self._replay.covers(since.seq) or self._skipped_after(flt, since.seq)
+            guard = subscriber.guard
+            for event in self._replay.after(since.seq):
+                if flt.matches(event) and (guard is None or guard(event)):
+                    events.append(event)
+                    if once:
+                        break
+        if gap:
+            self._resume_gaps += 1
+        last_event_id = self.last_event_id
+        if once and events:
+            subscription_id = self._new_id()  # ended by its replayed event, as if live
+        else:
+            subscription_id = self.subscribe(subscriber, flt, once=once)
+        return Resumption(
+            subscription_id=subscription_id, events=events, gap=gap, last_event_id=last_event_id
+        )
+
+    def _check_room(self, subscriber: Subscriber) -> dict[str, _Subscription] | None:
+        """The subscriber's subscriptions; :class:`SubscriptionLimit` if it has no room."""
+        owned = self._owned.get(subscriber)
+        count = 0 if owned is None else len(owned)
+        if count >= subscriber.max_subscriptions:
+            raise SubscriptionLimit(
+                f"a connection may have at most {subscriber.max_subscriptions} subscriptions"
+            )
+        return owned
+
+    def _skipped_after(self, flt: EventFilter, seq: int) -> bool:
+        """Whether an event ``flt`` could want was skipped after number ``seq``."""
+        if self._skip_floor > seq:
+            return True
+        skipped = self._skipped
+        if flt.name_key is not None:
+            return skipped.get(flt.name_key, 0) > seq
+        glob = flt.name_glob
+        return any(
+            number > seq and (glob is None or glob_match(glob, name))
+            for name, number in skipped.items()
+        )
+
+    def disconnect(self, subscriber: Subscriber) -> int:
+        """Remove every subscription of a connection that went away, and keep their
+        names interesting for ``resume_grace`` seconds so that their events still reach
+        the replay buffer for a resume (module docstring). Returns how many."""
+        owned = self._owned.get(subscriber)
+        if owned and self._resume_grace > 0:
+            lingering = self._lingering
+            now = self._clock()
+            deadline = now + self._resume_grace
+            if len(lingering) >= MAX_LINGERING_NAMES:
+                for key in [key for key, until in lingering.items() if until <= now]:
+                    del lingering[key]
+            for sub in owned.values():
+                key = sub.filter.name_key  # None for every name and for wildcard names
+                if key not in lingering and len(lingering) >= MAX_LINGERING_NAMES:
+                    key = None  # out of room: keep everything interesting instead
+                if lingering.get(key, 0.0) < deadline:
+                    lingering[key] = deadline
+        return self.unsubscribe_all(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber, subscription_id: str) -> int:
         """Remove one of ``subscriber``'s own subscriptions by id; returns 0 or 1."""
@@ -633,9 +890,19 @@ class EventBus:
             yield sub.id, sub.filter, sub.once
 
     def publish(self, event: BusEvent) -> int:
-        """Offer ``event`` to every subscriber with a matching subscription; never
+        """Stamp ``event`` with the next ``eventId``, offer it to every subscriber with a
+        matching subscription, record it for replay, and call the listeners; never
         awaits. Returns how many subscribers took it."""
         self._published += 1
+        seq = self._seq = self._seq + 1
+        event_id = self._id_prefix + str(seq)
+        fields = event.fields
+        if EVENT_ID_KEY in fields:  # always the last key (event_id_of reads it there)
+            del fields[EVENT_ID_KEY]
+        fields[EVENT_ID_KEY] = event_id
+        event.event_id = event_id
+        event.seq = seq
+        event._serialise_compact()  # once for everyone: subscribers and the buffer
         stamp = next(_stamps)
         reached = 0
         bucket = self._buckets.get(event.name_key)
@@ -643,6 +910,7 @@ class EventBus:
             reached += self._fan_out(bucket, event, stamp)
         if self._any.size:
             reached += self._fan_out(self._any, event, stamp)
+        self._replay.record(event)
         listeners = self._listeners
         if listeners:
             for listener in listeners:

@@ -82,6 +82,22 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily(
             "vwell_subscriptions", "Active event subscriptions", value=stats.subscriptions
         )
+        yield GaugeMetricFamily(
+            "vwell_replay_events", "Events kept in the replay buffer", value=stats.replay_events
+        )
+        yield GaugeMetricFamily(
+            "vwell_replay_bytes",
+            "Bytes of JSON kept in the replay buffer",
+            value=stats.replay_bytes,
+        )
+        yield CounterMetricFamily(
+            "vwell_resumes", "Subscriptions made with since (resumes)", value=stats.resumes
+        )
+        yield CounterMetricFamily(
+            "vwell_resume_gaps",
+            "Resumes that answered gap: true",
+            value=stats.resume_gaps,
+        )
         up = GaugeMetricFamily(
             "vwell_pbx_up", "1 when the AMI connection is logged in", labels=["pbx"]
         )

@@ -275,10 +275,11 @@ def _events_operation() -> dict[str, Any]:
     return {
         "operationId": "events",
         "summary": "PBX events as Server-Sent Events (one onEvent subscription per stream)",
-        "description": "Each event: `id: N`, `data: <the JSON a WebSocket gets>`, no "
-        "`event:` line (EventSource.onmessage gets all). `: ping` comments "
+        "description": "Each event: `id: <its eventId>`, `data: <the JSON a WebSocket "
+        "gets>`, no `event:` line (EventSource.onmessage gets all). `: ping` comments "
         "keep the stream alive. Reconnecting with Last-Event-ID replays the "
-        "buffered events missed since.",
+        "buffered events missed since; `: replay incomplete` says when some may be "
+        "missing (another server run, or the buffer no longer reaches back).",
         "parameters": [
             query("fb64json", 'base64 of {"argument": {credentials, name, event}}'),
             query("name", "event name, case-insensitive, * wildcards; empty or * = all"),
@@ -294,11 +295,12 @@ def _events_operation() -> dict[str, Any]:
             query("login", "the account (or the X-Vwell-Login header)"),
             query("login2", "the person (or the X-Vwell-Login2 header)"),
             query("sha1", "hex SHA-1 of the password (or the X-Vwell-Sha1 header)"),
-            query("lastEventId", "resume after this event id (as the Last-Event-ID header)"),
+            query("lastEventId", "resume after this eventId (as the Last-Event-ID header)"),
+            query("since", "the same as lastEventId"),
             header("X-Vwell-Login", "login; percent-encoded UTF-8 allowed"),
             header("X-Vwell-Login2", "login2; percent-encoded UTF-8 allowed"),
             header("X-Vwell-Sha1", "sha1"),
-            header("Last-Event-ID", "the id of the last event received"),
+            header("Last-Event-ID", "the eventId of the last event received"),
         ],
         "responses": {
             "200": {

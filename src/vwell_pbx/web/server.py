@@ -42,12 +42,13 @@ from vwell_pbx.config import (
 )
 from vwell_pbx.config import parse_listen_address as _listen
 from vwell_pbx.events.bus import BusEvent, EventBus
+from vwell_pbx.events.replay import ReplayBuffer
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.pbx.sms import make_sms_backend
 from vwell_pbx.protocol.message import Message
-from vwell_pbx.storage import open_storage
+from vwell_pbx.storage import LockoutStore, open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.app import WebSettings, build_app
 from vwell_pbx.web.logs import configure_logging
@@ -139,8 +140,16 @@ def web_settings(config: AppConfig) -> WebSettings:
 def stream_settings(config: AppConfig) -> StreamSettings:
     """The event stream's view of the configuration (``[event_stream]``)."""
     stream = config.event_stream
-    return StreamSettings(
-        heartbeat=stream.heartbeat_seconds, replay_size=stream.replay_size, retry_ms=stream.retry_ms
+    return StreamSettings(heartbeat=stream.heartbeat_seconds, retry_ms=stream.retry_ms)
+
+
+def event_bus(config: AppConfig, *, run_id: str | None = None) -> EventBus:
+    """The bus with the ``[events]`` bounds: its replay buffer and resume grace."""
+    events = config.events
+    return EventBus(
+        run_id=run_id,
+        replay=ReplayBuffer(max_events=events.replay_size, max_bytes=events.replay_bytes),
+        resume_grace=events.resume_grace_seconds,
     )
 
 
@@ -168,7 +177,8 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
     ``wait_for_pbx`` > 0 waits (at most that long) for every PBX to log in first.
     """
     async with contextlib.AsyncExitStack() as stack:
-        bus = EventBus()
+        bus = event_bus(config)
+        log.info("event ids of this run: %s-N", bus.run_id)
         metrics = ServerMetrics()
         storage = await stack.enter_async_context(
             open_storage(config.storage.resolved_url, config.storage.settings())
@@ -177,18 +187,7 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         directory = UserDirectory(storage.users)
         if config.is_demo:
             await _ensure_demo_user(config, directory)
-        authenticator = Authenticator(
-            directory,
-            cache_seconds=config.users.auth_cache_seconds,
-            throttle=LoginThrottle(
-                after=config.users.throttle_after,
-                after_address=config.users.throttle_after_address,
-                max_delay=config.users.throttle_max_seconds,
-                forget_after=config.users.throttle_forget_seconds,
-            ),
-            lockouts=storage.lockouts,
-        )
-        await authenticator.restore_lockouts()
+        authenticator = await _authenticator(config, directory, storage.lockouts)
         roles = RoleBook(role_specs(config.roles))
         undefined = roles.unknown(user.role for user in await directory.list())
         if undefined:
@@ -243,17 +242,7 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        ssl_context = _ssl_context(config)
-        http_host, http_port = _listen(config.server.http)
-        http_site = web.TCPSite(runner, http_host, http_port, ssl_context=ssl_context)
-        await http_site.start()
-        http_url = _site_url(http_site, "https" if ssl_context else "http")
-        ws_url = _site_url(http_site, "wss" if ssl_context else "ws") + "/api"
-        if config.server.ws:
-            ws_host, ws_port = _listen(config.server.ws)
-            ws_site = web.TCPSite(runner, ws_host, ws_port, ssl_context=ssl_context)
-            await ws_site.start()
-            ws_url = _site_url(ws_site, "wss" if ssl_context else "ws") + "/api"
+        http_url, ws_url = await _start_sites(runner, config)
         if wait_for_pbx > 0:
             await asyncio.gather(
                 *(c.wait_connected(wait_for_pbx) for c in clients.values()), return_exceptions=True
@@ -261,6 +250,42 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         yield RunningServer(
             config=config, api=api, app=app, http_url=http_url, ws_url=ws_url, clients=clients
         )
+
+
+async def _authenticator(
+    config: AppConfig, directory: UserDirectory, lockouts: LockoutStore
+) -> Authenticator:
+    """The credential checker, with the lock-outs earlier runs stored."""
+    users = config.users
+    authenticator = Authenticator(
+        directory,
+        cache_seconds=users.auth_cache_seconds,
+        throttle=LoginThrottle(
+            after=users.throttle_after,
+            after_address=users.throttle_after_address,
+            max_delay=users.throttle_max_seconds,
+            forget_after=users.throttle_forget_seconds,
+        ),
+        lockouts=lockouts,
+    )
+    await authenticator.restore_lockouts()
+    return authenticator
+
+
+async def _start_sites(runner: web.AppRunner, config: AppConfig) -> tuple[str, str]:
+    """Listen on the HTTP address (and the separate WebSocket one, if set); the URLs."""
+    ssl_context = _ssl_context(config)
+    http_host, http_port = _listen(config.server.http)
+    http_site = web.TCPSite(runner, http_host, http_port, ssl_context=ssl_context)
+    await http_site.start()
+    http_url = _site_url(http_site, "https" if ssl_context else "http")
+    ws_url = _site_url(http_site, "wss" if ssl_context else "ws") + "/api"
+    if config.server.ws:
+        ws_host, ws_port = _listen(config.server.ws)
+        ws_site = web.TCPSite(runner, ws_host, ws_port, ssl_context=ssl_context)
+        await ws_site.start()
+        ws_url = _site_url(ws_site, "wss" if ssl_context else "ws") + "/api"
+    return http_url, ws_url
 
 
 def _publisher(bus: EventBus, pbx_name: str | None) -> Callable[[Message], None]:

@@ -13,7 +13,7 @@ a WebSocket.
 Wire format (decided here, documented in docs/api.md and docs/operations.md):
 
 - The stream opens with ``retry: <ms>`` and the comment ``: subscribed <id>``.
-- Each event is ``id: <n>`` then ``data: <JSON>`` (the very bytes a WebSocket gets)
+- Each event is ``id: <eventId>`` then ``data: <JSON>`` (the very bytes a WebSocket gets)
   and a blank line. There is no ``event:`` line, so a browser's
   ``EventSource.onmessage`` receives every event; the JSON's ``name`` says which.
 - ``: ping`` comments every ``heartbeat`` seconds (``[event_stream]
@@ -24,15 +24,16 @@ Wire format (decided here, documented in docs/api.md and docs/operations.md):
   ``auth_failed``, 403 ``forbidden``, 429 ``rate_limited``, ...) since an
   ``EventSource`` cannot read a body anyway; scripts can.
 
-Ids and replay: every event published on the bus gets the next number of a counter
-(monotonic within one server run), and the last ``replay_size`` events
-(``[event_stream] replay_size``) are kept in a ring buffer (:class:`ReplayBuffer`).
+Ids and replay: each ``data:`` line is preceded by ``id: <eventId>``, the event's own
+``eventId`` (the bus's, the same ids a WebSocket's ``since`` takes; opaque strings).
 A client that reconnects with ``Last-Event-ID`` (``EventSource`` does this by itself;
-``?lastEventId=`` works too) first receives the buffered events after that id that
-match its filter and role, then the live ones, never one twice. Recording starts when
-the first stream opens (until then the bus may skip events nobody wants); an id older
-than the buffer gives what is left and a ``: replay incomplete`` comment; an id newer
-than any (a previous run) replays the whole buffer.
+``?lastEventId=`` or ``?since=`` work too) has it passed to ``onEvent`` as ``since``:
+the stream first sends the buffered events after it that match its filter and role
+(the bus's replay buffer, shared with WebSocket resumes), then the live ones, never
+one twice. When ``onEvent`` reports a gap (the id is of another run, or the buffer no
+longer covers it), the stream says so in a ``: replay incomplete`` comment before the
+replay. What earlier releases sent as ids (plain numbers) and anything else that is
+not an event id is never an error here: it is a gap with nothing replayed.
 
 Bounds: the same per-connection queue as a WebSocket (``limits.ws_queue_size``; a
 stream that falls further behind is closed and counted in
@@ -45,26 +46,26 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
 from aiohttp import web
 from prometheus_client import Gauge
 
 from vwell_pbx.api.errors import ErrorCode, Forbidden, LimitExceeded
 from vwell_pbx.api.forms import FormError, decode_params
 from vwell_pbx.api.service import Api, Session
-from vwell_pbx.events.bus import BusEvent, Subscriber
-from vwell_pbx.events.filters import EventFilter
+from vwell_pbx.events.bus import Subscriber, event_id_of
+from vwell_pbx.events.ids import MAX_EVENT_ID_LENGTH, EventIdError, parse_event_id
 from vwell_pbx.web.context import WebSettings, error_response, json_response
 from vwell_pbx.web.metrics import ServerMetrics
 
 __all__ = [
     "STREAMS_KEY",
     "EventStreams",
-    "ReplayBuffer",
     "StreamSettings",
     "setup_event_stream",
 ]
@@ -81,62 +82,25 @@ CREDENTIAL_HEADERS = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamSettings:
-    """Event stream timing and the replay bound."""
+    """Event stream timing."""
 
     #: Seconds between ``: ping`` comments on an idle stream.
     heartbeat: float = 15.0
-    #: Events kept for ``Last-Event-ID`` replay (the ring buffer's size).
-    replay_size: int = 1000
     #: The ``retry:`` hint sent to browsers: ms before ``EventSource`` reconnects.
     retry_ms: int = 3000
 
     def __post_init__(self) -> None:
-        if self.heartbeat <= 0 or self.replay_size < 1 or self.retry_ms < 0:
-            raise ValueError("heartbeat must be > 0, replay_size >= 1, retry_ms >= 0")
+        if self.heartbeat <= 0 or self.retry_ms < 0:
+            raise ValueError("heartbeat must be > 0 and retry_ms >= 0")
 
 
-class ReplayBuffer:
-    """The last ``size`` events with their ids, for ``Last-Event-ID``.
+@dataclass(frozen=True, slots=True)
+class _Resume:
+    """What a reconnecting stream asked for: ``since`` for ``onEvent`` (``None`` when
+    the id it sent is no event id), and the id as sent, for the gap comment."""
 
-    Invariants: ids are consecutive integers from 1 in publish order; the buffer holds
-    the newest ``size`` of them; ``id_of(payload)`` finds a buffered event by the very
-    ``bytes`` object the bus queued for subscribers (each event is serialised once and
-    the buffer keeps it alive, so the identity cannot be reused while it is indexed).
-    """
-
-    def __init__(self, size: int) -> None:
-        if size < 1:
-            raise ValueError("size must be at least 1")
-        self.size = size
-        self.newest = 0
-        self._events: collections.deque[tuple[int, BusEvent]] = collections.deque()
-        self._ids: dict[int, int] = {}
-
-    def record(self, event: BusEvent) -> int:
-        """Give ``event`` the next id and keep it, evicting the oldest past ``size``."""
-        self.newest += 1
-        if len(self._events) >= self.size:
-            _old_id, old = self._events.popleft()
-            self._ids.pop(id(old.payload()), None)
-        self._events.append((self.newest, event))
-        self._ids[id(event.payload())] = self.newest
-        return self.newest
-
-    def id_of(self, payload: bytes) -> int | None:
-        """The id of the buffered event whose payload is ``payload`` (identity)."""
-        return self._ids.get(id(payload))
-
-    def after(self, last_id: int) -> tuple[list[tuple[int, BusEvent]], bool]:
-        """Events with an id above ``last_id``, and whether some were already evicted.
-
-        An id above the newest comes from an earlier run of the server: everything
-        buffered is new to that client.
-        """
-        events = list(self._events)
-        if last_id > self.newest:
-            return events, bool(events) and events[0][0] > 1
-        complete = not events or events[0][0] <= last_id + 1
-        return [(n, e) for n, e in events if n > last_id], not complete
+    since: str | None
+    sent: str
 
 
 class EventStreams:
@@ -155,22 +119,10 @@ class EventStreams:
         self.metrics = metrics
         self.settings = settings
         self._per_address = per_address
-        self._replay: ReplayBuffer | None = None
-        self._stop_recording: Callable[[], None] | None = None
         self._open: set[_Stream] = set()
         self.gauge = Gauge(
             "vwell_event_streams", "Open event streams (GET /api/events)", registry=metrics.registry
         )
-
-    @property
-    def replay(self) -> ReplayBuffer:
-        """The replay buffer; recording starts on first use (see the module docstring)."""
-        if self._replay is None:
-            self._replay = ReplayBuffer(self.settings.replay_size)
-            self._stop_recording = self.api.bus.listen(
-                EventFilter.from_spec(None), self._replay.record
-            )
-        return self._replay
 
     @property
     def open_streams(self) -> int:
@@ -178,12 +130,9 @@ class EventStreams:
         return len(self._open)
 
     async def close_all(self, _app: web.Application | None = None) -> None:
-        """End every stream (server shutdown) and stop recording."""
+        """End every stream (server shutdown)."""
         for stream in list(self._open):
             stream.end()
-        if self._stop_recording is not None:
-            self._stop_recording()
-            self._stop_recording = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """``GET /api/events``."""
@@ -199,10 +148,11 @@ class EventStreams:
                     f"from {peer} (at most {web_settings.max_ws_per_address})"
                 )
             argument = _argument(request, web_settings.json_max_depth)
-            last_id = _last_event_id(request, argument)
+            resume = _resume(request, argument)
         except (Forbidden, LimitExceeded, FormError) as exc:
             return error_response(request, exc)
-        replay = self.replay  # recording must start before the subscription exists
+        if resume is not None and resume.since is not None:
+            argument["since"] = resume.since
         stream = _Stream(self, request, peer)
         # Counted before the first await, so that concurrent requests from one address
         # cannot all pass the bound while their credentials are being checked.
@@ -219,13 +169,14 @@ class EventStreams:
             self._open.add(stream)
             self.gauge.inc()
             try:
-                return await stream.run(str(answer["subscriptionId"]), replay, last_id)
+                return await stream.run(answer, resume)
             finally:
                 self.gauge.dec()
                 self._open.discard(stream)
         finally:
             # Also when the client went away (cancelled) while it was being authorised.
-            self.api.bus.unsubscribe_all(stream.subscriber)
+            # Disconnected, not just unsubscribed: EventSource comes back by itself.
+            self.api.bus.disconnect(stream.subscriber)
             self._per_address[peer] -= 1
             if self._per_address[peer] <= 0:
                 del self._per_address[peer]
@@ -243,17 +194,15 @@ class _Stream:
             on_overflow=self._overflowed,
         )
         self.session = Session(peer=peer, transport="sse", subscriber=self.subscriber)
-        self._last_sent = 0
         self._response: web.StreamResponse | None = None
 
     def end(self) -> None:
         """Stop the stream: the writer loop drains what is queued and returns."""
         self.subscriber.close()
 
-    async def run(
-        self, subscription_id: str, replay: ReplayBuffer, last_id: int | None
-    ) -> web.StreamResponse:
-        """Send the head, the replay (with ``last_id``), then live events until the end."""
+    async def run(self, answer: Mapping[str, Any], resume: _Resume | None) -> web.StreamResponse:
+        """Send the head, the replay (``answer`` is onEvent's), then live events until
+        the end."""
         settings = self._streams.settings
         response = web.StreamResponse(
             headers={
@@ -270,29 +219,16 @@ class _Stream:
         self._response = response
         with contextlib.suppress(ConnectionError):
             await response.prepare(self._request)
-            head = f"retry: {settings.retry_ms}\n: subscribed {subscription_id}\n\n".encode()
-            if last_id is not None:
-                head += self._replayed(replay, last_id)
-            await response.write(head)
-            await self._pump(replay, settings.heartbeat)
+            head = bytearray(
+                f"retry: {settings.retry_ms}\n: subscribed {answer['subscriptionId']}\n\n".encode()
+            )
+            if resume is not None:
+                head += _replayed(answer, resume)
+            await response.write(bytes(head))
+            await self._pump(settings.heartbeat)
         return response
 
-    def _replayed(self, replay: ReplayBuffer, last_id: int) -> bytes:
-        events, incomplete = replay.after(last_id)
-        out = bytearray()
-        if incomplete:
-            out += (
-                f": replay incomplete: some events after {last_id} are no longer buffered\n\n"
-            ).encode()
-        filters = [flt for _sid, flt, _once in self._streams.api.bus.subscriptions(self.subscriber)]
-        guard = self.subscriber.guard
-        for number, event in events:
-            if any(f.matches(event) for f in filters) and (guard is None or guard(event)):
-                out += _frame(number, event.payload())
-        self._last_sent = max(self._last_sent, events[-1][0] if events else 0)
-        return bytes(out)
-
-    async def _pump(self, replay: ReplayBuffer, heartbeat: float) -> None:
+    async def _pump(self, heartbeat: float) -> None:
         subscriber = self.subscriber
         request = self._request
         while True:
@@ -305,19 +241,9 @@ class _Stream:
                     return
                 await self._write(b": ping\n\n")
                 continue
-            await self._write(b"".join(self._frames(items, replay)))
+            await self._write(b"".join(_frame(data) for data in items))
             if subscriber.closed and not subscriber.queued:
                 return
-
-    def _frames(self, items: Iterable[bytes], replay: ReplayBuffer) -> Iterable[bytes]:
-        for data in items:
-            number = replay.id_of(data)
-            if number is None:
-                # Evicted from the buffer before this slow reader got to it: no id.
-                yield b"data: " + data + b"\n\n"
-            elif number > self._last_sent:
-                self._last_sent = number
-                yield _frame(number, data)
 
     async def _write(self, data: bytes) -> None:
         assert self._response is not None
@@ -337,9 +263,28 @@ class _Stream:
             transport.abort()
 
 
-def _frame(number: int, payload: bytes) -> bytes:
-    # orjson never writes a newline, so the JSON is always a single data line.
-    return b"id: %d\ndata: %s\n\n" % (number, payload)
+def _frame(payload: bytes) -> bytes:
+    # orjson never writes a newline, so the JSON is always a single data line; the id
+    # is the event's own eventId (letters, digits and "-": nothing to escape).
+    event_id = event_id_of(payload)
+    if event_id is None:
+        return b"data: " + payload + b"\n\n"
+    return b"id: " + event_id.encode() + b"\ndata: " + payload + b"\n\n"
+
+
+def _replayed(answer: Mapping[str, Any], resume: _Resume) -> bytes:
+    """The gap comment, if any, and the frames of the events onEvent replayed."""
+    out = bytearray()
+    if resume.since is None or answer.get("gap"):
+        out += (
+            ": replay incomplete: events after "
+            f"{resume.sent[:MAX_EVENT_ID_LENGTH]!r} may be missing\n\n"
+        ).encode()
+    for fragment in answer.get("events", ()):
+        # onEvent embeds each event's JSON as an orjson.Fragment; dumping a fragment
+        # gives back exactly its bytes.
+        out += _frame(orjson.dumps(fragment))
+    return bytes(out)
 
 
 def _argument(request: web.Request, max_depth: int) -> dict[str, Any]:
@@ -366,23 +311,23 @@ def _argument(request: web.Request, max_depth: int) -> dict[str, Any]:
     return argument
 
 
-def _last_event_id(request: web.Request, argument: Mapping[str, Any]) -> int | None:
-    raw: str | None = request.headers.get("Last-Event-ID")
+def _resume(request: web.Request, argument: dict[str, Any]) -> _Resume | None:
+    """The id a reconnecting client sent: ``Last-Event-ID``, else ``?lastEventId=`` or
+    ``?since=``; the query keys are taken out of ``argument`` either way (the header
+    wins: ``EventSource`` sends it with the URL it was first given)."""
+    query = argument.pop("lastEventId", None)
+    since = argument.pop("since", None)
+    raw: object = request.headers.get("Last-Event-ID")
     if raw is None:
-        query = argument.get("lastEventId")
-        raw = None if query is None else str(query)
-    if raw is None or not raw.strip():
+        raw = query if query is not None else since
+    if raw is None or not isinstance(raw, str | int) or not str(raw).strip():
         return None
+    text = str(raw).strip()
     try:
-        value = int(raw.strip())
-    except ValueError:
-        raise FormError(
-            "Last-Event-ID must be an event id received from this stream "
-            f"(a number), got {raw[:40]!r}"
-        ) from None
-    if value < 0:
-        raise FormError("Last-Event-ID must not be negative")
-    return value
+        parse_event_id(text)
+    except EventIdError:
+        return _Resume(since=None, sent=text)  # an id of an earlier release, or garbage
+    return _Resume(since=text, sent=text)
 
 
 STREAMS_KEY = web.AppKey("event_streams", EventStreams)

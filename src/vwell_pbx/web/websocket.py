@@ -7,8 +7,12 @@ closed (1008) and counted, and nobody else slows down.
 
 A connection's requests run as tasks of their own (at most ``limits.max_inflight``
 at once; past it a request is answered ``rate_limited`` at once), so answers may come
-out of order: clients match them by ``reqId``. When the connection ends, its
-subscriptions are removed and its running requests are cancelled.
+out of order: clients match them by ``reqId``. An answer is queued as soon as its
+method returns, so an ``onEvent`` answer (with its replay, for ``since``) comes before
+every event published after the subscription. When the connection ends, its running
+requests are cancelled and its subscriptions removed, their names kept interesting for
+``[events] resume_grace_seconds`` (``EventBus.disconnect``) so that the client can
+resume.
 
 aiohttp's private API (batched frame writes, aborting a stuck client) is used only
 through ``web.wsframes``.
@@ -121,7 +125,9 @@ class _Connection:
                     )
                     break
         finally:
-            self._api.bus.unsubscribe_all(self._subscriber)
+            # Not just unsubscribed: the names stay wanted for a while, so that the
+            # client can resume (onEvent since) with nothing missing.
+            self._api.bus.disconnect(self._subscriber)
             for task in list(self._tasks):
                 task.cancel()
             sender.cancel()

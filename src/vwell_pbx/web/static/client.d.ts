@@ -28,6 +28,11 @@ export type EventValue = string | string[] | number | boolean | null | object;
 /** A pushed event: the PBX event's own fields plus `name` (and `pbx` with several PBXs). */
 export interface PbxEvent {
   name: string;
+  /**
+   * The event's id, on every pushed event: an opaque string. Keep the last one and send
+   * it back (`since`); never compare or parse it. The client does this by itself.
+   */
+  eventId: string;
   Event?: string;
   pbx?: string;
   /** `"api"` for events sent with dispatchEvent, with the sender's login/login2. */
@@ -81,6 +86,27 @@ export interface StateDetail {
 
 export type StateCallback = (state: ConnectionState, detail: StateDetail) => void;
 
+/** One subscription whose resume after a reconnect could not replay everything. */
+export interface GapSubscription {
+  name: string;
+  filters: Filters;
+  /** the eventId it resumed from */
+  since: string;
+}
+
+/**
+ * Reported once per reconnect when the server said `gap: true` for at least one
+ * subscription: it restarted, or the client was away longer than the server keeps
+ * events. Events may have been missed: re-read state (e.g. `call('calls')`).
+ */
+export interface GapDetail {
+  subscriptions: GapSubscription[];
+  /** when the client learnt it (ISO 8601) */
+  at: string;
+}
+
+export type GapCallback = (detail: GapDetail) => void;
+
 export interface ConnectOptions {
   login: string;
   login2: string;
@@ -99,6 +125,8 @@ export interface ConnectOptions {
   backoff?: Backoff;
   /** the same as calling client.onState(cb) before the first connection */
   onState?: StateCallback;
+  /** the same as calling client.onGap(cb) before the first connection */
+  onGap?: GapCallback;
   /** a WebSocket implementation (default: the global one) */
   WebSocket?: typeof WebSocket;
 }
@@ -116,6 +144,11 @@ export interface Unsubscribe {
   readonly ready: Promise<string | null>;
   /** The server's subscriptionId now: a new one after each reconnect, null while down. */
   readonly subscriptionId: string | null;
+  /**
+   * The eventId this subscription is up to date with (its last event's, or the
+   * server's position when it subscribed); it resumes from there after a reconnect.
+   */
+  readonly lastEventId: string | null;
 }
 
 /** The `whoami` answer (without err, errCode and reqId). */
@@ -166,6 +199,12 @@ export declare class Client {
 
   /** Register a state callback; returns a function that removes it. */
   onState(cb: StateCallback): () => void;
+
+  /**
+   * Register a gap callback (see GapDetail): after a reconnect, the subscriptions
+   * resumed with events that may be missing. Returns a function that removes it.
+   */
+  onGap(cb: GapCallback): () => void;
 
   /** Close for good: no reconnect; pending calls reject with errCode 'closed'. */
   close(): void;

@@ -9,6 +9,7 @@
  *   const answer = await pbx.call('dial', {from: '269', to: '+7 100 200 30 40'});
  *   const off = pbx.on('Newchannel', {CallerIDNum: '+7978*'}, (event) => console.log(event));
  *   off();  // unsubscribe
+ *   pbx.onGap((gap) => reloadCalls());  // events may have been missed while reconnecting
  */
 (function (root) {
   'use strict';
@@ -188,6 +189,8 @@
       this._pending = new Map();      // reqId -> {resolve, reject, timer}
       this._subs = new Map();         // local id -> subscription
       this._stateHandlers = new Set();
+      this._gapHandlers = new Set();
+      this._gaps = [];                // subscriptions whose resume reported gap: true
       this._waiters = new Set();      // calls waiting for the connection to open
       this._attempt = 0;
       this._retryTimer = null;
@@ -208,6 +211,29 @@
       var handlers = this._stateHandlers;
       handlers.add(cb);
       return function () { handlers.delete(cb); };
+    }
+
+    /**
+     * Call `cb(detail)` when, after a reconnect, the server could not replay everything
+     * missed (it restarted, or the client was away too long): detail.subscriptions
+     * lists {name, filters, since} of those concerned. Re-read state then (e.g. call
+     * 'calls'). Returns a function that stops it.
+     */
+    onGap(cb) {
+      var handlers = this._gapHandlers;
+      handlers.add(cb);
+      return function () { handlers.delete(cb); };
+    }
+
+    // After a reconnect: tell the gap handlers, once, about every resume with a gap.
+    _reportGaps() {
+      var gaps = this._gaps;
+      this._gaps = [];
+      if (!gaps.length) return;
+      var detail = {subscriptions: gaps, at: new Date().toISOString()};
+      this._gapHandlers.forEach(function (cb) {
+        try { cb(detail); } catch (e) { setTimeout(function () { throw e; }); }
+      });
     }
 
     _setState(state, detail) {
@@ -242,6 +268,7 @@
 
     async _openOnce() {
       var self = this;
+      this._gaps = [];  // only this connection's resumes count
       var ws = await new Promise(function (resolve, reject) {
         var socket;
         try {
@@ -328,20 +355,28 @@
       this._dispatch(message);
     }
 
+    // A pushed event goes to every subscription that matches it and that the server
+    // confirmed on this connection: what was published before a subscription's answer
+    // is either in that answer's replay or was seen before the reconnect.
     _dispatch(event) {
       var self = this;
       Array.from(this._subs.values()).forEach(function (sub) {
-        if (!self._subs.has(sub.id) || !sub.test(event)) return;
-        if (sub.once) {
-          sub.firedOnce = true;  // the server ended its onceEvent itself: no rmEvent
-          self._remove(sub);
-        }
-        try {
-          sub.handler(event);
-        } catch (e) {
-          setTimeout(function () { throw e; });  // a handler's bug must not stop the others
-        }
+        if (sub.serverId === null || !self._subs.has(sub.id) || !sub.test(event)) return;
+        self._deliver(sub, event);
       });
+    }
+
+    _deliver(sub, event) {
+      if (typeof event.eventId === 'string') sub.lastEventId = event.eventId;
+      if (sub.once) {
+        sub.firedOnce = true;  // the server ended its onceEvent itself: no rmEvent
+        this._remove(sub);
+      }
+      try {
+        sub.handler(event);
+      } catch (e) {
+        setTimeout(function () { throw e; });  // a handler's bug must not stop the others
+      }
     }
 
     _onClose(ws, ev) {
@@ -386,6 +421,7 @@
           self._attempt = 0;
           self.lastError = null;
           self._setState('open');
+          self._reportGaps();
         }, function (error) {
           if (self._closed) return;
           self.lastError = error;
@@ -468,11 +504,16 @@
       return this._request(method, args || {}, left);
     }
 
+    // Subscribe on the server; after a reconnect with `since` (the last eventId this
+    // subscription saw), so the answer replays what it missed (`events`) and says
+    // whether something may be lost anyway (`gap`).
     _serverSubscribe(sub) {
       var self = this;
       var argument = Object.keys(sub.filters).length
         ? {event: Object.assign({name: sub.name || '*'}, sub.filters)}
         : {name: sub.name || '*'};
+      var since = sub.lastEventId;
+      if (since !== null) argument.since = since;
       return this._request(sub.once ? 'onceEvent' : 'onEvent', argument, this._options.timeout)
         .then(function (answer) {
           if (!self._subs.has(sub.id)) {
@@ -481,7 +522,19 @@
               self._options.timeout).catch(function () { /* gone with the connection */ });
             return answer.subscriptionId;
           }
+          // Runs before the next message is handled (a promise reaction), so the
+          // replay comes before every live event, as the server sent them.
           sub.serverId = answer.subscriptionId;
+          if (answer.gap === true) {
+            self._gaps.push({name: sub.name || '*', filters: sub.filters, since: since});
+          }
+          var replayed = Array.isArray(answer.events) ? answer.events : [];
+          for (var i = 0; i < replayed.length && self._subs.has(sub.id); i++) {
+            self._deliver(sub, replayed[i]);
+          }
+          if (typeof answer.lastEventId === 'string' && self._subs.has(sub.id)) {
+            sub.lastEventId = answer.lastEventId;  // every later match comes live
+          }
           return answer.subscriptionId;
         });
     }
@@ -502,7 +555,7 @@
       var sub = {
         id: ++this._seq, name: spec.name, filters: spec.filters, once: once, handler: handler,
         test: compileFilter(spec.name, spec.filters), serverId: null, onClosed: null,
-        firedOnce: false, error: null,
+        firedOnce: false, error: null, lastEventId: null,
       };
       if (this._closed) throw new PbxError('the client is closed', 'closed');
       this._subs.set(sub.id, sub);
@@ -528,6 +581,10 @@
       // The server's current id: it changes on every reconnect (null in between).
       Object.defineProperty(unsubscribe, 'subscriptionId', {get: function () {
         return sub.serverId;
+      }});
+      // The eventId it is up to date with (what it resumes from after a reconnect).
+      Object.defineProperty(unsubscribe, 'lastEventId', {get: function () {
+        return sub.lastEventId;
       }});
       return unsubscribe;
     }
@@ -581,7 +638,7 @@
 
   /**
    * Connect and log in. `options`: {login, login2, password | sha1, timeout,
-   * connectTimeout, reconnect, backoff: {initial, max, factor, jitter}, onState,
+   * connectTimeout, reconnect, backoff: {initial, max, factor, jitter}, onState, onGap,
    * WebSocket}. Resolves with a Client once the server accepted the login; rejects with
    * a PbxError (errCode 'auth_failed', 'connect_failed', 'insecure_context', ...).
    */
@@ -599,6 +656,7 @@
     delete rest.password; delete rest.sha1; delete rest.secret;
     var client = new Client(url || defaultUrl(), credentials, rest);
     if (typeof opts.onState === 'function') client.onState(opts.onState);
+    if (typeof opts.onGap === 'function') client.onGap(opts.onGap);
     client._setState('connecting', {});
     try {
       await client._open();

@@ -35,7 +35,9 @@ const session = {
   pbx: null,
   methods: new Map(),
   subs: [],             // {label, off, li}
-  events: [],           // {receivedAt, event} kept for export
+  events: [],           // {receivedAt, event} or {receivedAt, gap} kept for export
+  gapsKept: 0,          // how many of those are gaps (not counted as events)
+  seenIds: new Set(),   // eventIds shown (bounded): a resume may replay one event per subscription
   seen: new WeakSet(),  // one event object can match several subscriptions
   paused: false,
   hidden: 0,            // events received while paused, not shown yet
@@ -192,6 +194,7 @@ async function signIn(event) {
       signedOut(describeError(detail.error));
     }
   });
+  session.pbx.onGap(receiveGap);
   ui.who.textContent = `${ui.login.value} / ${ui.login2.value}`;
   ui.signinPanel.hidden = true;
   ui.signOut.hidden = false;
@@ -474,15 +477,59 @@ async function unsubscribe(entry) {
   await entry.off();
 }
 
-function receive(event) {
-  if (session.seen.has(event)) return;
-  session.seen.add(event);
-  const item = {receivedAt: new Date().toISOString(), event};
+function alreadyShown(event) {
+  const id = event.eventId;
+  if (typeof id !== 'string') {
+    if (session.seen.has(event)) return true;
+    session.seen.add(event);
+    return false;
+  }
+  if (session.seenIds.has(id)) return true;
+  session.seenIds.add(id);
+  // A Set iterates in insertion order: the first one is the oldest.
+  if (session.seenIds.size > MAX_KEPT) session.seenIds.delete(session.seenIds.values().next().value);
+  return false;
+}
+
+function keep(item) {
   session.events.push(item);
-  if (session.events.length > MAX_KEPT) session.events.splice(0, session.events.length - MAX_KEPT);
+  if (item.gap) session.gapsKept += 1;
+  if (session.events.length > MAX_KEPT) {
+    const dropped = session.events.splice(0, session.events.length - MAX_KEPT);
+    session.gapsKept -= dropped.filter((old) => old.gap).length;
+  }
   if (session.paused) session.hidden += 1;
-  else showEvent(item);
+  else showItem(item);
   updateCount();
+}
+
+function receive(event) {
+  if (alreadyShown(event)) return;
+  keep({receivedAt: new Date().toISOString(), event});
+}
+
+// After a reconnect the server could not replay everything missed (it restarted, or
+// the console was away too long): mark the place in the list, so nobody takes the
+// events around it for complete.
+function receiveGap(detail) {
+  const names = detail.subscriptions.map((sub) => (Object.keys(sub.filters).length
+    ? `${sub.name} ${JSON.stringify(sub.filters)}` : sub.name));
+  keep({receivedAt: detail.at, gap: {subscriptions: names}});
+}
+
+function showItem(item) {
+  if (item.gap) showGap(item);
+  else showEvent(item);
+}
+
+function showGap(item) {
+  const text = element('span', {class: 'gap-text'});
+  show(text, 'events.gap', {names: item.gap.subscriptions.join(', ')});
+  const li = element('li', {class: 'gap', dataset: {gap: 'true'}},
+    element('time', {dateTime: item.receivedAt, text: item.receivedAt.slice(11, 23)}),
+    text);
+  ui.events.prepend(li);
+  while (ui.events.childElementCount > MAX_SHOWN) ui.events.lastElementChild.remove();
 }
 
 const BRIEF_FIELDS = ['Channel', 'CallerIDNum', 'Exten', 'ChannelStateDesc', 'Uniqueid'];
@@ -504,7 +551,7 @@ function showEvent(item) {
 }
 
 function updateCount() {
-  const count = session.events.length;
+  const count = session.events.length - session.gapsKept;
   if (session.paused) show(ui.count, 'events.countPaused', {count, hidden: session.hidden});
   else show(ui.count, 'events.count', {count});
 }
@@ -515,7 +562,7 @@ function togglePause() {
   show(ui.pause, session.paused ? 'events.resume' : 'events.pause');
   if (!session.paused && session.hidden) {
     const hidden = session.events.slice(-Math.min(session.hidden, MAX_SHOWN));
-    hidden.forEach(showEvent);
+    hidden.forEach(showItem);
     session.hidden = 0;
   }
   updateCount();
@@ -523,6 +570,7 @@ function togglePause() {
 
 function clearEvents() {
   session.events = [];
+  session.gapsKept = 0;
   session.hidden = 0;
   ui.events.replaceChildren();
   updateCount();
