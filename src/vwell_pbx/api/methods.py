@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field, StringConstraints, field_validator
 
+from vwell_pbx.api.calls import active_calls_for_subscription
 from vwell_pbx.api.envelope import Arguments, action_answer, argument_error, pbx_message
 from vwell_pbx.api.errors import BadRequest, Forbidden, LimitExceeded
 from vwell_pbx.api.registry import METHODS, method
@@ -170,6 +171,8 @@ class DialArgs(Arguments):
         "outcome": "answered|busy|no_answer|hung_up|congestion|failed (with wait)",
         "reason": "the PBX's Reason code (with wait)",
         "uniqueid": "the new channel's Uniqueid (with wait)",
+        "callId": "the call it made, as in call events and `calls` (with wait; null if "
+        "no call was made or calls are not tracked)",
     },
 )
 async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
@@ -179,6 +182,14 @@ async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
     to = rules.normalise(args.to, argument="to")
     _check_owned_extension(call, from_)
     ring_ms = args.timeout or call.settings.dial_timeout_ms
+    live = call.pbx.calls
+
+    def accepted(action_id: str, channel: str) -> None:
+        # Before the outcome is awaited: the tracker then marks the call it makes
+        # (originated, actionId) however soon its channels appear.
+        if live is not None:
+            live.expect_originate(action_id, channel, to)
+
     result = await originate_call(
         call.pbx.client,
         call.settings.dial,
@@ -188,12 +199,15 @@ async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
         wait=args.wait,
         wait_timeout=min(ring_ms / 1000 + 30, call.settings.max_wait_ms / 1000),
         action_timeout=call.settings.wait_seconds(None),
+        on_accepted=accepted,
     )
     answer: dict[str, Any] = {"actionId": result.action_id, "from": from_, "to": to}
     if args.wait:
         answer["outcome"] = result.outcome.value if result.outcome is not None else None
         answer["reason"] = result.reason
         answer["uniqueid"] = result.uniqueid
+        # The tracker read the result event in the AMI reader before this resumed.
+        answer["callId"] = live.call_id_for_action(result.action_id) if live else None
     return answer
 
 
@@ -327,7 +341,11 @@ def _subscribe(call: Call, args: SubscribeArgs, *, once: bool) -> dict[str, Any]
             name = names[0]
     flt = EventFilter.from_spec(name, fields)
     subscription_id = call.api.bus.subscribe(subscriber, flt, once=once)
-    return {"subscriptionId": subscription_id, "name": name or "*"}
+    answer: dict[str, Any] = {"subscriptionId": subscription_id, "name": name or "*"}
+    active = active_calls_for_subscription(call, flt)
+    if active is not None:
+        answer["calls"] = active
+    return answer
 
 
 @method(
@@ -336,7 +354,10 @@ def _subscribe(call: Call, args: SubscribeArgs, *, once: bool) -> dict[str, Any]
     needs_pbx=False,
     needs_websocket=True,
     summary="Subscribe this WebSocket to PBX events by name and field filters.",
-    answer={"subscriptionId": "id for rmEvent"},
+    answer={
+        "subscriptionId": "id for rmEvent",
+        "calls": "for a call.* name: the active calls the subscription matches",
+    },
 )
 async def on_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
     """Subscribe until removed."""
@@ -349,7 +370,10 @@ async def on_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
     needs_pbx=False,
     needs_websocket=True,
     summary="Like onEvent, but the subscription ends after the first matching event.",
-    answer={"subscriptionId": "id for rmEvent"},
+    answer={
+        "subscriptionId": "id for rmEvent",
+        "calls": "for a call.* name: the active calls the subscription matches",
+    },
 )
 async def once_event(call: Call, args: SubscribeArgs) -> dict[str, Any]:
     """Subscribe for one matching event."""
