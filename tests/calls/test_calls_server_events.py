@@ -8,9 +8,13 @@ call, ``callHistory`` after it, and ``dial`` with ``wait`` names the call it mad
 
 from __future__ import annotations
 
+import asyncio
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 
 from tests.calls.server_support import (
@@ -151,3 +155,25 @@ async def test_dial_to_an_outside_number(api: ApiClient, watcher: WsClient) -> N
         "89781234567",
     )
     assert last["originated"] is True and last["endReason"] == "completed"
+
+
+async def test_call_events_reach_the_event_stream_too(
+    api: ApiClient, server: RunningServer, simulator: PbxSimulator
+) -> None:
+    """``GET /api/events`` (Server-Sent Events) with a call event filter."""
+    argument = {**SUPERVISOR, "event": {"name": "call.*", "extension": "269"}}
+    params = {"fb64json": base64.b64encode(orjson.dumps({"argument": argument})).decode()}
+    async with aiohttp.ClientSession() as session:
+        response = await session.get(server.http_url + "/api/events", params=params)
+        assert response.status == 200, await response.text()
+        await simulator.incoming_call("+79787342741", span=11, to="270", hold=0.05)
+        await simulator.incoming_call("+79787342741", span=11, to="269", hold=0.05)
+        got: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):
+            while not got or got[-1]["name"] != "call.ended":
+                line = (await response.content.readline()).decode()
+                if line.startswith("data: "):
+                    got.append(orjson.loads(line.removeprefix("data: ")))
+        response.close()
+    assert names(got) == ["call.ringing", "call.answered", "call.ended"]
+    assert {event["extension"] for event in got} == {"269"}  # 270's call filtered out
