@@ -4,13 +4,16 @@ and the batch writer."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pytest
 
-from tests.storage.fixtures import wait_until
+from tests.storage.fixtures import TEST_SETTINGS, create_pg_database, wait_until
+from tests.storage.pg_cluster import PgCluster, pg_bindir
 from vwell_pbx.storage import (
     CallHistoryWriter,
     CallRecord,
@@ -18,6 +21,7 @@ from vwell_pbx.storage import (
     HistoryQuery,
     KeyStore,
     Storage,
+    open_storage,
 )
 
 EXTENSIONS = ("269", "270", "271", "300")
@@ -255,3 +259,39 @@ async def test_queued_calls_are_flushed_at_shutdown(storage: Storage) -> None:
         # Not drained here: leaving the block must flush.
     assert writer.written == 20 and writer.dropped == 0
     assert len(_ids(await storage.db.fetch_all("SELECT id FROM calls"))) == 20
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster of this test's own, since it gets stopped."""
+    if pg_bindir() is None:
+        pytest.skip("PostgreSQL is not installed")
+    cluster = PgCluster.create()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_the_writer_retries_while_the_database_is_down(
+    own_cluster: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Calls that end during an outage are kept in the queue and written once the
+    database is back; nobody who offered them waited."""
+    short = dataclasses.replace(
+        TEST_SETTINGS, connect_timeout=0.5, acquire_timeout=1.0, query_timeout=1.0
+    )
+    url = await create_pg_database(own_cluster)
+    async with open_storage(url, short) as storage:
+        writer = CallHistoryWriter(
+            storage.calls, lambda item: record(f"o{item}", item), retry_initial=0.05, retry_max=0.2
+        )
+        async with writer:
+            await asyncio.to_thread(lambda: own_cluster.stop(remove=False, mode="fast"))
+            assert all(writer.offer(item) for item in range(5))  # never blocks
+            await asyncio.to_thread(own_cluster.start)  # the same port again
+            await writer.drained(30)
+        assert writer.written == 5 and writer.dropped == 0
+        assert await storage.db.fetch_value("SELECT COUNT(*) FROM calls") == 5
+    assert "call history: cannot write 5 calls" in caplog.text  # it did fail first
+    assert own_cluster.password not in caplog.text

@@ -447,7 +447,12 @@ class CallHistoryWriter(Generic[T]):
                     except Exception:
                         self.failed += 1
                         log.exception("call history: cannot convert an ended call")
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except asyncio.CancelledError:
+                    # Stopped at shutdown (flush_timeout passed) with a batch in hand.
+                    self.dropped += len(batch)
+                    raise
             self._idle.set()
 
     async def _write(self, batch: list[CallRecord]) -> None:
