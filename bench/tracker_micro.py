@@ -19,8 +19,9 @@ catch-all subscriber. Scenarios:
 
 For scale, ``bus only`` is the bus's own cost for the same recorded events
 (``BusEvent.from_message`` + ``publish`` to one catch-all subscriber), which every
-server pays with or without the tracker. Nothing here asserts anything; the figures
-are in docs/performance.md.
+server pays with or without the tracker. Times are this process's CPU time
+(``time.process_time``), the figure least disturbed when other work shares the machine.
+Nothing here asserts anything; the figures are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -73,12 +74,12 @@ def through_tracker(streams: Sequence[Sequence[tuple[float, Message]]]) -> tuple
     for stream in streams:
         tracker = CallTracker(pbx="office")
         observe = tracker.observe
-        started = time.perf_counter()
+        started = time.process_time()
         for at, message in stream:
             for event in observe(message, at):
                 publish(call_bus_event(event))
                 emitted += 1
-        elapsed += time.perf_counter() - started
+        elapsed += time.process_time() - started
         events += len(stream)
     return elapsed, events, emitted
 
@@ -88,12 +89,12 @@ def through_bus(streams: Sequence[Sequence[tuple[float, Message]]]) -> tuple[flo
     bus = _bus()
     publish, from_message = bus.publish, BusEvent.from_message
     events = 0
-    started = time.perf_counter()
+    started = time.process_time()
     for stream in streams:
         for _, message in stream:
             publish(from_message(message))
         events += len(stream)
-    return time.perf_counter() - started, events, 0
+    return time.process_time() - started, events, 0
 
 
 def report(label: str, run: Callable[[], tuple[float, int, int]]) -> None:
