@@ -219,9 +219,10 @@ async def test_a_cursor_works_only_for_its_own_query(
     # Another user's restriction is another query: Agent sees only extension 269.
     agent = await api.post("callHistory", creds=AGENT, before=cursor)
     assert agent["errCode"] == "bad_request", agent
-    # A tampered cursor: every single changed character is noticed.
+    # A tampered cursor: a changed character is noticed wherever it is (but in the
+    # last one, whose low bits base64 may not use).
     body, _, signature = cursor.partition(".")
-    for index in range(0, len(body), 3):
+    for index in range(0, len(body) - 1, 3):
         changed = body[:index] + ("A" if body[index] != "A" else "B") + body[index + 1 :]
         answer = await api.post(
             "callHistory", creds=SUPERVISOR, limit=1, before=f"{changed}.{signature}"
