@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the benchmarks: bash bench.sh [--quick] [--only fanout,broadcast,roundtrip,connections,startup] [--uvloop]
+# Run the benchmarks: bash bench.sh [--quick] [--only fanout,broadcast,roundtrip,connections,startup] [--uvloop] [--calls-off]
 # Results: Markdown tables on stdout and bench/results/<date>.json. See docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -23,7 +23,10 @@ Benchmarks (see docs/performance.md for what each means and the targets):
 - ``connections``: 10,000 idle authenticated WebSockets.
 - ``startup``: ``vwell-pbx serve`` to the first 200 from ``/health``.
 
-``--uvloop`` adds a server under uvloop to fan-out and broadcast.
+``--uvloop`` adds a server under uvloop to fan-out and broadcast. ``--calls-off`` adds a
+server with ``[calls] enabled = false`` (no call tracker, no call history) to fan-out and
+broadcast, side by side with the default one on the same feed, to show what the call
+tracker costs per event.
 """
 
 from __future__ import annotations
@@ -226,7 +229,8 @@ async def fanout_step(
     print(
         f"  {target.name:<13} {label:<16} {rate:>6}/s: p99={p99 * 1e3:7.1f} ms lost={lost} "
         f"sent={result.rate:,.0f}/s srv={server_pct:.0f}% load={load_pct:.0f}% "
-        f"others={others:.0f}% rss={peak[0] / 1024:.0f} MB closed={closed}",
+        f"others={others:.0f}% rss={peak[0] / 1024:.0f} MB closed={closed} "
+        f"other_msgs={recorder.other}",
         flush=True,
     )
     return {
@@ -244,6 +248,7 @@ async def fanout_step(
         "others_cpu%": max(0.0, others),
         "srv_rss_MB": peak[0] / 1024,
         "closed": closed,
+        "other_msgs": recorder.other,
         "ok": ok,
     }
 
@@ -332,7 +337,7 @@ async def with_baseline(
 
 
 async def bench_fanout(
-    feeder: AmiFeeder, settings: Settings, uvloop: bool, broadcast: bool
+    feeder: AmiFeeder, settings: Settings, uvloop: bool, broadcast: bool, calls_off: bool = False
 ) -> tuple[list[Row], list[Row]]:
     """Fan-out (or broadcast) steps against the server and the baseline; summary rows."""
     all_rows: list[Row] = []
@@ -351,6 +356,8 @@ async def bench_fanout(
     ]
     if uvloop:
         variants.append(("server+uvloop", "bench._server", {"uvloop": True}))
+    if calls_off:
+        variants.append(("server-no-calls", "bench._server", {"calls": False}))
     for label, operators, catch_all, rates in cases:
         targets = await fanout_case(
             feeder,
@@ -717,12 +724,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             print_table("Start-up: spawn to the first 200 from /health", rows)
             results["startup"] = rows
         if "fanout" in only:
-            steps, summary = await bench_fanout(feeder, settings, args.uvloop, broadcast=False)
+            steps, summary = await bench_fanout(
+                feeder, settings, args.uvloop, broadcast=False, calls_off=args.calls_off
+            )
             print_table("Fan-out steps", steps)
             print_table("Fan-out: highest input rate with p99 < 50 ms and nothing lost", summary)
             results["fanout"] = {"steps": steps, "summary": summary}
         if "broadcast" in only:
-            steps, summary = await bench_fanout(feeder, settings, args.uvloop, broadcast=True)
+            steps, summary = await bench_fanout(
+                feeder, settings, args.uvloop, broadcast=True, calls_off=args.calls_off
+            )
             print_table("Broadcast steps", steps)
             print_table("Broadcast: highest input rate with p99 < 50 ms and nothing lost", summary)
             results["broadcast"] = {"steps": steps, "summary": summary}
@@ -761,6 +772,11 @@ def cli() -> None:
     )
     parser.add_argument(
         "--uvloop", action="store_true", help="also run the server under uvloop (if installed)"
+    )
+    parser.add_argument(
+        "--calls-off",
+        action="store_true",
+        help="also run a server without the call tracker ([calls] enabled = false), side by side",
     )
     args = parser.parse_args()
     pin_self(LOAD_CPU)

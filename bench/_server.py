@@ -1,13 +1,14 @@
 """Runs the real server for a benchmark, in its own process:
 
-    python -m bench._server '{"pbx_port": 5038, "ws_queue_size": 1000, "uvloop": false}'
+    python -m bench._server '{"pbx_port": 5038, "ws_queue_size": 1000, "uvloop": false,
+                              "calls": true}'
 
 Builds a configuration (HTTP and WebSocket on free loopback ports, the PBX at the
 feeder with plain AMI auth, a fresh user database in a temporary folder with the bench
 users, limits raised so that rate limits and the per-address WebSocket cap do not
-stop the load), waits for the AMI login, then prints one JSON line
-(``http_url``, ``ws_url``, ``serving_s``: seconds spent inside ``serving()``) and
-runs until SIGTERM.
+stop the load; ``calls: false`` turns the call tracker off), waits for the AMI login,
+then prints one JSON line (``http_url``, ``ws_url``, ``serving_s``: seconds spent
+inside ``serving()``) and runs until SIGTERM.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def make_config(folder: Path, args: dict[str, Any]) -> AppConfig:
                 }
             ],
             "sms": {"interval_seconds": 0},
+            "calls": {"enabled": bool(args.get("calls", True))},
         }
     )
 

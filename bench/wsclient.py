@@ -3,7 +3,9 @@
 The load generator shares one core among up to a thousand receivers, so each must
 cost as little as possible: no per-frame objects beyond the payload, latency taken
 from the ``Timestamp`` the feeder put into the event (the same regular expression
-finds it in our JSON and in the baseline's raw AMI text). Answers to requests (any
+finds it in our JSON and in the baseline's raw AMI text). Only frames that carry it
+count as events; others (the server's own ``call.*`` events, which a catch-all
+subscriber also receives) are counted apart, in ``other``. Answers to requests (any
 frame with an ``errCode`` key) resolve futures by ``reqId``. Pings are answered,
 so the server's heartbeat never closes an idle connection.
 """
@@ -29,15 +31,18 @@ _req_ids = itertools.count(1)
 
 @dataclass(slots=True)
 class Recorder:
-    """Events received by a group of clients: count and delivery latencies (s)."""
+    """Events received by a group of clients: count and delivery latencies (s) of the
+    feeder's events, and how many other pushed messages came."""
 
     events: int = 0
     latencies: list[float] = field(default_factory=list)
+    other: int = 0
 
     def reset(self) -> None:
         """Forget everything recorded so far."""
         self.events = 0
         self.latencies = []
+        self.other = 0
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -143,8 +148,6 @@ class WsClient(asyncio.Protocol):
             buffer = upgraded
         # The frame loop below is the load side's hot path, kept flat on purpose.
         now = time.time()
-        recorder = self.recorder
-        latencies = recorder.latencies
         position = 0
         size = len(buffer)
         while size - position >= 2:
@@ -167,17 +170,22 @@ class WsClient(asyncio.Protocol):
             opcode = first & 0x0F
             position = end
             if opcode in {0x1, 0x2}:
-                payload = buffer[start:end]
-                if b'"errCode"' in payload:
-                    self._answer(payload)
-                    continue
-                recorder.events += 1
-                match = _TS.search(payload)
-                if match is not None:
-                    latencies.append(now - float(match.group(1)))
+                self._data(buffer[start:end], now)
             else:
                 self._control(opcode, buffer[start:end])
         self._buffer = buffer[position:]
+
+    def _data(self, payload: bytes, now: float) -> None:
+        """A text frame: an answer to one of ours, a timed feed event, or another event."""
+        if b'"errCode"' in payload:
+            self._answer(payload)
+            return
+        match = _TS.search(payload)
+        if match is not None:
+            self.recorder.events += 1
+            self.recorder.latencies.append(now - float(match.group(1)))
+        else:
+            self.recorder.other += 1
 
     def _control(self, opcode: int, payload: bytes) -> None:
         """A control frame: a ping is answered, a close ends the connection."""

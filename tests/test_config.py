@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from vwell_pbx.config import (
     AppConfig,
+    CallsConfig,
     ConfigError,
     demo_config,
     find_config_path,
@@ -18,6 +19,7 @@ from vwell_pbx.config import (
     pbx_secret_env_name,
     render_template,
 )
+from vwell_pbx.pbx.numbers import PhoneRules
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "app-config.example.toml"
 
@@ -110,6 +112,12 @@ def test_pbx_errors_name_the_field_and_the_file(
         ('[sms]\nspan = "first"\n', "sms.span", "span number"),
         ('[sms]\nbackend = "sms77"\n', "sms.backend", "'yeastar'"),
         ('[phone]\nrewrite = [["7x", "8"]]\n', "phone.rewrite", "prefix"),
+        ('[calls]\ntrunks = ["YSGSM/*", " "]\n', "calls.trunks", "trunks[1] must be a non-empty"),
+        ("[calls]\nextensions = [269]\n", "calls.extensions[0]", "valid string"),
+        ("[calls]\nretention_days = -1\n", "calls.retention_days", "greater than or equal to 0"),
+        ("[calls]\nmax_calls = 0\n", "calls.max_calls", "greater than 0"),
+        ("[calls]\nhistory_batch_size = 20000\n", "calls.history_batch_size", "less than"),
+        ("[calls]\nenable = false\n", "calls.enable", "Extra inputs"),
         ("[roles.sales]\nmethods = ['send']\nactoins = ['Ping']\n", "roles.sales.actoins", "Extra"),
         ("[unknown]\n", "unknown", "Extra inputs"),
     ],
@@ -120,6 +128,21 @@ def test_section_errors_name_the_field(
     err = error_for(tmp_path, MINIMAL + text)
     assert err.field == field, str(err)
     assert fragment in str(err)
+
+
+def test_calls_settings_become_the_trackers_rules_and_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "app-config.toml"
+    path.write_text(
+        MINIMAL + '[calls]\ntrunks = ["DAHDI/*"]\nmax_calls = 5\nretention_days = 0\n',
+        encoding="utf-8",
+    )
+    calls = load_config(path, env={}).calls
+    rules = calls.rules(PhoneRules())
+    assert rules.classify("DAHDI/1-1").trunk == "DAHDI/1"
+    assert rules.classify("YSGSM/11-1").trunk is None  # the defaults were replaced
+    assert calls.limits().max_calls == 5
+    assert calls.retention_ms is None  # 0 = keep forever
+    assert CallsConfig().retention_ms == 90 * 86_400_000
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -326,7 +349,7 @@ def test_example_config_validates_and_documents_every_field() -> None:
 def test_example_defaults_match_the_models() -> None:
     """The example shows each default: an uncommented key equals the model's default."""
     cfg = load_config(EXAMPLE, env={})
-    for section in ("limits", "users", "dial", "redirect", "sms", "phone"):
+    for section in ("limits", "users", "dial", "redirect", "sms", "phone", "calls"):
         model = getattr(cfg, section)
         default = type(model)()
         for name in type(model).model_fields:

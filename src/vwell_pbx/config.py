@@ -60,10 +60,13 @@ from pydantic import (
     model_validator,
 )
 
+from vwell_pbx.calls.rules import DEFAULT_EXTENSIONS, DEFAULT_TRUNKS, CallRules
+from vwell_pbx.calls.tracker import TrackerLimits
 from vwell_pbx.errors import VwellError
 from vwell_pbx.events.bus import DEFAULT_RESUME_GRACE
 from vwell_pbx.events.filters import EventFilter, FilterError
 from vwell_pbx.events.replay import DEFAULT_REPLAY_BYTES, DEFAULT_REPLAY_SIZE
+from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.storage.errors import StorageUrlError
 from vwell_pbx.storage.settings import StorageSettings
 from vwell_pbx.storage.url import StorageUrl
@@ -73,6 +76,7 @@ __all__ = [
     "SIMULATOR_HOST",
     "SIMULATOR_USERNAME",
     "AppConfig",
+    "CallsConfig",
     "ConfigError",
     "DemoConfig",
     "DialConfig",
@@ -626,6 +630,61 @@ class PhoneConfig(_Model):
         return value
 
 
+class CallsConfig(_Model):
+    """``[calls]``: the call tracker (live calls, call events) and the call history.
+
+    ``trunks`` and ``extensions`` are the tracker's channel patterns
+    (``vwell_pbx.calls.CallRules``); the ``max_*`` keys and ``originate_ttl`` its bounds
+    (``TrackerLimits``); the rest say how ended calls are stored and kept.
+    """
+
+    enabled: bool = True
+    trunks: tuple[str, ...] = DEFAULT_TRUNKS
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
+    purge_interval_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    reconcile_interval_seconds: Annotated[float, Field(ge=0)] = 600.0
+    list_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 15.0
+    history_queue_size: PositiveInt = 10_000
+    history_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
+    max_calls: PositiveInt = 2_000
+    max_channels: PositiveInt = 10_000
+    max_transfers: PositiveInt = 16
+    max_rang: PositiveInt = 64
+    max_pending_originates: PositiveInt = 1_000
+    originate_ttl: Annotated[float, Field(gt=0)] = 900.0
+    max_recent_ids: PositiveInt = 4_096
+
+    @field_validator("trunks", "extensions")
+    @classmethod
+    def _check_patterns(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        for position, pattern in enumerate(value):
+            if not pattern.strip():
+                raise ValueError(f"{info.field_name}[{position}] must be a non-empty glob pattern")
+        return value
+
+    def rules(self, phone: PhoneRules) -> CallRules:
+        """The tracker's channel rules, with ``phone`` for showing numbers."""
+        return CallRules(trunks=self.trunks, extensions=self.extensions, phone=phone)
+
+    def limits(self) -> TrackerLimits:
+        """The tracker's bounds."""
+        return TrackerLimits(
+            max_calls=self.max_calls,
+            max_channels=self.max_channels,
+            max_transfers=self.max_transfers,
+            max_rang=self.max_rang,
+            max_pending_originates=self.max_pending_originates,
+            originate_ttl=self.originate_ttl,
+            max_recent_ids=self.max_recent_ids,
+        )
+
+    @property
+    def retention_ms(self) -> int | None:
+        """How long ended calls are kept, in ms; ``None`` (``retention_days = 0``): forever."""
+        return self.retention_days * 86_400_000 if self.retention_days else None
+
+
 class EventRuleConfig(_Model):
     """One event rule of a role: a name pattern and optional field equalities.
 
@@ -747,6 +806,7 @@ class AppConfig(_Model):
     redirect: RedirectConfig = Field(default_factory=RedirectConfig)
     sms: SmsConfig = Field(default_factory=SmsConfig)
     phone: PhoneConfig = Field(default_factory=PhoneConfig)
+    calls: CallsConfig = Field(default_factory=CallsConfig)
     roles: dict[str, RoleConfig] = Field(default_factory=dict)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     webhooks: tuple[WebhookConfig, ...] = ()

@@ -177,6 +177,49 @@ async def test_legacy_list_without_eventlist_header(pbx, make_client) -> None:
     assert result.complete is not None and result.complete.get("Items") == "2"
 
 
+async def test_on_answer_sees_a_list_in_stream_order(
+    pbx, make_client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The list and the events after it arrive in one read: ``on_answer`` runs before
+    listeners see those events, and before the caller resumes."""
+
+    def status(conn, action: Message) -> None:
+        action_id = action.action_id or ""
+        conn.send(
+            encode_message(
+                [("Response", "Success"), ("ActionID", action_id), ("EventList", "start")]
+            )
+            + encode_message(
+                [("Event", "Status"), ("Channel", "SIP/101-1"), ("ActionID", action_id)]
+            )
+            + encode_message(
+                [("Event", "StatusComplete"), ("ActionID", action_id), ("EventList", "Complete")]
+            )
+            + encode_message([("Event", "Hangup"), ("Channel", "SIP/101-1")])
+        )
+
+    pbx.on("Status", status)
+    client = await make_client(pbx)
+    order: list[str] = []
+    client.add_listener(lambda m: order.append(f"event {m.name}"))
+
+    def on_answer(result) -> None:
+        order.append(f"answer {[e.get('Channel') for e in result.events]}")
+
+    result = await client.send_action([("Action", "Status")], timeout=2, on_answer=on_answer)
+    order.append("caller resumed")
+    assert order[:2] == ["answer ['SIP/101-1']", "event Hangup"]
+    assert order[-1] == "caller resumed"
+    assert result.complete is not None
+
+    def broken(result) -> None:
+        raise RuntimeError("callback bug")
+
+    again = await client.send_action([("Action", "Status")], timeout=2, on_answer=broken)
+    assert again.complete is not None  # the caller still gets its answer
+    assert "callback bug" in caplog.text and client.connected
+
+
 # -- Command ---------------------------------------------------------------------------------
 
 

@@ -21,6 +21,8 @@ VALID: dict[str, dict[str, Any]] = {
     "rmEvent": {"subscriptionId": "s1"},
     "dispatchEvent": {"event": {"name": "note"}},
     "whoami": {},
+    "calls": {"extension": "269"},
+    "callHistory": {"limit": 5},
 }
 
 
@@ -81,3 +83,16 @@ def test_a_nested_problem_names_its_full_path() -> None:
     with pytest.raises(BadRequest) as caught:
         validate_arguments(METHODS["send"].schema, {"fields": {"Action": "a b"}})
     assert str(caught.value).startswith("argument.fields.action must be an AMI action name")
+
+
+@pytest.mark.parametrize("method", ["calls", "callHistory"])
+def test_filter_methods_refuse_a_misspelt_key(method: str) -> None:
+    """Where arguments are filters, an unknown key would silently widen the answer."""
+    schema = METHODS[method].schema
+    credentials = {"login": "a", "login2": "b", "sha1": "c", "reqId": 7, "pbx": "office"}
+    validate_arguments(schema, {**credentials, **VALID[method]})  # every known key passes
+    with pytest.raises(BadRequest) as caught:
+        validate_arguments(schema, {**credentials, "extention": "269"})
+    message = str(caught.value)
+    assert message.startswith("argument.extention is not an argument of this method")
+    assert "extension, number, direction" in message

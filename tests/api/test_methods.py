@@ -381,6 +381,8 @@ async def test_whoami_describes_the_caller_and_their_role(
         "onEvent",
         "onceEvent",
         "rmEvent",
+        "calls",
+        "callHistory",
         "whoami",
     }
     assert "ping" in agent["actions"] and "command" not in agent["actions"]

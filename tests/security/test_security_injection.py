@@ -74,6 +74,8 @@ BASE: dict[str, dict[str, Any]] = {
     "rmEvent": {"name": "Newchannel"},
     "dispatchEvent": {"event": {"name": "crmNote"}},
     "whoami": {},
+    "calls": {},
+    "callHistory": {},
 }
 CALLER: dict[str, dict[str, str]] = {"dispatchEvent": SUPERVISOR}
 # Actions each method may make on the caller's behalf (beyond what `send` carries).

@@ -38,6 +38,9 @@ Invariants the client keeps:
    Originate legitimately holds the Ping back).
 6. The reader never awaits a consumer: listeners are synchronous callbacks whose
    exceptions are logged and swallowed, event streams have their own bounded queues.
+   An action's ``on_answer`` callback runs in the reader too, at the point of the
+   stream where its answer completed: listeners have seen every event before that
+   point and none after it (a channel list can be applied in stream order).
 7. The secret never reaches a log line, an error message or ``repr``.
 """
 
@@ -241,6 +244,7 @@ class _PendingAction:
     style: ListStyle | None = None
     events: list[Message] = field(default_factory=list)
     early_followup: Message | None = None
+    on_answer: Callable[[ActionResult], None] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -395,6 +399,7 @@ class AmiClient:
         timeout: float,  # noqa: ASYNC109 - mandatory: every action has its own deadline
         followup: str | Collection[str] | None = None,
         followup_timeout: float | None = None,
+        on_answer: Callable[[ActionResult], None] | None = None,
     ) -> ActionResult:
         """Send one action and wait (at most ``timeout`` s) for its complete answer.
 
@@ -407,6 +412,13 @@ class AmiClient:
         ``result.followup`` resolves with the first event of one of those names
         (case-insensitive) carrying our ActionID, or fails with ``ActionTimeout`` after
         ``followup_timeout`` s or ``PbxUnavailable`` on connection loss.
+
+        ``on_answer(result)``, when given, is called synchronously by the reader the
+        moment the answer is complete, before any later message is dispatched (the
+        awaiting caller resumes only later, after the reader may have passed further
+        events to listeners). Use it to apply a snapshot such as a channel list in
+        stream order. It is not called when the action fails or times out; its
+        exceptions are logged and swallowed.
 
         Raises ``LocalProtocolError`` (nothing written) for fields AMI cannot carry,
         ``PbxUnavailable`` at once when not connected or when the connection is lost
@@ -423,6 +435,7 @@ class AmiClient:
             followup=followup,
             followup_timeout=followup_timeout,
             internal=False,
+            on_answer=on_answer,
         )
 
     async def write_action(self, fields: Sequence[tuple[str, str]]) -> str:
@@ -537,6 +550,7 @@ class AmiClient:
         followup: str | Collection[str] | None,
         followup_timeout: float | None,
         internal: bool,
+        on_answer: Callable[[ActionResult], None] | None = None,
     ) -> ActionResult:
         settings = self._settings
         if not internal and len(self._pending) >= settings.max_pending:
@@ -552,6 +566,7 @@ class AmiClient:
             followup_timeout=(
                 DEFAULT_FOLLOWUP_TIMEOUT if followup_timeout is None else followup_timeout
             ),
+            on_answer=on_answer,
         )
         # Registered before writing: the answer may arrive before drain() returns.
         self._pending[action_id] = entry
@@ -688,16 +703,22 @@ class AmiClient:
         followup = None
         if entry.followup is not None and is_ok(response):
             followup = self._start_followup(entry)
-        entry.future.set_result(
-            ActionResult(
-                action_id=entry.action_id,
-                response=response,
-                events=tuple(entry.events),
-                complete=complete,
-                output=command_output(response),
-                followup=followup,
-            )
+        result = ActionResult(
+            action_id=entry.action_id,
+            response=response,
+            events=tuple(entry.events),
+            complete=complete,
+            output=command_output(response),
+            followup=followup,
         )
+        if entry.on_answer is not None:
+            try:
+                entry.on_answer(result)
+            except Exception:
+                _log.exception(
+                    "PBX %s: on_answer callback of %s failed", self._settings.name, entry.action
+                )
+        entry.future.set_result(result)
 
     def _start_followup(self, entry: _PendingAction) -> asyncio.Future[Message]:
         assert entry.followup is not None

@@ -45,6 +45,10 @@ class Arguments(BaseModel):
     as ``argument[timeout]=``. Required arguments keep their value (``from: ''`` is
     refused by the method, naming the argument). A schema that gives ``""`` a meaning
     of its own lists the argument in ``EMPTY_IS_A_VALUE``.
+
+    A schema whose arguments are filters sets ``UNKNOWN_KEYS_ARE_ERRORS``: there a
+    misspelt key (``extention``) would silently widen the answer, so it is refused,
+    naming the key and the known ones.
     """
 
     model_config = ConfigDict(
@@ -53,6 +57,8 @@ class Arguments(BaseModel):
 
     #: Optional arguments for which ``""`` is a value, not "absent" (by field name).
     EMPTY_IS_A_VALUE: ClassVar[frozenset[str]] = frozenset()
+    #: Refuse keys that are not arguments of the method (``bad_request``).
+    UNKNOWN_KEYS_ARE_ERRORS: ClassVar[bool] = False
     # The keys (names and aliases) that "empty means absent" applies to; computed once
     # per schema class when pydantic has built its fields.
     _absent_when_empty: ClassVar[frozenset[str]] = frozenset()
@@ -73,6 +79,8 @@ class Arguments(BaseModel):
     def _empty_is_absent(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
+        if cls.UNKNOWN_KEYS_ARE_ERRORS:
+            _refuse_unknown_keys(cls, data)
         keys = cls._absent_when_empty
         return {key: value for key, value in data.items() if not (key in keys and _blank(value))}
 
@@ -86,6 +94,22 @@ def _optional_keys(schema: type[Arguments]) -> frozenset[str]:
         if info.alias:
             keys.add(info.alias)
     return frozenset(keys)
+
+
+def _refuse_unknown_keys(schema: type[Arguments], data: Mapping[Any, Any]) -> None:
+    known = {"reqId"}
+    own: list[str] = []
+    for name, info in schema.model_fields.items():
+        key = info.alias or name
+        known.add(key)
+        if name not in Arguments.model_fields:
+            own.append(key)
+    for key in data:
+        if key not in known:
+            raise argument_error(
+                str(key)[:40],
+                "is not an argument of this method; its own are: " + ", ".join(own),
+            )
 
 
 def _blank(value: object) -> bool:

@@ -15,6 +15,11 @@ lives only while some guard uses it (a ``WeakValueDictionary``), so memory stays
 bounded by the distinct (role, extensions) pairs signed in. The events layer knows
 nothing about roles: the memo lives here, not on the event.
 
+Call events (``call.*``, whose ``BusEvent.extensions`` is set) also pass
+``Role.sees_call``: a role with ``own_extensions_only`` receives only the calls that
+involved one of the user's extensions. The verdict still depends only on the event
+and the (role, extensions) key, so it is shared like any other.
+
 Client events (``dispatchEvent``) were permission-checked when they were sent and
 pass every guard; admin roles get no guard at all.
 """
@@ -75,6 +80,8 @@ class EventGuards:
                 return memo.allowed
             fields = cast("dict[str, str | list[str]]", event.fields)
             allowed = role.allows_event(fields, extensions=extensions)
+            if allowed and event.extensions is not None:
+                allowed = role.sees_call(event.extensions, extensions)
             self.rule_checks += 1
             memo.event = event
             memo.allowed = allowed

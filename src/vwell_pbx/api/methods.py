@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 import orjson
 from pydantic import Field, StringConstraints, field_validator
 
+from vwell_pbx.api.calls import active_calls_for_subscription
 from vwell_pbx.api.envelope import Arguments, action_answer, argument_error, pbx_message
 from vwell_pbx.api.errors import BadRequest, Forbidden, LimitExceeded
 from vwell_pbx.api.registry import METHODS, method
@@ -172,6 +173,8 @@ class DialArgs(Arguments):
         "outcome": "answered|busy|no_answer|hung_up|congestion|failed (with wait)",
         "reason": "the PBX's Reason code (with wait)",
         "uniqueid": "the new channel's Uniqueid (with wait)",
+        "callId": "the call it made, as in call events and `calls` (with wait; null if "
+        "no call was made or calls are not tracked)",
     },
 )
 async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
@@ -181,6 +184,14 @@ async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
     to = rules.normalise(args.to, argument="to")
     _check_owned_extension(call, from_)
     ring_ms = args.timeout or call.settings.dial_timeout_ms
+    live = call.pbx.calls
+
+    def accepted(action_id: str, channel: str) -> None:
+        # Before the outcome is awaited: the tracker then marks the call it makes
+        # (originated, actionId) however soon its channels appear.
+        if live is not None:
+            live.expect_originate(action_id, channel, to)
+
     result = await originate_call(
         call.pbx.client,
         call.settings.dial,
@@ -190,12 +201,15 @@ async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
         wait=args.wait,
         wait_timeout=min(ring_ms / 1000 + 30, call.settings.max_wait_ms / 1000),
         action_timeout=call.settings.wait_seconds(None),
+        on_accepted=accepted,
     )
     answer: dict[str, Any] = {"actionId": result.action_id, "from": from_, "to": to}
     if args.wait:
         answer["outcome"] = result.outcome.value if result.outcome is not None else None
         answer["reason"] = result.reason
         answer["uniqueid"] = result.uniqueid
+        # The tracker read the result event in the AMI reader before this resumed.
+        answer["callId"] = live.call_id_for_action(result.action_id) if live else None
     return answer
 
 
@@ -344,25 +358,31 @@ def _subscribe(call: Call, args: SubscribeArgs, *, once: bool) -> dict[str, Any]
             name = names[0]
     flt = EventFilter.from_spec(name, fields)
     bus = call.api.bus
-    # From here to the return nothing awaits: the replay, the subscription and this
-    # answer (queued by the transport as soon as it is returned) happen with no event
-    # published in between, so every later event comes after the answer.
+    # From here to the return nothing awaits: the replay, the subscription, the active
+    # calls and this answer (queued by the transport as soon as it is returned) happen
+    # with no event published in between, so every later event comes after the answer.
+    answer: dict[str, Any]
     if args.since is None:
         subscription_id = bus.subscribe(subscriber, flt, once=once)
-        return {
+        answer = {
             "subscriptionId": subscription_id,
             "name": name or "*",
             "lastEventId": bus.last_event_id,
         }
-    resumed = bus.subscribe_since(subscriber, flt, parse_event_id(args.since), once=once)
-    return {
-        "subscriptionId": resumed.subscription_id,
-        "name": name or "*",
-        "lastEventId": resumed.last_event_id,
-        "gap": resumed.gap,
-        # The very bytes live subscribers were sent, embedded without re-encoding.
-        "events": [orjson.Fragment(event.payload()) for event in resumed.events],
-    }
+    else:
+        resumed = bus.subscribe_since(subscriber, flt, parse_event_id(args.since), once=once)
+        answer = {
+            "subscriptionId": resumed.subscription_id,
+            "name": name or "*",
+            "lastEventId": resumed.last_event_id,
+            "gap": resumed.gap,
+            # The very bytes live subscribers were sent, embedded without re-encoding.
+            "events": [orjson.Fragment(event.payload()) for event in resumed.events],
+        }
+    active = active_calls_for_subscription(call, flt)
+    if active is not None:
+        answer["calls"] = active
+    return answer
 
 
 _SUBSCRIBE_ANSWER = {
@@ -372,6 +392,7 @@ _SUBSCRIBE_ANSWER = {
     "gap": "with `since`: true when events after it may be missing (another server run, "
     "or older than the replay buffer)",
     "events": "with `since`: the buffered events after it that match, oldest first",
+    "calls": "for a call.* name: the active calls the subscription matches",
 }
 
 

@@ -201,7 +201,17 @@ DEVICE_CHANNEL_ACTIONS = frozenset(("originate",))
 
 # --- built-in roles --------------------------------------------------------------------
 
-_OPERATOR_METHODS = ("send", "dial", "redirect", "gsmSendSMS", "onEvent", "onceEvent", "rmEvent")
+_OPERATOR_METHODS = (
+    "send",
+    "dial",
+    "redirect",
+    "gsmSendSMS",
+    "onEvent",
+    "onceEvent",
+    "rmEvent",
+    "calls",
+    "callHistory",
+)
 
 _READ_ONLY_ACTIONS = (
     "Ping",
@@ -292,6 +302,9 @@ _CALL_EVENTS = (
     "DTMF",
     "DTMFBegin",
     "DTMFEnd",
+    # The server's own call events (call.ringing, call.answered, ...); with
+    # own_extensions_only only those of calls that involved the user's extensions.
+    "call.*",
 )
 
 _SMS_EVENTS = (

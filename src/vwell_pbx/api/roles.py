@@ -22,7 +22,11 @@ Invariants this module keeps:
 4. With ``own_extensions_only``, every header of a ``send`` action that names a channel
    (``CHANNEL_HEADERS``) is a claim the caller must own (``channel_claims``); the API
    layer checks the claims against the live calls it knows.
-5. Everything is case-insensitive (AMI is), and every check is a pure function of the
+5. With ``own_extensions_only``, a call (a ``call.*`` event, an entry of ``calls`` or
+   ``callHistory``) is shown only when it involved one of the user's own extensions
+   (``Role.sees_call``): the call's set of local extensions, learnt from its channels,
+   never from a caller ID. Other roles see every call their event rules allow.
+6. Everything is case-insensitive (AMI is), and every check is a pure function of the
    role and its arguments.
 
 Built-in roles (``BUILTIN_ROLES``, made from ``role_tables.BUILTIN_ROLE_SPECS``):
@@ -300,6 +304,15 @@ class Role:
                 rule.is_literal and rule.matches(name, fields, extensions) for rule in self.events
             )
         return any(rule.matches(name, fields, extensions) for rule in self.events)
+
+    def sees_call(self, call_extensions: Collection[str], extensions: Collection[str]) -> bool:
+        """May a user with ``extensions`` see a call that involved ``call_extensions``?
+
+        Always for roles without ``own_extensions_only`` (invariant 5).
+        """
+        if not self.own_extensions_only:
+            return True
+        return any(extension in call_extensions for extension in extensions)
 
     def check_extension(self, extension: str, extensions: Collection[str]) -> str | None:
         """For ``own_extensions_only`` roles: ``None`` if ``extension`` is the user's own."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vwell_pbx.ami.client import AmiClient
+from vwell_pbx.api import calls as _calls  # noqa: F401  (registers calls, callHistory)
 from vwell_pbx.api import methods as _methods  # noqa: F401  (registers the methods)
 from vwell_pbx.api.auth import Authenticator, AuthFailed, Principal
 from vwell_pbx.api.envelope import (
@@ -49,6 +50,7 @@ from vwell_pbx.api.errors import (
 )
 from vwell_pbx.api.guards import EventGuards
 from vwell_pbx.api.limits import KeyedBuckets
+from vwell_pbx.api.live_calls import LiveCalls
 from vwell_pbx.api.registry import METHODS, Method
 from vwell_pbx.api.roles import Role, RoleBook
 from vwell_pbx.events.bus import EventBus, Subscriber
@@ -57,6 +59,7 @@ from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.errors import PbxRejected
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.pbx.sms import SmsBackend
+from vwell_pbx.storage import CallStore, KeyStore
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +76,14 @@ class Session:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PbxLink:
-    """One configured PBX: its AMI connection, its SMS backend and its live channels."""
+    """One configured PBX: its AMI connection, its SMS backend, its live channels and
+    its live calls (``None`` when ``[calls] enabled = false``)."""
 
     name: str
     client: AmiClient
     sms: SmsBackend
     channels: ChannelRegistry = field(default_factory=ChannelRegistry)
+    calls: LiveCalls | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,7 +150,11 @@ class Api:
         roles: RoleBook,
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[str, Mapping[str, Any], float], None] | None = None,
+        call_history: CallStore | None = None,
+        keys: KeyStore | None = None,
     ) -> None:
+        """``call_history`` and ``keys`` (the storage's) serve ``callHistory``; without
+        them it answers ``not_supported``."""
         if not links:
             raise ValueError("at least one PBX link is required")
         self.settings = settings
@@ -155,6 +164,8 @@ class Api:
         self.authenticator = authenticator
         self.roles = roles
         self.guards = EventGuards(roles)
+        self.call_history = call_history
+        self.keys = keys
         self._clock = clock
         self._observe = observe
         self._request_rate = KeyedBuckets(

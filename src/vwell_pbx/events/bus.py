@@ -140,6 +140,10 @@ class BusEvent:
     name: str
     #: True for events a client sent with dispatchEvent (never for PBX events).
     dispatched: bool = False
+    #: For an event about a call (``call.*``): the local extensions the call involved.
+    #: Not pushed; guards may use it to show a user only the calls of their own
+    #: extensions. ``None`` for every other event.
+    extensions: frozenset[str] | None = None
     #: Lowercased name: the key of the bus's name index.
     name_key: str = field(init=False)
     _lowered: dict[str, str | list[str]] | None = field(init=False, default=None, repr=False)

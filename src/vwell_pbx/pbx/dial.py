@@ -30,7 +30,7 @@ and ``Uniqueid`` are read as they come; a ``Uniqueid`` of ``<unknown>`` (1.6+) o
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Final
@@ -220,8 +220,13 @@ async def dial(
     wait: bool,
     wait_timeout: float,
     action_timeout: float,
+    on_accepted: Callable[[str, str], None] | None = None,
 ) -> DialResult:
     """Originate a call from ``from_`` to ``to``; with ``wait``, report its outcome.
+
+    ``on_accepted(action_id, channel)`` is called as soon as the PBX accepted the
+    Originate (before its outcome), with the wire ActionID and the ``Channel`` it
+    rings first, so that a call tracker can recognise the call it makes.
 
     Raises ``InvalidArgument`` for bad numbers or timeout, ``PbxRejected`` when the PBX
     answers ``Response: Error`` (``Extension does not exist.``), and the AMI client's
@@ -237,6 +242,9 @@ async def dial(
     )
     # The client starts no followup for an error answer, so nothing is left waiting.
     raise_for_response(result.response, unsupported="this PBX has no Originate action")
+    if on_accepted is not None:
+        channel = next(value for key, value in fields if key == "Channel")
+        on_accepted(result.action_id, channel)
     if not wait or result.followup is None:
         return DialResult(result.action_id, result.response, None, None, None, None)
     event = await result.followup

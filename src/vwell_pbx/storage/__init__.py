@@ -8,9 +8,9 @@
 ``open_storage`` opens the backend named by the URL (``sqlite:PATH`` or
 ``postgresql://...``), applies pending migrations (``upgrade=True``) or only checks
 the version, and closes every connection at the end of the block. Repositories are
-small and domain-named (``UserStore``, ``LockoutStore``); they speak SQL through the
-``Database`` interface and never see which backend runs it. Backend modules
-(``sqlite``, ``postgres``) are imported only when used.
+small and domain-named (``UserStore``, ``LockoutStore``, ``CallStore``, ``KeyStore``);
+they speak SQL through the ``Database`` interface and never see which backend runs it.
+Backend modules (``sqlite``, ``postgres``) are imported only when used.
 
 This layer sits beside the others: it imports nothing of the server but the exception
 root. See docs/architecture.md ("Storage") for the design and how to add a table.
@@ -22,6 +22,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from vwell_pbx.storage.calls import (
+    CallHistoryWriter,
+    CallRecord,
+    CallStore,
+    HistoryPosition,
+    HistoryQuery,
+    StoredCall,
+)
 from vwell_pbx.storage.database import ChangeFeed, Database, Transaction
 from vwell_pbx.storage.errors import (
     IntegrityViolation,
@@ -34,6 +42,7 @@ from vwell_pbx.storage.errors import (
     StorageUnavailable,
     StorageUrlError,
 )
+from vwell_pbx.storage.keys import KeyStore
 from vwell_pbx.storage.lockouts import LockoutStore, StoredLockout
 from vwell_pbx.storage.migrations import (
     LATEST,
@@ -48,9 +57,15 @@ from vwell_pbx.storage.users import UserRow, UserStore
 
 __all__ = [
     "LATEST",
+    "CallHistoryWriter",
+    "CallRecord",
+    "CallStore",
     "ChangeFeed",
     "Database",
+    "HistoryPosition",
+    "HistoryQuery",
     "IntegrityViolation",
+    "KeyStore",
     "LockoutStore",
     "SchemaError",
     "SchemaStatus",
@@ -64,6 +79,7 @@ __all__ = [
     "StorageUnavailable",
     "StorageUrl",
     "StorageUrlError",
+    "StoredCall",
     "StoredLockout",
     "Transaction",
     "UserRow",
@@ -94,6 +110,8 @@ class Storage:
     db: Database
     users: UserStore
     lockouts: LockoutStore
+    calls: CallStore
+    keys: KeyStore
     schema: SchemaStatus
 
     @property
@@ -123,6 +141,13 @@ async def open_storage(
                 f"{url}: the schema is at version {status.current}, {status.latest} is "
                 "needed; run `vwell-pbx db upgrade`"
             )
-        yield Storage(db=db, users=UserStore(db), lockouts=LockoutStore(db), schema=status)
+        yield Storage(
+            db=db,
+            users=UserStore(db),
+            lockouts=LockoutStore(db),
+            calls=CallStore(db),
+            keys=KeyStore(db),
+            schema=status,
+        )
     finally:
         await db.aclose()

@@ -106,6 +106,55 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         CREATE INDEX lockouts_by_last_failure ON lockouts (last_failure)
         """,
     ),
+    # Call history (storage/calls.py). ``calls`` holds each ended call once per PBX
+    # (UNIQUE (pbx, call_id): several instances watching one PBX write it once), with
+    # the call object as JSON in ``document``. ``call_extensions`` has one row per local
+    # extension the call involved, copying the columns queries filter on, so that the
+    # history of one extension is an index range scan newest first, with or without
+    # a number (see CallStore for the query plans). Times are epoch milliseconds.
+    Migration(
+        3,
+        "calls",
+        ("calls", "call_extensions", "server_keys"),
+        """
+        CREATE TABLE calls (
+            id {id},
+            pbx TEXT NOT NULL,
+            call_id TEXT NOT NULL,
+            started_ms {bigint} NOT NULL,
+            ended_ms {bigint} NOT NULL,
+            direction TEXT NOT NULL,
+            end_reason TEXT NOT NULL,
+            from_number TEXT,
+            to_number TEXT,
+            document TEXT NOT NULL,
+            UNIQUE (pbx, call_id)
+        );
+        CREATE INDEX calls_by_start ON calls (started_ms, id);
+        CREATE INDEX calls_by_from ON calls (from_number, started_ms, id);
+        CREATE INDEX calls_by_to ON calls (to_number, started_ms, id);
+        CREATE TABLE call_extensions (
+            call_row {bigint} NOT NULL,
+            extension TEXT NOT NULL,
+            pbx TEXT NOT NULL,
+            started_ms {bigint} NOT NULL,
+            direction TEXT NOT NULL,
+            end_reason TEXT NOT NULL,
+            from_number TEXT,
+            to_number TEXT,
+            PRIMARY KEY (call_row, extension)
+        );
+        CREATE INDEX call_extensions_by_start ON call_extensions (extension, started_ms, call_row);
+        CREATE INDEX call_extensions_by_from
+            ON call_extensions (extension, from_number, started_ms, call_row);
+        CREATE INDEX call_extensions_by_to
+            ON call_extensions (extension, to_number, started_ms, call_row);
+        CREATE TABLE server_keys (
+            name TEXT PRIMARY KEY,
+            secret {blob} NOT NULL
+        )
+        """,
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1].version

@@ -10,7 +10,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from vwell_pbx.ami.client import AmiClient, ConnectionStatus
+from vwell_pbx.api.live_calls import LiveCalls
 from vwell_pbx.events.bus import EventBus
+from vwell_pbx.storage import CallHistoryWriter
 
 
 class ServerMetrics:
@@ -57,6 +59,57 @@ class ServerMetrics:
     def watch(self, bus: EventBus, clients: Mapping[str, AmiClient]) -> None:
         """Export the bus's and the AMI clients' own counters at scrape time."""
         self.registry.register(_LiveCollector(lambda: bus, lambda: clients))
+
+    def watch_calls(self, live: Mapping[str, LiveCalls], history: CallHistoryWriter[Any]) -> None:
+        """Export the call trackers' sizes and the call history writer's counters."""
+        self.registry.register(_CallsCollector(live, history))
+
+
+class _CallsCollector(Collector):
+    def __init__(self, live: Mapping[str, LiveCalls], history: CallHistoryWriter[Any]) -> None:
+        self._live = live
+        self._history = history
+
+    def collect(self) -> Iterable[Metric]:
+        tracked = GaugeMetricFamily(
+            "vwell_calls_tracked", "Calls held by the call tracker", labels=["pbx"]
+        )
+        channels = GaugeMetricFamily(
+            "vwell_call_channels_tracked", "Channels held by the call tracker", labels=["pbx"]
+        )
+        evicted = CounterMetricFamily(
+            "vwell_calls_evicted",
+            "Calls ended (endReason unknown) because a tracker bound was reached",
+            labels=["pbx"],
+        )
+        reconciles = CounterMetricFamily(
+            "vwell_call_reconciles", "Channel lists applied to the call tracker", labels=["pbx"]
+        )
+        failures = CounterMetricFamily(
+            "vwell_call_reconcile_failures", "Channel lists that could not be read", labels=["pbx"]
+        )
+        for pbx, live in self._live.items():
+            tracked.add_metric([pbx], live.tracker.tracked_calls)
+            channels.add_metric([pbx], live.tracker.tracked_channels)
+            evicted.add_metric([pbx], live.tracker.evicted_calls)
+            reconciles.add_metric([pbx], live.reconciles)
+            failures.add_metric([pbx], live.reconcile_failures)
+        yield from (tracked, channels, evicted, reconciles, failures)
+        history = self._history
+        yield CounterMetricFamily(
+            "vwell_call_history_written", "Ended calls stored", value=history.written
+        )
+        yield CounterMetricFamily(
+            "vwell_call_history_dropped",
+            "Ended calls not stored: the history queue was full, or at shutdown",
+            value=history.dropped,
+        )
+        yield GaugeMetricFamily(
+            "vwell_call_history_queued", "Ended calls waiting to be stored", value=history.queued
+        )
+        yield CounterMetricFamily(
+            "vwell_call_history_purged", "Calls deleted past the retention", value=history.purged
+        )
 
 
 class _LiveCollector(Collector):

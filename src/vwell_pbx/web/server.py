@@ -27,9 +27,12 @@ from pydantic import SecretStr
 
 from vwell_pbx.ami.client import AmiClient, AmiSettings, ConnectionState, ConnectionStatus
 from vwell_pbx.api.auth import Authenticator, LoginThrottle
+from vwell_pbx.api.calls import call_bus_event, record_of
+from vwell_pbx.api.live_calls import LiveCalls
 from vwell_pbx.api.role_tables import EventRuleSpec, RoleSpec
 from vwell_pbx.api.roles import RoleBook
 from vwell_pbx.api.service import Api, ApiSettings, PbxLink
+from vwell_pbx.calls import CallEvent, CallSnapshot, CallTracker
 from vwell_pbx.config import (
     SIMULATOR_HOST,
     AppConfig,
@@ -48,7 +51,7 @@ from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.pbx.sms import make_sms_backend
 from vwell_pbx.protocol.message import Message
-from vwell_pbx.storage import LockoutStore, open_storage
+from vwell_pbx.storage import CallHistoryWriter, CallStore, LockoutStore, open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.app import WebSettings, build_app
 from vwell_pbx.web.logs import configure_logging
@@ -195,9 +198,12 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
                 "users have roles that are not defined (their requests will be refused): %s",
                 ", ".join(undefined),
             )
+        # Entered before the PBX links, so it is closed (and flushed) after them.
+        history = await stack.enter_async_context(_history_writer(config, storage.calls))
         several = len(config.pbx) > 1
         links: dict[str, PbxLink] = {}
         clients: dict[str, AmiClient] = {}
+        live_calls: dict[str, LiveCalls] = {}
         for index, pbx in enumerate(config.pbx):
             client = AmiClient(_ami_settings(config, index))
             pbx_name = pbx.name if several else None
@@ -205,6 +211,10 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             channels = ChannelRegistry()
             client.add_listener(channels.observe)
             client.add_state_listener(_channels_cleared_when_down(channels))
+            live = _live_calls(config, pbx.name, client, bus, history)
+            if live is not None:
+                stack.push_async_callback(live.aclose)
+                live_calls[pbx.name] = live
             await client.start()
             stack.push_async_callback(client.close)
             clients[pbx.name] = client
@@ -216,8 +226,11 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
                 queue_size=config.sms.queue_size,
             )
             stack.push_async_callback(sms.aclose)
-            links[pbx.name] = PbxLink(name=pbx.name, client=client, sms=sms, channels=channels)
+            links[pbx.name] = PbxLink(
+                name=pbx.name, client=client, sms=sms, channels=channels, calls=live
+            )
         metrics.watch(bus, clients)
+        metrics.watch_calls(live_calls, history)
         api = Api(
             settings=api_settings(config),
             links=links,
@@ -225,6 +238,8 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             authenticator=authenticator,
             roles=roles,
             observe=metrics.observe,
+            call_history=storage.calls,
+            keys=storage.keys,
         )
         app = build_app(api, web_settings(config), metrics, stream_settings(config))
         # Stopped after the listeners (exit stack order), so no delivery outlives them.
@@ -296,6 +311,60 @@ def _publisher(bus: EventBus, pbx_name: str | None) -> Callable[[Message], None]
             bus.publish(BusEvent.from_message(message, pbx=pbx_name))
 
     return publish
+
+
+def _history_writer(config: AppConfig, store: CallStore) -> CallHistoryWriter[CallSnapshot]:
+    """The writer of ended calls (``[calls]`` retention and queue bounds)."""
+    calls = config.calls
+    return CallHistoryWriter(
+        store,
+        record_of,
+        queue_size=calls.history_queue_size,
+        batch_size=calls.history_batch_size,
+        retention_ms=calls.retention_ms,
+        purge_interval=calls.purge_interval_seconds,
+    )
+
+
+def _live_calls(
+    config: AppConfig,
+    name: str,
+    client: AmiClient,
+    bus: EventBus,
+    history: CallHistoryWriter[CallSnapshot],
+) -> LiveCalls | None:
+    """The call tracker of one PBX, its events published on the bus and its ended
+    calls queued for the history; ``None`` with ``[calls] enabled = false``.
+
+    Started before its AMI client, so that it sees the first connection and every event.
+    """
+    calls = config.calls
+    if not calls.enabled:
+        return None
+    tracker = CallTracker(
+        pbx=name,
+        rules=calls.rules(PhoneRules(rewrite=tuple(config.phone.rewrite))),
+        limits=calls.limits(),
+    )
+    live = LiveCalls(
+        client,
+        tracker,
+        list_timeout=calls.list_timeout_seconds,
+        reconcile_interval=calls.reconcile_interval_seconds,
+    )
+
+    def publish(event: CallEvent) -> None:
+        if bus.interested(event.name):
+            bus.publish(call_bus_event(event))
+
+    def store(event: CallEvent) -> None:
+        if event.name == "call.ended":  # once per call; call.missed repeats the end
+            history.offer(event.call)
+
+    live.add_sink(publish)
+    live.add_sink(store)
+    live.start()
+    return live
 
 
 def _channels_cleared_when_down(channels: ChannelRegistry) -> Callable[[ConnectionState], None]:
