@@ -76,6 +76,7 @@ __all__ = [
     "DialConfig",
     "EventRuleConfig",
     "EventStreamConfig",
+    "InstancesConfig",
     "LimitsConfig",
     "PbxConfig",
     "PhoneConfig",
@@ -397,6 +398,48 @@ class StorageConfig(_Model):
             queue_size=self.queue_size,
             listen_check_seconds=self.listen_check_seconds,
         )
+
+
+_CHANNEL_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_INSTANCE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+class InstancesConfig(_Model):
+    """``[instances]``: several server instances sharing one PostgreSQL storage.
+
+    With a PostgreSQL ``[storage] url`` and ``relay_events``, a ``dispatchEvent`` sent
+    to one instance reaches the subscribers of every instance through ``channel``
+    (PostgreSQL ``LISTEN``/``NOTIFY``). With SQLite there is one instance and nothing
+    to relay. ``name`` only labels this instance (``/health``, logs); it defaults to
+    the host name.
+    """
+
+    name: str | None = None
+    relay_events: bool = True
+    channel: str = "vwell_events"
+    max_event_bytes: Annotated[int, Field(ge=256, le=1024 * _KIB)] = 64 * _KIB
+    relay_queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _INSTANCE_NAME_RE.fullmatch(value):
+            raise ValueError(
+                "use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+            )
+        return value or None
+
+    @field_validator("channel")
+    @classmethod
+    def _check_channel(cls, value: str) -> str:
+        if not _CHANNEL_RE.fullmatch(value):
+            raise ValueError(
+                "use 1-63 lower-case letters, digits and '_', not starting with a digit "
+                "(a PostgreSQL channel name)"
+            )
+        if value == "vwell_users":
+            raise ValueError("vwell_users is the channel of user changes; choose another")
+        return value
 
 
 def default_storage_url(data_dir: Path) -> StorageUrl:
@@ -734,6 +777,7 @@ class AppConfig(_Model):
     demo: DemoConfig = Field(default_factory=DemoConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     event_stream: EventStreamConfig = Field(default_factory=EventStreamConfig)
+    instances: InstancesConfig = Field(default_factory=InstancesConfig)
 
     @field_validator("pbx")
     @classmethod

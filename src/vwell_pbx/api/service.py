@@ -52,6 +52,7 @@ from vwell_pbx.api.limits import KeyedBuckets
 from vwell_pbx.api.registry import METHODS, Method
 from vwell_pbx.api.roles import Role, RoleBook
 from vwell_pbx.events.bus import EventBus, Subscriber
+from vwell_pbx.events.relay import EventRelay
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.errors import PbxRejected
@@ -143,9 +144,12 @@ class Api:
         bus: EventBus,
         authenticator: Authenticator,
         roles: RoleBook,
+        relay: EventRelay | None = None,
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[str, Mapping[str, Any], float], None] | None = None,
     ) -> None:
+        """``relay``: where ``dispatchEvent`` also sends its events so that the other
+        server instances' subscribers get them (``None``: this instance only)."""
         if not links:
             raise ValueError("at least one PBX link is required")
         self.settings = settings
@@ -154,6 +158,7 @@ class Api:
         self.bus = bus
         self.authenticator = authenticator
         self.roles = roles
+        self.relay = relay
         self.guards = EventGuards(roles)
         self._clock = clock
         self._observe = observe

@@ -16,6 +16,7 @@ import logging
 import random
 import secrets
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -47,9 +48,10 @@ from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.pbx.sms import make_sms_backend
 from vwell_pbx.protocol.message import Message
-from vwell_pbx.storage import open_storage
+from vwell_pbx.storage import Storage, open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.app import WebSettings, build_app
+from vwell_pbx.web.instance import InstanceHealth, relay_between_instances
 from vwell_pbx.web.logs import configure_logging
 from vwell_pbx.web.metrics import ServerMetrics
 from vwell_pbx.web.peers import parse_proxy_networks
@@ -174,27 +176,19 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             open_storage(config.storage.resolved_url, config.storage.settings())
         )
         log.info("storage: %s (schema version %d)", storage.url, storage.schema.current)
-        directory = UserDirectory(storage.users)
-        if config.is_demo:
-            await _ensure_demo_user(config, directory)
-        authenticator = Authenticator(
-            directory,
-            cache_seconds=config.users.auth_cache_seconds,
-            throttle=LoginThrottle(
-                after=config.users.throttle_after,
-                after_address=config.users.throttle_after_address,
-                max_delay=config.users.throttle_max_seconds,
-                forget_after=config.users.throttle_forget_seconds,
-            ),
-            lockouts=storage.lockouts,
-        )
-        await authenticator.restore_lockouts()
         roles = RoleBook(role_specs(config.roles))
-        undefined = roles.unknown(user.role for user in await directory.list())
-        if undefined:
-            log.warning(
-                "users have roles that are not defined (their requests will be refused): %s",
-                ", ".join(undefined),
+        authenticator = await _authentication(config, storage, roles)
+        instances = config.instances
+        relay = None
+        if instances.relay_events:
+            relay = await stack.enter_async_context(
+                relay_between_instances(
+                    storage,
+                    bus,
+                    channel=instances.channel,
+                    max_event_bytes=instances.max_event_bytes,
+                    queue_size=instances.relay_queue_size,
+                )
             )
         several = len(config.pbx) > 1
         links: dict[str, PbxLink] = {}
@@ -225,12 +219,22 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             bus=bus,
             authenticator=authenticator,
             roles=roles,
+            relay=relay,
             observe=metrics.observe,
         )
-        app = build_app(api, web_settings(config), metrics, stream_settings(config))
+        instance = InstanceHealth(
+            instances.name or socket.gethostname(), storage, relay, channel=instances.channel
+        )
+        app = build_app(api, web_settings(config), metrics, stream_settings(config), instance)
         # Stopped after the listeners (exit stack order), so no delivery outlives them.
+        # Events relayed from another instance were delivered to webhooks there.
         app[WEBHOOKS_KEY] = await stack.enter_async_context(
-            WebhookDispatcher(config.webhooks, bus, metrics=metrics)
+            WebhookDispatcher(
+                config.webhooks,
+                bus,
+                metrics=metrics,
+                skip=relay.is_relayed if relay is not None else None,
+            )
         )
         # handler_cancellation: a client that disconnects cancels its request, so a
         # `send` waiting on the PBX stops waiting (and the AMI client forgets it).
@@ -261,6 +265,32 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         yield RunningServer(
             config=config, api=api, app=app, http_url=http_url, ws_url=ws_url, clients=clients
         )
+
+
+async def _authentication(config: AppConfig, storage: Storage, roles: RoleBook) -> Authenticator:
+    """The user directory and the authenticator on it, lock-outs restored."""
+    directory = UserDirectory(storage.users)
+    if config.is_demo:
+        await _ensure_demo_user(config, directory)
+    authenticator = Authenticator(
+        directory,
+        cache_seconds=config.users.auth_cache_seconds,
+        throttle=LoginThrottle(
+            after=config.users.throttle_after,
+            after_address=config.users.throttle_after_address,
+            max_delay=config.users.throttle_max_seconds,
+            forget_after=config.users.throttle_forget_seconds,
+        ),
+        lockouts=storage.lockouts,
+    )
+    await authenticator.restore_lockouts()
+    undefined = roles.unknown(user.role for user in await directory.list())
+    if undefined:
+        log.warning(
+            "users have roles that are not defined (their requests will be refused): %s",
+            ", ".join(undefined),
+        )
+    return authenticator
 
 
 def _publisher(bus: EventBus, pbx_name: str | None) -> Callable[[Message], None]:
