@@ -230,6 +230,7 @@ class _Listener:
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        self._adding: set[asyncio.Task[None]] = set()  # LISTENs on the live connection
         self.listening = False
         self.reconnects = 0
         self.last_error: str | None = None
@@ -241,9 +242,21 @@ class _Listener:
             channel = self._channels[name] = _Channel()
             if self._task is None:
                 self._task = asyncio.create_task(self._keep(), name="vwell storage listener")
+            elif self._conn is not None and self.listening:
+                task = asyncio.create_task(self._add_channel(self._conn, name))
+                self._adding.add(task)
+                task.add_done_callback(self._adding.discard)
             else:
-                self._lost.set()  # reconnect to LISTEN on the new channel too
+                self._lost.set()  # (re)connecting: make sure the new channel is included
         return channel
+
+    async def _add_channel(self, conn: Connection, name: str) -> None:
+        """LISTEN on one more channel on the live connection (reconnect if that fails)."""
+        try:
+            await conn.add_listener(name, self._notified)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            if conn is self._conn:
+                self._lost.set()
 
     def feed(self, name: str) -> _PgChangeFeed:
         channel = self._channel(name)
@@ -285,7 +298,11 @@ class _Listener:
             except Exception:  # one handler's bug must not stop the others
                 log.exception("storage: a handler of channel %s failed", name)
 
-    def _terminated(self, _conn: object) -> None:
+    def _terminated(self, conn: object) -> None:
+        # asyncpg calls this later, also for a connection we closed ourselves (to LISTEN
+        # on a new channel): only the current connection's end is a loss.
+        if conn is not self._conn:
+            return
         self.listening = False
         self.last_error = "the connection was closed"
         self._lost.set()
@@ -341,8 +358,8 @@ class _Listener:
                 await self._watch(self._conn)
             finally:
                 self.listening = False
-                self._conn.terminate()
-                self._conn = None
+                conn, self._conn = self._conn, None
+                conn.terminate()
 
     async def _watch(self, conn: Connection) -> None:
         """Return when the connection is lost or fails a check."""
