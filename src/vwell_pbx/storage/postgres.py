@@ -64,8 +64,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BACKOFF_MAX = 10.0
-APPLICATION_NAME = "vwell-pbx"
-LISTENER_APPLICATION_NAME = "vwell-pbx listener"
+LISTENER_SUFFIX = " listener"
 
 if TYPE_CHECKING:  # asyncpg's classes are generic only in its type stubs
     Connection = asyncpg.Connection[asyncpg.Record]
@@ -409,12 +408,13 @@ class PostgresDatabase(Database):
         }
 
     async def _connect(self) -> Connection:
-        return await asyncpg.connect(**self._connect_kwargs(LISTENER_APPLICATION_NAME))
+        name = self.settings.application_name + LISTENER_SUFFIX
+        return await asyncpg.connect(**self._connect_kwargs(name))
 
     async def _start(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                **self._connect_kwargs(APPLICATION_NAME),
+                **self._connect_kwargs(self.settings.application_name),
                 min_size=min(self.settings.pool_min, self.settings.pool_size),
                 max_size=self.settings.pool_size,
                 max_inactive_connection_lifetime=300.0,

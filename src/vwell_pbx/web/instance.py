@@ -91,9 +91,7 @@ class InstanceHealth:
         error: str | None = None
         try:
             async with asyncio.timeout(self._timeout):
-                value = await self.storage.db.fetch_value(
-                    "SELECT MAX(version) FROM schema_version"
-                )
+                value = await self.storage.db.fetch_value("SELECT MAX(version) FROM schema_version")
             version = int(value or 0)
         except TimeoutError:
             error = f"no answer within {self._timeout:g} s"

@@ -20,7 +20,7 @@ import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aiohttp import web
@@ -43,6 +43,7 @@ from vwell_pbx.config import (
 )
 from vwell_pbx.config import parse_listen_address as _listen
 from vwell_pbx.events.bus import BusEvent, EventBus
+from vwell_pbx.events.relay import EventRelay
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
@@ -172,24 +173,10 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
     async with contextlib.AsyncExitStack() as stack:
         bus = EventBus()
         metrics = ServerMetrics()
-        storage = await stack.enter_async_context(
-            open_storage(config.storage.resolved_url, config.storage.settings())
-        )
-        log.info("storage: %s (schema version %d)", storage.url, storage.schema.current)
+        name = config.instances.name or socket.gethostname()
+        storage, relay = await _storage_and_relay(stack, config, bus, name)
         roles = RoleBook(role_specs(config.roles))
         authenticator = await _authentication(config, storage, roles)
-        instances = config.instances
-        relay = None
-        if instances.relay_events:
-            relay = await stack.enter_async_context(
-                relay_between_instances(
-                    storage,
-                    bus,
-                    channel=instances.channel,
-                    max_event_bytes=instances.max_event_bytes,
-                    queue_size=instances.relay_queue_size,
-                )
-            )
         several = len(config.pbx) > 1
         links: dict[str, PbxLink] = {}
         clients: dict[str, AmiClient] = {}
@@ -222,9 +209,7 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             relay=relay,
             observe=metrics.observe,
         )
-        instance = InstanceHealth(
-            instances.name or socket.gethostname(), storage, relay, channel=instances.channel
-        )
+        instance = InstanceHealth(name, storage, relay, channel=config.instances.channel)
         app = build_app(api, web_settings(config), metrics, stream_settings(config), instance)
         # Stopped after the listeners (exit stack order), so no delivery outlives them.
         # Events relayed from another instance were delivered to webhooks there.
@@ -265,6 +250,31 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         yield RunningServer(
             config=config, api=api, app=app, http_url=http_url, ws_url=ws_url, clients=clients
         )
+
+
+async def _storage_and_relay(
+    stack: contextlib.AsyncExitStack, config: AppConfig, bus: EventBus, name: str
+) -> tuple[Storage, EventRelay | None]:
+    """The storage (migrated), and the relay of ``dispatchEvent`` to the other instances
+    when the storage can carry it and ``[instances] relay_events`` wants it; both are
+    closed with ``stack``."""
+    instances = config.instances
+    # pg_stat_activity then tells which instance holds which connection.
+    settings = replace(config.storage.settings(), application_name=f"vwell-pbx {name}")
+    storage = await stack.enter_async_context(open_storage(config.storage.resolved_url, settings))
+    log.info("storage: %s (schema version %d)", storage.url, storage.schema.current)
+    if not instances.relay_events:
+        return storage, None
+    relay = await stack.enter_async_context(
+        relay_between_instances(
+            storage,
+            bus,
+            channel=instances.channel,
+            max_event_bytes=instances.max_event_bytes,
+            queue_size=instances.relay_queue_size,
+        )
+    )
+    return storage, relay
 
 
 async def _authentication(config: AppConfig, storage: Storage, roles: RoleBook) -> Authenticator:
