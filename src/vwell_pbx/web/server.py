@@ -22,12 +22,13 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
 
 from vwell_pbx.ami.client import AmiClient, AmiSettings, ConnectionState, ConnectionStatus
-from vwell_pbx.api.auth import Authenticator, LoginThrottle
+from vwell_pbx.api.auth import Authenticator, CredentialDirectory, LoginThrottle
 from vwell_pbx.api.role_tables import EventRuleSpec, RoleSpec
 from vwell_pbx.api.roles import RoleBook
 from vwell_pbx.api.service import Api, ApiSettings, PbxLink
@@ -42,6 +43,7 @@ from vwell_pbx.config import (
     load_config,
 )
 from vwell_pbx.config import parse_listen_address as _listen
+from vwell_pbx.directory import SqlDirectory, open_backend
 from vwell_pbx.events.bus import BusEvent, EventBus
 from vwell_pbx.events.relay import EventRelay
 from vwell_pbx.pbx.channels import ChannelRegistry
@@ -176,7 +178,7 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         name = config.instances.name or socket.gethostname()
         storage, relay = await _storage_and_relay(stack, config, bus, name)
         roles = RoleBook(role_specs(config.roles))
-        authenticator = await _authentication(config, storage, roles)
+        authenticator = await _authentication(stack, config, storage, roles)
         several = len(config.pbx) > 1
         links: dict[str, PbxLink] = {}
         clients: dict[str, AmiClient] = {}
@@ -277,11 +279,39 @@ async def _storage_and_relay(
     return storage, relay
 
 
-async def _authentication(config: AppConfig, storage: Storage, roles: RoleBook) -> Authenticator:
-    """The user directory and the authenticator on it, lock-outs restored."""
+async def _directory(
+    stack: contextlib.AsyncExitStack, config: AppConfig, storage: Storage, roles: RoleBook
+) -> CredentialDirectory[Any]:
+    """Where users are: the storage's own table, or another application's database."""
+    users = config.users
+    if users.backend == "sql":
+        backend = await open_backend(
+            users.directory_dsn(), users.directory_query(), users.directory_settings()
+        )
+        stack.push_async_callback(backend.aclose)
+        log.info("users: read from %s (backend = sql)", backend.dsn)
+        if users.default_role not in roles:
+            log.warning("users.default_role %r is not a defined role", users.default_role)
+        return SqlDirectory(
+            backend, default_role=users.default_role, recheck_seconds=users.auth_cache_seconds
+        )
     directory = UserDirectory(storage.users)
     if config.is_demo:
         await _ensure_demo_user(config, directory)
+    undefined = roles.unknown(user.role for user in await directory.list())
+    if undefined:
+        log.warning(
+            "users have roles that are not defined (their requests will be refused): %s",
+            ", ".join(undefined),
+        )
+    return directory
+
+
+async def _authentication(
+    stack: contextlib.AsyncExitStack, config: AppConfig, storage: Storage, roles: RoleBook
+) -> Authenticator:
+    """The user directory and the authenticator on it, lock-outs restored."""
+    directory = await _directory(stack, config, storage, roles)
     authenticator = Authenticator(
         directory,
         cache_seconds=config.users.auth_cache_seconds,
@@ -294,12 +324,6 @@ async def _authentication(config: AppConfig, storage: Storage, roles: RoleBook) 
         lockouts=storage.lockouts,
     )
     await authenticator.restore_lockouts()
-    undefined = roles.unknown(user.role for user in await directory.list())
-    if undefined:
-        log.warning(
-            "users have roles that are not defined (their requests will be refused): %s",
-            ", ".join(undefined),
-        )
     return authenticator
 
 
