@@ -209,7 +209,7 @@ def _user_command(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Tex
     if config.users.backend == "sql":
         print(
             f"error: users are read from another application's database "
-            f"({config.users.directory_dsn()}, [users] backend = \"sql\"); add, change and "
+            f'({config.users.directory_dsn()}, [users] backend = "sql"); add, change and '
             "remove them there: `vwell-pbx user` manages local users only",
             file=err,
         )
