@@ -943,15 +943,15 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     """Overlay secrets from the environment onto the raw TOML data (before validation)."""
-    for variable, key in ((STORAGE_URL_ENV, "url"), (STORAGE_PASSWORD_ENV, "password")):
+    for variable, section, key in (
+        (STORAGE_URL_ENV, "storage", "url"),
+        (STORAGE_PASSWORD_ENV, "storage", "password"),
+        (USERS_PASSWORD_ENV, "users", "password"),
+    ):
         if env.get(variable):
-            storage = data.setdefault("storage", {})
-            if isinstance(storage, dict):
-                storage[key] = env[variable]
-    if env.get(USERS_PASSWORD_ENV):
-        users = data.setdefault("users", {})
-        if isinstance(users, dict):
-            users["password"] = env[USERS_PASSWORD_ENV]
+            table = data.setdefault(section, {})
+            if isinstance(table, dict):
+                table[key] = env[variable]
     server_secret = env.get(SERVER_SECRET_ENV)
     if server_secret:
         server = data.setdefault("server", {})
