@@ -20,9 +20,9 @@ Users live in the configuration's storage (``[storage] url``, SQLite or PostgreS
 without a configuration file (demo mode) it is ``data/vwell.sqlite3`` under the
 working directory, as the demo server uses. With ``[users] backend = "sql"`` they are
 another application's and the ``user`` commands refuse (exit code 1).
-``db copy --to URL`` copies every table into another database (typically a new PostgreSQL one); its password comes from the
-URL or ``VWELL_PBX_STORAGE_PASSWORD``. Exit codes: 0 success, 1 error (the message
-says what), 2 usage.
+``db copy --to URL`` copies every table into another database (typically a new
+PostgreSQL one); its password comes from the URL or ``VWELL_PBX_STORAGE_PASSWORD``.
+Exit codes: 0 success, 1 error (the message says what), 2 usage.
 """
 
 from __future__ import annotations
