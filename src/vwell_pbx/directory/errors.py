@@ -11,8 +11,8 @@
 
 A directory that is down is "unavailable", whatever the reason (connection refused,
 timeout, authentication, a query the database rejects): a client can only retry, and
-the server's log says what happened. Messages never hold a password or a client's
-login: the location is the DSN without its password.
+the server's log says what happened (``detail``). Neither holds a password; the
+location in ``detail`` is the DSN without it.
 """
 
 from __future__ import annotations
@@ -23,4 +23,13 @@ __all__ = ["DirectoryUnavailable"]
 
 
 class DirectoryUnavailable(StorageUnavailable):
-    """The user directory cannot answer now (see the log for why); retrying may help."""
+    """The user directory cannot answer now; retrying may help.
+
+    Its message, which the client sees, says only that; ``detail`` says why (the DSN
+    without its password and the driver's words), for the server's log: a client, who
+    may not even be logged in, learns nothing about the directory's database.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("the user directory is unavailable; try again later")
+        self.detail = detail

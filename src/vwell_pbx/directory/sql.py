@@ -165,8 +165,8 @@ class SqlDirectory:
             return await self.backend.lookup(login, login2)
         except DirectoryUnavailable as exc:
             self._down_until = self._clock() + self._down_seconds
-            self._down_reason = f"{exc} (not asked again for {self._down_seconds:g} s)"
-            log.warning("%s", exc)
+            self._down_reason = f"{exc.detail} (not asked again for {self._down_seconds:g} s)"
+            log.warning("%s", exc.detail)
             raise
 
     async def get(self, login: str, login2: str) -> DirectoryAccount | None:
@@ -188,10 +188,12 @@ class SqlDirectory:
 
     def _account(self, login: str, login2: str, row: dict[str, Any]) -> DirectoryAccount | None:
         if "sha1" not in row:
-            raise DirectoryUnavailable(
+            detail = (
                 f"user directory {self.location}: the query returns no column named sha1 "
                 "(write e.g. SELECT password_hash AS sha1, ...)"
             )
+            log.error("%s", detail)
+            raise DirectoryUnavailable(detail)
         sha1 = _sha1_bytes(row["sha1"])
         if sha1 is None:
             if not self._warned_sha1:

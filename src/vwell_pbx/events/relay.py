@@ -231,6 +231,10 @@ class EventRelay:
                     self._failing = True
                     log.warning("relay: cannot send events to the other instances: %s", exc)
                 continue
+            except Exception:  # a bug: logged, and the relay goes on with the next batch
+                self.stats.failed += len(batch)
+                log.exception("relay: sending events to the other instances failed")
+                continue
             if self._failing:
                 self._failing = False
                 log.info("relay: sending events to the other instances again")
