@@ -211,6 +211,11 @@ class Database(Queries):
         """The notification connection's state (``unused`` where there is none)."""
         return ListenerState(status="unused")
 
+    async def wait_listening(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until notifications are being received;
+        whether they are. True at once where none are needed (SQLite)."""
+        return True
+
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Close every connection and stop the backend's threads or tasks."""

@@ -230,6 +230,7 @@ class _Listener:
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self._adding: set[asyncio.Task[None]] = set()  # LISTENs on the live connection
+        self._up = asyncio.Event()  # set while listening
         self.listening = False
         self.reconnects = 0
         self.last_error: str | None = None
@@ -351,12 +352,14 @@ class _Listener:
             if listened_before:
                 self.reconnects += 1
             self.listening = True
+            self._up.set()
             self._resumed(again=listened_before)
             listened_before = True
             try:
                 await self._watch(self._conn)
             finally:
                 self.listening = False
+                self._up.clear()
                 conn, self._conn = self._conn, None
                 conn.terminate()
 
@@ -373,6 +376,13 @@ class _Listener:
                 self.last_error = self._scrub.text(exc) or "the check timed out"
                 log.warning("storage: the LISTEN connection stopped answering; reconnecting")
                 return
+
+    async def wait_listening(self, timeout: float) -> bool:
+        if not self._channels:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._up.wait(), timeout)
+        return self.listening
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -548,6 +558,9 @@ class PostgresDatabase(Database):
 
     def listener_state(self) -> ListenerState:
         return self._listener.state()
+
+    async def wait_listening(self, timeout: float) -> bool:
+        return await self._listener.wait_listening(timeout)
 
     async def aclose(self) -> None:
         await self._listener.aclose()

@@ -184,6 +184,10 @@ async def relay_between_instances(
     )
     stop_listening = db.listen(channel, relay.receive, relay.resumed)
     sender = asyncio.create_task(relay.run(), name="vwell event relay")
+    # Start serving once the other instances' events arrive (bounded: a LISTEN that
+    # cannot connect yet is retried in the background, and /health says so).
+    if not await db.wait_listening(db.settings.connect_timeout):
+        log.warning("events: not listening on channel %s yet; retrying", channel)
     log.info("events: dispatchEvent reaches every instance through channel %s", channel)
     try:
         yield relay
