@@ -211,8 +211,8 @@ class Database(Queries):
         """The notification connection's state (``unused`` where there is none)."""
         return ListenerState(status="unused")
 
-    async def wait_listening(self, timeout: float) -> bool:
-        """Wait (at most ``timeout`` seconds) until notifications are being received;
+    async def wait_listening(self, within: float) -> bool:
+        """Wait (at most ``within`` seconds) until notifications are being received;
         whether they are. True at once where none are needed (SQLite)."""
         return True
 

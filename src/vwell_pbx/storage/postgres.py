@@ -377,11 +377,11 @@ class _Listener:
                 log.warning("storage: the LISTEN connection stopped answering; reconnecting")
                 return
 
-    async def wait_listening(self, timeout: float) -> bool:
+    async def wait_listening(self, within: float) -> bool:
         if not self._channels:
             return True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._up.wait(), timeout)
+            await asyncio.wait_for(self._up.wait(), within)
         return self.listening
 
     async def aclose(self) -> None:
@@ -559,8 +559,8 @@ class PostgresDatabase(Database):
     def listener_state(self) -> ListenerState:
         return self._listener.state()
 
-    async def wait_listening(self, timeout: float) -> bool:
-        return await self._listener.wait_listening(timeout)
+    async def wait_listening(self, within: float) -> bool:
+        return await self._listener.wait_listening(within)
 
     async def aclose(self) -> None:
         await self._listener.aclose()
