@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test. On a fresh Debian/Ubuntu machine with only Python 3.11+ it first
 # creates .venv and installs the package with its dev dependencies (and, when they are
-# missing, Debian's chromium for the browser tests and postgresql for the storage
-# tests, which start a throw-away cluster of their own). Extra arguments go to pytest.
+# missing, Debian's chromium for the browser tests, postgresql for the storage tests
+# and mariadb-server for the user directory tests, which start throw-away servers of
+# their own). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -47,6 +48,18 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
     else
         echo "test.sh: postgresql is missing; PostgreSQL storage tests will be skipped (apt-get install postgresql)" >&2
+    fi
+fi
+
+# The SQL user directory's tests also run on a throw-away MariaDB of their own
+# (mariadb-install-db in a temporary folder, a free loopback port): again only the
+# server binaries are needed.
+if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: installing mariadb-server from Debian's packages for the user directory tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null
+    else
+        echo "test.sh: mariadb-server is missing; the MariaDB user directory tests will be skipped (apt-get install mariadb-server)" >&2
     fi
 fi
 

@@ -27,7 +27,11 @@ Why the edges are what they are (CONTRIBUTING.md has the same table):
   by ``storage.url``); only ``web`` (which
   assembles the server) and ``cli`` read it: the layers below are given plain values.
 - ``storage`` is the database layer (SQL, migrations); ``users`` is the user directory
-  on top of it; the ``api`` layer checks credentials against ``users``.
+  on top of it; the ``api`` layer checks credentials against ``users``. ``directory``
+  is the other kind of user directory, another application's database read with one
+  query; ``web`` (which assembles the server), ``cli`` and ``config`` (which checks the
+  query) use it, and the ``api`` layer sees it only through its ``CredentialDirectory``
+  protocol.
 - ``simulator`` is a separate, real AMI server: it shares only the codec, so that client
   and simulator frame AMI the same way. ``web`` embeds it for demo mode.
 - ``cli`` is the command line: it may import everything.
@@ -64,12 +68,13 @@ ALLOWED: dict[str, frozenset[str]] = {
     "calls": _PROTOCOL | {"pbx"},
     "events": _PBX,
     "api": _EVENTS | {"futures", "users", "storage"},
-    "web": _API | {"config", "simulator"},
+    "web": _API | {"config", "simulator", "directory"},
     "storage": _SHARED | {"futures"},
     "users": _SHARED | {"futures", "storage"},
-    "config": _EVENTS | {"storage"},
+    "directory": _SHARED | {"storage"},
+    "config": _EVENTS | {"storage", "directory"},
     "simulator": frozenset({"protocol"}),
-    "cli": _API | {"web", "config", "simulator"},
+    "cli": _API | {"web", "config", "simulator", "directory"},
 }
 
 #: Standard modules the sans-IO parts never import: no event loop, socket, thread or clock.

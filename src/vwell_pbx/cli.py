@@ -18,10 +18,11 @@ standard input, which keeps it out of the shell history and the process list.
 
 Users live in the configuration's storage (``[storage] url``, SQLite or PostgreSQL);
 without a configuration file (demo mode) it is ``data/vwell.sqlite3`` under the
-working directory, as the demo server uses. ``db copy --to URL`` copies every table
-into another database (typically a new PostgreSQL one); its password comes from the
-URL or ``VWELL_PBX_STORAGE_PASSWORD``. Exit codes: 0 success, 1 error (the message
-says what), 2 usage.
+working directory, as the demo server uses. With ``[users] backend = "sql"`` they are
+another application's and the ``user`` commands refuse (exit code 1).
+``db copy --to URL`` copies every table into another database (typically a new
+PostgreSQL one); its password comes from the URL or ``VWELL_PBX_STORAGE_PASSWORD``.
+Exit codes: 0 success, 1 error (the message says what), 2 usage.
 """
 
 from __future__ import annotations
@@ -205,6 +206,14 @@ def _sha1_from_args(args: argparse.Namespace, stdin: TextIO) -> str:
 
 def _user_command(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     config = _load(getattr(args, "config", None), err)
+    if config.users.backend == "sql":
+        print(
+            f"error: users are read from another application's database "
+            f'({config.users.directory_dsn()}, [users] backend = "sql"); add, change and '
+            "remove them there: `vwell-pbx user` manages local users only",
+            file=err,
+        )
+        return EXIT_ERROR
     roles = RoleBook(role_specs(config.roles))
     if args.user_command == "add" and args.role not in roles:
         raise UnknownRoleError(

@@ -26,6 +26,7 @@ Environment variables override secrets so they need not be written into the file
   characters than A-Z and 0-9 replaced by ``_``)
 - ``VWELL_PBX_STORAGE_URL`` -> ``storage.url`` (the whole URL, password included if any)
 - ``VWELL_PBX_STORAGE_PASSWORD`` -> ``storage.password`` (the database password)
+- ``VWELL_PBX_USERS_PASSWORD`` -> ``users.password`` (the SQL user directory's password)
 
 Relative paths in the file (``storage.url`` for SQLite, ``users.database``,
 ``server.tls_cert``, ``server.tls_key``) are resolved against the folder of the
@@ -62,6 +63,8 @@ from pydantic import (
 
 from vwell_pbx.calls.rules import DEFAULT_EXTENSIONS, DEFAULT_TRUNKS, CallRules
 from vwell_pbx.calls.tracker import TrackerLimits
+from vwell_pbx.directory.backends import DirectoryDsn, DirectorySettings, DsnError
+from vwell_pbx.directory.query import DirectoryQuery, QueryError
 from vwell_pbx.errors import VwellError
 from vwell_pbx.events.bus import DEFAULT_RESUME_GRACE
 from vwell_pbx.events.filters import EventFilter, FilterError
@@ -83,6 +86,7 @@ __all__ = [
     "EventRuleConfig",
     "EventStreamConfig",
     "EventsConfig",
+    "InstancesConfig",
     "LimitsConfig",
     "PbxConfig",
     "PhoneConfig",
@@ -112,6 +116,7 @@ SERVER_SECRET_ENV = "VWELL_PBX_SERVER_SECRET"
 FIRST_PBX_SECRET_ENV = "VWELL_PBX_PBX_SECRET"
 STORAGE_URL_ENV = "VWELL_PBX_STORAGE_URL"
 STORAGE_PASSWORD_ENV = "VWELL_PBX_STORAGE_PASSWORD"
+USERS_PASSWORD_ENV = "VWELL_PBX_USERS_PASSWORD"
 #: The default storage's folder (relative to the configuration file's) and file names:
 #: the current one, and the earlier releases' user file (still used if it is the only one).
 DEFAULT_DATA_DIR = Path("data")
@@ -327,11 +332,24 @@ class EventsConfig(_Model):
     resume_grace_seconds: Annotated[float, Field(ge=0, le=86_400)] = DEFAULT_RESUME_GRACE
 
 
+#: With ``[users] backend = "sql"`` nothing tells the server about changed users, so a
+#: cached verification is trusted at most this long.
+MAX_SQL_CACHE_SECONDS = 3600.0
+
+
 class UsersConfig(_Model):
-    """``[users]``: login throttling and the credential cache.
+    """``[users]``: where users are, login throttling and the credential cache.
 
     ``database`` is the earlier releases' user file; it now means "the SQLite storage"
     when ``[storage] url`` is not set (see the module docstring).
+
+    ``backend = "local"`` (the default) keeps users in the storage, managed with
+    ``vwell-pbx user``. ``backend = "sql"`` reads them from another application's
+    database (``directory``): ``dsn`` says where (PostgreSQL or MySQL/MariaDB; the
+    ``password`` better from ``VWELL_PBX_USERS_PASSWORD``), ``query`` how (a SELECT with
+    ``:login`` and ``:login2`` returning a ``sha1`` column, optionally ``role`` and
+    ``extensions``); ``pool_size``, ``connect_timeout`` and ``query_timeout`` bound its
+    connections, and ``default_role`` is the role of users the query gives none.
     """
 
     database: Path | None = None
@@ -340,11 +358,85 @@ class UsersConfig(_Model):
     throttle_after_address: PositiveInt = 20
     throttle_max_seconds: Annotated[float, Field(gt=0)] = 300.0
     throttle_forget_seconds: Annotated[float, Field(gt=0)] = 900.0
+    backend: Literal["local", "sql"] = "local"
+    dsn: str | None = None
+    password: SecretStr | None = None
+    query: str | None = None
+    default_role: str = "operator"
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 4
+    connect_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
+    query_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
 
     @field_validator("database")
     @classmethod
     def _resolve_database(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else _resolve(value, info)
+
+    @field_validator("dsn")
+    @classmethod
+    def _check_dsn(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                DirectoryDsn.parse(value)
+            except DsnError as exc:
+                raise ValueError(str(exc)) from None
+        return value or None
+
+    @field_validator("query")
+    @classmethod
+    def _check_query(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                DirectoryQuery.parse(value)
+            except QueryError as exc:
+                raise ValueError(str(exc)) from None
+        return value or None
+
+    @field_validator("password")
+    @classmethod
+    def _empty_password_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("default_role")
+    @classmethod
+    def _check_role(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+            raise ValueError("use 1-64 letters, digits, '_', '.', '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _sql_needs_dsn_and_query(self) -> UsersConfig:
+        if self.backend != "sql":
+            return self
+        missing = [name for name in ("dsn", "query") if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f'backend = "sql" needs {" and ".join(missing)}')
+        if self.auth_cache_seconds > MAX_SQL_CACHE_SECONDS:
+            raise ValueError(
+                f'with backend = "sql" auth_cache_seconds is at most {MAX_SQL_CACHE_SECONDS:g}'
+                " (the directory cannot tell the server about changed users)"
+            )
+        return self
+
+    def directory_dsn(self) -> DirectoryDsn:
+        """The directory's DSN with its password (``backend = "sql"`` only)."""
+        if self.dsn is None:
+            raise ConfigError("users.dsn is not set")
+        return DirectoryDsn.parse(self.dsn).with_password(self.password)
+
+    def directory_query(self) -> DirectoryQuery:
+        """The checked query (``backend = "sql"`` only)."""
+        if self.query is None:
+            raise ConfigError("users.query is not set")
+        return DirectoryQuery.parse(self.query)
+
+    def directory_settings(self) -> DirectorySettings:
+        """The directory's connection bounds."""
+        return DirectorySettings(
+            pool_size=self.pool_size,
+            connect_timeout=self.connect_timeout,
+            query_timeout=self.query_timeout,
+        )
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -418,6 +510,48 @@ class StorageConfig(_Model):
             queue_size=self.queue_size,
             listen_check_seconds=self.listen_check_seconds,
         )
+
+
+_CHANNEL_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_INSTANCE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+class InstancesConfig(_Model):
+    """``[instances]``: several server instances sharing one PostgreSQL storage.
+
+    With a PostgreSQL ``[storage] url`` and ``relay_events``, a ``dispatchEvent`` sent
+    to one instance reaches the subscribers of every instance through ``channel``
+    (PostgreSQL ``LISTEN``/``NOTIFY``). With SQLite there is one instance and nothing
+    to relay. ``name`` only labels this instance (``/health``, logs); it defaults to
+    the host name.
+    """
+
+    name: str | None = None
+    relay_events: bool = True
+    channel: str = "vwell_events"
+    max_event_bytes: Annotated[int, Field(ge=256, le=1024 * _KIB)] = 64 * _KIB
+    relay_queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _INSTANCE_NAME_RE.fullmatch(value):
+            raise ValueError(
+                "use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+            )
+        return value or None
+
+    @field_validator("channel")
+    @classmethod
+    def _check_channel(cls, value: str) -> str:
+        if not _CHANNEL_RE.fullmatch(value):
+            raise ValueError(
+                "use 1-63 lower-case letters, digits and '_', not starting with a digit "
+                "(a PostgreSQL channel name)"
+            )
+        if value == "vwell_users":
+            raise ValueError("vwell_users is the channel of user changes; choose another")
+        return value
 
 
 def default_storage_url(data_dir: Path) -> StorageUrl:
@@ -812,6 +946,7 @@ class AppConfig(_Model):
     webhooks: tuple[WebhookConfig, ...] = ()
     event_stream: EventStreamConfig = Field(default_factory=EventStreamConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    instances: InstancesConfig = Field(default_factory=InstancesConfig)
 
     @model_validator(mode="after")
     def _earlier_replay_size(self) -> AppConfig:
@@ -901,11 +1036,15 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     """Overlay secrets from the environment onto the raw TOML data (before validation)."""
-    for variable, key in ((STORAGE_URL_ENV, "url"), (STORAGE_PASSWORD_ENV, "password")):
+    for variable, section, key in (
+        (STORAGE_URL_ENV, "storage", "url"),
+        (STORAGE_PASSWORD_ENV, "storage", "password"),
+        (USERS_PASSWORD_ENV, "users", "password"),
+    ):
         if env.get(variable):
-            storage = data.setdefault("storage", {})
-            if isinstance(storage, dict):
-                storage[key] = env[variable]
+            table = data.setdefault(section, {})
+            if isinstance(table, dict):
+                table[key] = env[variable]
     server_secret = env.get(SERVER_SECRET_ENV)
     if server_secret:
         server = data.setdefault("server", {})

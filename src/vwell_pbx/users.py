@@ -192,6 +192,9 @@ class UserDirectory:
     ``generation()`` is synchronous and cheap (see the module docstring).
     """
 
+    #: ``verify`` runs scrypt: the authenticator runs it in a thread, a few at a time.
+    slow_verify = True
+
     def __init__(
         self,
         store: UserStore,

@@ -44,19 +44,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import SecretStr
 
 from vwell_pbx.errors import VwellError
 from vwell_pbx.storage import LockoutStore, StorageError, StoredLockout
 from vwell_pbx.storage.lockouts import LockoutKind, login_key
-from vwell_pbx.users import UserDirectory, UserRecord, normalize_login, normalize_sha1
+from vwell_pbx.users import normalize_login, normalize_sha1
 
 __all__ = [
     "AUTH_FAILED_MESSAGE",
+    "Account",
     "AuthFailed",
     "Authenticator",
+    "CredentialDirectory",
     "LoginThrottle",
     "Principal",
     "RateLimited",
@@ -66,6 +68,63 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 K = TypeVar("K")
+R = TypeVar("R")
+
+
+class Account(Protocol):
+    """What a directory's record must say about a user (read-only attributes)."""
+
+    @property
+    def login(self) -> str:
+        """The account."""
+        ...
+
+    @property
+    def login2(self) -> str:
+        """The person within it."""
+        ...
+
+    @property
+    def role(self) -> str:
+        """The role's name."""
+        ...
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The user's own extensions."""
+        ...
+
+    @property
+    def version(self) -> int:
+        """Changes whenever the user's password, role or extensions do."""
+        ...
+
+
+class CredentialDirectory(Protocol[R]):
+    """Where users are: the local one (``users.UserDirectory``, scrypt) or another
+    application's database (``directory.SqlDirectory``, its SHA-1)."""
+
+    @property
+    def slow_verify(self) -> bool:
+        """Whether ``verify`` is slow (scrypt): then it runs in a thread, a few at a time."""
+        ...
+
+    def generation(self) -> int | None:
+        """Moves whenever any user may have changed; ``None``: ask every time."""
+        ...
+
+    async def get(self, login: str, login2: str) -> R | None:
+        """The user's record (an ``Account``), or ``None``."""
+        ...
+
+    async def current_version(self, login: str, login2: str) -> int | None:
+        """The user's version now, or ``None`` if there is no such user."""
+        ...
+
+    def verify(self, record: R | None, sha1_hex: str) -> bool:
+        """Whether ``sha1_hex`` is the user's; with ``record=None`` as costly as a miss."""
+        ...
+
 
 AUTH_FAILED_MESSAGE = "login, login2 or sha1 is wrong"
 # The throttle's login key for server-secret attempts (a NUL cannot be in a real login).
@@ -296,7 +355,7 @@ class _CacheEntry:
 
 
 class Authenticator:
-    """Checks credentials against a ``UserDirectory``; see the module docstring.
+    """Checks credentials against a ``CredentialDirectory``; see the module docstring.
 
     ``cache_seconds=0`` disables the cache. ``clock`` drives cache expiry (the
     throttle has its own). ``lockouts`` (optional) stores the throttle's lock-outs;
@@ -306,7 +365,7 @@ class Authenticator:
 
     def __init__(
         self,
-        directory: UserDirectory,
+        directory: CredentialDirectory[Any],
         *,
         cache_seconds: float,
         clock: Callable[[], float] = time.monotonic,
@@ -505,9 +564,12 @@ class Authenticator:
 
     async def _verify(self, key: bytes, login: str, login2: str, sha1: str) -> Principal | None:
         generation = self.directory.generation()  # before the read: see _row_is_current
-        record: UserRecord | None = await self.directory.get(login, login2)
-        async with self._hash_slots:
-            ok = await asyncio.to_thread(self.directory.verify, record, sha1)
+        record: Account | None = await self.directory.get(login, login2)
+        if self.directory.slow_verify:
+            async with self._hash_slots:
+                ok = await asyncio.to_thread(self.directory.verify, record, sha1)
+        else:
+            ok = self.directory.verify(record, sha1)
         if not ok or record is None:
             return None
         principal = Principal(

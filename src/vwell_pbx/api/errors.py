@@ -37,6 +37,7 @@ Every exception the package raises on purpose, with its code::
     │   └── LocalProtocolError    CR/LF in a key or value                -> bad_request
     └── StorageError (storage.errors)                                    -> internal
         ├── StorageUnavailable    database down or too slow (StorageTimeout) -> unavailable
+        │   └── DirectoryUnavailable (directory)  the SQL user directory  -> unavailable
         └── StorageBusy           a bounded database queue is full       -> unavailable
 
 ``error_code`` finds an exception's code by walking its class hierarchy against

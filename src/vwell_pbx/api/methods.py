@@ -479,14 +479,19 @@ class DispatchArgs(Arguments):
     needs_pbx=False,
     summary="Deliver an event from a client to every matching subscriber, marked "
     "origin=api with the sender's login.",
-    answer={"delivered": "how many connections received it"},
+    answer={"delivered": "how many connections of this server instance received it"},
 )
 async def dispatch_event(call: Call, args: DispatchArgs) -> dict[str, Any]:
-    """Publish a client event on the bus."""
+    """Publish a client event on the bus (and, with several instances, on theirs)."""
     event = BusEvent.from_client(
         args.event, login=call.principal.login, login2=call.principal.login2
     )
-    return {"delivered": call.api.bus.publish(event)}
+    relay = call.api.relay
+    relayed = None if relay is None else relay.encode(event)  # too large: refused here
+    delivered = call.api.bus.publish(event)
+    if relay is not None and relayed is not None:
+        relay.forward(relayed)
+    return {"delivered": delivered}
 
 
 # --- whoami -------------------------------------------------------------------------

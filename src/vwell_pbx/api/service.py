@@ -54,6 +54,7 @@ from vwell_pbx.api.live_calls import LiveCalls
 from vwell_pbx.api.registry import METHODS, Method
 from vwell_pbx.api.roles import Role, RoleBook
 from vwell_pbx.events.bus import EventBus, Subscriber
+from vwell_pbx.events.relay import EventRelay
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.errors import PbxRejected
@@ -148,13 +149,16 @@ class Api:
         bus: EventBus,
         authenticator: Authenticator,
         roles: RoleBook,
+        relay: EventRelay | None = None,
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[str, Mapping[str, Any], float], None] | None = None,
         call_history: CallStore | None = None,
         keys: KeyStore | None = None,
     ) -> None:
         """``call_history`` and ``keys`` (the storage's) serve ``callHistory``; without
-        them it answers ``not_supported``."""
+        them it answers ``not_supported``.
+        ``relay``: where ``dispatchEvent`` also sends its events so that the other
+        server instances' subscribers get them (``None``: this instance only)."""
         if not links:
             raise ValueError("at least one PBX link is required")
         self.settings = settings
@@ -163,6 +167,7 @@ class Api:
         self.bus = bus
         self.authenticator = authenticator
         self.roles = roles
+        self.relay = relay
         self.guards = EventGuards(roles)
         self.call_history = call_history
         self.keys = keys

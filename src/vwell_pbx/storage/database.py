@@ -16,25 +16,79 @@ timeouts and raises only ``StorageError`` kinds.
 synchronous "has anything changed?" test (no round trip to the database while nothing
 changed); writers announce changes with ``tx.notify(channel)``. See the backends for
 how each implements it.
+
+Messages between processes (PostgreSQL only, ``supports_messages``): ``send(channel,
+payloads)`` sends texts of at most ``MAX_MESSAGE_BYTES`` each in one transaction, so
+they arrive together and in order; ``listen(channel, on_message, on_resume)`` calls
+``on_message(text)`` for each, in every process listening on that channel (this one
+included), and ``on_resume()`` after the listening connection was lost and is back
+(messages sent meanwhile were missed). ``pool_use()`` and ``listener_state()`` say how
+busy the connections are and whether the listening connection is up (``/health``).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol
 
 from vwell_pbx.storage.dialect import Dialect
+from vwell_pbx.storage.errors import StorageError
 from vwell_pbx.storage.settings import StorageSettings
 from vwell_pbx.storage.url import StorageUrl
 
-__all__ = ["ChangeFeed", "Database", "Params", "Queries", "Row", "Transaction"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "ChangeFeed",
+    "Database",
+    "ListenerState",
+    "Params",
+    "PoolUse",
+    "Queries",
+    "Row",
+    "Transaction",
+]
 
 Row = tuple[Any, ...]
 Params = Mapping[str, object]
 
 _NO_PARAMS: Params = {}
+
+#: The largest message ``Database.send`` takes, in UTF-8 bytes: PostgreSQL refuses a
+#: ``NOTIFY`` payload of 8000 bytes or more.
+MAX_MESSAGE_BYTES: Final = 7999
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUse:
+    """The database connections of this process, now.
+
+    ``open``: connections open (PostgreSQL: in the pool; SQLite: the writer and the
+    readers); ``busy``: those running a statement or lent out; ``max``: the most there
+    can be.
+    """
+
+    open: int
+    busy: int
+    max: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerState:
+    """The connection that receives notifications (PostgreSQL's ``LISTEN``).
+
+    ``status``: ``"listening"``, ``"down"`` (being reconnected; change feeds answer
+    "unknown" meanwhile) or ``"unused"`` (nothing is watched yet, or the backend needs
+    none: SQLite). ``reconnects`` counts the times it was lost and listened again;
+    ``last_error`` is the last reason it was lost (never a password).
+    """
+
+    status: Literal["listening", "down", "unused"]
+    channels: tuple[str, ...] = ()
+    reconnects: int = 0
+    last_error: str | None = None
 
 
 class ChangeFeed(Protocol):
@@ -126,6 +180,41 @@ class Database(Queries):
         does (e.g. a counter bumped by every write); backends that cannot be notified
         directly use it to tell relevant commits from others.
         """
+
+    @property
+    def supports_messages(self) -> bool:
+        """Whether ``send`` and ``listen`` work (PostgreSQL: yes; SQLite: no)."""
+        return False
+
+    async def send(self, channel: str, payloads: Sequence[str]) -> None:
+        """Send ``payloads`` (each at most ``MAX_MESSAGE_BYTES``) on ``channel``, in one
+        transaction: every listener gets all of them, in order, or none."""
+        raise StorageError(f"{self.url}: messages between processes need PostgreSQL")
+
+    def listen(
+        self,
+        channel: str,
+        on_message: Callable[[str], None],
+        on_resume: Callable[[], None] | None = None,
+    ) -> Callable[[], None]:
+        """Call ``on_message(payload)`` for every message sent on ``channel`` (by any
+        process, this one included), on the event loop, in the order sent; and
+        ``on_resume()`` each time listening starts again after the connection was lost.
+        Returns a function that stops it. The callbacks must be quick and not raise."""
+        raise StorageError(f"{self.url}: messages between processes need PostgreSQL")
+
+    @abc.abstractmethod
+    def pool_use(self) -> PoolUse:
+        """How many connections are open and busy (for ``/health`` and metrics)."""
+
+    def listener_state(self) -> ListenerState:
+        """The notification connection's state (``unused`` where there is none)."""
+        return ListenerState(status="unused")
+
+    async def wait_listening(self, within: float) -> bool:
+        """Wait (at most ``within`` seconds) until notifications are being received;
+        whether they are. True at once where none are needed (SQLite)."""
+        return True
 
     @abc.abstractmethod
     async def aclose(self) -> None:

@@ -15,6 +15,13 @@ jittered backoff and, once listening again, moves every generation (anything may
 changed meanwhile). It is checked every ``listen_check_seconds`` with a ``SELECT 1``,
 so a connection that died silently is noticed within about that time plus
 ``query_timeout``.
+
+The same connection carries messages between processes (``send``/``listen``: other
+server instances' ``dispatchEvent``): ``send`` runs ``pg_notify`` once per payload in
+one transaction, so a listener gets them together and in order after the commit (the
+server serialises notifying commits, so one transaction's notifications are never
+interleaved with another's). A message sent while this process's listening connection
+is down is lost for it; ``on_resume`` says so when listening starts again.
 """
 
 from __future__ import annotations
@@ -30,7 +37,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 import asyncpg.pool
 
-from vwell_pbx.storage.database import ChangeFeed, Database, Params, Row, Transaction
+from vwell_pbx.storage.database import (
+    MAX_MESSAGE_BYTES,
+    ChangeFeed,
+    Database,
+    ListenerState,
+    Params,
+    PoolUse,
+    Row,
+    Transaction,
+)
 from vwell_pbx.storage.dialect import Dialect, to_numbered
 from vwell_pbx.storage.errors import (
     IntegrityViolation,
@@ -48,8 +64,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BACKOFF_MAX = 10.0
-APPLICATION_NAME = "vwell-pbx"
-LISTENER_APPLICATION_NAME = "vwell-pbx listener"
+LISTENER_SUFFIX = " listener"
 
 if TYPE_CHECKING:  # asyncpg's classes are generic only in its type stubs
     Connection = asyncpg.Connection[asyncpg.Record]
@@ -182,6 +197,20 @@ class _PgChangeFeed:
         self.count += 1
 
 
+MessageHandler = Callable[[str], None]
+ResumeHandler = Callable[[], None]
+
+
+class _Channel:
+    """What one LISTENed channel moves: a change feed, message handlers, or both."""
+
+    __slots__ = ("feed", "handlers")
+
+    def __init__(self) -> None:
+        self.feed: _PgChangeFeed | None = None
+        self.handlers: tuple[tuple[MessageHandler, ResumeHandler | None], ...] = ()
+
+
 class _Listener:
     """The LISTEN connection and its keeper task (see the module docstring)."""
 
@@ -196,67 +225,143 @@ class _Listener:
         self._settings = settings
         self._scrub = scrub
         self._rng = rng
-        self._feeds: dict[str, _PgChangeFeed] = {}
+        self._channels: dict[str, _Channel] = {}
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        self._adding: set[asyncio.Task[None]] = set()  # LISTENs on the live connection
+        self._up = asyncio.Event()  # set while listening
         self.listening = False
+        self.reconnects = 0
+        self.last_error: str | None = None
 
-    def feed(self, channel: str) -> _PgChangeFeed:
-        feed = self._feeds.get(channel)
-        if feed is None:
-            feed = self._feeds[channel] = _PgChangeFeed(self, channel)
+    def _channel(self, name: str) -> _Channel:
+        """The channel's record; a new channel starts the keeper or makes it re-LISTEN."""
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = self._channels[name] = _Channel()
             if self._task is None:
                 self._task = asyncio.create_task(self._keep(), name="vwell storage listener")
+            elif self._conn is not None and self.listening:
+                task = asyncio.create_task(self._add_channel(self._conn, name))
+                self._adding.add(task)
+                task.add_done_callback(self._adding.discard)
             else:
-                self._lost.set()  # reconnect to LISTEN on the new channel too
-        return feed
+                self._lost.set()  # (re)connecting: make sure the new channel is included
+        return channel
 
-    def _notified(self, _conn: object, _pid: int, channel: str, _payload: object) -> None:
-        feed = self._feeds.get(channel)
-        if feed is not None:
-            feed.count += 1
+    async def _add_channel(self, conn: Connection, name: str) -> None:
+        """LISTEN on one more channel on the live connection (reconnect if that fails)."""
+        try:
+            await conn.add_listener(name, self._notified)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            if conn is self._conn:
+                self._lost.set()
 
-    def _terminated(self, _conn: object) -> None:
+    def feed(self, name: str) -> _PgChangeFeed:
+        channel = self._channel(name)
+        if channel.feed is None:
+            channel.feed = _PgChangeFeed(self, name)
+        return channel.feed
+
+    def add_handler(
+        self, name: str, on_message: MessageHandler, on_resume: ResumeHandler | None
+    ) -> Callable[[], None]:
+        channel = self._channel(name)
+        entry = (on_message, on_resume)
+        channel.handlers = (*channel.handlers, entry)
+
+        def stop() -> None:
+            channel.handlers = tuple(each for each in channel.handlers if each is not entry)
+
+        return stop
+
+    def state(self) -> ListenerState:
+        if not self._channels:
+            return ListenerState(status="unused")
+        return ListenerState(
+            status="listening" if self.listening else "down",
+            channels=tuple(self._channels),
+            reconnects=self.reconnects,
+            last_error=self.last_error,
+        )
+
+    def _notified(self, _conn: object, _pid: int, name: str, payload: object) -> None:
+        channel = self._channels.get(name)
+        if channel is None:
+            return
+        if channel.feed is not None:
+            channel.feed.count += 1
+        for on_message, _ in channel.handlers:
+            try:
+                on_message(str(payload))
+            except Exception:  # one handler's bug must not stop the others
+                log.exception("storage: a handler of channel %s failed", name)
+
+    def _terminated(self, conn: object) -> None:
+        # asyncpg calls this later, also for a connection we closed ourselves (to LISTEN
+        # on a new channel): only the current connection's end is a loss.
+        if conn is not self._conn:
+            return
         self.listening = False
+        self.last_error = "the connection was closed"
         self._lost.set()
 
     async def _listen(self) -> Connection:
         conn = await self._connect()
         try:
-            for channel in list(self._feeds):
-                await conn.add_listener(channel, self._notified)
+            for name in list(self._channels):
+                await conn.add_listener(name, self._notified)
             conn.add_termination_listener(self._terminated)
         except BaseException:
             conn.terminate()
             raise
         return conn
 
+    def _resumed(self, *, again: bool) -> None:
+        """Listening (again): anything may have changed while we were not."""
+        for name, channel in self._channels.items():
+            if channel.feed is not None:
+                channel.feed.count += 1
+            if not again:
+                continue
+            for _, on_resume in channel.handlers:
+                if on_resume is None:
+                    continue
+                try:
+                    on_resume()
+                except Exception:
+                    log.exception("storage: a resume handler of channel %s failed", name)
+
     async def _keep(self) -> None:
         delay = 0.5
+        listened_before = False
         while True:
             self._lost.clear()
             try:
                 self._conn = await self._listen()
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                self.last_error = self._scrub.text(exc)
                 log.warning(
-                    "storage: cannot LISTEN (%s); retrying in %.1f s",
-                    self._scrub.text(exc),
-                    delay,
+                    "storage: cannot LISTEN (%s); retrying in %.1f s", self.last_error, delay
                 )
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, _BACKOFF_MAX)
                 continue
             delay = 0.5
-            for feed in self._feeds.values():  # changes while we were not listening
-                feed.count += 1
+            if listened_before:
+                self.reconnects += 1
             self.listening = True
+            self._up.set()
+            self._resumed(again=listened_before)
+            listened_before = True
             try:
                 await self._watch(self._conn)
             finally:
                 self.listening = False
-                self._conn.terminate()
-                self._conn = None
+                self._up.clear()
+                conn, self._conn = self._conn, None
+                conn.terminate()
 
     async def _watch(self, conn: Connection) -> None:
         """Return when the connection is lost or fails a check."""
@@ -267,9 +372,17 @@ class _Listener:
                 return
             try:
                 await conn.execute("SELECT 1", timeout=self._settings.query_timeout)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                self.last_error = self._scrub.text(exc) or "the check timed out"
                 log.warning("storage: the LISTEN connection stopped answering; reconnecting")
                 return
+
+    async def wait_listening(self, within: float) -> bool:
+        if not self._channels:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._up.wait(), within)
+        return self.listening
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -305,12 +418,13 @@ class PostgresDatabase(Database):
         }
 
     async def _connect(self) -> Connection:
-        return await asyncpg.connect(**self._connect_kwargs(LISTENER_APPLICATION_NAME))
+        name = self.settings.application_name + LISTENER_SUFFIX
+        return await asyncpg.connect(**self._connect_kwargs(name))
 
     async def _start(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                **self._connect_kwargs(APPLICATION_NAME),
+                **self._connect_kwargs(self.settings.application_name),
                 min_size=min(self.settings.pool_min, self.settings.pool_size),
                 max_size=self.settings.pool_size,
                 max_inactive_connection_lifetime=300.0,
@@ -407,6 +521,46 @@ class PostgresDatabase(Database):
 
     def watch(self, channel: str, probe: str) -> ChangeFeed:
         return self._listener.feed(_identifier(channel))
+
+    @property
+    def supports_messages(self) -> bool:
+        return True
+
+    async def send(self, channel: str, payloads: Sequence[str]) -> None:
+        _identifier(channel)
+        for payload in payloads:
+            size = len(payload.encode("utf-8", "surrogatepass"))
+            if size > MAX_MESSAGE_BYTES or "\0" in payload:
+                raise StorageError(
+                    f"a message must be text of at most {MAX_MESSAGE_BYTES} bytes without "
+                    f"NUL (this one is {size} bytes)"
+                )
+        if not payloads:
+            return
+        rows = [{"channel": channel, "payload": payload} for payload in payloads]
+        async with self.transaction() as tx:  # delivered together, in order, at commit
+            await tx.execute_many("SELECT pg_notify(:channel, :payload)", rows)
+
+    def listen(
+        self,
+        channel: str,
+        on_message: Callable[[str], None],
+        on_resume: Callable[[], None] | None = None,
+    ) -> Callable[[], None]:
+        return self._listener.add_handler(_identifier(channel), on_message, on_resume)
+
+    def pool_use(self) -> PoolUse:
+        pool = self._pool
+        if pool is None:
+            return PoolUse(open=0, busy=0, max=self.settings.pool_size)
+        size = pool.get_size()
+        return PoolUse(open=size, busy=size - pool.get_idle_size(), max=pool.get_max_size())
+
+    def listener_state(self) -> ListenerState:
+        return self._listener.state()
+
+    async def wait_listening(self, within: float) -> bool:
+        return await self._listener.wait_listening(within)
 
     async def aclose(self) -> None:
         await self._listener.aclose()

@@ -23,6 +23,9 @@ class StorageSettings:
       past it ``StorageBusy`` is raised at once.
     - ``listen_check_seconds``: PostgreSQL: how often the LISTEN connection is checked
       (a silently dead one is noticed within about this time plus ``query_timeout``).
+    - ``application_name``: PostgreSQL: how the pool's connections show in
+      ``pg_stat_activity`` (the LISTEN connection adds `` listener``); a server
+      instance puts its name in it.
     """
 
     pool_size: int = 4
@@ -33,3 +36,4 @@ class StorageSettings:
     busy_timeout: float = 5.0
     queue_size: int = 256
     listen_check_seconds: float = 5.0
+    application_name: str = "vwell-pbx"

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from vwell_pbx.storage.database import ChangeFeed, Database, Params, Row, Transaction
+from vwell_pbx.storage.database import ChangeFeed, Database, Params, PoolUse, Row, Transaction
 from vwell_pbx.storage.dialect import Dialect
 from vwell_pbx.storage.errors import (
     IntegrityViolation,
@@ -106,6 +106,16 @@ class _Worker:
     def backlog(self) -> int:
         """Jobs waiting for this connection."""
         return self._queue.qsize()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job is running or waiting on this connection."""
+        return self._running is not None or not self._queue.empty()
+
+    @property
+    def open(self) -> bool:
+        """Whether the connection is open."""
+        return self._conn is not None
 
     async def start(self) -> None:
         """Start the thread, which opens the connection (bounded by ``connect_timeout``)."""
@@ -357,6 +367,14 @@ class SqliteDatabase(Database):
     @property
     def statements(self) -> int:
         return sum(worker.jobs for worker in (self._writer, *self._readers))
+
+    def pool_use(self) -> PoolUse:
+        workers = (self._writer, *self._readers)
+        return PoolUse(
+            open=sum(worker.open for worker in workers),
+            busy=sum(worker.busy for worker in workers),
+            max=len(workers),
+        )
 
     def _reader(self) -> _Worker:
         return min(self._readers, key=lambda worker: worker.backlog)

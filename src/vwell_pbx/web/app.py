@@ -1,5 +1,9 @@
 """aiohttp routes: ``/api`` over GET, POST and WebSocket, CORS, ``/health``, ``/metrics``.
 
+``/health`` answers 200 with ``status: "ok"``, or 503 with ``"degraded"`` when a PBX
+is not connected, the database does not answer its probe, or the database's LISTEN
+connection is down (``web.instance``).
+
 Transport decoding lives here (query strings, forms, multipart, JSON); everything after
 the decoded envelope is ``api.service.Api``. ``/api`` always answers HTTP 200 with the
 envelope, except a body too large to read (413), which still carries the envelope.
@@ -32,6 +36,7 @@ from vwell_pbx.web import logs
 from vwell_pbx.web.console import setup_console
 from vwell_pbx.web.context import (
     API_KEY,
+    INSTANCE_KEY,
     METRICS_KEY,
     PER_ADDRESS_KEY,
     SETTINGS_KEY,
@@ -40,6 +45,7 @@ from vwell_pbx.web.context import (
     error_response,
     json_response,
 )
+from vwell_pbx.web.instance import InstanceHealth
 from vwell_pbx.web.metrics import ServerMetrics
 from vwell_pbx.web.openapi import setup_openapi
 from vwell_pbx.web.peers import client_address_middleware
@@ -65,8 +71,12 @@ def build_app(
     settings: WebSettings,
     metrics: ServerMetrics,
     stream_settings: StreamSettings | None = None,
+    instance: InstanceHealth | None = None,
 ) -> web.Application:
-    """The aiohttp application; the same one is served on the HTTP and WebSocket ports."""
+    """The aiohttp application; the same one is served on the HTTP and WebSocket ports.
+
+    ``instance`` adds the database and the relay to ``/health`` and ``/metrics``.
+    """
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[client_address_middleware, _request_id_middleware, _cors_middleware],
@@ -76,6 +86,9 @@ def build_app(
     app[METRICS_KEY] = metrics
     app[SOCKETS_KEY] = weakref.WeakSet()
     app[PER_ADDRESS_KEY] = Counter()
+    if instance is not None:
+        app[INSTANCE_KEY] = instance
+        metrics.registry.register(instance.collector())
     app.router.add_route("GET", "/api", _api_get)
     app.router.add_route("POST", "/api", _api_post)
     app.router.add_get("/health", _health)
@@ -224,9 +237,19 @@ async def _health(request: web.Request) -> web.Response:
         },
         "webhooks": webhooks_health(request.app),
     }
+    instance = request.app.get(INSTANCE_KEY)
+    if instance is not None:
+        body["database"], database_ok = await instance.database()
+        body["instance"] = instance.instance()
+        if not database_ok:
+            healthy = False
+            body["status"] = "degraded"
     return json_response(body, status=200 if healthy else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    instance = request.app.get(INSTANCE_KEY)
+    if instance is not None:
+        await instance.probe()  # so vwell_storage_up is fresh (bounded, cached 1 s)
     body = generate_latest(request.app[METRICS_KEY].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -21,10 +21,12 @@ from aiohttp import web
 
 from vwell_pbx.api.errors import error_code
 from vwell_pbx.api.service import Api
+from vwell_pbx.web.instance import InstanceHealth
 from vwell_pbx.web.metrics import ServerMetrics
 
 __all__ = [
     "API_KEY",
+    "INSTANCE_KEY",
     "JSON",
     "METRICS_KEY",
     "PER_ADDRESS_KEY",
@@ -67,6 +69,8 @@ SETTINGS_KEY = web.AppKey("web_settings", WebSettings)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 SOCKETS_KEY = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
 """Open WebSockets, closed with 1001 on shutdown (the set holds no references)."""
+INSTANCE_KEY = web.AppKey("instance", InstanceHealth)
+"""This instance's database and relay (``/health``, ``/metrics``); absent in bare apps."""
 PER_ADDRESS_KEY = web.AppKey("ws_per_address", Counter[str])
 """Open WebSockets and event streams per client address (``limits.max_ws_per_address``)."""
 

@@ -184,14 +184,15 @@ def build_openapi(methods: Mapping[str, Method] | None = None) -> dict[str, Any]
             "/health": {
                 "get": {
                     "operationId": "health",
-                    "summary": "PBX connections, event counters and webhooks",
+                    "summary": "PBX connections, the database, event counters and webhooks",
                     "responses": {
                         "200": {
-                            "description": "every PBX is logged in",
+                            "description": "every PBX is logged in and the database answers",
                             "content": _json({"$ref": _REF.format(model="Health")}),
                         },
                         "503": {
-                            "description": "some PBX is not logged in",
+                            "description": "some PBX is not logged in, or the database (or "
+                            "its LISTEN connection) is down",
                             "content": _json({"$ref": _REF.format(model="Health")}),
                         },
                     },
@@ -248,6 +249,44 @@ _HEALTH: dict[str, Any] = {
             "type": "array",
             "items": {"type": "object"},
             "description": "each configured webhook's delivery counters",
+        },
+        "database": {
+            "type": "object",
+            "description": "the storage: never its password",
+            "properties": {
+                "backend": {"enum": ["sqlite", "postgresql"]},
+                "location": {"type": "string"},
+                "reachable": {"type": "boolean"},
+                "latencyMs": {"type": "number"},
+                "schemaVersion": {"type": ["integer", "null"]},
+                "schemaLatest": {"type": "integer"},
+                "pool": {
+                    "type": "object",
+                    "properties": {
+                        "open": {"type": "integer"},
+                        "busy": {"type": "integer"},
+                        "max": {"type": "integer"},
+                    },
+                },
+                "listener": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"enum": ["listening", "down", "unused"]},
+                        "channels": {"type": "array", "items": {"type": "string"}},
+                        "reconnects": {"type": "integer"},
+                        "lastError": {"type": ["string", "null"]},
+                    },
+                },
+                "error": {"type": ["string", "null"]},
+            },
+        },
+        "instance": {
+            "type": "object",
+            "description": "this instance's name and its relay of dispatchEvent to the others",
+            "properties": {
+                "name": {"type": "string"},
+                "relay": {"type": ["object", "null"]},
+            },
         },
     },
 }

@@ -16,17 +16,19 @@ import logging
 import random
 import secrets
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
 
 from vwell_pbx.ami.client import AmiClient, AmiSettings, ConnectionState, ConnectionStatus
-from vwell_pbx.api.auth import Authenticator, LoginThrottle
+from vwell_pbx.api.auth import Authenticator, CredentialDirectory, LoginThrottle
 from vwell_pbx.api.calls import call_bus_event, record_of
 from vwell_pbx.api.live_calls import LiveCalls
 from vwell_pbx.api.role_tables import EventRuleSpec, RoleSpec
@@ -44,16 +46,19 @@ from vwell_pbx.config import (
     load_config,
 )
 from vwell_pbx.config import parse_listen_address as _listen
+from vwell_pbx.directory import SqlDirectory, open_backend
 from vwell_pbx.events.bus import BusEvent, EventBus
+from vwell_pbx.events.relay import EventRelay
 from vwell_pbx.events.replay import ReplayBuffer
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.pbx.sms import make_sms_backend
 from vwell_pbx.protocol.message import Message
-from vwell_pbx.storage import CallHistoryWriter, CallStore, LockoutStore, open_storage
+from vwell_pbx.storage import CallHistoryWriter, CallStore, Storage, open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.app import WebSettings, build_app
+from vwell_pbx.web.instance import InstanceHealth, relay_between_instances
 from vwell_pbx.web.logs import configure_logging
 from vwell_pbx.web.metrics import ServerMetrics
 from vwell_pbx.web.peers import parse_proxy_networks
@@ -183,21 +188,10 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         bus = event_bus(config)
         log.info("event ids of this run: %s-N", bus.run_id)
         metrics = ServerMetrics()
-        storage = await stack.enter_async_context(
-            open_storage(config.storage.resolved_url, config.storage.settings())
-        )
-        log.info("storage: %s (schema version %d)", storage.url, storage.schema.current)
-        directory = UserDirectory(storage.users)
-        if config.is_demo:
-            await _ensure_demo_user(config, directory)
-        authenticator = await _authenticator(config, directory, storage.lockouts)
+        name = config.instances.name or socket.gethostname()
+        storage, relay = await _storage_and_relay(stack, config, bus, name)
         roles = RoleBook(role_specs(config.roles))
-        undefined = roles.unknown(user.role for user in await directory.list())
-        if undefined:
-            log.warning(
-                "users have roles that are not defined (their requests will be refused): %s",
-                ", ".join(undefined),
-            )
+        authenticator = await _authentication(stack, config, storage, roles)
         # Entered before the PBX links, so it is closed (and flushed) after them.
         history = await stack.enter_async_context(_history_writer(config, storage.calls))
         several = len(config.pbx) > 1
@@ -237,14 +231,22 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             bus=bus,
             authenticator=authenticator,
             roles=roles,
+            relay=relay,
             observe=metrics.observe,
             call_history=storage.calls,
             keys=storage.keys,
         )
-        app = build_app(api, web_settings(config), metrics, stream_settings(config))
+        instance = InstanceHealth(name, storage, relay, channel=config.instances.channel)
+        app = build_app(api, web_settings(config), metrics, stream_settings(config), instance)
         # Stopped after the listeners (exit stack order), so no delivery outlives them.
+        # Events relayed from another instance were delivered to webhooks there.
         app[WEBHOOKS_KEY] = await stack.enter_async_context(
-            WebhookDispatcher(config.webhooks, bus, metrics=metrics)
+            WebhookDispatcher(
+                config.webhooks,
+                bus,
+                metrics=metrics,
+                skip=relay.is_relayed if relay is not None else None,
+            )
         )
         # handler_cancellation: a client that disconnects cancels its request, so a
         # `send` waiting on the PBX stops waiting (and the AMI client forgets it).
@@ -267,21 +269,74 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         )
 
 
-async def _authenticator(
-    config: AppConfig, directory: UserDirectory, lockouts: LockoutStore
-) -> Authenticator:
-    """The credential checker, with the lock-outs earlier runs stored."""
+async def _storage_and_relay(
+    stack: contextlib.AsyncExitStack, config: AppConfig, bus: EventBus, name: str
+) -> tuple[Storage, EventRelay | None]:
+    """The storage (migrated), and the relay of ``dispatchEvent`` to the other instances
+    when the storage can carry it and ``[instances] relay_events`` wants it; both are
+    closed with ``stack``."""
+    instances = config.instances
+    # pg_stat_activity then tells which instance holds which connection.
+    settings = replace(config.storage.settings(), application_name=f"vwell-pbx {name}")
+    storage = await stack.enter_async_context(open_storage(config.storage.resolved_url, settings))
+    log.info("storage: %s (schema version %d)", storage.url, storage.schema.current)
+    if not instances.relay_events:
+        return storage, None
+    relay = await stack.enter_async_context(
+        relay_between_instances(
+            storage,
+            bus,
+            channel=instances.channel,
+            max_event_bytes=instances.max_event_bytes,
+            queue_size=instances.relay_queue_size,
+        )
+    )
+    return storage, relay
+
+
+async def _directory(
+    stack: contextlib.AsyncExitStack, config: AppConfig, storage: Storage, roles: RoleBook
+) -> CredentialDirectory[Any]:
+    """Where users are: the storage's own table, or another application's database."""
     users = config.users
+    if users.backend == "sql":
+        backend = await open_backend(
+            users.directory_dsn(), users.directory_query(), users.directory_settings()
+        )
+        stack.push_async_callback(backend.aclose)
+        log.info("users: read from %s (backend = sql)", backend.dsn)
+        if users.default_role not in roles:
+            log.warning("users.default_role %r is not a defined role", users.default_role)
+        return SqlDirectory(
+            backend, default_role=users.default_role, recheck_seconds=users.auth_cache_seconds
+        )
+    directory = UserDirectory(storage.users)
+    if config.is_demo:
+        await _ensure_demo_user(config, directory)
+    undefined = roles.unknown(user.role for user in await directory.list())
+    if undefined:
+        log.warning(
+            "users have roles that are not defined (their requests will be refused): %s",
+            ", ".join(undefined),
+        )
+    return directory
+
+
+async def _authentication(
+    stack: contextlib.AsyncExitStack, config: AppConfig, storage: Storage, roles: RoleBook
+) -> Authenticator:
+    """The user directory and the authenticator on it, lock-outs restored."""
+    directory = await _directory(stack, config, storage, roles)
     authenticator = Authenticator(
         directory,
-        cache_seconds=users.auth_cache_seconds,
+        cache_seconds=config.users.auth_cache_seconds,
         throttle=LoginThrottle(
-            after=users.throttle_after,
-            after_address=users.throttle_after_address,
-            max_delay=users.throttle_max_seconds,
-            forget_after=users.throttle_forget_seconds,
+            after=config.users.throttle_after,
+            after_address=config.users.throttle_after_address,
+            max_delay=config.users.throttle_max_seconds,
+            forget_after=config.users.throttle_forget_seconds,
         ),
-        lockouts=lockouts,
+        lockouts=storage.lockouts,
     )
     await authenticator.restore_lockouts()
     return authenticator

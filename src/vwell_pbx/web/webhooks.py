@@ -303,8 +303,12 @@ class WebhookDispatcher:
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        skip: Callable[[BusEvent], bool] | None = None,
     ) -> None:
+        """``skip(event)`` true: the event is not for this instance's webhooks (one that
+        another server instance relayed here, and delivered to its own)."""
         self._bus = bus
+        self._skip = skip
         self.webhooks = tuple(
             Webhook(config, webhook_name(config.name, index), clock=clock, sleep=sleep, rng=rng)
             for index, config in enumerate(configs, start=1)
@@ -330,7 +334,17 @@ class WebhookDispatcher:
             self._tasks.append(
                 asyncio.create_task(hook.run(self._session), name=f"webhook {hook.name}")
             )
-            self._stop_listening.append(self._bus.listen(hook.filter, hook.offer))
+            self._stop_listening.append(self._bus.listen(hook.filter, self._offer_to(hook)))
+
+    def _offer_to(self, hook: Webhook) -> Callable[[BusEvent], object]:
+        skip = self._skip
+        if skip is None:
+            return hook.offer
+
+        def offer(event: BusEvent) -> bool:
+            return False if skip(event) else hook.offer(event)
+
+        return offer
 
     async def close(self) -> None:
         """Stop listening, stop the workers (queued events are dropped), close the client."""
