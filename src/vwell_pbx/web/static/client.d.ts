@@ -167,6 +167,167 @@ export interface Identity {
   admin: boolean;
 }
 
+// --- calls (docs/calls.md: the call object, every event and the tricky cases) ---------
+
+/** `ringing`: not answered yet; `up`: answered; `held`: answered and someone holds it. */
+export type CallStatus = 'ringing' | 'up' | 'held' | 'ended';
+/** From the configured trunk and extension patterns (`[calls] trunks`, `extensions`). */
+export type CallDirection = 'inbound' | 'outbound' | 'internal' | 'unknown';
+export type CallEndReason =
+  | 'completed' | 'no_answer' | 'busy' | 'cancelled' | 'failed'
+  | 'answered_elsewhere' | 'transferred' | 'unknown';
+/** What `calls.on()` takes: a call event kind, or '*' for every call event. */
+export type CallEventKind =
+  | 'ringing' | 'answered' | 'held' | 'resumed' | 'transferred' | 'updated' | 'ended' | 'missed';
+export type CallEventName = `call.${CallEventKind}`;
+
+/** One transfer of a call. */
+export interface CallTransfer {
+  type: 'blind' | 'attended';
+  /** who moved the call: an extension, else a number, else null */
+  by: string | null;
+  /** where to: an extension or a number */
+  to: string | null;
+  /** when (ISO 8601 UTC, milliseconds) */
+  at: string;
+}
+
+/** The call object: what `calls`, `callHistory` and every call event carry. */
+export interface Call {
+  /** Stable for the whole call, across transfers. */
+  callId: string;
+  /** The configured name of the PBX. */
+  pbx: string;
+  status: CallStatus;
+  direction: CallDirection;
+  /** The caller's number, normalised by the server's phone rules; null if not a number. */
+  fromNumber: string | null;
+  fromName: string | null;
+  /** What the caller dialled (the DID, the extension, a ring group's number, `dial`'s `to`). */
+  toNumber: string | null;
+  /** The name of the phone ringing, then of the one that answered; null when unknown. */
+  toName: string | null;
+  /** The local extension this message is about: the one ringing, talking, or that hung up. */
+  extension: string | null;
+  /** The trunk's endpoint (`YSGSM/11`) of an inbound or outbound call. */
+  trunk: string | null;
+  /** The number an inbound call came in on, when the trunk gives one. */
+  did: string | null;
+  /** ISO 8601 UTC with milliseconds. */
+  startedAt: string;
+  /** When a called party first answered; null if never. */
+  answeredAt: string | null;
+  endedAt: string | null;
+  /** Ringing time so far (up to the answer or the end); see callSeconds() for ticking. */
+  ringSeconds: number;
+  /** Talking time so far, holds included. */
+  talkSeconds: number;
+  /** null until the call ended. */
+  endReason: CallEndReason | null;
+  onHold: boolean;
+  /** Oldest first; at most the server's `max_transfers`. */
+  transfers: CallTransfer[];
+  /** The call's live channels (Local ones left out): what `redirect` takes as `channel`. */
+  channels: string[];
+  /** True when made by this server's `dial`. */
+  originated: boolean;
+  /** That `dial`'s ActionID; null otherwise. */
+  actionId: string | null;
+}
+
+/** A pushed call event: the call object right after the event, plus its name and id. */
+export interface CallEvent extends Call {
+  name: CallEventName;
+  eventId: string;
+}
+
+/**
+ * Field filters on the call object, as for every event: a value, a list (any of), `*`
+ * wildcards; case-insensitive. E.g. `{extension: ['269', '270']}`, `{fromNumber: '8978*'}`.
+ */
+export type CallFilter = Partial<Record<keyof Call, string | number | boolean |
+  Array<string | number | boolean>>>;
+
+/** The `calls` method's filters. */
+export interface ActiveCallsFilter {
+  /** only calls that involve this extension */
+  extension?: string;
+  /** only calls from or to this number (normalised like every number) */
+  number?: string;
+  direction?: CallDirection;
+  /** one PBX by its configured name (default: every PBX) */
+  pbx?: string;
+}
+
+/** A `callHistory` query; empty values ('' , null, undefined) are left out. */
+export interface CallHistoryQuery {
+  /** calls that started at or after it: a Date, ISO 8601, or epoch seconds */
+  since?: Date | string | number | null;
+  /** calls that started before it */
+  until?: Date | string | number | null;
+  extension?: string | null;
+  number?: string | null;
+  direction?: CallDirection | '' | null;
+  endReason?: CallEndReason | '' | null;
+  /** calls per page, 1..1000 (default 100) */
+  limit?: number;
+  /** a `next` cursor (calls.history() pages by itself with more()) */
+  before?: string | null;
+  pbx?: string;
+}
+
+/** One page of the call history, newest first. */
+export interface CallHistoryPage {
+  calls: Call[];
+  /** the cursor of the next page, or null at the end */
+  next: string | null;
+  /** The next page (the same query with `before: next`), or null after the last. */
+  more(): Promise<CallHistoryPage | null>;
+}
+
+/** A call event handler: the call object plus `name` and `eventId`. */
+export type CallEventHandler = (event: CallEvent) => void;
+
+/**
+ * Called after every change of a watch's map: with the call event that caused it, or
+ * with null after the map was (re)read from the server (at first, and after every
+ * reconnect, a server restart included).
+ */
+export type CallWatchCallback = (calls: ReadonlyMap<string, Call>, event: CallEvent | null) => void;
+
+/** What calls.watch() returns. */
+export interface CallWatch {
+  /** callId -> the call's latest state; live: the same Map object all along. */
+  readonly calls: ReadonlyMap<string, Call>;
+  /** Resolves with the map once it was first read; rejects if the server refused. */
+  readonly ready: Promise<ReadonlyMap<string, Call>>;
+  /** Stop watching (unsubscribes); resolves with how many server subscriptions went. */
+  stop(): Promise<number>;
+}
+
+/** `client.calls`. */
+export interface CallsApi {
+  /** The active calls (method `calls`). */
+  active(filter?: ActiveCallsFilter, options?: CallOptions): Promise<Call[]>;
+  /** One page of ended calls, newest first (method `callHistory`). */
+  history(query?: CallHistoryQuery, options?: CallOptions): Promise<CallHistoryPage>;
+  /** Every page of a query, one after the other. */
+  pages(query?: CallHistoryQuery, options?: CallOptions): AsyncGenerator<CallHistoryPage, void>;
+  /** Subscribe to call events of one kind ('*': all); returns an unsubscribe function. */
+  on(kind: CallEventKind | CallEventName | '*' | 'call.*', handler: CallEventHandler): Unsubscribe;
+  on(kind: CallEventKind | CallEventName | '*' | 'call.*', filter: CallFilter | undefined,
+     handler: CallEventHandler): Unsubscribe;
+  /** Keep an up-to-date map of the active calls matching `filter`. */
+  watch(onChange?: CallWatchCallback): CallWatch;
+  watch(filter: CallFilter | undefined, onChange?: CallWatchCallback): CallWatch;
+}
+
+/** Ring and talk seconds of a call now (ticking while it rings or talks). */
+export interface CallSeconds {
+  ringSeconds: number;
+  talkSeconds: number;
+}
+
 export type EventHandler = (event: PbxEvent) => void;
 
 export declare class Client {
@@ -179,6 +340,8 @@ export declare class Client {
   readonly lastError: PbxError | null;
   /** Who the server says we are: the `whoami` answer of the last login. */
   readonly identity: Identity | null;
+  /** The server's calls: active(), history(), pages(), on(), watch(). */
+  readonly calls: CallsApi;
 
   /** Call an API method (credentials and reqId are added); rejects with PbxError. */
   call<T extends Record<string, unknown> = Record<string, unknown>>(
@@ -216,6 +379,14 @@ export declare function connect(url: string | null | undefined, options: Connect
 export declare function sha1Hex(text: string): Promise<string>;
 /** Whether a pushed event matches `{name, ...filters}` by the server's rules. */
 export declare function matches(spec: EventSpec, event: PbxEvent): boolean;
+/**
+ * A call's ring and talk seconds now: the object's own values plus the time since the
+ * calls API received it (on the ring time while it rings, on the talk time once
+ * answered). Ended calls and objects not handed out by the calls API keep their values.
+ */
+export declare function callSeconds(call: Call): CallSeconds;
+/** The kinds calls.on() takes (without '*'). */
+export declare const callEventKinds: readonly CallEventKind[];
 /** `ws://` (or `wss://`) + the page's host + `/api`. */
 export declare function defaultUrl(): string;
 export declare const version: string;
@@ -226,6 +397,8 @@ export interface VwellPbxNamespace {
   PbxError: typeof PbxError;
   sha1Hex: typeof sha1Hex;
   matches: typeof matches;
+  callSeconds: typeof callSeconds;
+  callEventKinds: typeof callEventKinds;
   defaultUrl: typeof defaultUrl;
   version: string;
 }

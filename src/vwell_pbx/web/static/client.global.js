@@ -10,6 +10,8 @@
  *   const off = pbx.on('Newchannel', {CallerIDNum: '+7978*'}, (event) => console.log(event));
  *   off();  // unsubscribe
  *   pbx.onGap((gap) => reloadCalls());  // events may have been missed while reconnecting
+ *   pbx.calls.on('ringing', {extension: '269'}, (call) => popUp(call));  // the CRM pop-up
+ *   const watch = pbx.calls.watch((calls) => render(calls));  // active calls, kept current
  */
 (function (root) {
   'use strict';
@@ -198,6 +200,8 @@
       this.lastError = null;
       /** The whoami answer of the last login (login, login2, role, methods, ...). */
       this.identity = null;
+      /** Calls: active(), history(), pages(), on(), watch() (see CallsApi). */
+      this.calls = new CallsApi(this);
     }
 
     /** 'connecting' | 'open' | 'reconnecting' | 'closed'. */
@@ -535,6 +539,15 @@
           if (typeof answer.lastEventId === 'string' && self._subs.has(sub.id)) {
             sub.lastEventId = answer.lastEventId;  // every later match comes live
           }
+          // After the replay: the answer's own data (a call.* subscription's `calls`)
+          // is as of now, newer than every replayed event.
+          if (sub.onAnswer && self._subs.has(sub.id)) {
+            try {
+              sub.onAnswer(answer);
+            } catch (e) {
+              setTimeout(function () { throw e; });
+            }
+          }
           return answer.subscriptionId;
         });
     }
@@ -549,13 +562,15 @@
           function () { return 0; });  // the connection went away: nothing left to remove
     }
 
-    _subscribe(nameOrSpec, filters, handler, once) {
+    // onAnswer(answer), if given, sees every answer of the server's subscription (the
+    // first one and each after a reconnect), after the replayed events were delivered.
+    _subscribe(nameOrSpec, filters, handler, once, onAnswer) {
       var spec = splitSpec(nameOrSpec, filters);
       var self = this;
       var sub = {
         id: ++this._seq, name: spec.name, filters: spec.filters, once: once, handler: handler,
         test: compileFilter(spec.name, spec.filters), serverId: null, onClosed: null,
-        firedOnce: false, error: null, lastEventId: null,
+        firedOnce: false, error: null, lastEventId: null, onAnswer: onAnswer || null,
       };
       if (this._closed) throw new PbxError('the client is closed', 'closed');
       this._subs.set(sub.id, sub);
@@ -636,6 +651,217 @@
     }
   }
 
+  // --- calls: the server's call model (call.* events, `calls`, `callHistory`) -----------
+
+  /** The call event kinds `calls.on()` takes; each is the event `call.` + kind. */
+  var CALL_EVENT_KINDS = Object.freeze(['ringing', 'answered', 'held', 'resumed',
+    'transferred', 'updated', 'ended', 'missed']);
+
+  // When (this page's monotonic clock, ms) each call object the calls API handed out was
+  // received: callSeconds() counts on from there, so the page's clock never has to agree
+  // with the server's. A WeakMap: the objects stay the caller's, nothing is added to them.
+  var receivedAt = new WeakMap();
+
+  function monotonicMs() {
+    var perf = root.performance;
+    return perf && typeof perf.now === 'function' ? perf.now() : Date.now();
+  }
+
+  function received(call, at) {
+    if (call !== null && typeof call === 'object') receivedAt.set(call, at);
+    return call;
+  }
+
+  /**
+   * A call's ring and talk seconds now: its `ringSeconds`/`talkSeconds` as the server
+   * counted them when it sent the object, plus the time since this client received it,
+   * added to the ring time while the call rings and to the talk time once it is
+   * answered (holds included). An ended call, or an object the calls API did not hand
+   * out (a copy, a history row), keeps its own values.
+   */
+  function callSeconds(call) {
+    var ring = Number(call && call.ringSeconds) || 0;
+    var talk = Number(call && call.talkSeconds) || 0;
+    var at = call ? receivedAt.get(call) : undefined;
+    if (at !== undefined && call.status !== 'ended') {
+      var since = Math.max(0, (monotonicMs() - at) / 1000);
+      if (call.status === 'ringing') ring += since;
+      else talk += since;
+    }
+    return {ringSeconds: ring, talkSeconds: talk};
+  }
+
+  /** 'ringing' or 'call.ringing' -> 'call.ringing'; '*' -> 'call.*'; else bad_request. */
+  function callEventName(kind) {
+    var text = typeof kind === 'string' ? kind.trim().toLowerCase() : '';
+    var bare = text.indexOf('call.') === 0 ? text.slice(5) : text;
+    if (bare === '*' || CALL_EVENT_KINDS.indexOf(bare) >= 0) return 'call.' + bare;
+    throw new PbxError('calls.on(): kind must be one of ' + CALL_EVENT_KINDS.join(', ') +
+      " or '*', got " + JSON.stringify(kind === undefined ? null : kind), 'bad_request');
+  }
+
+  /** The call object of a pushed call event: the event without `name` and `eventId`. */
+  function callOf(event) {
+    var call = {};
+    Object.keys(event).forEach(function (key) {
+      if (key !== 'name' && key !== 'eventId') call[key] = event[key];
+    });
+    return call;
+  }
+
+  /**
+   * callHistory's argument from a query: empty values (undefined, null, '') are left
+   * out, so a form's blank fields mean "any"; `since`/`until` may be Date objects. Other
+   * keys go as they are: the server names what it refuses.
+   */
+  function historyArgument(query) {
+    var argument = {};
+    Object.keys(query || {}).forEach(function (key) {
+      var value = query[key];
+      if (value === undefined || value === null || value === '') return;
+      if (value instanceof Date) {
+        if (isNaN(value.getTime())) {
+          throw new PbxError('calls.history(): ' + key + ' is an invalid Date', 'bad_request');
+        }
+        value = value.toISOString();
+      }
+      argument[key] = value;
+    });
+    return argument;
+  }
+
+  /**
+   * `client.calls`: the server's calls (see docs/calls.md for the call object).
+   * Every call object it hands out can be given to callSeconds() for ticking durations.
+   */
+  class CallsApi {
+    constructor(client) {
+      this._client = client;
+    }
+
+    /** The active calls (method `calls`; filter: {extension, number, direction, pbx}). */
+    async active(filter, options) {
+      var answer = await this._client.call('calls', Object.assign({}, filter || {}), options);
+      var at = monotonicMs();
+      return answer.calls.map(function (call) { return received(call, at); });
+    }
+
+    /**
+     * One page of ended calls, newest first (method `callHistory`; query: {since, until,
+     * extension, number, direction, endReason, limit, pbx}). Resolves with {calls, next,
+     * more()}: more() resolves with the following page (the same query, `before: next`),
+     * or with null after the last one.
+     */
+    async history(query, options) {
+      var self = this;
+      var answer = await this._client.call('callHistory', historyArgument(query), options);
+      var next = typeof answer.next === 'string' ? answer.next : null;
+      return {
+        calls: answer.calls,
+        next: next,
+        more: function () {
+          if (next === null) return Promise.resolve(null);
+          return self.history(Object.assign({}, query, {before: next}), options);
+        },
+      };
+    }
+
+    /** Every page of a history query: `for await (const page of pbx.calls.pages(q))`. */
+    async *pages(query, options) {
+      var page = await this.history(query, options);
+      while (page !== null) {
+        yield page;
+        page = await page.more();
+      }
+    }
+
+    /**
+     * Subscribe to call events: `on(kind, [filter], handler)`, kind one of
+     * CALL_EVENT_KINDS or '*' (every call event); filter: fields of the call object
+     * (`{extension: '269'}`, `{direction: 'inbound', fromNumber: '8978*'}`), matched by
+     * the server as every event filter is. The handler gets the call object plus `name`
+     * and `eventId`. Returns an unsubscribe function, like client.on(); it resumes by
+     * itself after a reconnect.
+     */
+    on(kind, filter, handler) {
+      if (typeof filter === 'function') { handler = filter; filter = undefined; }
+      if (typeof handler !== 'function') throw new TypeError('calls.on(): a handler is required');
+      var name = callEventName(kind);
+      return this._client._subscribe(name, filter, function (event) {
+        handler(received(event, monotonicMs()));
+      }, false);
+    }
+
+    /**
+     * Keep an up-to-date map of the active calls (callId -> call object) that match
+     * `filter` (fields of the call object, as in on(); matched on each call's latest
+     * state, so a call leaves the map when it stops matching). `onChange(calls, event)`
+     * runs after every change: with the call event that caused it, or with event null
+     * after the map was re-read from the server, which happens on every (re)subscription:
+     * the subscription's answer carries the active calls, read at the same instant as
+     * the resume. So after a gap (a server restart) the map is right again at once.
+     * Returns {calls, ready, stop()}: `ready` resolves with the map once it was first
+     * read; stop() unsubscribes.
+     */
+    watch(filter, onChange) {
+      if (typeof filter === 'function') { onChange = filter; filter = undefined; }
+      if (onChange !== undefined && typeof onChange !== 'function') {
+        throw new TypeError('calls.watch(): onChange must be a function');
+      }
+      var self = this;
+      var matchesFilter = compileFilter('*', filter || {});
+      var calls = new Map();
+      var settle = null;
+      var ready = new Promise(function (resolve, reject) { settle = {resolve: resolve, reject: reject}; });
+      ready.catch(function () { /* reported through .ready */ });
+
+      function changed(event) {
+        if (!onChange) return;
+        try {
+          onChange(calls, event);
+        } catch (e) {
+          setTimeout(function () { throw e; });  // the page's bug must not stop the watch
+        }
+      }
+
+      function apply(event) {
+        var at = monotonicMs();
+        received(event, at);  // onChange may count on either object with callSeconds()
+        var call = received(callOf(event), at);
+        if (call.status === 'ended' || !matchesFilter(call)) calls.delete(call.callId);
+        else calls.set(call.callId, call);
+        changed(event);
+      }
+
+      function reread(list) {
+        var at = monotonicMs();
+        calls.clear();
+        list.forEach(function (call) {
+          if (matchesFilter(call)) calls.set(call.callId, received(call, at));
+        });
+        changed(null);
+        settle.resolve(calls);
+      }
+
+      function onAnswer(answer) {
+        if (Array.isArray(answer.calls)) {
+          reread(answer.calls);
+          return;
+        }
+        // A server whose subscription answers carry no calls: ask for them.
+        self.active().then(reread, function (error) { settle.reject(error); });
+      }
+
+      var off = this._client._subscribe('call.*', undefined, apply, false, onAnswer);
+      off.ready.catch(function (error) { settle.reject(error); });
+      return {
+        calls: calls,
+        ready: ready,
+        stop: function () { return off(); },
+      };
+    }
+  }
+
   /**
    * Connect and log in. `options`: {login, login2, password | sha1, timeout,
    * connectTimeout, reconnect, backoff: {initial, max, factor, jitter}, onState, onGap,
@@ -674,6 +900,8 @@
     PbxError: PbxError,
     sha1Hex: sha1Hex,
     matches: matches,
+    callSeconds: callSeconds,
+    callEventKinds: CALL_EVENT_KINDS,
     defaultUrl: defaultUrl,
     version: '0.1.0',
   };

@@ -5,6 +5,8 @@
 import './client.global.js';
 
 const VwellPbx = globalThis.VwellPbx;
-export const {connect, Client, PbxError, sha1Hex, matches, defaultUrl, version} = VwellPbx;
+export const {
+  connect, Client, PbxError, sha1Hex, matches, callSeconds, callEventKinds, defaultUrl, version,
+} = VwellPbx;
 export {VwellPbx};
 export default VwellPbx;
