@@ -349,8 +349,9 @@ async def _both_come_back(
     assert isinstance(late_id, str) and late_id
     await expect(console.locator("#state")).to_have_attribute("data-state", "open")
     await expect(console.locator("#subscriptions li")).to_have_attribute("data-state", "active")
-    # Both clients subscribed again on the new server (the page twice, the console once).
-    await _wait_for_subscriptions(restarted, 3)
+    # Both clients subscribed again on the new server: the page twice, the console once
+    # for its events panel and once for its Live calls panel (call.*).
+    await _wait_for_subscriptions(restarted, 4)
 
     await simulator.incoming_call("+79787342741")
     await page.evaluate("waitFor(() => window.events.length >= 1 && window.hangups.length)")

@@ -1,5 +1,6 @@
 """The console's routes over real HTTP: the files, their content types and caching
-headers, the redirect from /, and /console/methods.json against the registry."""
+headers, the redirect from /, /console/methods.json against the registry, the example
+pages under /examples/, and the catalogues every page's texts come from."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 
 from vwell_pbx.api.registry import METHODS
+from vwell_pbx.calls import CALL_EVENT_NAMES
 from vwell_pbx.web.console import HIDDEN_ARGUMENTS, methods_document
 from vwell_pbx.web.server import RunningServer
 
@@ -26,7 +28,16 @@ ROUTES = [
     ("/static/console.js", "console.js", "text/javascript"),
     ("/static/console.css", "console.css", "text/css"),
     ("/static/client.js", "client.js", "text/javascript"),
+    ("/static/console-calls.js", "console-calls.js", "text/javascript"),
+    ("/static/dom.js", "dom.js", "text/javascript"),
+    ("/examples/popup.html", "examples/popup.html", "text/html"),
+    ("/examples/popup.js", "examples/popup.js", "text/javascript"),
+    ("/examples/popup.css", "examples/popup.css", "text/css"),
 ]
+
+#: The pages people read, and the scripts that show their texts.
+PAGES = ("console.html", "examples/popup.html")
+PAGE_SCRIPTS = ("console.js", "console-calls.js", "examples/popup.js")
 
 
 @pytest.mark.parametrize(("path", "name", "content_type"), ROUTES)
@@ -37,7 +48,7 @@ async def test_files_are_served_with_their_content_type(
         assert response.status == 200
         assert response.content_type == content_type
         assert response.charset == "utf-8"
-        assert await response.read() == STATIC.joinpath(name).read_bytes()
+        assert await response.read() == STATIC.joinpath(*name.split("/")).read_bytes()
         assert response.headers["Cache-Control"] == "no-cache"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         etag = response.headers["ETag"]
@@ -132,15 +143,38 @@ def test_methods_document_is_plain_json_data() -> None:
     )
 
 
-async def test_the_console_page_has_its_policy_under_static_too(server: RunningServer) -> None:
-    # The same page under /static/ must not be frameable without the policy.
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(server.http_url + "/static/console.html") as response,
-    ):
+@pytest.mark.parametrize(
+    "path", ["/static/console.html", "/examples/popup.html", "/static/examples/popup.html"]
+)
+async def test_every_page_has_the_policy_whatever_its_path(
+    server: RunningServer, path: str
+) -> None:
+    # The same page under /static/ must not be frameable without the policy; nor may
+    # an example page run scripts from elsewhere.
+    async with aiohttp.ClientSession() as session, session.get(server.http_url + path) as response:
         assert response.status == 200
-        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        policy = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
         assert response.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("path", ["/examples/nope.html", "/examples/../console.html", "/examples/"])
+async def test_unknown_examples_are_404(server: RunningServer, path: str) -> None:
+    async with aiohttp.ClientSession() as session, session.get(server.http_url + path) as response:
+        assert response.status == 404
+
+
+async def test_the_console_links_the_popup_example(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.http_url + "/console") as response:
+            page = await response.text()
+        assert 'href="/examples/popup.html"' in page
+        async with session.get(server.http_url + "/examples/popup.html") as response:
+            example = await response.text()
+    # The example needs nothing but the server: the client module and its own files.
+    assert '<script type="module" src="popup.js"></script>' in example
+    script = STATIC.joinpath("examples", "popup.js").read_text("utf-8")
+    assert "from '/client.js'" in script
 
 
 # --- languages ------------------------------------------------------------------------
@@ -176,23 +210,28 @@ def texts_of(entry: str | dict[str, str]) -> list[str]:
 
 
 def keys_used_by_the_page() -> set[str]:
-    """Every catalogue key console.html and console.js name.
+    """Every catalogue key the pages (PAGES) and their scripts (PAGE_SCRIPTS) name.
 
-    In the HTML, the values of data-i18n and data-i18n-* attributes. In the script, the
+    In the HTML, the values of data-i18n and data-i18n-* attributes. In the scripts, the
     string literals passed to the functions that show a key, plus any literal of the
     form ``namespace.key`` whose namespace is one the catalogues use (keys chosen in a
-    conditional, such as the connection state's).
+    conditional, such as the connection state's, or from a table, such as a call's
+    direction).
     """
-    page = STATIC.joinpath("console.html").read_text("utf-8")
-    used = set(re.findall(r'data-i18n(?:-[a-z-]+)?="([^"]+)"', page))
+    used: set[str] = set()
+    for name in PAGES:
+        page = STATIC.joinpath(*name.split("/")).read_text("utf-8")
+        used |= set(re.findall(r'data-i18n(?:-[a-z-]+)?="([^"]+)"', page))
     used.discard("")
-    script = STATIC.joinpath("console.js").read_text("utf-8")
-    calls = r"(?:show|say|sayAttribute|showAnswer|FieldError)\((?:[^()']*?,\s*)?"
-    used |= set(re.findall(calls + r"'([\w.]+)'", script))
     namespaces = {key.split(".")[0] for key in catalogue("en")["strings"]}
-    for literal in re.findall(r"'([a-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)+)'", script):
-        if literal.split(".")[0] in namespaces:
-            used.add(literal)
+    for name in PAGE_SCRIPTS:
+        script = STATIC.joinpath(*name.split("/")).read_text("utf-8")
+        calls = r"(?:show|say|sayAttribute|showAnswer|FieldError)\((?:[^()']*?,\s*)?"
+        used |= set(re.findall(calls + r"'(\w+\.[\w.]+)'", script))
+        for literal in re.findall(r"'([a-z][A-Za-z0-9]*(?:\.[A-Za-z0-9_]+)+)'", script):
+            # The server's call event names (call.ringing) look like keys of "call".
+            if literal.split(".")[0] in namespaces and literal not in CALL_EVENT_NAMES:
+                used.add(literal)
     return used
 
 
@@ -255,8 +294,9 @@ def test_every_key_the_page_uses_is_in_the_catalogues_and_every_key_is_used() ->
     assert english - used == set(), f"keys in the catalogues nobody uses: {english - used}"
 
 
-def test_the_page_has_no_text_of_its_own() -> None:
-    # Every text node and every human-readable attribute of console.html comes from a
+@pytest.mark.parametrize("page_name", PAGES)
+def test_the_page_has_no_text_of_its_own(page_name: str) -> None:
+    # Every text node and every human-readable attribute of a page comes from a
     # catalogue; the one exception is a placeholder that is a JSON example.
     class Collector(HTMLParser):
         def __init__(self) -> None:
@@ -274,10 +314,10 @@ def test_the_page_has_no_text_of_its_own() -> None:
                 self.texts.append(data.strip())
 
     collector = Collector()
-    collector.feed(STATIC.joinpath("console.html").read_text("utf-8"))
+    collector.feed(STATIC.joinpath(*page_name.split("/")).read_text("utf-8"))
     assert collector.texts == []
-    for tag, name, value in collector.attributes:
-        assert name == "placeholder", (tag, name, value)
+    for tag, attribute, value in collector.attributes:
+        assert attribute == "placeholder", (tag, attribute, value)
         json.loads(value)  # an example of the syntax, the same in every language
 
 

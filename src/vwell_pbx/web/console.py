@@ -11,12 +11,15 @@ Routes added by :func:`setup_console`:
 - ``GET /console/methods.json``: each API method's name, summary, answer fields and
   argument schema (JSON Schema, credentials left out), from which the console builds
   its forms.
+- ``GET /examples/{name}``: the example pages for integrators, files under
+  ``web/static/examples`` (``/examples/popup.html``: a CRM pop-up for incoming calls).
 
 The files are read once from the installed package (``importlib.resources``, so a
 wheel or a zip works as well as a source tree) and served from memory with a strong
 ETag and ``Cache-Control: no-cache``: browsers revalidate on every load and get a 304
 while nothing changed, so a new version of the server is never hidden behind a stale
-cached client.
+cached client. Every HTML page (the console, the examples) carries :data:`CONSOLE_CSP`
+and may not be framed, under whichever path it is reached.
 """
 
 from __future__ import annotations
@@ -34,7 +37,13 @@ from aiohttp import web
 import vwell_pbx.api.methods  # noqa: F401  (registers every method in METHODS)
 from vwell_pbx.api.registry import METHODS
 
-__all__ = ["CONSOLE_CSP", "HIDDEN_ARGUMENTS", "methods_document", "setup_console"]
+__all__ = [
+    "CONSOLE_CSP",
+    "EXAMPLES_FOLDER",
+    "HIDDEN_ARGUMENTS",
+    "methods_document",
+    "setup_console",
+]
 
 #: Arguments every method takes that the console fills in itself (or never shows).
 HIDDEN_ARGUMENTS = frozenset({"login", "login2", "sha1", "secret", "pbx", "reqId"})
@@ -53,8 +62,12 @@ _CONTENT_TYPES = {
     ".ico": "image/x-icon",
 }
 
-#: The console's page may only run its own scripts and styles; it may open WebSockets
-#: to any server (the sign-in form takes a URL), and nothing may frame it.
+#: The folder under ``web/static`` whose files are served at ``/examples/``.
+EXAMPLES_FOLDER = "examples/"
+
+#: The console's page (and every example page) may only run its own scripts and styles;
+#: it may open WebSockets to any server (the sign-in form takes a URL), and nothing may
+#: frame it.
 CONSOLE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
@@ -149,18 +162,24 @@ def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
-def setup_console(app: web.Application) -> None:
-    """Add the console's and the client library's routes to ``app``."""
-    static = _load_static()
-    page = static["console.html"]
-    console_page = _asset(
-        page.body,
-        page.content_type,
+def _with_page_policy(asset: _Asset) -> _Asset:
+    return _asset(
+        asset.body,
+        asset.content_type,
         ("Content-Security-Policy", CONSOLE_CSP),
         ("X-Frame-Options", "DENY"),
     )
-    # /static/console.html is the same page: it must not escape the policy (framing).
-    static["console.html"] = console_page
+
+
+def setup_console(app: web.Application) -> None:
+    """Add the console's, the client library's and the examples' routes to ``app``."""
+    static = _load_static()
+    # Every page keeps its policy whichever path reaches it (/console and
+    # /static/console.html are one page): none may be framed or run foreign scripts.
+    for name, asset in list(static.items()):
+        if name.endswith(".html"):
+            static[name] = _with_page_policy(asset)
+    console_page = static["console.html"]
     methods = _asset(orjson.dumps(methods_document()), "application/json")
 
     def serve(asset: _Asset) -> _Handler:
@@ -178,9 +197,17 @@ def setup_console(app: web.Application) -> None:
             raise web.HTTPNotFound(text="no such file\n")
         return _respond(request, asset)
 
+    async def example_file(request: web.Request) -> web.Response:
+        # Looked up in the table like /static/: the path is never joined to a folder.
+        asset = static.get(EXAMPLES_FOLDER + request.match_info["path"])
+        if asset is None:
+            raise web.HTTPNotFound(text="no such example\n")
+        return _respond(request, asset)
+
     app.router.add_get("/", root)
     app.router.add_get("/console", serve(console_page))
     app.router.add_get("/console/methods.json", serve(methods))
     for name in ("client.js", "client.global.js", "client.d.ts"):
         app.router.add_get(f"/{name}", serve(static[name]))
     app.router.add_get("/static/{path:.+}", static_file)
+    app.router.add_get("/examples/{path:.+}", example_file)

@@ -1,8 +1,11 @@
-// vwell-pbx console: sign in, call any method from a form built from its schema, and
-// watch live events. Built on the browser client (/client.js). Everything that comes
+// vwell-pbx console: sign in, watch the live calls and the call history, call any
+// method from a form built from its schema, and watch live events. Built on the browser
+// client (/client.js); the calls panels are console-calls.js. Everything that comes
 // from the server is inserted with textContent, never as HTML. Every string a person
 // reads comes from the language's catalogue (i18n.js): this file only names keys.
 import {connect, PbxError} from '/client.js';
+import {CallHistoryPanel, LiveCallsPanel} from '/static/console-calls.js';
+import {element} from '/static/dom.js';
 import {
   Catalogue, LANGUAGE_KEY, chooseLanguage, loadCatalogue, loadLanguages, say, sayAttribute,
   sayMethodText, sayRaw, translatePage,
@@ -31,6 +34,25 @@ const ui = {
   events: $('events'), language: $('language'), methodNote: $('method-note'),
 };
 
+const texts = {
+  catalogue: () => session.catalogue,
+  describeError: (error) => describeError(error),
+};
+
+const callHistory = new CallHistoryPanel({
+  form: $('history-form'), controls: $('history-controls'),
+  extension: $('history-extension'), number: $('history-number'),
+  direction: $('history-direction'), reason: $('history-reason'),
+  since: $('history-since'), until: $('history-until'), limit: $('history-limit'),
+  reset: $('history-reset'), error: $('history-error'), status: $('history-status'),
+  rows: $('history-rows'), more: $('history-more'),
+}, texts);
+
+const liveCalls = new LiveCallsPanel({
+  rows: $('live-rows'), count: $('live-count'), empty: $('live-empty'),
+  note: $('live-note'), announce: $('live-announce'),
+}, texts, (call) => callHistory.callEnded(call));
+
 const session = {
   pbx: null,
   methods: new Map(),
@@ -46,18 +68,6 @@ const session = {
 
 // Exposed for the browser's developer tools (and the tests): the live client.
 window.vwellConsole = session;
-
-function element(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'text') el.textContent = value;
-    else if (key === 'dataset') Object.assign(el.dataset, value);
-    else if (key in el && typeof value !== 'string') el[key] = value;
-    else el.setAttribute(key, value);
-  }
-  for (const child of children) el.append(child);
-  return el;
-}
 
 function pretty(value) {
   return JSON.stringify(value, null, 2);
@@ -83,6 +93,7 @@ function stateKey(state, detail) {
 async function useLanguage(language) {
   session.catalogue = await loadCatalogue(language);
   translatePage(session.catalogue);
+  callHistory.relocalise();
   ui.language.value = language;
 }
 
@@ -195,6 +206,8 @@ async function signIn(event) {
     }
   });
   session.pbx.onGap(receiveGap);
+  liveCalls.start(session.pbx);
+  callHistory.start(session.pbx);
   ui.who.textContent = `${ui.login.value} / ${ui.login2.value}`;
   ui.signinPanel.hidden = true;
   ui.signOut.hidden = false;
@@ -203,6 +216,8 @@ async function signIn(event) {
 
 function signedOut(message) {
   session.pbx = null;
+  liveCalls.stop();
+  callHistory.stop();
   session.subs = [];
   ui.subscriptions.replaceChildren();
   ui.who.textContent = '';
@@ -430,7 +445,7 @@ function subscribe(event) {
     ui.eventFilters.focus();
     return;
   }
-  const label = Object.keys(filters).length ? `${name} ${JSON.stringify(filters)}` : name;
+  const label = subscriptionLabel({name, filters});
   let off;
   try {
     off = pbx.on(name, filters, receive);
@@ -512,9 +527,15 @@ function receive(event) {
 // the console was away too long): mark the place in the list, so nobody takes the
 // events around it for complete.
 function receiveGap(detail) {
-  const names = detail.subscriptions.map((sub) => (Object.keys(sub.filters).length
-    ? `${sub.name} ${JSON.stringify(sub.filters)}` : sub.name));
-  keep({receivedAt: detail.at, gap: {subscriptions: names}});
+  // Only this panel's subscriptions: the Live calls panel reports its own.
+  const mine = new Set(session.subs.map((entry) => entry.label));
+  const names = [...new Set(detail.subscriptions.map(subscriptionLabel))]
+    .filter((label) => mine.has(label));
+  if (names.length) keep({receivedAt: detail.at, gap: {subscriptions: names}});
+}
+
+function subscriptionLabel(sub) {
+  return Object.keys(sub.filters).length ? `${sub.name} ${JSON.stringify(sub.filters)}` : sub.name;
 }
 
 function showItem(item) {

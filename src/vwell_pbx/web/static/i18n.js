@@ -12,6 +12,8 @@
 //   data-i18n="KEY"                      the element's text
 //   data-i18n-aria-label / -placeholder / -title="KEY"   that attribute
 //   data-i18n-empty="KEY"                data-empty (CSS shows it when a list is empty)
+//   data-i18n-label="KEY"                data-label (a table cell's column name, shown by
+//                                        CSS when a narrow screen lays rows out as cards)
 //   data-i18n-params='{"name": ...}'     the placeholders' values (set by say())
 //   data-method="NAME" [data-argument="ARG"]   a method's summary or argument description
 
@@ -23,6 +25,7 @@ const ATTRIBUTES = {
   i18nPlaceholder: 'placeholder',
   i18nTitle: 'title',
   i18nEmpty: 'data-empty',
+  i18nLabel: 'data-label',
 };
 
 /**
