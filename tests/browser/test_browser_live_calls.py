@@ -158,14 +158,18 @@ async def the_board_in_both_languages(page: Page, row: Locator, artifacts: Path)
     rows = page.locator("#live-rows tr")
     await expect(rows).to_have_count(2)
     await expect(rows.nth(1)).to_have_attribute("data-status", "ringing")
-    await page.locator("#live-panel").screenshot(path=artifacts / "live-calls-en.png")
+    await page.locator("#live-panel").screenshot(
+        path=artifacts / "live-calls-en.png", animations="disabled"
+    )
     await page.get_by_label("Language").select_option("ru")
     await expect(row.locator(".badge")).to_have_text("разговор")
     await expect(rows.nth(1).locator(".badge")).to_have_text("звонит")
     await expect(row.locator(".direction")).to_have_attribute("aria-label", "Входящий")
     await expect(row.locator("td").nth(6)).to_contain_text("перевод без консультации 271 → 272")
     await expect(page.locator("#live-count")).to_have_text("2 звонка")
-    await page.locator("#live-panel").screenshot(path=artifacts / "live-calls-ru.png")
+    await page.locator("#live-panel").screenshot(
+        path=artifacts / "live-calls-ru.png", animations="disabled"
+    )
     await page.get_by_label("Язык").select_option("en")
 
 
@@ -283,7 +287,9 @@ async def dates_and_refused_input(page: Page, artifacts: Path) -> None:
     )
     await search(page, since=today.isoformat(), until=today.isoformat())
     await expect(rows).to_have_count(5)
-    await page.locator("#history-panel").screenshot(path=artifacts / "call-history-en.png")
+    await page.locator("#history-panel").screenshot(
+        path=artifacts / "call-history-en.png", animations="disabled"
+    )
     await search(page, since=(today + timedelta(days=1)).isoformat(), until="")
     await expect(rows).to_have_count(0)
     await expect(page.locator("#history-status")).to_have_text("No ended calls match.")
@@ -311,9 +317,11 @@ async def a_phone_sized_screen(page: Page, simulator: PbxSimulator, artifacts: P
     await expect(first_cell).to_have_attribute("data-label", "Direction")
     assert await first_cell.evaluate("td => getComputedStyle(td).display") == "grid"
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
-    await page.locator("#live-panel").screenshot(path=artifacts / "live-calls-narrow.png")
+    await page.locator("#live-panel").screenshot(
+        path=artifacts / "live-calls-narrow.png", animations="disabled"
+    )
     await page.locator("#history-rows").scroll_into_view_if_needed()
-    await page.screenshot(path=artifacts / "call-history-narrow.png")
+    await page.screenshot(path=artifacts / "call-history-narrow.png", animations="disabled")
 
 
 async def test_the_wallboard_recovers_after_a_disconnect_and_a_restart(
