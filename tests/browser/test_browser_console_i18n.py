@@ -37,10 +37,14 @@ LANGUAGES: dict[str, Any] = json.loads(I18N.joinpath("languages.json").read_text
 LANGUAGE_KEY = "vwell-console-language"
 
 # Parts of the page that show data, not our words: JSON answers and events, user names,
-# method and argument names, subscription labels, language names, examples.
+# method and argument names, subscription labels, language names, examples; the calls'
+# numbers and the names the PBX gives (the console's tables, the pop-up's cards and
+# missed list).
 DATA_PARTS = (
     "#answer, #events, #who, #method, #method-fields label, #subscriptions .label, "
-    "#language, #server-url, #login, #login2, #event-name, #event-filters, #method-fields"
+    "#language, #server-url, #login, #login2, #event-name, #event-filters, #method-fields, "
+    "table.calls .number, table.calls .name, .from-number, .from-name, #missed .number, "
+    "#missed .name"
 )
 
 VISIBLE_TEXT = """(dataParts) => {
@@ -347,3 +351,28 @@ async def test_missing_catalogues_leave_the_page_usable(
     await expect(page.locator("h1")).to_have_text("page.title")
     await expect(page.locator("#state")).to_have_text("state.closed")
     await expect(page.locator("#login")).to_be_focused()
+
+
+async def test_the_popup_example_speaks_both_languages(
+    pages: dict[str, Page], server: RunningServer, simulator: PbxSimulator
+) -> None:
+    # Signed out and with a call ringing at 269, each browser's page is all in its
+    # language, the card included.
+    for page in pages.values():
+        await page.goto(server.http_url + "/examples/popup.html")
+        await page.wait_for_selector("html[data-ready=true]")
+    for language, page in pages.items():
+        await assert_all_in(page, language)
+        await expect(page).to_have_title((RU if language == "ru" else EN)["strings"]["popup.title"])
+        await page.locator("#login").fill(AGENT["login"])
+        await page.locator("#login2").fill(AGENT["login2"])
+        await page.locator("#password").fill("demo")
+        await page.locator("#password").press("Enter")
+        await expect(page.locator("#state")).to_have_attribute("data-state", "open")
+    await simulator.incoming_call("+79787342741", to="269", answer=False, hold=600)
+    for language, page in pages.items():
+        await expect(page.locator("#cards article")).to_have_count(1)
+        await assert_all_in(page, language)
+    card = pages["ru"].locator("#cards article")
+    await expect(card.locator(".direction")).to_have_text(RU["strings"]["direction.inbound"])
+    await expect(card.get_by_role("button")).to_have_text(RU["strings"]["popup.redirect"])
