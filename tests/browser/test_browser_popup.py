@@ -7,7 +7,8 @@ A card pops up only where a call rings at one's own extension, never for anybody
 else's call (each page records every card it ever showed); its ring time ticks; the
 redirect form is there only for a role that may redirect; redirecting from the card
 moves the call (and so the card) to the colleague; a call answered at once closes its
-card; a call nobody answered leaves an entry under "Missed calls".
+card; a call nobody answered leaves an entry under "Missed calls", also when it ended
+while the page was away.
 Screenshots: test-artifacts/popup-*.png.
 """
 
@@ -32,6 +33,7 @@ from tests.browser.calls_support import (
 from tests.support import AGENT, ApiClient, add_user, fast_simulator
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.users import sha1_of_password
+from vwell_pbx.web.context import SOCKETS_KEY
 from vwell_pbx.web.server import RunningServer
 
 require_browser()  # before importing playwright: skip the module with a reason
@@ -117,6 +119,7 @@ async def call_at(api: ApiClient, number: str) -> dict[str, Any]:
 
 async def test_the_popup_shows_ones_own_calls_only(
     desks: tuple[Desk, Desk, Desk],
+    server: RunningServer,
     simulator: PbxSimulator,
     api: ApiClient,
     artifacts: Path,
@@ -140,8 +143,17 @@ async def test_the_popup_shows_ones_own_calls_only(
     # Answering elsewhere from the card: the caller goes to Sidorov's 270.
     await redirected_to_the_colleague(agent, sidorov, call["callId"], artifacts)
 
-    # The caller gives up: the card goes, and each extension that rang has it as missed.
+    # The caller gives up while Sidorov's page is away (offline, its WebSocket dropped):
+    # back, it gets what it missed; the card goes, and each extension that rang has the
+    # call as missed.
+    await sidorov.context.set_offline(True)
+    for ws in list(server.app[SOCKETS_KEY]):
+        await ws.close(code=1001, message=b"closed by the test")
+    await expect(sidorov.page.locator("#state")).to_have_attribute("data-state", "reconnecting")
     await hang_up(simulator, channel)
+    await expect(sidorov.card(call["callId"])).to_be_visible()  # nothing came through
+    await sidorov.context.set_offline(False)
+    await expect(sidorov.page.locator("#state")).to_have_attribute("data-state", "open")
     await expect(sidorov.cards).to_have_count(0)
     await expect(sidorov.missed).to_have_count(1)
     await expect(sidorov.missed.first).to_have_attribute("data-call-id", call["callId"])

@@ -46,9 +46,10 @@ function watchCalls() {
   pbx.calls.watch((calls, event) => {
     if (event === null) {
       // Read (again) from the server, e.g. after a reconnect: show what rings here now.
-      for (const callId of [...cards.keys()]) {
+      for (const [callId, card] of [...cards]) {
         const call = calls.get(callId);
         if (!call || call.status !== 'ringing' || !stillHere(call)) closeCard(callId);
+        else fillCard(card, call);
       }
       for (const call of calls.values()) {
         if (call.status === 'ringing' && (isMine(call.extension) || stillHere(call))) openCard(call);
