@@ -58,10 +58,17 @@ from vwell_pbx.protocol import (
 )
 from vwell_pbx.simulator import gsm
 from vwell_pbx.simulator.actions import ACTIONS, PRE_LOGIN, SessionEnd, response
-from vwell_pbx.simulator.calls import CallEngine
+from vwell_pbx.simulator.calls import CallEngine, DialScript
 from vwell_pbx.simulator.dialects import Asterisk20Events, YeastarEvents
 from vwell_pbx.simulator.gsm import SentSms, SpanState, default_spans
-from vwell_pbx.simulator.model import DEFAULT_EXTENSIONS, ExtensionBehaviour, IdAllocator
+from vwell_pbx.simulator.model import (
+    DEFAULT_EXTENSIONS,
+    Dialplan,
+    ExtensionBehaviour,
+    IdAllocator,
+)
+from vwell_pbx.simulator.runs import CallRun
+from vwell_pbx.simulator.scenarios import CallScenarios
 
 MAX_LINE: Final = 8 * 1024
 MAX_ACTION: Final = 64 * 1024
@@ -104,6 +111,7 @@ class PbxSimulator:
         dongle: bool = True,
         auth_failure_delay: float = 1.0,
         call_step_delay: float = 0.05,
+        call_ring: float = 0.5,
         call_hold: float = 1.0,
         no_answer_after: float = 1.0,
         sms_send_delay: float = 0.05,
@@ -114,13 +122,20 @@ class PbxSimulator:
         rng: random.Random | None = None,
         uniqueid_epoch: int | None = None,
         legacy_originate_events: bool = False,
+        dialplan: Dialplan | None = None,
     ) -> None:
         """Configure the simulator; nothing listens until ``start()``.
 
         ``extensions`` maps ``TECH/ext`` or ``ext`` to a behaviour (``"answer"``,
         ``"busy"``, ``"noanswer"``, ``"unregistered"``, ``"congestion"``); it replaces
         :data:`DEFAULT_EXTENSIONS`. ``contexts``: the dialplan contexts that exist
-        (``None``: all of them). ``call_hold``: how long a bridged call lasts.
+        (``None``: all of them). ``call_step_delay``: the pause between two steps of
+        a call (and how long a phone rings before it answers by itself);
+        ``call_ring``: how long a scenario's phones ring unless told;
+        ``call_hold``: how long a bridged call lasts; ``no_answer_after``: the Dial
+        timeout. ``dialplan``: application extensions, ring groups and the pickup
+        code (default :class:`~vwell_pbx.simulator.model.Dialplan`: ``100`` and
+        ``700`` answer and wait, ``2000`` rings 267 and 268, ``*8`` picks up).
         ``legacy_originate_events``: report an async Originate as Asterisk 1.4 did,
         with ``OriginateSuccess`` / ``OriginateFailure`` instead of ``OriginateResponse``.
         """
@@ -170,8 +185,11 @@ class PbxSimulator:
             step_delay=call_step_delay,
             hold=call_hold,
             no_answer_after=no_answer_after,
+            dialplan=dialplan,
             legacy_originate_events=legacy_originate_events,
         )
+        self.scenarios = CallScenarios(self.engine, ring=call_ring, spans=lambda: self.spans)
+        """The scripted calls (``scenario()`` starts one by name)."""
         self._server: asyncio.Server | None = None
         self._sessions: set[AmiSession] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -281,16 +299,40 @@ class PbxSimulator:
 
         Returns the GSM channel name (``YSGSM/<span>-<n>``) once the call is bridged
         (``answer=True``) or ringing (``answer=False``); it stays live, and can be
-        redirected, until ``hold`` seconds later (or until hung up).
+        redirected, until ``hold`` seconds later (or until hung up). Extension ``to``
+        behaves as ``extensions`` says (busy, no answer...); with ``answer=False`` the
+        caller gives up after ``hold`` seconds of ringing. For other outcomes and
+        timings use ``scenario("inbound", ...)``.
         """
-        return await self.engine.incoming_call(
-            caller=caller,
-            span=span,
-            to=to,
-            answer=answer,
-            hold=hold,
-            yeastar=self.dialect == "yeastar",
-        )
+        engine = self.engine
+        script = engine.script_for(to) if answer else DialScript(outcome="cancel", ring=hold)
+        run = self.scenarios.inbound(caller, to=to, span=span, script=script, talk=hold)
+        await run.until("answered" if answer else "ringing", timeout=hold + 30.0)
+        return run.channels[0]
+
+    async def scenario(self, name: str, /, **options: Any) -> CallRun:
+        """Start the call scenario ``name`` and return its run once its first channel
+        exists (or it ended without one).
+
+        ``name`` is one of ``inbound``, ``internal``, ``ring_group``,
+        ``blind_transfer``, ``attended_transfer``, ``hold``, ``pickup``,
+        ``click_to_call``; ``options`` are that method's keyword arguments on
+        :class:`~vwell_pbx.simulator.scenarios.CallScenarios` (numbers, outcome,
+        timings in seconds). ``await run.wait()`` waits for the end of the call::
+
+            run = await pbx.scenario(
+                "ring_group",
+                caller="269",
+                targets=["267", "268"],
+                answer_by="268",
+                ring=0.2,
+                talk=0.3,
+            )
+            await run.wait(timeout=5)
+        """
+        run = self.scenarios.start(name, **options)
+        await run.until("created", timeout=30.0)
+        return run
 
     def incoming_sms(self, sender: str, text: str, *, span: int = 2, parts: int = 1) -> None:
         """Emit ``ReceivedSMS`` events (one per part, same ID, URL-encoded Content)."""
@@ -314,7 +356,8 @@ class PbxSimulator:
             )
 
     def start_traffic(self, calls_per_second: float) -> None:
-        """Start a background stream of incoming GSM calls (Poisson arrivals)."""
+        """Start a background stream of calls (Poisson arrivals): mostly inbound GSM
+        calls, with every other scenario among them (``scenarios.TRAFFIC_MIX``)."""
         if calls_per_second <= 0:
             raise ValueError("calls_per_second must be positive")
         if self._traffic is not None:
@@ -334,19 +377,17 @@ class PbxSimulator:
             await asyncio.sleep(self.rng.expovariate(rate))
             if self._traffic_calls >= MAX_TRAFFIC_CALLS:
                 continue
-            ready = [s.number for s in self.spans if s.can_send] or [11]
-            caller = "+7978" + "".join(self.rng.choice("0123456789") for _ in range(7))
             hold = self.engine.hold * self.rng.uniform(0.5, 1.5)
-            self._spawn(
-                self._traffic_call(
-                    caller, self.rng.choice(ready), self.rng.choice(("267", "269")), hold
-                )
-            )
+            run = self.scenarios.traffic_call(self.rng, hold)
+            self._spawn(self._traffic_call(run, hold))
 
-    async def _traffic_call(self, caller: str, span: int, to: str, hold: float) -> None:
+    async def _traffic_call(self, run: CallRun, hold: float) -> None:
         self._traffic_calls += 1
         try:
-            await self.incoming_call(caller, span=span, to=to, hold=hold)
+            # Bounded: every traffic scenario ends within a few of its holds.
+            await run.wait(timeout=hold * 10 + 30.0)
+        except TimeoutError:
+            pass
         finally:
             self._traffic_calls -= 1
 
