@@ -5,12 +5,15 @@ Like aiosmtpd's ``Controller``, it is a real server users start in their own tes
     async with PbxSimulator(secret="s3cret", call_hold=0.2) as pbx:
         client = await connect("127.0.0.1", pbx.port, ...)
         await pbx.incoming_call("+79787342741", span=11, to="269")
+        run = await pbx.scenario("attended_transfer", caller="269", to="267", target="268")
+        await run.wait(timeout=10)
         assert pbx.actions_received[-1].name == "Originate"
 
 Wire behaviour follows the transcripts recorded from a real Asterisk 20 (kept in
 ``tests/data/ami``: banner, login, MD5 challenge, errors, event lists, Originate,
-Redirect, Command) and, with ``dialect="yeastar"``, the Asterisk 1.8 event layout of
-the Yeastar MyPBX the original product drove. Call outcomes are described in
+Redirect, Command, the eleven call scenarios) and, with ``dialect="yeastar"``, the
+Asterisk 1.8 event layout of the Yeastar MyPBX the original product drove. The scripted
+calls are :mod:`vwell_pbx.simulator.scenarios`; call steps and outcome rules are in
 :mod:`vwell_pbx.simulator.calls`; GSM CLI texts in :mod:`vwell_pbx.simulator.gsm`.
 
 The module is the connection layer: the listener, one ``AmiSession`` per client
@@ -33,7 +36,10 @@ Bounds (and what happens past them):
 * at most ``actions.channels.MAX_GLOBAL_VARS`` global variables (``Setvar`` without
   a channel); past that the oldest one is forgotten;
 * at most ``MAX_CONNECTIONS`` clients; later ones are closed at once;
-* background traffic keeps at most ``MAX_TRAFFIC_CALLS`` calls alive.
+* background traffic keeps at most ``MAX_TRAFFIC_CALLS`` calls alive;
+* at most ``calls.MAX_LIVE_CHANNELS`` live channels: past it new calls fail with
+  congestion; a ``CallRun`` remembers the names of at most ``runs.MAX_RUN_CHANNELS``
+  channels (it still waits for all of them).
 """
 
 from __future__ import annotations
@@ -355,14 +361,22 @@ class PbxSimulator:
                 )
             )
 
-    def start_traffic(self, calls_per_second: float) -> None:
+    def start_traffic(self, calls_per_second: float, *, hold: float | None = None) -> None:
         """Start a background stream of calls (Poisson arrivals): mostly inbound GSM
-        calls, with every other scenario among them (``scenarios.TRAFFIC_MIX``)."""
+        calls, with every other scenario among them (``scenarios.TRAFFIC_MIX``).
+
+        ``hold`` (default ``call_hold``) scales the calls: phones ring 0.2 to 0.6 of it,
+        conversations last 0.5 to 1.5 of it (a few seconds make a lively console).
+        """
         if calls_per_second <= 0:
             raise ValueError("calls_per_second must be positive")
+        if hold is not None and hold <= 0:
+            raise ValueError("hold must be positive")
         if self._traffic is not None:
             self._traffic.cancel()
-        self._traffic = asyncio.get_running_loop().create_task(self._traffic_loop(calls_per_second))
+        loop = asyncio.get_running_loop()
+        scale = self.engine.hold if hold is None else hold
+        self._traffic = loop.create_task(self._traffic_loop(calls_per_second, scale))
 
     async def stop_traffic(self) -> None:
         """Stop generating calls; calls already in progress finish on their own."""
@@ -372,12 +386,12 @@ class PbxSimulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _traffic_loop(self, rate: float) -> None:
+    async def _traffic_loop(self, rate: float, scale: float) -> None:
         while True:
             await asyncio.sleep(self.rng.expovariate(rate))
             if self._traffic_calls >= MAX_TRAFFIC_CALLS:
                 continue
-            hold = self.engine.hold * self.rng.uniform(0.5, 1.5)
+            hold = scale * self.rng.uniform(0.5, 1.5)
             run = self.scenarios.traffic_call(self.rng, hold)
             self._spawn(self._traffic_call(run, hold))
 
