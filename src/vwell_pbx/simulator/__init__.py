@@ -14,9 +14,9 @@ action), :mod:`vwell_pbx.simulator.calls` for the call steps and outcome rules a
 :mod:`vwell_pbx.simulator.gsm` for the GSM CLI texts.
 """
 
-from vwell_pbx.simulator.calls import OriginateOutcome
 from vwell_pbx.simulator.gsm import SentSms, SpanState
 from vwell_pbx.simulator.model import DEFAULT_EXTENSIONS, Dialplan, ExtensionBehaviour
+from vwell_pbx.simulator.originator import OriginateOutcome
 from vwell_pbx.simulator.runs import CallRun
 from vwell_pbx.simulator.scenarios import SCENARIOS, CallScenarios
 from vwell_pbx.simulator.server import PbxSimulator

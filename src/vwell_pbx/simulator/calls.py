@@ -44,15 +44,13 @@ import asyncio
 import math
 import re
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from vwell_pbx.protocol import Message
 from vwell_pbx.simulator.dialects import Asterisk20Events
 from vwell_pbx.simulator.gsm import SpanState
 from vwell_pbx.simulator.model import (
-    STATE_BUSY,
-    STATE_RING,
     STATE_RINGING,
     STATE_UP,
     Bridge,
@@ -91,14 +89,6 @@ Outcome = Literal["answer", "busy", "no_answer", "cancel", "unavailable", "conge
 timeout; the caller gives up while it rings; the phone is not registered; congestion."""
 
 
-@dataclass(frozen=True, slots=True)
-class OriginateOutcome:
-    """What an originate came to: ``reason`` is the AMI Reason code (4 = answered)."""
-
-    success: bool
-    reason: int
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DialScript:
     """What happens while the Dial application rings: ``outcome`` after ``ring`` seconds
@@ -107,27 +97,6 @@ class DialScript:
     outcome: Outcome
     ring: float
     answer_by: str | None = None
-
-
-@dataclass(slots=True, kw_only=True)
-class OriginateRequest:
-    """A validated ``Originate`` action."""
-
-    channel: str
-    context: str | None = None
-    exten: str | None = None
-    priority: int = 1
-    application: str | None = None
-    data: str = ""
-    cid_num: str = ""
-    cid_name: str = ""
-    timeout: float = 30.0
-    variables: list[tuple[str, str]] = field(default_factory=list)
-    account: str = ""
-    action_id: str | None = None
-    channel_id: str | None = None
-    other_channel_id: str | None = None
-    is_async: bool = False
 
 
 @dataclass(eq=False)
@@ -176,7 +145,6 @@ class CallEngine:
         self.dialplan = dialplan or Dialplan()
         self.channels: dict[str, Channel] = {}
         self.calls_processed = 0
-        self._outcome_hooks: dict[Call, Callable[[OriginateOutcome], None]] = {}
 
     # ------------------------------------------------------------------ basics
     def send(self, messages: list[Message]) -> None:
@@ -664,330 +632,7 @@ class CallEngine:
         self.soft_hangup(ch, 16)
         self.gone(ch, 16)
 
-    # ---------------------------------------------------------------- originate
-    def originate(
-        self, request: OriginateRequest, on_outcome: Callable[[OriginateOutcome], None]
-    ) -> None:
-        """Start an originate; ``on_outcome`` is called once, when answered or failed."""
-        call = Call()
-        self._outcome_hooks[call] = on_outcome
-        task = self.start(call, self._originate_flow(call, request, None))
-
-        def cancelled(task: asyncio.Task[None]) -> None:
-            hook = self._outcome_hooks.pop(call, None)
-            if hook is not None:  # cancelled (Hangup, stop) before it was decided
-                hook(OriginateOutcome(False, 0))
-
-        task.add_done_callback(cancelled)
-
-    def originate_for(
-        self,
-        run: CallRun,
-        request: OriginateRequest,
-        script: DialScript,
-        after: Callable[[Channel], Coroutine[Any, Any, None]],
-    ) -> None:
-        """A click-to-call scenario: the origin phone answers (or not) as ``script``
-        says; once it has, ``after(leg)`` plays the rest of the call."""
-        call = Call()
-        self.start(call, self._originate_flow(call, request, run, script, after), run)
-
-    def _report(
-        self, call: Call, request: OriginateRequest, outcome: OriginateOutcome, leg: Channel | None
-    ) -> None:
-        hook = self._outcome_hooks.pop(call, None)
-        if hook is not None:
-            hook(outcome)
-        if request.is_async:
-            self._emit(self._originate_response(request, outcome, leg))
-
-    def _originate_response(
-        self, request: OriginateRequest, outcome: OriginateOutcome, leg: Channel | None
-    ) -> Message:
-        if self.legacy_originate_events:
-            return self._originate_result_14(request, outcome, leg)
-        headers: list[tuple[str, str]] = [("Event", "OriginateResponse"), ("Privilege", "call,all")]
-        if request.action_id is not None:
-            headers.append(("ActionID", request.action_id))
-        headers += [
-            ("Response", "Success" if outcome.success else "Failure"),
-            ("Channel", leg.name if outcome.success and leg else request.channel),
-        ]
-        if request.application:
-            headers += [("Application", request.application), ("Data", request.data)]
-        else:
-            headers += [("Context", request.context or "default"), ("Exten", request.exten or "s")]
-        headers += [
-            ("Reason", str(outcome.reason)),
-            ("Uniqueid", leg.uniqueid if outcome.success and leg else "<unknown>"),
-            ("CallerIDNum", request.cid_num or "<unknown>"),
-            ("CallerIDName", request.cid_name or "<unknown>"),
-        ]
-        return Message(headers=tuple(headers))
-
-    def _originate_result_14(
-        self, request: OriginateRequest, outcome: OriginateOutcome, leg: Channel | None
-    ) -> Message:
-        """Asterisk 1.4's form (manager.c ``fast_originate``): the verdict in the event's
-        name, no ``Response`` header, ``Uniqueid: <null>`` when no channel was made, and
-        the deprecated ``CallerID`` (the number) before ``CallerIDNum``."""
-        name = "OriginateSuccess" if outcome.success else "OriginateFailure"
-        headers: list[tuple[str, str]] = [("Event", name), ("Privilege", "call,all")]
-        if request.action_id is not None:
-            headers.append(("ActionID", request.action_id))
-        headers += [
-            ("Channel", request.channel),
-            ("Context", request.context or ""),
-            ("Exten", request.exten or ""),
-            ("Reason", str(outcome.reason)),
-            ("Uniqueid", leg.uniqueid if leg is not None else "<null>"),
-            ("CallerID", request.cid_num or "<unknown>"),
-            ("CallerIDNum", request.cid_num or "<unknown>"),
-            ("CallerIDName", request.cid_name or "<unknown>"),
-        ]
-        return Message(headers=tuple(headers))
-
-    async def _originate_flow(
-        self,
-        call: Call,
-        req: OriginateRequest,
-        run: CallRun | None,
-        script: DialScript | None = None,
-        after: Callable[[Channel], Coroutine[Any, Any, None]] | None = None,
-    ) -> None:
-        await asyncio.sleep(0)  # let the action's response go out first
-        tech_raw, _, resource = req.channel.partition("/")
-        tech = KNOWN_TECHS.get(tech_raw.lower())
-        if tech is None or not resource or len(self.channels) >= MAX_LIVE_CHANNELS:
-            self._report(call, req, OriginateOutcome(False, 0), None)
-            return
-        self.calls_processed += 1
-        if tech == "Local":
-            leg = await self._local_leg(call, req, resource, run, script)
-        else:
-            leg = await self._device_leg(call, req, tech, resource, run=run, script=script)
-        if leg is None:
-            return
-        if req.application:
-            self.exten(leg, req.application, req.data)
-            await self.sleep(self.hold)
-            self._end_alone(leg)
-            return
-        leg.context = req.context or "default"
-        leg.exten = req.exten or "s"
-        leg.priority = req.priority
-        if after is not None:
-            await after(leg)
-            return
-        # Recording 21: the dialled phone hangs up; transcript 06: the ;2 half's
-        # application ends first.
-        local_app = leg.partner is not None and leg.partner.exten in self.dialplan.applications
-        await self.run_exten(leg, leg.exten, hangup_by="caller" if local_app else "callee")
-
-    def _originated_channel_setup(self, ch: Channel, req: OriginateRequest) -> None:
-        for key, value in req.variables:
-            self.varset(ch, key, value)
-        if req.cid_num or req.cid_name:
-            exten = ch.exten
-            if ch.tech != "Local":
-                ch.exten = ""  # recording 21: the originated phone's exten is blank from here
-            # A CallerID with a number only keeps the phone's own name (recording 21).
-            self.set_callerid(ch, req.cid_num or ch.cid_num, req.cid_name or ch.cid_name)
-            self.set_connected(ch, req.cid_num, req.cid_name)
-            if ch.tech == "Local":
-                ch.exten = exten
-
-    def _origin_script(self, tech: str, ext: str, req: OriginateRequest) -> DialScript:
-        behaviour = self.behaviour(tech, ext)
-        if behaviour is ExtensionBehaviour.ANSWER:
-            return DialScript(outcome="answer", ring=self.step_delay)
-        if behaviour is ExtensionBehaviour.NO_ANSWER:
-            return DialScript(outcome="no_answer", ring=min(req.timeout, self.no_answer_after))
-        if behaviour is ExtensionBehaviour.BUSY:
-            return DialScript(outcome="busy", ring=self.step_delay)
-        if behaviour is ExtensionBehaviour.CONGESTION:
-            return DialScript(outcome="congestion", ring=self.step_delay)
-        return DialScript(outcome="unavailable", ring=0.0)
-
-    async def _device_leg(
-        self,
-        call: Call,
-        req: OriginateRequest,
-        tech: str,
-        resource: str,
-        *,
-        run: CallRun | None,
-        script: DialScript | None,
-    ) -> Channel | None:
-        ext = resource.split("/", maxsplit=1)[0]
-        script = script or self._origin_script(tech, ext, req)
-        if script.outcome == "unavailable":
-            self._report(call, req, OriginateOutcome(False, 0), None)
-            return None
-        leg = self.new_channel(
-            call,
-            tech,
-            ext,
-            run=run,
-            uniqueid=req.channel_id,
-            context=req.context or "default",
-            exten="s",
-            cid_num=ext if ext.isdigit() else "",
-            cid_name=self.phone_name(ext) if ext.isdigit() else "",
-            account=req.account,
-        )
-        self.announce(leg)
-        self.exten(leg, "AppDial2", "(Outgoing Line)")
-        self._originated_channel_setup(leg, req)
-        self.send(self.dialect.dial_begin(None, leg, resource))
-        if script.outcome in ("answer", "no_answer", "cancel"):
-            self.set_state(leg, STATE_RINGING)
-            self.send(self.dialect.dial_state(None, leg, "RINGING"))
-        if script.outcome == "answer":
-            await self.sleep(script.ring)
-            self.set_state(leg, STATE_UP)
-            self.send(self.dialect.dial_end(None, leg, "ANSWER"))
-            self._report(call, req, OriginateOutcome(True, 4), leg)
-            return leg
-        await self.sleep(script.ring)
-        behaviour = {
-            "busy": ExtensionBehaviour.BUSY,
-            "congestion": ExtensionBehaviour.CONGESTION,
-        }.get(script.outcome, ExtensionBehaviour.NO_ANSWER)
-        self.send(self.dialect.dial_end(None, leg, DIAL_STATUS[behaviour]))
-        outcome = OriginateOutcome(False, FAILURE_REASON[behaviour])
-        if self.dialect.dial_end_at_exit:
-            # 1.8: the failed channel is hung up before the Originate reports back.
-            self.gone(leg, HANGUP_CAUSE[behaviour])
-            self._report(call, req, outcome, None)
-        else:
-            self._report(call, req, outcome, None)  # recording 22
-            self.gone(leg, HANGUP_CAUSE[behaviour])
-        return None
-
-    async def _local_leg(
-        self,
-        call: Call,
-        req: OriginateRequest,
-        resource: str,
-        run: CallRun | None,
-        script: DialScript | None,
-    ) -> Channel | None:
-        ext, _, context = resource.partition("@")
-        context = context.split("/")[0] or "default"
-        suffix = self.dialect.local_suffix(self.ids.hex_suffix("Local"), self.ids.short_suffix())
-        base = f"Local/{ext}@{context}-{suffix}"
-        one = self.new_channel(
-            call,
-            "Local",
-            ext,
-            run=run,
-            name=f"{base};1",
-            uniqueid=req.channel_id,
-            context=context,
-            exten=ext,
-            account=req.account,
-        )
-        two = self.new_channel(
-            call,
-            "Local",
-            ext,
-            run=run,
-            name=f"{base};2",
-            uniqueid=req.other_channel_id,
-            linkedid=one.linkedid,
-            context=context,
-            exten=ext,
-            state=STATE_RING,
-            account=req.account,
-        )
-        one.partner, two.partner = two, one
-        self.announce(one)
-        self.announce(two)
-        self.exten(one, "AppDial2", "(Outgoing Line)")
-        self._originated_channel_setup(one, req)
-        self._originated_channel_setup(two, req)
-        self.send(self.dialect.local_bridge(one, two))
-        self.send(self.dialect.dial_begin(None, one, f"{ext}@{context}"))
-        if ext in self.dialplan.applications or not ext:
-            return await self._local_application(call, req, one, two, ext)
-        return await self._local_phone(call, req, (one, two), ext, script)
-
-    async def _local_application(
-        self, call: Call, req: OriginateRequest, one: Channel, two: Channel, ext: str
-    ) -> Channel | None:
-        """The ``;2`` half runs an application extension (transcript 06: ``100``)."""
-        behaviour = self.behaviour("Local", ext)
-        await self.sleep(self.step_delay)
-        if behaviour is ExtensionBehaviour.ANSWER:
-            self.exten(two, "Answer", "")
-            self.set_state(two, STATE_UP)
-            self.set_state(one, STATE_UP)
-            self._report(call, req, OriginateOutcome(True, 4), one)
-            self.send(self.dialect.dial_end(None, one, "ANSWER"))
-            app, data = self.dialplan.applications.get(ext, ("Wait", "15"))
-            self.exten(two, app, f"{self.hold:g}" if app == "Wait" else data)
-            return one
-        if behaviour is ExtensionBehaviour.NO_ANSWER:
-            self.set_state(two, STATE_RINGING)
-            await self.sleep(min(req.timeout, self.no_answer_after))
-        elif behaviour is ExtensionBehaviour.BUSY:
-            self.set_state(two, STATE_BUSY)
-        self._local_failed(call, req, one, two, behaviour)
-        return None
-
-    def _local_failed(
-        self,
-        call: Call,
-        req: OriginateRequest,
-        one: Channel,
-        two: Channel,
-        behaviour: ExtensionBehaviour,
-    ) -> None:
-        self.send(self.dialect.dial_end(None, one, DIAL_STATUS[behaviour]))
-        self.request_hangup(two, 0)
-        self._report(call, req, OriginateOutcome(False, FAILURE_REASON[behaviour]), None)
-        self.gone(one, 0)
-        self.soft_hangup(two, HANGUP_CAUSE[behaviour])
-        self.gone(two, HANGUP_CAUSE[behaviour])
-
-    async def _local_phone(
-        self,
-        call: Call,
-        req: OriginateRequest,
-        pair: tuple[Channel, Channel],
-        ext: str,
-        script: DialScript | None,
-    ) -> Channel | None:
-        """The ``;2`` half dials a phone (``Local/267@DLPN_DialPlan267``: click-to-call
-        through a Local channel); when it answers, the ``;1`` half is the answered leg."""
-        one, two = pair
-        script = script or self.script_for(ext)
-        two.cid_num, two.cid_name = two.cid_num or req.cid_num, two.cid_name or req.cid_name
-
-        def ringing() -> None:
-            self.set_state(one, STATE_RINGING)
-            self.send(self.dialect.dial_state(None, one, "RINGING"))
-
-        def answered() -> None:
-            self.set_state(one, STATE_UP)
-            self._report(call, req, OriginateOutcome(True, 4), one)
-            self.send(self.dialect.dial_end(None, one, "ANSWER"))
-
-        def failed(status: str) -> None:
-            behaviour = {
-                "BUSY": ExtensionBehaviour.BUSY,
-                "CONGESTION": ExtensionBehaviour.CONGESTION,
-                "CHANUNAVAIL": ExtensionBehaviour.UNREGISTERED,
-            }.get(status, ExtensionBehaviour.NO_ANSWER)
-            self._local_failed(call, req, one, two, behaviour)
-
-        dial = await self.dial(
-            two, ext, script, before_bridge=answered, on_ringing=ringing, on_failure=failed
-        )
-        return one if dial is not None else None
-
-    def _end_alone(self, ch: Channel) -> None:
+    def end_alone(self, ch: Channel) -> None:
         """A channel (and its Local twin) at the end of an application (transcript 06)."""
         partner = ch.partner
         if partner is not None and self.alive(partner):
@@ -1027,7 +672,7 @@ class CallEngine:
             self.set_state(ch, STATE_UP)
             self.exten(ch, app[0], app[1])
             await self.sleep(talk)
-            self._end_alone(ch)
+            self.end_alone(ch)
             return
         dial = await self.dial(ch, exten, self.script_for(exten))
         if dial is None or dial.answered is None:
@@ -1037,7 +682,7 @@ class CallEngine:
         if not self.alive(answered) or not self.alive(ch):
             return
         if ch.partner is not None and hangup_by == "caller":
-            self._end_alone(ch)
+            self.end_alone(ch)
             return
         self.hangup_in_bridge(answered if hangup_by == "callee" else ch)
 
@@ -1189,7 +834,7 @@ class CallEngine:
         await self.sleep(self.step_delay)
         if not self.context_exists(context):
             if ch.partner is not None:
-                self._end_alone(ch)
+                self.end_alone(ch)
             else:
                 self.soft_hangup(ch, 16)
                 self.gone(ch, 16)

@@ -34,16 +34,11 @@ import random
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, Literal
 
-from vwell_pbx.simulator.calls import (
-    CallEngine,
-    DialRun,
-    DialScript,
-    OriginateRequest,
-    Outcome,
-)
+from vwell_pbx.simulator.calls import CallEngine, DialRun, DialScript, Outcome
 from vwell_pbx.simulator.features import CallFeatures
 from vwell_pbx.simulator.gsm import SpanState
 from vwell_pbx.simulator.model import STATE_RING, Call, Channel
+from vwell_pbx.simulator.originator import OriginateRequest, Originator
 from vwell_pbx.simulator.runs import CallRun
 
 CallOutcome = Literal["answered", "missed", "busy", "no_answer"]
@@ -96,11 +91,13 @@ class CallScenarios:
     def __init__(
         self,
         engine: CallEngine,
+        originator: Originator,
         *,
         ring: float,
         spans: Callable[[], list[SpanState]],
     ) -> None:
         self.engine = engine
+        self.originator = originator
         self.features = CallFeatures(engine)
         self.ring = ring
         self._spans = spans
@@ -489,7 +486,7 @@ class CallScenarios:
 
         run = CallRun("click_to_call")
         self.engine.calls_processed += 1
-        self.engine.originate_for(run, request, origin_script, lambda leg: after(leg, run))
+        self.originator.originate_for(run, request, origin_script, lambda leg: after(leg, run))
         return run
 
     # -------------------------------------------------------------- dispatch

@@ -73,6 +73,7 @@ from vwell_pbx.simulator.model import (
     ExtensionBehaviour,
     IdAllocator,
 )
+from vwell_pbx.simulator.originator import Originator
 from vwell_pbx.simulator.runs import CallRun
 from vwell_pbx.simulator.scenarios import CallScenarios
 
@@ -97,7 +98,8 @@ class PbxSimulator:
     ``port=0`` picks a free port; read ``pbx.port`` after start.
 
     Besides the public API for tests, the simulated PBX's state is open to the action
-    handlers (``simulator.actions``): ``engine`` (channels and calls), ``spans``,
+    handlers (``simulator.actions``): ``engine`` (channels and calls), ``originator``,
+    ``scenarios`` (and its ``features``: transfers, pickup), ``spans``,
     ``global_vars``, ``clock``/``rng``/``started_at``, ``span()``, ``record_sms()``,
     ``deliver_sms_later()`` and ``emit()``.
     """
@@ -194,7 +196,11 @@ class PbxSimulator:
             dialplan=dialplan,
             legacy_originate_events=legacy_originate_events,
         )
-        self.scenarios = CallScenarios(self.engine, ring=call_ring, spans=lambda: self.spans)
+        self.originator = Originator(self.engine)
+        """``Originate`` actions and click-to-calls."""
+        self.scenarios = CallScenarios(
+            self.engine, self.originator, ring=call_ring, spans=lambda: self.spans
+        )
         """The scripted calls (``scenario()`` starts one by name)."""
         self._server: asyncio.Server | None = None
         self._sessions: set[AmiSession] = set()
