@@ -284,3 +284,33 @@ async def test_waiting_for_a_run_is_bounded() -> None:
         )
         await run.wait(5)
         assert captured.sim.live_channels == []
+
+
+async def test_yeastar_status_lists_dialplan_and_dialled_channels_as_asterisk_18() -> None:
+    async with session("yeastar") as captured:
+        run = await captured.sim.scenario("inbound", ring=RING, talk=30.0)
+        assert await run.until("answered", timeout=5)
+        listed = await captured.client.send_action([("Action", "Status")], timeout=5)
+        await captured.client.send_action(
+            [("Action", "Hangup"), ("Channel", run.channels[0])], timeout=5
+        )
+        await run.wait(5)
+    gsm, phone = listed.events
+    head = ["Event", "Privilege", "Channel", "CallerIDNum", "CallerIDName"]
+    head += ["ConnectedLineNum", "ConnectedLineName"]
+    bridged = ["BridgedChannel", "BridgedUniqueid", "Uniqueid", "ActionID"]
+    assert [k for k, _ in gsm.headers] == [
+        *head,
+        "Accountcode",
+        "ChannelState",
+        "ChannelStateDesc",
+        "Context",
+        "Extension",
+        "Priority",
+        "Seconds",
+        *bridged,
+    ]
+    assert [k for k, _ in phone.headers] == [*head, "Account", "State", *bridged]
+    assert (gsm.get("Extension"), gsm.get("BridgedChannel")) == ("269", phone.get("Channel"))
+    assert (phone.get("State"), phone.get("BridgedUniqueid")) == ("Up", gsm.get("Uniqueid"))
+    assert listed.complete is not None and listed.complete.get("Items") == "2"
