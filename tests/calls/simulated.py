@@ -122,7 +122,7 @@ BASE = 1_700_000_000.0
 def track(
     events: list[tuple[float, Message]],
     *,
-    originate: tuple[str, str, str] | None = None,
+    originate: tuple[str, str, str | None] | None = None,
 ) -> tuple[CallTracker, list[CallEvent]]:
     """Feed a captured stream to a fresh tracker (``originate``: the click-to-call the
     server announced, ``(action_id, channel, to)``); its call events in order."""

@@ -59,7 +59,7 @@ class Case:
     options: dict[str, Any]
     static: dict[str, Any]
     events: list[tuple[str, dict[str, Any]]]
-    originate: tuple[str, str, str] | None = None
+    originate: tuple[str, str, str | None] | None = None
     ring: float = 0.0
     talk: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -588,4 +588,40 @@ async def test_background_traffic_is_a_mix_of_calls_that_all_end(dialect: str) -
     assert {"call.missed", "call.ended"} <= names
     ended = [e.call.call_id for e in got if e.name == "call.ended"]
     assert len(ended) == len(set(ended)) == len({e.call.call_id for e in got})
+    assert tracker.active() == []
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_an_originate_of_a_local_channel_into_the_dialplan_is_transcript_06(
+    dialect: str,
+) -> None:
+    # Channel Local/100@DLPN_DialPlan269 (100 answers and waits), then exten 267.
+    async with session(dialect) as captured:
+        answer = await captured.client.send_action(
+            [
+                ("Action", "Originate"),
+                ("Channel", "Local/100@DLPN_DialPlan269"),
+                ("Context", "DLPN_DialPlan269"),
+                ("Exten", "267"),
+                ("Priority", "1"),
+                ("CallerID", '"AMI Test" <5551000>'),
+                ("Async", "true"),
+            ],
+            timeout=5,
+        )
+        assert answer.response.get("Message") == "Originate successfully queued"
+        phone = sip(0, "267")
+        await wait_for(lambda: f"{EPOCH}.2" in captured.hung_up(), 5)
+        events = list(captured.events)
+    response = next(m for _, m in events if m.name == "OriginateResponse")
+    assert (response.action_id, response.get("Reason")) == (answer.action_id, "4")
+    tracker, got = track(events, originate=(answer.action_id, "Local/100@DLPN_DialPlan269", None))
+    assert [(e.name, e.call.extension, e.call.channels) for e in got] == [
+        ("call.ringing", "267", (phone,)),
+        ("call.answered", "267", (phone,)),
+        ("call.ended", "267", ()),
+    ]
+    assert {(e.call.call_id, e.call.from_number, e.call.action_id) for e in got} == {
+        (CALL_ID, "5551000", answer.action_id)
+    }
     assert tracker.active() == []

@@ -635,6 +635,17 @@ class CallEngine:
     def end_alone(self, ch: Channel) -> None:
         """A channel (and its Local twin) at the end of an application (transcript 06)."""
         partner = ch.partner
+        if partner is not None and self.alive(partner) and self.dialect.dial_end_at_exit:
+            # 1.8: the twin ends; the bridge it leaves behind ends the Dial on ``ch``.
+            peer = next((m for m in ch.bridge.members if m is not ch), None) if ch.bridge else None
+            self.exten(partner, "Hangup", "")
+            self.gone(partner, 16)
+            self.leave(ch)
+            if peer is not None:
+                self.gone(peer, 16)
+            self.dial_exit(ch, "ANSWER")
+            self.gone(ch, 16)
+            return
         if partner is not None and self.alive(partner):
             self.exten(partner, "Hangup", "")
             self.soft_hangup(partner, 16)

@@ -100,15 +100,6 @@ class Dialplan:
     ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_RING_GROUPS)
     pickup_exten: str = PICKUP_EXTEN
 
-    def is_phone(self, exten: str) -> bool:
-        """A short numeric extension that is neither an application nor a ring group."""
-        return (
-            exten.isdigit()
-            and len(exten) <= 5
-            and exten not in self.applications
-            and exten not in self.ring_groups
-        )
-
 
 @dataclass(eq=False)
 class Channel:
