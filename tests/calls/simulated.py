@@ -2,7 +2,7 @@
 
 The simulator is a real AMI server on loopback; the stream is read by the product's own
 ``AmiClient`` (a listener notes each event with its arrival time), exactly what the
-server's tracker would be fed. Timings are tenths of a second; ids are deterministic
+server's tracker would be fed. Timings are hundredths of a second; ids are deterministic
 (fixed Uniqueid epoch, seeded randomness), so channel names and Uniqueids are known in
 advance: the first channel of a fresh simulator is ``SIP/269-00000000`` with Uniqueid
 ``EPOCH.0``.
@@ -29,8 +29,8 @@ EPOCH = 1796172254
 """The simulator's Uniqueid epoch in these tests (Uniqueids are ``EPOCH.<seq>``)."""
 
 STEP = 0.01
-RING = 0.1
-TALK = 0.15
+RING = 0.05
+TALK = 0.08
 """Seconds: a step of a call, a phone ringing, a conversation (scenario defaults here)."""
 
 LAB_NAME = "AMI Lab 269"

@@ -456,9 +456,11 @@ async def test_scenario_gives_the_recorded_call_events(dialect: str, case: str) 
     assert started is not None and ended is not None and started <= ended
     if answered is not None:
         assert started <= answered <= ended
-    # The scenario's timings: a phone rang ``ring`` seconds, they talked ``talk``.
-    assert spec.ring - 0.02 <= last.ring_seconds <= spec.ring + SLACK
-    assert spec.talk - 0.02 <= last.talk_seconds <= spec.talk + SLACK
+    # The scenario's timings: a phone rang ``ring`` seconds, they talked ``talk``. The
+    # seconds come from arrival times: a stall of this process can delay one arrival
+    # (never advance the PBX's next step), hence the margins.
+    assert spec.ring / 2 <= last.ring_seconds <= spec.ring + SLACK
+    assert spec.talk / 2 <= last.talk_seconds <= spec.talk + SLACK
 
 
 def test_every_gap_names_a_case_and_a_reason() -> None:
