@@ -314,3 +314,13 @@ async def test_yeastar_status_lists_dialplan_and_dialled_channels_as_asterisk_18
     assert (gsm.get("Extension"), gsm.get("BridgedChannel")) == ("269", phone.get("Channel"))
     assert (phone.get("State"), phone.get("BridgedUniqueid")) == ("Up", gsm.get("Uniqueid"))
     assert listed.complete is not None and listed.complete.get("Items") == "2"
+
+
+async def test_a_run_is_over_when_the_simulator_stops() -> None:
+    sim = PbxSimulator(call_step_delay=0.01)
+    await sim.start()
+    run = await sim.scenario("hold", ring=0.01, talk=30.0)
+    assert await run.until("answered", timeout=5)
+    await sim.stop()
+    await run.wait(1)
+    assert run.done and sim.live_channels == []

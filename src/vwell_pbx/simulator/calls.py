@@ -870,5 +870,10 @@ class CallEngine:
                 self.gone(other, 16)
 
     def clear(self) -> None:
-        """Forget every channel (the simulator is stopping)."""
+        """Forget every channel (the simulator is stopping); their runs are over."""
+        channels = list(self.channels.values())
         self.channels.clear()
+        for ch in channels:
+            if ch.run is not None:
+                ch.run.channel_gone()
+                ch.run = None
