@@ -324,3 +324,43 @@ async def test_a_run_is_over_when_the_simulator_stops() -> None:
     await sim.stop()
     await run.wait(1)
     assert run.done and sim.live_channels == []
+
+
+async def test_yeastar_redirect_of_a_dialled_phone_is_an_async_goto_masquerade() -> None:
+    async with session("yeastar") as captured:
+        run = await captured.sim.scenario("inbound", ring=RING, talk=30.0)
+        assert await run.until("answered", timeout=5)
+        phone = run.channels[1]
+        moved = await captured.client.send_action(
+            [
+                ("Action", "Redirect"),
+                ("Channel", phone),
+                ("Context", "DLPN_DialPlan269"),
+                ("Exten", "700"),
+                ("Priority", "1"),
+            ],
+            timeout=5,
+        )
+        assert moved.response.get("Message") == "Redirect successful"
+        events = await captured.finish(run)
+    tail = [m for _, m in events if m.name not in NOISE][-10:]
+    zombie = f"AsyncGoto/{phone}<ZOMBIE>"
+    assert [(m.name, m.get("Channel") or m.get("Clone")) for m in tail] == [
+        ("Newchannel", f"AsyncGoto/{phone}"),
+        ("Masquerade", phone),
+        ("Rename", phone),
+        ("Rename", f"AsyncGoto/{phone}"),
+        ("Rename", f"{phone}<MASQ>"),
+        ("Bridge", None),
+        ("Hangup", zombie),
+        ("Dial", "YSGSM/11-1"),
+        ("Hangup", "YSGSM/11-1"),
+        ("Hangup", phone),
+    ]
+    unlink = next(m for m in tail if m.name == "Bridge")
+    assert (unlink.get("Bridgestate"), unlink.get("Channel2")) == ("Unlink", zombie)
+    stolen = next(m for m in tail if m.name == "Newchannel")
+    last = tail[-1]
+    assert (last.get("Channel"), last.get("Uniqueid")) == (phone, stolen.get("Uniqueid"))
+    waits = [m for _, m in events if m.name == "Newexten" and m.get("Extension") == "700"]
+    assert [m.get("Application") for m in waits] == ["Answer", "Wait"]
