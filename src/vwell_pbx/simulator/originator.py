@@ -197,6 +197,14 @@ class Originator:
         )
         await self.engine.run_exten(leg, leg.exten, hangup_by="caller" if local_app else "callee")
 
+    def _outgoing(self, leg: Channel) -> None:
+        """The originated leg waits in ``AppDial2`` (Asterisk 12+ says so in a
+        ``Newexten``; 1.8 runs no dialplan on it and says nothing)."""
+        if self.engine.dialect.dial_end_at_exit:
+            leg.application, leg.app_data = "AppDial2", "(Outgoing Line)"
+        else:
+            self.engine.exten(leg, "AppDial2", "(Outgoing Line)")
+
     def _originated_channel_setup(self, ch: Channel, req: OriginateRequest) -> None:
         for key, value in req.variables:
             self.engine.varset(ch, key, value)
@@ -252,7 +260,7 @@ class Originator:
             account=req.account,
         )
         self.engine.announce(leg)
-        self.engine.exten(leg, "AppDial2", "(Outgoing Line)")
+        self._outgoing(leg)
         self._originated_channel_setup(leg, req)
         self.engine.send(self.engine.dialect.dial_begin(None, leg, resource))
         if script.outcome in ("answer", "no_answer", "cancel"):
@@ -321,7 +329,7 @@ class Originator:
         one.partner, two.partner = two, one
         self.engine.announce(one)
         self.engine.announce(two)
-        self.engine.exten(one, "AppDial2", "(Outgoing Line)")
+        self._outgoing(one)
         self._originated_channel_setup(one, req)
         self._originated_channel_setup(two, req)
         self.engine.send(self.engine.dialect.local_bridge(one, two))
