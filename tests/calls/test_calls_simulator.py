@@ -627,3 +627,38 @@ async def test_an_originate_of_a_local_channel_into_the_dialplan_is_transcript_0
         (CALL_ID, "5551000", answer.action_id)
     }
     assert tracker.active() == []
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_transfer_to_a_busy_phone_returns_the_call_to_the_transferer(
+    dialect: str,
+) -> None:
+    async with session(dialect, extensions={"268": "busy"}) as captured:
+        run = await captured.sim.scenario(
+            "attended_transfer", caller_name=LAB_NAME, ring=RING, talk=TALK, after=30.0
+        )
+        assert await run.until("transferred", timeout=5)
+
+        def resumed() -> bool:
+            return any(
+                m.name == "Unhold" or (m.name == "Hold" and m.get("Status") == "Off")
+                for _, m in captured.events
+            )
+
+        await wait_for(resumed, 5)
+        assert captured.sim.live_channels == [sip(0, "269"), sip(1, "267")]
+        await captured.client.send_action(
+            [("Action", "Hangup"), ("Channel", sip(0, "269"))], timeout=5
+        )
+        events = await captured.finish(run)
+    tracker, got = track(events)
+    mine = [(e.name, e.call.extension, e.call.status) for e in got if e.call.call_id == CALL_ID]
+    assert mine == [
+        ("call.ringing", "267", "ringing"),
+        ("call.answered", "267", "up"),
+        ("call.held", "267", "held"),
+        ("call.resumed", "267", "up"),
+        ("call.ended", "267", "ended"),
+    ]
+    assert got[-1].call.end_reason == "completed" and not got[-1].call.transfers
+    assert tracker.active() == []

@@ -123,13 +123,19 @@ class CallFeatures:
         engine.leave(transferer, destroy=False)
         engine.enter(second, transferer)
         engine.set_connected(transferer, target.cid_num, target.cid_name)
+        outcome = engine.script_for(exten).outcome  # the target behaves as configured
+        if outcome not in ("answer", "no_answer"):
+            await engine.sleep(engine.step_delay)
+            status, cause = ("BUSY", 17) if outcome == "busy" else ("CONGESTION", 34)
+            self._consultation_failed(transferer, first, dial, (one, two), (status, cause))
+            return
         engine.set_state(target, STATE_RINGING)
         engine.set_state(one, STATE_RINGING)
         engine.send(dialect.dial_state(two, target, "RINGING"))
         engine.send(dialect.dial_state(None, one, "RINGING"))
-        await engine.sleep(ring)
-        if engine.script_for(exten).outcome != "answer":
-            self._consultation_failed(transferer, first, dial, (one, two))
+        await engine.sleep(ring if outcome == "answer" else engine.no_answer_after)
+        if outcome != "answer":
+            self._consultation_failed(transferer, first, dial, (one, two), ("NOANSWER", 16))
             return
         engine.set_state(target, STATE_UP)
         engine.send(dialect.dial_end(two, target, "ANSWER"))
@@ -178,14 +184,17 @@ class CallFeatures:
         first: Bridge,
         dial: DialRun,
         pair: tuple[Channel, Channel],
+        ending: tuple[str, int],
     ) -> None:
-        """The target did not answer: the Local pair goes, the transferer returns."""
+        """The target did not answer (``ending``: the dial status and the target's
+        hangup cause): the Local pair goes, the transferer returns to its caller."""
         engine, dialect = self.engine, self.engine.dialect
         one, two = pair
+        status, cause = ending
         for callee in dial.callees:
-            engine.send(dialect.dial_end(two, callee, "NOANSWER"))
-            engine.gone(callee, 16)
-        engine.send(dialect.dial_end(None, one, "NOANSWER"))
+            engine.send(dialect.dial_end(two, callee, status))
+            engine.gone(callee, cause)
+        engine.send(dialect.dial_end(None, one, status))
         engine.leave(one, destroy=False)
         engine.gone(one, 16)
         engine.soft_hangup(two, 16)
@@ -219,10 +228,13 @@ class CallFeatures:
         )
         engine.announce(consult_leg)
         engine.set_state(consult_leg, STATE_RING)
+        script = engine.script_for(exten)  # the target behaves as configured
+        if script.outcome == "answer":
+            script = DialScript(outcome="answer", ring=ring)
         dial = await engine.dial(
             consult_leg,
             exten,
-            DialScript(outcome="answer", ring=ring),
+            script,
             on_failure=lambda status: self._consultation_abandoned(consult_leg, transferer),
         )
         if dial is None or dial.answered is None:
