@@ -837,6 +837,7 @@ class RoleConfig(_Model):
     actions: tuple[str, ...] = ()
     events: tuple[str | EventRuleConfig, ...] = ()
     own_extensions_only: bool = False
+    own_calls_only: bool | None = None
     admin: bool = False
     extends: str | None = None
 

@@ -1,9 +1,11 @@
 """Who sees which call, what a ``call.*`` subscription answers, and bad input.
 
-Operators here are bound to their own extensions (``own_extensions_only``): Agent has
-extension 269, Other has 270. The supervisor sees every call. Every check goes
-through the running server over real sockets: events on WebSockets, ``calls`` and
-``callHistory`` over HTTP.
+Operators see only the calls of their own extensions: the built-in ``operator`` as it
+is (``own_calls_only``), and one also bound to them for dial/redirect
+(``own_extensions_only``); every test runs with both. Agent has extension 269, Other
+has 270. The supervisor sees every call, and so does an operator whose role turns
+``own_calls_only`` off. Every check goes through the running server over real sockets:
+events on WebSockets, ``calls`` and ``callHistory`` over HTTP.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from vwell_pbx.web.server import RunningServer
 OTHER = {"login": "Agent", "login2": "Сидоров С.С.", "sha1": sha1_of_password("other-pw")}
 
 
-@pytest.fixture
-def server_overrides() -> dict[str, Any]:
-    """The built-in operator, bound to the user's own extensions."""
+@pytest.fixture(params=["builtin", "own_extensions_only"])
+def server_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The built-in operator as it is, or bound to the user's own extensions too."""
+    if request.param == "builtin":
+        return {}
     return {"roles": {"operator": {"extends": "operator", "own_extensions_only": True}}}
 
 
@@ -241,3 +245,25 @@ async def test_nothing_but_the_sentinel_reaches_an_idle_subscriber(
     for ws in sockets:
         event = await ws.next_event()
         assert call_object(event)["origin"] == "api"
+
+
+@pytest.mark.parametrize(
+    "server_overrides",
+    [{"roles": {"operator": {"extends": "operator", "own_calls_only": False}}}],
+    ids=["own_calls_only=false"],
+)
+async def test_a_role_may_show_every_call_to_its_users(
+    api: ApiClient, simulator: PbxSimulator, sockets: list[WsClient], other: dict[str, str]
+) -> None:
+    """``own_calls_only = false``: an operator sees other extensions' calls too."""
+    _, other_ws, _ = sockets
+    await simulator.incoming_call("+79787342741", span=11, to="269", hold=0.2)
+    ended = (await events_until(other_ws, "call.ended"))[-1]
+    assert ended["extension"] == "269"
+
+    async def stored() -> bool:
+        return await _history(api, other) == [ended["callId"]]
+
+    await eventually(stored)
+    whoami = await api.post("whoami", creds=other)
+    assert whoami["ownCallsOnly"] is False, whoami

@@ -384,12 +384,30 @@ async def test_redirect_single_dual_and_missing(pbx: PbxSimulator, connect: Conn
         lambda m: m.name == "Newexten" and m.get("Channel") == sip and m.get("Exten") == "700"
     )
     assert newexten.get("Context") == "DLPN_DialPlan269"
+    left = await client.event(lambda m: m.name == "BridgeLeave" and m.get("Channel") == sip)
+    assert left.get("Exten") == "700"  # it leaves the bridge already at its new place
     await client.event(_is_hangup_of("Local"))  # type: ignore[arg-type]
-    await client.event(
-        lambda m: m.name == "Newchannel" and (m.get("Channel") or "").startswith("SIP/700-")
-    )
+
+    # 700 is Answer + Wait on the lab PBX (transcript 07, recording 18): it stays there.
+    def runs_wait(m: Message) -> bool:
+        return m.name == "Newexten" and m.get("Channel") == sip and m.get("Application") == "Wait"
+
+    await client.event(runs_wait)
     assert sip in pbx.live_channels
     assert not any(name.startswith("Local") for name in pbx.live_channels)
+
+    # A phone extension is dialled from there.
+    again = await client.action(
+        ("Action", "Redirect"),
+        ("ActionID", "redirect-2"),
+        ("Channel", sip),
+        ("Context", "DLPN_DialPlan269"),
+        ("Exten", "268"),
+    )
+    assert again.get("Message") == "Redirect successful"
+    dialled = await client.event(lambda m: m.name == "DialBegin" and m.get("Channel") == sip)
+    assert (dialled.get("DestChannel") or "").startswith("SIP/268-")
+    assert dialled.get("Exten") == "268"
 
     missing = await client.action(
         ("Action", "Redirect"),

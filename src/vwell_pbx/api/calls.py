@@ -3,11 +3,11 @@
 history rows.
 
 What a user sees of calls is decided here, in the API layer (the event bus knows
-nothing of roles): a role with ``own_extensions_only`` sees only calls that involved
-one of the user's own extensions (``Role.sees_call``), in ``call.*`` events (the
-connection's guard, ``api.guards``), in ``calls``, in ``callHistory`` (as a condition
-of the query) and in a subscription's answer; other roles see every call their event
-rules allow.
+nothing of roles): a role with ``own_calls_only`` (the built-in ``operator``) or
+``own_extensions_only`` sees only calls that involved one of the user's own extensions
+(``Role.sees_call``), in ``call.*`` events (the connection's guard, ``api.guards``),
+in ``calls``, in ``callHistory`` (as a condition of the query) and in a subscription's
+answer; other roles see every call their event rules allow.
 
 **History cursors.** ``callHistory`` answers ``next``, an opaque cursor for the
 following page: the position of the page's last row (start time and row id) and a
@@ -150,11 +150,14 @@ def active_calls_for_subscription(call: Call, flt: EventFilter) -> list[dict[str
 
 
 def _own_extension(call: Call, extension: str | None) -> None:
-    if extension is None:
+    """A user who sees only their own calls may ask only about their own extensions."""
+    if extension is None or not call.role.sees_own_calls_only:
         return
-    denial = call.role.check_extension(extension, call.principal.extensions)
-    if denial is not None:
-        raise Forbidden(f"argument.extension: {denial}")
+    if extension not in call.principal.extensions:
+        raise Forbidden(
+            f"argument.extension: extension {extension} is not one of yours "
+            f"(role {call.role.name!r} sees only the calls of your own extensions)"
+        )
 
 
 # --- calls -----------------------------------------------------------------------
@@ -327,11 +330,11 @@ def decode_cursor(key: bytes, cursor: str, query: HistoryQuery) -> HistoryPositi
 
 def _history_extensions(call: Call, extension: str | None) -> tuple[str, ...] | None:
     """The extensions the query is restricted to: the one asked for, or for a role
-    with ``own_extensions_only`` the user's own; ``None`` for no restriction."""
+    that sees only its own calls the user's own; ``None`` for no restriction."""
     if extension is not None:
         _own_extension(call, extension)
         return (extension,)
-    if not call.role.own_extensions_only:
+    if not call.role.sees_own_calls_only:
         return None
     own = tuple(call.principal.extensions)
     if len(own) > MAX_QUERY_EXTENSIONS:

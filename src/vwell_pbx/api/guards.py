@@ -16,7 +16,8 @@ bounded by the distinct (role, extensions) pairs signed in. The events layer kno
 nothing about roles: the memo lives here, not on the event.
 
 Call events (``call.*``, whose ``BusEvent.extensions`` is set) also pass
-``Role.sees_call``: a role with ``own_extensions_only`` receives only the calls that
+``Role.sees_call``: a role with ``own_calls_only`` (the built-in ``operator``) or
+``own_extensions_only`` receives only the calls that
 involved one of the user's extensions. The verdict still depends only on the event
 and the (role, extensions) key, so it is shared like any other.
 

@@ -537,5 +537,6 @@ async def whoami(call: Call, args: WhoamiArgs) -> dict[str, Any]:
             for rule in role.events
         ],
         "ownExtensionsOnly": role.own_extensions_only,
+        "ownCallsOnly": role.sees_own_calls_only,
         "admin": role.admin,
     }

@@ -48,7 +48,10 @@ class RoleSpec:
     ``methods`` are API method names (``"*"`` = all); ``actions`` AMI action patterns
     and danger keys for ``send``; ``events`` event rules (a bare name pattern or an
     ``EventRuleSpec``); ``own_extensions_only`` binds ``dial``, ``redirect`` and channel
-    headers in ``send`` to the user's extensions; ``admin`` grants everything but the
+    headers in ``send`` to the user's extensions (and implies ``own_calls_only``);
+    ``own_calls_only`` shows the user only calls (``call.*`` events, ``calls``,
+    ``callHistory``) that involved one of their extensions (``None``: as the role it
+    extends, else no); ``admin`` grants everything but the
     session actions; ``extends`` names a role whose lists this one starts from (its own
     name: the built-in of that name).
     """
@@ -57,6 +60,7 @@ class RoleSpec:
     actions: tuple[str, ...] = ()
     events: tuple[str | EventRuleSpec, ...] = ()
     own_extensions_only: bool = False
+    own_calls_only: bool | None = None
     admin: bool = False
     extends: str | None = None
 
@@ -334,11 +338,13 @@ _SUPERVISOR_ACTIONS = (
 
 BUILTIN_ROLE_SPECS: Mapping[str, RoleSpec] = {
     # The default for new users: the original product's methods, read-only actions, call
-    # and SMS events. (whoami is open to every role; see api.methods.)
+    # and SMS events; of the server's calls only those of their own extensions.
+    # (whoami is open to every role; see api.methods.)
     "operator": RoleSpec(
         methods=_OPERATOR_METHODS,
         actions=_READ_ONLY_ACTIONS,
         events=_CALL_EVENTS + _SMS_EVENTS,
+        own_calls_only=True,
     ),
     "supervisor": RoleSpec(
         methods=(*_OPERATOR_METHODS, "dispatchEvent"),

@@ -22,7 +22,8 @@ Invariants this module keeps:
 4. With ``own_extensions_only``, every header of a ``send`` action that names a channel
    (``CHANNEL_HEADERS``) is a claim the caller must own (``channel_claims``); the API
    layer checks the claims against the live calls it knows.
-5. With ``own_extensions_only``, a call (a ``call.*`` event, an entry of ``calls`` or
+5. With ``own_calls_only`` (the built-in ``operator``) or ``own_extensions_only``, a
+   call (a ``call.*`` event, an entry of ``calls`` or
    ``callHistory``) is shown only when it involved one of the user's own extensions
    (``Role.sees_call``): the call's set of local extensions, learnt from its channels,
    never from a caller ID. Other roles see every call their event rules allow.
@@ -204,6 +205,7 @@ class Role:
     actions: tuple[str, ...]
     events: tuple[EventRule, ...]
     own_extensions_only: bool = False
+    own_calls_only: bool = False
     admin: bool = False
     # Verdicts of allows_event by (name, Privilege), kept only when no rule looks at
     # other fields: the answer then depends on nothing else, and a PBX has a few dozen
@@ -225,6 +227,7 @@ class Role:
         actions: Iterable[str] = (),
         events: Iterable[str | EventRuleSpec | EventRule] = (),
         own_extensions_only: bool = False,
+        own_calls_only: bool = False,
         admin: bool = False,
     ) -> Role:
         """Normalise (case-fold, de-duplicate) and freeze a role."""
@@ -238,8 +241,14 @@ class Role:
             actions=acts,
             events=rules,
             own_extensions_only=own_extensions_only,
+            own_calls_only=own_calls_only,
             admin=admin,
         )
+
+    @property
+    def sees_own_calls_only(self) -> bool:
+        """Whether calls are restricted to those of the user's extensions (invariant 5)."""
+        return self.own_extensions_only or self.own_calls_only
 
     def allows_method(self, name: str) -> bool:
         """May this role call the API method ``name`` (case-insensitive)?"""
@@ -308,9 +317,10 @@ class Role:
     def sees_call(self, call_extensions: Collection[str], extensions: Collection[str]) -> bool:
         """May a user with ``extensions`` see a call that involved ``call_extensions``?
 
-        Always for roles without ``own_extensions_only`` (invariant 5).
+        Always for roles with neither ``own_extensions_only`` nor ``own_calls_only``
+        (invariant 5).
         """
-        if not self.own_extensions_only:
+        if not self.sees_own_calls_only:
             return True
         return any(extension in call_extensions for extension in extensions)
 
@@ -365,6 +375,7 @@ def _build(name: str, spec: RoleSpec) -> Role:
         actions=spec.actions,
         events=spec.events,
         own_extensions_only=spec.own_extensions_only,
+        own_calls_only=bool(spec.own_calls_only),
         admin=spec.admin,
     )
 
@@ -415,6 +426,11 @@ class RoleBook:
             actions=(*(base.actions if base else ()), *spec.actions),
             events=(*(base.events if base else ()), *spec.events),
             own_extensions_only=spec.own_extensions_only,
+            own_calls_only=(
+                spec.own_calls_only
+                if spec.own_calls_only is not None
+                else base is not None and base.own_calls_only
+            ),
             admin=spec.admin,
         )
 

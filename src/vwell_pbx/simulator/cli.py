@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         metavar="RATE",
-        help="background incoming calls per second (0 = none)",
+        help="background calls per second, a mix of every scenario (0 = none)",
     )
     parser.add_argument(
         "--spans",

@@ -1,15 +1,19 @@
-"""Channels, bridges and the identifiers the simulated PBX hands out."""
+"""Channels, bridges, the simulated dialplan and the identifiers the simulated PBX hands out."""
 
 from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     import asyncio
+
+    from vwell_pbx.simulator.runs import CallRun
 
 STATE_DOWN = 0
 STATE_RSRVD = 1
@@ -35,6 +39,7 @@ CAUSE_TEXT = {
     17: "User busy",
     19: "User alerting, no answer",
     20: "Subscriber absent",
+    26: "Answered elsewhere",
     34: "Circuit/channel congestion",
 }
 
@@ -62,6 +67,39 @@ Keys are either ``TECH/ext`` (only that technology) or a bare ``ext`` (any
 technology); ``TECH/ext`` wins.
 """
 
+DEFAULT_APPLICATIONS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
+    {"100": ("Wait", "15"), "700": ("Wait", "15")}
+)
+"""Dialplan extensions that answer and run an application instead of ringing a phone.
+
+As on the lab PBX the recordings were made on: ``100`` and ``700`` are
+``Answer()`` then ``Wait(15)`` (an IVR stand-in); the channel stays there until it
+hangs up or the wait ends."""
+
+DEFAULT_RING_GROUPS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {"2000": ("267", "268")}
+)
+"""Dialplan extensions that ring several phones at once (``Dial(SIP/267&SIP/268,20)``)."""
+
+PICKUP_EXTEN: Final = "*8"
+"""The feature code that picks up a phone ringing in the caller's pickup group."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dialplan:
+    """The simulated dialplan: which extensions are applications, ring groups, phones.
+
+    Any other short numeric extension (five digits at most) is a SIP phone; a longer
+    number goes out through the first ready GSM span (``YSGSM/<span>``), or
+    ``SIP/trunk`` when no span is ready.
+    """
+
+    applications: Mapping[str, tuple[str, str]] = field(
+        default_factory=lambda: DEFAULT_APPLICATIONS
+    )
+    ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_RING_GROUPS)
+    pickup_exten: str = PICKUP_EXTEN
+
 
 @dataclass(eq=False)
 class Channel:
@@ -87,27 +125,39 @@ class Channel:
     bridge: Bridge | None = None
     call: Call | None = None
     partner: Channel | None = None  # the other half of a Local pair
+    pbx: bool = True
+    """Runs a dialplan (a caller, an originated leg, a Local half); a dialled phone does not."""
+    dial_status: str | None = None
+    """Old dialect: the Dial application is running on this channel and ends with this status."""
+    run: CallRun | None = None
+    """The scenario run this channel belongs to (its ``wait()`` waits for it to hang up)."""
 
     @property
     def state_desc(self) -> str:
         """Asterisk's text for the channel state."""
         return STATE_DESC.get(self.state, "Unknown")
 
+    @property
+    def peer(self) -> str:
+        """The endpoint part of the name: ``267`` for ``SIP/267-0000002a``."""
+        resource = self.name.partition("/")[2]
+        return resource.rpartition("-")[0] or resource
+
 
 @dataclass(eq=False)
 class Bridge:
-    """A two-party bridge; ``members`` in order of entry."""
+    """A bridge; ``members`` in order of entry."""
 
     uniqueid: str
     members: list[Channel] = field(default_factory=list)
     parties: list[Channel] = field(default_factory=list)  # everyone who ever entered
-    linked: bool = False  # Yeastar dialect: "Bridge Link" already sent
-    unlinked: bool = False  # Yeastar dialect: "Bridge Unlink" already sent
+    linked: bool = False  # old dialect: "Bridge Link" already sent
+    unlinked: bool = False  # old dialect: "Bridge Unlink" already sent
 
 
 @dataclass(eq=False)
 class Call:
-    """The channels driven by one scenario task (an originate, an incoming call...)."""
+    """The channels driven by one task (an originate, a scenario, a redirected channel...)."""
 
     channels: list[Channel] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
@@ -135,6 +185,10 @@ class IdAllocator:
         self._hex[tech] = count + 1
         return f"{count:08x}"
 
+    def short_suffix(self) -> str:
+        """Asterisk 1.8's Local channel suffix: four random hex digits (``7f3a``), seeded."""
+        return f"{self._rng.getrandbits(16):04x}"
+
     def gsm_index(self, span: int) -> int:
         """Per-span call counter used in ``YSGSM/<span>-<n>`` names (starts at 1)."""
         count = self._gsm.get(span, 0) + 1
@@ -144,6 +198,10 @@ class IdAllocator:
     def bridge_id(self) -> str:
         """A random (seeded) UUID4 like Asterisk's bridge ids."""
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def sip_callid(self) -> str:
+        """A SIP Call-ID as chan_sip reports it in old-dialect events (seeded)."""
+        return f"{self._rng.getrandbits(64):016x}@127.0.0.1"
 
 
 def parse_callerid(value: str | None) -> tuple[str, str]:

@@ -5,12 +5,15 @@ Like aiosmtpd's ``Controller``, it is a real server users start in their own tes
     async with PbxSimulator(secret="s3cret", call_hold=0.2) as pbx:
         client = await connect("127.0.0.1", pbx.port, ...)
         await pbx.incoming_call("+79787342741", span=11, to="269")
+        run = await pbx.scenario("attended_transfer", caller="269", to="267", target="268")
+        await run.wait(timeout=10)
         assert pbx.actions_received[-1].name == "Originate"
 
 Wire behaviour follows the transcripts recorded from a real Asterisk 20 (kept in
 ``tests/data/ami``: banner, login, MD5 challenge, errors, event lists, Originate,
-Redirect, Command) and, with ``dialect="yeastar"``, the Asterisk 1.8 event layout of
-the Yeastar MyPBX the original product drove. Call outcomes are described in
+Redirect, Command, the eleven call scenarios) and, with ``dialect="yeastar"``, the
+Asterisk 1.8 event layout of the Yeastar MyPBX the original product drove. The scripted
+calls are :mod:`vwell_pbx.simulator.scenarios`; call steps and outcome rules are in
 :mod:`vwell_pbx.simulator.calls`; GSM CLI texts in :mod:`vwell_pbx.simulator.gsm`.
 
 The module is the connection layer: the listener, one ``AmiSession`` per client
@@ -33,7 +36,10 @@ Bounds (and what happens past them):
 * at most ``actions.channels.MAX_GLOBAL_VARS`` global variables (``Setvar`` without
   a channel); past that the oldest one is forgotten;
 * at most ``MAX_CONNECTIONS`` clients; later ones are closed at once;
-* background traffic keeps at most ``MAX_TRAFFIC_CALLS`` calls alive.
+* background traffic keeps at most ``MAX_TRAFFIC_CALLS`` calls alive;
+* at most ``calls.MAX_LIVE_CHANNELS`` live channels: past it new calls fail with
+  congestion; a ``CallRun`` remembers the names of at most ``runs.MAX_RUN_CHANNELS``
+  channels (it still waits for all of them).
 """
 
 from __future__ import annotations
@@ -58,10 +64,18 @@ from vwell_pbx.protocol import (
 )
 from vwell_pbx.simulator import gsm
 from vwell_pbx.simulator.actions import ACTIONS, PRE_LOGIN, SessionEnd, response
-from vwell_pbx.simulator.calls import CallEngine
+from vwell_pbx.simulator.calls import CallEngine, DialScript
 from vwell_pbx.simulator.dialects import Asterisk20Events, YeastarEvents
 from vwell_pbx.simulator.gsm import SentSms, SpanState, default_spans
-from vwell_pbx.simulator.model import DEFAULT_EXTENSIONS, ExtensionBehaviour, IdAllocator
+from vwell_pbx.simulator.model import (
+    DEFAULT_EXTENSIONS,
+    Dialplan,
+    ExtensionBehaviour,
+    IdAllocator,
+)
+from vwell_pbx.simulator.originator import Originator
+from vwell_pbx.simulator.runs import CallRun
+from vwell_pbx.simulator.scenarios import CallScenarios
 
 MAX_LINE: Final = 8 * 1024
 MAX_ACTION: Final = 64 * 1024
@@ -84,7 +98,8 @@ class PbxSimulator:
     ``port=0`` picks a free port; read ``pbx.port`` after start.
 
     Besides the public API for tests, the simulated PBX's state is open to the action
-    handlers (``simulator.actions``): ``engine`` (channels and calls), ``spans``,
+    handlers (``simulator.actions``): ``engine`` (channels and calls), ``originator``,
+    ``scenarios`` (and its ``features``: transfers, pickup), ``spans``,
     ``global_vars``, ``clock``/``rng``/``started_at``, ``span()``, ``record_sms()``,
     ``deliver_sms_later()`` and ``emit()``.
     """
@@ -104,6 +119,7 @@ class PbxSimulator:
         dongle: bool = True,
         auth_failure_delay: float = 1.0,
         call_step_delay: float = 0.05,
+        call_ring: float = 0.5,
         call_hold: float = 1.0,
         no_answer_after: float = 1.0,
         sms_send_delay: float = 0.05,
@@ -114,13 +130,20 @@ class PbxSimulator:
         rng: random.Random | None = None,
         uniqueid_epoch: int | None = None,
         legacy_originate_events: bool = False,
+        dialplan: Dialplan | None = None,
     ) -> None:
         """Configure the simulator; nothing listens until ``start()``.
 
         ``extensions`` maps ``TECH/ext`` or ``ext`` to a behaviour (``"answer"``,
         ``"busy"``, ``"noanswer"``, ``"unregistered"``, ``"congestion"``); it replaces
         :data:`DEFAULT_EXTENSIONS`. ``contexts``: the dialplan contexts that exist
-        (``None``: all of them). ``call_hold``: how long a bridged call lasts.
+        (``None``: all of them). ``call_step_delay``: the pause between two steps of
+        a call (and how long a phone rings before it answers by itself);
+        ``call_ring``: how long a scenario's phones ring unless told;
+        ``call_hold``: how long a bridged call lasts; ``no_answer_after``: the Dial
+        timeout. ``dialplan``: application extensions, ring groups and the pickup
+        code (default :class:`~vwell_pbx.simulator.model.Dialplan`: ``100`` and
+        ``700`` answer and wait, ``2000`` rings 267 and 268, ``*8`` picks up).
         ``legacy_originate_events``: report an async Originate as Asterisk 1.4 did,
         with ``OriginateSuccess`` / ``OriginateFailure`` instead of ``OriginateResponse``.
         """
@@ -170,8 +193,15 @@ class PbxSimulator:
             step_delay=call_step_delay,
             hold=call_hold,
             no_answer_after=no_answer_after,
+            dialplan=dialplan,
             legacy_originate_events=legacy_originate_events,
         )
+        self.originator = Originator(self.engine)
+        """``Originate`` actions and click-to-calls."""
+        self.scenarios = CallScenarios(
+            self.engine, self.originator, ring=call_ring, spans=lambda: self.spans
+        )
+        """The scripted calls (``scenario()`` starts one by name)."""
         self._server: asyncio.Server | None = None
         self._sessions: set[AmiSession] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -281,16 +311,40 @@ class PbxSimulator:
 
         Returns the GSM channel name (``YSGSM/<span>-<n>``) once the call is bridged
         (``answer=True``) or ringing (``answer=False``); it stays live, and can be
-        redirected, until ``hold`` seconds later (or until hung up).
+        redirected, until ``hold`` seconds later (or until hung up). Extension ``to``
+        behaves as ``extensions`` says (busy, no answer...); with ``answer=False`` the
+        caller gives up after ``hold`` seconds of ringing. For other outcomes and
+        timings use ``scenario("inbound", ...)``.
         """
-        return await self.engine.incoming_call(
-            caller=caller,
-            span=span,
-            to=to,
-            answer=answer,
-            hold=hold,
-            yeastar=self.dialect == "yeastar",
-        )
+        engine = self.engine
+        script = engine.script_for(to) if answer else DialScript(outcome="cancel", ring=hold)
+        run = self.scenarios.inbound(caller, to=to, span=span, script=script, talk=hold)
+        await run.until("answered" if answer else "ringing", timeout=hold + 30.0)
+        return run.channels[0]
+
+    async def scenario(self, name: str, /, **options: Any) -> CallRun:
+        """Start the call scenario ``name`` and return its run once its first channel
+        exists (or it ended without one).
+
+        ``name`` is one of ``inbound``, ``internal``, ``ring_group``,
+        ``blind_transfer``, ``attended_transfer``, ``hold``, ``pickup``,
+        ``click_to_call``; ``options`` are that method's keyword arguments on
+        :class:`~vwell_pbx.simulator.scenarios.CallScenarios` (numbers, outcome,
+        timings in seconds). ``await run.wait()`` waits for the end of the call::
+
+            run = await pbx.scenario(
+                "ring_group",
+                caller="269",
+                targets=["267", "268"],
+                answer_by="268",
+                ring=0.2,
+                talk=0.3,
+            )
+            await run.wait(timeout=5)
+        """
+        run = self.scenarios.start(name, **options)
+        await run.until("created", timeout=30.0)
+        return run
 
     def incoming_sms(self, sender: str, text: str, *, span: int = 2, parts: int = 1) -> None:
         """Emit ``ReceivedSMS`` events (one per part, same ID, URL-encoded Content)."""
@@ -313,13 +367,22 @@ class PbxSimulator:
                 )
             )
 
-    def start_traffic(self, calls_per_second: float) -> None:
-        """Start a background stream of incoming GSM calls (Poisson arrivals)."""
+    def start_traffic(self, calls_per_second: float, *, hold: float | None = None) -> None:
+        """Start a background stream of calls (Poisson arrivals): mostly inbound GSM
+        calls, with every other scenario among them (``scenarios.TRAFFIC_MIX``).
+
+        ``hold`` (default ``call_hold``) scales the calls: phones ring 0.2 to 0.6 of it,
+        conversations last 0.5 to 1.5 of it (a few seconds make a lively console).
+        """
         if calls_per_second <= 0:
             raise ValueError("calls_per_second must be positive")
+        if hold is not None and hold <= 0:
+            raise ValueError("hold must be positive")
         if self._traffic is not None:
             self._traffic.cancel()
-        self._traffic = asyncio.get_running_loop().create_task(self._traffic_loop(calls_per_second))
+        loop = asyncio.get_running_loop()
+        scale = self.engine.hold if hold is None else hold
+        self._traffic = loop.create_task(self._traffic_loop(calls_per_second, scale))
 
     async def stop_traffic(self) -> None:
         """Stop generating calls; calls already in progress finish on their own."""
@@ -329,24 +392,22 @@ class PbxSimulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _traffic_loop(self, rate: float) -> None:
+    async def _traffic_loop(self, rate: float, scale: float) -> None:
         while True:
             await asyncio.sleep(self.rng.expovariate(rate))
             if self._traffic_calls >= MAX_TRAFFIC_CALLS:
                 continue
-            ready = [s.number for s in self.spans if s.can_send] or [11]
-            caller = "+7978" + "".join(self.rng.choice("0123456789") for _ in range(7))
-            hold = self.engine.hold * self.rng.uniform(0.5, 1.5)
-            self._spawn(
-                self._traffic_call(
-                    caller, self.rng.choice(ready), self.rng.choice(("267", "269")), hold
-                )
-            )
+            hold = scale * self.rng.uniform(0.5, 1.5)
+            run = self.scenarios.traffic_call(self.rng, hold)
+            self._spawn(self._traffic_call(run, hold))
 
-    async def _traffic_call(self, caller: str, span: int, to: str, hold: float) -> None:
+    async def _traffic_call(self, run: CallRun, hold: float) -> None:
         self._traffic_calls += 1
         try:
-            await self.incoming_call(caller, span=span, to=to, hold=hold)
+            # Bounded: every traffic scenario ends within a few of its holds.
+            await run.wait(timeout=hold * 10 + 30.0)
+        except TimeoutError:
+            pass
         finally:
             self._traffic_calls -= 1
 

@@ -121,6 +121,7 @@ def role_specs(config_roles: Mapping[str, RoleConfig]) -> dict[str, RoleSpec]:
             actions=role.actions,
             events=tuple(rule(entry) for entry in role.events),
             own_extensions_only=role.own_extensions_only,
+            own_calls_only=role.own_calls_only,
             admin=role.admin,
             extends=role.extends,
         )

@@ -6,7 +6,7 @@ only ``PRE_LOGIN`` actions are served, as Asterisk does). What a handler may use
 connection is ``base.ActionSession``. The handlers are grouped as the PBX's parts are:
 
 - ``session``: Login, Challenge, Logoff, Ping, Events
-- ``channels``: CoreShowChannels, Status, Getvar, Setvar, Hangup, Redirect
+- ``channels``: CoreShowChannels, Status, Getvar, Setvar, Hangup, Redirect, Atxfer
 - ``originate``: Originate (sync and async)
 - ``sms``: smscommand (TG gateways), DongleSendSMS (chan_dongle)
 - ``system``: Command (the CLI), CoreStatus, CoreSettings, UserEvent, ListCommands
@@ -37,6 +37,7 @@ ACTIONS: Final[Mapping[str, Handler]] = MappingProxyType(
         "setvar": channels.setvar,
         "hangup": channels.hangup,
         "redirect": channels.redirect,
+        "atxfer": channels.atxfer,
         "originate": originate.originate,
         "command": system.command,
         "smscommand": sms.smscommand,

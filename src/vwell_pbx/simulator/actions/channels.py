@@ -1,4 +1,4 @@
-"""Live channels: CoreShowChannels, Status, Getvar, Setvar, Hangup, Redirect.
+"""Live channels: CoreShowChannels, Status, Getvar, Setvar, Hangup, Redirect, Atxfer.
 
 Answers and error texts are those of the recorded Asterisk 20 (``Channel does not
 exist: X`` for Redirect, ``No such channel`` for Hangup/Getvar/Status); the item events
@@ -212,3 +212,25 @@ async def redirect(session: ActionSession, action: Message, action_id: str | Non
     message = "Dual Redirect successful" if extra_name else "Redirect successful"
     session.send(response("Success", action_id, ("Message", message)))
     engine.redirect(targets)
+
+
+async def atxfer(session: ActionSession, action: Message, action_id: str | None) -> None:
+    """Attended transfer of ``Channel``'s call to ``Exten`` (recording 19): answered at
+    once, the transfer then runs as the PBX's feature would (``simulator.features``)."""
+    sim = session.sim
+    name = action.get("Channel")
+    if not name:
+        session.send(response("Error", action_id, ("Message", "No channel specified")))
+        return
+    exten = action.get("Exten")
+    if not exten:
+        session.send(response("Error", action_id, ("Message", "No extension specified")))
+        return
+    ch = sim.engine.find(name)
+    if ch is None:
+        message = ("Message", "Channel specified does not exist")
+        session.send(response("Error", action_id, message))
+        return
+    session.send(response("Success", action_id, ("Message", "Atxfer successfully queued")))
+    context = action.get("Context") or ch.context
+    sim.scenarios.features.start_attended_transfer(ch, exten, context)

@@ -4,7 +4,7 @@ Async: ``Originate successfully queued`` at once; the outcome comes later as
 ``OriginateResponse`` (or 1.4's ``OriginateSuccess``/``OriginateFailure``, see the
 simulator's ``legacy_originate_events``). Sync: the answer waits until the call is
 answered (``Success``) or failed (``Originate failed``), and the events that happened
-meanwhile reach this client after it. The call flows are in ``simulator.calls``.
+meanwhile reach this client after it. The call flows are in ``simulator.originator``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Final
 
 from vwell_pbx.protocol import Message
 from vwell_pbx.simulator.actions.base import ActionSession, response
-from vwell_pbx.simulator.calls import OriginateOutcome, OriginateRequest
 from vwell_pbx.simulator.model import parse_callerid
+from vwell_pbx.simulator.originator import OriginateOutcome, OriginateRequest
 
 SYNC_ORIGINATE_SLACK: Final = 5.0
 """Seconds beyond the action's ``Timeout`` that a sync Originate waits for its outcome."""
@@ -73,7 +73,7 @@ async def originate(session: ActionSession, action: Message, action_id: str | No
     )
     if is_async:
         session.send(response("Success", action_id, ("Message", "Originate successfully queued")))
-        engine.originate(request, lambda outcome: None)
+        session.sim.originator.originate(request, lambda outcome: None)
         return
     decided: asyncio.Future[OriginateOutcome] = asyncio.get_running_loop().create_future()
 
@@ -82,7 +82,7 @@ async def originate(session: ActionSession, action: Message, action_id: str | No
             decided.set_result(outcome)
 
     with session.holding_events():
-        engine.originate(request, settle)
+        session.sim.originator.originate(request, settle)
         try:
             outcome = await asyncio.wait_for(
                 decided, timeout + engine.no_answer_after + SYNC_ORIGINATE_SLACK

@@ -18,6 +18,7 @@ from vwell_pbx.simulator.gsm import SentSms
 
 # (action, synopsis, privilege) as ListCommands prints them.
 COMMAND_HELP: Final = (
+    ("Atxfer", "Attended transfer.", "call,all"),
     ("Challenge", "Generate Challenge for MD5 Auth.", "<none>"),
     ("Command", "Execute Asterisk CLI Command.", "command,all"),
     ("CoreSettings", "Show PBX core settings (version etc).", "system,reporting,all"),

@@ -164,6 +164,7 @@ export interface Identity {
   /** Event rules the subscriptions are filtered by. */
   events: Array<{name: string; fields: Record<string, string[]>}>;
   ownExtensionsOnly: boolean;
+  ownCallsOnly: boolean;
   admin: boolean;
 }
 
