@@ -191,6 +191,10 @@ def _int(raw: str | None) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
 
 
+def _linkedid(item: Message) -> str:
+    return (item.get("Linkedid") or "").strip()
+
+
 def _duration_ms(item: Message) -> int:
     """A channel's age from ``Duration: HH:MM:SS`` (CoreShowChannel) or ``Seconds``."""
     seconds = _int(item.get("Seconds"))
@@ -401,8 +405,17 @@ class CallTracker:
             uniqueid = (item.get("Uniqueid") or "").strip() or name
             items.append((uniqueid, name, item))
         live = {uniqueid for uniqueid, _, _ in items}
+        # A call that a listed channel names by Linkedid goes on: its channels that are
+        # gone are dropped only after the list is learnt, so that it never ends (and
+        # could never be reported again) just because its listed channels are new to us.
+        named = {self._resolve(linkedid) for linkedid in (_linkedid(item) for *_, item in items)}
+        named.discard("")
+        later: list[Channel] = []
         for gone in [ch for ch in self._channels.values() if ch.uniqueid not in live]:
-            self._drop(gone)
+            if gone.call.call_id in named:
+                later.append(gone)
+            else:
+                self._drop(gone)
         learnt: list[tuple[Channel, Message]] = []
         for uniqueid, name, item in items:
             known = self._channels.get(uniqueid)
@@ -411,15 +424,15 @@ class CallTracker:
                     self._update(known, item, "")
                 continue
             self._hung.pop(uniqueid, None)  # it is alive after all
-            channel = self._learn(
-                name, uniqueid, (item.get("Linkedid") or "").strip() or None, trusted=True
-            )
+            channel = self._learn(name, uniqueid, _linkedid(item) or None)
             if channel is None:
                 continue
             channel.created_ms = self._now - _duration_ms(item)
             channel.call.started_ms = min(channel.call.started_ms, channel.created_ms)
             self._update(channel, item, "", react=False)
             learnt.append((channel, item))
+        for gone in later:
+            self._drop(gone)
         self._group_learnt(learnt)
         out, self._out = self._out, []
         return out
@@ -484,9 +497,7 @@ class CallTracker:
             self._update(channel, event, prefix)
         return channel
 
-    def _learn(
-        self, name: str, uniqueid: str | None, linkedid: str | None, *, trusted: bool = False
-    ) -> Channel | None:
+    def _learn(self, name: str, uniqueid: str | None, linkedid: str | None) -> Channel | None:
         """Find or create the record of a channel; ``None`` for one we must not learn."""
         channel, may_create = self._existing(name, uniqueid)
         if not may_create:
@@ -496,7 +507,7 @@ class CallTracker:
         if info.kind is ChannelKind.ZOMBIE:
             return None
         partner = self._local_partner(name, info.local_pair, info.local_half)
-        placed = self._call_for(uniqueid, linkedid, partner, trusted=trusted)
+        placed = self._call_for(uniqueid, linkedid, partner)
         if placed is None:
             return None
         call, first = placed
@@ -520,13 +531,17 @@ class CallTracker:
         return None, not gone
 
     def _call_for(
-        self, uniqueid: str, linkedid: str | None, partner: Channel | None, *, trusted: bool
+        self, uniqueid: str, linkedid: str | None, partner: Channel | None
     ) -> tuple[Call, bool] | None:
         """The call a new channel belongs to, and whether it is that call's first
-        channel; ``None`` for late news about a call that is over."""
+        channel; ``None`` for news about a call that is over.
+
+        An ended call is never reopened, not even by a channel list: its ``call.ended``
+        was its last word (exactly one per call), and a call id names one call.
+        """
         if linkedid:
             call_id = self._resolve(linkedid)
-            if call_id in self._ended and not trusted:
+            if call_id in self._ended:
                 return None
             call = self._calls.get(call_id)
             if call is None:
@@ -534,6 +549,13 @@ class CallTracker:
             return call, linkedid == uniqueid
         if partner is not None and not partner.call.ended:
             return partner.call, False
+        call_id = self._resolve(uniqueid)
+        if call_id in self._ended:
+            return None
+        known = self._calls.get(call_id)
+        if known is not None:
+            # The channel whose Uniqueid names a call (its Linkedid) is that call's first.
+            return known, True
         return self._new_call(uniqueid), True
 
     @staticmethod
@@ -864,13 +886,7 @@ class CallTracker:
         if source is dest or source.call.ended or dest.call.ended:
             return
         call = source.call
-        # A Local ;2 half on the calling side rings the click-to-call's own phone
-        # (Originate through Local/ext@context): that phone is the caller, not a callee.
-        to_origin = (
-            source.info.kind is ChannelKind.LOCAL
-            and source.info.local_half == 2
-            and source.side is Side.ORIGIN
-        )
+        to_origin = self._rings_origin(source)
         side = Side.ORIGIN if to_origin else Side.TARGET
         if dest.call is not call:
             self._merge(call, dest.call, moved_side=side)
@@ -896,6 +912,17 @@ class CallTracker:
         if dest.is_party and dest.info.kind is not ChannelKind.EXTENSION:
             self._ringing(dest)  # an outside line counts as ringing from the dial on
         self._on_state(dest)
+
+    @staticmethod
+    def _rings_origin(source: Channel) -> bool:
+        """Whether what ``source`` dials is on the calling side: a Local ``;2`` half on
+        the calling side rings the click-to-call's own phone (an Originate through
+        ``Local/ext@context``), which is the caller, not a callee."""
+        return (
+            source.info.kind is ChannelKind.LOCAL
+            and source.info.local_half == 2
+            and source.side is Side.ORIGIN
+        )
 
     def _dialled_number(self, dialstring: str | None) -> str | None:
         if not dialstring:
@@ -1027,6 +1054,12 @@ class CallTracker:
                 if outcome is not None and call.outcome is None and channel.dialled:
                     call.outcome = outcome
             elif channel.side is Side.ORIGIN and channel is call.origin:
+                if not call.originate_leg and self._lone_unrung(call, channel):
+                    # Asterisk 1.8 names no Originate's phone that fails before ringing
+                    # (no DialBegin without a caller): a phone that hangs up untouched,
+                    # the only channel of its call, is the leg of a pending click-to-call
+                    # of the same phone, if there is one.
+                    self._match_pending(call, channel.name)
                 if call.originate_leg:
                     if call.origin_outcome is None and outcome is not None:
                         call.origin_outcome = outcome
@@ -1036,8 +1069,20 @@ class CallTracker:
                     call.cancelled = True  # the caller gave up while the call was offered
         self._stop_ringing(channel)
         channel.ringing = False
-        if not call.channels or (call.had_party and not call.parties()):
+        if self._nobody_left(call):
             self._end(call)
+
+    @staticmethod
+    def _nobody_left(call: Call) -> bool:
+        """Whether a live call is over: no channel left, or no party left (Local channels
+        left over do not keep it alive), except that an unanswered call waits for an
+        old-dialect ``Dial End`` still due on one of its channels: it says why the call
+        failed (a Local half's Dial reports ``NOANSWER`` after its phone hung up)."""
+        if not call.channels:
+            return True
+        if not call.had_party or call.parties():
+            return False
+        return call.answered_ms is not None or not any(ch.dialling for ch in call.channels.values())
 
     # -- transfers --------------------------------------------------------------------
 
@@ -1134,6 +1179,18 @@ class CallTracker:
             if entry.expires_ms <= self._now:
                 del self._pending[action_id]
 
+    @staticmethod
+    def _lone_unrung(call: Call, channel: Channel) -> bool:
+        """``channel`` is all its call ever was: nobody dialled it, nothing else joined,
+        and it never left ``Down`` (what an Originate's failed first leg looks like)."""
+        return (
+            channel.state == "down"
+            and not channel.dialled
+            and not channel.destinations
+            and not call.target_trunk
+            and all(ch is channel for ch in call.channels.values())
+        )
+
     def _match_pending(self, call: Call, name: str) -> None:
         if call.originated or not self._pending:
             return
@@ -1195,12 +1252,15 @@ class CallTracker:
         exten = event.get("Exten")
         if exten is None:
             exten = event.get("Extension")
-        if exten is None or exten == channel.exten:
+        if exten is None:
             return
+        # The first Newexten after an Unlink says where the channel went: the next step
+        # of its own extension (the Dial returned: a hang-up), or elsewhere (a Redirect;
+        # by then Asterisk 1.8 has usually hung up the peer already).
+        peer, channel.left_bridge_peer = channel.left_bridge_peer, None
         channel.exten = exten
-        peer_id, channel.left_bridge_peer = channel.left_bridge_peer, None
-        if peer_id is not None:
-            self._maybe_redirected(channel, self._channels.get(peer_id))
+        if peer is not None:
+            self._maybe_redirected(channel, peer)
 
     def _on_rename(self, event: Message) -> None:
         old = event.get("Channel") or event.get("Oldname")
@@ -1300,13 +1360,8 @@ class CallTracker:
             return
         if sub == "end":
             source = self._channels.get(source_id or "") or self._by_name.get(source_name)
-            if source is None or source.call.ended:
-                return
-            status = event.get("DialStatus") or ""
-            for uniqueid in list(source.destinations):
-                dest = self._channels.get(uniqueid)
-                if dest is not None and dest.answered_ms is None:
-                    self._dial_end(dest, status)
+            if source is not None and not source.call.ended:
+                self._dial_returned(source, event.get("DialStatus") or "")
             return
         source = self._learn(source_name, source_id, None)
         dest_name = event.get("Destination")
@@ -1315,7 +1370,36 @@ class CallTracker:
         self._update(source, event, "")
         dest = self._learn(dest_name, event.get("DestUniqueID"), None)
         if dest is not None:
+            source.dialling = True
             self._dial(source, dest, event.get("Dialstring"))
+
+    def _dial_returned(self, source: Channel, status: str) -> None:
+        """Old dialects' ``Dial End``: the Dial application on ``source`` returned.
+
+        Asterisk 1.8 hangs up the phones it rang *before* it reports how the Dial went
+        (a timeout: the callee's ``Hangup`` 16, then ``DialStatus: NOANSWER``), so the
+        status is the call's outcome even when no destination is left to carry it.
+        """
+        source.dialling = False
+        call = source.call
+        waiting = [
+            dest
+            for dest in (self._channels.get(uniqueid) for uniqueid in source.destinations)
+            if dest is not None and dest.answered_ms is None
+        ]
+        for dest in waiting:
+            self._dial_end(dest, status)
+        if call.ended:
+            return
+        status = status.strip().lower()
+        if not waiting and call.answered_ms is None and status in _END_REASONS:
+            if self._rings_origin(source):
+                if call.originate_leg:
+                    call.origin_outcome = status
+            else:
+                call.outcome = status
+        if self._nobody_left(call):
+            self._end(call)  # it waited for this Dial End (see _hangup)
 
     def _on_agent_called(self, event: Message) -> None:
         """A queue rings a member: a dial from the caller (Asterisk 1.8 has no Dial here)."""
@@ -1458,7 +1542,7 @@ class CallTracker:
                 self._leave_bridge(channel)
                 # Old dialects say where a redirected channel went only in its next
                 # Newexten; remember who it talked to until then.
-                channel.left_bridge_peer = peer.uniqueid if peer is not None else None
+                channel.left_bridge_peer = peer
 
     def _on_bridge_old(self, event: Message) -> None:
         state = (event.get("Bridgestate") or "").strip().lower()
@@ -1568,9 +1652,9 @@ class CallTracker:
             for call in self._calls.values():
                 first = next(iter(call.channels.values()), None)
                 if (
-                    call.originate_leg
+                    first is not None
                     and not call.originated
-                    and first is not None
+                    and (call.originate_leg or self._lone_unrung(call, first))
                     and self._channel_matches(entry.channel, first.name)
                 ):
                     channel = first
