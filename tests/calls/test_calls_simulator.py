@@ -30,7 +30,7 @@ from tests.calls.simulated import (
     track,
     wait_for,
 )
-from vwell_pbx.calls import CallEvent, CallTracker
+from vwell_pbx.calls import CallEvent, CallSnapshot, CallTracker
 from vwell_pbx.pbx.dial import DialTemplates, OriginateOutcome, dial
 from vwell_pbx.simulator.scenarios import SCENARIOS
 
@@ -510,6 +510,82 @@ async def test_a_tracker_joining_mid_call_rebuilds_it_from_the_channel_list(
     assert rebuilt[0].call.direction == "inbound"
     later = [e for t, m in events[joined:] for e in tracker.observe(m, BASE + t)]
     assert [(e.name, e.call.end_reason) for e in later] == [("call.ended", "completed")]
+    assert tracker.active() == []
+
+
+RINGING_AT_RECONNECT = {
+    # scenario: (options, the phones ringing, who answers, the call's channels)
+    "internal": ({"caller_name": LAB_NAME}, ["267"], "267", [sip(0, "269"), sip(1, "267")]),
+    "inbound": ({}, ["269"], "269", ["YSGSM/11-1", sip(0, "269")]),
+    "ring_group": (
+        {"answer_by": "268"},
+        ["267", "268"],
+        "268",
+        [sip(0, "269"), sip(1, "267"), sip(2, "268")],
+    ),
+}
+
+
+async def _joined_while_ringing(
+    dialect: str, listing: str, scenario: str
+) -> tuple[CallTracker, list[CallEvent], list[CallSnapshot], list[CallEvent]]:
+    """Play ``scenario``; while its phones ring, a fresh tracker reads the channel list
+    (``listing``) and then follows the stream: the tracker, its events from the list,
+    its active calls then, and its events after."""
+    options = RINGING_AT_RECONNECT[scenario][0]
+    async with session(dialect) as captured:
+        # The phones ring a second: time enough to read the list before the answer.
+        run = await captured.sim.scenario(scenario, ring=1.0, talk=TALK, **options)
+        assert await run.until("ringing", timeout=5)
+        answer = await captured.client.send_action([("Action", listing)], timeout=5)
+        joined = len(captured.events)
+        events = await captured.finish(run)
+    items = [m for m in answer.events if m.name in ("CoreShowChannel", "Status")]
+    tracker = CallTracker(pbx="lab")
+    rebuilt = list(tracker.reconcile(items, BASE))
+    active = tracker.active(BASE)
+    later = [e for t, m in events[joined:] for e in tracker.observe(m, BASE + t)]
+    return tracker, rebuilt, active, later
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("scenario", sorted(RINGING_AT_RECONNECT))
+async def test_a_call_ringing_at_reconnect_is_rebuilt_from_core_show_channels(
+    dialect: str, scenario: str
+) -> None:
+    # Asterisk 12+ links the phones by Linkedid; 1.8 only by the caller's Dial data
+    # (SIP/267&SIP/268,30) naming the device of each AppDial channel.
+    _, ringing, answerer, channels = RINGING_AT_RECONNECT[scenario]
+    tracker, rebuilt, active, later = await _joined_while_ringing(
+        dialect, "CoreShowChannels", scenario
+    )
+    assert [(e.name, e.call.call_id, e.call.extension) for e in rebuilt] == [
+        ("call.ringing", CALL_ID, extension) for extension in ringing
+    ]
+    assert rebuilt[-1].call.channels == tuple(channels)
+    assert [(c.call_id, c.status) for c in active] == [(CALL_ID, "ringing")]
+    assert [(e.name, e.call.call_id, e.call.extension, e.call.end_reason) for e in later] == [
+        ("call.answered", CALL_ID, answerer, None),
+        ("call.ended", CALL_ID, answerer, "completed"),
+    ]
+    assert tracker.active() == []
+
+
+@pytest.mark.parametrize("scenario", ["internal", "inbound"])
+async def test_a_status_list_cannot_say_whom_a_ringing_phone_rings(scenario: str) -> None:
+    # Asterisk 1.8's Status names no Dial and no peer of a ringing phone (docs/calls.md,
+    # limits): no call.ringing is sent from it; the answer (Link) joins them again.
+    _, _, answerer, channels = RINGING_AT_RECONNECT[scenario]
+    tracker, rebuilt, active, later = await _joined_while_ringing("yeastar", "Status", scenario)
+    assert rebuilt == []
+    listed = [(c.call_id, c.channels) for c in active]
+    # An inbound trunk leg is a call to show by itself: listed without its phone.
+    assert listed == ([(CALL_ID, ("YSGSM/11-1",))] if scenario == "inbound" else [])
+    assert [(e.name, e.call.call_id, e.call.extension, e.call.end_reason) for e in later] == [
+        ("call.answered", CALL_ID, answerer, None),
+        ("call.ended", CALL_ID, answerer, "completed"),
+    ]
+    assert later[0].call.channels == tuple(channels)
     assert tracker.active() == []
 
 

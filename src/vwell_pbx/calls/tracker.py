@@ -20,7 +20,9 @@ transfer events, ``Linkedid``). ``docs/calls.md`` explains every rule; the short
 - A call is reported (appears in ``active()``, emits events) once it has a dialled
   party, an inbound trunk leg, or is a click-to-call of our own ``dial``; a lone phone
   talking to the dialplan (voicemail, ``*8``, an echo test) is not a call to report.
-- Calls end when their last party hangs up. Bounded state: at most
+- Calls end when their last party hangs up (an unanswered one waits for an old
+  dialect's ``Dial End`` still due: it says why), once: exactly one ``call.ended`` per
+  call id, and an ended call id is never reopened. Bounded state: at most
   ``TrackerLimits.max_calls`` calls and ``max_channels`` channels; past a bound the
   least recently active one is dropped (a call so dropped ends with
   ``endReason: unknown``), so lost ``Hangup`` events cannot grow memory, and
@@ -174,6 +176,7 @@ _MISSED_REASONS: Final = frozenset({"no_answer", "cancelled", "busy", "failed"})
 _NOT_DESTINATIONS: Final = frozenset({"", "s", "h", "i", "t", "T", "e", "o", "a", "failed"})
 _RINGING_DIAL_STATES: Final = frozenset({"ringing", "progress", "proceeding"})
 _ORIGINATE_FAILED_GRACE_MS: Final = 5_000
+_NOT_MADE: Final = (1 << 62, 0)
 
 
 @dataclass(slots=True)
@@ -193,6 +196,39 @@ def _int(raw: str | None) -> int | None:
 
 def _linkedid(item: Message) -> str:
     return (item.get("Linkedid") or "").strip()
+
+
+def _made(uniqueid: str) -> tuple[int, int]:
+    """When Asterisk made a Uniqueid, for ordering: ``1796172254.12`` -> ``(1796172254,
+    12)``; one of another form (a system name prefix, a test's own) sorts last."""
+    epoch, _, sequence = uniqueid.rpartition(".")
+    if epoch.isascii() and epoch.isdigit() and sequence.isascii() and sequence.isdigit():
+        return int(epoch), int(sequence)
+    return _NOT_MADE
+
+
+def _application(item: Message) -> str:
+    return (item.get("Application") or "").strip().lower()
+
+
+def _device(channel_name: str) -> str:
+    """``SIP/267-0000002a`` -> ``sip/267``; ``Local/267@ctx-8a1c;1`` -> ``local/267@ctx``:
+    the endpoint a channel was made for, as a dial string names it."""
+    return channel_name.rsplit("-", 1)[0].lower() if "-" in channel_name else channel_name.lower()
+
+
+def _dialled_devices(app_data: str | None) -> set[str]:
+    """The endpoints a ``Dial`` application's data rings: ``SIP/267&SIP/268,30`` ->
+    ``{sip/267, sip/268}`` (``SIP/trunk/8978...`` -> ``sip/trunk``)."""
+    if not app_data:
+        return set()
+    targets = app_data.split(",", 1)[0].split("&")
+    devices = set()
+    for target in targets[:MAX_DESTINATIONS]:
+        parts = target.strip().split("/")
+        if len(parts) >= 2 and parts[0] and parts[1]:
+            devices.add(f"{parts[0]}/{parts[1]}".lower())
+    return devices
 
 
 def _duration_ms(item: Message) -> int:
@@ -416,12 +452,14 @@ class CallTracker:
                 later.append(gone)
             else:
                 self._drop(gone)
+        listed: list[tuple[Channel, Message]] = []
         learnt: list[tuple[Channel, Message]] = []
         for uniqueid, name, item in items:
             known = self._channels.get(uniqueid)
             if known is not None:
                 if not known.call.ended:
                     self._update(known, item, "")
+                    listed.append((known, item))
                 continue
             self._hung.pop(uniqueid, None)  # it is alive after all
             channel = self._learn(name, uniqueid, _linkedid(item) or None)
@@ -433,7 +471,7 @@ class CallTracker:
             learnt.append((channel, item))
         for gone in later:
             self._drop(gone)
-        self._group_learnt(learnt)
+        self._group_learnt(learnt, [*listed, *learnt])
         out, self._out = self._out, []
         return out
 
@@ -617,7 +655,7 @@ class CallTracker:
             if channel is call.origin or (call.origin is None and channel.side is Side.ORIGIN):
                 self._refresh_from(call)
         exten = event.get(prefix + "Exten")
-        if exten is None and event.name in ("Status", "Newexten"):
+        if exten is None and event.name in ("Status", "Newexten", "CoreShowChannel"):
             exten = event.get("Extension")
         if exten is not None:
             channel.exten = exten
@@ -997,10 +1035,14 @@ class CallTracker:
             self._set_origin(into, channel)
 
     def _merge_older(self, one: Call, two: Call) -> Call:
-        """Merge two calls, the older surviving; return the survivor."""
+        """Merge two calls, the older surviving; return the survivor.
+
+        Calls learnt from a channel list know their age to the second only, so a tie
+        goes to the call whose id Asterisk made first (``<epoch>.<sequence>``).
+        """
         if one is two:
             return one
-        if two.started_ms < one.started_ms:
+        if (two.started_ms, _made(two.call_id)) < (one.started_ms, _made(one.call_id)):
             one, two = two, one
         self._merge(one, two)
         return one
@@ -1673,14 +1715,20 @@ class CallTracker:
 
     # -- reconciliation ---------------------------------------------------------------
 
-    def _group_learnt(self, learnt: list[tuple[Channel, Message]]) -> None:
-        """Settle calls made of channels learnt from a channel list.
+    def _group_learnt(
+        self, learnt: list[tuple[Channel, Message]], listed: list[tuple[Channel, Message]]
+    ) -> None:
+        """Settle calls made of channels learnt from a channel list (``listed``: every
+        live channel of the list with its item, ``learnt``: those new to the tracker).
 
         Nobody is seen dialling anybody in a list, so the sides come from what is left:
         the channel whose Uniqueid is the Linkedid (or, without Linkedid, the oldest) is
         the caller; a phone bridged with the ``;2`` half of a click-to-call's Local
-        channel is the phone it rang first; every other phone is on the called side.
+        channel is the phone it rang first; a dialled phone not yet bridged is matched
+        to the channel whose ``Dial`` names it (old dialects, see ``_link_dialled``);
+        every other phone is on the called side.
         """
+        self._link_dialled(learnt, listed)
         bridges = self._learnt_bridges(learnt)
         for members in bridges.values():
             self._settle_click_to_call(members)
@@ -1694,6 +1742,40 @@ class CallTracker:
             for channel in members:
                 if not channel.call.ended:
                     self._enter_bridge(channel, bridge_id)
+
+    def _link_dialled(
+        self, learnt: list[tuple[Channel, Message]], listed: list[tuple[Channel, Message]]
+    ) -> None:
+        """Old dialects: join a dialled channel that rings to the call of its caller.
+
+        Without ``Linkedid`` only ``CoreShowChannels`` says who rings whom: the caller
+        runs ``Application: Dial`` with the dial string (``SIP/267&SIP/268,30``), and a
+        channel the Dial application made runs ``AppDial`` (``(Outgoing Line)``). A new,
+        unbridged ``AppDial`` channel is dialled by the listed caller whose dial string
+        names its device (``SIP/267`` for ``SIP/267-0000002a``), when exactly one caller
+        names that device and exactly one such channel is of it; anything ambiguous
+        (two calls waiting on one phone) is left for its later events to settle.
+        """
+        callers: dict[str, list[Channel]] = {}
+        for channel, item in listed:
+            if _application(item) == "dial" and not channel.call.ended:
+                for device in _dialled_devices(item.get("ApplicationData") or item.get("Data")):
+                    callers.setdefault(device, []).append(channel)
+        if not callers:
+            return
+        callees: dict[str, list[Channel]] = {}
+        for channel, item in learnt:
+            if (
+                _application(item) == "appdial"
+                and not _linkedid(item)
+                and self._listed_peer(channel, item) is None
+                and not (item.get("BridgedChannel") or item.get("Link"))
+            ):
+                callees.setdefault(_device(channel.name), []).append(channel)
+        for device, found in callees.items():
+            dialling = callers.get(device, [])
+            if len(dialling) == 1 and len(found) == 1:
+                self._dial(dialling[0], found[0], None)
 
     def _learnt_bridges(self, learnt: list[tuple[Channel, Message]]) -> dict[str, list[Channel]]:
         """Bridge id -> the listed channels in it; calls of bridged peers are merged."""

@@ -461,6 +461,10 @@ class CallEngine:
                 cid_name=self.phone_name(resource) if phone else "",
                 account=caller.account,
                 pbx=False,
+                # What app_dial sets on a channel it dials (1.4 to 20), shown by
+                # CoreShowChannels and `core show channels` (transcript 06).
+                application="AppDial",
+                app_data="(Outgoing Line)",
             )
             callees.append(callee)
         dial = DialRun(caller=caller, callees=callees, dialstrings=[d for _, _, d in targets])
