@@ -22,7 +22,7 @@ from vwell_pbx.api.auth import (
     check_server_secret,
     peer_key,
 )
-from vwell_pbx.storage import Storage, StorageUrl, open_storage
+from vwell_pbx.storage import LockoutStore, Storage, StorageUrl, open_storage
 from vwell_pbx.users import UserDirectory, scrypt_hasher, sha1_of_password
 
 FAST = (2**4, 8, 1)
@@ -393,10 +393,59 @@ async def test_lockouts_survive_a_restart(
         throttle=LoginThrottle(clock, after=5, after_address=20),
         lockouts=storage.lockouts,
     )
-    assert await restarted.restore_lockouts() == 1  # the login (the address has 5 of 20)
+    # The login's lock-out, and the address's count (5 of 20), which goes on from 5.
+    assert await restarted.restore_lockouts() == 2
     with pytest.raises(RateLimited) as info:
         await restarted.authenticate(LOGIN, LOGIN2, SHA1, "198.51.100.7")
     assert info.value.retry_after == pytest.approx(0.5)
+    for attempt in range(15):
+        with pytest.raises(AuthFailed):
+            await restarted.authenticate(f"guess{attempt}", LOGIN2, WRONG, PEER)
+    with pytest.raises(RateLimited):  # 5 before the restart + 15 after = after_address
+        await restarted.authenticate("another", LOGIN2, WRONG, PEER)
+
+
+def _instance(directory: UserDirectory, lockouts: LockoutStore, clock: Clock) -> Authenticator:
+    """Another instance's authenticator: its own memory, the same storage."""
+    return Authenticator(
+        directory,
+        cache_seconds=60,
+        clock=clock,
+        throttle=LoginThrottle(clock, after=5, after_address=20),
+        lockouts=lockouts,
+    )
+
+
+async def test_failures_at_several_instances_count_together(
+    auth: Authenticator, directory: UserDirectory, storage: Storage, clock: Clock
+) -> None:
+    instance_b = _instance(directory, storage.lockouts, clock)
+    for instance in (auth, instance_b, auth, instance_b):
+        with pytest.raises(AuthFailed):
+            await instance.authenticate(LOGIN, LOGIN2, WRONG, PEER)
+    assert await storage.db.fetch_value("SELECT failures FROM lockouts WHERE kind = 'login'") == 4
+    # The fifth failure locks, wherever it happens; neither instance saw five by itself.
+    with pytest.raises(AuthFailed):
+        await instance_b.authenticate(LOGIN, LOGIN2, WRONG, PEER)
+    for instance in (auth, instance_b):
+        with pytest.raises(RateLimited):
+            await instance.authenticate(LOGIN, LOGIN2, SHA1, PEER)
+
+
+async def test_a_success_at_one_instance_clears_the_count_made_at_another(
+    auth: Authenticator, directory: UserDirectory, storage: Storage, clock: Clock
+) -> None:
+    instance_b = _instance(directory, storage.lockouts, clock)
+    for _ in range(4):
+        with pytest.raises(AuthFailed):
+            await auth.authenticate(LOGIN, LOGIN2, WRONG, PEER)
+    await instance_b.authenticate(LOGIN, LOGIN2, SHA1, PEER)
+    assert await storage.db.fetch_value("SELECT COUNT(*) FROM lockouts WHERE kind = 'login'") == 0
+    # The count starts again from the storage's zero, at A too, which remembers four.
+    for instance in (instance_b, auth):
+        with pytest.raises(AuthFailed):
+            await instance.authenticate(LOGIN, LOGIN2, WRONG, PEER)
+    assert await auth.authenticate(LOGIN, LOGIN2, SHA1, PEER)
 
 
 async def test_another_instance_sees_the_lockout_before_checking_a_password(

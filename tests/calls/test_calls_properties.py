@@ -3,7 +3,8 @@
 - Independent calls interleaved at random give each call the same story as alone.
 - Random events built from the names and fields the tracker reads, with garbage values,
   never make it raise, never exceed its bounds, never leave a talking call without a
-  channel, and never end a call twice.
+  channel, and never end a call twice: exactly one ``call.ended`` per call id, ever
+  (the final reconnect included), and nothing but ``call.missed`` after it.
 """
 
 from __future__ import annotations
@@ -234,39 +235,85 @@ def test_garbage_never_raises_and_keeps_the_bounds(steps: list[tuple[str, object
             if call.status in ("up", "held"):
                 assert call.channels, "a talking call without a channel"
             assert len(call.transfers) <= LIMITS.max_transfers
-    ends = Counter(e.call.call_id for e in events if e.name == "call.ended")
-    assert all(count == 1 for count in ends.values()), ends
+    # Everything gone from the PBX: a reconnect listing nothing ends every call.
+    events.extend(tracker.reconcile([], now + 1))
+    assert tracker.active() == []
+    assert tracker.tracked_calls == 0
+    assert tracker.tracked_channels == 0
+    assert_one_end_per_call(events)
     for event in events:
         as_dict = event.to_dict()
         assert as_dict["name"] == event.name
         assert (event.name in ("call.ended", "call.missed")) == (event.call.status == "ended")
-    # Everything gone from the PBX: a reconnect listing nothing ends every call.
-    tracker.reconcile([], now + 1)
-    assert tracker.active() == []
-    assert tracker.tracked_calls == 0
-    assert tracker.tracked_channels == 0
 
 
-def test_the_bounds_evict_the_least_recently_active_call() -> None:
-    tracker = CallTracker(pbx="lab", limits=TrackerLimits(max_calls=2, max_channels=100))
-    events: list[CallEvent] = []
-    # Three inbound GSM calls ring at once (their Hangups will never come).
-    for n in range(3):
-        for message in (
+def assert_one_end_per_call(events: list[CallEvent]) -> None:
+    """Exactly one ``call.ended`` for every call id that was reported, and after it
+    only that call's ``call.missed``: an ended call id is never reported again."""
+    ends = Counter(e.call.call_id for e in events if e.name == "call.ended")
+    assert ends.keys() == {e.call.call_id for e in events}, "a reported call never ended"
+    assert all(count == 1 for count in ends.values()), ends
+    ended: set[str] = set()
+    for event in events:
+        if event.call.call_id in ended:
+            assert event.name == "call.missed", (event.name, event.call.call_id)
+        if event.name == "call.ended":
+            ended.add(event.call.call_id)
+
+
+def test_a_reconnect_never_reopens_a_call_it_ended() -> None:
+    """The case Hypothesis found: a call known by Linkedid only, whose channels a
+    channel list names anew (one by Linkedid, one whose Uniqueid is the call's id),
+    ended twice, once per reconnect."""
+    tracker = CallTracker(pbx="fuzz", limits=LIMITS)
+    events = list(
+        tracker.observe(
             Message.build(
-                ("Event", "Newchannel"),
-                ("Channel", f"YSGSM/1{n}-1"),
-                ("ChannelStateDesc", "Ring"),
-                ("CallerIDNum", f"+7978000000{n}"),
-                ("Exten", "s"),
-                ("Uniqueid", f"9.{n}"),
+                ("Event", "DialBegin"),
+                ("Channel", "SIP/267-00000002"),
+                ("DestChannel", "SIP/267-00000002"),
+                ("TargetChannel", "SIP/269-00000001"),
+                ("Uniqueid", "1.1"),
+                ("Linkedid", "1.0"),
             ),
-        ):
-            events.extend(tracker.observe(message, BASE + n))
-    assert tracker.tracked_calls == 2
-    assert tracker.evicted_calls == 1
-    assert [c.call_id for c in tracker.active()] == ["9.1", "9.2"]
-    # An inbound call is shown from its first ring, so its dropping is reported.
-    assert [(e.name, e.call.call_id, e.call.end_reason) for e in events] == [
-        ("call.ended", "9.0", "unknown")
+            BASE,
+        )
+    )
+    listing = [
+        Message.build(("Event", "Status"), ("Channel", "SIP/269-00000001"), ("Linkedid", "1.0")),
+        Message.build(("Event", "Status"), ("Channel", "SIP/269-00000001"), ("Uniqueid", "1.0")),
     ]
+    events.extend(tracker.reconcile(listing, BASE + 1))
+    tracker.expect_originate("a2", "SIP/269-00000001", BASE + 2, to_number="269")
+    tracker.expect_originate("a3", "SIP/269-00000001", BASE + 3, to_number="269")
+    events.extend(tracker.reconcile([], BASE + 4))
+    assert [(e.name, e.call.call_id, e.call.end_reason) for e in events] == [
+        ("call.ended", "1.0", "unknown")
+    ]
+    assert_one_end_per_call(events)
+    assert tracker.tracked_calls == tracker.tracked_channels == 0
+
+
+def test_a_reconnect_does_not_reopen_an_ended_call_whose_phones_are_listed() -> None:
+    """An Asterisk 12+ call ended for the tracker (recording 13 played to its end); a
+    channel list then names two phones talking with that call's Linkedid (events were
+    lost): the call is not reported again under its id, and nothing ends twice."""
+    tracker = CallTracker(pbx="lab")
+    events = feed(tracker, load_recording("13").events)
+    assert events[-1].name == "call.ended"
+    call_id = events[-1].call.call_id
+    listing = [
+        Message.build(
+            ("Event", "CoreShowChannel"),
+            ("Channel", channel),
+            ("ChannelStateDesc", "Up"),
+            ("Uniqueid", uniqueid),
+            ("Linkedid", call_id),
+            ("BridgeId", "b-1"),
+        )
+        for channel, uniqueid in (("SIP/268-00000098", "9.8"), ("SIP/267-00000099", "9.9"))
+    ]
+    assert tracker.reconcile(listing, BASE + 100) == []
+    assert tracker.active() == []
+    events.extend(tracker.reconcile([], BASE + 101))
+    assert_one_end_per_call(events)

@@ -290,3 +290,56 @@ def test_old_dialect_status_groups_bridged_peers_into_one_inbound_call() -> None
     assert [(e.name, e.call.end_reason, e.call.talk_seconds) for e in ended] == [
         ("call.ended", "completed", 22.0)
     ]
+
+
+def core_show_channel_1_8(
+    channel: str, uniqueid: str, state: str, application: str, data: str
+) -> Message:
+    """An Asterisk 1.8 ``CoreShowChannel`` item: no Linkedid; what the channel runs."""
+    return Message.from_mapping(
+        {
+            "Event": "CoreShowChannel",
+            "ActionID": "reconnect-3",
+            "Channel": channel,
+            "UniqueID": uniqueid,
+            "Context": "DLPN_DialPlan269",
+            "Extension": "267",
+            "Priority": "2",
+            "ChannelState": {"Ring": "4", "Ringing": "5"}[state],
+            "ChannelStateDesc": state,
+            "Application": application,
+            "ApplicationData": data,
+            "CallerIDnum": channel.split("/")[1].split("-", 1)[0],
+            "Duration": "00:00:03",
+            "AccountCode": "",
+            "BridgedChannel": "",
+            "BridgedUniqueID": "",
+        }
+    )
+
+
+def test_old_dialect_core_show_channels_joins_a_ringing_phone_to_its_dialler() -> None:
+    tracker = CallTracker(pbx="mypbx")
+    listing = [
+        core_show_channel_1_8("SIP/269-00000010", "1.10", "Ring", "Dial", "SIP/267&SIP/268,30"),
+        core_show_channel_1_8("SIP/267-00000011", "1.11", "Ringing", "AppDial", "(Outgoing Line)"),
+    ]
+    events = tracker.reconcile(listing, BASE)
+    assert [(e.name, e.call.call_id, e.call.extension) for e in events] == [
+        ("call.ringing", "1.10", "267")
+    ]
+    assert events[0].call.channels == ("SIP/269-00000010", "SIP/267-00000011")
+    assert (events[0].call.from_number, events[0].call.to_number) == ("269", "267")
+
+
+def test_old_dialect_core_show_channels_leaves_an_ambiguous_ringing_phone_alone() -> None:
+    # Two callers ring 267 (call waiting): nothing says which ringing channel is whose.
+    tracker = CallTracker(pbx="mypbx")
+    listing = [
+        core_show_channel_1_8("SIP/269-00000010", "1.10", "Ring", "Dial", "SIP/267,30"),
+        core_show_channel_1_8("SIP/268-00000012", "1.12", "Ring", "Dial", "SIP/267,30"),
+        core_show_channel_1_8("SIP/267-00000011", "1.11", "Ringing", "AppDial", "(Outgoing Line)"),
+        core_show_channel_1_8("SIP/267-00000013", "1.13", "Ringing", "AppDial", "(Outgoing Line)"),
+    ]
+    assert list(tracker.reconcile(listing, BASE)) == []
+    assert tracker.active() == []

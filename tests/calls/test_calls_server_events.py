@@ -141,6 +141,22 @@ async def test_dial_answered_names_its_call(api: ApiClient, watcher: WsClient) -
     assert last["endReason"] == "completed"
 
 
+async def test_dial_from_a_busy_phone_names_its_call(api: ApiClient, watcher: WsClient) -> None:
+    # 900 is busy in the simulator: the Originate fails (Reason 5) before the phone
+    # rings; on Yeastar's 1.8 only the phone's channel and its Hangup 17 tell of it.
+    answer = await api.post("dial", **{"from": "900"}, to="269", wait=True)
+    assert answer["err"] is None and answer["outcome"] == "busy", answer
+    events = await events_until(watcher, "call.ended")
+    (rest,) = await settle(api, watcher)
+    assert rest == []  # the click-to-call's own phone never misses it
+    assert names(events) == ["call.ended"]
+    last = _same_call(events)
+    assert answer["callId"] == last["callId"]
+    assert (last["originated"], last["actionId"]) == (True, answer["actionId"])
+    assert (last["fromNumber"], last["toNumber"], last["extension"]) == ("900", "269", "900")
+    assert (last["endReason"], last["answeredAt"], last["ringSeconds"]) == ("busy", None, 0)
+
+
 async def test_dial_to_an_outside_number(api: ApiClient, watcher: WsClient) -> None:
     answer = await api.post(
         "dial", creds=AGENT, **{"from": "269"}, to="+7 978 123-45-67", wait=True

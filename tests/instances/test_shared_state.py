@@ -1,5 +1,5 @@
 """Three real server processes on one PostgreSQL share their state: users (added,
-changed and removed with the CLI), login lock-outs, and ``dispatchEvent``, which
+changed and removed with the CLI), failed-login counts and lock-outs, and ``dispatchEvent``, which
 reaches the subscribers of every instance exactly once. ``/health`` shows the database
 and never its password.
 
@@ -168,6 +168,24 @@ async def test_a_login_locked_out_at_one_instance_is_locked_out_at_the_others(
         answer = await server.post("whoami", creds=creds)
         assert answer["errCode"] == "rate_limited", answer
         assert answer["retryAfter"] > 0
+
+
+async def test_failed_logins_at_different_instances_count_together(trio: Deployment) -> None:
+    password = "spread"
+    creds = {"login": "Spread", "login2": "Guesses", "sha1": sha1_of_password(password)}
+    code, out = await trio.cli(
+        "user", "add", creds["login"], creds["login2"], "--password", password
+    )
+    assert code == 0, out
+    wrong = {**creds, "sha1": sha1_of_password("wrong")}
+    a, b, c = (_server(trio, name) for name in ("a", "b", "c"))
+    # One guess at each instance: none saw three, yet the third locks (throttle_after = 3).
+    for server in (a, b, c):
+        answer = await server.post("whoami", creds=wrong)
+        assert answer["errCode"] == "auth_failed", answer
+    for server in (a, b, c):
+        answer = await server.post("whoami", creds=creds)
+        assert answer["errCode"] == "rate_limited", answer
 
 
 async def test_dispatch_event_reaches_every_instance_once(trio: Deployment) -> None:

@@ -123,6 +123,7 @@ async def test_demo_mode_without_configuration(tmp_path: Path) -> None:
     try:
         banner = await _read_until(process, "Ctrl+C stops")
         assert "DEMO MODE" in banner
+        assert "Simulated calls start about 6 times a minute: mostly incoming GSM" in banner
         assert "89e495e7941cf9e40e6980d14a16bf023ccd4c91" in banner
         curl_line = next(line for line in banner.splitlines() if "curl '" in line)
         url = curl_line.split("'")[1]

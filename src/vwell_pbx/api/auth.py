@@ -18,10 +18,12 @@ remembered for ``cache_seconds``:
   every CPU.
 
 Failures are throttled by ``LoginThrottle``, per client address and per
-``(login, login2)``. Lock-outs are also written to the storage (``LockoutStore``):
-they are reloaded at start-up, and before any credentials are checked by scrypt the
-stored lock-outs of the address and login are consulted, so a restart or another
-instance sharing the database does not reset an attacker's count.
+``(login, login2)``. With a storage (``LockoutStore``) every failure is also counted
+there, and the shared count decides, so instances sharing a database count an
+attacker's guesses together (N instances do not give N times the guesses). Lock-outs
+are written there too: they are reloaded at start-up, and before any credentials are
+checked by scrypt the stored lock-outs of the address and login are consulted, so a
+restart or another instance does not reset an attacker's count.
 
 A failure always answers ``AuthFailed`` with the same message, whatever was wrong; an
 unknown user costs one scrypt like a wrong password, so neither the answer nor its
@@ -42,7 +44,7 @@ import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -275,11 +277,15 @@ class LoginThrottle:
         ]
         return max([0.0, *waits])
 
-    def _bump(self, table: OrderedDict[K, _Failures], key: K, after: int, now: float) -> _Failures:
+    def _bump(
+        self, table: OrderedDict[K, _Failures], key: K, after: int, now: float, shared: int
+    ) -> _Failures:
         entry = table.pop(key, None)
         if entry is None:
             entry = _Failures(count=0, last=now, locked_until=now)
-        entry.count += 1
+        # `shared` (0: none) is the count every instance made, this failure included; it
+        # decides, since a success at another instance may have cleared this one's count.
+        entry.count = shared or entry.count + 1
         entry.last = now
         if entry.count >= after:
             entry.locked_until = now + min(2.0 ** (entry.count - after), self._max_delay)
@@ -287,20 +293,31 @@ class LoginThrottle:
         self._expire(table, now)
         return entry
 
-    def failure(self, peer: str, login: str, login2: str) -> list[StoredLockout]:
+    def failure(
+        self, peer: str, login: str, login2: str, shared: Mapping[LockoutKind, int] | None = None
+    ) -> list[StoredLockout]:
         """Record a failed login from ``peer`` for ``(login, login2)``.
 
+        ``shared`` holds the counts of the login and the address as the storage counted
+        them (this failure included), when there is one: they decide.
         Returns the keys that are now locked out, for the caller to store.
         """
         now = self._clock()
         names = (normalize_login(login), normalize_login(login2))
         address = peer_key(peer)
+        counts = shared or {}
+        by_login = self._bump(self._by_login, names, self._after, now, counts.get("login", 0))
+        by_peer = self._bump(
+            self._by_peer, address, self._after_address, now, counts.get("address", 0)
+        )
         bumped: list[tuple[LockoutKind, str, _Failures]] = [
-            ("login", login_key(*names), self._bump(self._by_login, names, self._after, now)),
-            ("address", address, self._bump(self._by_peer, address, self._after_address, now)),
+            ("login", login_key(*names), by_login),
+            ("address", address, by_peer),
         ]
         locked: list[StoredLockout] = []
         for kind, key, entry in bumped:
+            if shared is not None:
+                entry.stored = True  # the storage holds its count
             if entry.locked_until > now:
                 entry.stored = True
                 locked.append(StoredLockout(kind, key, entry.count, entry.locked_until, entry.last))
@@ -309,16 +326,18 @@ class LoginThrottle:
     def success(self, peer: str, login: str, login2: str) -> str | None:
         """Record a successful login: the login's failure count is cleared.
 
-        Returns the stored lock-out key of the login to delete, if one was stored.
+        Returns the stored key of the login to delete, if the storage holds its count.
         """
         names = (normalize_login(login), normalize_login(login2))
         entry = self._by_login.pop(names, None)
         return login_key(*names) if entry is not None and entry.stored else None
 
     def restore(self, lockouts: Iterable[StoredLockout]) -> None:
-        """Take stored lock-outs back (at start-up, or found stored by another instance).
+        """Take stored counts and lock-outs back (at start-up, or found stored by
+        another instance).
 
-        A stored entry replaces a weaker one in memory, never a stronger one.
+        A stored entry replaces a weaker one in memory, never a stronger one; either way
+        the key is known to be stored, so a success deletes its row.
         """
         for lock in lockouts:
             entry = _Failures(lock.failures, lock.last_failure, lock.locked_until, stored=True)
@@ -334,6 +353,7 @@ class LoginThrottle:
     def _adopt(self, table: OrderedDict[K, _Failures], key: K, entry: _Failures) -> None:
         current = table.get(key)
         if current is not None and current.locked_until >= entry.locked_until:
+            current.stored = True
             return
         table[key] = entry
         table.move_to_end(key)
@@ -506,11 +526,14 @@ class Authenticator:
         return principal
 
     async def _check_stored_lockouts(self, peer: str, login: str, login2: str) -> None:
-        """Lock-outs written by another instance (or before a restart we missed)."""
+        """Counts and lock-outs written by another instance (or before a restart we
+        missed). Taking the counts too means a success here clears the login's count
+        even when only another instance saw its failures."""
         if self._lockouts is None:
             return
         found = await self._lockouts.find(
-            LoginThrottle.stored_keys(peer, login, login2), self._throttle.now()
+            LoginThrottle.stored_keys(peer, login, login2),
+            self._throttle.now() - self._throttle.forget_after,
         )
         if found:
             self._throttle.restore(found)
@@ -519,9 +542,28 @@ class Authenticator:
                 raise RateLimited(wait)
 
     async def _failed(self, peer: str, login: str, login2: str) -> None:
-        locked = self._throttle.failure(peer, login, login2)
+        shared = await self._count_failure(peer, login, login2)
+        locked = self._throttle.failure(peer, login, login2, shared)
         if locked and self._lockouts is not None:
             await self._best_effort(self._lockouts.save(locked))
+
+    async def _count_failure(
+        self, peer: str, login: str, login2: str
+    ) -> dict[LockoutKind, int] | None:
+        """This failure counted in the storage: the shared counts (``None``: no storage,
+        or it failed, and this instance's own count decides)."""
+        if self._lockouts is None:
+            return None
+        now = self._throttle.now()
+        forget_before = now - self._throttle.forget_after
+        counts: dict[LockoutKind, int] = {}
+        try:
+            for kind, key in LoginThrottle.stored_keys(peer, login, login2):
+                counts[kind] = await self._lockouts.count_failure(kind, key, now, forget_before)
+        except StorageError as exc:
+            log.warning("could not count a failed login in the storage: %s", exc)
+            return None
+        return counts
 
     @staticmethod
     async def _best_effort(write: Awaitable[object]) -> None:

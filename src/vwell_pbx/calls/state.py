@@ -55,11 +55,14 @@ class Channel:
     first_exten: str | None = None  # the exten it was created for: a trunk's DID
     exten_in_bridge: str = ""
     dialled: bool = False
+    dialling: bool = False  # old dialects: its Dial application began and has not ended
     ringing: bool = False
     answered_ms: int | None = None
     hangup_requested: bool = False
     bridge: str | None = None
-    left_bridge_peer: str | None = None  # Asterisk 1.8: the peer of an Unlink, for redirects
+    # Asterisk 1.8: who it talked to before an Unlink, until its next Newexten says
+    # where it went (a Redirect); kept even if that peer hangs up meanwhile.
+    left_bridge_peer: Channel | None = None
     destinations: list[str] = field(default_factory=list)
 
     @property

@@ -20,7 +20,9 @@ transfer events, ``Linkedid``). ``docs/calls.md`` explains every rule; the short
 - A call is reported (appears in ``active()``, emits events) once it has a dialled
   party, an inbound trunk leg, or is a click-to-call of our own ``dial``; a lone phone
   talking to the dialplan (voicemail, ``*8``, an echo test) is not a call to report.
-- Calls end when their last party hangs up. Bounded state: at most
+- Calls end when their last party hangs up (an unanswered one waits for an old
+  dialect's ``Dial End`` still due: it says why), once: exactly one ``call.ended`` per
+  call id, and an ended call id is never reopened. Bounded state: at most
   ``TrackerLimits.max_calls`` calls and ``max_channels`` channels; past a bound the
   least recently active one is dropped (a call so dropped ends with
   ``endReason: unknown``), so lost ``Hangup`` events cannot grow memory, and
@@ -174,6 +176,7 @@ _MISSED_REASONS: Final = frozenset({"no_answer", "cancelled", "busy", "failed"})
 _NOT_DESTINATIONS: Final = frozenset({"", "s", "h", "i", "t", "T", "e", "o", "a", "failed"})
 _RINGING_DIAL_STATES: Final = frozenset({"ringing", "progress", "proceeding"})
 _ORIGINATE_FAILED_GRACE_MS: Final = 5_000
+_NOT_MADE: Final = (1 << 62, 0)
 
 
 @dataclass(slots=True)
@@ -189,6 +192,43 @@ def _int(raw: str | None) -> int | None:
         return None
     raw = raw.strip()
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
+
+
+def _linkedid(item: Message) -> str:
+    return (item.get("Linkedid") or "").strip()
+
+
+def _made(uniqueid: str) -> tuple[int, int]:
+    """When Asterisk made a Uniqueid, for ordering: ``1796172254.12`` -> ``(1796172254,
+    12)``; one of another form (a system name prefix, a test's own) sorts last."""
+    epoch, _, sequence = uniqueid.rpartition(".")
+    if epoch.isascii() and epoch.isdigit() and sequence.isascii() and sequence.isdigit():
+        return int(epoch), int(sequence)
+    return _NOT_MADE
+
+
+def _application(item: Message) -> str:
+    return (item.get("Application") or "").strip().lower()
+
+
+def _device(channel_name: str) -> str:
+    """``SIP/267-0000002a`` -> ``sip/267``; ``Local/267@ctx-8a1c;1`` -> ``local/267@ctx``:
+    the endpoint a channel was made for, as a dial string names it."""
+    return channel_name.rsplit("-", 1)[0].lower() if "-" in channel_name else channel_name.lower()
+
+
+def _dialled_devices(app_data: str | None) -> set[str]:
+    """The endpoints a ``Dial`` application's data rings: ``SIP/267&SIP/268,30`` ->
+    ``{sip/267, sip/268}`` (``SIP/trunk/8978...`` -> ``sip/trunk``)."""
+    if not app_data:
+        return set()
+    targets = app_data.split(",", 1)[0].split("&")
+    devices = set()
+    for target in targets[:MAX_DESTINATIONS]:
+        parts = target.strip().split("/")
+        if len(parts) >= 2 and parts[0] and parts[1]:
+            devices.add(f"{parts[0]}/{parts[1]}".lower())
+    return devices
 
 
 def _duration_ms(item: Message) -> int:
@@ -401,26 +441,37 @@ class CallTracker:
             uniqueid = (item.get("Uniqueid") or "").strip() or name
             items.append((uniqueid, name, item))
         live = {uniqueid for uniqueid, _, _ in items}
+        # A call that a listed channel names by Linkedid goes on: its channels that are
+        # gone are dropped only after the list is learnt, so that it never ends (and
+        # could never be reported again) just because its listed channels are new to us.
+        named = {self._resolve(linkedid) for linkedid in (_linkedid(item) for *_, item in items)}
+        named.discard("")
+        later: list[Channel] = []
         for gone in [ch for ch in self._channels.values() if ch.uniqueid not in live]:
-            self._drop(gone)
+            if gone.call.call_id in named:
+                later.append(gone)
+            else:
+                self._drop(gone)
+        listed: list[tuple[Channel, Message]] = []
         learnt: list[tuple[Channel, Message]] = []
         for uniqueid, name, item in items:
             known = self._channels.get(uniqueid)
             if known is not None:
                 if not known.call.ended:
                     self._update(known, item, "")
+                    listed.append((known, item))
                 continue
             self._hung.pop(uniqueid, None)  # it is alive after all
-            channel = self._learn(
-                name, uniqueid, (item.get("Linkedid") or "").strip() or None, trusted=True
-            )
+            channel = self._learn(name, uniqueid, _linkedid(item) or None)
             if channel is None:
                 continue
             channel.created_ms = self._now - _duration_ms(item)
             channel.call.started_ms = min(channel.call.started_ms, channel.created_ms)
             self._update(channel, item, "", react=False)
             learnt.append((channel, item))
-        self._group_learnt(learnt)
+        for gone in later:
+            self._drop(gone)
+        self._group_learnt(learnt, [*listed, *learnt])
         out, self._out = self._out, []
         return out
 
@@ -484,9 +535,7 @@ class CallTracker:
             self._update(channel, event, prefix)
         return channel
 
-    def _learn(
-        self, name: str, uniqueid: str | None, linkedid: str | None, *, trusted: bool = False
-    ) -> Channel | None:
+    def _learn(self, name: str, uniqueid: str | None, linkedid: str | None) -> Channel | None:
         """Find or create the record of a channel; ``None`` for one we must not learn."""
         channel, may_create = self._existing(name, uniqueid)
         if not may_create:
@@ -496,7 +545,7 @@ class CallTracker:
         if info.kind is ChannelKind.ZOMBIE:
             return None
         partner = self._local_partner(name, info.local_pair, info.local_half)
-        placed = self._call_for(uniqueid, linkedid, partner, trusted=trusted)
+        placed = self._call_for(uniqueid, linkedid, partner)
         if placed is None:
             return None
         call, first = placed
@@ -520,13 +569,17 @@ class CallTracker:
         return None, not gone
 
     def _call_for(
-        self, uniqueid: str, linkedid: str | None, partner: Channel | None, *, trusted: bool
+        self, uniqueid: str, linkedid: str | None, partner: Channel | None
     ) -> tuple[Call, bool] | None:
         """The call a new channel belongs to, and whether it is that call's first
-        channel; ``None`` for late news about a call that is over."""
+        channel; ``None`` for news about a call that is over.
+
+        An ended call is never reopened, not even by a channel list: its ``call.ended``
+        was its last word (exactly one per call), and a call id names one call.
+        """
         if linkedid:
             call_id = self._resolve(linkedid)
-            if call_id in self._ended and not trusted:
+            if call_id in self._ended:
                 return None
             call = self._calls.get(call_id)
             if call is None:
@@ -534,6 +587,13 @@ class CallTracker:
             return call, linkedid == uniqueid
         if partner is not None and not partner.call.ended:
             return partner.call, False
+        call_id = self._resolve(uniqueid)
+        if call_id in self._ended:
+            return None
+        known = self._calls.get(call_id)
+        if known is not None:
+            # The channel whose Uniqueid names a call (its Linkedid) is that call's first.
+            return known, True
         return self._new_call(uniqueid), True
 
     @staticmethod
@@ -595,7 +655,7 @@ class CallTracker:
             if channel is call.origin or (call.origin is None and channel.side is Side.ORIGIN):
                 self._refresh_from(call)
         exten = event.get(prefix + "Exten")
-        if exten is None and event.name in ("Status", "Newexten"):
+        if exten is None and event.name in ("Status", "Newexten", "CoreShowChannel"):
             exten = event.get("Extension")
         if exten is not None:
             channel.exten = exten
@@ -864,13 +924,7 @@ class CallTracker:
         if source is dest or source.call.ended or dest.call.ended:
             return
         call = source.call
-        # A Local ;2 half on the calling side rings the click-to-call's own phone
-        # (Originate through Local/ext@context): that phone is the caller, not a callee.
-        to_origin = (
-            source.info.kind is ChannelKind.LOCAL
-            and source.info.local_half == 2
-            and source.side is Side.ORIGIN
-        )
+        to_origin = self._rings_origin(source)
         side = Side.ORIGIN if to_origin else Side.TARGET
         if dest.call is not call:
             self._merge(call, dest.call, moved_side=side)
@@ -896,6 +950,17 @@ class CallTracker:
         if dest.is_party and dest.info.kind is not ChannelKind.EXTENSION:
             self._ringing(dest)  # an outside line counts as ringing from the dial on
         self._on_state(dest)
+
+    @staticmethod
+    def _rings_origin(source: Channel) -> bool:
+        """Whether what ``source`` dials is on the calling side: a Local ``;2`` half on
+        the calling side rings the click-to-call's own phone (an Originate through
+        ``Local/ext@context``), which is the caller, not a callee."""
+        return (
+            source.info.kind is ChannelKind.LOCAL
+            and source.info.local_half == 2
+            and source.side is Side.ORIGIN
+        )
 
     def _dialled_number(self, dialstring: str | None) -> str | None:
         if not dialstring:
@@ -970,10 +1035,14 @@ class CallTracker:
             self._set_origin(into, channel)
 
     def _merge_older(self, one: Call, two: Call) -> Call:
-        """Merge two calls, the older surviving; return the survivor."""
+        """Merge two calls, the older surviving; return the survivor.
+
+        Calls learnt from a channel list know their age to the second only, so a tie
+        goes to the call whose id Asterisk made first (``<epoch>.<sequence>``).
+        """
         if one is two:
             return one
-        if two.started_ms < one.started_ms:
+        if (two.started_ms, _made(two.call_id)) < (one.started_ms, _made(one.call_id)):
             one, two = two, one
         self._merge(one, two)
         return one
@@ -1027,6 +1096,12 @@ class CallTracker:
                 if outcome is not None and call.outcome is None and channel.dialled:
                     call.outcome = outcome
             elif channel.side is Side.ORIGIN and channel is call.origin:
+                if not call.originate_leg and self._lone_unrung(call, channel):
+                    # Asterisk 1.8 names no Originate's phone that fails before ringing
+                    # (no DialBegin without a caller): a phone that hangs up untouched,
+                    # the only channel of its call, is the leg of a pending click-to-call
+                    # of the same phone, if there is one.
+                    self._match_pending(call, channel.name)
                 if call.originate_leg:
                     if call.origin_outcome is None and outcome is not None:
                         call.origin_outcome = outcome
@@ -1036,8 +1111,20 @@ class CallTracker:
                     call.cancelled = True  # the caller gave up while the call was offered
         self._stop_ringing(channel)
         channel.ringing = False
-        if not call.channels or (call.had_party and not call.parties()):
+        if self._nobody_left(call):
             self._end(call)
+
+    @staticmethod
+    def _nobody_left(call: Call) -> bool:
+        """Whether a live call is over: no channel left, or no party left (Local channels
+        left over do not keep it alive), except that an unanswered call waits for an
+        old-dialect ``Dial End`` still due on one of its channels: it says why the call
+        failed (a Local half's Dial reports ``NOANSWER`` after its phone hung up)."""
+        if not call.channels:
+            return True
+        if not call.had_party or call.parties():
+            return False
+        return call.answered_ms is not None or not any(ch.dialling for ch in call.channels.values())
 
     # -- transfers --------------------------------------------------------------------
 
@@ -1134,6 +1221,18 @@ class CallTracker:
             if entry.expires_ms <= self._now:
                 del self._pending[action_id]
 
+    @staticmethod
+    def _lone_unrung(call: Call, channel: Channel) -> bool:
+        """``channel`` is all its call ever was: nobody dialled it, nothing else joined,
+        and it never left ``Down`` (what an Originate's failed first leg looks like)."""
+        return (
+            channel.state == "down"
+            and not channel.dialled
+            and not channel.destinations
+            and not call.target_trunk
+            and all(ch is channel for ch in call.channels.values())
+        )
+
     def _match_pending(self, call: Call, name: str) -> None:
         if call.originated or not self._pending:
             return
@@ -1195,12 +1294,15 @@ class CallTracker:
         exten = event.get("Exten")
         if exten is None:
             exten = event.get("Extension")
-        if exten is None or exten == channel.exten:
+        if exten is None:
             return
+        # The first Newexten after an Unlink says where the channel went: the next step
+        # of its own extension (the Dial returned: a hang-up), or elsewhere (a Redirect;
+        # by then Asterisk 1.8 has usually hung up the peer already).
+        peer, channel.left_bridge_peer = channel.left_bridge_peer, None
         channel.exten = exten
-        peer_id, channel.left_bridge_peer = channel.left_bridge_peer, None
-        if peer_id is not None:
-            self._maybe_redirected(channel, self._channels.get(peer_id))
+        if peer is not None:
+            self._maybe_redirected(channel, peer)
 
     def _on_rename(self, event: Message) -> None:
         old = event.get("Channel") or event.get("Oldname")
@@ -1300,13 +1402,8 @@ class CallTracker:
             return
         if sub == "end":
             source = self._channels.get(source_id or "") or self._by_name.get(source_name)
-            if source is None or source.call.ended:
-                return
-            status = event.get("DialStatus") or ""
-            for uniqueid in list(source.destinations):
-                dest = self._channels.get(uniqueid)
-                if dest is not None and dest.answered_ms is None:
-                    self._dial_end(dest, status)
+            if source is not None and not source.call.ended:
+                self._dial_returned(source, event.get("DialStatus") or "")
             return
         source = self._learn(source_name, source_id, None)
         dest_name = event.get("Destination")
@@ -1315,7 +1412,36 @@ class CallTracker:
         self._update(source, event, "")
         dest = self._learn(dest_name, event.get("DestUniqueID"), None)
         if dest is not None:
+            source.dialling = True
             self._dial(source, dest, event.get("Dialstring"))
+
+    def _dial_returned(self, source: Channel, status: str) -> None:
+        """Old dialects' ``Dial End``: the Dial application on ``source`` returned.
+
+        Asterisk 1.8 hangs up the phones it rang *before* it reports how the Dial went
+        (a timeout: the callee's ``Hangup`` 16, then ``DialStatus: NOANSWER``), so the
+        status is the call's outcome even when no destination is left to carry it.
+        """
+        source.dialling = False
+        call = source.call
+        waiting = [
+            dest
+            for dest in (self._channels.get(uniqueid) for uniqueid in source.destinations)
+            if dest is not None and dest.answered_ms is None
+        ]
+        for dest in waiting:
+            self._dial_end(dest, status)
+        if call.ended:
+            return
+        status = status.strip().lower()
+        if not waiting and call.answered_ms is None and status in _END_REASONS:
+            if self._rings_origin(source):
+                if call.originate_leg:
+                    call.origin_outcome = status
+            else:
+                call.outcome = status
+        if self._nobody_left(call):
+            self._end(call)  # it waited for this Dial End (see _hangup)
 
     def _on_agent_called(self, event: Message) -> None:
         """A queue rings a member: a dial from the caller (Asterisk 1.8 has no Dial here)."""
@@ -1458,7 +1584,7 @@ class CallTracker:
                 self._leave_bridge(channel)
                 # Old dialects say where a redirected channel went only in its next
                 # Newexten; remember who it talked to until then.
-                channel.left_bridge_peer = peer.uniqueid if peer is not None else None
+                channel.left_bridge_peer = peer
 
     def _on_bridge_old(self, event: Message) -> None:
         state = (event.get("Bridgestate") or "").strip().lower()
@@ -1568,9 +1694,9 @@ class CallTracker:
             for call in self._calls.values():
                 first = next(iter(call.channels.values()), None)
                 if (
-                    call.originate_leg
+                    first is not None
                     and not call.originated
-                    and first is not None
+                    and (call.originate_leg or self._lone_unrung(call, first))
                     and self._channel_matches(entry.channel, first.name)
                 ):
                     channel = first
@@ -1589,14 +1715,20 @@ class CallTracker:
 
     # -- reconciliation ---------------------------------------------------------------
 
-    def _group_learnt(self, learnt: list[tuple[Channel, Message]]) -> None:
-        """Settle calls made of channels learnt from a channel list.
+    def _group_learnt(
+        self, learnt: list[tuple[Channel, Message]], listed: list[tuple[Channel, Message]]
+    ) -> None:
+        """Settle calls made of channels learnt from a channel list (``listed``: every
+        live channel of the list with its item, ``learnt``: those new to the tracker).
 
         Nobody is seen dialling anybody in a list, so the sides come from what is left:
         the channel whose Uniqueid is the Linkedid (or, without Linkedid, the oldest) is
         the caller; a phone bridged with the ``;2`` half of a click-to-call's Local
-        channel is the phone it rang first; every other phone is on the called side.
+        channel is the phone it rang first; a dialled phone not yet bridged is matched
+        to the channel whose ``Dial`` names it (old dialects, see ``_link_dialled``);
+        every other phone is on the called side.
         """
+        self._link_dialled(learnt, listed)
         bridges = self._learnt_bridges(learnt)
         for members in bridges.values():
             self._settle_click_to_call(members)
@@ -1610,6 +1742,40 @@ class CallTracker:
             for channel in members:
                 if not channel.call.ended:
                     self._enter_bridge(channel, bridge_id)
+
+    def _link_dialled(
+        self, learnt: list[tuple[Channel, Message]], listed: list[tuple[Channel, Message]]
+    ) -> None:
+        """Old dialects: join a dialled channel that rings to the call of its caller.
+
+        Without ``Linkedid`` only ``CoreShowChannels`` says who rings whom: the caller
+        runs ``Application: Dial`` with the dial string (``SIP/267&SIP/268,30``), and a
+        channel the Dial application made runs ``AppDial`` (``(Outgoing Line)``). A new,
+        unbridged ``AppDial`` channel is dialled by the listed caller whose dial string
+        names its device (``SIP/267`` for ``SIP/267-0000002a``), when exactly one caller
+        names that device and exactly one such channel is of it; anything ambiguous
+        (two calls waiting on one phone) is left for its later events to settle.
+        """
+        callers: dict[str, list[Channel]] = {}
+        for channel, item in listed:
+            if _application(item) == "dial" and not channel.call.ended:
+                for device in _dialled_devices(item.get("ApplicationData") or item.get("Data")):
+                    callers.setdefault(device, []).append(channel)
+        if not callers:
+            return
+        callees: dict[str, list[Channel]] = {}
+        for channel, item in learnt:
+            if (
+                _application(item) == "appdial"
+                and not _linkedid(item)
+                and self._listed_peer(channel, item) is None
+                and not (item.get("BridgedChannel") or item.get("Link"))
+            ):
+                callees.setdefault(_device(channel.name), []).append(channel)
+        for device, found in callees.items():
+            dialling = callers.get(device, [])
+            if len(dialling) == 1 and len(found) == 1:
+                self._dial(dialling[0], found[0], None)
 
     def _learnt_bridges(self, learnt: list[tuple[Channel, Message]]) -> dict[str, list[Channel]]:
         """Bridge id -> the listed channels in it; calls of bridged peers are merged."""

@@ -461,6 +461,10 @@ class CallEngine:
                 cid_name=self.phone_name(resource) if phone else "",
                 account=caller.account,
                 pbx=False,
+                # What app_dial sets on a channel it dials (1.4 to 20), shown by
+                # CoreShowChannels and `core show channels` (transcript 06).
+                application="AppDial",
+                app_data="(Outgoing Line)",
             )
             callees.append(callee)
         dial = DialRun(caller=caller, callees=callees, dialstrings=[d for _, _, d in targets])
@@ -711,6 +715,26 @@ class CallEngine:
         channel that runs no dialplan (a dialled phone) is first masqueraded into an
         ``AsyncGoto/...`` channel, as 1.8's ``ast_async_goto`` does.
         """
+        doomed = self._left_behind(targets)
+        moved: list[tuple[Channel, str, str]] = []
+        if self.dialect.dial_end_at_exit:
+            for ch, (context, exten, priority) in targets.items():
+                moving = self._old_redirect(ch, doomed, context, exten, priority)
+                moved.append((moving, context, exten))
+        else:
+            self._bridge_redirect(targets, doomed)
+            moved = [(ch, context, exten) for ch, (context, exten, _) in targets.items()]
+        for ch, context, exten in moved:
+            if not self.alive(ch):
+                continue
+            call = Call(channels=[c for c in (ch, ch.partner) if c is not None])
+            for member in call.channels:
+                member.call = call
+            self.start(call, self._after_redirect(ch, context, exten, talk), ch.run)
+
+    def _left_behind(self, targets: Mapping[Channel, tuple[str, str, int]]) -> list[Channel]:
+        """Stop the calls of the channels a redirect moves; return the live channels of
+        those calls and bridges that stay behind (the moved ones' Local twins go along)."""
         keep: set[Channel] = set()
         for ch in targets:
             keep.add(ch)
@@ -724,32 +748,24 @@ class CallEngine:
                 doomed += [c for c in old.channels if c not in keep and c not in doomed]
             if ch.bridge is not None:
                 doomed += [m for m in ch.bridge.members if m not in keep and m not in doomed]
-        doomed = [c for c in doomed if self.alive(c)]
-        moved: list[tuple[Channel, str, str]] = []
-        if self.dialect.dial_end_at_exit:
-            for ch, (context, exten, priority) in targets.items():
-                moving = self._old_redirect(ch, doomed, context, exten, priority)
-                moved.append((moving, context, exten))
-        else:
-            for ch, (context, exten, priority) in targets.items():
-                ch.context, ch.exten, ch.priority = context, exten, priority
-                self.send(
-                    self.dialect.newexten(
-                        ch, ch.application or "AppDial", ch.app_data or "(Outgoing Line)"
-                    )
+        return [c for c in doomed if self.alive(c)]
+
+    def _bridge_redirect(
+        self, targets: Mapping[Channel, tuple[str, str, int]], doomed: list[Channel]
+    ) -> None:
+        """Asterisk 20's redirect (recording 18, transcript 07): each moved channel is
+        at its new place before it leaves the bridge; then those left behind go."""
+        for ch, (context, exten, priority) in targets.items():
+            ch.context, ch.exten, ch.priority = context, exten, priority
+            self.send(
+                self.dialect.newexten(
+                    ch, ch.application or "AppDial", ch.app_data or "(Outgoing Line)"
                 )
-            for ch in targets:
-                self.leave(ch)
-            for ch in doomed:
-                self._redirect_victim(ch)
-            moved = [(ch, context, exten) for ch, (context, exten, _) in targets.items()]
-        for ch, context, exten in moved:
-            if not self.alive(ch):
-                continue
-            call = Call(channels=[c for c in (ch, ch.partner) if c is not None])
-            for member in call.channels:
-                member.call = call
-            self.start(call, self._after_redirect(ch, context, exten, talk), ch.run)
+            )
+        for ch in targets:
+            self.leave(ch)
+        for ch in doomed:
+            self._redirect_victim(ch)
 
     def _redirect_victim(self, ch: Channel) -> None:
         """A party left behind by a redirect (recording 18; transcript 07 for a Local one)."""

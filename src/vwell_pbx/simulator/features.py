@@ -82,7 +82,9 @@ class CallFeatures:
         where: tuple[str, str],
         timings: tuple[float, float, float],
     ) -> None:
-        """Asterisk 20's ``Atxfer`` (recording 19), event for event."""
+        """Asterisk 20's ``Atxfer`` (recording 19), event for event: the feature code
+        and the hold, the consultation through a Local pair, the merge of the two
+        bridges when the transferer hangs up, and the caller's hang-up at the end."""
         engine, dialect = self.engine, self.engine.dialect
         exten, context = where
         ring, consult, after = timings
@@ -94,6 +96,42 @@ class CallFeatures:
         for digit in exten:
             engine.send(dialect.dtmf_end(transferer, digit))
         await engine.sleep(engine.step_delay)  # the feature's digit timeout
+        consultation = self._consultation(call, transferer, exten, context)
+        one, two, _, dial = consultation
+        target = dial.callees[0]
+        outcome = engine.script_for(exten).outcome  # the target behaves as configured
+        if outcome not in ("answer", "no_answer"):
+            await engine.sleep(engine.step_delay)
+            status, cause = ("BUSY", 17) if outcome == "busy" else ("CONGESTION", 34)
+            self._consultation_failed(transferer, first, dial, (one, two), (status, cause))
+            return
+        engine.set_state(target, STATE_RINGING)
+        engine.set_state(one, STATE_RINGING)
+        engine.send(dialect.dial_state(two, target, "RINGING"))
+        engine.send(dialect.dial_state(None, one, "RINGING"))
+        await engine.sleep(ring if outcome == "answer" else engine.no_answer_after)
+        if outcome != "answer":
+            self._consultation_failed(transferer, first, dial, (one, two), ("NOANSWER", 16))
+            return
+        engine.set_state(target, STATE_UP)
+        engine.send(dialect.dial_end(two, target, "ANSWER"))
+        engine.set_state(one, STATE_UP)
+        engine.send(dialect.dial_end(None, one, "ANSWER"))
+        engine.set_state(two, STATE_UP)
+        target.exten = ""
+        third = engine.bridge(target, two)
+        await engine.sleep(consult)
+        self._complete_transfer(transferer, caller, first, consultation)
+        await engine.sleep(after)
+        self._transferred_call_ends(caller, consultation, third)
+
+    def _consultation(
+        self, call: Call, transferer: Channel, exten: str, context: str
+    ) -> tuple[Channel, Channel, Bridge, DialRun]:
+        """The transferer's consultation (recording 19): a ``Local/<exten>@<context>``
+        pair, the ``;1`` half in a second bridge with the transferer, the ``;2`` half
+        dialling the target. Returns the halves, the second bridge and the dial."""
+        engine, dialect = self.engine, self.engine.dialect
         suffix = dialect.local_suffix(engine.ids.hex_suffix("Local"), engine.ids.short_suffix())
         base = f"Local/{exten}@{context}-{suffix}"
         common = {"context": context, "exten": exten, "account": transferer.account}
@@ -123,29 +161,20 @@ class CallFeatures:
         engine.leave(transferer, destroy=False)
         engine.enter(second, transferer)
         engine.set_connected(transferer, target.cid_num, target.cid_name)
-        outcome = engine.script_for(exten).outcome  # the target behaves as configured
-        if outcome not in ("answer", "no_answer"):
-            await engine.sleep(engine.step_delay)
-            status, cause = ("BUSY", 17) if outcome == "busy" else ("CONGESTION", 34)
-            self._consultation_failed(transferer, first, dial, (one, two), (status, cause))
-            return
-        engine.set_state(target, STATE_RINGING)
-        engine.set_state(one, STATE_RINGING)
-        engine.send(dialect.dial_state(two, target, "RINGING"))
-        engine.send(dialect.dial_state(None, one, "RINGING"))
-        await engine.sleep(ring if outcome == "answer" else engine.no_answer_after)
-        if outcome != "answer":
-            self._consultation_failed(transferer, first, dial, (one, two), ("NOANSWER", 16))
-            return
-        engine.set_state(target, STATE_UP)
-        engine.send(dialect.dial_end(two, target, "ANSWER"))
-        engine.set_state(one, STATE_UP)
-        engine.send(dialect.dial_end(None, one, "ANSWER"))
-        engine.set_state(two, STATE_UP)
-        target.exten = ""
-        third = engine.bridge(target, two)
-        await engine.sleep(consult)
-        # The transferer hangs up: the consultation bridge merges into the caller's.
+        return one, two, second, dial
+
+    def _complete_transfer(
+        self,
+        transferer: Channel,
+        caller: Channel,
+        first: Bridge,
+        consultation: tuple[Channel, Channel, Bridge, DialRun],
+    ) -> None:
+        """The transferer hangs up: the consultation bridge merges into the caller's
+        (``BridgeMerge``, ``AttendedTransfer``) and the transferer is gone."""
+        engine, dialect = self.engine, self.engine.dialect
+        one, _, second, dial = consultation
+        target = dial.callees[0]
         engine.request_hangup(transferer, 16)
         engine.send(dialect.bridge_merge(first, second))
         engine.leave(one, destroy=False)
@@ -161,8 +190,18 @@ class CallFeatures:
         )
         engine.send(dialect.bridge_destroy(second))
         engine.gone(transferer, 16)
-        await engine.sleep(after)
-        # The caller hangs up (the end of recording 19).
+
+    def _transferred_call_ends(
+        self,
+        caller: Channel,
+        consultation: tuple[Channel, Channel, Bridge, DialRun],
+        third: Bridge,
+    ) -> None:
+        """The caller hangs up (the end of recording 19): it, the Local pair and the
+        target go."""
+        engine = self.engine
+        one, two, _, dial = consultation
+        target = dial.callees[0]
         engine.request_hangup(caller, 16)
         engine.leave(caller, destroy=False)
         engine.leave(one)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from vwell_pbx.simulator.calls import CallEngine, DialRun, DialScript, Outcome
@@ -83,6 +84,21 @@ TRAFFIC_MIX: Final[tuple[tuple[str, CallOutcome, int], ...]] = (
 )
 """(scenario, outcome, weight) of the background traffic: mostly inbound GSM calls,
 with every other kind of call among them so that a console shows them all."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TrafficDraw:
+    """What one background call drew: its outcome, the three phones (caller, callee and
+    a third one), its ring and talk seconds, and the generator for the rest."""
+
+    rng: random.Random
+    hold: float
+    outcome: CallOutcome
+    caller: str
+    to: str
+    third: str
+    ring: float
+    talk: float
 
 
 class CallScenarios:
@@ -502,44 +518,68 @@ class CallScenarios:
         """One call of the background traffic, drawn from :data:`TRAFFIC_MIX`."""
         weights = [weight for _, _, weight in TRAFFIC_MIX]
         name, outcome, _ = rng.choices(TRAFFIC_MIX, weights=weights)[0]
-        phones = ("267", "268", "269")
-        caller, to, third = rng.sample(phones, 3)
-        ring = hold * rng.uniform(0.2, 0.6)
-        talk = hold * rng.uniform(0.5, 1.5)
-        if name == "inbound":
-            spans = [s.number for s in self._spans() if s.can_send] or [11]
-            number = "+7978" + "".join(rng.choice("0123456789") for _ in range(7))
-            no_answer = outcome == "no_answer"
-            return self.inbound(
-                number,
-                to=to,
-                span=rng.choice(spans),
-                outcome=outcome,
-                ring=hold if no_answer else ring,
-                talk=talk,
-                hangup_by=rng.choice(("caller", "callee")),
-            )
-        if name == "internal":
-            return self.internal(caller, to, outcome=outcome, ring=ring, talk=talk)
-        if name == "ring_group":
-            group, members = next(iter(self.engine.dialplan.ring_groups.items()))
-            return self.ring_group(
-                caller if caller not in members else third,
-                group=group,
-                answer_by=rng.choice(members),
-                ring=ring,
-                talk=talk,
-            )
-        if name == "blind_transfer":
-            return self.blind_transfer(caller, to, ring=ring, talk=talk / 2, after=talk / 2)
-        if name == "attended_transfer":
-            return self.attended_transfer(
-                caller, to, target=third, ring=ring, talk=talk / 3, consult=talk / 3, after=talk
-            )
-        if name == "hold":
-            return self.hold(caller, to, ring=ring, talk=talk / 3, held=talk / 3, after=talk / 3)
-        if name == "pickup":
-            return self.pickup(caller, to, picker=third, ring=ring, talk=talk)
-        return self.click_to_call(
-            caller, to, outcome=outcome, origin_ring=ring, ring=ring, talk=talk
+        caller, to, third = rng.sample(("267", "268", "269"), 3)
+        draw = _TrafficDraw(
+            rng=rng,
+            hold=hold,
+            outcome=outcome,
+            caller=caller,
+            to=to,
+            third=third,
+            ring=hold * rng.uniform(0.2, 0.6),
+            talk=hold * rng.uniform(0.5, 1.5),
+        )
+        starters: dict[str, Callable[[_TrafficDraw], CallRun]] = {
+            "inbound": self._traffic_inbound,
+            "internal": lambda d: self.internal(
+                d.caller, d.to, outcome=d.outcome, ring=d.ring, talk=d.talk
+            ),
+            "ring_group": self._traffic_ring_group,
+            "blind_transfer": lambda d: self.blind_transfer(
+                d.caller, d.to, ring=d.ring, talk=d.talk / 2, after=d.talk / 2
+            ),
+            "attended_transfer": lambda d: self.attended_transfer(
+                d.caller,
+                d.to,
+                target=d.third,
+                ring=d.ring,
+                talk=d.talk / 3,
+                consult=d.talk / 3,
+                after=d.talk,
+            ),
+            "hold": lambda d: self.hold(
+                d.caller, d.to, ring=d.ring, talk=d.talk / 3, held=d.talk / 3, after=d.talk / 3
+            ),
+            "pickup": lambda d: self.pickup(
+                d.caller, d.to, picker=d.third, ring=d.ring, talk=d.talk
+            ),
+            "click_to_call": lambda d: self.click_to_call(
+                d.caller, d.to, outcome=d.outcome, origin_ring=d.ring, ring=d.ring, talk=d.talk
+            ),
+        }
+        return starters[name](draw)
+
+    def _traffic_inbound(self, d: _TrafficDraw) -> CallRun:
+        """A GSM call from a random mobile number on a ready span (11 if none is)."""
+        spans = [s.number for s in self._spans() if s.can_send] or [11]
+        number = "+7978" + "".join(d.rng.choice("0123456789") for _ in range(7))
+        return self.inbound(
+            number,
+            to=d.to,
+            span=d.rng.choice(spans),
+            outcome=d.outcome,
+            ring=d.hold if d.outcome == "no_answer" else d.ring,
+            talk=d.talk,
+            hangup_by=d.rng.choice(("caller", "callee")),
+        )
+
+    def _traffic_ring_group(self, d: _TrafficDraw) -> CallRun:
+        """The first ring group, called by a phone that is not in it."""
+        group, members = next(iter(self.engine.dialplan.ring_groups.items()))
+        return self.ring_group(
+            d.caller if d.caller not in members else d.third,
+            group=group,
+            answer_by=d.rng.choice(members),
+            ring=d.ring,
+            talk=d.talk,
         )

@@ -497,6 +497,11 @@ async def _serve(config: AppConfig | None) -> int:
 SIMULATOR_PORT_PROBE_SECONDS = 1.0
 """How long ``embedded_simulators`` tries to connect to an explicit port before binding it."""
 
+DEMO_CALL_HOLD_SECONDS = 8.0
+"""The scale of demo mode's simulated calls (``PbxSimulator.start_traffic``'s ``hold``):
+phones ring about 1 to 7 s and conversations last about 2 to 18 s, long enough to watch
+a call ring, talk and end in a console (the simulator's default of 1 s suits tests)."""
+
 
 @contextlib.asynccontextmanager
 async def embedded_simulators(config: AppConfig) -> AsyncIterator[AppConfig]:
@@ -538,7 +543,7 @@ async def embedded_simulators(config: AppConfig) -> AsyncIterator[AppConfig]:
             except OSError as exc:
                 raise _port_taken(index, pbx.port, exc.strerror or str(exc)) from None
             if demo.traffic_per_minute > 0:
-                simulator.start_traffic(demo.traffic_per_minute / 60.0)
+                simulator.start_traffic(demo.traffic_per_minute / 60.0, hold=DEMO_CALL_HOLD_SECONDS)
             update = {"host": SIMULATOR_HOST, "port": simulator.port, "secret": SecretStr(secret)}
             actual.append(pbx.model_copy(update=update))
         config = config.model_copy(update={"pbx": tuple(actual)})
@@ -586,6 +591,18 @@ async def _ensure_demo_user(config: AppConfig, directory: UserDirectory) -> None
         )
 
 
+def _demo_traffic_line(per_minute: float) -> str:
+    """What the demo banner says about the simulated calls of ``[demo] traffic_per_minute``."""
+    if per_minute <= 0:
+        return "No simulated calls start on their own ([demo] traffic_per_minute = 0)."
+    return (
+        f"Simulated calls start about {per_minute:g} times a minute: mostly incoming GSM "
+        "calls, with internal calls, a ring group, transfers, hold, pickup and click-to-call "
+        "among them; phones ring for a few seconds and conversations last up to about "
+        "twenty seconds."
+    )
+
+
 def _print_demo_help(config: AppConfig, server: RunningServer) -> None:
     demo = config.demo
     password = demo.password.get_secret_value()
@@ -611,7 +628,7 @@ def _print_demo_help(config: AppConfig, server: RunningServer) -> None:
         "  In a browser console:",
         f"    ws = new WebSocket('{server.ws_url}'); ws.onmessage = e => console.log(e.data);",
         f"    ws.onopen = () => ws.send(JSON.stringify({subscribe}));",
-        f"Simulated incoming calls arrive about {demo.traffic_per_minute:g} times a minute. "
+        _demo_traffic_line(demo.traffic_per_minute),
         "Ctrl+C stops.",
         "",
     ]
