@@ -286,8 +286,10 @@ async def test_event_stream_and_close(sim, connect) -> None:
 
 
 async def test_sync_originate_longer_than_ping_timeout_keeps_connection(connect) -> None:
-    async with fast_simulator(**{**CALLS, "no_answer_after": 0.3}) as simulator:
-        client = await connect(simulator, ping_interval=0.05, ping_timeout=0.1)
+    # The Originate outlasts the keepalive timeout several times over; the timeout itself
+    # leaves room for a loaded machine (0.1 s was missed under a load average of 5).
+    async with fast_simulator(**{**CALLS, "no_answer_after": 1.2}) as simulator:
+        client = await connect(simulator, ping_interval=0.05, ping_timeout=0.4)
         result = await client.send_action(
             [
                 ("Action", "Originate"),
@@ -297,7 +299,7 @@ async def test_sync_originate_longer_than_ping_timeout_keeps_connection(connect)
                 ("Timeout", "10000"),
             ],
             timeout=3,
-        )  # rings 0.3 s, no answer
+        )  # rings 1.2 s, no answer
         assert not result.ok and result.response.get("Message") == "Originate failed"
         assert client.connected and client.state.reconnects == 0
         assert (await client.send_action([("Action", "Ping")], timeout=2)).ok
