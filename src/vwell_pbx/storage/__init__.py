@@ -1,4 +1,4 @@
-"""Storage: one database (SQLite or PostgreSQL) for users, lock-outs and what follows.
+"""Storage: one database (SQLite or PostgreSQL) for users, lock-outs, SMS and what follows.
 
 ::
 
@@ -8,7 +8,7 @@
 ``open_storage`` opens the backend named by the URL (``sqlite:PATH`` or
 ``postgresql://...``), applies pending migrations (``upgrade=True``) or only checks
 the version, and closes every connection at the end of the block. Repositories are
-small and domain-named (``UserStore``, ``LockoutStore``); they speak SQL through the
+small and domain-named (``UserStore``, ``LockoutStore``, ``SmsStore``); they speak SQL through the
 ``Database`` interface and never see which backend runs it. Backend modules
 (``sqlite``, ``postgres``) are imported only when used.
 
@@ -43,6 +43,13 @@ from vwell_pbx.storage.migrations import (
     upgrade,
 )
 from vwell_pbx.storage.settings import StorageSettings
+from vwell_pbx.storage.sms import (
+    Enqueued,
+    HistoryQuery,
+    SmsRow,
+    SmsStore,
+    SmsVisibility,
+)
 from vwell_pbx.storage.url import StorageUrl
 from vwell_pbx.storage.users import UserRow, UserStore
 
@@ -50,11 +57,16 @@ __all__ = [
     "LATEST",
     "ChangeFeed",
     "Database",
+    "Enqueued",
+    "HistoryQuery",
     "IntegrityViolation",
     "LockoutStore",
     "SchemaError",
     "SchemaStatus",
     "SchemaTooNew",
+    "SmsRow",
+    "SmsStore",
+    "SmsVisibility",
     "Storage",
     "StorageBusy",
     "StorageError",
@@ -94,6 +106,7 @@ class Storage:
     db: Database
     users: UserStore
     lockouts: LockoutStore
+    sms: SmsStore
     schema: SchemaStatus
 
     @property
@@ -123,6 +136,12 @@ async def open_storage(
                 f"{url}: the schema is at version {status.current}, {status.latest} is "
                 "needed; run `vwell-pbx db upgrade`"
             )
-        yield Storage(db=db, users=UserStore(db), lockouts=LockoutStore(db), schema=status)
+        yield Storage(
+            db=db,
+            users=UserStore(db),
+            lockouts=LockoutStore(db),
+            sms=SmsStore(db),
+            schema=status,
+        )
     finally:
         await db.aclose()
