@@ -14,6 +14,7 @@ Every exception the package raises on purpose, with its code::
     │   ├── MissingCredentials    login/login2/sha1 absent or not text   -> auth_failed
     │   ├── UnknownMethod         no such method                         -> unknown_method
     │   ├── Forbidden             the role does not allow it             -> forbidden
+    │   ├── NotFound              no such thing (that the caller may see) -> not_found
     │   ├── NeedsWebSocket        an event method over plain HTTP        -> not_supported
     │   └── LimitExceeded         a per-connection or per-user bound     -> rate_limited
     ├── AuthFailed (api.auth)     wrong credentials                      -> auth_failed
@@ -25,7 +26,7 @@ Every exception the package raises on purpose, with its code::
     │   ├── InvalidArgument                                              -> bad_request
     │   ├── NotSupported                                                 -> not_supported
     │   ├── PbxRejected           the PBX answered Response: Error       -> pbx_error
-    │   ├── SmsQueueFull                                                 -> rate_limited
+    │   ├── SmsQueueFull          the SMS outbox is at a bound           -> sms_queue_full
     │   └── NoReadySpan                                                  -> pbx_error
     ├── AmiError (ami.errors)
     │   ├── PbxUnavailable        no connection; retrying may help       -> pbx_unavailable
@@ -33,8 +34,11 @@ Every exception the package raises on purpose, with its code::
     │   ├── ActionTimeout                                                -> timeout
     │   ├── TooManyPending                                               -> rate_limited
     │   └── AnswerTooLarge        an event list past our bound           -> answer_too_large
-    └── ProtocolError (protocol.errors)
-        └── LocalProtocolError    CR/LF in a key or value                -> bad_request
+    ├── ProtocolError (protocol.errors)
+    │   └── LocalProtocolError    CR/LF in a key or value                -> bad_request
+    └── StorageError (storage.errors)                                    -> internal
+        ├── StorageUnavailable    the database cannot be reached         -> unavailable
+        └── StorageBusy           its bounded queue is full              -> unavailable
 
 ``error_code`` finds an exception's code by walking its class hierarchy against
 ``ERROR_CODES``. Anything not in the table is a bug and answers ``internal`` without
@@ -68,6 +72,7 @@ from vwell_pbx.pbx.errors import (
     SmsQueueFull,
 )
 from vwell_pbx.protocol.errors import LocalProtocolError
+from vwell_pbx.storage.errors import StorageBusy, StorageUnavailable
 
 __all__ = [
     "ALL_CODES",
@@ -79,6 +84,7 @@ __all__ = [
     "LimitExceeded",
     "MissingCredentials",
     "NeedsWebSocket",
+    "NotFound",
     "UnknownMethod",
     "error_code",
     "error_table_markdown",
@@ -96,12 +102,15 @@ class ErrorCode(StrEnum):
     UNKNOWN_METHOD = "unknown_method"
     AUTH_FAILED = "auth_failed"
     FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
     RATE_LIMITED = "rate_limited"
+    SMS_QUEUE_FULL = "sms_queue_full"
     PBX_UNAVAILABLE = "pbx_unavailable"
     PBX_ERROR = "pbx_error"
     TIMEOUT = "timeout"
     NOT_SUPPORTED = "not_supported"
     ANSWER_TOO_LARGE = "answer_too_large"
+    UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
     @property
@@ -130,10 +139,19 @@ _CODE_INFO: Final[dict[ErrorCode, tuple[int, str]]] = {
         403,
         "the user's role does not allow this method, AMI action, extension or channel",
     ),
+    ErrorCode.NOT_FOUND: (
+        404,
+        "no such thing, or none you may see (`smsStatus` with an unknown `smsId`)",
+    ),
     ErrorCode.RATE_LIMITED: (
         429,
         "too many failed logins (`retryAfter` seconds), requests, SMS, subscriptions or "
         "in-flight requests",
+    ),
+    ErrorCode.SMS_QUEUE_FULL: (
+        429,
+        "the SMS outbox holds its maximum of unsent SMS, yours (`sms.outbox_max_per_user`) "
+        "or in all (`sms.outbox_max`); nothing was stored, retry later",
     ),
     ErrorCode.PBX_UNAVAILABLE: (
         503,
@@ -153,6 +171,11 @@ _CODE_INFO: Final[dict[ErrorCode, tuple[int, str]]] = {
         502,
         "the PBX's answer passed a bound of the server (an event list of more than "
         "100 000 items); ask for less",
+    ),
+    ErrorCode.UNAVAILABLE: (
+        503,
+        "the server's database cannot be reached or is overloaded now; nothing was "
+        "changed, retry later",
     ),
     ErrorCode.INTERNAL: (500, "a bug; details are in the server log, never in the answer"),
 }
@@ -176,6 +199,11 @@ class UnknownMethod(ApiError):
 
 class Forbidden(ApiError):
     """The caller's role does not allow this method, action, event, extension or channel."""
+
+
+class NotFound(ApiError):
+    """The thing asked for does not exist, or the caller may not see it (the same answer,
+    so that ids of others' things cannot be probed)."""
 
 
 class NeedsWebSocket(ApiError):
@@ -202,7 +230,10 @@ ERROR_CODES: Final[dict[type[BaseException], ErrorCode]] = {
     LimitExceeded: ErrorCode.RATE_LIMITED,
     SubscriptionLimit: ErrorCode.RATE_LIMITED,
     TooManyPending: ErrorCode.RATE_LIMITED,  # max_pending answers already awaited
-    SmsQueueFull: ErrorCode.RATE_LIMITED,
+    SmsQueueFull: ErrorCode.SMS_QUEUE_FULL,
+    NotFound: ErrorCode.NOT_FOUND,
+    StorageUnavailable: ErrorCode.UNAVAILABLE,
+    StorageBusy: ErrorCode.UNAVAILABLE,
     PbxUnavailable: ErrorCode.PBX_UNAVAILABLE,
     # The client's view: the PBX cannot be used now. The log and /health say why.
     LoginFailed: ErrorCode.PBX_UNAVAILABLE,

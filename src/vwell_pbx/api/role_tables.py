@@ -50,7 +50,9 @@ class RoleSpec:
     ``EventRuleSpec``); ``own_extensions_only`` binds ``dial``, ``redirect`` and channel
     headers in ``send`` to the user's extensions; ``admin`` grants everything but the
     session actions; ``extends`` names a role whose lists this one starts from (its own
-    name: the built-in of that name).
+    name: the built-in of that name). SMS: a user always sees the SMS they sent;
+    ``sms_spans`` adds the incoming SMS of those spans or devices (``"*"``: all), and
+    ``sms_all`` every SMS, in and out (``None``: as the role it extends, else no).
     """
 
     methods: tuple[str, ...] = ()
@@ -59,6 +61,8 @@ class RoleSpec:
     own_extensions_only: bool = False
     admin: bool = False
     extends: str | None = None
+    sms_spans: tuple[str, ...] = ()
+    sms_all: bool | None = None
 
 
 # --- sensitive actions -----------------------------------------------------------------
@@ -201,7 +205,17 @@ DEVICE_CHANNEL_ACTIONS = frozenset(("originate",))
 
 # --- built-in roles --------------------------------------------------------------------
 
-_OPERATOR_METHODS = ("send", "dial", "redirect", "gsmSendSMS", "onEvent", "onceEvent", "rmEvent")
+_OPERATOR_METHODS = (
+    "send",
+    "dial",
+    "redirect",
+    "gsmSendSMS",
+    "smsStatus",
+    "smsHistory",
+    "onEvent",
+    "onceEvent",
+    "rmEvent",
+)
 
 _READ_ONLY_ACTIONS = (
     "Ping",
@@ -302,6 +316,11 @@ _SMS_EVENTS = (
     "DongleNewSMS",
     "DongleNewSMSBase64",
     "DongleNewUSSD",
+    # The server's own: an outgoing SMS changed status; an incoming SMS was stored.
+    # Which SMS a user sees is decided per SMS (api.guards): their own outgoing ones,
+    # incoming ones of the spans the role grants.
+    "sms.status",
+    "sms.received",
 )
 
 _SUPERVISOR_ACTIONS = (
@@ -331,6 +350,7 @@ BUILTIN_ROLE_SPECS: Mapping[str, RoleSpec] = {
         methods=(*_OPERATOR_METHODS, "dispatchEvent"),
         actions=_READ_ONLY_ACTIONS + _SUPERVISOR_ACTIONS,
         events=("*",),  # a wildcard: security events stay out (roles, invariant 3)
+        sms_all=True,
     ),
     "admin": RoleSpec(methods=("*",), actions=("*",), events=("*",), admin=True),
 }

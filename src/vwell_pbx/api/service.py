@@ -51,12 +51,13 @@ from vwell_pbx.api.guards import EventGuards
 from vwell_pbx.api.limits import KeyedBuckets
 from vwell_pbx.api.registry import METHODS, Method
 from vwell_pbx.api.roles import Role, RoleBook
+from vwell_pbx.api.sms import SmsOffice
 from vwell_pbx.events.bus import EventBus, Subscriber
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
-from vwell_pbx.pbx.errors import PbxRejected
+from vwell_pbx.pbx.errors import NotSupported, PbxRejected
 from vwell_pbx.pbx.numbers import PhoneRules
-from vwell_pbx.pbx.sms import SmsBackend
+from vwell_pbx.pbx.sms import SmsSubmitter
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,12 @@ class Session:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PbxLink:
-    """One configured PBX: its AMI connection, its SMS backend and its live channels."""
+    """One configured PBX: its AMI connection, its SMS backend (which the server's
+    outbox drives) and its live channels."""
 
     name: str
     client: AmiClient
-    sms: SmsBackend
+    sms: SmsSubmitter
     channels: ChannelRegistry = field(default_factory=ChannelRegistry)
 
 
@@ -131,6 +133,13 @@ class Call:
             )
         return self.session.subscriber
 
+    @property
+    def sms(self) -> SmsOffice:
+        """The SMS outbox and store; ``NotSupported`` when the server runs without."""
+        if self.api.sms is None:
+            raise NotSupported("this server has no SMS storage")
+        return self.api.sms
+
 
 class Api:
     """The transport-independent API: ``await api.handle(envelope, session)``."""
@@ -143,6 +152,7 @@ class Api:
         bus: EventBus,
         authenticator: Authenticator,
         roles: RoleBook,
+        sms: SmsOffice | None = None,
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[str, Mapping[str, Any], float], None] | None = None,
     ) -> None:
@@ -154,6 +164,8 @@ class Api:
         self.bus = bus
         self.authenticator = authenticator
         self.roles = roles
+        #: The SMS outbox and store (``gsmSendSMS``, ``smsStatus``, ``smsHistory``).
+        self.sms = sms
         self.guards = EventGuards(roles)
         self._clock = clock
         self._observe = observe

@@ -13,9 +13,11 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import random
 import secrets
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -30,6 +32,7 @@ from vwell_pbx.api.auth import Authenticator, LoginThrottle
 from vwell_pbx.api.role_tables import EventRuleSpec, RoleSpec
 from vwell_pbx.api.roles import RoleBook
 from vwell_pbx.api.service import Api, ApiSettings, PbxLink
+from vwell_pbx.api.sms import SmsOffice, sms_event
 from vwell_pbx.config import (
     SIMULATOR_HOST,
     AppConfig,
@@ -45,9 +48,15 @@ from vwell_pbx.events.bus import BusEvent, EventBus
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
-from vwell_pbx.pbx.sms import make_sms_backend
+from vwell_pbx.pbx.sms import (
+    InboxSettings,
+    OutboxSettings,
+    SmsInbox,
+    SmsOutbox,
+    make_sms_backend,
+)
 from vwell_pbx.protocol.message import Message
-from vwell_pbx.storage import open_storage
+from vwell_pbx.storage import SmsRow, open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.app import WebSettings, build_app
 from vwell_pbx.web.logs import configure_logging
@@ -98,6 +107,39 @@ def api_settings(config: AppConfig) -> ApiSettings:
     )
 
 
+def outbox_settings(config: AppConfig) -> OutboxSettings:
+    """The SMS outbox's view of ``[sms]``."""
+    sms = config.sms
+    return OutboxSettings(
+        interval=sms.interval_seconds,
+        max_attempts=sms.max_attempts,
+        expire_seconds=sms.expire_minutes * 60,
+        retry_seconds=sms.retry_seconds,
+        lease_seconds=sms.lease_seconds,
+        poll_seconds=sms.poll_seconds,
+        answer_seconds=sms.answer_seconds,
+        report_seconds=sms.report_seconds,
+        max_per_user=sms.outbox_max_per_user,
+        max_total=sms.outbox_max,
+    )
+
+
+def inbox_settings(config: AppConfig) -> InboxSettings:
+    """The SMS inbox's view of ``[sms]``."""
+    sms = config.sms
+    return InboxSettings(
+        part_seconds=sms.inbox_part_seconds,
+        max_pending=sms.inbox_pending_max,
+        queue_size=sms.inbox_queue_size,
+    )
+
+
+def run_owner() -> str:
+    """This server run's id in the SMS outbox's claims: host, process and a random part
+    (a restarted process is a new owner, so its predecessor's claims are not its own)."""
+    return f"{socket.gethostname()[:40]}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
 def role_specs(config_roles: Mapping[str, RoleConfig]) -> dict[str, RoleSpec]:
     """The configuration's ``[roles.NAME]`` tables as the API layer's plain ``RoleSpec``s."""
 
@@ -114,6 +156,8 @@ def role_specs(config_roles: Mapping[str, RoleConfig]) -> dict[str, RoleSpec]:
             own_extensions_only=role.own_extensions_only,
             admin=role.admin,
             extends=role.extends,
+            sms_spans=role.sms_spans,
+            sms_all=role.sms_all,
         )
         for name, role in config_roles.items()
     }
@@ -199,25 +243,37 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         several = len(config.pbx) > 1
         links: dict[str, PbxLink] = {}
         clients: dict[str, AmiClient] = {}
+        owner = run_owner()
+        announce = _sms_announcer(bus, metrics)
+        outbox: SmsOutbox[SmsRow] = SmsOutbox(
+            storage.sms, outbox_settings(config), owner=owner, on_change=announce
+        )
+        inbox: SmsInbox[SmsRow] = SmsInbox(
+            storage.sms,
+            inbox_settings(config),
+            owner=owner,
+            rules=PhoneRules(rewrite=tuple(config.phone.rewrite)),
+            on_received=announce,
+        )
         for index, pbx in enumerate(config.pbx):
             client = AmiClient(_ami_settings(config, index))
             pbx_name = pbx.name if several else None
             client.add_listener(_publisher(bus, pbx_name))
+            client.add_listener(inbox.listener(pbx.name))
             channels = ChannelRegistry()
             client.add_listener(channels.observe)
             client.add_state_listener(_channels_cleared_when_down(channels))
             await client.start()
             stack.push_async_callback(client.close)
             clients[pbx.name] = client
-            sms = make_sms_backend(
-                client,
-                backend=config.sms.backend,
-                span=config.sms.span,
-                interval=config.sms.interval_seconds,
-                queue_size=config.sms.queue_size,
-            )
-            stack.push_async_callback(sms.aclose)
+            sms = make_sms_backend(client, backend=config.sms.backend, span=config.sms.span)
+            outbox.add_pbx(pbx.name, sms, client)
             links[pbx.name] = PbxLink(name=pbx.name, client=client, sms=sms, channels=channels)
+        # Stopped before the AMI clients (exit stack order): a send in progress may end.
+        await inbox.start()
+        stack.push_async_callback(inbox.aclose)
+        await outbox.start()
+        stack.push_async_callback(outbox.aclose)
         metrics.watch(bus, clients)
         api = Api(
             settings=api_settings(config),
@@ -225,6 +281,7 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             bus=bus,
             authenticator=authenticator,
             roles=roles,
+            sms=SmsOffice(outbox=outbox, store=storage.sms),
             observe=metrics.observe,
         )
         app = build_app(api, web_settings(config), metrics, stream_settings(config))
@@ -271,6 +328,16 @@ def _publisher(bus: EventBus, pbx_name: str | None) -> Callable[[Message], None]
             bus.publish(BusEvent.from_message(message, pbx=pbx_name))
 
     return publish
+
+
+def _sms_announcer(bus: EventBus, metrics: ServerMetrics) -> Callable[[SmsRow], None]:
+    """Every SMS status change (and every stored incoming SMS) as an ``sms.*`` event."""
+
+    def announce(row: SmsRow) -> None:
+        metrics.sms_status.labels(row.status).inc()
+        bus.publish(sms_event(row))
+
+    return announce
 
 
 def _channels_cleared_when_down(channels: ChannelRegistry) -> Callable[[ConnectionState], None]:
