@@ -37,8 +37,8 @@ Every exception the package raises on purpose, with its code::
     ├── ProtocolError (protocol.errors)
     │   └── LocalProtocolError    CR/LF in a key or value                -> bad_request
     └── StorageError (storage.errors)                                    -> internal
-        ├── StorageUnavailable    the database cannot be reached         -> unavailable
-        └── StorageBusy           its bounded queue is full              -> unavailable
+        ├── StorageUnavailable    database down or too slow (StorageTimeout) -> unavailable
+        └── StorageBusy           a bounded database queue is full       -> unavailable
 
 ``error_code`` finds an exception's code by walking its class hierarchy against
 ``ERROR_CODES``. Anything not in the table is a bug and answers ``internal`` without
@@ -174,8 +174,8 @@ _CODE_INFO: Final[dict[ErrorCode, tuple[int, str]]] = {
     ),
     ErrorCode.UNAVAILABLE: (
         503,
-        "the server's database cannot be reached or is overloaded now; nothing was "
-        "changed, retry later",
+        "the server's own database (or external user directory) cannot be reached or did "
+        "not answer in time; nothing was changed; retry later",
     ),
     ErrorCode.INTERNAL: (500, "a bug; details are in the server log, never in the answer"),
 }
@@ -232,8 +232,6 @@ ERROR_CODES: Final[dict[type[BaseException], ErrorCode]] = {
     TooManyPending: ErrorCode.RATE_LIMITED,  # max_pending answers already awaited
     SmsQueueFull: ErrorCode.SMS_QUEUE_FULL,
     NotFound: ErrorCode.NOT_FOUND,
-    StorageUnavailable: ErrorCode.UNAVAILABLE,
-    StorageBusy: ErrorCode.UNAVAILABLE,
     PbxUnavailable: ErrorCode.PBX_UNAVAILABLE,
     # The client's view: the PBX cannot be used now. The log and /health say why.
     LoginFailed: ErrorCode.PBX_UNAVAILABLE,
@@ -244,6 +242,8 @@ ERROR_CODES: Final[dict[type[BaseException], ErrorCode]] = {
     NotSupported: ErrorCode.NOT_SUPPORTED,
     NeedsWebSocket: ErrorCode.NOT_SUPPORTED,
     AnswerTooLarge: ErrorCode.ANSWER_TOO_LARGE,
+    StorageUnavailable: ErrorCode.UNAVAILABLE,
+    StorageBusy: ErrorCode.UNAVAILABLE,
 }
 """Exception class -> ``errCode``; ``internal`` is the answer for anything else."""
 
