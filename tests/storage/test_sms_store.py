@@ -248,9 +248,13 @@ async def test_renew_keeps_the_lease_alive(store: SmsStore) -> None:
     row = (await enqueue(store)).row
     await claim(store, now=T0)
     await store.start_sending(row.sms_id, owner="A", now=T0, lease=60)
-    await store.renew("A", until=T0 + 120)
+    await store.renew("A", sms_ids=[row.sms_id], lanes=["office/span 2"], until=T0 + 120)
     assert await store.recover(now=T0 + 100, expired_error="e", lost_error="l") == []
     assert await claim(store, owner="B", now=T0 + 100) == pytest.approx(20)  # lane still busy
+    # Only what the owner names is renewed: an SMS it gave up on runs out of lease.
+    await store.renew("A", sms_ids=[], lanes=[], until=T0 + 500)
+    changed = await store.recover(now=T0 + 121, expired_error="e", lost_error="lost")
+    assert [(r.sms_id, r.status) for r in changed] == [(row.sms_id, "unknown")]
 
 
 async def test_two_instances_claiming_at_once_claim_each_sms_once(

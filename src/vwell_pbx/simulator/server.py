@@ -115,6 +115,7 @@ class PbxSimulator:
         call_hold: float = 1.0,
         no_answer_after: float = 1.0,
         sms_send_delay: float = 0.05,
+        sms_answer_delay: float = 0.0,
         extensions: Mapping[str, ExtensionBehaviour | str] | None = None,
         contexts: Sequence[str] | None = None,
         ami_version: str | None = None,
@@ -131,6 +132,8 @@ class PbxSimulator:
         (``None``: all of them). ``call_hold``: how long a bridged call lasts.
         ``legacy_originate_events``: report an async Originate as Asterisk 1.4 did,
         with ``OriginateSuccess`` / ``OriginateFailure`` instead of ``OriginateResponse``.
+        ``sms_send_delay``: how long a module takes to send an SMS (its report follows);
+        ``sms_answer_delay``: how long the PBX takes to answer an SMS send action.
         """
         self.host = host
         self.port = port
@@ -151,7 +154,7 @@ class PbxSimulator:
         self.sms_sent: list[SentSms] = []
         self.sms_faults = SmsFaults()
         """Faults the next SMS sends meet (``fail_sms``)."""
-        self.sms_answer_delay = 0.0
+        self.sms_answer_delay = sms_answer_delay
         """Seconds the PBX takes before it answers an SMS send (a slow module)."""
         self._mute = False
         self.clock = clock

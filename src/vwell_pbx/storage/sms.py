@@ -485,19 +485,25 @@ class SmsStore:
             {"lane": lane, "owner": owner, "sent_at": _opt_float(sent_at)},
         )
 
-    async def renew(self, owner: str, *, until: float) -> None:
-        """Extend the leases of everything ``owner`` holds (its SMS and its lanes)."""
+    async def renew(
+        self, owner: str, *, sms_ids: Sequence[str], lanes: Sequence[str], until: float
+    ) -> None:
+        """Extend ``owner``'s leases on these SMS and lanes (what it is working on)."""
+        if not sms_ids and not lanes:
+            return
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "UPDATE sms_messages SET lease_until = :until WHERE claimed_by = :owner "
-                "AND status IN ('queued', 'sending')",
-                {"owner": owner, "until": float(until)},
-            )
-            await tx.execute(
-                "UPDATE sms_lanes SET busy_until = :until WHERE busy_by = :owner "
-                "AND busy_until IS NOT NULL",
-                {"owner": owner, "until": float(until)},
-            )
+            for sms_id in sms_ids:
+                await tx.execute(
+                    "UPDATE sms_messages SET lease_until = :until WHERE sms_id = :sms_id "
+                    "AND claimed_by = :owner AND status IN ('queued', 'sending')",
+                    {"owner": owner, "until": float(until), "sms_id": sms_id},
+                )
+            for lane in lanes:
+                await tx.execute(
+                    "UPDATE sms_lanes SET busy_until = :until WHERE lane = :lane "
+                    "AND busy_by = :owner AND busy_until IS NOT NULL",
+                    {"owner": owner, "until": float(until), "lane": lane},
+                )
 
     async def release(self, owner: str, *, now: float, error: str) -> list[SmsRow]:
         """A clean stop of ``owner``: its claimed SMS go back to the queue, its lanes

@@ -228,8 +228,10 @@ class OutboxStore(Protocol[R_co]):
         """End a send on a lane (``sent_at`` starts its interval)."""
         ...
 
-    async def renew(self, owner: str, *, until: float) -> None:
-        """Extend every lease of ``owner``."""
+    async def renew(
+        self, owner: str, *, sms_ids: Sequence[str], lanes: Sequence[str], until: float
+    ) -> None:
+        """Extend ``owner``'s leases on these SMS and lanes."""
         ...
 
     async def release(self, owner: str, *, now: float, error: str) -> Sequence[R_co]:
@@ -325,6 +327,11 @@ class SmsOutbox(Generic[R]):
         self._senders: dict[str, _Sender] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._reports: set[asyncio.Task[None]] = set()
+        # What this run is working on: only these leases are renewed, so an SMS whose
+        # outcome could not be recorded is not held for ever (its lease runs out and
+        # ``recover`` ends it).
+        self._held: set[str] = set()
+        self._busy_lanes: set[str] = set()
         self._keeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -480,6 +487,8 @@ class SmsOutbox(Generic[R]):
                     log.exception("SMS sender %s failed; again in %.1f s", sender.lane, wait)
             if wait > 0:
                 await self._pause(sender, wait)
+            else:
+                await asyncio.sleep(0)  # a busy queue still lets the loop breathe
 
     async def _pause(self, sender: _Sender, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -492,8 +501,11 @@ class SmsOutbox(Generic[R]):
         if not sender.client.connected:
             # Nothing is attempted while the PBX is away: SMS wait (and may expire)
             # instead of using up their attempts.
-            with contextlib.suppress(PbxUnavailable, LoginFailed):
+            try:
                 await sender.client.wait_connected(settings.poll_seconds)
+            except (PbxUnavailable, LoginFailed):
+                # Also raised at once by a closed client: wait, never spin.
+                return settings.poll_seconds
             return 0
         if not sender.lane_ready:
             await self.store.ensure_lane(sender.lane)
@@ -514,17 +526,29 @@ class SmsOutbox(Generic[R]):
         return 0
 
     async def _send(self, sender: _Sender, claimed: R) -> None:
+        self._held.add(claimed.sms_id)
+        self._busy_lanes.add(sender.lane)
+        reported = False
+        try:
+            reported = await self._send_claimed(sender, claimed)
+        finally:
+            self._busy_lanes.discard(sender.lane)
+            if not reported:  # else the report task lets go of it
+                self._held.discard(claimed.sms_id)
+
+    async def _send_claimed(self, sender: _Sender, claimed: R) -> bool:
+        """Send one claimed SMS; True when a delivery report is awaited in the background."""
         store, settings = self.store, self.settings
         if self._stopping.is_set():
             await store.unclaim(claimed.sms_id, owner=self.owner)
             await store.lane_done(sender.lane, owner=self.owner, sent_at=None)
-            return
+            return False
         row = await store.start_sending(
             claimed.sms_id, owner=self.owner, now=self._clock(), lease=settings.lease_seconds
         )
         if row is None:  # our lease ran out and another instance took it
             await store.lane_done(sender.lane, owner=self.owner, sent_at=None)
-            return
+            return False
         self._changed(row)
         try:
             attempt = await sender.submitter.submit(
@@ -540,10 +564,10 @@ class SmsOutbox(Generic[R]):
         await self._persist(
             lambda: store.lane_done(sender.lane, owner=self.owner, sent_at=self._clock())
         )
-        await self._conclude(sender, row, attempt)
+        return await self._conclude(sender, row, attempt)
 
-    async def _conclude(self, sender: _Sender, row: R, attempt: Attempt) -> None:
-        """Record what one submission came to."""
+    async def _conclude(self, sender: _Sender, row: R, attempt: Attempt) -> bool:
+        """Record what one submission came to; True when a report is awaited."""
         verdict, result, report = attempt.verdict, attempt.result, attempt.report
         if verdict is Verdict.ACCEPTED and report is not None and result is not None:
             accepted = await self._persist(
@@ -556,13 +580,15 @@ class SmsOutbox(Generic[R]):
                     detail=f"accepted by the PBX; awaiting its {report.event} report",
                 )
             )
-            if accepted is not None:
-                self._await_report(sender, row, attempt)
-            return
+            if accepted is None:
+                return False
+            self._await_report(sender, row, attempt)
+            return True
         if verdict is Verdict.RETRY:
             await self._retry_or_fail(row, attempt)
-            return
-        await self._finish(row, attempt)
+        else:
+            await self._finish(row, attempt)
+        return False
 
     async def _finish(self, row: R, attempt: Attempt) -> None:
         result = attempt.result
@@ -615,8 +641,11 @@ class SmsOutbox(Generic[R]):
         """Wait for the delivery report in the background: the lane is free meanwhile."""
 
         async def settle() -> None:
-            settled = await sender.submitter.settle(attempt)
-            await self._finish(row, settled)
+            try:
+                settled = await sender.submitter.settle(attempt)
+                await self._finish(row, settled)
+            finally:
+                self._held.discard(row.sms_id)
 
         task = asyncio.create_task(settle(), name=f"sms report {row.sms_id}")
         self._reports.add(task)
@@ -651,7 +680,12 @@ class SmsOutbox(Generic[R]):
             now = self._clock()
             try:
                 if now - renewed >= settings.lease_seconds / 3:
-                    await self.store.renew(self.owner, until=now + settings.lease_seconds)
+                    await self.store.renew(
+                        self.owner,
+                        sms_ids=sorted(self._held),
+                        lanes=sorted(self._busy_lanes),
+                        until=now + settings.lease_seconds,
+                    )
                     renewed = now
                 changed = await self.store.recover(
                     now=now,
