@@ -368,7 +368,7 @@ async def sms_status(call: Call, args: SmsStatusArgs) -> dict[str, Any]:
 SmsStatusName = Literal["queued", "sending", "sent", "failed", "unknown", "received"]
 _HISTORY_LIMIT = 1000
 _NAME_CHARS = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
-_PHONE_LIKE = re.compile(r"[\s+\d()*#.\[\]-]+")
+_PHONE_START = re.compile(r"\s*[+(\d]")
 
 
 class SmsHistoryArgs(Arguments):
@@ -429,11 +429,11 @@ async def sms_history(call: Call, args: SmsHistoryArgs) -> dict[str, Any]:
 
 
 def _number_filter(call: Call, value: str | None) -> str | None:
-    """A phone number is normalised like every number; a sender's name (``MTS``) is
-    matched as it is."""
+    """A phone number (what starts with ``+``, ``(`` or a digit) is normalised like every
+    number; a sender's name (``MTS``, ``Tele2``) is matched as it is."""
     if value is None:
         return None
-    if _PHONE_LIKE.fullmatch(value):
+    if _PHONE_START.match(value):
         return call.settings.phone.normalise(value, argument="number")
     if not _NAME_CHARS.fullmatch(value):
         raise BadRequest("argument.number must be a phone number or a sender's name")

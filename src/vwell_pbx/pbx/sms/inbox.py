@@ -76,6 +76,7 @@ from typing import Final, Generic, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from vwell_pbx.errors import VwellError
+from vwell_pbx.futures import cancel_and_wait
 from vwell_pbx.pbx.errors import InvalidArgument
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.protocol import Message
@@ -514,13 +515,13 @@ class SmsInbox(Generic[R]):
         """Store what is held (parts as they are), for at most ``stop_seconds``."""
         store_loop, timer = self._tasks or (None, None)
         if timer is not None:
-            await _cancel(timer)
+            await cancel_and_wait([timer])
         for sms in self._assembler.flush():
             self._enqueue(sms)
         if store_loop is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), self.settings.stop_seconds)
-            await _cancel(store_loop)
+            await cancel_and_wait([store_loop])
         while not self._queue.empty():
             self._lost(self._queue.get_nowait(), "the server stopped before storing it")
 
@@ -598,10 +599,3 @@ def _missing_detail(sms: IncomingSms) -> str | None:
         return None
     listing = ", ".join(str(index) for index in sms.missing)
     return f"part {listing} of {sms.parts} did not arrive; the text is what came"
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    # gather(), not "suppress(CancelledError): await task", which would also swallow a
-    # cancellation of the caller itself.
-    await asyncio.gather(task, return_exceptions=True)

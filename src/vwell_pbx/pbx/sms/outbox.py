@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Final, Generic, Literal, Protocol, TypeVar
 
 from vwell_pbx.ami.errors import LoginFailed, PbxUnavailable
 from vwell_pbx.errors import VwellError
+from vwell_pbx.futures import cancel_and_wait
 from vwell_pbx.pbx.errors import SmsQueueFull
 from vwell_pbx.pbx.sms.submission import Attempt, SmsSubmitter, Verdict
 
@@ -358,8 +359,8 @@ class SmsOutbox(Generic[R]):
         tasks = [s.task for s in self._senders.values() if s.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.settings.stop_seconds)
-            await _cancel(pending)
-        await _cancel([*self._reports, *([self._keeper] if self._keeper else [])])
+            await cancel_and_wait(pending)
+        await cancel_and_wait([*self._reports, *([self._keeper] if self._keeper else [])])
         try:
             changed = await self.store.release(self.owner, now=self._clock(), error=STOPPED_ERROR)
         except VwellError as exc:
@@ -676,7 +677,7 @@ class SmsOutbox(Generic[R]):
         settings = self.settings
         every = min(settings.lease_seconds / 3, settings.poll_seconds)
         renewed = 0.0
-        while True:
+        while not self._stopping.is_set():
             now = self._clock()
             try:
                 if now - renewed >= settings.lease_seconds / 3:
@@ -708,10 +709,3 @@ _T = TypeVar("_T")
 
 def _reason(attempt: Attempt) -> str:
     return attempt.reason or attempt.verdict.value
-
-
-async def _cancel(tasks: Sequence[asyncio.Task[None]] | set[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
