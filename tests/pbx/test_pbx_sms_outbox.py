@@ -314,3 +314,27 @@ async def test_two_senders_sharing_one_database_send_each_sms_once_paced(
     assert min(gaps) >= interval * 0.95, gaps
     senders = {f.sms_id: f for f in finals if f is not None}
     assert len(senders) == 12
+
+
+async def test_a_hung_pbx_costs_at_most_one_unknown(make_outbox: MakeOutbox) -> None:
+    """The PBX stops answering but keeps the connection open: the SMS in flight is
+    unknown; the next ones wait until a Ping is answered again, then go out."""
+    sim, outbox, _ = await make_outbox(answer_seconds=0.3, poll_seconds=0.1)
+    first = await send(outbox, "before")
+    assert first.status == "sent"
+    sim.mute = True
+    rows = [
+        (await outbox.enqueue("office", "100", f"during {i}", login="Agent", login2="A"))[0]
+        for i in range(3)
+    ]
+    lost = await outbox.wait_final(rows[0].sms_id, 5)
+    assert lost is not None and lost.status == "unknown"
+    # The hang goes on for a while (the scenario's length, not a wait for something):
+    # without the Ping check, each further SMS would be swallowed and end unknown too.
+    await asyncio.sleep(1.0)
+    still = await outbox.store.get(rows[1].sms_id)
+    assert still is not None and still.status == "queued"
+    sim.mute = False
+    finals = [await outbox.wait_final(row.sms_id, 10) for row in rows]
+    assert [f.status for f in finals if f is not None] == ["unknown", "sent", "sent"]
+    assert [s.text for s in sim.sms_sent] == ["before", "during 1", "during 2"]

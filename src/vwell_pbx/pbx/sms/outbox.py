@@ -29,7 +29,10 @@ Guarantees (the store keeps them with conditional updates, see ``storage.sms``):
    that dies (SIGKILL, power) loses its claims when the lease runs out: claimed SMS are
    claimed again by anyone, ``sending`` ones become ``unknown`` (``sent`` when the PBX
    had already accepted them and only a delivery report was awaited).
-5. **Bounded.** At most ``max_total`` open (``queued``/``sending``) SMS in all and
+5. **One doubt at a time.** After a send whose answer was lost, a sender sends nothing
+   more until the PBX answers a ``Ping``: a PBX that hangs with its connection open
+   turns at most one SMS per lane ``unknown``.
+6. **Bounded.** At most ``max_total`` open (``queued``/``sending``) SMS in all and
    ``max_per_user`` per user; past that ``enqueue`` raises ``SmsQueueFull`` at once.
    Each PBX has one sender task; reports awaited in the background are at most the
    SMS accepted within one ``report_seconds``.
@@ -299,6 +302,8 @@ class _Sender:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     lane_ready: bool = False
+    #: The last send's answer was lost: the link must prove alive before the next one.
+    doubtful: bool = False
 
     @property
     def lane(self) -> str:
@@ -508,6 +513,8 @@ class SmsOutbox(Generic[R]):
                 # Also raised at once by a closed client: wait, never spin.
                 return settings.poll_seconds
             return 0
+        if sender.doubtful and not await self._link_answers(sender):
+            return settings.poll_seconds
         if not sender.lane_ready:
             await self.store.ensure_lane(sender.lane)
             sender.lane_ready = True
@@ -525,6 +532,18 @@ class SmsOutbox(Generic[R]):
             return min(float(got), settings.poll_seconds)
         await self._send(sender, got)
         return 0
+
+    async def _link_answers(self, sender: _Sender) -> bool:
+        """After a lost answer, a PBX that is hung but still connected would swallow
+        the next SMS too (one more ``unknown``): a ``Ping`` must be answered first."""
+        try:
+            await sender.client.send_action(
+                [("Action", "Ping")], timeout=self.settings.answer_seconds
+            )
+        except VwellError:
+            return False
+        sender.doubtful = False
+        return True
 
     async def _send(self, sender: _Sender, claimed: R) -> None:
         self._held.add(claimed.sms_id)
@@ -562,6 +581,7 @@ class SmsOutbox(Generic[R]):
         except Exception as exc:  # a bug: the SMS's fate is unknown, never leave it sending
             log.exception("SMS sender %s: sending %s failed unexpectedly", sender.lane, row.sms_id)
             attempt = Attempt(verdict=Verdict.IN_DOUBT, error=VwellError(f"internal error: {exc}"))
+        sender.doubtful = attempt.verdict is Verdict.IN_DOUBT
         await self._persist(
             lambda: store.lane_done(sender.lane, owner=self.owner, sent_at=self._clock())
         )
