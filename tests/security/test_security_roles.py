@@ -298,7 +298,7 @@ async def test_ownership_applies_to_channels_named_in_send(
     api: ApiClient, server: RunningServer, simulator: PbxSimulator
 ) -> None:
     # A supervisor's actions (Hangup, Redirect, Bridge, Originate, ...) bound to 269.
-    _add(server, OWN, "own", ("269",))
+    await _add(server, OWN, "own", ("269",))
     mine = await simulator.incoming_call("+79787342741", to="269", hold=10)
     theirs = await simulator.incoming_call("+79787342742", to="267", hold=10)
     channels = server.api.default_link.channels
