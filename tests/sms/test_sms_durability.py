@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.storage.fixtures import create_pg_database, wait_until
+from tests.storage.fixtures import create_pg_database, drop_pg_database, wait_until
 from tests.storage.pg_cluster import PgCluster, free_port
 from tests.support import ADMIN, add_test_users, make_config
 from vwell_pbx.config import load_config
@@ -286,7 +286,13 @@ async def test_two_instances_one_postgresql_one_killed(
     what is left after the lease."""
     url = await create_pg_database(pg_cluster)
     env = {"VWELL_PBX_STORAGE_PASSWORD": pg_cluster.password}
-    plain_url = url.dsn()  # the password travels in the environment
+    try:
+        await _two_instances(tmp_path, url.dsn(), env)
+    finally:
+        await drop_pg_database(pg_cluster, url)
+
+
+async def _two_instances(tmp_path: Path, plain_url: str, env: dict[str, str]) -> None:
     async with (
         PbxSimulator(username="admin", secret="admin") as sim,
         aiohttp.ClientSession() as session,
