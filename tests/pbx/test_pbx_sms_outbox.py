@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.storage.fixtures import TEST_SETTINGS, wait_until
+from tests.storage.fixtures import TEST_SETTINGS
+from tests.support.waiting import until
 from vwell_pbx.ami import AmiClient, AmiSettings
 from vwell_pbx.pbx.sms import OutboxSettings, SmsOutbox, make_sms_backend
 from vwell_pbx.pbx.sms.outbox import STOPPED_ERROR
@@ -210,7 +211,7 @@ async def test_a_clean_stop_mid_send_reports_unknown(storage: Storage, make_pbx:
     outbox.add_pbx("office", make_sms_backend(client, backend="yeastar", span="2"), client)
     await outbox.start()
     row, _ = await outbox.enqueue("office", "100", "in flight", login="Agent", login2="A")
-    await wait_until(lambda: len(sim.actions_received) > 0 and _sending(sim), within=5)
+    await until(lambda: len(sim.actions_received) > 0 and _sending(sim), within=5)
     await outbox.aclose()  # stop_seconds (0.5) is shorter than the PBX takes
     final = await storage.sms.get(row.sms_id)
     assert final is not None and (final.status, final.error) == ("unknown", STOPPED_ERROR)
@@ -267,7 +268,7 @@ async def test_a_dead_owners_sms_are_taken_over_after_the_lease(
     outbox.add_pbx("office", make_sms_backend(client, backend="yeastar", span="2"), client)
     await outbox.start()
     try:
-        await wait_until(lambda: len(sim.sms_sent) >= 2 and "in flight" in statuses, within=10)
+        await until(lambda: len(sim.sms_sent) >= 2 and "in flight" in statuses, within=10)
     finally:
         await outbox.aclose()
     # The queued one went at once; the claimed one only after the dead run's lease.

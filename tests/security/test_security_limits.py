@@ -213,7 +213,7 @@ async def test_sms_pacing_per_span_and_outbox_bound(
     assert codes == ["queued", "queued", "queued", "sms_queue_full"], answers  # 3 per user
     full = next(a for a in answers if a["errCode"])
     assert "outbox_max_per_user" in full["err"]
-    await _until(lambda: len(simulator.sms_sent) >= 3, within=10)
+    await until(lambda: len(simulator.sms_sent) >= 3, within=10)
     arrivals = [sms.at for sms in simulator.sms_sent]
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert all(gap >= 0.2 for gap in gaps), gaps  # one span sends one SMS at a time

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.storage.fixtures import wait_until
 from tests.support import ADMIN, AGENT, SUPERVISOR, ApiClient, WsClient, add_user
+from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.users import sha1_of_password
 from vwell_pbx.web.server import RunningServer
@@ -100,7 +100,7 @@ async def test_the_same_key_concurrently_is_one_sms(
     )
     assert len({a["smsId"] for a in answers}) == 1, answers
     assert sorted(a["duplicate"] for a in answers) == [False] + [True] * 5
-    await wait_until(lambda: len(simulator.sms_sent) >= 1)
+    await until(lambda: len(simulator.sms_sent) >= 1)
     later = await api.post("gsmSendSMS", tel="100", msg="again", key="crm-order-17", wait=True)
     assert later["smsId"] == answers[0]["smsId"] and later["status"] == "sent"
     assert len(simulator.sms_sent) == 1

@@ -31,9 +31,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.storage.fixtures import create_pg_database, drop_pg_database, wait_until
+from tests.storage.fixtures import create_pg_database, drop_pg_database
 from tests.storage.pg_cluster import PgCluster, free_port
 from tests.support import ADMIN, add_test_users, make_config
+from tests.support.waiting import until
 from vwell_pbx.config import load_config
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import serving
@@ -64,7 +65,7 @@ class ServerProcess:
             stderr=asyncio.subprocess.STDOUT,
         )
         self._reader = asyncio.create_task(self._read())
-        await wait_until(lambda: self._seen("connected to"), within=30)
+        await until(lambda: self._seen("connected to"), within=30)
 
     def _seen(self, marker: str) -> bool:
         if self.process is not None and self.process.returncode is not None:
@@ -222,7 +223,7 @@ async def test_sigkill_mid_queue_then_restart(tmp_path: Path) -> None:
         await first.start()
         try:
             ids = await queue_sms(session, first.url, COUNT)
-            await wait_until(lambda: len(sim.sms_sent) >= 5, within=30)
+            await until(lambda: len(sim.sms_sent) >= 5, within=30)
         finally:
             await first.kill()  # mid-queue, perhaps mid-send: no shutdown code runs
         reached_at_kill = len(sim.sms_sent)
@@ -255,7 +256,7 @@ async def _pbx_outage(tmp_path: Path, seconds: float) -> None:
         async with serving(config, wait_for_pbx=5) as server, aiohttp.ClientSession() as session:
             url = server.http_url + "/api"
             ids = await queue_sms(session, url, COUNT)
-            await wait_until(lambda: len(sim.sms_sent) >= 5, within=30)
+            await until(lambda: len(sim.sms_sent) >= 5, within=30)
             await sim.stop()  # the PBX goes away mid-queue
             reached_before = len(sim.sms_sent)
             await asyncio.sleep(seconds)  # the outage itself: nothing to wait on but time
@@ -312,7 +313,7 @@ async def _two_instances(tmp_path: Path, plain_url: str, env: dict[str, str]) ->
             answer = await post(session, target, "gsmSendSMS", tel="100", msg=text)
             assert answer["status"] == "queued", answer
             ids[text] = answer["smsId"]
-        await wait_until(lambda: len(sim.sms_sent) >= 5, within=30)
+        await until(lambda: len(sim.sms_sent) >= 5, within=30)
         await servers[0].kill()
         statuses = await final_statuses(session, servers[1].url, ids, within=90)
     counted = check_counts(statuses, sim, interruptions=1)
