@@ -191,12 +191,14 @@ async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
     _check_owned_extension(call, from_)
     ring_ms = args.timeout or call.settings.dial_timeout_ms
     live = call.pbx.calls
+    sent = live.now() if live is not None else None
 
     def accepted(action_id: str, channel: str) -> None:
         # Before the outcome is awaited: the tracker then marks the call it makes
-        # (originated, actionId) however soon its channels appear.
+        # (originated, actionId) however soon its channels appear, and no call of
+        # that phone that started before the action was written (another instance's).
         if live is not None:
-            live.expect_originate(action_id, channel, to)
+            live.expect_originate(action_id, channel, to, sent=sent)
 
     result = await originate_call(
         call.pbx.client,
