@@ -1591,13 +1591,12 @@ class CallTracker:
         channel = self._channels.get(uniqueid) if uniqueid else None
         if channel is None:
             # A failed Originate reports "<unknown>": look for its leg by name.
-            for call in self._calls.values():
+            for call in filter(entry.could_have_made, self._calls.values()):
                 first = next(iter(call.channels.values()), None)
                 if (
                     call.originate_leg
                     and not call.originated
                     and first is not None
-                    and entry.could_have_made(call)
                     and self._channel_matches(entry.channel, first.name)
                 ):
                     channel = first
