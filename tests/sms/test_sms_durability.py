@@ -1,5 +1,6 @@
-"""Nothing lost, nothing doubled: the outbox across a SIGKILL of ``vwell-pbx serve``, a PBX
-that goes away mid-queue, and a second instance that takes over a dead one's SMS.
+"""Nothing lost, nothing doubled: the outbox across a SIGKILL of ``vwell-pbx serve`` and a
+restart, and a PBX that goes away mid-queue. (Two instances on one PostgreSQL, one of
+them killed mid-send: tests/instances/test_shared_sms.py.)
 
 The server runs as a real process (``python -m vwell_pbx.cli serve``) with a configuration
 file; the PBX is the simulator in this test process, which records every SMS it was
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import itertools
 import os
 import signal
@@ -31,8 +31,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.storage.fixtures import create_pg_database, drop_pg_database
-from tests.storage.pg_cluster import PgCluster, free_port
+from tests.storage.pg_cluster import free_port
 from tests.support import ADMIN, add_test_users, make_config
 from tests.support.waiting import until
 from vwell_pbx.config import load_config
@@ -191,23 +190,15 @@ def check_counts(
     return counted
 
 
-async def prepared(
-    tmp_path: Path,
-    sim: PbxSimulator,
-    storage_url: str,
-    env: Mapping[str, str] | None = None,
-    *,
-    users: bool = True,
-) -> tuple[Path, int]:
-    """A configuration file for one server process (and the test users, once)."""
+async def prepared(tmp_path: Path, sim: PbxSimulator, storage_url: str) -> tuple[Path, int]:
+    """A configuration file for one server process, and the test users."""
     http_port = free_port()
     path = tmp_path / f"app-config-{http_port}.toml"
     path.write_text(
         config_text(http_port=http_port, pbx_port=sim.port, storage_url=storage_url, sms=FAST_SMS),
         encoding="utf-8",
     )
-    if users:
-        await add_test_users(load_config(path, env=dict(env or {})))
+    await add_test_users(load_config(path, env={}))
     return path, http_port
 
 
@@ -275,49 +266,3 @@ async def test_pbx_away_for_a_few_seconds(tmp_path: Path) -> None:
 @pytest.mark.timeout(180)
 async def test_pbx_away_for_thirty_seconds(tmp_path: Path) -> None:
     await _pbx_outage(tmp_path, 30.0)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(180)
-async def test_two_instances_one_postgresql_one_killed(
-    tmp_path: Path, pg_cluster: PgCluster
-) -> None:
-    """Two server processes share one PostgreSQL and one PBX: SMS queued through both are
-    each sent once, paced per span; one instance is killed mid-queue and the other sends
-    what is left after the lease."""
-    url = await create_pg_database(pg_cluster)
-    env = {"VWELL_PBX_STORAGE_PASSWORD": pg_cluster.password}
-    try:
-        await _two_instances(tmp_path, url.dsn(), env)
-    finally:
-        await drop_pg_database(pg_cluster, url)
-
-
-async def _two_instances(tmp_path: Path, plain_url: str, env: dict[str, str]) -> None:
-    async with (
-        PbxSimulator(username="admin", secret="admin") as sim,
-        aiohttp.ClientSession() as session,
-        contextlib.AsyncExitStack() as stack,
-    ):
-        servers = []
-        for index in range(2):
-            path, port = await prepared(tmp_path, sim, plain_url, env, users=index == 0)
-            server = ServerProcess(path, env, port)
-            await server.start()
-            stack.push_async_callback(server.stop)
-            servers.append(server)
-        ids = {}
-        for index in range(COUNT):
-            text = f"shared {index:02d}"
-            target = servers[index % 2].url
-            answer = await post(session, target, "gsmSendSMS", tel="100", msg=text)
-            assert answer["status"] == "queued", answer
-            ids[text] = answer["smsId"]
-        await until(lambda: len(sim.sms_sent) >= 5, within=30)
-        await servers[0].kill()
-        statuses = await final_statuses(session, servers[1].url, ids, within=90)
-    counted = check_counts(statuses, sim, interruptions=1)
-    assert counted["sent"] >= COUNT - 1, counted
-    arrivals = [sms.at for sms in sim.sms_sent if sms.ok]
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert min(gaps) >= 0.19, gaps  # one span, whichever instance sent
