@@ -718,12 +718,39 @@ class RedirectConfig(_Model):
 
 
 class SmsConfig(_Model):
-    """``[sms]``: the SMS backend of ``gsmSendSMS`` and its pacing."""
+    """``[sms]``: the SMS backend of ``gsmSendSMS``, the durable outbox and the inbox.
+
+    See ``vwell_pbx.pbx.sms.outbox`` and ``inbox`` for what each bound does, and
+    docs/sms.md. ``queue_size`` bounded the in-memory queue of earlier releases; it is
+    still accepted so that existing files load, and no longer used (the outbox's bounds
+    are ``outbox_max`` and ``outbox_max_per_user``).
+    """
 
     backend: Literal["yeastar", "yeastar-tg", "dongle"] = "yeastar"
     span: int | str = "auto"
-    interval_seconds: Annotated[float, Field(ge=0)] = 10.0
+    interval_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
     queue_size: PositiveInt = 100
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    expire_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = 60.0
+    retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    outbox_max: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    outbox_max_per_user: Annotated[int, Field(ge=1, le=10_000_000)] = 200
+    lease_seconds: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    answer_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    report_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    inbox_part_seconds: Annotated[float, Field(gt=0, le=86_400)] = 120.0
+    inbox_pending_max: Annotated[int, Field(ge=1, le=100_000)] = 256
+    inbox_queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+
+    @model_validator(mode="after")
+    def _lease_outlives_an_answer(self) -> SmsConfig:
+        if self.lease_seconds <= self.answer_seconds:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be longer than answer_seconds "
+                f"({self.answer_seconds:g}): a claim must outlive one AMI answer"
+            )
+        return self
 
     @field_validator("span", mode="before")
     @classmethod
@@ -840,6 +867,23 @@ class RoleConfig(_Model):
     own_calls_only: bool | None = None
     admin: bool = False
     extends: str | None = None
+    sms_spans: tuple[str, ...] = ()
+    sms_all: bool | None = None
+
+    @field_validator("sms_spans", mode="before")
+    @classmethod
+    def _span_names(cls, value: object) -> object:
+        if not isinstance(value, list | tuple):
+            return value
+        names = []
+        for item in value:
+            text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+            if not isinstance(text, str) or not re.fullmatch(r"\*|[\w.-]{1,64}", text):
+                raise ValueError(
+                    f'entries must be span numbers, device names or "*", got {item!r:.40}'
+                )
+            names.append(text)
+        return tuple(names)
 
     @field_validator("methods", "actions")
     @classmethod

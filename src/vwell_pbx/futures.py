@@ -7,7 +7,8 @@ Nothing here knows about AMI, the PBX or the API; it sits beside ``errors`` and
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 _T = TypeVar("_T")
 
@@ -23,3 +24,20 @@ def fail_quietly(future: asyncio.Future[_T], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
         future.exception()
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], *, again_after: float = 0.1) -> None:
+    """Cancel ``tasks`` and return once every one of them has ended.
+
+    A task can lose a cancellation: on Python 3.11, ``asyncio.wait_for`` returns the
+    result instead of raising when the future it waits for completes at the moment the
+    task is cancelled, and a loop around it then simply goes on. So the cancellation is
+    repeated every ``again_after`` seconds until each task has ended. Exceptions of the
+    tasks are not raised here (they were cancelled: nobody wants their outcome); a
+    cancellation of the caller is.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=again_after)

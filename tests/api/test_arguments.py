@@ -16,6 +16,8 @@ VALID: dict[str, dict[str, Any]] = {
     "dial": {"from": "269", "to": "100"},
     "redirect": {"channel": "SIP/269-1", "toTel": "267"},
     "gsmSendSMS": {"tel": "100", "msg": "hello"},
+    "smsStatus": {"smsId": "0123456789abcdef0123456789abcdef"},
+    "smsHistory": {},
     "onEvent": {"name": "Newchannel"},
     "onceEvent": {"name": "Newchannel"},
     "rmEvent": {"subscriptionId": "s1"},

@@ -172,10 +172,10 @@ async def test_redirect_live_and_missing(api: ApiClient, simulator: PbxSimulator
 
 async def test_sms_yeastar_auto_span(api: ApiClient, simulator: PbxSimulator) -> None:
     answer = await api.post(
-        "gsmSendSMS", tel="+7 100 200 30 40", msg='He said "hi"\r\nAction: Command\\'
+        "gsmSendSMS", tel="+7 100 200 30 40", msg='He said "hi"\r\nAction: Command\\', wait=True
     )
     assert answer["err"] is None, answer
-    assert answer["tel"] == "81002003040"
+    assert (answer["tel"], answer["status"], answer["span"]) == ("81002003040", "sent", "2")
     sent = simulator.sms_sent[-1]
     assert sent.number == "81002003040"
     assert "\r" not in sent.text and "\n" not in sent.text
@@ -378,6 +378,8 @@ async def test_whoami_describes_the_caller_and_their_role(
         "dial",
         "redirect",
         "gsmSendSMS",
+        "smsStatus",
+        "smsHistory",
         "onEvent",
         "onceEvent",
         "rmEvent",
@@ -385,6 +387,7 @@ async def test_whoami_describes_the_caller_and_their_role(
         "callHistory",
         "whoami",
     }
+    assert (agent["smsAll"], agent["smsSpans"]) == (False, [])
     assert "ping" in agent["actions"] and "command" not in agent["actions"]
     assert {"name": "newchannel", "fields": {}} in agent["events"]
     assert agent["admin"] is False and agent["ownExtensionsOnly"] is False

@@ -615,6 +615,25 @@ def test_a_click_to_call_announced_after_its_channel_appeared_is_still_marked() 
     assert all(e.call.originated and e.call.action_id == _CLICK for e in events)
 
 
+@pytest.mark.parametrize("ours", [False, True])
+def test_a_click_to_call_is_never_a_call_that_began_before_it_was_written(ours: bool) -> None:
+    # Another AMI client (another server instance) clicked 267 -> 269 and its call is
+    # live when this server writes an Originate of the same phone: that call is not
+    # this Originate's, however its channel is named. Written before it began, it is.
+    stream = load_recording("21").events
+    split = next(i for i, (_, m) in enumerate(stream) if m.name == "DialBegin" and m.get("Channel"))
+    tracker = CallTracker(pbx="lab")
+    events = feed(tracker, stream[:split])
+    now = BASE + stream[split][0]
+    sent = BASE + stream[0][0] - 0.001 if ours else now
+    tracker.expect_originate("another-click", "SIP/267", now, to_number="269", sent=sent)
+    events += feed(tracker, stream[split:])
+    assert [e.name for e in events] == ["call.ringing", "call.answered", "call.ended"]
+    assert all(e.call.originated is ours for e in events)
+    assert all(e.call.action_id == ("another-click" if ours else None) for e in events)
+    assert tracker.call_id_for_action("another-click") == ("1796172363.97" if ours else None)
+
+
 def test_live_calls_while_a_recording_plays() -> None:
     tracker = CallTracker(pbx="lab")
     seen: list[tuple[str, list[str]]] = []

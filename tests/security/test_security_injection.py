@@ -68,7 +68,10 @@ BASE: dict[str, dict[str, Any]] = {
     "send": {"fields": {"action": "CoreSettings"}, "callbackAwait": True},
     "dial": {"from": "269", "to": "100"},
     "redirect": {"channel": "YSGSM/11-1", "toTel": "267"},
-    "gsmSendSMS": {"tel": "100", "msg": "hello"},
+    # wait: the outbox sends after answering; waiting makes the answer follow the send.
+    "gsmSendSMS": {"tel": "100", "msg": "hello", "wait": True},
+    "smsStatus": {"smsId": "0123456789abcdef0123456789abcdef"},
+    "smsHistory": {"direction": "out"},
     "onEvent": {"name": "Newchannel"},
     "onceEvent": {"name": "Newchannel"},
     "rmEvent": {"name": "Newchannel"},

@@ -132,6 +132,37 @@ async def test_a_call_is_stored_once(storage: Storage) -> None:
     assert await storage.calls.add([record("1700000000.1", 1, pbx="branch")]) == 1
 
 
+async def test_the_click_to_call_instances_document_is_the_one_kept(storage: Storage) -> None:
+    # Two instances watch one PBX; only the one whose dial made the call knows it is a
+    # click-to-call. Whichever writes first, its document is the one stored.
+    seen = record("1700000000.5", 1_700_000_000_000, extensions=("269", "270"))
+    ours = dataclasses.replace(
+        record("1700000000.5", 1_700_000_000_004, extensions=("269", "270"), to_number="270"),
+        document=json.dumps({"callId": "1700000000.5", "originated": True}),
+        direction="internal",
+        originated=True,
+    )
+
+    async def stored() -> tuple[object, ...]:
+        row = await storage.db.fetch_one(
+            "SELECT document, direction, to_number, started_ms FROM calls "
+            "WHERE call_id = '1700000000.5'"
+        )
+        assert row is not None
+        by_extension = await storage.db.fetch_all(
+            "SELECT DISTINCT direction, to_number FROM call_extensions"
+        )
+        return (*row, [tuple(r) for r in by_extension])
+
+    assert await storage.calls.add([seen]) == 1
+    assert await storage.calls.add([ours]) == 0  # not a new call: the same one, adopted
+    adopted = (ours.document, "internal", "270", seen.started_ms, [("internal", "270")])
+    assert await stored() == adopted  # the row keeps its place (started_ms)
+    assert await storage.calls.add([seen]) == 0  # the other instance, late: nothing changes
+    assert await stored() == adopted
+    assert await storage.db.fetch_value("SELECT COUNT(*) FROM call_extensions") == 2
+
+
 QUERIES = [
     HistoryQuery(limit=7),
     HistoryQuery(extensions=("269",), limit=5),

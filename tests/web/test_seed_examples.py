@@ -18,6 +18,7 @@ import pytest
 
 from tests.browser.browser_support import require_browser
 from tests.support import AGENT
+from tests.support.waiting import until
 from tests.web.browser_page import HAVE_JQUERY
 from vwell_pbx.simulator import PbxSimulator
 from vwell_pbx.web.server import RunningServer
@@ -162,11 +163,13 @@ async def test_the_seed_method_examples_over_every_transport(
         assert answer["event"]["Ping"] == "Pong"
         assert float(answer["actionId"]) == float(answer["event"]["ActionID"])
 
-    # gsmSendSMS: the number normalised, the text as sent.
+    # gsmSendSMS: the number normalised, the text as sent (stored, then sent from the
+    # outbox: the simulator counts what arrived).
     before = len(simulator.sms_sent)
     for answer in await over_every_transport(page, server, seed("gsmSendSMS.js", server)):
         assert answer["err"] is None, answer
         assert answer["tel"] == "81002003040"
+    await until(lambda: len(simulator.sms_sent) >= before + transports, within=10)
     assert [(s.number, s.text) for s in simulator.sms_sent[before:]] == [
         ("81002003040", "lorem ipsum")
     ] * transports

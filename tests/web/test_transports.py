@@ -216,9 +216,12 @@ async def test_health_and_metrics(api: ApiClient) -> None:
 
 
 async def test_sms_outcomes_are_counted(api: ApiClient) -> None:
-    assert (await api.post("gsmSendSMS", tel="+7 100 200 30 40", msg="hi"))["err"] is None
+    sent = await api.post("gsmSendSMS", tel="+7 100 200 30 40", msg="hi", wait=True)
+    assert sent["status"] == "sent", sent
     assert (await api.post("gsmSendSMS", tel="12a", msg="hi"))["errCode"] == "bad_request"
     async with api.session.get(api.server.http_url + "/metrics") as response:
         text = await response.text()
-    assert 'vwell_sms_total{status="accepted"} 1.0' in text
-    assert 'vwell_sms_total{status="failed"} 1.0' in text
+    assert 'vwell_sms_total{status="sent"} 1.0' in text
+    assert 'vwell_sms_total{status="refused"} 1.0' in text
+    for status in ("queued", "sending", "sent"):  # each status change of the SMS
+        assert f'vwell_sms_status_total{{status="{status}"}} 1.0' in text

@@ -93,6 +93,7 @@ def record_of(call: CallSnapshot) -> CallRecord:
         to_number=call.to_number,
         extensions=tuple(sorted(call.extensions)),
         document=orjson.dumps(call.to_dict()).decode(),
+        originated=call.originated,
     )
 
 

@@ -14,6 +14,7 @@ Every exception the package raises on purpose, with its code::
     │   ├── MissingCredentials    login/login2/sha1 absent or not text   -> auth_failed
     │   ├── UnknownMethod         no such method                         -> unknown_method
     │   ├── Forbidden             the role does not allow it             -> forbidden
+    │   ├── NotFound              no such thing (that the caller may see) -> not_found
     │   ├── NeedsWebSocket        an event method over plain HTTP        -> not_supported
     │   └── LimitExceeded         a per-connection or per-user bound     -> rate_limited
     ├── AuthFailed (api.auth)     wrong credentials                      -> auth_failed
@@ -25,7 +26,7 @@ Every exception the package raises on purpose, with its code::
     │   ├── InvalidArgument                                              -> bad_request
     │   ├── NotSupported                                                 -> not_supported
     │   ├── PbxRejected           the PBX answered Response: Error       -> pbx_error
-    │   ├── SmsQueueFull                                                 -> rate_limited
+    │   ├── SmsQueueFull          the SMS outbox is at a bound           -> sms_queue_full
     │   └── NoReadySpan                                                  -> pbx_error
     ├── AmiError (ami.errors)
     │   ├── PbxUnavailable        no connection; retrying may help       -> pbx_unavailable
@@ -84,6 +85,7 @@ __all__ = [
     "LimitExceeded",
     "MissingCredentials",
     "NeedsWebSocket",
+    "NotFound",
     "UnknownMethod",
     "error_code",
     "error_table_markdown",
@@ -101,7 +103,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_METHOD = "unknown_method"
     AUTH_FAILED = "auth_failed"
     FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
     RATE_LIMITED = "rate_limited"
+    SMS_QUEUE_FULL = "sms_queue_full"
     PBX_UNAVAILABLE = "pbx_unavailable"
     PBX_ERROR = "pbx_error"
     TIMEOUT = "timeout"
@@ -136,10 +140,19 @@ _CODE_INFO: Final[dict[ErrorCode, tuple[int, str]]] = {
         403,
         "the user's role does not allow this method, AMI action, extension or channel",
     ),
+    ErrorCode.NOT_FOUND: (
+        404,
+        "no such thing, or none you may see (`smsStatus` with an unknown `smsId`)",
+    ),
     ErrorCode.RATE_LIMITED: (
         429,
         "too many failed logins (`retryAfter` seconds), requests, SMS, subscriptions or "
         "in-flight requests",
+    ),
+    ErrorCode.SMS_QUEUE_FULL: (
+        429,
+        "the SMS outbox holds its maximum of unsent SMS, yours (`sms.outbox_max_per_user`) "
+        "or in all (`sms.outbox_max`); nothing was stored, retry later",
     ),
     ErrorCode.PBX_UNAVAILABLE: (
         503,
@@ -189,6 +202,11 @@ class Forbidden(ApiError):
     """The caller's role does not allow this method, action, event, extension or channel."""
 
 
+class NotFound(ApiError):
+    """The thing asked for does not exist, or the caller may not see it (the same answer,
+    so that ids of others' things cannot be probed)."""
+
+
 class NeedsWebSocket(ApiError):
     """An event-subscription method was called over a transport that cannot push."""
 
@@ -213,7 +231,8 @@ ERROR_CODES: Final[dict[type[BaseException], ErrorCode]] = {
     LimitExceeded: ErrorCode.RATE_LIMITED,
     SubscriptionLimit: ErrorCode.RATE_LIMITED,
     TooManyPending: ErrorCode.RATE_LIMITED,  # max_pending answers already awaited
-    SmsQueueFull: ErrorCode.RATE_LIMITED,
+    SmsQueueFull: ErrorCode.SMS_QUEUE_FULL,
+    NotFound: ErrorCode.NOT_FOUND,
     PbxUnavailable: ErrorCode.PBX_UNAVAILABLE,
     # The client's view: the PBX cannot be used now. The log and /health say why.
     LoginFailed: ErrorCode.PBX_UNAVAILABLE,

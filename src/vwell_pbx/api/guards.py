@@ -23,6 +23,12 @@ and the (role, extensions) key, so it is shared like any other.
 
 Client events (``dispatchEvent``) were permission-checked when they were sent and
 pass every guard; admin roles get no guard at all.
+
+**SMS are judged per user.** Whether an ``sms.status`` event may be seen depends on who
+sent the SMS, and an ``sms.received`` (or the PBX's own ``ReceivedSMS``,
+``DongleNewSMS``, ``DongleNewSMSBase64``) on the span it came in on and the role's
+``sms_spans`` (``api.sms.sms_visible``). Those events pass the role's event rules
+first, then that check, outside the shared memo (its key has no login).
 """
 
 from __future__ import annotations
@@ -33,7 +39,11 @@ from typing import cast
 
 from vwell_pbx.api.auth import Principal
 from vwell_pbx.api.roles import RoleBook
+from vwell_pbx.api.sms import SMS_EVENTS, sms_visible
 from vwell_pbx.events.bus import BusEvent
+from vwell_pbx.pbx.sms import INCOMING_EVENTS
+
+_PER_USER_EVENTS = SMS_EVENTS | INCOMING_EVENTS
 
 __all__ = ["EventGuards", "Guard"]
 
@@ -77,6 +87,12 @@ class EventGuards:
         def guard(event: BusEvent) -> bool:
             if event.dispatched:
                 return True
+            if event.name_key in _PER_USER_EVENTS:
+                fields = cast("dict[str, str | list[str]]", event.fields)
+                self.rule_checks += 1
+                return role.allows_event(fields, extensions=extensions) and sms_visible(
+                    role, principal, event
+                )
             if memo.event is event:
                 return memo.allowed
             fields = cast("dict[str, str | list[str]]", event.fields)

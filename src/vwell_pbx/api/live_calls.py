@@ -123,9 +123,21 @@ class LiveCalls:
         """The live calls, oldest first, with their durations counted up to now."""
         return self.tracker.active(self._clock())
 
-    def expect_originate(self, action_id: str, channel: str, to_number: str | None) -> None:
-        """An ``Originate`` of our ``dial`` was accepted: mark the call it makes."""
-        self.tracker.expect_originate(action_id, channel, self._clock(), to_number=to_number)
+    def now(self) -> float:
+        """The tracker's clock (``expect_originate``'s ``sent`` is a reading of it)."""
+        return self._clock()
+
+    def expect_originate(
+        self, action_id: str, channel: str, to_number: str | None, *, sent: float | None = None
+    ) -> None:
+        """An ``Originate`` of our ``dial`` was accepted: mark the call it makes.
+
+        ``sent`` (:meth:`now` before the action was written): calls that started
+        earlier are not this one's, even on the same phone (another instance's).
+        """
+        self.tracker.expect_originate(
+            action_id, channel, self._clock(), to_number=to_number, sent=sent
+        )
 
     def call_id_for_action(self, action_id: str) -> str | None:
         """The id of the call an ``expect_originate`` became, if it is known."""

@@ -8,18 +8,23 @@ layers' own exceptions; ``api.errors`` maps those to ``errCode``.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import orjson
 from pydantic import Field, StringConstraints, field_validator
 
 from vwell_pbx.api.calls import active_calls_for_subscription
 from vwell_pbx.api.envelope import Arguments, action_answer, argument_error, pbx_message
-from vwell_pbx.api.errors import BadRequest, Forbidden, LimitExceeded
+from vwell_pbx.api.errors import BadRequest, Forbidden, LimitExceeded, NotFound
 from vwell_pbx.api.registry import METHODS, method
 from vwell_pbx.api.roles import channel_claims
+from vwell_pbx.api.sms import SMS_ID, parse_time, row_visible, sms_json
+from vwell_pbx.api.sms import visibility as sms_visibility
 from vwell_pbx.events.bus import BusEvent
 from vwell_pbx.events.filters import EventFilter
 from vwell_pbx.events.ids import EventIdError, parse_event_id
@@ -27,6 +32,7 @@ from vwell_pbx.pbx.channels import device_extension
 from vwell_pbx.pbx.dial import dial as originate_call
 from vwell_pbx.pbx.errors import PbxRejected
 from vwell_pbx.pbx.redirect import redirect as redirect_call
+from vwell_pbx.storage import SmsHistoryQuery, SmsRow
 
 if TYPE_CHECKING:
     from vwell_pbx.api.service import Call
@@ -185,12 +191,14 @@ async def dial(call: Call, args: DialArgs) -> dict[str, Any]:
     _check_owned_extension(call, from_)
     ring_ms = args.timeout or call.settings.dial_timeout_ms
     live = call.pbx.calls
+    sent = live.now() if live is not None else None
 
     def accepted(action_id: str, channel: str) -> None:
         # Before the outcome is awaited: the tracker then marks the call it makes
-        # (originated, actionId) however soon its channels appear.
+        # (originated, actionId) however soon its channels appear, and no call of
+        # that phone that started before the action was written (another instance's).
         if live is not None:
-            live.expect_originate(action_id, channel, to)
+            live.expect_originate(action_id, channel, to, sent=sent)
 
     result = await originate_call(
         call.pbx.client,
@@ -265,15 +273,23 @@ def _check_owned_channel(call: Call, channel: str, argument: str) -> None:
         )
 
 
-# --- gsmSendSMS ---------------------------------------------------------------------
+# --- gsmSendSMS, smsStatus, smsHistory ------------------------------------------------
+
+
+_KEY_CHARS = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 
 
 class SmsArgs(Arguments):
-    """``gsmSendSMS``: an SMS through the PBX's GSM module."""
+    """``gsmSendSMS``: an SMS through the PBX's GSM module, stored first."""
 
     tel: str = Field(description="recipient number")
     msg: NonEmpty = Field(description="message text (not empty after trimming)")
-    wait: bool = Field(False, description="wait for the delivery report where the backend has one")
+    key: str | None = Field(
+        None,
+        description="your idempotency key (at most 64 characters): the same key within "
+        "24 h returns the first SMS instead of sending another",
+    )
+    wait: bool = Field(False, description="wait (at most `timeout`) for sent, failed or unknown")
     timeout: int | None = Field(None, ge=1, description="ms to wait with `wait`")
 
     @field_validator("msg")
@@ -283,37 +299,175 @@ class SmsArgs(Arguments):
             raise ValueError("must be at most 1000 characters")
         return msg
 
+    @field_validator("key")
+    @classmethod
+    def _key(cls, key: str | None) -> str | None:
+        if key is not None and not _KEY_CHARS.fullmatch(key):
+            raise ValueError("must be 1 to 64 characters without control characters")
+        return key
+
 
 @method(
     "gsmSendSMS",
     SmsArgs,
-    summary="Send an SMS through the PBX's GSM module (yeastar, yeastar-tg or dongle backend).",
+    summary="Store an SMS and send it through the PBX's GSM module (durable outbox, paced "
+    "per span, retried, never sent twice); with wait, wait for its outcome.",
     answer={
-        "status": "accepted|queued|sent|failed",
-        "smsId": "backend's SMS id, if any",
-        "span": "the GSM span or dongle used",
+        "smsId": "the SMS's id (smsStatus, smsHistory, sms.status events)",
+        "status": "queued (or, with wait, sent | failed | unknown, or its status then)",
         "tel": "the normalised number",
+        "span": "the GSM span or dongle device, when known",
+        "backend": "yeastar | yeastar-tg | dongle",
+        "duplicate": "true when `key` was used within 24 h: this is the first SMS",
+        "...": "the other fields of the SMS record (docs/sms.md)",
     },
 )
 async def gsm_send_sms(call: Call, args: SmsArgs) -> dict[str, Any]:
-    """Queue an SMS on the configured backend, optionally waiting for its outcome."""
+    """Store the SMS in the outbox (it is sent from there); optionally wait for it."""
     tel = call.settings.phone.normalise(args.tel, argument="tel")
+    office = call.sms
     wait = call.api.sms_rate.take((call.principal.login, call.principal.login2))
     if wait is not None:
         raise LimitExceeded(f"SMS rate limit reached; retry in {wait:.0f} s")
-    result = await call.pbx.sms.send(
-        tel, args.msg, wait=args.wait, timeout=call.settings.wait_seconds(args.timeout)
+    row, created = await office.outbox.enqueue(
+        call.pbx.name,
+        tel,
+        args.msg,
+        login=call.principal.login,
+        login2=call.principal.login2,
+        key=args.key,
     )
-    answer: dict[str, Any] = {
-        "status": result.status,
-        "smsId": result.sms_id,
-        "span": result.span,
-        "tel": tel,
-        "backend": result.backend,
+    if args.wait:
+        row = (
+            await office.outbox.wait_final(row.sms_id, call.settings.wait_seconds(args.timeout))
+            or row
+        )
+    return {**sms_json(row), "duplicate": not created}
+
+
+class SmsStatusArgs(Arguments):
+    """``smsStatus``: one SMS by its id."""
+
+    smsId: str = Field(description="the id gsmSendSMS answered (or an sms.* event carried)")  # noqa: N815
+
+    @field_validator("smsId")
+    @classmethod
+    def _sms_id(cls, value: str) -> str:
+        folded = value.strip().lower()
+        if not SMS_ID.fullmatch(folded):
+            raise ValueError(
+                "must be an SMS id as gsmSendSMS answered it (32 hexadecimal digits), "
+                f"got {value[:40]!r}"
+            )
+        return folded
+
+
+@method(
+    "smsStatus",
+    SmsStatusArgs,
+    needs_pbx=False,
+    summary="One SMS (outgoing or incoming) by its smsId: its record, status included.",
+    answer={"...": "the SMS record (docs/sms.md)"},
+)
+async def sms_status(call: Call, args: SmsStatusArgs) -> dict[str, Any]:
+    """Read one SMS the caller may see."""
+    row = await call.sms.store.get(args.smsId)
+    if row is None or not row_visible(call.role, call.principal, row):
+        raise NotFound(f"argument.smsId: no SMS {args.smsId} (or not one you may see)")
+    return sms_json(row)
+
+
+SmsStatusName = Literal["queued", "sending", "sent", "failed", "unknown", "received"]
+_HISTORY_LIMIT = 1000
+_NAME_CHARS = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+_PHONE_START = re.compile(r"\s*[+(\d]")
+
+
+class SmsHistoryArgs(Arguments):
+    """``smsHistory``: stored SMS, newest first, a page at a time."""
+
+    direction: Literal["in", "out"] | None = Field(None, description="in | out")
+    number: str | None = Field(None, description="the recipient or the sender")
+    status: SmsStatusName | list[SmsStatusName] | None = Field(
+        None, description="one status or a list of them"
+    )
+    since: str | float | None = Field(None, description="ISO 8601 or epoch seconds")
+    until: str | float | None = Field(None, description="ISO 8601 or epoch seconds")
+    limit: int = Field(100, ge=1, le=_HISTORY_LIMIT, description="at most 1000")
+    before: str | None = Field(None, description="`next` of the previous page")
+
+    # A misspelt filter would silently widen the page: refused, naming it.
+    UNKNOWN_KEYS_ARE_ERRORS: ClassVar[bool] = True
+
+
+@method(
+    "smsHistory",
+    SmsHistoryArgs,
+    needs_pbx=False,
+    summary="Stored SMS you may see, newest first: filters direction, number, status, "
+    "since, until; `limit` (at most 1000) per page, `before` for the next page.",
+    answer={"messages": "SMS records, newest first", "next": "`before` of the next page, or null"},
+)
+async def sms_history(call: Call, args: SmsHistoryArgs) -> dict[str, Any]:
+    """A page of the SMS the caller may see."""
+    statuses = args.status if isinstance(args.status, list) else [args.status]
+    query = SmsHistoryQuery(
+        visibility=sms_visibility(call.role, call.principal),
+        direction=args.direction,
+        number=_number_filter(call, args.number),
+        statuses=tuple(status for status in statuses if status is not None),
+        since=_time_filter(args.since, "since"),
+        until=_time_filter(args.until, "until"),
+        before=_cursor(args.before),
+        limit=args.limit + 1,
+    )
+    rows = await call.sms.store.history(query)
+    page = rows[: args.limit]
+    more = len(rows) > args.limit
+    return {
+        "messages": [sms_json(row) for row in page],
+        "next": _encode_cursor(page[-1]) if more and page else None,
     }
-    if result.detail:
-        answer["detail"] = result.detail
-    return answer
+
+
+def _number_filter(call: Call, value: str | None) -> str | None:
+    """A phone number (what starts with ``+``, ``(`` or a digit) is normalised like every
+    number; a sender's name (``MTS``, ``Tele2``) is matched as it is."""
+    if value is None:
+        return None
+    if _PHONE_START.match(value):
+        return call.settings.phone.normalise(value, argument="number")
+    if not _NAME_CHARS.fullmatch(value):
+        raise BadRequest("argument.number must be a phone number or a sender's name")
+    return value.strip()
+
+
+def _time_filter(value: str | float | None, argument: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value, argument=argument)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _encode_cursor(row: SmsRow) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at!r}:{row.row_id}".encode()).decode()
+
+
+def _cursor(value: str | None) -> tuple[float, int] | None:
+    if value is None:
+        return None
+    problem = "argument.before must be the `next` value of an earlier smsHistory answer"
+    try:
+        text = base64.urlsafe_b64decode(value.encode("ascii")).decode("ascii")
+        at, _, row_id = text.partition(":")
+        cursor = (float(at), int(row_id))
+    except (ValueError, UnicodeError, binascii.Error):
+        raise BadRequest(problem) from None
+    if not math.isfinite(cursor[0]):
+        raise BadRequest(problem)
+    return cursor
 
 
 # --- events -------------------------------------------------------------------------
@@ -518,6 +672,8 @@ class WhoamiArgs(Arguments):
         "ownExtensionsOnly": "true when dial, redirect and channels in send are bound to "
         "your extensions",
         "admin": "true for an admin role (everything but the session actions)",
+        "smsAll": "true when you see every SMS, in and out",
+        "smsSpans": "spans and devices whose incoming SMS you see (* = all)",
     },
 )
 async def whoami(call: Call, args: WhoamiArgs) -> dict[str, Any]:
@@ -539,4 +695,6 @@ async def whoami(call: Call, args: WhoamiArgs) -> dict[str, Any]:
         "ownExtensionsOnly": role.own_extensions_only,
         "ownCallsOnly": role.sees_own_calls_only,
         "admin": role.admin,
+        "smsAll": role.sms_all,
+        "smsSpans": sorted(role.sms_spans),
     }

@@ -53,7 +53,9 @@ class RoleSpec:
     ``callHistory``) that involved one of their extensions (``None``: as the role it
     extends, else no); ``admin`` grants everything but the
     session actions; ``extends`` names a role whose lists this one starts from (its own
-    name: the built-in of that name).
+    name: the built-in of that name). SMS: a user always sees the SMS they sent;
+    ``sms_spans`` adds the incoming SMS of those spans or devices (``"*"``: all), and
+    ``sms_all`` every SMS, in and out (``None``: as the role it extends, else no).
     """
 
     methods: tuple[str, ...] = ()
@@ -63,6 +65,8 @@ class RoleSpec:
     own_calls_only: bool | None = None
     admin: bool = False
     extends: str | None = None
+    sms_spans: tuple[str, ...] = ()
+    sms_all: bool | None = None
 
 
 # --- sensitive actions -----------------------------------------------------------------
@@ -210,6 +214,8 @@ _OPERATOR_METHODS = (
     "dial",
     "redirect",
     "gsmSendSMS",
+    "smsStatus",
+    "smsHistory",
     "onEvent",
     "onceEvent",
     "rmEvent",
@@ -319,6 +325,11 @@ _SMS_EVENTS = (
     "DongleNewSMS",
     "DongleNewSMSBase64",
     "DongleNewUSSD",
+    # The server's own: an outgoing SMS changed status; an incoming SMS was stored.
+    # Which SMS a user sees is decided per SMS (api.guards): their own outgoing ones,
+    # incoming ones of the spans the role grants.
+    "sms.status",
+    "sms.received",
 )
 
 _SUPERVISOR_ACTIONS = (
@@ -350,6 +361,7 @@ BUILTIN_ROLE_SPECS: Mapping[str, RoleSpec] = {
         methods=(*_OPERATOR_METHODS, "dispatchEvent"),
         actions=_READ_ONLY_ACTIONS + _SUPERVISOR_ACTIONS,
         events=("*",),  # a wildcard: security events stay out (roles, invariant 3)
+        sms_all=True,
     ),
     "admin": RoleSpec(methods=("*",), actions=("*",), events=("*",), admin=True),
 }

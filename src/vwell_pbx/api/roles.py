@@ -207,6 +207,10 @@ class Role:
     own_extensions_only: bool = False
     own_calls_only: bool = False
     admin: bool = False
+    #: Spans and devices whose incoming SMS the role sees (``"*"``: all of them).
+    sms_spans: frozenset[str] = frozenset()
+    #: Every SMS, in and out (admin roles too).
+    sms_all: bool = False
     # Verdicts of allows_event by (name, Privilege), kept only when no rule looks at
     # other fields: the answer then depends on nothing else, and a PBX has a few dozen
     # event names, so this turns fnmatch over every rule into one dict look-up.
@@ -229,6 +233,8 @@ class Role:
         own_extensions_only: bool = False,
         own_calls_only: bool = False,
         admin: bool = False,
+        sms_spans: Iterable[str] = (),
+        sms_all: bool = False,
     ) -> Role:
         """Normalise (case-fold, de-duplicate) and freeze a role."""
         acts = tuple(dict.fromkeys(a.strip().casefold() for a in actions))
@@ -243,12 +249,20 @@ class Role:
             own_extensions_only=own_extensions_only,
             own_calls_only=own_calls_only,
             admin=admin,
+            sms_spans=frozenset(span.strip() for span in sms_spans),
+            sms_all=sms_all or admin,
         )
 
     @property
     def sees_own_calls_only(self) -> bool:
         """Whether calls are restricted to those of the user's extensions (invariant 5)."""
         return self.own_extensions_only or self.own_calls_only
+
+    def sees_sms_of_span(self, span: str | None) -> bool:
+        """May this role see the incoming SMS of ``span`` (a span number or device)?"""
+        if self.sms_all or "*" in self.sms_spans:
+            return True
+        return span is not None and span in self.sms_spans
 
     def allows_method(self, name: str) -> bool:
         """May this role call the API method ``name`` (case-insensitive)?"""
@@ -377,6 +391,8 @@ def _build(name: str, spec: RoleSpec) -> Role:
         own_extensions_only=spec.own_extensions_only,
         own_calls_only=bool(spec.own_calls_only),
         admin=spec.admin,
+        sms_spans=spec.sms_spans,
+        sms_all=bool(spec.sms_all),
     )
 
 
@@ -432,6 +448,8 @@ class RoleBook:
                 else base is not None and base.own_calls_only
             ),
             admin=spec.admin,
+            sms_spans=(*(base.sms_spans if base else ()), *spec.sms_spans),
+            sms_all=spec.sms_all if spec.sms_all is not None else bool(base and base.sms_all),
         )
 
     def get(self, name: str) -> Role:

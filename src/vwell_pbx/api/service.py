@@ -53,13 +53,14 @@ from vwell_pbx.api.limits import KeyedBuckets
 from vwell_pbx.api.live_calls import LiveCalls
 from vwell_pbx.api.registry import METHODS, Method
 from vwell_pbx.api.roles import Role, RoleBook
+from vwell_pbx.api.sms import SmsOffice
 from vwell_pbx.events.bus import EventBus, Subscriber
 from vwell_pbx.events.relay import EventRelay
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
-from vwell_pbx.pbx.errors import PbxRejected
+from vwell_pbx.pbx.errors import NotSupported, PbxRejected
 from vwell_pbx.pbx.numbers import PhoneRules
-from vwell_pbx.pbx.sms import SmsBackend
+from vwell_pbx.pbx.sms import SmsSubmitter
 from vwell_pbx.storage import CallStore, KeyStore
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,13 @@ class Session:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PbxLink:
-    """One configured PBX: its AMI connection, its SMS backend, its live channels and
-    its live calls (``None`` when ``[calls] enabled = false``)."""
+    """One configured PBX: its AMI connection, its SMS backend (which the server's
+    outbox drives), its live channels and its live calls (``None`` when ``[calls]
+    enabled = false``)."""
 
     name: str
     client: AmiClient
-    sms: SmsBackend
+    sms: SmsSubmitter
     channels: ChannelRegistry = field(default_factory=ChannelRegistry)
     calls: LiveCalls | None = None
 
@@ -137,6 +139,13 @@ class Call:
             )
         return self.session.subscriber
 
+    @property
+    def sms(self) -> SmsOffice:
+        """The SMS outbox and store; ``NotSupported`` when the server runs without."""
+        if self.api.sms is None:
+            raise NotSupported("this server has no SMS storage")
+        return self.api.sms
+
 
 class Api:
     """The transport-independent API: ``await api.handle(envelope, session)``."""
@@ -150,6 +159,7 @@ class Api:
         authenticator: Authenticator,
         roles: RoleBook,
         relay: EventRelay | None = None,
+        sms: SmsOffice | None = None,
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[str, Mapping[str, Any], float], None] | None = None,
         call_history: CallStore | None = None,
@@ -158,7 +168,9 @@ class Api:
         """``call_history`` and ``keys`` (the storage's) serve ``callHistory``; without
         them it answers ``not_supported``.
         ``relay``: where ``dispatchEvent`` also sends its events so that the other
-        server instances' subscribers get them (``None``: this instance only)."""
+        server instances' subscribers get them (``None``: this instance only).
+        ``sms``: the outbox and store behind ``gsmSendSMS``, ``smsStatus`` and
+        ``smsHistory`` (``None``: they answer ``not_supported``)."""
         if not links:
             raise ValueError("at least one PBX link is required")
         self.settings = settings
@@ -168,6 +180,8 @@ class Api:
         self.authenticator = authenticator
         self.roles = roles
         self.relay = relay
+        #: The SMS outbox and store (``gsmSendSMS``, ``smsStatus``, ``smsHistory``).
+        self.sms = sms
         self.guards = EventGuards(roles)
         self.call_history = call_history
         self.keys = keys

@@ -185,6 +185,13 @@ class _PendingOriginate:
     to_number: str | None
     expires_ms: int
     call_id: str | None = None
+    # When the Originate was written (None: not told). A call that started before it
+    # is another AMI client's (another instance's click-to-call of the same phone).
+    sent_ms: int | None = None
+
+    def could_have_made(self, call: Call) -> bool:
+        """Whether this Originate could have made ``call`` (it did not start earlier)."""
+        return self.sent_ms is None or call.started_ms >= self.sent_ms
 
 
 def _int(raw: str | None) -> int | None:
@@ -391,7 +398,13 @@ class CallTracker:
         return None if call_id is None else self._resolve(call_id)
 
     def expect_originate(
-        self, action_id: str, channel: str, now: float, *, to_number: str | None = None
+        self,
+        action_id: str,
+        channel: str,
+        now: float,
+        *,
+        to_number: str | None = None,
+        sent: float | None = None,
     ) -> None:
         """Announce a click-to-call: an ``Originate`` of ``channel`` with ``action_id``.
 
@@ -401,7 +414,10 @@ class CallTracker:
         that, by the ``OriginateResponse`` with this ActionID. Call it as soon as the
         ActionID is known; if the channel already appeared, it is matched at once.
         ``to_number`` (normalised) is the number the call goes to, shown as
-        ``toNumber`` even when it never gets that far. Bounded by
+        ``toNumber`` even when it never gets that far. ``sent`` (the clock of ``now``)
+        is when the Originate was written: a call that started before it is not this
+        Originate's, however its channel is named (another AMI client, such as another
+        server instance, may click-to-call the same phone). Bounded by
         ``max_pending_originates`` and ``originate_ttl``.
         """
         self._now = to_ms(now)
@@ -410,13 +426,19 @@ class CallTracker:
             channel=channel.strip().lower(),
             to_number=to_number,
             expires_ms=self._now + round(self._limits.originate_ttl * 1000),
+            sent_ms=None if sent is None else to_ms(sent),
         )
         self._pending[action_id] = entry
         self._pending.move_to_end(action_id)
         while len(self._pending) > self._limits.max_pending_originates:
             self._pending.popitem(last=False)
         for call in list(self._calls.values()):
-            if call.originate_leg and not call.originated and not call.ended:
+            if (
+                call.originate_leg
+                and not call.originated
+                and not call.ended
+                and entry.could_have_made(call)
+            ):
                 first = next(iter(call.channels.values()), None)
                 if first is not None and self._channel_matches(entry.channel, first.name):
                     self._mark_originated(call, action_id, entry)
@@ -1238,7 +1260,11 @@ class CallTracker:
             return
         self._expire_pending()
         for action_id, entry in self._pending.items():
-            if entry.call_id is None and self._channel_matches(entry.channel, name):
+            if (
+                entry.call_id is None
+                and entry.could_have_made(call)
+                and self._channel_matches(entry.channel, name)
+            ):
                 self._mark_originated(call, action_id, entry)
                 return
 
@@ -1691,7 +1717,7 @@ class CallTracker:
         channel = self._channels.get(uniqueid) if uniqueid else None
         if channel is None:
             # A failed Originate reports "<unknown>": look for its leg by name.
-            for call in self._calls.values():
+            for call in filter(entry.could_have_made, self._calls.values()):
                 first = next(iter(call.channels.values()), None)
                 if (
                     first is not None

@@ -66,7 +66,15 @@ from vwell_pbx.simulator import gsm
 from vwell_pbx.simulator.actions import ACTIONS, PRE_LOGIN, SessionEnd, response
 from vwell_pbx.simulator.calls import CallEngine, DialScript
 from vwell_pbx.simulator.dialects import Asterisk20Events, YeastarEvents
-from vwell_pbx.simulator.gsm import SentSms, SpanState, default_spans
+from vwell_pbx.simulator.gsm import (
+    IncomingSms,
+    SentSms,
+    SmsFault,
+    SmsFaults,
+    SmsShape,
+    SpanState,
+    default_spans,
+)
 from vwell_pbx.simulator.model import (
     DEFAULT_EXTENSIONS,
     Dialplan,
@@ -123,6 +131,7 @@ class PbxSimulator:
         call_hold: float = 1.0,
         no_answer_after: float = 1.0,
         sms_send_delay: float = 0.05,
+        sms_answer_delay: float = 0.0,
         extensions: Mapping[str, ExtensionBehaviour | str] | None = None,
         contexts: Sequence[str] | None = None,
         ami_version: str | None = None,
@@ -146,6 +155,8 @@ class PbxSimulator:
         ``700`` answer and wait, ``2000`` rings 267 and 268, ``*8`` picks up).
         ``legacy_originate_events``: report an async Originate as Asterisk 1.4 did,
         with ``OriginateSuccess`` / ``OriginateFailure`` instead of ``OriginateResponse``.
+        ``sms_send_delay``: how long a module takes to send an SMS (its report follows);
+        ``sms_answer_delay``: how long the PBX takes to answer an SMS send action.
         """
         self.host = host
         self.port = port
@@ -164,6 +175,10 @@ class PbxSimulator:
         self.spans: list[SpanState] = list(spans) if spans is not None else default_spans()
         self.actions_received: list[Message] = []
         self.sms_sent: list[SentSms] = []
+        self.sms_faults = SmsFaults()
+        """Faults the next SMS sends meet (``fail_sms``)."""
+        self.sms_answer_delay = sms_answer_delay
+        """Seconds the PBX takes before it answers an SMS send (a slow module)."""
         self._mute = False
         self.clock = clock
         """Wall-clock time source (``time.time`` by default)."""
@@ -289,7 +304,12 @@ class PbxSimulator:
 
     def emit(self, event: Message) -> None:
         """Send an event to every logged-in connection that has events on. Never awaits."""
-        data = encode_message(event.headers, event.output)
+        self.emit_bytes(encode_message(event.headers, event.output))
+
+    def emit_bytes(self, data: bytes) -> None:
+        """Send raw bytes, as an event, to every logged-in connection with events on:
+        for what a PBX writes that ``Message`` cannot express (a TG gateway's trailer
+        line, bytes that are not UTF-8). Never awaits."""
         for session in list(self._sessions):
             session.send_event(data)
 
@@ -346,26 +366,53 @@ class PbxSimulator:
         await run.until("created", timeout=30.0)
         return run
 
-    def incoming_sms(self, sender: str, text: str, *, span: int = 2, parts: int = 1) -> None:
-        """Emit ``ReceivedSMS`` events (one per part, same ID, URL-encoded Content)."""
+    def incoming_sms(
+        self,
+        sender: str,
+        text: str | None = None,
+        *,
+        span: int = 2,
+        parts: int = 1,
+        shape: SmsShape = "tg",
+        order: Sequence[int] | None = None,
+        data: bytes | None = None,
+        device: str = "dongle0",
+        first_index: int = 1,
+    ) -> str:
+        """An SMS arriving from ``sender``, as events in the ``shape`` of a backend.
+
+        ``tg`` (default) and ``mypbx``: ``ReceivedSMS`` events, one per part (``parts``),
+        sharing an ``ID``, emitted in ``order`` (1-based part numbers; default in order),
+        numbered from ``first_index``. ``dongle``: chan_dongle's ``DongleNewSMS`` then
+        ``DongleNewSMSBase64`` from ``device`` (chan_dongle joins long SMS itself).
+        ``data`` sends raw bytes instead of ``text`` (cut into parts anywhere). Returns
+        the ``ID`` of the parts. See ``simulator.gsm`` for the exact shapes.
+        """
+        if (text is None) == (data is None):
+            raise ValueError("give either text or data")
         self._sms_ids += 1
-        pieces = gsm.split_parts(text, parts)
-        received = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.clock()))
-        for index, piece in enumerate(pieces, start=1):
-            self.emit(
-                Message.build(
-                    ("Event", "ReceivedSMS"),
-                    ("Privilege", "all,smscommand"),
-                    ("ID", str(self._sms_ids)),
-                    ("GsmSpan", str(span)),
-                    ("Sender", sender),
-                    ("Recvtime", received),
-                    ("Index", str(index)),
-                    ("Total", str(len(pieces))),
-                    ("Smsc", "+79000000000"),
-                    ("Content", gsm.url_encode(piece)),
-                )
-            )
+        sms = IncomingSms(
+            sender=sender,
+            text=text,
+            data=data or b"",
+            span=span,
+            device=device,
+            reference=str(self._sms_ids),
+            received=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.clock())),
+            parts=parts,
+            order=order,
+            first_index=first_index,
+        )
+        for event in gsm.incoming_sms_events(sms, shape):
+            self.emit_bytes(event)
+        return sms.reference
+
+    def fail_sms(self, fault: SmsFault, count: int = 1) -> None:
+        """Let the next ``count`` SMS sends fail with ``fault``: ``busy`` (the span or
+        device cannot send now), ``error`` (refused for good), ``no_answer`` (sent, but
+        the action is never answered) or ``report_failed`` (answered, then reported
+        failed; ``smscommand`` and ``DongleSendSMS`` only)."""
+        self.sms_faults.add(fault, count)
 
     def start_traffic(self, calls_per_second: float, *, hold: float | None = None) -> None:
         """Start a background stream of calls (Poisson arrivals): mostly inbound GSM

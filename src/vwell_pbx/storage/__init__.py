@@ -1,4 +1,4 @@
-"""Storage: one database (SQLite or PostgreSQL) for users, lock-outs and what follows.
+"""Storage: one database (SQLite or PostgreSQL) for users, lock-outs, calls, SMS and keys.
 
 ::
 
@@ -8,9 +8,9 @@
 ``open_storage`` opens the backend named by the URL (``sqlite:PATH`` or
 ``postgresql://...``), applies pending migrations (``upgrade=True``) or only checks
 the version, and closes every connection at the end of the block. Repositories are
-small and domain-named (``UserStore``, ``LockoutStore``, ``CallStore``, ``KeyStore``);
-they speak SQL through the ``Database`` interface and never see which backend runs it.
-Backend modules (``sqlite``, ``postgres``) are imported only when used.
+small and domain-named (``UserStore``, ``LockoutStore``, ``CallStore``, ``KeyStore``,
+``SmsStore``); they speak SQL through the ``Database`` interface and never see which
+backend runs it. Backend modules (``sqlite``, ``postgres``) are imported only when used.
 
 This layer sits beside the others: it imports nothing of the server but the exception
 root. See docs/architecture.md ("Storage") for the design and how to add a table.
@@ -52,6 +52,13 @@ from vwell_pbx.storage.migrations import (
     upgrade,
 )
 from vwell_pbx.storage.settings import StorageSettings
+from vwell_pbx.storage.sms import (
+    Enqueued,
+    SmsHistoryQuery,
+    SmsRow,
+    SmsStore,
+    SmsVisibility,
+)
 from vwell_pbx.storage.url import StorageUrl
 from vwell_pbx.storage.users import UserRow, UserStore
 
@@ -62,6 +69,7 @@ __all__ = [
     "CallStore",
     "ChangeFeed",
     "Database",
+    "Enqueued",
     "HistoryPosition",
     "HistoryQuery",
     "IntegrityViolation",
@@ -70,6 +78,10 @@ __all__ = [
     "SchemaError",
     "SchemaStatus",
     "SchemaTooNew",
+    "SmsHistoryQuery",
+    "SmsRow",
+    "SmsStore",
+    "SmsVisibility",
     "Storage",
     "StorageBusy",
     "StorageError",
@@ -112,6 +124,7 @@ class Storage:
     lockouts: LockoutStore
     calls: CallStore
     keys: KeyStore
+    sms: SmsStore
     schema: SchemaStatus
 
     @property
@@ -147,6 +160,7 @@ async def open_storage(
             lockouts=LockoutStore(db),
             calls=CallStore(db),
             keys=KeyStore(db),
+            sms=SmsStore(db),
             schema=status,
         )
     finally:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from vwell_pbx.storage.database import Database, Params
+from vwell_pbx.storage.database import Database, Params, Transaction
 from vwell_pbx.storage.errors import StorageError
 
 __all__ = [
@@ -87,6 +87,10 @@ class CallRecord:
     to_number: str | None
     extensions: tuple[str, ...]
     document: str
+    originated: bool = False
+    """A click-to-call of this instance's ``dial``: only that instance knows it (the
+    document's ``originated``/``actionId``), so its document replaces one that another
+    instance watching the same PBX stored first."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -139,6 +143,15 @@ _INSERT_CALL = (
     ":direction, :end_reason, :from_number, :to_number, :document) "
     "ON CONFLICT (pbx, call_id) DO NOTHING RETURNING id"
 )
+_ADOPT_ORIGINATED = (
+    "UPDATE calls SET document = :document, direction = :direction, "
+    "end_reason = :end_reason, from_number = :from_number, to_number = :to_number "
+    "WHERE pbx = :pbx AND call_id = :call_id RETURNING id"
+)
+_ADOPT_ORIGINATED_EXTENSIONS = (
+    "UPDATE call_extensions SET direction = :direction, end_reason = :end_reason, "
+    "from_number = :from_number, to_number = :to_number WHERE call_row = :call_row"
+)
 _INSERT_EXTENSION = (
     "INSERT INTO call_extensions (call_row, extension, pbx, started_ms, direction, "
     "end_reason, from_number, to_number) VALUES (:call_row, :extension, :pbx, :started_ms, "
@@ -164,7 +177,9 @@ class CallStore:
         """Store ended calls (one transaction); returns how many were new.
 
         A call already stored (same ``pbx`` and ``call_id``, e.g. written by another
-        instance) is left as it is.
+        instance) is left as it is, except that an ``originated`` record's document
+        replaces the stored one with its filter columns (the other instance did not
+        know it was a click-to-call); the row keeps its times and extensions.
         """
         if not records:
             return 0
@@ -174,6 +189,8 @@ class CallStore:
             for record in records:
                 row = await tx.fetch_value(_INSERT_CALL, _call_params(record))
                 if row is None:
+                    if record.originated:
+                        await self._adopt(tx, record)
                     continue
                 added += 1
                 for extension in dict.fromkeys(record.extensions[:MAX_EXTENSIONS_PER_CALL]):
@@ -192,6 +209,24 @@ class CallStore:
             if extension_rows:
                 await tx.execute_many(_INSERT_EXTENSION, extension_rows)
         return added
+
+    @staticmethod
+    async def _adopt(tx: Transaction, record: CallRecord) -> None:
+        """Replace a stored call's document and filter columns with ``record``'s."""
+        # The row keeps its times: its place in the newest-first order and the cursors.
+        params = {k: v for k, v in _call_params(record).items() if not k.endswith("_ms")}
+        row = await tx.fetch_value(_ADOPT_ORIGINATED, params)
+        if row is not None:
+            await tx.execute(
+                _ADOPT_ORIGINATED_EXTENSIONS,
+                {
+                    "call_row": row,
+                    "direction": record.direction,
+                    "end_reason": record.end_reason,
+                    "from_number": record.from_number,
+                    "to_number": record.to_number,
+                },
+            )
 
     async def history(self, query: HistoryQuery) -> list[StoredCall]:
         """At most ``query.limit`` calls matching ``query``, newest first."""

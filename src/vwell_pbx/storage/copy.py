@@ -20,7 +20,7 @@ from vwell_pbx.storage.users import USERS_CHANNEL
 __all__ = ["CopyReport", "copy_database", "row_counts"]
 
 #: Serial (``{id}``) columns, per table, whose sequence must continue after a copy.
-SERIAL_COLUMNS: dict[str, str] = {"calls": "id"}
+SERIAL_COLUMNS: dict[str, str] = {"calls": "id", "sms_messages": "id"}
 
 _BATCH = 1000
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

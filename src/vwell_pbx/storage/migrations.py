@@ -155,6 +155,78 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         )
         """,
     ),
+    # The SMS outbox and inbox (storage/sms.py): every SMS in and out, idempotency keys
+    # and the per-lane pacing shared by every instance.
+    Migration(
+        4,
+        "sms",
+        ("sms_messages", "sms_keys", "sms_lanes"),
+        # Flags are INTEGER 0/1 (not {bool}) and raw bytes base64 TEXT, so that `db copy`
+        # moves the rows between the engines unchanged. Partial indexes keep the outbox's
+        # hot queries (claims, quota counts) on the few open rows, however long the
+        # history grows; the predicates are repeated literally in storage/sms.py so that
+        # PostgreSQL's planner can use them.
+        """
+        CREATE TABLE sms_messages (
+            id {id},
+            sms_id TEXT NOT NULL UNIQUE,
+            direction TEXT NOT NULL,
+            pbx TEXT NOT NULL,
+            status TEXT NOT NULL,
+            number TEXT NOT NULL,
+            text TEXT NOT NULL,
+            span TEXT,
+            backend TEXT,
+            login TEXT,
+            login2 TEXT,
+            client_key TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            detail TEXT,
+            pbx_sms_id TEXT,
+            created_at {real} NOT NULL,
+            updated_at {real} NOT NULL,
+            next_attempt_at {real},
+            expires_at {real},
+            accepted_at {real},
+            done_at {real},
+            claimed_by TEXT,
+            lease_until {real},
+            pbx_time TEXT,
+            raw TEXT,
+            undecodable INTEGER NOT NULL DEFAULT 0,
+            partial INTEGER NOT NULL DEFAULT 0,
+            parts INTEGER NOT NULL DEFAULT 1,
+            dedupe_key TEXT,
+            stored_by TEXT
+        );
+        CREATE INDEX sms_queue ON sms_messages (pbx, next_attempt_at, id)
+            WHERE status = 'queued';
+        CREATE INDEX sms_open ON sms_messages (login, login2)
+            WHERE status IN ('queued', 'sending');
+        CREATE INDEX sms_in_flight ON sms_messages (lease_until)
+            WHERE status = 'sending';
+        CREATE INDEX sms_by_time ON sms_messages (created_at, id);
+        CREATE INDEX sms_by_sender ON sms_messages (login, login2, created_at);
+        CREATE INDEX sms_by_number ON sms_messages (number, created_at);
+        CREATE INDEX sms_by_span ON sms_messages (direction, span, created_at);
+        CREATE INDEX sms_by_dedupe_key ON sms_messages (dedupe_key, created_at);
+        CREATE TABLE sms_keys (
+            login TEXT NOT NULL,
+            login2 TEXT NOT NULL,
+            client_key TEXT NOT NULL,
+            sms_id TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            PRIMARY KEY (login, login2, client_key)
+        );
+        CREATE TABLE sms_lanes (
+            lane TEXT PRIMARY KEY,
+            last_send {real},
+            busy_until {real},
+            busy_by TEXT
+        )
+        """,
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1].version

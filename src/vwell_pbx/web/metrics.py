@@ -43,7 +43,15 @@ class ServerMetrics:
         )
         self.sms = Counter(
             "vwell_sms",
-            "SMS requests by outcome (accepted, queued, sent, failed)",
+            "gsmSendSMS requests by answer: the SMS's status (queued; with wait also sent, "
+            "failed, unknown), or refused",
+            ["status"],
+            registry=self.registry,
+        )
+        self.sms_status = Counter(
+            "vwell_sms_status",
+            "SMS status changes by new status (queued, sending, sent, failed, unknown; "
+            "received for incoming SMS)",
             ["status"],
             registry=self.registry,
         )
@@ -54,7 +62,7 @@ class ServerMetrics:
         self.requests.labels(method, code or "ok").inc()
         self.latency.labels(method).observe(seconds)
         if method == "gsmSendSMS":
-            self.sms.labels("failed" if code else str(response.get("status"))).inc()
+            self.sms.labels("refused" if code else str(response.get("status"))).inc()
 
     def watch(self, bus: EventBus, clients: Mapping[str, AmiClient]) -> None:
         """Export the bus's and the AMI clients' own counters at scrape time."""

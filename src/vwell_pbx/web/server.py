@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import random
 import secrets
 import signal
@@ -34,6 +35,7 @@ from vwell_pbx.api.live_calls import LiveCalls
 from vwell_pbx.api.role_tables import EventRuleSpec, RoleSpec
 from vwell_pbx.api.roles import RoleBook
 from vwell_pbx.api.service import Api, ApiSettings, PbxLink
+from vwell_pbx.api.sms import SmsOffice, sms_event
 from vwell_pbx.calls import CallEvent, CallSnapshot, CallTracker
 from vwell_pbx.config import (
     SIMULATOR_HOST,
@@ -53,9 +55,15 @@ from vwell_pbx.events.replay import ReplayBuffer
 from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
-from vwell_pbx.pbx.sms import make_sms_backend
+from vwell_pbx.pbx.sms import (
+    InboxSettings,
+    OutboxSettings,
+    SmsInbox,
+    SmsOutbox,
+    make_sms_backend,
+)
 from vwell_pbx.protocol.message import Message
-from vwell_pbx.storage import CallHistoryWriter, CallStore, Storage, open_storage
+from vwell_pbx.storage import CallHistoryWriter, CallStore, SmsRow, Storage, open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.app import WebSettings, build_app
 from vwell_pbx.web.instance import InstanceHealth, relay_between_instances
@@ -107,6 +115,40 @@ def api_settings(config: AppConfig) -> ApiSettings:
     )
 
 
+def outbox_settings(config: AppConfig) -> OutboxSettings:
+    """The SMS outbox's view of ``[sms]``."""
+    sms = config.sms
+    return OutboxSettings(
+        interval=sms.interval_seconds,
+        max_attempts=sms.max_attempts,
+        expire_seconds=sms.expire_minutes * 60,
+        retry_seconds=sms.retry_seconds,
+        lease_seconds=sms.lease_seconds,
+        poll_seconds=sms.poll_seconds,
+        answer_seconds=sms.answer_seconds,
+        report_seconds=sms.report_seconds,
+        max_per_user=sms.outbox_max_per_user,
+        max_total=sms.outbox_max,
+    )
+
+
+def inbox_settings(config: AppConfig) -> InboxSettings:
+    """The SMS inbox's view of ``[sms]``."""
+    sms = config.sms
+    return InboxSettings(
+        part_seconds=sms.inbox_part_seconds,
+        max_pending=sms.inbox_pending_max,
+        queue_size=sms.inbox_queue_size,
+    )
+
+
+def run_owner(instance: str) -> str:
+    """This server run's id in the SMS outbox's claims: the instance's name
+    (``[instances] name``), the process and a random part (a restarted process is a new
+    owner, so its predecessor's claims are not its own)."""
+    return f"{instance[:64]}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
 def role_specs(config_roles: Mapping[str, RoleConfig]) -> dict[str, RoleSpec]:
     """The configuration's ``[roles.NAME]`` tables as the API layer's plain ``RoleSpec``s."""
 
@@ -124,6 +166,8 @@ def role_specs(config_roles: Mapping[str, RoleConfig]) -> dict[str, RoleSpec]:
             own_calls_only=role.own_calls_only,
             admin=role.admin,
             extends=role.extends,
+            sms_spans=role.sms_spans,
+            sms_all=role.sms_all,
         )
         for name, role in config_roles.items()
     }
@@ -195,35 +239,19 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
         authenticator = await _authentication(stack, config, storage, roles)
         # Entered before the PBX links, so it is closed (and flushed) after them.
         history = await stack.enter_async_context(_history_writer(config, storage.calls))
-        several = len(config.pbx) > 1
+        outbox, inbox = _sms_outbox_and_inbox(config, storage, bus, metrics, run_owner(name))
         links: dict[str, PbxLink] = {}
-        clients: dict[str, AmiClient] = {}
-        live_calls: dict[str, LiveCalls] = {}
         for index, pbx in enumerate(config.pbx):
-            client = AmiClient(_ami_settings(config, index))
-            pbx_name = pbx.name if several else None
-            client.add_listener(_publisher(bus, pbx_name))
-            channels = ChannelRegistry()
-            client.add_listener(channels.observe)
-            client.add_state_listener(_channels_cleared_when_down(channels))
-            live = _live_calls(config, pbx.name, client, bus, history)
-            if live is not None:
-                stack.push_async_callback(live.aclose)
-                live_calls[pbx.name] = live
-            await client.start()
-            stack.push_async_callback(client.close)
-            clients[pbx.name] = client
-            sms = make_sms_backend(
-                client,
-                backend=config.sms.backend,
-                span=config.sms.span,
-                interval=config.sms.interval_seconds,
-                queue_size=config.sms.queue_size,
+            links[pbx.name] = await _pbx_link(
+                stack, config, index, bus=bus, history=history, outbox=outbox, inbox=inbox
             )
-            stack.push_async_callback(sms.aclose)
-            links[pbx.name] = PbxLink(
-                name=pbx.name, client=client, sms=sms, channels=channels, calls=live
-            )
+        # Closed before the AMI clients (exit stack order): a send in progress may end.
+        await inbox.start()
+        stack.push_async_callback(inbox.aclose)
+        await outbox.start()
+        stack.push_async_callback(outbox.aclose)
+        clients = {link.name: link.client for link in links.values()}
+        live_calls = {link.name: link.calls for link in links.values() if link.calls is not None}
         metrics.watch(bus, clients)
         metrics.watch_calls(live_calls, history)
         api = Api(
@@ -233,6 +261,7 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             authenticator=authenticator,
             roles=roles,
             relay=relay,
+            sms=SmsOffice(outbox=outbox, store=storage.sms),
             observe=metrics.observe,
             call_history=storage.calls,
             keys=storage.keys,
@@ -421,6 +450,66 @@ def _live_calls(
     live.add_sink(store)
     live.start()
     return live
+
+
+async def _pbx_link(
+    stack: contextlib.AsyncExitStack,
+    config: AppConfig,
+    index: int,
+    *,
+    bus: EventBus,
+    history: CallHistoryWriter[CallSnapshot],
+    outbox: SmsOutbox[SmsRow],
+    inbox: SmsInbox[SmsRow],
+) -> PbxLink:
+    """The ``index``-th ``[[pbx]]``: its AMI client, started, with everything that
+    listens to it (the bus, the SMS inbox, the channel registry, the live calls), and
+    its SMS backend handed to the outbox; each closed with ``stack``."""
+    pbx = config.pbx[index]
+    client = AmiClient(_ami_settings(config, index))
+    client.add_listener(_publisher(bus, pbx.name if len(config.pbx) > 1 else None))
+    client.add_listener(inbox.listener(pbx.name))
+    channels = ChannelRegistry()
+    client.add_listener(channels.observe)
+    client.add_state_listener(_channels_cleared_when_down(channels))
+    live = _live_calls(config, pbx.name, client, bus, history)
+    if live is not None:
+        stack.push_async_callback(live.aclose)
+    await client.start()
+    stack.push_async_callback(client.close)
+    # The outbox drives the backend (submit, settle); its own in-memory queue stays unused.
+    sms = make_sms_backend(client, backend=config.sms.backend, span=config.sms.span)
+    outbox.add_pbx(pbx.name, sms, client)
+    return PbxLink(name=pbx.name, client=client, sms=sms, channels=channels, calls=live)
+
+
+def _sms_outbox_and_inbox(
+    config: AppConfig, storage: Storage, bus: EventBus, metrics: ServerMetrics, owner: str
+) -> tuple[SmsOutbox[SmsRow], SmsInbox[SmsRow]]:
+    """The durable SMS outbox and the inbox on the storage (not started yet); every
+    change they make is announced as an ``sms.*`` event and counted."""
+    announce = _sms_announcer(bus, metrics)
+    outbox: SmsOutbox[SmsRow] = SmsOutbox(
+        storage.sms, outbox_settings(config), owner=owner, on_change=announce
+    )
+    inbox: SmsInbox[SmsRow] = SmsInbox(
+        storage.sms,
+        inbox_settings(config),
+        owner=owner,
+        rules=PhoneRules(rewrite=tuple(config.phone.rewrite)),
+        on_received=announce,
+    )
+    return outbox, inbox
+
+
+def _sms_announcer(bus: EventBus, metrics: ServerMetrics) -> Callable[[SmsRow], None]:
+    """Every SMS status change (and every stored incoming SMS) as an ``sms.*`` event."""
+
+    def announce(row: SmsRow) -> None:
+        metrics.sms_status.labels(row.status).inc()
+        bus.publish(sms_event(row))
+
+    return announce
 
 
 def _channels_cleared_when_down(channels: ChannelRegistry) -> Callable[[ConnectionState], None]:

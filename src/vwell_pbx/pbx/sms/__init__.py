@@ -18,25 +18,51 @@ The package is cut along the seams of the job:
 ``submission``     the contract between a backend and whatever schedules it: one
                    SMS handed over now, its ``Attempt`` and ``Verdict`` (accepted,
                    sent, failed for good, worth a retry, in doubt)
-``pacing``         ``SmsQueue``, the in-memory scheduler: one lane per span, spaced
-                   ``interval`` seconds apart, bounded
+``outbox``         ``SmsOutbox``, the durable scheduler ``gsmSendSMS`` uses: the SMS is
+                   stored, then sent by one sender per PBX from the store (``queued ->
+                   sending -> sent | failed | unknown``), paced per lane across restarts
+                   and instances, retried with backoff, never resent when in doubt
+``inbox``          incoming SMS: the three backends' events decoded (URL-encoding,
+                   base64, UCS-2 hex), long SMS joined, stored, announced (``SmsInbox``)
+``pacing``         ``SmsQueue``, the in-memory scheduler behind ``PacedSmsBackend.send``
+                   (for embedders without a database; the server uses the outbox)
 ``base``           ``PacedSmsBackend``: ``submit``/``settle`` (no scheduling) and
-                   ``send`` (= check, queue, submit, settle; what the API calls)
+                   ``send`` (= check, queue, submit, settle)
 ``yeastar``,       the backends: how each PBX takes an SMS and reports on it
 ``dongle``
 ``backends``       ``make_sms_backend`` from the configuration
 =================  =====================================================================
 
-A scheduler other than ``SmsQueue`` (a durable outbox that persists ``queued -> sending
--> sent | failed`` and paces per span across servers) uses a backend through
-``SmsSubmitter``: ``lane`` to pace, ``check`` before storing, ``submit`` in the lane's
-turn, ``settle`` for the report, and the ``Verdict`` to decide between done, retry with
-backoff, and asking a human (``IN_DOUBT``: never resent automatically).
+A scheduler drives a backend through ``SmsSubmitter``: ``lane`` to pace, ``check``
+before storing, ``submit`` in the lane's turn, ``settle`` for the report, and the
+``Verdict`` to decide between done, retry with backoff, and asking a human
+(``IN_DOUBT``: never resent automatically). The outbox and the inbox reach the database
+through the ``OutboxStore`` and ``InboxStore`` protocols (``storage.sms.SmsStore``
+implements both), so this layer never imports the storage.
 """
 
 from vwell_pbx.pbx.sms.backends import BACKENDS, make_sms_backend
 from vwell_pbx.pbx.sms.base import PacedSmsBackend
 from vwell_pbx.pbx.sms.dongle import DongleBackend
+from vwell_pbx.pbx.sms.inbox import (
+    INCOMING_EVENTS,
+    InboxSettings,
+    InboxStore,
+    IncomingSms,
+    SmsAssembler,
+    SmsInbox,
+    decode_base64,
+    decode_content,
+    sender_number,
+    ucs2_hex_text,
+)
+from vwell_pbx.pbx.sms.outbox import (
+    FINAL_STATUSES,
+    OutboxRecord,
+    OutboxSettings,
+    OutboxStore,
+    SmsOutbox,
+)
 from vwell_pbx.pbx.sms.pacing import DEFAULT_INTERVAL, DEFAULT_QUEUE_SIZE, SmsQueue
 from vwell_pbx.pbx.sms.submission import (
     Attempt,
@@ -68,13 +94,24 @@ __all__ = [
     "DEFAULT_INTERVAL",
     "DEFAULT_QUEUE_SIZE",
     "DEFAULT_SPAN_CACHE_SECONDS",
+    "FINAL_STATUSES",
+    "INCOMING_EVENTS",
     "MAX_LINE_BYTES",
     "MAX_TEXT_CHARS",
     "Attempt",
     "DongleBackend",
+    "InboxSettings",
+    "InboxStore",
+    "IncomingSms",
+    "OutboxRecord",
+    "OutboxSettings",
+    "OutboxStore",
     "PacedSmsBackend",
     "PendingReport",
+    "SmsAssembler",
     "SmsBackend",
+    "SmsInbox",
+    "SmsOutbox",
     "SmsQueue",
     "SmsResult",
     "SmsStatus",
@@ -82,11 +119,15 @@ __all__ = [
     "Verdict",
     "YeastarCommandBackend",
     "YeastarTgBackend",
+    "decode_base64",
+    "decode_content",
     "escape_sms_text",
     "flatten_controls",
     "make_sms_backend",
     "parse_span_detail",
     "parse_span_list",
     "percent_encode",
+    "sender_number",
+    "ucs2_hex_text",
     "verdict_for",
 ]

@@ -68,6 +68,11 @@ class PacedSmsBackend:
         """The pacing key: SMS of the same lane go through the same GSM module."""
         raise NotImplementedError
 
+    @property
+    def fixed_span(self) -> str | None:
+        """The configured span or device, or ``None`` when found per send."""
+        raise NotImplementedError
+
     @classmethod
     def check_text(cls, text: str) -> None:
         """Raise ``InvalidArgument('msg')`` if this backend cannot carry ``text`` whole."""
@@ -85,12 +90,14 @@ class PacedSmsBackend:
         *,
         await_report: bool,
         timeout: float,  # noqa: ASYNC109
+        report_within: float,
     ) -> Attempt:
         """Give the SMS to the PBX (the backend's own exchange); may raise ``VwellError``.
 
         Returns an ``ACCEPTED`` attempt (with ``report`` when ``await_report`` and the
-        backend has reports). Must write the SMS's own action with ``_send_sms_action``
-        (or mark ``progress.written`` itself right before writing it).
+        backend has reports, watched for ``report_within`` seconds). Must write the
+        SMS's own action with ``_send_sms_action`` (or mark ``progress.written`` itself
+        right before writing it).
         """
         raise NotImplementedError
 
@@ -124,18 +131,25 @@ class PacedSmsBackend:
         *,
         await_report: bool,
         timeout: float,  # noqa: ASYNC109
+        report_within: float | None = None,
     ) -> Attempt:
         """Hand one SMS to the PBX now, without queueing; the outcome as an ``Attempt``.
 
         Never raises a ``VwellError``: a refused input is ``FAILED``, and every PBX or
         connection failure gets its verdict from ``verdict_for``. With ``await_report``
-        an ``ACCEPTED`` attempt may carry a ``report`` for ``settle``.
+        an ``ACCEPTED`` attempt may carry a ``report`` for ``settle``, watched for
+        ``report_within`` seconds (default ``timeout``, which bounds each AMI answer).
         """
         progress = HandOver()
         try:
             self.check(tel, text)
             return await self._hand_over(
-                tel, text, progress, await_report=await_report, timeout=timeout
+                tel,
+                text,
+                progress,
+                await_report=await_report,
+                timeout=timeout,
+                report_within=timeout if report_within is None else report_within,
             )
         except VwellError as exc:
             return Attempt(verdict=verdict_for(exc, handed_over=progress.written), error=exc)

@@ -80,6 +80,11 @@ class DongleBackend(PacedSmsBackend):
         """``device NAME``."""
         return f"device {self.device}"
 
+    @property
+    def fixed_span(self) -> str:
+        """The device name: every SMS goes through it."""
+        return self.device
+
     @classmethod
     def check_text(cls, text: str) -> None:
         """Refuse a text whose ``Message`` header would not fit the PBX's line buffer."""
@@ -93,11 +98,12 @@ class DongleBackend(PacedSmsBackend):
         *,
         await_report: bool,
         timeout: float,  # noqa: ASYNC109
+        report_within: float,
     ) -> Attempt:
         watch = _DongleReport(self.device) if await_report else None
         report: asyncio.Future[Message] | None = None
         if watch is not None:
-            report = self._client.wait_event(watch, timeout)
+            report = self._client.wait_event(watch, report_within)
         try:
             answer = await self._send_sms_action(
                 progress,
@@ -139,7 +145,7 @@ class DongleBackend(PacedSmsBackend):
             report.cancel()
             report = asyncio.get_running_loop().create_future()
             report.set_result(early)
-        pending = PendingReport(future=report, event=self.report_event, within=timeout)
+        pending = PendingReport(future=report, event=self.report_event, within=report_within)
         return Attempt(verdict=Verdict.ACCEPTED, result=result, report=pending)
 
     def _read_report(self, result: SmsResult, event: Message) -> SmsResult:

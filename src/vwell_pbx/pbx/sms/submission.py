@@ -185,6 +185,12 @@ class SmsSubmitter(Protocol):
         """The pacing key: SMS of the same lane go through the same GSM module."""
         ...
 
+    @property
+    def fixed_span(self) -> str | None:
+        """The span (or device) every SMS goes through when one is configured; ``None``
+        when it is found per send (``span = "auto"``)."""
+        ...
+
     def check(self, tel: str, text: str) -> None:
         """Raise ``InvalidArgument`` (``tel``/``msg``) for an SMS this backend cannot send."""
         ...
@@ -196,8 +202,13 @@ class SmsSubmitter(Protocol):
         *,
         await_report: bool,
         timeout: float,  # noqa: ASYNC109
+        report_within: float | None = None,
     ) -> Attempt:
-        """Hand one SMS to the PBX now; never raises for what the PBX or the link did."""
+        """Hand one SMS to the PBX now; never raises for what the PBX or the link did.
+
+        ``timeout`` bounds each AMI answer; an awaited delivery report is watched for
+        ``report_within`` seconds (default ``timeout``).
+        """
         ...
 
     async def settle(self, attempt: Attempt) -> Attempt:

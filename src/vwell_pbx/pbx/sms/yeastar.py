@@ -209,6 +209,12 @@ class _SpanBackend(PacedSmsBackend):
         """``span N``, or ``span auto`` (one lane for every span found)."""
         return f"span {self._cli.label}"
 
+    @property
+    def fixed_span(self) -> str | None:
+        """The configured span number, or ``None`` with ``span = "auto"``."""
+        label = self._cli.label
+        return None if label == "auto" else label
+
 
 class YeastarCommandBackend(_SpanBackend):
     """MyPBX: ``Command: gsm send sms SPAN NUMBER "TEXT"`` (result ``accepted``)."""
@@ -233,6 +239,7 @@ class YeastarCommandBackend(_SpanBackend):
         *,
         await_report: bool,
         timeout: float,  # noqa: ASYNC109
+        report_within: float,
     ) -> Attempt:
         span = await self._cli.span(timeout=timeout)
         answer = await self._send_sms_action(
@@ -301,6 +308,7 @@ class YeastarTgBackend(_SpanBackend):
         *,
         await_report: bool,
         timeout: float,  # noqa: ASYNC109
+        report_within: float,
     ) -> Attempt:
         span = await self._cli.span(timeout=timeout)
         sms_id = str(next(self._ids))
@@ -309,7 +317,7 @@ class YeastarTgBackend(_SpanBackend):
             # Registered before sending: the report may follow the answer immediately.
             report = self._client.wait_event(
                 lambda m: m.name.lower() == "updatesmssend" and (m.get("ID") or "") == sms_id,
-                timeout,
+                report_within,
             )
         try:
             answer = await self._send_sms_action(
@@ -338,7 +346,7 @@ class YeastarTgBackend(_SpanBackend):
         )
         pending = None
         if report is not None:
-            pending = PendingReport(future=report, event=self.report_event, within=timeout)
+            pending = PendingReport(future=report, event=self.report_event, within=report_within)
         return Attempt(verdict=Verdict.ACCEPTED, result=result, report=pending)
 
     def _read_report(self, result: SmsResult, event: Message) -> SmsResult:

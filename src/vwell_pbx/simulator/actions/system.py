@@ -13,8 +13,9 @@ from typing import Final
 
 from vwell_pbx.protocol import Message, encode_message
 from vwell_pbx.simulator.actions.base import ActionSession, Pairs, response, with_action_id
+from vwell_pbx.simulator.actions.sms import cli_send_sms, sms_turn
 from vwell_pbx.simulator.commands import CliState, run_command
-from vwell_pbx.simulator.gsm import SentSms
+from vwell_pbx.simulator.gsm import SendSmsCommand, SmsFault
 
 # (action, synopsis, privilege) as ListCommands prints them.
 COMMAND_HELP: Final = (
@@ -41,17 +42,12 @@ COMMAND_HELP: Final = (
 )
 
 
-def _cli_state(session: ActionSession) -> CliState:
+def _cli_state(session: ActionSession, sms_fault: SmsFault | None = None) -> CliState:
     sim = session.sim
 
     def send_sms(span_number: int, number: str, text: str) -> list[str]:
-        # MyPBX's ``gsm send sms``: nothing printed when queued, a complaint otherwise.
-        span = sim.span(span_number)
-        if span is None:
-            return [f"GSM span {span_number} does not exist"]
-        sms = SentSms(via="command", span=span_number, number=number, text=text, ok=span.can_send)
-        sim.record_sms(sms)
-        return [] if span.can_send else [f"GSM span {span_number} is not ready"]
+        # MyPBX's ``gsm send sms`` (actions.sms): the SMS side of the simulator.
+        return cli_send_sms(sim, SendSmsCommand(span_number, number, text, None), sms_fault)
 
     return CliState(
         dialect=sim.dialect,
@@ -70,7 +66,12 @@ async def command(session: ActionSession, action: Message, action_id: str | None
     if not line:
         session.send(response("Error", action_id, ("Message", "No command provided")))
         return
-    result = run_command(_cli_state(session), line)
+    sms_fault = None
+    if [word.lower() for word in line.split()[:3]] == ["gsm", "send", "sms"]:
+        sms_fault = await sms_turn(session.sim)  # a slow or failing GSM module
+    result = run_command(_cli_state(session, sms_fault), line)
+    if sms_fault == "no_answer":
+        return  # the SMS went out (if it could); the answer never does
     if session.sim.command_format == "follows":
         headers = with_action_id([("Response", "Follows"), ("Privilege", "Command")], action_id)
         session.send(encode_message(headers, output=result.lines))
