@@ -270,6 +270,7 @@ export class CallHistoryPanel {
     this.page = null;          // the last page read (its more() reads the next)
     this.shown = new Set();    // callIds in the table
     this.generation = 0;       // a new search makes every answer still on its way stale
+    this.shownGeneration = 0;  // the search whose rows are shown (older: one is on its way)
     this.awaited = new Set();  // calls that ended and are not in the table yet
     this.retry = null;
     this.attempts = 0;
@@ -348,6 +349,7 @@ export class CallHistoryPanel {
     }
     if (generation !== this.generation) return;
     this.clear();
+    this.shownGeneration = generation;
     this.query = query;
     this.page = page;
     this.append(page.calls);
@@ -402,13 +404,18 @@ export class CallHistoryPanel {
   async refreshNewest() {
     if (!this.pbx || !this.query) return;
     const generation = this.generation;
-    let page;
-    try {
-      page = await this.pbx.calls.history(this.query);
-    } catch {
-      page = null;  // tried again below, like a call not stored yet
+    let page = null;
+    // While a search is on its way, this.query and the rows are about to be replaced (its
+    // answer reads the newest calls itself): reading the old query now could slot rows
+    // of it into the new table, so this attempt only schedules the next.
+    if (this.shownGeneration === generation) {
+      try {
+        page = await this.pbx.calls.history(this.query);
+      } catch {
+        page = null;  // tried again below, like a call not stored yet
+      }
+      if (generation !== this.generation) return;
     }
-    if (generation !== this.generation) return;
     if (page) {
       for (const call of page.calls) {
         this.awaited.delete(call.callId);
