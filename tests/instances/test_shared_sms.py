@@ -10,7 +10,8 @@ and that is compared with what ``smsHistory`` says through both instances.
   instance sent them;
 - an instance killed (SIGKILL) while the PBX is answering its send: the other instance
   sends the rest, but only once the dead one's lease on the lane ran out, and does not
-  send the interrupted SMS again (it ends ``unknown``).
+  send the interrupted SMS again (it ends ``unknown``);
+- the SMS rate per user counts the SMS stored through every instance.
 """
 
 from __future__ import annotations
@@ -227,3 +228,19 @@ async def test_a_killed_instance_mid_send_the_other_sends_the_rest_after_the_lea
     survivor_sends = [text for prefix, text in _sends(sim) if prefix == connection[survivor.name]]
     assert {sms.text for sms in after_kill} <= set(survivor_sends)
     assert deployment.password not in deployment.logs()
+
+
+async def test_the_sms_rate_per_user_holds_across_instances(deployment: Deployment) -> None:
+    async with _simulators("office") as pbxs:
+        await _add_sender(deployment)
+        overrides = {**_overrides(pbxs), "limits": {**LIMITS, "sms_per_minute_user": 3}}
+        a = deployment.add("a", pbx_port=pbxs["office"].port, overrides=overrides)
+        b = deployment.add("b", pbx_port=pbxs["office"].port, overrides=overrides)
+        await deployment.start()
+        # Three SMS through two instances use up the user's minute: neither takes a fourth.
+        await _queue([(a, "office"), (b, "office")], ["rate 1", "rate 2", "rate 3"])
+        for server in (a, b):
+            refused = await server.post("gsmSendSMS", creds=SENDER, tel="100", msg="rate 4")
+            assert refused["errCode"] == "rate_limited", refused
+            assert 0 < refused["retryAfter"] <= 60
+        assert len(await _history(a)) == 3

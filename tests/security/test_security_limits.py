@@ -195,8 +195,15 @@ async def _until_ok(api: ApiClient) -> None:
 
 @pytest.mark.parametrize("server_overrides", [{"limits": {"sms_per_minute_user": 2}}])
 async def test_sms_per_minute_per_user(api: ApiClient) -> None:
-    codes = [(await api.post("gsmSendSMS", tel="100", msg=f"m{i}"))["errCode"] for i in range(3)]
-    assert codes == [None, None, "rate_limited"], codes
+    answers = [await api.post("gsmSendSMS", tel="100", msg=f"m{i}", key=f"k{i}") for i in range(3)]
+    assert [a["errCode"] for a in answers] == [None, None, "rate_limited"], answers
+    refused = answers[2]
+    assert "sms_per_minute_user" in refused["err"]
+    assert 0 < refused["retryAfter"] <= 60
+    # A repeated key is its first SMS again, not one more SMS: the rate does not refuse it.
+    again = await api.post("gsmSendSMS", tel="100", msg="m0", key="k0")
+    assert again["err"] is None and again["duplicate"] is True
+    assert again["smsId"] == answers[0]["smsId"]
     assert (await api.post("gsmSendSMS", creds=ADMIN, tel="100", msg="x"))["err"] is None
 
 

@@ -369,3 +369,21 @@ async def test_history_filters_and_visibility(store: SmsStore, history: list[Sms
     )
     assert [r.created_at for r in timed] == [T0 + 2, T0 + 1]
     assert await store.history(SmsHistoryQuery(visibility=everything, statuses=("sent",))) == []
+
+
+async def test_the_rate_per_user_counts_the_stored_sms_of_the_window(store: SmsStore) -> None:
+    rate = {"rate_since": T0 - 60, "max_since": 2}
+    for offset in (-50.0, -10.0):  # two SMS within the last minute
+        assert (await enqueue(store, now=T0 + offset)).outcome == "created"
+    refused = await enqueue(store, **rate)
+    assert (refused.outcome, refused.row) == ("user_rate", None)
+    # The window has room again when the older of the two leaves it: at T0 - 50 + 60.
+    assert refused.retry_at == pytest.approx(T0 + 10)
+    # Another user, and this user at that time, may store.
+    assert (await enqueue(store, login="Other", **rate)).outcome == "created"
+    later = {"now": T0 + 10.5, "rate_since": T0 - 49.5, "max_since": 2}
+    assert (await enqueue(store, **later)).outcome == "created"
+    # A repeated key answers its first SMS and is not refused by the rate.
+    keyed = await enqueue(store, client_key="k", now=T0 + 11, rate_since=T0 - 49, max_since=9)
+    again = await enqueue(store, client_key="k", now=T0 + 12, rate_since=T0 - 48, max_since=1)
+    assert (again.outcome, again.row.sms_id) == ("existing", keyed.row.sms_id)

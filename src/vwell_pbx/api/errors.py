@@ -27,6 +27,7 @@ Every exception the package raises on purpose, with its code::
     │   ├── NotSupported                                                 -> not_supported
     │   ├── PbxRejected           the PBX answered Response: Error       -> pbx_error
     │   ├── SmsQueueFull          the SMS outbox is at a bound           -> sms_queue_full
+    │   ├── SmsRateLimited        the user's SMS a minute                -> rate_limited
     │   └── NoReadySpan                                                  -> pbx_error
     ├── AmiError (ami.errors)
     │   ├── PbxUnavailable        no connection; retrying may help       -> pbx_unavailable
@@ -71,6 +72,7 @@ from vwell_pbx.pbx.errors import (
     PbxOperationError,
     PbxRejected,
     SmsQueueFull,
+    SmsRateLimited,
 )
 from vwell_pbx.protocol.errors import LocalProtocolError
 from vwell_pbx.storage.errors import StorageBusy, StorageUnavailable
@@ -232,6 +234,7 @@ ERROR_CODES: Final[dict[type[BaseException], ErrorCode]] = {
     SubscriptionLimit: ErrorCode.RATE_LIMITED,
     TooManyPending: ErrorCode.RATE_LIMITED,  # max_pending answers already awaited
     SmsQueueFull: ErrorCode.SMS_QUEUE_FULL,
+    SmsRateLimited: ErrorCode.RATE_LIMITED,
     NotFound: ErrorCode.NOT_FOUND,
     PbxUnavailable: ErrorCode.PBX_UNAVAILABLE,
     # The client's view: the PBX cannot be used now. The log and /health say why.

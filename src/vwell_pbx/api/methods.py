@@ -20,7 +20,7 @@ from pydantic import Field, StringConstraints, field_validator
 
 from vwell_pbx.api.calls import active_calls_for_subscription
 from vwell_pbx.api.envelope import Arguments, action_answer, argument_error, pbx_message
-from vwell_pbx.api.errors import BadRequest, Forbidden, LimitExceeded, NotFound
+from vwell_pbx.api.errors import BadRequest, Forbidden, NotFound
 from vwell_pbx.api.registry import METHODS, method
 from vwell_pbx.api.roles import channel_claims
 from vwell_pbx.api.sms import SMS_ID, parse_time, row_visible, sms_json
@@ -326,9 +326,6 @@ async def gsm_send_sms(call: Call, args: SmsArgs) -> dict[str, Any]:
     """Store the SMS in the outbox (it is sent from there); optionally wait for it."""
     tel = call.settings.phone.normalise(args.tel, argument="tel")
     office = call.sms
-    wait = call.api.sms_rate.take((call.principal.login, call.principal.login2))
-    if wait is not None:
-        raise LimitExceeded(f"SMS rate limit reached; retry in {wait:.0f} s")
     row, created = await office.outbox.enqueue(
         call.pbx.name,
         tel,

@@ -103,7 +103,6 @@ class ApiSettings:
     send_max_fields: int = 64
     requests_per_second: float = 20.0
     request_burst: float = 40.0
-    sms_per_minute: float = 10.0
     server_secret: str | None = None
     server_secret_role: str = "supervisor"
     own_extensions_only: bool = False
@@ -189,11 +188,6 @@ class Api:
         self._observe = observe
         self._request_rate = KeyedBuckets(
             rate=settings.requests_per_second, burst=settings.request_burst, clock=clock
-        )
-        self.sms_rate = KeyedBuckets(
-            rate=settings.sms_per_minute / 60.0,
-            burst=max(1.0, settings.sms_per_minute),
-            clock=clock,
         )
 
     async def handle(self, envelope: object, session: Session) -> dict[str, Any]:

@@ -83,6 +83,15 @@ class SmsQueueFull(PbxOperationError):
     """The SMS queue of one span (or device) holds its maximum; try again later."""
 
 
+class SmsRateLimited(PbxOperationError):
+    """The user stored as many SMS as the per-user rate allows; ``retry_after`` seconds
+    until one more fits."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NoReadySpan(PbxOperationError):
     """Automatic span selection found no GSM span whose module is READY to send."""
 

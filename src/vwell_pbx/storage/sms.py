@@ -62,7 +62,7 @@ SMS_COLUMNS: Final = (
 _OUTBOX_LOCK: Final = 0x76_77_73_6D_73_6F  # "vwsmso"
 _INBOX_LOCK_BASE: Final = 0x76_77_73_6D_73_69 << 16  # "vwsmsi" plus a hash of the key
 
-EnqueueOutcome = Literal["created", "existing", "user_full", "total_full"]
+EnqueueOutcome = Literal["created", "existing", "user_full", "total_full", "user_rate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +153,12 @@ def _row(row: Row) -> SmsRow:
 class Enqueued:
     """What ``enqueue`` did: ``created`` (``row`` is the new SMS), ``existing`` (the key
     was used within the window: ``row`` is the first SMS), or ``user_full`` /
-    ``total_full`` (nothing written, ``row`` is ``None``)."""
+    ``total_full`` / ``user_rate`` (nothing written, ``row`` is ``None``; for
+    ``user_rate``, ``retry_at`` is when the oldest SMS of the window leaves it)."""
 
     row: SmsRow | None
     outcome: EnqueueOutcome
+    retry_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,11 +231,16 @@ class SmsStore:
         key_since: float,
         max_per_user: int,
         max_total: int,
+        rate_since: float = 0.0,
+        max_since: int | None = None,
     ) -> Enqueued:
         """Store a new outgoing SMS as ``queued`` (see ``Enqueued`` for the outcomes).
 
         With ``client_key``, a key of the same user stored at or after ``key_since``
-        returns that key's SMS instead; an older key is taken over by this SMS.
+        returns that key's SMS instead; an older key is taken over by this SMS. With
+        ``max_since``, a user who stored that many outgoing SMS after ``rate_since``
+        is refused (``user_rate``): the SMS rate per user, counted in the database so
+        that every instance sharing it counts the same SMS.
         """
         async with self.db.transaction() as tx:
             await self._serialise(tx, _OUTBOX_LOCK)
@@ -253,6 +260,10 @@ class SmsStore:
                 return Enqueued(None, "user_full")
             if total >= max_total:
                 return Enqueued(None, "total_full")
+            if max_since is not None:
+                leaves = await self._window_full(tx, who, rate_since, max_since)
+                if leaves is not None:  # the window has room once that SMS leaves it
+                    return Enqueued(None, "user_rate", leaves + (now - rate_since))
             if client_key is not None:
                 taken = await tx.fetch_one(
                     "INSERT INTO sms_keys (login, login2, client_key, sms_id, created_at) "
@@ -294,6 +305,18 @@ class SmsStore:
             )
         assert row is not None  # an INSERT ... RETURNING returns its row
         return Enqueued(row, "created")
+
+    @staticmethod
+    async def _window_full(tx: Transaction, who: Params, since: float, limit: int) -> float | None:
+        """If the user stored ``limit`` outgoing SMS after ``since``: the creation time of
+        the ``limit``-th newest of them (``None``: fewer). Reads ``sms_by_sender``."""
+        row = await tx.fetch_one(
+            "SELECT created_at FROM sms_messages WHERE login = :login AND login2 = :login2 "
+            "AND direction = 'out' AND created_at > :since "
+            "ORDER BY created_at DESC LIMIT 1 OFFSET :skip",
+            {**who, "since": float(since), "skip": limit - 1},
+        )
+        return None if row is None else float(row[0])
 
     async def _keyed(
         self, tx: Transaction, who: Params, client_key: str, key_since: float

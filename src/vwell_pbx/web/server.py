@@ -110,7 +110,6 @@ def api_settings(config: AppConfig) -> ApiSettings:
         send_max_fields=config.limits.send_max_fields,
         requests_per_second=config.limits.requests_per_second,
         request_burst=float(config.limits.burst),
-        sms_per_minute=float(config.limits.sms_per_minute_user),
         server_secret=secret.get_secret_value() if secret is not None else None,
     )
 
@@ -129,6 +128,7 @@ def outbox_settings(config: AppConfig) -> OutboxSettings:
         report_seconds=sms.report_seconds,
         max_per_user=sms.outbox_max_per_user,
         max_total=sms.outbox_max,
+        per_user_per_minute=config.limits.sms_per_minute_user,
     )
 
 

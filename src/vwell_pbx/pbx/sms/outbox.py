@@ -34,6 +34,8 @@ Guarantees (the store keeps them with conditional updates, see ``storage.sms``):
    turns at most one SMS per lane ``unknown``.
 6. **Bounded.** At most ``max_total`` open (``queued``/``sending``) SMS in all and
    ``max_per_user`` per user; past that ``enqueue`` raises ``SmsQueueFull`` at once.
+   A user who stored ``per_user_per_minute`` SMS within the last 60 s gets
+   ``SmsRateLimited``; the store counts them, so instances sharing it share the limit.
    Each PBX has one sender task; reports awaited in the background are at most the
    SMS accepted within one ``report_seconds``.
 
@@ -48,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,7 +60,7 @@ from typing import TYPE_CHECKING, Final, Generic, Literal, Protocol, TypeVar
 from vwell_pbx.ami.errors import LoginFailed, PbxUnavailable
 from vwell_pbx.errors import VwellError
 from vwell_pbx.futures import cancel_and_wait
-from vwell_pbx.pbx.errors import SmsQueueFull
+from vwell_pbx.pbx.errors import SmsQueueFull, SmsRateLimited
 from vwell_pbx.pbx.sms.submission import Attempt, SmsSubmitter, Verdict
 
 if TYPE_CHECKING:  # the client is only a parameter type here
@@ -73,6 +76,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_RATE_WINDOW: Final = 60.0  # seconds: per_user_per_minute counts SMS stored in any window
 
 FINAL_STATUSES: Final = frozenset({"sent", "failed", "unknown"})
 """Statuses an outgoing SMS never leaves."""
@@ -146,7 +151,12 @@ class EnqueueResult(Protocol[R_co]):
 
     @property
     def outcome(self) -> str:
-        """``created``, ``existing``, ``user_full`` or ``total_full``."""
+        """``created``, ``existing``, ``user_full``, ``total_full`` or ``user_rate``."""
+        ...
+
+    @property
+    def retry_at(self) -> float | None:
+        """For ``user_rate``: when the user may store one more."""
         ...
 
 
@@ -170,6 +180,8 @@ class OutboxStore(Protocol[R_co]):
         key_since: float,
         max_per_user: int,
         max_total: int,
+        rate_since: float,
+        max_since: int | None,
     ) -> EnqueueResult[R_co]:
         """Store a new ``queued`` SMS (or find a repeated key, or refuse: full)."""
         ...
@@ -275,6 +287,8 @@ class OutboxSettings:
     """Longest wait for a delivery report (``yeastar-tg``, ``dongle``)."""
     max_per_user: int = 200
     max_total: int = 10_000
+    per_user_per_minute: int | None = None
+    """SMS a user may store in any 60 s (``None``: no limit), counted in the store."""
     key_seconds: float = 24 * 3600.0
     """How long a client's ``key`` returns its first SMS."""
     stop_seconds: float = 5.0
@@ -415,7 +429,16 @@ class SmsOutbox(Generic[R]):
             key_since=now - settings.key_seconds,
             max_per_user=settings.max_per_user,
             max_total=settings.max_total,
+            rate_since=now - _RATE_WINDOW,
+            max_since=settings.per_user_per_minute,
         )
+        if result.outcome == "user_rate":
+            wait = max(0.0, (result.retry_at or now) - now)
+            raise SmsRateLimited(
+                f"SMS rate limit reached ({settings.per_user_per_minute} a minute, "
+                f"limits.sms_per_minute_user); retry in {math.ceil(wait)} s",
+                wait,
+            )
         if result.outcome == "user_full":
             raise SmsQueueFull(
                 f"you already have {settings.max_per_user} SMS waiting to be sent "
