@@ -6,9 +6,11 @@ spends on it, so at the rates measured here it would be the bottleneck. The feed
 speaks just enough AMI for the server's client and the baselines: the banner,
 ``Login`` (plain or MD5, any credentials), ``Challenge``, ``Ping``, ``Logoff``.
 
-Events are pre-encoded; only their ``Timestamp`` header (the send time, what the
-receivers compute delivery latency from) is filled in per batch. A token bucket ticks
-every ``TICK`` seconds and writes everything due in one ``write`` per connection. When
+Events come from a ``bench.feeds.Feed`` (recorded calls with identifiers of their own,
+or Newchannel events), encoded up to their last header, ``Timestamp``, whose value (the
+send time, what the receivers compute delivery latency from) is filled in per batch.
+A token bucket ticks every ``TICK`` seconds and writes everything due in one ``write``
+per connection. When
 a connection's write buffer passes ``MAX_BUFFER`` (the reader cannot keep up) the
 feeder stops adding to it, so what a step reports as sent is what was really offered.
 """
@@ -18,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from bench.feeds import Feed
 
 TICK = 0.002
 MAX_BUFFER = 4 * 1024 * 1024
@@ -31,22 +34,6 @@ _ACTION = re.compile(rb"(?im)^action:\s*(\S+)")
 _ACTION_ID = re.compile(rb"(?im)^actionid:\s*([^\r\n]*)")
 
 
-def operator_number(index: int) -> str:
-    """The phone number operator ``index`` watches for."""
-    return f"+7978{index:07d}"
-
-
-def newchannel_head(number: str, seq: int) -> bytes:
-    """A Newchannel event as a Yeastar GSM trunk sends it, up to its Timestamp value."""
-    return (
-        "Event: Newchannel\r\nPrivilege: call,all\r\n"
-        f"Channel: YSGSM/11-{seq % 9}\r\nChannelState: 1\r\nChannelStateDesc: Rsrvd\r\n"
-        f"CallerIDNum: {number}\r\nCallerIDName: {number}\r\nAccountCode: \r\n"
-        "Exten: s\r\nContext: DID_trunk_11\r\n"
-        f"Uniqueid: 1505301523.{6253 + seq}\r\nTimestamp: "
-    ).encode()
-
-
 @dataclass(slots=True)
 class BlastResult:
     """What one blast offered."""
@@ -55,6 +42,8 @@ class BlastResult:
     seconds: float
     #: Ticks at which some connection's buffer was full (events held back).
     backlogged_ticks: int
+    #: Deliveries of these events the subscribers must receive (``Feed.take``).
+    expected: int = 0
 
     @property
     def rate(self) -> float:
@@ -151,24 +140,20 @@ class AmiFeeder:
 
     async def blast(
         self,
-        heads: list[bytes],
+        feed: Feed,
         rate: float,
         duration: float,
         *,
         only: set[Any] | None = None,
-        on_sent: Callable[[int, int], None] | None = None,
     ) -> BlastResult:
-        """Send events round-robin over ``heads`` at ``rate``/s for ``duration`` s, to
-        every logged-in connection or to those in ``only`` (see ``sessions``).
-
-        ``on_sent(first_seq, count)`` is told what each batch contained.
-        """
+        """Send ``feed``'s events at ``rate``/s for ``duration`` s, to every logged-in
+        connection or to those in ``only`` (see ``sessions``)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + duration
         sent = 0
+        expected = 0
         backlogged = 0
-        count = len(heads)
         while True:
             now = loop.time()
             if now >= deadline:
@@ -183,16 +168,25 @@ class AmiFeeder:
                 if any(t.get_write_buffer_size() > MAX_BUFFER for t in transports):
                     backlogged += 1
                 else:
+                    heads, deliveries = feed.take(due)
                     stamp = b"%.6f\r\n\r\n" % time.time()
-                    parts: list[bytes] = []
-                    for seq in range(sent, sent + due):
-                        parts.append(heads[seq % count])
-                        parts.append(stamp)
-                    data = b"".join(parts)
+                    data = stamp.join(heads) + stamp
                     for transport in transports:
                         transport.write(data)
-                    if on_sent is not None:
-                        on_sent(sent, due)
                     sent += due
+                    expected += deliveries
             await asyncio.sleep(TICK)
-        return BlastResult(sent=sent, seconds=loop.time() - start, backlogged_ticks=backlogged)
+        return BlastResult(
+            sent=sent,
+            seconds=loop.time() - start,
+            backlogged_ticks=backlogged,
+            expected=expected,
+        )
+
+    def write_buffered(self, only: set[Any] | None = None) -> int:
+        """Bytes written to the sessions (or those in ``only``) not yet sent."""
+        return sum(
+            s.transport.get_write_buffer_size()
+            for s in self.sessions
+            if s.transport is not None and (only is None or s in only)
+        )
