@@ -208,6 +208,27 @@ class Target:
         self.clients = await connect_many(host, int(port), operators + catch_all, self.recorder)
         await _subscribe(self.clients, operators, raw_baseline=self.name == "baseline")
 
+    async def rebind(self, feeder: AmiFeeder, within: float = 15.0) -> bool:
+        """After the process lost its AMI connection (a backlog longer than its keepalive
+        Ping's timeout makes the server drop it), find the one it made again (by its
+        AMI ``Username``), so later steps feed it. Returns whether it had to."""
+        if self.session & feeder.sessions:
+            return False
+        users = {session.username for session in self.session}
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while True:
+                    fresh = {
+                        session
+                        for session in feeder.sessions
+                        if session.username in users and session not in self.session
+                    }
+                    if fresh:
+                        self.session = fresh
+                        return True
+                    await asyncio.sleep(0.05)
+        return True
+
     async def reconnect_if_dropped(self) -> bool:
         """After a step in which the server dropped slow clients: new clients, so the
         next step starts whole. Returns whether it had to."""
@@ -321,6 +342,21 @@ async def fanout_step(
     }
 
 
+async def _step_and_recover(
+    target: Target, *, feeder: AmiFeeder, rate: int, label: str, settings: Settings
+) -> Row:
+    """One step, its drain, and whatever the next step needs put back: the target's AMI
+    connection if it lost it, its clients if the server dropped some."""
+    row = await fanout_step(target, feeder=feeder, rate=rate, label=label, settings=settings)
+    await _settle(target, feeder)
+    if await target.rebind(feeder):
+        print(f"  {target.name}: lost its AMI connection, found it again")
+        row["ami_reconnected"] = True
+    if await target.reconnect_if_dropped():
+        print(f"  {target.name}: clients dropped by the server, reconnected")
+    return row
+
+
 async def fanout_case(
     feeder: AmiFeeder,
     *,
@@ -358,16 +394,9 @@ async def fanout_case(
                     continue
                 index = (target.passed + target.failed_at + 1) // 2
                 for _attempt in range(2):
-                    row = await fanout_step(
-                        target,
-                        feeder=feeder,
-                        rate=rates[index],
-                        label=label,
-                        settings=settings,
+                    row = await _step_and_recover(
+                        target, feeder=feeder, rate=rates[index], label=label, settings=settings
                     )
-                    await _settle(target, feeder)
-                    if await target.reconnect_if_dropped():
-                        print(f"  {target.name}: clients dropped by the server, reconnected")
                     if row["ok"]:
                         break
                 target.rows.append(row)
@@ -444,15 +473,15 @@ async def bench_fanout(
     all_rows: list[Row] = []
     summary: list[Row] = []
     variants: list[tuple[str, str, dict[str, Any]]] = [
-        ("server", "bench._server", {}),
+        ("server", "bench._server", {"ami_user": "server"}),
         ("baseline", "bench._baseline", {"mode": "fanout"}),
     ]
     if uvloop:
-        variants.append(("server+uvloop", "bench._server", {"uvloop": True}))
+        variants.append(("server+uvloop", "bench._server", {"uvloop": True, "ami_user": "uv"}))
     if calls_off:
-        variants.append(("server-no-calls", "bench._server", {"calls": False}))
+        variants.append(("server-no-calls", "bench._server", {"calls": False, "ami_user": "nc"}))
     if "before" in OTHER_SOURCES:
-        variants.append(("before", "bench._server", {"src": "before"}))
+        variants.append(("before", "bench._server", {"src": "before", "ami_user": "before"}))
     for label, feed_name, operators, catch_all in fanout_cases(settings, broadcast=broadcast):
         rates = settings.broadcast_rates[catch_all] if broadcast else settings.fanout_rates
         targets = await fanout_case(

@@ -32,6 +32,7 @@ BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 
 _ACTION = re.compile(rb"(?im)^action:\s*(\S+)")
 _ACTION_ID = re.compile(rb"(?im)^actionid:\s*([^\r\n]*)")
+_USERNAME = re.compile(rb"(?im)^username:\s*([^\r\n]*)")
 
 
 @dataclass(slots=True)
@@ -56,6 +57,8 @@ class _AmiSession(asyncio.Protocol):
         self.feeder = feeder
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
+        #: The ``Username`` it logged in with: which target (process) it belongs to.
+        self.username = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -84,6 +87,8 @@ class _AmiSession(asyncio.Protocol):
                     b"Timestamp: %.6f\r\n\r\n" % time.time()
                 )
             elif name == b"login":
+                user_match = _USERNAME.search(action)
+                self.username = user_match.group(1).decode().strip() if user_match else ""
                 transport.write(
                     b"Response: Success\r\n"
                     + action_id
