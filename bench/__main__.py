@@ -2,7 +2,7 @@
 
     bash bench.sh               # everything, about 8-10 minutes
     bash bench.sh --quick       # a smoke run, about 1-2 minutes
-    bash bench.sh --only fanout,roundtrip [--uvloop]
+    bash bench.sh --only fanout,roundtrip [--uvloop] [--feeds ast20] [--compare-src DIR]
 
 (``bench.sh`` raises the open-files limit and runs ``python -m bench``.)
 
@@ -13,20 +13,22 @@ Markdown tables and written to ``bench/results/<date>.json``.
 
 Benchmarks (see docs/performance.md for what each means and the targets):
 
-- ``fanout``: N operators (10, 100, 1000) each subscribed to ``Newchannel`` with their
-  own ``CallerIDNum`` plus 2 catch-all supervisors; every event is a Newchannel for one
-  operator. The input rate steps up until delivery p99 reaches 50 ms or an event is
-  lost; the highest rate that passed is the result.
+- ``fanout``: the feeds of ``bench.feeds`` (realistic call runs recorded on Asterisk 20,
+  the Yeastar / Asterisk 1.8 dialect, and the old Newchannel-only feed), N operators each
+  subscribed to ``Newchannel`` with their own ``CallerIDNum`` plus 2 catch-all
+  supervisors. The highest input rate with delivery p99 < 50 ms and nothing lost is
+  searched by bisection over a rate ladder.
 - ``broadcast``: 10 and 100 catch-all subscribers take every event.
 - ``roundtrip``: ``send`` Ping with ``callbackAwait`` over 1 and 50 WebSockets, and
   ``POST /api`` from 50 keep-alive HTTP clients.
 - ``connections``: 10,000 idle authenticated WebSockets.
 - ``startup``: ``vwell-pbx serve`` to the first 200 from ``/health``.
 
-``--uvloop`` adds a server under uvloop to fan-out and broadcast. ``--calls-off`` adds a
-server with ``[calls] enabled = false`` (no call tracker, no call history) to fan-out and
-broadcast, side by side with the default one on the same feed, to show what the call
-tracker costs per event.
+Fan-out and broadcast run their targets side by side (one step each in turn): the
+server, the raw baseline, a server with ``[calls] enabled = false`` (left out with
+``--no-calls-off``), a server under uvloop with ``--uvloop``, and with
+``--compare-src DIR`` a server importing another checkout's ``src/`` (a "before").
+``--feeds`` picks feeds.
 """
 
 from __future__ import annotations
