@@ -4,7 +4,8 @@ It is not the simulator: the simulator builds every event from a call model and
 encodes it through the codec, which costs more per event than the server under test
 spends on it, so at the rates measured here it would be the bottleneck. The feeder
 speaks just enough AMI for the server's client and the baselines: the banner,
-``Login`` (plain or MD5, any credentials), ``Challenge``, ``Ping``, ``Logoff``.
+``Login`` (plain or MD5, any credentials), ``Challenge``, ``Ping``, ``Logoff``, and
+``CoreShowChannels`` with an empty list (the call tracker reads it after each connect).
 
 Events come from a ``bench.feeds.Feed`` (recorded calls with identifiers of their own,
 or Newchannel events), encoded up to their last header, ``Timestamp``, whose value (the
@@ -98,6 +99,15 @@ class _AmiSession(asyncio.Protocol):
             elif name == b"challenge":
                 transport.write(
                     b"Response: Success\r\n" + action_id + b"Challenge: 123456789\r\n\r\n"
+                )
+            elif name == b"coreshowchannels":
+                # An empty channel list, as an idle Asterisk answers: the call tracker
+                # rebuilds its calls from it after every connect.
+                transport.write(
+                    b"Response: Success\r\n" + action_id + b"EventList: start\r\n"
+                    b"Message: Channels will follow\r\n\r\n"
+                    b"Event: CoreShowChannelsComplete\r\n" + action_id + b"EventList: Complete\r\n"
+                    b"ListItems: 0\r\n\r\n"
                 )
             elif name == b"logoff":
                 transport.write(
