@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -142,4 +144,33 @@ async def test_sqlite_queue_is_bounded(tmp_path: Path) -> None:
         assert len(busy) >= 1
         assert len(done) + len(busy) == 4
     finally:
+        await db.aclose()
+
+
+async def test_sqlite_sees_another_connections_commit_from_the_next_loop_turn(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "feed.sqlite3"
+    db = await open_database(StorageUrl.sqlite(path), TEST_SETTINGS)
+    other = await open_database(StorageUrl.sqlite(path), TEST_SETTINGS)
+    try:
+        await db.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER)")
+        await db.execute("INSERT INTO counters VALUES ('users', 0)")
+        feed = db.watch("users", "SELECT value FROM counters WHERE name = 'users'")
+        await asyncio.sleep(0)
+        before = feed.generation()
+        assert before is not None
+        await other.execute("UPDATE counters SET value = 1")  # another connection commits
+        await asyncio.sleep(0)
+        seen = feed.generation()
+        assert seen is not None and seen > before
+        # Within one turn the check is made once and shared: a commit made meanwhile (here
+        # synchronously, as another process could) shows from the next turn on.
+        with contextlib.closing(sqlite3.connect(path)) as other_process, other_process:
+            other_process.execute("UPDATE counters SET value = 2")
+        assert feed.generation() == seen
+        await asyncio.sleep(0)
+        assert feed.generation() == seen + 1
+    finally:
+        await other.aclose()
         await db.aclose()

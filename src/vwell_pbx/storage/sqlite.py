@@ -23,7 +23,9 @@ Change feeds use a separate watcher connection on the event loop thread with
 ``busy_timeout = 0``: ``PRAGMA data_version`` (a few microseconds, no disk I/O in WAL
 mode) changes when any *other* connection, in this process or another, committed; only
 then is the feed's probe query run. If SQLite answers "busy" the feed says "unknown"
-(``None``) rather than block the loop.
+(``None``) rather than block the loop. The check runs at most once per turn of the
+event loop: the requests handled in one turn (many, under load) share it, and a commit
+is still seen by the first request of the next turn.
 """
 
 from __future__ import annotations
@@ -320,8 +322,11 @@ class _SqliteChangeFeed:
         self._data_version: object = None
         self._probe_value: object = None
         self._generation = 0
+        self._checked_this_turn = False
 
     def generation(self) -> int | None:
+        if self._checked_this_turn:
+            return self._generation
         try:
             data_version = self._conn.execute("PRAGMA data_version").fetchall()[0][0]
             if data_version != self._data_version:
@@ -332,7 +337,19 @@ class _SqliteChangeFeed:
                     self._generation += 1
         except sqlite3.Error:
             return None  # busy or broken: the caller checks the database itself
+        self._share_until_next_turn()
         return self._generation
+
+    def _share_until_next_turn(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # called outside a loop: nothing to share with
+        self._checked_this_turn = True
+        loop.call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._checked_this_turn = False
 
     def changed_locally(self) -> None:
         self._generation += 1
