@@ -8,11 +8,15 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from vwell_pbx.config import AppConfig
 from vwell_pbx.web.server import RunningServer, serving
+
+if TYPE_CHECKING:  # playwright may be missing: require_browser() skips the tests then
+    from playwright.async_api import Page
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -89,3 +93,43 @@ class RestartableServer:
         stack, self._stack, self.running = self._stack, None, None
         if stack is not None:
             await stack.aclose()
+
+
+# Runs in a page of the server (a secure context: 127.0.0.1): loads the client module as
+# window.mod and keeps two helpers on window. The console's Content Security Policy
+# forbids eval, so conditions are waited for with waitFor in the page rather than with
+# page.wait_for_function. failure(what) runs a function (or awaits a promise) and answers
+# the error it threw, or null. Answers the module's exports, sorted.
+CLIENT_PAGE_SETUP = """
+async () => {
+  const mod = await import('/client.js');
+  window.mod = mod;
+  window.waitFor = (check, ms = 5000) => new Promise((resolve, reject) => {
+    const started = Date.now();
+    const tick = () => {
+      let value;
+      try { value = check(); } catch (e) { reject(e); return; }
+      if (value) resolve(value);
+      else if (Date.now() - started > ms) reject(new Error('waitFor timed out: ' + check));
+      else setTimeout(tick, 10);
+    };
+    tick();
+  });
+  window.failure = async (what) => {
+    try { await (typeof what === 'function' ? what() : what); } catch (e) {
+      return {name: e.name, errCode: e.errCode, message: e.message,
+              isPbxError: e instanceof mod.PbxError, response: e.response};
+    }
+    return null;
+  };
+  return Object.keys(mod).sort();
+}
+"""
+
+
+async def open_client_page(page: Page, http_url: str) -> list[str]:
+    """The console page (a secure context: 127.0.0.1) with the client module loaded and
+    the helpers of ``CLIENT_PAGE_SETUP``; the module's exports."""
+    await page.goto(http_url + "/console")
+    exports: list[str] = await page.evaluate(CLIENT_PAGE_SETUP)
+    return exports

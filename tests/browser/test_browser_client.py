@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.browser_support import RestartableServer, require_browser
+from tests.browser.browser_support import RestartableServer, open_client_page, require_browser
 from tests.support import ADMIN, AGENT, SUPERVISOR
 from tests.support.waiting import until
 from vwell_pbx.simulator import PbxSimulator
@@ -21,44 +21,6 @@ require_browser()  # before importing playwright: skip the module with a reason
 from playwright.async_api import Page, expect  # noqa: E402
 
 pytestmark = pytest.mark.slow  # chromium
-
-# Runs in the page: load the ES module and keep a few helpers on window.
-SETUP = """
-async () => {
-  const mod = await import('/client.js');
-  window.mod = mod;
-  window.waitFor = (check, ms = 5000) => new Promise((resolve, reject) => {
-    const started = Date.now();
-    const tick = () => {
-      let value;
-      try { value = check(); } catch (e) { reject(e); return; }
-      if (value) resolve(value);
-      else if (Date.now() - started > ms) reject(new Error('waitFor timed out: ' + check));
-      else setTimeout(tick, 10);
-    };
-    tick();
-  });
-  window.failure = async (promise) => {
-    try { await promise; } catch (e) {
-      return {name: e.name, errCode: e.errCode, message: e.message,
-              isPbxError: e instanceof mod.PbxError, response: e.response};
-    }
-    return null;
-  };
-  return Object.keys(mod).sort();
-}
-"""
-
-
-async def open_client_page(page: Page, http_url: str) -> list[str]:
-    """The console page (a secure context: 127.0.0.1) with the client module loaded.
-
-    The console's Content Security Policy forbids eval, so conditions are waited for
-    with ``waitFor`` in the page rather than ``page.wait_for_function``.
-    """
-    await page.goto(http_url + "/console")
-    exports: list[str] = await page.evaluate(SETUP)
-    return exports
 
 
 async def test_client_api(page: Page, server: RunningServer, simulator: PbxSimulator) -> None:

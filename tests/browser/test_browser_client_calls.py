@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.browser_support import require_browser
+from tests.browser.browser_support import open_client_page, require_browser
 from tests.browser.calls_support import CALL_SIMULATOR, hang_up
 from tests.support import SUPERVISOR, ApiClient, fast_simulator
 from tests.support.waiting import until
@@ -25,32 +25,6 @@ from playwright.async_api import Page  # noqa: E402
 
 pytestmark = pytest.mark.slow  # chromium
 
-# Runs in the page: the client module, signed in as the supervisor, and helpers.
-SETUP = """
-async ([url, boss]) => {
-  const mod = await import('/client.js');
-  window.mod = mod;
-  window.waitFor = (check, ms = 5000) => new Promise((resolve, reject) => {
-    const started = Date.now();
-    const tick = () => {
-      let value;
-      try { value = check(); } catch (e) { reject(e); return; }
-      if (value) resolve(value);
-      else if (Date.now() - started > ms) reject(new Error('waitFor timed out: ' + check));
-      else setTimeout(tick, 10);
-    };
-    tick();
-  });
-  window.failure = async (run) => {
-    try { await run(); } catch (e) {
-      return {name: e.name, errCode: e.errCode, message: e.message};
-    }
-    return null;
-  };
-  window.pbx = await mod.connect(url, boss);
-}
-"""
-
 
 @pytest.fixture
 async def simulator() -> AsyncIterator[PbxSimulator]:
@@ -62,8 +36,11 @@ async def simulator() -> AsyncIterator[PbxSimulator]:
 @pytest.fixture
 async def client(page: Page, server: RunningServer) -> Page:
     """The console's page (a secure context) with a signed-in client as window.pbx."""
-    await page.goto(server.http_url + "/console")
-    await page.evaluate(SETUP, [server.ws_url, SUPERVISOR])
+    await open_client_page(page, server.http_url)
+    await page.evaluate(
+        "async ([url, boss]) => { window.pbx = await mod.connect(url, boss); }",
+        [server.ws_url, SUPERVISOR],
+    )
     return page
 
 
