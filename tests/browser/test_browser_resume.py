@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from tests.browser.browser_support import RestartableServer, require_browser
 from tests.support import SUPERVISOR
@@ -20,6 +21,8 @@ from vwell_pbx.web.context import SOCKETS_KEY
 require_browser()  # before importing playwright: skip the module with a reason
 
 from playwright.async_api import Browser, Page, expect  # noqa: E402
+
+pytestmark = pytest.mark.slow  # chromium
 
 # Runs in the page: the client module, subscribed to Newchannel and call.*, recording
 # every event and every gap it reports.

@@ -258,6 +258,7 @@ async def _pbx_outage(tmp_path: Path, seconds: float) -> None:
     assert counted["sent"] >= COUNT - 1, counted
 
 
+@pytest.mark.slow  # a server process and seconds of PBX absence
 async def test_pbx_away_for_a_few_seconds(tmp_path: Path) -> None:
     await _pbx_outage(tmp_path, 3.0)
 
