@@ -1,7 +1,8 @@
 """Micro benchmark of the server's request path in one process: CPU µs per ``send`` Ping.
 
     PYTHONPATH=.:src .venv/bin/python -m bench.request_micro [--requests 20000]
-        [--concurrency 1,50] [--repeat 3] [--profile] [--src DIR]
+        [--concurrency 1,50] [--repeat 3] [--part request|ami|auth|decode] [--profile]
+        [--src DIR]
 
 What the server does for one WebSocket request, without the WebSocket framing: the
 message's bytes are decoded as the WebSocket reader decodes them (``decode_json`` with
@@ -16,7 +17,8 @@ CPU time of this process (``time.process_time``: every thread, the SQLite worker
 included) divided by the requests answered, which is what the machine being shared
 disturbs least. ``--concurrency`` runs that many request loops at once on the loop
 (50: many actions pending together, as with 50 busy sockets). Each run is preceded by
-a warm-up. ``--src`` imports ``vwell_pbx`` from another source tree (a copy of an
+a warm-up. ``--part`` measures one piece of the path alone (see
+``part_of_request``). ``--src`` imports ``vwell_pbx`` from another source tree (a copy of an
 older ``src/``, for before/after figures). Nothing is asserted; the figures are in
 docs/performance.md.
 """
@@ -132,6 +134,46 @@ async def measure(
     return time.process_time() - started
 
 
+def part_of_request(
+    part: str, server: Any, data: bytes, max_depth: int
+) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """One piece of the request path alone, on the same server, for a less noisy figure
+    of what a change to that piece bought: ``ami`` (``AmiClient.send_action`` Ping),
+    ``auth`` (``Authenticator.authenticate``, a cache hit), ``decode`` (``decode_json``
+    and the ``send`` schema's validation)."""
+    from vwell_pbx.api.envelope import validate_arguments  # noqa: PLC0415
+    from vwell_pbx.api.forms import decode_json  # noqa: PLC0415
+    from vwell_pbx.api.registry import METHODS  # noqa: PLC0415
+
+    argument = orjson.loads(data)["argument"]
+    if part == "ami":
+        client = server.clients["office"]
+
+        async def ami() -> dict[str, Any]:
+            await client.send_action([("Action", "Ping")], timeout=10)
+            return {"err": None}
+
+        return ami
+    if part == "auth":
+        authenticator = server.api.authenticator
+        login, login2, sha1 = argument["login"], argument["login2"], argument["sha1"]
+
+        async def auth() -> dict[str, Any]:
+            await authenticator.authenticate(login, login2, sha1, "127.0.0.1")
+            return {"err": None}
+
+        return auth
+    schema = METHODS["send"].schema
+
+    async def decode() -> dict[str, Any]:
+        envelope = decode_json(data, max_depth=max_depth)
+        assert isinstance(envelope, dict)
+        validate_arguments(schema, envelope["argument"])
+        return {"err": None}
+
+    return decode
+
+
 async def body(args: argparse.Namespace) -> list[tuple[int, list[float]]]:
     """Start the simulator and the server, then measure each concurrency ``--repeat`` times."""
     from vwell_pbx.api.forms import decode_json  # noqa: PLC0415
@@ -159,6 +201,9 @@ async def body(args: argparse.Namespace) -> list[tuple[int, list[float]]]:
 
                 async def answer_one() -> dict[str, Any]:
                     return await api.handle(decode_json(data, max_depth=max_depth), session)
+
+                if args.part != "request":
+                    answer_one = part_of_request(args.part, server, data, max_depth)
 
                 await measure(answer_one, 500, 1)  # warm-up: the scrypt, caches, imports
                 if args.profile:
@@ -191,6 +236,12 @@ def main() -> None:
         help="comma-separated: request loops at once, one row each",
     )
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--part",
+        choices=("request", "ami", "auth", "decode"),
+        default="request",
+        help="the whole request (default) or one piece of it alone",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile's top functions instead")
     parser.add_argument("--src", type=Path, help="import vwell_pbx from this folder instead")
     args = parser.parse_args()
