@@ -576,6 +576,106 @@ async def test_too_many_pending(pbx, make_client) -> None:
     assert (await client.send_action([("Action", "Ping")], timeout=1)).ok
 
 
+async def _timed(client: AmiClient, action: str, seconds: float) -> tuple[float, float]:
+    """Send an action nobody answers; (its timeout, loop seconds until ActionTimeout)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ActionTimeout, match=action):
+        await client.send_action([("Action", action)], timeout=seconds)
+    return seconds, loop.time() - started
+
+
+# Generous: the machine is shared. A wrong sweep is far off either bound (an action
+# timed out with the earliest deadline is early; one that waits for the next action's
+# deadline, or for a timer never re-armed, is late by 0.2 s or more).
+LATE_ALLOWED = 0.15
+
+
+async def test_concurrent_actions_each_time_out_at_their_own_deadline(pbx, make_client) -> None:
+    pbx.on("CoreStatus", lambda conn, action: None)  # never answers
+    client = await make_client(pbx, max_pending=20)
+    # Started in an order where later actions often have earlier deadlines, and a
+    # second wave after the first deadline has passed.
+    first = [0.6, 2.0, 0.2, 0.45, 0.2, 1.0, 0.3]
+    tasks = [asyncio.create_task(_timed(client, "CoreStatus", t)) for t in first]
+    await until(lambda: len(pbx.received("CoreStatus")) == len(first))
+    await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    second = [0.25, 0.05, 0.5]
+    tasks += [asyncio.create_task(_timed(client, "CoreStatus", t)) for t in second]
+    results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+    assert len(results) == len(first) + len(second)
+    for timeout, elapsed in results:
+        assert timeout <= elapsed < timeout + LATE_ALLOWED, (timeout, elapsed)
+    # Every slot was freed: max_pending actions can wait again, and are answered.
+    pings = [client.send_action([("Action", "Ping")], timeout=2) for _ in range(20)]
+    assert all(result.ok for result in await asyncio.gather(*pings))
+
+
+async def test_a_timeout_while_other_actions_are_answered(pbx, make_client) -> None:
+    late: list[tuple[object, Message]] = []
+    pbx.on("CoreStatus", lambda conn, action: late.append((conn, action)))
+
+    async def slow_status(conn, action: Message) -> None:
+        await asyncio.sleep(0.1)  # the PBX takes its time; the action's own wait is longer
+        conn.reply(action, ("Message", "slow"))
+
+    pbx.on("Status", slow_status)
+    client = await make_client(pbx)
+    timing_out = asyncio.create_task(_timed(client, "CoreStatus", 0.3))
+    slow = asyncio.create_task(client.send_action([("Action", "Status")], timeout=0.5))
+    answered = 0
+    while not timing_out.done():
+        assert (await client.send_action([("Action", "Ping")], timeout=2)).ok
+        answered += 1
+    timeout, elapsed = await timing_out
+    assert timeout <= elapsed < timeout + LATE_ALLOWED
+    assert answered > 1
+    assert (await asyncio.wait_for(slow, 2)).response.get("Message") == "slow"
+    # Its late answer is dropped; the connection and the other actions are unaffected.
+    conn, action = late[0]
+    conn.reply(action, ("Message", "too late"))
+    assert (await client.send_action([("Action", "Ping")], timeout=2)).ok
+    assert client.connected
+
+
+async def test_the_callers_cancellation_stays_a_cancellation(pbx, make_client) -> None:
+    pbx.on("CoreStatus", lambda conn, action: None)
+    client = await make_client(pbx, max_pending=1)
+    # The caller's own, shorter deadline: its TimeoutError, not the action's.
+    with pytest.raises(TimeoutError) as caught:
+        await asyncio.wait_for(client.send_action([("Action", "CoreStatus")], timeout=5), 0.1)
+    assert not isinstance(caught.value, ActionTimeout)
+    # The action's deadline first, inside a longer caller deadline: ActionTimeout.
+    async with asyncio.timeout(5):
+        with pytest.raises(ActionTimeout):
+            await client.send_action([("Action", "CoreStatus")], timeout=0.1)
+    # Both slots were freed (max_pending=1), and the client did not cancel anything
+    # that was not its own: this task goes on.
+    assert (await client.send_action([("Action", "Ping")], timeout=2)).ok
+
+
+async def test_an_action_stuck_writing_times_out_at_its_deadline(pbx, make_client) -> None:
+    # The PBX stops reading after the login: socket buffers fill, writes wait for drain.
+    release = asyncio.Event()
+
+    async def stop_reading(conn, action: Message) -> None:
+        await release.wait()
+
+    pbx.on("UserEvent", stop_reading)
+    client = await make_client(pbx, max_pending=1000)
+    filler = [("Action", "UserEvent"), ("UserEvent", "x"), ("Body", "y" * 40_000)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tasks = [asyncio.create_task(client.send_action(filler, timeout=0.5)) for _ in range(500)]
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        elapsed = loop.time() - started
+    finally:
+        release.set()
+    assert all(isinstance(result, ActionTimeout) for result in results)
+    assert 0.5 <= elapsed < 0.5 + 3 * LATE_ALLOWED
+
+
 async def test_local_protocol_error_writes_nothing(pbx, make_client) -> None:
     client = await make_client(pbx)
     before = len(pbx.actions)

@@ -305,6 +305,22 @@ def test_throttle_forgets_and_is_bounded() -> None:
     assert throttle.retry_after("10.0.3.231", "user999", "x") > 0
 
 
+def test_throttle_by_normalized_names_is_the_same_throttle() -> None:
+    # What authenticate() asks (names it normalized once) and what retry_after() asks
+    # (any spelling) see the same lock-outs, and only the keys that failed.
+    clock = Clock()
+    throttle = LoginThrottle(clock, after=1)
+    assert throttle.retry_after(PEER, "a", "b") == 0.0  # nobody failed yet
+    throttle.failure(PEER, "e\u0301", "x")  # decomposed é
+    assert throttle.retry_after_names(PEER, ("\u00e9", "x")) == 1.0
+    assert throttle.retry_after("10.9.9.9", "\u00e9", "x") == 1.0  # the login, any address
+    assert throttle.retry_after_names("10.9.9.9", ("other", "x")) == 0.0
+    assert throttle.success_names(("other", "x")) is None
+    assert throttle.retry_after(PEER, "e\u0301", "x") == 1.0
+    throttle.success_names(("\u00e9", "x"))
+    assert throttle.retry_after(PEER, "e\u0301", "x") == 0.0
+
+
 def test_peer_key_groups_ipv6_by_64() -> None:
     assert peer_key("192.0.2.1") == "192.0.2.1"
     assert peer_key("2001:db8:1:2:aaaa::1") == peer_key("2001:db8:1:2:bbbb::2")

@@ -14,7 +14,13 @@ from urllib.parse import parse_qsl
 import orjson
 import pytest
 
-from vwell_pbx.api.forms import FormError, decode_fb64json, json_depth_ok, parse_bracket_params
+from vwell_pbx.api.forms import (
+    FormError,
+    decode_fb64json,
+    decode_json,
+    json_depth_ok,
+    parse_bracket_params,
+)
 from vwell_pbx.errors import VwellError
 
 SHA1 = "89e495e7941cf9e40e6980d14a16bf023ccd4c91"
@@ -230,6 +236,24 @@ def test_fb64json_length_limit() -> None:
     assert decode_fb64json(text, max_length=len(text)) == "x" * 100
     with pytest.raises(FormError, match="longer than"):
         decode_fb64json(text, max_length=len(text) - 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [
+        (b'{"a": {"b": [1]}}', True),  # 3 openers, depth 3: no walk needed
+        (b'{"a": {"b": [[1]]}}', False),  # depth 4
+        (b'{"a": "{{{{[[[["}', True),  # brackets in a string: the walk decides
+        (b'{"a": [], "b": {}, "c": [], "d": {}}', True),  # 5 openers, depth 2
+        (b'{"a": [], "b": {"c": {"d": []}}}', False),  # 5 openers, depth 4
+    ],
+)
+def test_json_nesting_bound(body: bytes, ok: bool) -> None:
+    if ok:
+        assert decode_json(body, max_depth=3) == orjson.loads(body)
+    else:
+        with pytest.raises(FormError, match="deeper than 3 levels"):
+            decode_json(body, max_depth=3)
 
 
 def test_json_depth_ok() -> None:

@@ -25,7 +25,9 @@ Invariants the client keeps:
    also resolves a ``followup``, goes to wait_event watchers, listeners and event
    streams, in that order.
 4. Every wait has a timeout; on timeout the waiting entry is removed and a late answer
-   is dropped. Bounds: ``max_pending`` actions awaiting an answer (past it
+   is dropped. Actions' deadlines share one timer (armed for the earliest, see
+   ``SWEEP_GRANULARITY``) instead of one each, since arming a timer per action was a
+   large share of a round trip's CPU. Bounds: ``max_pending`` actions awaiting an answer (past it
    ``TooManyPending``), as many followups and as many ``wait_event`` watchers,
    ``MAX_LIST_ITEMS`` items per event list, ``max_message`` bytes per message, one
    bounded deque per ``EventStream``.
@@ -51,6 +53,7 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import math
 import random
 import ssl
 import time
@@ -101,6 +104,13 @@ LOGOFF_TIMEOUT: Final = 1.0
 """How long ``close()`` waits for ``Response: Goodbye``."""
 
 _MIN_DISCARDED: Final = 64
+
+SWEEP_GRANULARITY: Final = 0.005
+"""Seconds: an action times out at its deadline or at most this much later.
+
+Action deadlines are not one timer each but one timer for the whole client, armed for
+the earliest deadline; after a sweep it is re-armed no sooner than this, so actions
+with many distinct deadlines cost one sweep per this period at most."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -245,6 +255,13 @@ class _PendingAction:
     events: list[Message] = field(default_factory=list)
     early_followup: Message | None = None
     on_answer: Callable[[ActionResult], None] | None = None
+    # The deadline (loop time) and what the sweep needs to enforce it: the awaiting
+    # task, its cancellation count when the action started (as asyncio.timeout keeps
+    # it), and whether the sweep has cancelled it for this deadline.
+    deadline: float = math.inf
+    task: asyncio.Task[object] | None = None
+    cancelling: int = 0
+    expired: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -292,6 +309,10 @@ class AmiClient:
         self._last_failure: PbxUnavailable | LoginFailed | None = None
         self._session: _Session | None = None
         self._pending: dict[str, _PendingAction] = {}
+        # One timer for every pending action's deadline (see SWEEP_GRANULARITY), armed
+        # for `_sweep_at`; inf when not armed.
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
         self._followups: dict[str, _Followup] = {}
         self._watchers: dict[_Watcher, None] = {}  # an ordered set
         # ActionIDs whose answer nobody waits for any more -> "its answer is an event
@@ -558,28 +579,41 @@ class AmiClient:
                 f"{len(self._pending)} actions already await an answer from PBX "
                 f"{settings.where} (max_pending={settings.max_pending})"
             )
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine awaited in asyncio always runs in a task
         entry = _PendingAction(
             action_id=action_id,
             action=action,
-            future=asyncio.get_running_loop().create_future(),
+            future=loop.create_future(),
             followup=_FollowupNames.of(followup) if followup else None,
             followup_timeout=(
                 DEFAULT_FOLLOWUP_TIMEOUT if followup_timeout is None else followup_timeout
             ),
             on_answer=on_answer,
+            deadline=loop.time() + timeout,
+            task=task,
+            cancelling=task.cancelling(),
         )
         # Registered before writing: the answer may arrive before drain() returns.
         self._pending[action_id] = entry
+        if entry.deadline < self._sweep_at:
+            self._arm_sweep(loop, entry.deadline)
         started = self._clock()
         try:
-            async with asyncio.timeout(timeout):
-                await self._write(session, data)
-                result = await entry.future
-        except TimeoutError:
-            raise ActionTimeout(
-                f"no complete answer to {action} (ActionID {action_id}) from PBX "
-                f"{settings.where} within {timeout}s"
-            ) from None
+            # Both the write (back-pressure) and the answer count against the deadline:
+            # the sweep cancels this task when it passes, as asyncio.timeout would.
+            await self._write(session, data)
+            result = await entry.future
+        except asyncio.CancelledError:
+            # uncancel() as in asyncio.timeout: a cancellation from elsewhere (the
+            # caller went away) stays a cancellation.
+            if entry.expired and task.uncancel() <= entry.cancelling:
+                raise ActionTimeout(
+                    f"no complete answer to {action} (ActionID {action_id}) from PBX "
+                    f"{settings.where} within {timeout}s"
+                ) from None
+            raise
         finally:
             if self._pending.get(action_id) is entry:
                 # Timed out or cancelled: forget it, and drop its answer when it comes.
@@ -594,6 +628,34 @@ class AmiClient:
             self._clock() - started,
         )
         return result
+
+    def _arm_sweep(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = when
+        self._sweep = loop.call_at(when, self._sweep_deadlines, loop)
+
+    def _sweep_deadlines(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel the task of every action past its deadline; re-arm for the next one.
+
+        O(pending actions), at most once per ``SWEEP_GRANULARITY``; with one timeout for
+        all actions it runs about once per timeout, since later actions never re-arm.
+        """
+        self._sweep = None
+        self._sweep_at = math.inf
+        now = loop.time()
+        earliest = math.inf
+        for entry in list(self._pending.values()):
+            if entry.expired:
+                continue  # cancelled already; its task has not run yet
+            if entry.deadline <= now:
+                entry.expired = True
+                if entry.task is not None and not entry.task.done():
+                    entry.task.cancel()
+            elif entry.deadline < earliest:
+                earliest = entry.deadline
+        if earliest < math.inf:
+            self._arm_sweep(loop, max(earliest, now + SWEEP_GRANULARITY))
 
     def _discard(self, action_id: str, *, listing: bool) -> None:
         self._discarded[action_id] = listing
@@ -1100,6 +1162,9 @@ class AmiClient:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self._fail_all(f"PBX {self._settings.where}: client closed")
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep, self._sweep_at = None, math.inf
         for stream in tuple(self._streams):
             stream.close()
         self._set_state(ConnectionStatus.DOWN, "client closed")

@@ -264,18 +264,28 @@ class LoginThrottle:
 
     def retry_after(self, peer: str, login: str, login2: str) -> float:
         """Seconds until this address and login may try again (0.0 = now)."""
+        if not (self._by_login or self._by_peer):
+            return 0.0  # nobody failed lately: the common case, asked on every request
+        return self.retry_after_names(peer, (normalize_login(login), normalize_login(login2)))
+
+    def retry_after_names(self, peer: str, names: LoginKey) -> float:
+        """``retry_after`` for a login already in its normalized form (``normalize_login``)."""
+        if not (self._by_login or self._by_peer):
+            return 0.0
         now = self._clock()
-        self._expire(self._by_login, now)
-        self._expire(self._by_peer, now)
-        waits = [
-            entry.locked_until - now
-            for entry in (
-                self._by_login.get((normalize_login(login), normalize_login(login2))),
-                self._by_peer.get(peer_key(peer)),
-            )
-            if entry is not None
-        ]
-        return max([0.0, *waits])
+        return max(
+            self._locked_for(self._by_login, names, now),
+            self._locked_for(self._by_peer, peer_key(peer), now),
+        )
+
+    def _locked_for(self, table: OrderedDict[K, _Failures], key: K, now: float) -> float:
+        entry = table.get(key)
+        if entry is None:
+            # Expiring could only remove entries: nothing to do for an absent key (the
+            # tables stay bounded all the same: failure() expires them).
+            return 0.0
+        self._expire(table, now)
+        return max(0.0, entry.locked_until - now) if table.get(key) is entry else 0.0
 
     def _bump(
         self, table: OrderedDict[K, _Failures], key: K, after: int, now: float, shared: int
@@ -328,8 +338,13 @@ class LoginThrottle:
 
         Returns the stored key of the login to delete, if the storage holds its count.
         """
-        names = (normalize_login(login), normalize_login(login2))
-        entry = self._by_login.pop(names, None)
+        if not self._by_login:
+            return None  # nothing to clear: the common case, after every cache hit
+        return self.success_names((normalize_login(login), normalize_login(login2)))
+
+    def success_names(self, names: LoginKey) -> str | None:
+        """``success`` for a login already in its normalized form (``normalize_login``)."""
+        entry = self._by_login.pop(names, None) if self._by_login else None
         return login_key(*names) if entry is not None and entry.stored else None
 
     def restore(self, lockouts: Iterable[StoredLockout]) -> None:
@@ -433,7 +448,8 @@ class Authenticator:
         # surrogatepass: a lone surrogate (possible in decoded client input) must not
         # turn a wrong login into an internal error.
         material = "\0".join((login, login2, sha1)).encode("utf-8", "surrogatepass")
-        return hmac.new(self._cache_key, material, hashlib.sha256).digest()
+        # hmac.digest: the same HMAC-SHA256 in one C call, without building an HMAC object.
+        return hmac.digest(self._cache_key, material, "sha256")
 
     async def _row_is_current(
         self, login: str, login2: str, version: int, known: int | None
@@ -499,10 +515,10 @@ class Authenticator:
         Raises ``RateLimited`` while ``peer`` or the login is locked out (without
         checking the credentials), ``AuthFailed`` when they are wrong in any way.
         """
-        wait = self._throttle.retry_after(peer, login, login2)
+        login, login2 = normalize_login(login), normalize_login(login2)
+        wait = self._throttle.retry_after_names(peer, (login, login2))
         if wait > 0:
             raise RateLimited(wait)
-        login, login2 = normalize_login(login), normalize_login(login2)
         sha1_norm = normalize_sha1(sha1) or ""
         key = self._key(login, login2, sha1_norm)
 
@@ -520,7 +536,7 @@ class Authenticator:
             # Only the login (an account name, not a secret) and the address are logged.
             log.info("login failed for %r from %s", login, peer)
             raise AuthFailed()
-        stored = self._throttle.success(peer, login, login2)
+        stored = self._throttle.success_names((login, login2))
         if stored is not None and self._lockouts is not None:
             await self._best_effort(self._lockouts.clear("login", stored))
         return principal
@@ -581,6 +597,12 @@ class Authenticator:
         if entry.expires <= self._clock():
             del self._cache[key]
             return None
+        generation = self.directory.generation()
+        if generation is not None and generation == entry.generation:
+            # Nothing changed since it was last current (as in _row_is_current, without
+            # the extra coroutine: this is the hit of nearly every request).
+            self._cache.move_to_end(key)
+            return entry.principal
         current, generation = await self._row_is_current(
             login, login2, entry.version, entry.generation
         )

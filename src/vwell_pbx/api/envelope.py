@@ -82,6 +82,9 @@ class Arguments(BaseModel):
         if cls.UNKNOWN_KEYS_ARE_ERRORS:
             _refuse_unknown_keys(cls, data)
         keys = cls._absent_when_empty
+        # Usually nothing is blank: then the mapping is passed on as it is, not copied.
+        if not any(_blank(data[key]) for key in keys & data.keys()):
+            return data
         return {key: value for key, value in data.items() if not (key in keys and _blank(value))}
 
 
