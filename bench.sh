@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the benchmarks: bash bench.sh [--quick] [--only fanout,broadcast,roundtrip,connections,startup] [--uvloop] [--calls-off]
+# Run the benchmarks: bash bench.sh [--quick] [--only fanout,broadcast,roundtrip,connections,startup] [--uvloop] [--no-calls-off] [--feeds ast20,yeastar,newchannel] [--compare-src DIR]
 # Results: Markdown tables on stdout and bench/results/<date>.json. See docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -2,7 +2,7 @@
 
     bash bench.sh               # everything, about 8-10 minutes
     bash bench.sh --quick       # a smoke run, about 1-2 minutes
-    bash bench.sh --only fanout,roundtrip [--uvloop]
+    bash bench.sh --only fanout,roundtrip [--uvloop] [--feeds ast20] [--compare-src DIR]
 
 (``bench.sh`` raises the open-files limit and runs ``python -m bench``.)
 
@@ -13,20 +13,22 @@ Markdown tables and written to ``bench/results/<date>.json``.
 
 Benchmarks (see docs/performance.md for what each means and the targets):
 
-- ``fanout``: N operators (10, 100, 1000) each subscribed to ``Newchannel`` with their
-  own ``CallerIDNum`` plus 2 catch-all supervisors; every event is a Newchannel for one
-  operator. The input rate steps up until delivery p99 reaches 50 ms or an event is
-  lost; the highest rate that passed is the result.
+- ``fanout``: the feeds of ``bench.feeds`` (realistic call runs recorded on Asterisk 20,
+  the Yeastar / Asterisk 1.8 dialect, and the old Newchannel-only feed), N operators each
+  subscribed to ``Newchannel`` with their own ``CallerIDNum`` plus 2 catch-all
+  supervisors. The highest input rate with delivery p99 < 50 ms and nothing lost is
+  searched by bisection over a rate ladder.
 - ``broadcast``: 10 and 100 catch-all subscribers take every event.
 - ``roundtrip``: ``send`` Ping with ``callbackAwait`` over 1 and 50 WebSockets, and
   ``POST /api`` from 50 keep-alive HTTP clients.
 - ``connections``: 10,000 idle authenticated WebSockets.
 - ``startup``: ``vwell-pbx serve`` to the first 200 from ``/health``.
 
-``--uvloop`` adds a server under uvloop to fan-out and broadcast. ``--calls-off`` adds a
-server with ``[calls] enabled = false`` (no call tracker, no call history) to fan-out and
-broadcast, side by side with the default one on the same feed, to show what the call
-tracker costs per event.
+Fan-out and broadcast run their targets side by side (one step each in turn): the
+server, the raw baseline, a server with ``[calls] enabled = false`` (left out with
+``--no-calls-off``), a server under uvloop with ``--uvloop``, and with
+``--compare-src DIR`` a server importing another checkout's ``src/`` (a "before").
+``--feeds`` picks feeds.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from bench.common import (
     CLK_TCK,
     CORES,
     LOAD_CPU,
+    OTHER_SOURCES,
     ROOT,
     SERVER_CPU,
     Child,
@@ -67,7 +70,8 @@ from bench.common import (
     rss_kib,
     snapshot_source,
 )
-from bench.feeder import AmiFeeder, newchannel_head, operator_number
+from bench.feeder import AmiFeeder
+from bench.feeds import FEEDS, Feed, make_feed, operator_number
 from bench.wsclient import Recorder, WsClient, connect_many
 
 P99_LIMIT = 0.050
@@ -75,36 +79,67 @@ Row = dict[str, Any]
 
 
 class Settings:
-    """Durations and sizes for a full or a quick run."""
+    """Durations, sizes and rate ladders for a full or a quick run."""
 
-    def __init__(self, quick: bool) -> None:
+    def __init__(self, quick: bool, feeds: tuple[str, ...] = FEEDS) -> None:
         self.quick = quick
+        self.feeds = feeds
         self.step_seconds = 2.0 if quick else 3.0
         self.drain_seconds = 2.0
-        self.fanout_sizes = (10, 1000) if quick else (10, 100, 1000)
         self.catch_all = 2
+        # Filtered operators per feed (plus ``catch_all`` supervisors); the realistic
+        # feeds first. Broadcast: catch-all subscribers per feed.
+        self.fanout_sizes: dict[str, tuple[int, ...]] = (
+            {"ast20": (1000,)}
+            if quick
+            else {"ast20": (10, 1000), "yeastar": (1000,), "newchannel": (1000,)}
+        )
+        self.broadcast_sizes: dict[str, tuple[int, ...]] = (
+            {"ast20": (10,)} if quick else {"ast20": (10, 100), "yeastar": (10, 100)}
+        )
+        # Rate ladders, searched by bisection (see fanout_case).
         self.fanout_rates = (
-            (5_000, 20_000)
+            (2_000, 5_000, 10_000, 20_000, 30_000)
             if quick
             else (
+                1_000,
                 2_000,
+                3_000,
                 5_000,
+                7_500,
                 10_000,
+                12_500,
                 15_000,
+                17_500,
                 20_000,
                 25_000,
                 30_000,
                 40_000,
                 50_000,
                 60_000,
-                80_000,
             )
         )
         self.broadcast_rates = {
-            10: (2_000, 8_000)
+            10: (2_000, 5_000, 10_000, 15_000)
             if quick
-            else (2_000, 4_000, 6_000, 8_000, 12_000, 16_000, 24_000, 32_000),
-            100: (1_000, 2_000) if quick else (1_000, 1_500, 2_000, 3_000, 4_000, 6_000),
+            else (
+                1_000,
+                2_000,
+                3_000,
+                4_000,
+                6_000,
+                8_000,
+                10_000,
+                12_500,
+                15_000,
+                17_500,
+                20_000,
+                25_000,
+                30_000,
+            ),
+            100: (500, 1_000, 2_000)
+            if quick
+            else (250, 500, 1_000, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000),
         }
         self.roundtrip_seconds = 2.0 if quick else 4.0
         self.connections = 1_000 if quick else 10_000
@@ -151,49 +186,105 @@ def busy_cpu_seconds() -> float:
 
 class Target:
     """One process under load in a fan-out case (the server or the baseline), with its
-    own clients and its own AMI connection at the feeder."""
+    own clients, its own AMI connection at the feeder and its own copy of the feed (so
+    every target gets the same sequence of events)."""
 
-    def __init__(self, name: str, proc: Child, session: set[Any]) -> None:
+    def __init__(self, name: str, proc: Child, session: set[Any], feed: Feed) -> None:
         self.name = name
         self.proc = proc
         self.session = session
+        self.feed = feed
         self.recorder = Recorder()
         self.clients: list[WsClient] = []
         self.rows: list[Row] = []
-        self.failed = False
+        self.operators = 0
+        self.catch_all = 0
+        #: Ladder indices: the highest rate that passed, the lowest that failed.
+        self.passed = -1
+        self.failed_at = 0
 
     async def connect(self, operators: int, catch_all: int) -> None:
         """Open and subscribe the clients."""
+        self.operators, self.catch_all = operators, catch_all
         host, port = self.proc.info["ws_url"].removeprefix("ws://").split("/")[0].split(":")
         self.clients = await connect_many(host, int(port), operators + catch_all, self.recorder)
         await _subscribe(self.clients, operators, raw_baseline=self.name == "baseline")
+
+    async def rebind(self, feeder: AmiFeeder, within: float = 15.0) -> bool:
+        """After the process lost its AMI connection (a backlog longer than its keepalive
+        Ping's timeout makes the server drop it), find the one it made again (by its
+        AMI ``Username``), so later steps feed it. Returns whether it had to."""
+        if self.session & feeder.sessions:
+            return False
+        users = {session.username for session in self.session}
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while True:
+                    fresh = {
+                        session
+                        for session in feeder.sessions
+                        if session.username in users and session not in self.session
+                    }
+                    if fresh:
+                        self.session = fresh
+                        return True
+                    await asyncio.sleep(0.05)
+        return True
+
+    async def reconnect_if_dropped(self) -> bool:
+        """After a step in which the server dropped slow clients: new clients, so the
+        next step starts whole. Returns whether it had to."""
+        if not any(client.closed.done() for client in self.clients):
+            return False
+        self.close()
+        await self.connect(self.operators, self.catch_all)
+        return True
 
     def close(self) -> None:
         """Drop the clients."""
         for client in self.clients:
             client.close()
 
+    @property
+    def searching(self) -> bool:
+        """Whether the search for the highest passing rate goes on."""
+        return self.failed_at - self.passed > 1
+
 
 async def _attach(
     feeder: AmiFeeder,
+    *,
     module: str,
     args: dict[str, Any],
     stack: contextlib.AsyncExitStack,
     name: str,
+    feed: Feed,
 ) -> Target:
     """Start a server or baseline process and find its AMI connection at the feeder."""
     before = set(feeder.sessions)
     proc = await stack.enter_async_context(child(module, {**args, "pbx_port": feeder.port}))
     await feeder.wait_logged_in(len(before) + 1)
-    return Target(name, proc, set(feeder.sessions) - before)
+    return Target(name, proc, set(feeder.sessions) - before, feed)
+
+
+async def _settle(target: Target, feeder: AmiFeeder, within: float = 15.0) -> None:
+    """Wait until what the last step sent has been read and delivered (or ``within``):
+    the feeder's buffer for this target is empty and nothing arrived for 0.3 s."""
+    recorder = target.recorder
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            while True:
+                seen = recorder.events + recorder.other
+                await asyncio.sleep(0.3)
+                quiet = recorder.events + recorder.other == seen
+                if quiet and feeder.write_buffered(target.session) == 0:
+                    return
 
 
 async def fanout_step(
     target: Target,
     *,
     feeder: AmiFeeder,
-    heads: list[bytes],
-    per_event: int,
     rate: int,
     label: str,
     settings: Settings,
@@ -209,8 +300,8 @@ async def fanout_step(
     server_cpu.start()
     load_cpu.start()
     busy0, t0 = busy_cpu_seconds(), time.perf_counter()
-    result = await feeder.blast(heads, rate, settings.step_seconds, only=target.session)
-    expected = result.sent * per_event
+    result = await feeder.blast(target.feed, rate, settings.step_seconds, only=target.session)
+    expected = result.expected
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(settings.drain_seconds):
             while recorder.events < expected:  # noqa: ASYNC110  (counted in data_received)
@@ -227,7 +318,7 @@ async def fanout_step(
     closed = sum(1 for c in target.clients if c.closed.done())
     ok = lost == 0 and p99 < P99_LIMIT and result.rate >= 0.95 * rate
     print(
-        f"  {target.name:<13} {label:<16} {rate:>6}/s: p99={p99 * 1e3:7.1f} ms lost={lost} "
+        f"  {target.name:<15} {label:<22} {rate:>6}/s: p99={p99 * 1e3:7.1f} ms lost={lost} "
         f"sent={result.rate:,.0f}/s srv={server_pct:.0f}% load={load_pct:.0f}% "
         f"others={others:.0f}% rss={peak[0] / 1024:.0f} MB closed={closed} "
         f"other_msgs={recorder.other}",
@@ -253,55 +344,68 @@ async def fanout_step(
     }
 
 
+async def _step_and_recover(
+    target: Target, *, feeder: AmiFeeder, rate: int, label: str, settings: Settings
+) -> Row:
+    """One step, its drain, and whatever the next step needs put back: the target's AMI
+    connection if it lost it, its clients if the server dropped some."""
+    row = await fanout_step(target, feeder=feeder, rate=rate, label=label, settings=settings)
+    await _settle(target, feeder)
+    if await target.rebind(feeder):
+        print(f"  {target.name}: lost its AMI connection, found it again")
+        row["ami_reconnected"] = True
+    if await target.reconnect_if_dropped():
+        print(f"  {target.name}: clients dropped by the server, reconnected")
+    return row
+
+
 async def fanout_case(
     feeder: AmiFeeder,
     *,
     label: str,
+    feed_name: str,
     operators: int,
     catch_all: int,
     rates: tuple[int, ...],
     settings: Settings,
     variants: list[tuple[str, str, dict[str, Any]]],
 ) -> list[Target]:
-    """Server(s) and baseline side by side: at each rate, each target still passing takes
-    one step (a failed step is retried once: the machine is shared, and noise can only
-    make a step fail, not pass). A target stops at its first failure."""
-    if operators:
-        heads = [newchannel_head(operator_number(i), i) for i in range(operators)]
-        per_event = 1 + catch_all
-    else:  # broadcast: numbers nobody filters on, every catch-all takes each event
-        heads = [newchannel_head(operator_number(10_000 + i), i) for i in range(100)]
-        per_event = catch_all
+    """Server(s) and baseline side by side, each searching ``rates`` (ascending) for the
+    highest rate that passes, by bisection (a failed step is retried once: the machine
+    is shared, and noise can make a step fail, hardly pass). The targets take turns,
+    one step each, so noise hits them alike. Clients the server dropped are replaced
+    before the next step, and each step starts once the previous one has drained."""
     async with contextlib.AsyncExitStack() as stack:
-        targets = [
-            await _attach(feeder, module, args, stack, name) for name, module, args in variants
-        ]
+        targets = []
+        for name, module, args in variants:
+            feed = make_feed(feed_name, operators=operators, catch_all=catch_all)
+            targets.append(
+                await _attach(feeder, module=module, args=args, stack=stack, name=name, feed=feed)
+            )
         for target in targets:
+            target.failed_at = len(rates)
             await target.connect(operators, catch_all)
             # Warm-up (first allocations, caches) outside the measured steps.
-            await feeder.blast(heads, 500, 0.5, only=target.session)
+            await feeder.blast(target.feed, 500, 1.0, only=target.session)
         await asyncio.sleep(0.5)
-        for rate in rates:
+        for target in targets:
+            await _settle(target, feeder)
+        while any(target.searching for target in targets):
             for target in targets:
-                if target.failed:
+                if not target.searching:
                     continue
+                index = (target.passed + target.failed_at + 1) // 2
                 for _attempt in range(2):
-                    row = await fanout_step(
-                        target,
-                        feeder=feeder,
-                        heads=heads,
-                        per_event=per_event,
-                        rate=rate,
-                        label=label,
-                        settings=settings,
+                    row = await _step_and_recover(
+                        target, feeder=feeder, rate=rates[index], label=label, settings=settings
                     )
-                    await asyncio.sleep(0.3)
-                    if row["ok"] or row["closed"]:
+                    if row["ok"]:
                         break
                 target.rows.append(row)
-                target.failed = not row["ok"]
-            if all(t.failed for t in targets):
-                break
+                if row["ok"]:
+                    target.passed = index
+                else:
+                    target.failed_at = index
         for target in targets:
             target.close()
         await asyncio.sleep(0.5)
@@ -314,17 +418,29 @@ def best(rows: list[Row]) -> Row | None:
     return max(passed, key=lambda row: row["rate_in"]) if passed else None
 
 
+def first_failure(rows: list[Row], above: int) -> Row | None:
+    """The lowest-rate step above ``above`` that failed (what the limit looked like)."""
+    failed = [row for row in rows if not row["ok"] and row["rate_in"] > above]
+    return min(failed, key=lambda row: row["rate_in"]) if failed else None
+
+
 async def with_server(
     feeder: AmiFeeder,
     run: Callable[[Child], Awaitable[list[Row]]],
     *,
     uvloop: bool = False,
     ws_queue_size: int = 1000,
+    src: str | None = None,
 ) -> list[Row]:
-    """Run ``run`` against a fresh server process."""
-    async with child(
-        "bench._server", {"pbx_port": feeder.port, "uvloop": uvloop, "ws_queue_size": ws_queue_size}
-    ) as server:
+    """Run ``run`` against a fresh server process (``src``: see ``child_env``)."""
+    args: dict[str, Any] = {
+        "pbx_port": feeder.port,
+        "uvloop": uvloop,
+        "ws_queue_size": ws_queue_size,
+    }
+    if src is not None:
+        args["src"] = src
+    async with child("bench._server", args) as server:
         return await run(server)
 
 
@@ -336,32 +452,44 @@ async def with_baseline(
         return await run(base)
 
 
+def fanout_cases(settings: Settings, *, broadcast: bool) -> list[tuple[str, str, int, int]]:
+    """(label, feed, operators, catch-all subscribers) of each case, realistic feeds first."""
+    cases: list[tuple[str, str, int, int]] = []
+    for feed_name in settings.feeds:
+        if broadcast:
+            sizes = settings.broadcast_sizes.get(feed_name, ())
+            cases += [(f"{feed_name} broadcast {n}", feed_name, 0, n) for n in sizes]
+        else:
+            sizes = settings.fanout_sizes.get(feed_name, ())
+            catch_all = settings.catch_all
+            cases += [
+                (f"{feed_name} filtered {n}+{catch_all}", feed_name, n, catch_all) for n in sizes
+            ]
+    return cases
+
+
 async def bench_fanout(
-    feeder: AmiFeeder, settings: Settings, uvloop: bool, broadcast: bool, calls_off: bool = False
+    feeder: AmiFeeder, settings: Settings, uvloop: bool, broadcast: bool, calls_off: bool = True
 ) -> tuple[list[Row], list[Row]]:
     """Fan-out (or broadcast) steps against the server and the baseline; summary rows."""
     all_rows: list[Row] = []
     summary: list[Row] = []
-    cases: list[tuple[str, int, int, tuple[int, ...]]]
-    if broadcast:
-        cases = [(f"broadcast {n}", 0, n, settings.broadcast_rates[n]) for n in (10, 100)]
-    else:
-        cases = [
-            (f"filtered {n}+{settings.catch_all}", n, settings.catch_all, settings.fanout_rates)
-            for n in settings.fanout_sizes
-        ]
     variants: list[tuple[str, str, dict[str, Any]]] = [
-        ("server", "bench._server", {}),
+        ("server", "bench._server", {"ami_user": "server"}),
         ("baseline", "bench._baseline", {"mode": "fanout"}),
     ]
     if uvloop:
-        variants.append(("server+uvloop", "bench._server", {"uvloop": True}))
+        variants.append(("server+uvloop", "bench._server", {"uvloop": True, "ami_user": "uv"}))
     if calls_off:
-        variants.append(("server-no-calls", "bench._server", {"calls": False}))
-    for label, operators, catch_all, rates in cases:
+        variants.append(("server-no-calls", "bench._server", {"calls": False, "ami_user": "nc"}))
+    if "before" in OTHER_SOURCES:
+        variants.append(("before", "bench._server", {"src": "before", "ami_user": "before"}))
+    for label, feed_name, operators, catch_all in fanout_cases(settings, broadcast=broadcast):
+        rates = settings.broadcast_rates[catch_all] if broadcast else settings.fanout_rates
         targets = await fanout_case(
             feeder,
             label=label,
+            feed_name=feed_name,
             operators=operators,
             catch_all=catch_all,
             rates=rates,
@@ -371,24 +499,37 @@ async def bench_fanout(
         for target in targets:
             all_rows.extend(target.rows)
         base = best(next(t for t in targets if t.name == "baseline").rows)
+        calls_off_best = next((best(t.rows) for t in targets if t.name == "server-no-calls"), None)
         for target in targets:
             if target.name == "baseline":
                 continue
             ours = best(target.rows)
-            summary.append(
-                {
-                    "case": label,
-                    "target": target.name,
-                    "max_rate_in": ours["rate_in"] if ours else 0,
-                    "delivered/s": ours["delivered/s"] if ours else 0.0,
-                    "p99_ms": ours["p99_ms"] if ours else float("nan"),
-                    "srv_cpu%": ours["srv_cpu%"] if ours else float("nan"),
-                    "srv_rss_MB": ours["srv_rss_MB"] if ours else float("nan"),
-                    "baseline_max_rate": base["rate_in"] if base else 0,
-                    "ratio": (ours["rate_in"] / base["rate_in"]) if ours and base else float("nan"),
-                    "ceiling_hit": ours is not None and ours["rate_in"] == rates[-1],
-                }
-            )
+            above = first_failure(target.rows, ours["rate_in"] if ours else 0)
+            row: Row = {
+                "case": label,
+                "target": target.name,
+                "max_rate_in": ours["rate_in"] if ours else 0,
+                "delivered/s": ours["delivered/s"] if ours else 0.0,
+                "p99_ms": ours["p99_ms"] if ours else float("nan"),
+                "srv_cpu%": ours["srv_cpu%"] if ours else float("nan"),
+                "srv_rss_MB": ours["srv_rss_MB"] if ours else float("nan"),
+                "load_cpu%": ours["load_cpu%"] if ours else float("nan"),
+                "others_cpu%": ours["others_cpu%"] if ours else float("nan"),
+                "next_failed": (
+                    f"{above['rate_in']:,}: p99 {above['p99_ms']:.0f} ms, lost {above['lost']}, "
+                    f"srv {above['srv_cpu%']:.0f}%"
+                    if above
+                    else "-"
+                ),
+                "baseline_max_rate": base["rate_in"] if base else 0,
+                "ratio": (ours["rate_in"] / base["rate_in"]) if ours and base else float("nan"),
+                "ceiling_hit": ours is not None and ours["rate_in"] == rates[-1],
+            }
+            if target.name == "server" and calls_off_best is not None:
+                row["vs_no_calls"] = (
+                    ours["rate_in"] / calls_off_best["rate_in"] if ours else float("nan")
+                )
+            summary.append(row)
     return all_rows, summary
 
 
@@ -515,20 +656,23 @@ async def bench_roundtrip(
     seconds = settings.roundtrip_seconds
     rows: list[Row] = []
     summary: list[Row] = []
-    variants = [False, True] if uvloop else [False]
-    for use_uvloop in variants:
-        suffix = "+uvloop" if use_uvloop else ""
+    variants: list[tuple[str, bool, str | None]] = [("server", False, None)]
+    if uvloop:
+        variants.append(("server+uvloop", True, None))
+    if "before" in OTHER_SOURCES:
+        variants.append(("before", False, "before"))
+    for name, use_uvloop, src in variants:
 
-        async def run(proc: Child, suffix: str = suffix) -> list[Row]:
+        async def run(proc: Child, name: str = name) -> list[Row]:
             out: list[Row] = []
             for sockets in (1, 50):
                 row = await ws_pings(proc.info["ws_url"], sockets, seconds, proc.pid)
-                out.append({"case": f"WS send Ping x{sockets}", "target": "server" + suffix, **row})
+                out.append({"case": f"WS send Ping x{sockets}", "target": name, **row})
             row = await http_posts(proc.info["http_url"] + "/api", 50, seconds, proc.pid)
-            out.append({"case": "POST /api x50", "target": "server" + suffix, **row})
+            out.append({"case": "POST /api x50", "target": name, **row})
             return out
 
-        rows.extend(await with_server(feeder, run, uvloop=use_uvloop))
+        rows.extend(await with_server(feeder, run, uvloop=use_uvloop, src=src))
     for concurrency in (1, 50):
         row = await ami_pings(feeder, concurrency, seconds)
         rows.append(
@@ -711,13 +855,20 @@ async def bench_startup(feeder: AmiFeeder, settings: Settings) -> list[Row]:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     """Run the selected benchmarks; return everything for the JSON file."""
-    settings = Settings(args.quick)
+    settings = Settings(args.quick, tuple(args.feeds.split(",")) if args.feeds else FEEDS)
     only = (
         set(args.only.split(","))
         if args.only
         else {"fanout", "broadcast", "roundtrip", "connections", "startup"}
     )
     results: dict[str, Any] = {}
+    if only & {"fanout", "broadcast"}:
+        feeds = [
+            {"feed": name, **make_feed(name, operators=1000, catch_all=2).describe()}
+            for name in settings.feeds
+        ]
+        print_table("Feeds", feeds)
+        results["feeds"] = feeds
     async with AmiFeeder() as feeder:
         if "startup" in only:
             rows = await bench_startup(feeder, settings)
@@ -725,14 +876,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["startup"] = rows
         if "fanout" in only:
             steps, summary = await bench_fanout(
-                feeder, settings, args.uvloop, broadcast=False, calls_off=args.calls_off
+                feeder, settings, args.uvloop, broadcast=False, calls_off=not args.no_calls_off
             )
             print_table("Fan-out steps", steps)
             print_table("Fan-out: highest input rate with p99 < 50 ms and nothing lost", summary)
             results["fanout"] = {"steps": steps, "summary": summary}
         if "broadcast" in only:
             steps, summary = await bench_fanout(
-                feeder, settings, args.uvloop, broadcast=True, calls_off=args.calls_off
+                feeder, settings, args.uvloop, broadcast=True, calls_off=not args.no_calls_off
             )
             print_table("Broadcast steps", steps)
             print_table("Broadcast: highest input rate with p99 < 50 ms and nothing lost", summary)
@@ -774,9 +925,15 @@ def cli() -> None:
         "--uvloop", action="store_true", help="also run the server under uvloop (if installed)"
     )
     parser.add_argument(
-        "--calls-off",
+        "--no-calls-off",
         action="store_true",
-        help="also run a server without the call tracker ([calls] enabled = false), side by side",
+        help="leave out the server without the call tracker ([calls] enabled = false)",
+    )
+    parser.add_argument("--feeds", help="comma-separated, of: " + ",".join(FEEDS))
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        help="also run the server from this src/ folder (another checkout's), side by side",
     )
     args = parser.parse_args()
     pin_self(LOAD_CPU)
@@ -801,6 +958,9 @@ def cli() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="vwell-bench-src-") as tmp:
         snapshot_source(Path(tmp))
+        if args.compare_src is not None:
+            meta["compare_src"] = str(args.compare_src)
+            snapshot_source(Path(tmp) / "compare", args.compare_src.resolve(), name="before")
         results = asyncio.run(main(args))
     meta["seconds"] = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1)
     out = ROOT / "bench" / "results"

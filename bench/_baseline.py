@@ -9,9 +9,10 @@ core, so that the server and its baseline get the same CPU:
 - ``fanout``: logs in to the AMI feed and serves WebSockets with aiohttp (the same
   WebSocket implementation as the server). A connection's first request says what
   it wants (read once with orjson: an operator's ``CallerIDNum``, or everything).
-  Per event it only finds the message boundary and the ``CallerIDNum`` bytes, and
-  queues the raw AMI bytes, unchanged, to that operator and to every catch-all
-  connection; one sender task per connection writes its queue, as the server does.
+  Per event it only finds the message boundary and, for a ``Newchannel``, the
+  ``CallerIDNum`` bytes, and queues the raw AMI bytes, unchanged, to that operator and
+  to every catch-all connection; one sender task per connection writes its queue, as
+  the server does.
   No parsing into headers, no JSON, no filters, no auth.
 - ``http``: a bare aiohttp handler: ``POST /api`` reads the body and answers a
   constant JSON; ``GET /health`` answers 200.
@@ -113,8 +114,10 @@ class _Operators:
 
     async def pump(self, reader: asyncio.StreamReader) -> None:
         """Cut the AMI stream at message boundaries and queue each message, unchanged,
-        to the operator whose number it carries and to every catch-all connection."""
-        marker = b"CallerIDNum: "
+        to every catch-all connection and, for a Newchannel, to the operator whose
+        number it carries (what the server's subscriptions ask for)."""
+        newchannel = b"Event: Newchannel\r\n"
+        marker = b"\r\nCallerIDNum: "
         by_number, catch_all = self.by_number, self.catch_all
         rest = b""
         while True:
@@ -129,10 +132,10 @@ class _Operators:
                     break
                 message = buffer[position : end + 4]
                 position = end + 4
-                at = message.find(marker)
+                at = message.find(marker) if message.startswith(newchannel) else -1
                 if at >= 0:
-                    stop_at = message.find(b"\r\n", at)
-                    for conn in by_number.get(message[at + len(marker) : stop_at], ()):
+                    at += len(marker)
+                    for conn in by_number.get(message[at : message.find(b"\r\n", at)], ()):
                         conn.put(message)
                 for conn in catch_all:
                     conn.put(message)

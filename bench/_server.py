@@ -48,7 +48,9 @@ def make_config(folder: Path, args: dict[str, Any]) -> AppConfig:
                     "name": "office",
                     "host": "127.0.0.1",
                     "port": int(args["pbx_port"]),
-                    "username": "bench",
+                    # Distinct per process, so the feeder can tell whose connection
+                    # came back after a lost one (bench.__main__.Target.rebind).
+                    "username": str(args.get("ami_user", "bench")),
                     "secret": "bench",
                     "auth": "plain",
                     "ping_interval": 20,

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: taken when the run starts, so that files edited during a run cannot change (or
 #: break) what is measured half-way through.
 SOURCE = [ROOT / "src"]
+#: Other sources a variant may run (``--compare-src``), by name.
+OTHER_SOURCES: dict[str, Path] = {}
 #: Children's stderr (the server's own log: slow clients dropped, ...) goes here.
 CHILD_LOG = ROOT / "bench" / "results" / "children.log"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -50,24 +52,31 @@ def credentials(login: str) -> dict[str, str]:
     raise KeyError(login)
 
 
-def snapshot_source(folder: Path) -> Path:
-    """Copy src/vwell_pbx into ``folder`` and make the children import it from there."""
+def snapshot_source(folder: Path, source: Path | None = None, *, name: str | None = None) -> Path:
+    """Copy ``source``/vwell_pbx (default: this checkout's src) into ``folder`` and make
+    the children import it from there; with ``name``, only children started with
+    ``src=name`` do (``--compare-src``)."""
     import shutil  # noqa: PLC0415
 
     target = folder / "src"
     shutil.copytree(
-        ROOT / "src" / "vwell_pbx",
+        (source or ROOT / "src") / "vwell_pbx",
         target / "vwell_pbx",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
-    SOURCE[0] = target
+    if name is None:
+        SOURCE[0] = target
+    else:
+        OTHER_SOURCES[name] = target
     return target
 
 
-def child_env() -> dict[str, str]:
-    """The environment of a child process: bench and the (snapshot of) vwell_pbx."""
+def child_env(src: str | None = None) -> dict[str, str]:
+    """The environment of a child process: bench and the (snapshot of) vwell_pbx, or
+    the other source ``src`` names."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join((str(ROOT), str(SOURCE[0])))
+    source = SOURCE[0] if src is None else OTHER_SOURCES[src]
+    env["PYTHONPATH"] = os.pathsep.join((str(ROOT), str(source)))
     return env
 
 
@@ -195,8 +204,10 @@ class Child:
 async def spawn(
     module: str, args: dict[str, Any], *, cpu: int = SERVER_CPU, within: float = 30.0
 ) -> Child:
-    """Start ``python -m module 'JSON args'`` pinned to ``cpu``; wait for its JSON line."""
-    env = child_env()
+    """Start ``python -m module 'JSON args'`` pinned to ``cpu``; wait for its JSON line.
+
+    ``args["src"]``, when given, names the source it imports (``child_env``)."""
+    env = child_env(args.get("src"))
     started = time.perf_counter()
     CHILD_LOG.parent.mkdir(parents=True, exist_ok=True)
     with CHILD_LOG.open("ab") as log:

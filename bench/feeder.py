@@ -4,11 +4,14 @@ It is not the simulator: the simulator builds every event from a call model and
 encodes it through the codec, which costs more per event than the server under test
 spends on it, so at the rates measured here it would be the bottleneck. The feeder
 speaks just enough AMI for the server's client and the baselines: the banner,
-``Login`` (plain or MD5, any credentials), ``Challenge``, ``Ping``, ``Logoff``.
+``Login`` (plain or MD5, any credentials), ``Challenge``, ``Ping``, ``Logoff``, and
+``CoreShowChannels`` with an empty list (the call tracker reads it after each connect).
 
-Events are pre-encoded; only their ``Timestamp`` header (the send time, what the
-receivers compute delivery latency from) is filled in per batch. A token bucket ticks
-every ``TICK`` seconds and writes everything due in one ``write`` per connection. When
+Events come from a ``bench.feeds.Feed`` (recorded calls with identifiers of their own,
+or Newchannel events), encoded up to their last header, ``Timestamp``, whose value (the
+send time, what the receivers compute delivery latency from) is filled in per batch.
+A token bucket ticks every ``TICK`` seconds and writes everything due in one ``write``
+per connection. When
 a connection's write buffer passes ``MAX_BUFFER`` (the reader cannot keep up) the
 feeder stops adding to it, so what a step reports as sent is what was really offered.
 """
@@ -18,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from bench.feeds import Feed
 
 TICK = 0.002
 MAX_BUFFER = 4 * 1024 * 1024
@@ -29,22 +33,7 @@ BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 
 _ACTION = re.compile(rb"(?im)^action:\s*(\S+)")
 _ACTION_ID = re.compile(rb"(?im)^actionid:\s*([^\r\n]*)")
-
-
-def operator_number(index: int) -> str:
-    """The phone number operator ``index`` watches for."""
-    return f"+7978{index:07d}"
-
-
-def newchannel_head(number: str, seq: int) -> bytes:
-    """A Newchannel event as a Yeastar GSM trunk sends it, up to its Timestamp value."""
-    return (
-        "Event: Newchannel\r\nPrivilege: call,all\r\n"
-        f"Channel: YSGSM/11-{seq % 9}\r\nChannelState: 1\r\nChannelStateDesc: Rsrvd\r\n"
-        f"CallerIDNum: {number}\r\nCallerIDName: {number}\r\nAccountCode: \r\n"
-        "Exten: s\r\nContext: DID_trunk_11\r\n"
-        f"Uniqueid: 1505301523.{6253 + seq}\r\nTimestamp: "
-    ).encode()
+_USERNAME = re.compile(rb"(?im)^username:\s*([^\r\n]*)")
 
 
 @dataclass(slots=True)
@@ -55,6 +44,8 @@ class BlastResult:
     seconds: float
     #: Ticks at which some connection's buffer was full (events held back).
     backlogged_ticks: int
+    #: Deliveries of these events the subscribers must receive (``Feed.take``).
+    expected: int = 0
 
     @property
     def rate(self) -> float:
@@ -67,6 +58,8 @@ class _AmiSession(asyncio.Protocol):
         self.feeder = feeder
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
+        #: The ``Username`` it logged in with: which target (process) it belongs to.
+        self.username = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -95,6 +88,8 @@ class _AmiSession(asyncio.Protocol):
                     b"Timestamp: %.6f\r\n\r\n" % time.time()
                 )
             elif name == b"login":
+                user_match = _USERNAME.search(action)
+                self.username = user_match.group(1).decode().strip() if user_match else ""
                 transport.write(
                     b"Response: Success\r\n"
                     + action_id
@@ -104,6 +99,15 @@ class _AmiSession(asyncio.Protocol):
             elif name == b"challenge":
                 transport.write(
                     b"Response: Success\r\n" + action_id + b"Challenge: 123456789\r\n\r\n"
+                )
+            elif name == b"coreshowchannels":
+                # An empty channel list, as an idle Asterisk answers: the call tracker
+                # rebuilds its calls from it after every connect.
+                transport.write(
+                    b"Response: Success\r\n" + action_id + b"EventList: start\r\n"
+                    b"Message: Channels will follow\r\n\r\n"
+                    b"Event: CoreShowChannelsComplete\r\n" + action_id + b"EventList: Complete\r\n"
+                    b"ListItems: 0\r\n\r\n"
                 )
             elif name == b"logoff":
                 transport.write(
@@ -151,24 +155,20 @@ class AmiFeeder:
 
     async def blast(
         self,
-        heads: list[bytes],
+        feed: Feed,
         rate: float,
         duration: float,
         *,
         only: set[Any] | None = None,
-        on_sent: Callable[[int, int], None] | None = None,
     ) -> BlastResult:
-        """Send events round-robin over ``heads`` at ``rate``/s for ``duration`` s, to
-        every logged-in connection or to those in ``only`` (see ``sessions``).
-
-        ``on_sent(first_seq, count)`` is told what each batch contained.
-        """
+        """Send ``feed``'s events at ``rate``/s for ``duration`` s, to every logged-in
+        connection or to those in ``only`` (see ``sessions``)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + duration
         sent = 0
+        expected = 0
         backlogged = 0
-        count = len(heads)
         while True:
             now = loop.time()
             if now >= deadline:
@@ -183,16 +183,25 @@ class AmiFeeder:
                 if any(t.get_write_buffer_size() > MAX_BUFFER for t in transports):
                     backlogged += 1
                 else:
+                    heads, deliveries = feed.take(due)
                     stamp = b"%.6f\r\n\r\n" % time.time()
-                    parts: list[bytes] = []
-                    for seq in range(sent, sent + due):
-                        parts.append(heads[seq % count])
-                        parts.append(stamp)
-                    data = b"".join(parts)
+                    data = stamp.join(heads) + stamp
                     for transport in transports:
                         transport.write(data)
-                    if on_sent is not None:
-                        on_sent(sent, due)
                     sent += due
+                    expected += deliveries
             await asyncio.sleep(TICK)
-        return BlastResult(sent=sent, seconds=loop.time() - start, backlogged_ticks=backlogged)
+        return BlastResult(
+            sent=sent,
+            seconds=loop.time() - start,
+            backlogged_ticks=backlogged,
+            expected=expected,
+        )
+
+    def write_buffered(self, only: set[Any] | None = None) -> int:
+        """Bytes written to the sessions (or those in ``only``) not yet sent."""
+        return sum(
+            s.transport.get_write_buffer_size()
+            for s in self.sessions
+            if s.transport is not None and (only is None or s in only)
+        )

@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench.feeder import operator_number
+from bench.feeds import operator_number
 from tests.calls.replay import BASE, load_recording
 from vwell_pbx.api.calls import call_bus_event
 from vwell_pbx.calls import CallTracker

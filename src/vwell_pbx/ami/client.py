@@ -648,6 +648,11 @@ class AmiClient:
             self._complete(entry)
 
     def _on_event(self, event: Message) -> None:
+        # An event's ActionID matters only to an action still waiting for something;
+        # while none does (nearly always, on a busy PBX feed), the look-up is skipped.
+        if not (self._pending or self._discarded or self._followups):
+            self._publish(event)
+            return
         action_id = event.action_id
         if action_id is not None:
             entry = self._pending.get(action_id)
@@ -775,7 +780,9 @@ class AmiClient:
             watcher.timer.cancel()
 
     def _publish(self, event: Message) -> None:
-        for watcher in tuple(self._watchers):
+        # Copies, because a callback may add or remove one; skipped when empty (nearly
+        # always for the watchers), since this runs for every event.
+        for watcher in tuple(self._watchers) if self._watchers else ():
             if watcher.future.done():
                 continue
             try:

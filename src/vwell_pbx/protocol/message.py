@@ -94,21 +94,27 @@ class Message:
 
     headers: Headers
     output: tuple[str, ...] | None = None
-    _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    # Lowercased key -> position of its first occurrence; built on the first look-up,
+    # not per message: most events on the wire (VarSet floods) are never looked into.
+    _index: dict[str, int] | None = field(
+        init=False, repr=False, compare=False, hash=False, default=None
+    )
 
     def __post_init__(self) -> None:
+        if not self.headers:
+            raise ValueError("an AMI message has at least one header")
+
+    def _build_index(self) -> dict[str, int]:
         # The comprehension keeps the LAST position of a repeated key; repeats are rare
         # (Status variables, UserEvent), so only then rebuild keeping the first one.
-        # This runs for every event on the wire, hence the fast path.
         headers = self.headers
-        if not headers:
-            raise ValueError("an AMI message has at least one header")
         index = {key.lower(): position for position, (key, _) in enumerate(headers)}
         if len(index) != len(headers):
             index = {}
             for position, (key, _) in enumerate(headers):
                 index.setdefault(key.lower(), position)
         object.__setattr__(self, "_index", index)
+        return index
 
     @classmethod
     def build(cls, *pairs: tuple[str, str], output: Iterable[str] | None = None) -> Message:
@@ -143,7 +149,10 @@ class Message:
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The first value of ``key`` (case-insensitive), or ``default``."""
-        position = self._index.get(key.lower())
+        index = self._index
+        if index is None:
+            index = self._build_index()
+        position = index.get(key.lower())
         return default if position is None else self.headers[position][1]
 
     def get_all(self, key: str) -> list[str]:
@@ -152,7 +161,12 @@ class Message:
         return [value for k, value in self.headers if k.lower() == wanted]
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._index
+        if not isinstance(key, str):
+            return False
+        index = self._index
+        if index is None:
+            index = self._build_index()
+        return key.lower() in index
 
     def to_dict(self) -> dict[str, str | list[str]]:
         """Headers as a dict keyed as the peer spelled them; a repeated key becomes a list.

@@ -1,0 +1,172 @@
+"""Micro benchmark of the server's AMI event path in one process, without sockets.
+
+    PYTHONPATH=.:src .venv/bin/python -m bench.path_micro [--feed ast20] [--events 200000]
+        [--operators 1000] [--catch-all 2] [--calls-off] [--profile]
+
+What the server does per PBX event between the socket read and the WebSocket
+queues, assembled as ``web/server.py`` assembles it: the AMI bytes of a
+``bench.feeds`` feed go through ``AmiParser`` and the AMI client's dispatch
+(``AmiClient._dispatch``, private: the reader calls it) to the listeners in the
+server's order (the bus publisher, the channel registry, the call tracker's
+``LiveCalls`` with its sinks), and ``EventBus.publish`` offers each event to
+``--operators`` operators (``Newchannel`` + own ``CallerIDNum``, with the operator
+role's guard) and ``--catch-all`` supervisors (every event, the supervisor role's
+guard). The queues are emptied between chunks; nothing is written to a socket, so
+the figures leave out the WebSocket sender (see the fan-out benchmark for that).
+
+CPU time of this process (``time.process_time``), the figure least disturbed when
+other work shares the machine; the best of ``--repeat`` runs. ``--profile`` prints
+cProfile's top functions instead. Nothing is asserted; the figures are in
+docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import cProfile
+import os
+import pstats
+import sys
+import time
+from typing import Any
+
+from bench.feeds import FEEDS, make_feed, operator_number
+from vwell_pbx.ami.client import AmiClient, AmiSettings
+from vwell_pbx.api.auth import Principal
+from vwell_pbx.api.calls import call_bus_event
+from vwell_pbx.api.guards import EventGuards
+from vwell_pbx.api.live_calls import LiveCalls
+from vwell_pbx.api.role_tables import BUILTIN_ROLE_SPECS
+from vwell_pbx.api.roles import RoleBook
+from vwell_pbx.calls import CallEvent, CallTracker
+from vwell_pbx.events import EventBus, EventFilter, Subscriber
+from vwell_pbx.pbx.channels import ChannelRegistry
+from vwell_pbx.protocol import NEED_DATA, AmiParser, Message
+from vwell_pbx.web.server import _publisher
+
+CHUNK = 65536
+
+
+def assemble(
+    operators: int, catch_all: int, *, calls: bool
+) -> tuple[AmiClient, list[Subscriber], EventBus, LiveCalls | None]:
+    """The event path of one PBX link, as ``serving()`` wires it."""
+    bus = EventBus()
+    client = AmiClient(AmiSettings(host="127.0.0.1", port=5038, username="b", secret="b"))
+    client.add_listener(_publisher(bus, None))
+    channels = ChannelRegistry()
+    client.add_listener(channels.observe)
+    live = None
+    if calls:
+        live = LiveCalls(client, CallTracker(pbx="office"))
+        history: collections.deque[Any] = collections.deque(maxlen=10_000)
+
+        def publish(event: CallEvent) -> None:
+            if bus.interested(event.name):
+                bus.publish(call_bus_event(event))
+
+        def store(event: CallEvent) -> None:
+            if event.name == "call.ended":
+                history.append(event.call)
+
+        live.add_sink(publish)
+        live.add_sink(store)
+        live.start()
+    guards = EventGuards(RoleBook(dict(BUILTIN_ROLE_SPECS)))
+    subscribers: list[Subscriber] = []
+    for index in range(operators):
+        subscriber = Subscriber(max_queue=10**9, max_subscriptions=10)
+        subscriber.guard = guards.guard_for(Principal("op", "Operator", "operator"))
+        # As onEvent builds it: the event's name is the name, the rest field filters.
+        flt = EventFilter.from_spec("Newchannel", {"CallerIDNum": operator_number(index)})
+        bus.subscribe(subscriber, flt)
+        subscribers.append(subscriber)
+    for _ in range(catch_all):
+        subscriber = Subscriber(max_queue=10**9, max_subscriptions=10)
+        subscriber.guard = guards.guard_for(Principal("sup", "Supervisor", "supervisor"))
+        bus.subscribe(subscriber, EventFilter.from_spec("*"))
+        subscribers.append(subscriber)
+    return client, subscribers, bus, live
+
+
+def chunks_of(feed_name: str, events: int, operators: int, catch_all: int) -> list[bytes]:
+    """The feed's first ``events`` events as AMI bytes, cut into socket-sized reads."""
+    feed = make_feed(feed_name, operators=operators, catch_all=catch_all)
+    heads, _ = feed.take(events)
+    stamp = b"1700000000.000000\r\n\r\n"
+    data = stamp.join(heads) + stamp
+    return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+
+
+def run_once(args: argparse.Namespace, chunks: list[bytes]) -> tuple[float, int, int]:
+    """CPU seconds for the whole feed, messages read, deliveries."""
+
+    async def body() -> tuple[float, int, int]:
+        client, subscribers, bus, live = assemble(
+            args.operators, args.catch_all, calls=not args.calls_off
+        )
+        parser = AmiParser(expect_greeting=False)
+        dispatch = client._dispatch
+        messages = 0
+        queues = [s._queue for s in subscribers]
+        started = time.process_time()
+        for chunk in chunks:
+            parser.receive_data(chunk)
+            while True:
+                item = parser.next_event()
+                if item is NEED_DATA:
+                    break
+                assert isinstance(item, Message)
+                dispatch(item)
+                messages += 1
+            for queue in queues:
+                queue.clear()
+        elapsed = time.process_time() - started
+        if live is not None:
+            await live.aclose()
+        return elapsed, messages, bus.stats.delivered
+
+    return asyncio.run(body())
+
+
+def main() -> None:
+    """Parse arguments, run, print."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feed", default="ast20", choices=FEEDS)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--operators", type=int, default=1000)
+    parser.add_argument("--catch-all", type=int, default=2)
+    parser.add_argument("--calls-off", action="store_true", help="no call tracker")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="cProfile's top 30 instead")
+    args = parser.parse_args()
+    chunks = chunks_of(args.feed, args.events, args.operators, args.catch_all)
+    print(
+        f"python {sys.version.split()[0]}, cores={os.cpu_count()}, feed={args.feed}, "
+        f"{args.operators}+{args.catch_all} subscribers, tracker "
+        f"{'off' if args.calls_off else 'on'}",
+        flush=True,
+    )
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        run_once(args, chunks)
+        profiler.disable()
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(40)
+        return
+    results = [run_once(args, chunks) for _ in range(args.repeat)]
+    seconds, messages, delivered = min(results)
+    print(
+        f"best of {args.repeat}: {seconds * 1e6 / messages:.2f} us/event "
+        f"({messages / seconds:,.0f} events/s), {delivered / messages:.2f} deliveries/event; "
+        f"all runs: " + ", ".join(f"{r[0] * 1e6 / r[1]:.2f}" for r in results),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
