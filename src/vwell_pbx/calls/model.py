@@ -61,8 +61,14 @@ JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "Jso
 def iso_ms(epoch_ms: int) -> str:
     """``1700000001122`` -> ``"2023-11-14T22:13:21.122Z"`` (UTC, milliseconds)."""
     seconds, millis = divmod(epoch_ms, 1000)
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+    return f"{_iso_seconds(seconds)}.{millis:03d}Z"
+
+
+# Formatting a datetime costs several microseconds, and a busy PBX's events crowd into
+# the same few seconds, so each second is formatted once and its milliseconds appended.
+@lru_cache(maxsize=256)
+def _iso_seconds(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def to_ms(now: float) -> int:

@@ -22,10 +22,6 @@ from enum import Enum
 from vwell_pbx.calls.model import EndReason, Transfer
 from vwell_pbx.calls.rules import ChannelInfo, ChannelKind
 
-PARTY_KINDS = frozenset({ChannelKind.EXTENSION, ChannelKind.TRUNK, ChannelKind.OTHER})
-"""Channel kinds that are a party of a call (shown in ``channels``); Local and zombie
-channels are followed but are not parties."""
-
 MAX_DESTINATIONS = 32
 """Dial destinations remembered per channel (to find the phone behind a Local half)."""
 
@@ -68,7 +64,11 @@ class Channel:
     @property
     def is_party(self) -> bool:
         """A phone, a trunk or another real endpoint (not Local, not a zombie)."""
-        return self.info.kind in PARTY_KINDS
+        # Parties are shown in ``channels``; Local and zombie channels are followed only.
+        # Two identity tests rather than a set of kinds: hashing an Enum member is a
+        # Python-level call, and this runs for every channel of every snapshot.
+        kind = self.info.kind
+        return kind is not ChannelKind.LOCAL and kind is not ChannelKind.ZOMBIE
 
     @property
     def extension(self) -> str | None:

@@ -194,6 +194,43 @@ class _PendingOriginate:
         return self.sent_ms is None or call.started_ms >= self.sent_ms
 
 
+@dataclass(frozen=True, slots=True)
+class _ChannelHeaders:
+    """The headers that describe one channel in an event, for one prefix: ``Channel``,
+    ``DestChannel``, ``TargetChannel``, ... Spelled once here rather than concatenated
+    for every event (the tracker reads several of them in each event it handles)."""
+
+    channel: str
+    uniqueid: str
+    linkedid: str
+    caller_num: str
+    caller_id: str
+    caller_name: str
+    exten: str
+    state_desc: str
+    state: str
+
+    @classmethod
+    def of(cls, prefix: str) -> _ChannelHeaders:
+        """The header names with ``prefix`` (``""`` for the event's own channel)."""
+        return cls(
+            channel=prefix + "Channel",
+            uniqueid=prefix + "Uniqueid",
+            linkedid=prefix + "Linkedid",
+            caller_num=prefix + "CallerIDNum",
+            caller_id=prefix + "CallerID",
+            caller_name=prefix + "CallerIDName",
+            exten=prefix + "Exten",
+            state_desc=prefix + "ChannelStateDesc",
+            state=prefix + "State",
+        )
+
+
+_OWN: Final = _ChannelHeaders.of("")  # the event's channel (the caller in a Dial event)
+_DEST: Final = _ChannelHeaders.of("Dest")  # the dialled channel (DialBegin, ...)
+_TARGET: Final = _ChannelHeaders.of("Target")  # the picked-up channel (Pickup)
+
+
 def _int(raw: str | None) -> int | None:
     if raw is None:
         return None
@@ -480,7 +517,7 @@ class CallTracker:
             known = self._channels.get(uniqueid)
             if known is not None:
                 if not known.call.ended:
-                    self._update(known, item, "")
+                    self._update(known, item, _OWN)
                     listed.append((known, item))
                 continue
             self._hung.pop(uniqueid, None)  # it is alive after all
@@ -489,7 +526,7 @@ class CallTracker:
                 continue
             channel.created_ms = self._now - _duration_ms(item)
             channel.call.started_ms = min(channel.call.started_ms, channel.created_ms)
-            self._update(channel, item, "", react=False)
+            self._update(channel, item, _OWN, react=False)
             learnt.append((channel, item))
         for gone in later:
             self._drop(gone)
@@ -523,9 +560,9 @@ class CallTracker:
             self._end(oldest, "unknown", drop_channels=True)
         return call
 
-    def _known(self, event: Message, prefix: str = "") -> Channel | None:
+    def _known(self, event: Message) -> Channel | None:
         """The channel an event names, if the tracker knows it (never learns one)."""
-        uniqueid = event.get(prefix + "Uniqueid")
+        uniqueid = event.get("Uniqueid")
         if uniqueid:
             channel = self._channels.get(uniqueid)
             if channel is not None:
@@ -533,7 +570,7 @@ class CallTracker:
                 return channel
             if uniqueid in self._hung:
                 return None
-        name = event.get(prefix + "Channel")
+        name = event.get("Channel")
         if name:
             channel = self._by_name.get(name)
             if channel is not None and (not uniqueid or channel.uniqueid == name):
@@ -546,22 +583,35 @@ class CallTracker:
         if not channel.call.ended and channel.call.call_id in self._calls:
             self._calls.move_to_end(channel.call.call_id)
 
-    def _from_event(self, event: Message, prefix: str = "") -> Channel | None:
+    def _from_event(self, event: Message, headers: _ChannelHeaders = _OWN) -> Channel | None:
         """The channel an event describes, learnt if new, with its state brought up to date."""
-        name = event.get(prefix + "Channel")
+        channel = self._channel_of(event, headers)
+        if channel is not None and not channel.call.ended:
+            self._update(channel, event, headers)
+        return channel
+
+    def _channel_of(self, event: Message, headers: _ChannelHeaders) -> Channel | None:
+        """``_learn`` for the channel an event names. Its Linkedid is read only for a
+        channel new to the tracker: nearly every event is about a known one."""
+        name = event.get(headers.channel)
         if not name:
             return None
-        uniqueid = event.get(prefix + "Uniqueid")
-        channel = self._learn(name, uniqueid, event.get(prefix + "Linkedid"))
-        if channel is not None and not channel.call.ended:
-            self._update(channel, event, prefix)
+        uniqueid = event.get(headers.uniqueid)
+        channel = self._existing(name, uniqueid)
+        if channel is None and not self._hung_up(uniqueid):
+            channel = self._create(name, uniqueid, event.get(headers.linkedid))
         return channel
 
     def _learn(self, name: str, uniqueid: str | None, linkedid: str | None) -> Channel | None:
         """Find or create the record of a channel; ``None`` for one we must not learn."""
-        channel, may_create = self._existing(name, uniqueid)
-        if not may_create:
-            return channel
+        channel = self._existing(name, uniqueid)
+        if channel is None and not self._hung_up(uniqueid):
+            channel = self._create(name, uniqueid, linkedid)
+        return channel
+
+    def _create(self, name: str, uniqueid: str | None, linkedid: str | None) -> Channel | None:
+        """A new channel's record, in the call it belongs to; ``None`` for one we must
+        not learn (a zombie, news about an ended call)."""
         uniqueid = uniqueid or name  # Asterisk 1.4 leaves Uniqueid out of a few events
         info = self._rules.classify(name)
         if info.kind is ChannelKind.ZOMBIE:
@@ -576,19 +626,17 @@ class CallTracker:
         self._register(channel)
         return channel
 
-    def _existing(self, name: str, uniqueid: str | None) -> tuple[Channel | None, bool]:
-        """The record already kept for a channel (touched), and whether a new one may be
-        made: not when one exists, nor for a Uniqueid that already hung up."""
-        if uniqueid:
-            channel = self._channels.get(uniqueid)
-            gone = channel is None and uniqueid in self._hung
-        else:
-            channel = self._by_name.get(name)
-            gone = False
+    def _existing(self, name: str, uniqueid: str | None) -> Channel | None:
+        """The record already kept for a channel (touched), by Uniqueid, or by name
+        when the event has none."""
+        channel = self._channels.get(uniqueid) if uniqueid else self._by_name.get(name)
         if channel is not None:
             self._touch(channel)
-            return channel, False
-        return None, not gone
+        return channel
+
+    def _hung_up(self, uniqueid: str | None) -> bool:
+        """A Uniqueid that hung up: no new record is ever made for it."""
+        return bool(uniqueid) and uniqueid in self._hung
 
     def _call_for(
         self, uniqueid: str, linkedid: str | None, partner: Channel | None
@@ -660,12 +708,14 @@ class CallTracker:
         twin = name[:-1] + ("2" if half == 1 else "1")
         return self._by_name.get(twin)
 
-    def _update(self, channel: Channel, event: Message, prefix: str, *, react: bool = True) -> None:
+    def _update(
+        self, channel: Channel, event: Message, headers: _ChannelHeaders, *, react: bool = True
+    ) -> None:
         """Copy state, caller ID and extension from an event's channel fields."""
-        number = event.get(prefix + "CallerIDNum")
+        number = event.get(headers.caller_num)
         if number is None:
-            number = event.get(prefix + "CallerID")
-        name = event.get(prefix + "CallerIDName")
+            number = event.get(headers.caller_id)
+        name = event.get(headers.caller_name)
         if (number is not None and number != channel.caller_num) or (
             name is not None and name != channel.caller_name
         ):
@@ -676,7 +726,7 @@ class CallTracker:
             call = channel.call
             if channel is call.origin or (call.origin is None and channel.side is Side.ORIGIN):
                 self._refresh_from(call)
-        exten = event.get(prefix + "Exten")
+        exten = event.get(headers.exten)
         if exten is None and event.name in ("Status", "Newexten", "CoreShowChannel"):
             exten = event.get("Extension")
         if exten is not None:
@@ -685,7 +735,7 @@ class CallTracker:
                 channel.first_exten = exten
                 if channel is channel.call.origin and channel.info.kind is ChannelKind.TRUNK:
                     channel.call.did = channel.call.did or self._rules.number(exten)
-        state = event.get(prefix + "ChannelStateDesc") or event.get(prefix + "State")
+        state = event.get(headers.state_desc) or event.get(headers.state)
         if state:
             state = state.strip().lower()
             if state != channel.state:
@@ -1287,15 +1337,12 @@ class CallTracker:
         self._from_event(event)
 
     def _on_new_callerid(self, event: Message) -> None:
-        name = event.get("Channel")
-        if not name:
-            return
-        channel = self._learn(name, event.get("Uniqueid"), event.get("Linkedid"))
+        channel = self._channel_of(event, _OWN)
         if channel is None or channel.call.ended:
             return
         call = channel.call
         before = (call.from_number, call.from_name)
-        self._update(channel, event, "")
+        self._update(channel, event, _OWN)
         if call.announced and not call.ended and before != (call.from_number, call.from_name):
             self._emit(call, "call.updated", self._current_extension(call))
 
@@ -1377,10 +1424,10 @@ class CallTracker:
             self._hangup(channel, _int(event.get("Cause")))
 
     def _on_dial_begin(self, event: Message) -> None:
-        dest = self._from_event(event, "Dest")
+        dest = self._from_event(event, _DEST)
         if dest is None or dest.call.ended:
             return
-        source = self._from_event(event, "")
+        source = self._from_event(event)
         if source is not None:
             self._dial(source, dest, event.get("DialString"))
             return
@@ -1395,10 +1442,10 @@ class CallTracker:
             self._match_pending(call, dest.name)
 
     def _on_dial_state(self, event: Message) -> None:
-        dest = self._from_event(event, "Dest")
+        dest = self._from_event(event, _DEST)
         if dest is None or dest.call.ended:
             return
-        source = self._from_event(event, "")
+        source = self._from_event(event)
         if source is not None and not dest.dialled:
             self._dial(source, dest, None)  # joined mid-call: the DialBegin was missed
         status = (event.get("DialStatus") or "").strip().lower()
@@ -1411,10 +1458,10 @@ class CallTracker:
             self._ringing(dest)
 
     def _on_dial_end(self, event: Message) -> None:
-        dest = self._from_event(event, "Dest")
+        dest = self._from_event(event, _DEST)
         if dest is None or dest.call.ended:
             return
-        source = self._from_event(event, "")
+        source = self._from_event(event)
         if source is not None and not dest.dialled:
             self._dial(source, dest, None)  # joined mid-call: the DialBegin was missed
         self._dial_end(dest, event.get("DialStatus") or "")
@@ -1435,7 +1482,7 @@ class CallTracker:
         dest_name = event.get("Destination")
         if source is None or not dest_name:
             return
-        self._update(source, event, "")
+        self._update(source, event, _OWN)
         dest = self._learn(dest_name, event.get("DestUniqueID"), None)
         if dest is not None:
             source.dialling = True
@@ -1491,7 +1538,7 @@ class CallTracker:
 
     def _on_pickup(self, event: Message) -> None:
         picker = self._from_event(event)
-        target = self._from_event(event, "Target")
+        target = self._from_event(event, _TARGET)
         if picker is None or target is None or target.call.ended or picker.call.ended:
             return
         call = target.call
