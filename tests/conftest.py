@@ -7,6 +7,7 @@ WebSocket to it with aiohttp's client.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -51,3 +52,14 @@ async def api(server: RunningServer) -> AsyncIterator[ApiClient]:
     """A client for ``server``; WebSockets opened through it are closed afterwards."""
     async with aiohttp.ClientSession() as session:
         yield ApiClient(server, session)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``soak`` tests (the long variants, registered in pyproject.toml) unless
+    ``VWELL_SOAK=1``."""
+    if os.environ.get("VWELL_SOAK") == "1":
+        return
+    skip = pytest.mark.skip(reason="soak test: run with VWELL_SOAK=1 (see CONTRIBUTING.md)")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)

@@ -263,7 +263,8 @@ async def test_pbx_away_for_a_few_seconds(tmp_path: Path) -> None:
     await _pbx_outage(tmp_path, 3.0)
 
 
-@pytest.mark.slow
+# Half a minute of waiting: a soak test (VWELL_SOAK=1); the 3 s absence above runs in CI.
+@pytest.mark.soak
 @pytest.mark.timeout(180)
 async def test_pbx_away_for_thirty_seconds(tmp_path: Path) -> None:
     await _pbx_outage(tmp_path, 30.0)
