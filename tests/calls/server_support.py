@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tests.support import ADMIN, ApiClient, WsClient
+from tests.support import ADMIN, ApiClient, WsClient, until
 
 SENTINEL = "call.zz-sentinel"
 
@@ -66,9 +66,7 @@ async def eventually(
     check: Callable[[], Awaitable[bool]], within: float = 10.0, every: float = 0.02
 ) -> None:
     """Wait until ``await check()`` is true (polled), at most ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while not await check():
-            await asyncio.sleep(every)
+    await until(check, within, what="the call state", every=every)
 
 
 async def subscribe(ws: WsClient, creds: dict[str, str], **argument: Any) -> dict[str, Any]:
