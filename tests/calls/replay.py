@@ -130,7 +130,7 @@ class Near:
         return f"≈{self.value}"
 
 
-CALL_FIELDS = [
+CALL_FIELDS = (
     "callId",
     "pbx",
     "status",
@@ -153,7 +153,7 @@ CALL_FIELDS = [
     "channels",
     "originated",
     "actionId",
-]
+)
 """The call object's fields, exactly as the public call model names them."""
 
 

@@ -17,32 +17,6 @@ from tests.support import ADMIN, ApiClient, WsClient, until
 
 SENTINEL = "call.zz-sentinel"
 
-#: The call object's fields, in the order of the call model.
-CALL_FIELDS = (
-    "callId",
-    "pbx",
-    "status",
-    "direction",
-    "fromNumber",
-    "fromName",
-    "toNumber",
-    "toName",
-    "extension",
-    "trunk",
-    "did",
-    "startedAt",
-    "answeredAt",
-    "endedAt",
-    "ringSeconds",
-    "talkSeconds",
-    "endReason",
-    "onHold",
-    "transfers",
-    "channels",
-    "originated",
-    "actionId",
-)
-
 
 async def events_until(ws: WsClient, name: str, within: float = 10.0) -> list[dict[str, Any]]:
     """Pushed events up to and including the first called ``name``."""

@@ -17,8 +17,8 @@ import aiohttp
 import orjson
 import pytest
 
+from tests.calls.replay import CALL_FIELDS
 from tests.calls.server_support import (
-    CALL_FIELDS,
     call_object,
     events_until,
     eventually,
