@@ -64,7 +64,7 @@ async def create_pg_database(cluster: PgCluster) -> StorageUrl:
     return StorageUrl.parse(cluster.url(name)).with_password(cluster.password)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def storage_backend(request: pytest.FixtureRequest) -> str:
     """The backend under test."""
     return str(request.param)
