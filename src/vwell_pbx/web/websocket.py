@@ -171,20 +171,27 @@ class _Connection:
     async def _send_loop(self) -> None:
         ws = self._ws
         subscriber = self._subscriber
+        loop = asyncio.get_running_loop()
         pacer = _WritePacer.of_running_loop()
-        # Writes everything queued with one transport.write, then holds further writes
-        # until the pacer's next tick (an answer ends the hold at once): a connection
-        # that receives a steady stream writes at most once per WRITE_INTERVAL, however
-        # many AMI reads fill its queue meanwhile. After a quiet spell the first event
-        # goes out at once (get wakes on it). Awaits the transport only when it pushes
-        # back; the queue's bound (ws_queue_size) holds throughout.
+        busy = 2 * WRITE_INTERVAL
+        last_write = -busy
+        # Writes everything queued with one transport.write. A connection that wrote
+        # less than two intervals ago (a steady stream) then holds further writes until
+        # the pacer's next tick (an answer ends the hold at once), so it writes about
+        # once per WRITE_INTERVAL however many AMI reads fill its queue meanwhile; one
+        # that gets an event now and then writes each at once, with no hold (which
+        # would cost it a second wake-up per event). Awaits the transport only when it
+        # pushes back; the queue's bound (ws_queue_size) holds throughout.
         while not ws.closed:
             frames = await subscriber.get()
             if frames:
                 if wsframes.write_text_frames(ws, frames):
                     await wsframes.drain(ws)
-                pacer.hold(subscriber)
-                await subscriber.hold_writes()
+                now = loop.time()
+                if now - last_write < busy:
+                    pacer.hold(subscriber)
+                    await subscriber.hold_writes()
+                last_write = now
             elif subscriber.closed:
                 return
 
@@ -215,9 +222,9 @@ class _Connection:
         wsframes.abort(ws)
 
 
-#: The longest a connection that has just written holds its next write, so that what
-#: several AMI reads queue for it goes out in one write. Each write costs a wake-up of
-#: the connection's sender and a system call, whatever it carries: without the hold,
+#: The longest a busy connection that has just written holds its next write, so that
+#: what several AMI reads queue for it goes out in one write. Each write costs a wake-up
+#: of the connection's sender and a system call, whatever it carries: without the hold,
 #: 100 connections fed by a PBX that sends every 2 ms make 50,000 of each per second.
 #: Events wait up to this long more; answers are never held.
 WRITE_INTERVAL = 0.005
