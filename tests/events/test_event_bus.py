@@ -465,6 +465,79 @@ async def test_only_one_getter() -> None:
     assert await sub.get(timeout=1) == [b"x"]
 
 
+# ---- Subscriber.hold_writes (the sender's pause between writes) ----
+
+
+async def _holding(sub: Subscriber) -> asyncio.Task[None]:
+    task = asyncio.create_task(sub.hold_writes())
+    await asyncio.sleep(0)  # let it start waiting
+    return task
+
+
+async def test_events_queue_during_a_hold_without_ending_it() -> None:
+    bus = EventBus()
+    sub = subscriber(max_queue=10)
+    bus.subscribe(sub, flt("Hangup"))
+    held = await _holding(sub)
+    for _ in range(4):
+        bus.publish(hangup())
+    await asyncio.sleep(0)
+    assert not held.done() and sub.queued == 4
+    sub.release()
+    await asyncio.wait_for(held, 1)
+    assert len(await sub.get(timeout=0)) == 4
+
+
+async def test_a_hold_ends_when_the_queue_is_half_full() -> None:
+    bus = EventBus()
+    sub = subscriber(max_queue=10)
+    bus.subscribe(sub, flt("Hangup"))
+    held = await _holding(sub)
+    for _ in range(5):
+        bus.publish(hangup())
+    await asyncio.sleep(0)
+    assert not held.done()
+    assert bus.publish(hangup()) == 1  # the sixth passes the half-way mark: taken, and
+    await asyncio.wait_for(held, 1)  # the sender is let go
+    assert sub.queued == 6 and not sub.overflowed
+    # The bound is max_queue again, as without a hold.
+    for _ in range(4):
+        assert bus.publish(hangup()) == 1
+    assert bus.publish(hangup()) == 0
+    assert sub.overflowed and sub.queued == 10
+
+
+async def test_a_reply_ends_a_hold_and_prevents_the_next() -> None:
+    sub = subscriber()
+    held = await _holding(sub)
+    sub.put_nowait_reply(b"answer")
+    await asyncio.wait_for(held, 1)
+    sub.put_nowait_reply(b"another")
+    await asyncio.wait_for(sub.hold_writes(), 1)  # a reply is waiting: no hold
+    assert await sub.get(timeout=0) == [b"answer", b"another"]
+    held = await _holding(sub)  # the replies were taken: it holds again
+    assert not held.done()
+    held.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await held
+
+
+async def test_close_ends_a_hold_and_a_closed_subscriber_does_not_hold() -> None:
+    sub = subscriber()
+    held = await _holding(sub)
+    sub.close()
+    await asyncio.wait_for(held, 1)
+    await asyncio.wait_for(sub.hold_writes(), 1)
+
+
+async def test_an_overflowed_subscriber_does_not_hold() -> None:
+    sub = subscriber(max_queue=2)
+    for item in (b"a", b"b", b"c"):
+        sub.offer(item)
+    assert sub.overflowed
+    await asyncio.wait_for(sub.hold_writes(), 1)
+
+
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="max_queue"):
         Subscriber(max_queue=0, max_subscriptions=1)

@@ -346,9 +346,11 @@ class Subscriber:
         "__weakref__",
         "_closed",
         "_decided",
+        "_held",
         "_limit",
         "_on_overflow",
         "_queue",
+        "_replied",
         "_stamp",
         "_waiter",
         "delivered",
@@ -377,10 +379,15 @@ class Subscriber:
         self._on_overflow = on_overflow
         self._queue: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
+        # The sender's pause (hold_writes); a reply queued since the last get.
+        self._held: asyncio.Future[None] | None = None
+        self._replied = False
         self._closed = False
         self.overflowed = False
         # max_queue while accepting, 0 once overflowed or closed: one comparison
-        # decides an offer on the fast path (the bus inlines it).
+        # decides an offer on the fast path (the bus inlines it). While the sender
+        # holds its writes, half of max_queue: the offer that reaches it takes the slow
+        # path (offer), which ends the hold, so a held queue never nears the bound.
         self._limit = max_queue
         #: Items accepted into the queue (events and replies) since creation.
         self.delivered = 0
@@ -407,12 +414,16 @@ class Subscriber:
         """
         queue = self._queue
         if len(queue) >= self._limit:
-            if self._limit:
+            if not self._limit:
+                return False
+            if len(queue) < self.max_queue:  # a held sender's half-way mark: write now
+                self.release()
+            else:
                 self._limit = 0
                 self.overflowed = True
                 if self._on_overflow is not None:
                     self._on_overflow(self)
-            return False
+                return False
         queue.append(data)
         self.delivered += 1
         waiter = self._waiter
@@ -421,7 +432,10 @@ class Subscriber:
         return True
 
     def put_nowait_reply(self, data: bytes) -> bool:
-        """Queue an API answer in the same queue as events, with the same bound."""
+        """Queue an API answer in the same queue as events, with the same bound; it
+        ends a :meth:`hold_writes` at once (answers are never held back)."""
+        self._replied = True
+        self.release()
         return self.offer(data)
 
     async def get(self, timeout: float | None = None) -> list[bytes]:  # noqa: ASYNC109
@@ -449,15 +463,49 @@ class Subscriber:
         if not items:
             return []
         self._queue = []
+        self._replied = False
         return items
 
+    async def hold_writes(self) -> None:
+        """Wait until :meth:`release` (or a reply is queued, or the subscriber closes),
+        letting events queue meanwhile without waking anyone.
+
+        The sender calls it after a write, so that what the next few AMI reads
+        publish goes out in one write, not one per read (the caller arranges the
+        release). Returns at once when a reply was queued since the last :meth:`get`
+        or the subscriber is closed, and ends early when the queue fills half-way: a
+        hold never brings a reading client near ``max_queue``. Only the task that
+        calls :meth:`get` may call it.
+        """
+        if self._replied or self._limit != self.max_queue or self.max_queue < 2:
+            return  # a reply to send, overflowed or closed, or no room to hold in
+        held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._held = held
+        self._limit = max(1, self.max_queue // 2)
+        try:
+            await held
+        finally:
+            self._held = None
+            if self._limit:  # not overflowed or closed meanwhile
+                self._limit = self.max_queue
+
+    def release(self) -> None:
+        """End a :meth:`hold_writes` (no effect when none is waiting)."""
+        held = self._held
+        if held is not None and not held.done():
+            if self._limit:
+                self._limit = self.max_queue
+            held.set_result(None)
+
     def close(self) -> None:
-        """Refuse further items and wake a waiting :meth:`get` (which drains what is left)."""
+        """Refuse further items and wake a waiting :meth:`get` (which drains what is
+        left) or :meth:`hold_writes`."""
         self._closed = True
         self._limit = 0
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        self.release()
 
 
 @dataclass(frozen=True, slots=True)
