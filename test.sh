@@ -63,4 +63,18 @@ if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
     fi
 fi
 
-exec .venv/bin/python -m pytest "$@"
+# One pytest-xdist worker per core (-n auto); --dist loadscope keeps each test module on
+# one worker, so a module's shared fixtures (tests/instances starts three server
+# processes per module) are built once. Each worker starts its own throw-away database
+# servers (free ports, temporary folders). Asking for -n yourself (-n 0: serially), for
+# -s or for a debugger runs pytest as asked, without these defaults.
+parallel=(-n auto --dist loadscope)
+for arg in "$@"; do
+    case "$arg" in
+        -n | -n[0-9]* | -nauto | -nlogical | --numprocesses* | --dist* | no:xdist | -pno:xdist \
+            | -s | --capture=no | --pdb | --trace)
+            parallel=()
+            ;;
+    esac
+done
+exec .venv/bin/python -m pytest "${parallel[@]}" "$@"

@@ -54,9 +54,20 @@ async def api(server: RunningServer) -> AsyncIterator[ApiClient]:
         yield ApiClient(server, session)
 
 
+#: Fixtures that start a database server of their own (a throw-away PostgreSQL or
+#: MariaDB): a test that needs one is ``slow`` without saying so itself. The storage and
+#: directory fixtures that pick PostgreSQL or MariaDB by parameter mark that parameter.
+DATABASE_SERVER_FIXTURES = frozenset({"pg_cluster", "own_cluster", "mariadb"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``soak`` tests (the long variants, registered in pyproject.toml) unless
+    """Mark ``slow`` every test that needs a database server (``DATABASE_SERVER_FIXTURES``);
+    skip ``soak`` tests (the long variants, registered in pyproject.toml) unless
     ``VWELL_SOAK=1``."""
+    for item in items:
+        if DATABASE_SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     if os.environ.get("VWELL_SOAK") == "1":
         return
     skip = pytest.mark.skip(reason="soak test: run with VWELL_SOAK=1 (see CONTRIBUTING.md)")

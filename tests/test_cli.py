@@ -251,6 +251,7 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--password-sha1" in out
 
 
+@pytest.mark.slow  # the installed console script, one process per command
 def test_console_script_end_to_end(config: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "VWELL_PBX_CONFIG"}
 

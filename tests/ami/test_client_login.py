@@ -160,8 +160,11 @@ async def test_garbage_banner_reconnects(make_client) -> None:
 async def test_tls_setting_really_speaks_tls(pbx, make_client) -> None:
     # A plain-TCP AMI server answers the TLS ClientHello with its banner: handshake fails.
     client = await make_client(pbx, wait=False, tls=True)
+    # Wait for the failed handshake itself: a fixed 0.5 s was once over before the first
+    # attempt failed (the parallel suite on a 2-core machine at load 12: "last error: none").
+    await until(lambda: client.state.last_error is not None, 10, what="the handshake to fail")
     with pytest.raises(PbxUnavailable) as caught:
-        await client.wait_connected(timeout=0.5)
+        await client.wait_connected(timeout=0.1)
     assert "SSL" in str(caught.value) or "connect failed" in str(caught.value)
     assert pbx.received("Login") == []
 

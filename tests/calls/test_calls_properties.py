@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -211,6 +212,7 @@ LIMITS = TrackerLimits(
 )
 
 
+@pytest.mark.slow  # 80 long random scripts: about 20 s, most of it drawing the data
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(garbage_script())
 def test_garbage_never_raises_and_keeps_the_bounds(steps: list[tuple[str, object]]) -> None:

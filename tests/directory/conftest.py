@@ -32,7 +32,12 @@ def mariadb() -> Iterator[MariaDbServer]:
         server.stop()
 
 
-@pytest.fixture(params=["postgresql", "mariadb"])
+@pytest.fixture(
+    params=[
+        pytest.param("postgresql", marks=pytest.mark.slow),
+        pytest.param("mariadb", marks=pytest.mark.slow),
+    ]
+)
 async def crm(request: pytest.FixtureRequest) -> AsyncIterator[CrmDatabase]:
     """A CRM database with ``crm_users`` (empty) on each kind of server."""
     if request.param == "postgresql":

@@ -77,6 +77,7 @@ def config_file(tmp_path: Path, url: StorageUrl) -> Path:
     return path
 
 
+@pytest.mark.slow  # CLI processes
 async def test_authenticated_request_then_cli_changes_are_seen_at_once(
     config: AppConfig, storage_url: StorageUrl, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -109,6 +110,7 @@ async def test_authenticated_request_then_cli_changes_are_seen_at_once(
         assert (await _ping(api, renewed))["errCode"] == "auth_failed"
 
 
+@pytest.mark.slow  # a CLI process
 async def test_a_websocket_session_ends_when_its_user_is_removed_elsewhere(
     config: AppConfig, storage_url: StorageUrl, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import orjson
 
 from vwell_pbx.config import AppConfig
 from vwell_pbx.storage import open_storage
-from vwell_pbx.users import UserDirectory, sha1_of_password
+from vwell_pbx.users import UserDirectory, scrypt_hasher, sha1_of_password
 from vwell_pbx.web.server import RunningServer
 
 DEMO_SHA1 = "89e495e7941cf9e40e6980d14a16bf023ccd4c91"  # sha1("demo"), as in the README
@@ -58,6 +59,42 @@ def make_config(tmp_path: Path, pbx_port: int, **overrides: Any) -> AppConfig:
     return AppConfig.model_validate(deep_merge(data, overrides))
 
 
+#: The salt of the users that tests add (16 bytes, as the directory draws them).
+_TEST_SALT = b"vwell-test-salt."
+
+
+@functools.lru_cache(maxsize=256)
+def _scrypt_once(secret: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    """The production scrypt, each answer computed once per test process.
+
+    scrypt is slow on purpose (about 50 ms of CPU at the directory's parameters), and the
+    ``server`` fixture adds three users for each of several hundred servers: hashing them
+    anew every time was over half of the fast subset's CPU. With one fixed salt the same
+    user gets the same real hash, with the directory's own parameters, and the server
+    verifies logins against it exactly as in production.
+    """
+    return scrypt_hasher(secret, salt, n, r, p)
+
+
+async def add_users(
+    config: AppConfig, users: Iterable[tuple[Mapping[str, str], str, tuple[str, ...]]]
+) -> None:
+    """Add ``(creds, role, extensions)`` users to the configuration's storage, as the CLI
+    would (a connection of its own)."""
+    async with open_storage(config.storage.resolved_url, config.storage.settings()) as storage:
+        directory = UserDirectory(
+            storage.users, hasher=_scrypt_once, random_bytes=lambda size: _TEST_SALT[:size]
+        )
+        for creds, role, extensions in users:
+            await directory.add(
+                creds["login"],
+                creds["login2"],
+                sha1_hex=creds["sha1"],
+                role=role,
+                extensions=extensions,
+            )
+
+
 async def add_user(
     config: AppConfig,
     creds: Mapping[str, str],
@@ -66,21 +103,15 @@ async def add_user(
     extensions: tuple[str, ...] = (),
 ) -> None:
     """Add one user to the configuration's storage, as the CLI would (its own connection)."""
-    async with open_storage(config.storage.resolved_url, config.storage.settings()) as storage:
-        await UserDirectory(storage.users).add(
-            creds["login"],
-            creds["login2"],
-            sha1_hex=creds["sha1"],
-            role=role,
-            extensions=extensions,
-        )
+    await add_users(config, [(creds, role, extensions)])
 
 
 async def add_test_users(config: AppConfig) -> None:
     """Agent (operator, extension 269), root (admin) and boss (supervisor)."""
-    await add_user(config, AGENT, role="operator", extensions=("269",))
-    await add_user(config, ADMIN, role="admin")
-    await add_user(config, SUPERVISOR, role="supervisor")
+    await add_users(
+        config,
+        [(AGENT, "operator", ("269",)), (ADMIN, "admin", ()), (SUPERVISOR, "supervisor", ())],
+    )
 
 
 _req_ids = itertools.count(1)

@@ -121,6 +121,7 @@ async def _serve_process(config_path: Path, cwd: Path) -> tuple[int, str]:
     return process.returncode, out.decode()
 
 
+@pytest.mark.slow  # a server process
 async def test_serve_refuses_to_start_on_a_taken_port(tmp_path: Path, taken_port: int) -> None:
     path = tmp_path / "app-config.toml"
     path.write_text(
