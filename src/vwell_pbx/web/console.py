@@ -24,6 +24,7 @@ and may not be framed, under whichever path it is reached.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -124,6 +125,13 @@ def _load_static() -> dict[str, _Asset]:
     return assets
 
 
+@functools.lru_cache(maxsize=1)
+def _encoded_methods_document(_registered: tuple[str, ...]) -> bytes:
+    # As the OpenAPI document (web/openapi.py): tens of milliseconds of pydantic
+    # schemas, the same for every app of a process; keyed by the registered names.
+    return orjson.dumps(methods_document())
+
+
 def methods_document() -> dict[str, Any]:
     """The console's view of the registry: every method with its argument schema."""
     methods = []
@@ -180,7 +188,7 @@ def setup_console(app: web.Application) -> None:
         if name.endswith(".html"):
             static[name] = _with_page_policy(asset)
     console_page = static["console.html"]
-    methods = _asset(orjson.dumps(methods_document()), "application/json")
+    methods = _asset(_encoded_methods_document(tuple(METHODS)), "application/json")
 
     def serve(asset: _Asset) -> _Handler:
         async def handler(request: web.Request) -> web.Response:

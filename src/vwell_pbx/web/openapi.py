@@ -16,6 +16,7 @@ that cannot be parsed). The document is built once, when the application is made
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -367,9 +368,18 @@ def _error_statuses() -> dict[str, Any]:
 OPENAPI_KEY = web.AppKey("openapi", bytes)
 
 
+@functools.lru_cache(maxsize=1)
+def _encoded_openapi(_registered: tuple[str, ...]) -> bytes:
+    # Building the document costs tens of milliseconds (pydantic's JSON schemas), paid
+    # by every app made; methods register at import time, so one encoding serves every
+    # app of a process. The key, the registered names, keeps it from ever describing
+    # another registry.
+    return orjson.dumps(build_openapi())
+
+
 def setup_openapi(app: web.Application) -> None:
-    """Serve the document at ``GET /openapi.json`` (built now, served as bytes)."""
-    app[OPENAPI_KEY] = orjson.dumps(build_openapi())
+    """Serve the document at ``GET /openapi.json`` (built once per process, served as bytes)."""
+    app[OPENAPI_KEY] = _encoded_openapi(tuple(METHODS))
     app.router.add_get("/openapi.json", _openapi)
 
 
