@@ -218,6 +218,12 @@ class Role:
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
     _name_only: bool = field(default=False, init=False, repr=False, compare=False)
+    # check_action's pattern verdict by case-folded action name: fnmatch over every
+    # pattern of the role once per name, then a dict look-up (cleared past _MAX_VERDICTS
+    # names). The danger and session checks do not depend on it and run every time.
+    _action_verdicts: dict[str, bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_name_only", all(not rule.fields for rule in self.events))
@@ -281,7 +287,13 @@ class Role:
                 f"action {action} is not allowed for anyone: it would change the server's "
                 "shared AMI session"
             )
-        if not any(fnmatchcase(folded, pattern.casefold()) for pattern in self.actions):
+        allowed = self._action_verdicts.get(folded)
+        if allowed is None:
+            allowed = any(fnmatchcase(folded, pattern.casefold()) for pattern in self.actions)
+            if len(self._action_verdicts) >= _MAX_VERDICTS:
+                self._action_verdicts.clear()
+            self._action_verdicts[folded] = allowed
+        if not allowed:
             return f"action {action} is not allowed for role {self.name!r}"
         danger = danger_key(fields)
         if danger is not None and not self.admin:
