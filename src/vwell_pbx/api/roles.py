@@ -224,9 +224,17 @@ class Role:
     _action_verdicts: dict[str, bool] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
+    # allows_method's answer in one set look-up: the methods case-folded, or None when
+    # "*" allows every one.
+    _folded_methods: frozenset[str] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_name_only", all(not rule.fields for rule in self.events))
+        if "*" not in self.methods:
+            folded = frozenset(m.casefold() for m in self.methods)
+            object.__setattr__(self, "_folded_methods", folded)
 
     @classmethod
     def build(
@@ -272,8 +280,7 @@ class Role:
 
     def allows_method(self, name: str) -> bool:
         """May this role call the API method ``name`` (case-insensitive)?"""
-        folded = name.casefold()
-        return any(m == "*" or m.casefold() == folded for m in self.methods)
+        return self._folded_methods is None or name.casefold() in self._folded_methods
 
     def check_action(self, fields: Mapping[str, object]) -> str | None:
         """``None`` if ``send`` may carry ``fields``, else a message saying what is refused."""
