@@ -194,10 +194,15 @@ class Api:
         """Answer one request; never raises (every failure becomes an error envelope),
         except ``CancelledError`` when the caller went away."""
         started = self._clock()
-        req_id: JsonScalar = req_id_of(envelope)
+        req_id: JsonScalar = None
         method_name: str | None = None
         try:
-            request = parse_envelope(envelope)
+            try:
+                request = parse_envelope(envelope)
+            except Exception:
+                # The envelope is malformed: echo what can be found of its reqId.
+                req_id = req_id_of(envelope)
+                raise
             req_id = request.req_id
             method = self._method(request.method)
             method_name = method.name
