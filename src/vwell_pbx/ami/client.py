@@ -658,7 +658,9 @@ class AmiClient:
         self._pending[action_id] = entry
         if entry.deadline < self._sweep_at:
             self._arm_sweep(loop, entry.deadline)
-        started = self._clock()
+        # The answer's timing is only for a debug line: no clock read when it is off.
+        debug = _log.isEnabledFor(logging.DEBUG)
+        started = self._clock() if debug else 0.0
         try:
             # Both the write (back-pressure) and the answer count against the deadline:
             # the sweep cancels this task when it passes, as asyncio.timeout would.
@@ -679,14 +681,15 @@ class AmiClient:
                 # Timed out or cancelled: forget it, and drop its answer when it comes.
                 del self._pending[action_id]
                 self._discard(action_id, listing=entry.style is not None)
-        _log.debug(
-            "PBX %s: %s %s answered %s in %.3fs",
-            settings.name,
-            action,
-            action_id,
-            result.response.name,
-            self._clock() - started,
-        )
+        if debug:
+            _log.debug(
+                "PBX %s: %s %s answered %s in %.3fs",
+                settings.name,
+                action,
+                action_id,
+                result.response.name,
+                self._clock() - started,
+            )
         return result
 
     def _arm_sweep(self, loop: asyncio.AbstractEventLoop, when: float) -> None:

@@ -109,7 +109,8 @@ async def send(call: Call, args: SendArgs) -> dict[str, Any]:
             continue
         values = value if isinstance(value, list) else [value]
         pairs.extend((key, _ami_text(item)) for item in values)
-    pairs.sort(key=lambda pair: pair[0].lower() != "action")  # Action first, order kept
+    if pairs[0][0].lower() != "action":  # the schema allows exactly one action key
+        pairs.sort(key=lambda pair: pair[0].lower() != "action")  # Action first, order kept
     # Every value of every header, repeated ones included: the role's checks must see
     # all of them (a dict of the pairs would keep only the last of a repeated header).
     sent: dict[str, list[str]] = {}
