@@ -478,9 +478,11 @@ class AmiClient:
     async def write_action(self, fields: Sequence[tuple[str, str]]) -> str:
         """Send one action without waiting for its answer (which is dropped); returns its ActionID.
 
-        Events it causes (an ``OriginateResponse``, say) still reach listeners. Raises
-        ``PbxUnavailable`` when not connected and ``ActionTimeout`` if the bytes cannot
-        be handed to the socket within ``ping_timeout``.
+        Events it causes (an ``OriginateResponse``, say) still reach listeners. Returns
+        once the action is handed to the transport or, while the PBX keeps up, added to
+        this loop turn's one write (``_Session``). Raises ``PbxUnavailable`` when not
+        connected and ``ActionTimeout`` if the bytes cannot be handed to the socket
+        within ``ping_timeout``.
         """
         data, action_id, action = self._encode(fields)
         session = self._usable_session()
