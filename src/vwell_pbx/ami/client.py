@@ -584,6 +584,15 @@ class AmiClient:
         ):
             return False
         if not session.outbox:
+            if len(self._pending) <= 1:
+                # No other action in flight (this one's entry at most): no answers will
+                # wake other writers this turn, so write now rather than pay an extra
+                # loop turn for the flush.
+                session.outbox.append(data)
+                self._flush(session)
+                if session.lost_reason is not None:
+                    raise self._unavailable()
+                return True
             asyncio.get_running_loop().call_soon(self._flush, session)
         session.outbox.append(data)
         session.outbox_bytes += len(data)
