@@ -2,7 +2,7 @@
 
     PYTHONPATH=.:src .venv/bin/python -m bench.request_micro [--requests 20000]
         [--concurrency 1,50] [--repeat 3] [--part request|ami|auth|decode] [--profile]
-        [--src DIR]
+        [--src DIR] [--uvloop]
 
 What the server does for one WebSocket request, without the WebSocket framing: the
 message's bytes are decoded as the WebSocket reader decodes them (``decode_json`` with
@@ -19,8 +19,9 @@ disturbs least. ``--concurrency`` runs that many request loops at once on the lo
 (50: many actions pending together, as with 50 busy sockets). Each run is preceded by
 a warm-up. ``--part`` measures one piece of the path alone (see
 ``part_of_request``). ``--src`` imports ``vwell_pbx`` from another source tree (a copy of an
-older ``src/``, for before/after figures). Nothing is asserted; the figures are in
-docs/performance.md.
+older ``src/``, for before/after figures). ``--uvloop`` runs this process (the server)
+under uvloop's event loop (``pip install uvloop`` first; the simulator keeps asyncio's).
+Nothing is asserted; the figures are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="cProfile's top functions instead")
     parser.add_argument("--src", type=Path, help="import vwell_pbx from this folder instead")
+    parser.add_argument("--uvloop", action="store_true", help="run under uvloop's event loop")
     args = parser.parse_args()
     if args.src is not None:
         sys.path.insert(0, str(args.src.resolve()))
@@ -252,10 +254,15 @@ def main() -> None:
     print(
         f"python {sys.version.split()[0]}, cores={os.cpu_count()}, "
         f"load average {os.getloadavg()[0]:.2f}, vwell_pbx from "
-        f"{Path(vwell_pbx.__file__).parent.parent}",
+        f"{Path(vwell_pbx.__file__).parent.parent}, loop {'uvloop' if args.uvloop else 'asyncio'}",
         flush=True,
     )
-    results = asyncio.run(body(args))
+    if args.uvloop:
+        import uvloop  # noqa: PLC0415  (optional: only for this figure)
+
+        results = uvloop.run(body(args))
+    else:
+        results = asyncio.run(body(args))
     for concurrency, runs in results:
         print(
             f"concurrency {concurrency}: median {statistics.median(runs):.1f} us/request "

@@ -30,7 +30,8 @@ Invariants the client keeps:
    large share of a round trip's CPU. Bounds: ``max_pending`` actions awaiting an answer (past it
    ``TooManyPending``), as many followups and as many ``wait_event`` watchers,
    ``MAX_LIST_ITEMS`` items per event list, ``max_message`` bytes per message, one
-   bounded deque per ``EventStream``.
+   bounded deque per ``EventStream``, ``COALESCE_MAX`` bytes (plus one action) of
+   actions gathered for the socket in one loop turn.
 5. When the connection goes (EOF, reset, protocol error, unanswered keepalive), every
    pending action, followup and watcher fails at once with ``PbxUnavailable``, the state
    becomes ``DOWN`` with ``last_error``, and the loop reconnects after
@@ -104,6 +105,12 @@ LOGOFF_TIMEOUT: Final = 1.0
 """How long ``close()`` waits for ``Response: Goodbye``."""
 
 _MIN_DISCARDED: Final = 64
+
+COALESCE_MAX: Final = 64 * 1024
+"""Bytes of actions one loop turn may gather into one socket write (see ``_Session``).
+
+Past it, or while the socket has unsent bytes, a writer waits for the socket to drain
+as each action once did, so the gathered bytes stay bounded by this plus one action."""
 
 SWEEP_GRANULARITY: Final = 0.005
 """Seconds: an action times out at its deadline or at most this much later.
@@ -213,7 +220,14 @@ class ActionResult:
 
 @dataclass(slots=True, eq=False)
 class _Session:
-    """One TCP connection: its streams, parser and fate."""
+    """One TCP connection: its streams, parser and fate.
+
+    Actions written in one turn of the event loop while the socket keeps up are
+    gathered in ``outbox`` and handed to the transport with one write when the turn
+    ends (``AmiClient._flush``): fifty requests answered together cost one ``send``
+    system call, not fifty. Each action is one whole ``bytes`` in the outbox, so
+    actions never interleave.
+    """
 
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
@@ -222,6 +236,8 @@ class _Session:
     lost_reason: str | None = None
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    outbox: list[bytes] = field(default_factory=list)
+    outbox_bytes: int = 0
 
     def abort(self) -> None:
         # abort(), not close(): a dead peer would otherwise keep unsent bytes (and us) waiting.
@@ -462,16 +478,20 @@ class AmiClient:
     async def write_action(self, fields: Sequence[tuple[str, str]]) -> str:
         """Send one action without waiting for its answer (which is dropped); returns its ActionID.
 
-        Events it causes (an ``OriginateResponse``, say) still reach listeners. Raises
-        ``PbxUnavailable`` when not connected and ``ActionTimeout`` if the bytes cannot
-        be handed to the socket within ``ping_timeout``.
+        Events it causes (an ``OriginateResponse``, say) still reach listeners. Returns
+        once the action is handed to the transport or, while the PBX keeps up, added to
+        this loop turn's one write (``_Session``). Raises ``PbxUnavailable`` when not
+        connected and ``ActionTimeout`` if the bytes cannot be handed to the socket
+        within ``ping_timeout``.
         """
         data, action_id, action = self._encode(fields)
         session = self._usable_session()
         self._discard(action_id, listing=False)
+        if self._gather(session, data):
+            return action_id  # no wait, so no timeout to arm
         try:
             async with asyncio.timeout(self._settings.ping_timeout):
-                await self._write(session, data)
+                await self._write_waiting(session, data)
         except TimeoutError:
             raise ActionTimeout(
                 f"could not write {action} to PBX {self._settings.where} within "
@@ -547,13 +567,63 @@ class AmiClient:
             f"(last error: {self._state.last_error or 'none'})"
         )
 
-    async def _write(self, session: _Session, data: bytes) -> None:
+    def _gather(self, session: _Session, data: bytes) -> bool:
+        """Add ``data`` to this turn's outbox if nothing calls for waiting; whether it did.
+
+        Waiting is called for while the transport holds unsent bytes (the PBX is slow
+        to read: writers must feel the back-pressure), while a writer waits for it, or
+        when the outbox is full (``COALESCE_MAX``). Raises ``PbxUnavailable`` when the
+        connection is lost.
+        """
+        if session.lost_reason is not None:
+            raise self._unavailable()
+        if (
+            session.outbox_bytes >= COALESCE_MAX
+            or session.write_lock.locked()
+            or session.writer.transport.get_write_buffer_size()
+        ):
+            return False
+        if not session.outbox:
+            if len(self._pending) <= 1:
+                # No other action in flight (this one's entry at most): no answers will
+                # wake other writers this turn, so write now rather than pay an extra
+                # loop turn for the flush.
+                session.outbox.append(data)
+                self._flush(session)
+                if session.lost_reason is not None:
+                    raise self._unavailable()
+                return True
+            asyncio.get_running_loop().call_soon(self._flush, session)
+        session.outbox.append(data)
+        session.outbox_bytes += len(data)
+        return True
+
+    def _flush(self, session: _Session) -> None:
+        """Hand the outbox to the transport in one write (scheduled by ``_gather``)."""
+        chunks = session.outbox
+        if not chunks:
+            return
+        session.outbox = []
+        session.outbox_bytes = 0
+        if session.lost_reason is not None:
+            return  # everyone waiting has failed already; the bytes have nowhere to go
+        try:
+            session.writer.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        except (OSError, RuntimeError) as exc:
+            # Fails every pending action, whose callers are awaiting their answers.
+            self._lose(session, f"write failed: {exc!r}")
+
+    async def _write_waiting(self, session: _Session, data: bytes) -> None:
+        """Write ``data`` after the outbox and wait until the transport drains."""
         if session.lost_reason is not None:
             raise self._unavailable()
         # writer.write() queues the whole message at once, so messages never interleave;
         # the lock keeps drain() waiters orderly under back-pressure.
         async with session.write_lock:
             try:
+                self._flush(session)  # what this turn gathered goes first
+                if session.lost_reason is not None:
+                    raise self._unavailable()
                 session.writer.write(data)
                 await session.writer.drain()
             except (OSError, RuntimeError) as exc:
@@ -599,11 +669,14 @@ class AmiClient:
         self._pending[action_id] = entry
         if entry.deadline < self._sweep_at:
             self._arm_sweep(loop, entry.deadline)
-        started = self._clock()
+        # The answer's timing is only for a debug line: no clock read when it is off.
+        debug = _log.isEnabledFor(logging.DEBUG)
+        started = self._clock() if debug else 0.0
         try:
             # Both the write (back-pressure) and the answer count against the deadline:
             # the sweep cancels this task when it passes, as asyncio.timeout would.
-            await self._write(session, data)
+            if not self._gather(session, data):
+                await self._write_waiting(session, data)
             result = await entry.future
         except asyncio.CancelledError:
             # uncancel() as in asyncio.timeout: a cancellation from elsewhere (the
@@ -619,14 +692,15 @@ class AmiClient:
                 # Timed out or cancelled: forget it, and drop its answer when it comes.
                 del self._pending[action_id]
                 self._discard(action_id, listing=entry.style is not None)
-        _log.debug(
-            "PBX %s: %s %s answered %s in %.3fs",
-            settings.name,
-            action,
-            action_id,
-            result.response.name,
-            self._clock() - started,
-        )
+        if debug:
+            _log.debug(
+                "PBX %s: %s %s answered %s in %.3fs",
+                settings.name,
+                action,
+                action_id,
+                result.response.name,
+                self._clock() - started,
+            )
         return result
 
     def _arm_sweep(self, loop: asyncio.AbstractEventLoop, when: float) -> None:

@@ -107,9 +107,12 @@ async def send(call: Call, args: SendArgs) -> dict[str, Any]:
         if key.lower() == "actionid":
             client_action_id = _ami_text(value) if not isinstance(value, list) else None
             continue
-        values = value if isinstance(value, list) else [value]
-        pairs.extend((key, _ami_text(item)) for item in values)
-    pairs.sort(key=lambda pair: pair[0].lower() != "action")  # Action first, order kept
+        if isinstance(value, list):
+            pairs.extend([(key, _ami_text(item)) for item in value])
+        else:
+            pairs.append((key, _ami_text(value)))
+    if pairs[0][0].lower() != "action":  # the schema allows exactly one action key
+        pairs.sort(key=lambda pair: pair[0].lower() != "action")  # Action first, order kept
     # Every value of every header, repeated ones included: the role's checks must see
     # all of them (a dict of the pairs would keep only the last of a repeated header).
     sent: dict[str, list[str]] = {}

@@ -218,9 +218,23 @@ class Role:
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
     _name_only: bool = field(default=False, init=False, repr=False, compare=False)
+    # check_action's pattern verdict by case-folded action name: fnmatch over every
+    # pattern of the role once per name, then a dict look-up (cleared past _MAX_VERDICTS
+    # names). The danger and session checks do not depend on it and run every time.
+    _action_verdicts: dict[str, bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    # allows_method's answer in one set look-up: the methods case-folded, or None when
+    # "*" allows every one.
+    _folded_methods: frozenset[str] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_name_only", all(not rule.fields for rule in self.events))
+        if "*" not in self.methods:
+            folded = frozenset(m.casefold() for m in self.methods)
+            object.__setattr__(self, "_folded_methods", folded)
 
     @classmethod
     def build(
@@ -266,8 +280,7 @@ class Role:
 
     def allows_method(self, name: str) -> bool:
         """May this role call the API method ``name`` (case-insensitive)?"""
-        folded = name.casefold()
-        return any(m == "*" or m.casefold() == folded for m in self.methods)
+        return self._folded_methods is None or name.casefold() in self._folded_methods
 
     def check_action(self, fields: Mapping[str, object]) -> str | None:
         """``None`` if ``send`` may carry ``fields``, else a message saying what is refused."""
@@ -281,7 +294,13 @@ class Role:
                 f"action {action} is not allowed for anyone: it would change the server's "
                 "shared AMI session"
             )
-        if not any(fnmatchcase(folded, pattern.casefold()) for pattern in self.actions):
+        allowed = self._action_verdicts.get(folded)
+        if allowed is None:
+            allowed = any(fnmatchcase(folded, pattern.casefold()) for pattern in self.actions)
+            if len(self._action_verdicts) >= _MAX_VERDICTS:
+                self._action_verdicts.clear()
+            self._action_verdicts[folded] = allowed
+        if not allowed:
             return f"action {action} is not allowed for role {self.name!r}"
         danger = danger_key(fields)
         if danger is not None and not self.admin:

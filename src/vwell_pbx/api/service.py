@@ -66,6 +66,12 @@ from vwell_pbx.storage import CallStore, KeyStore
 log = logging.getLogger(__name__)
 
 
+def _given(value: object) -> object:
+    """A credential argument as sent; ``""`` counts as not sent, as for every optional
+    argument (``Arguments``)."""
+    return None if value == "" else value
+
+
 @dataclass(slots=True, eq=False)
 class Session:
     """One caller: a WebSocket connection for its lifetime, or a single HTTP request."""
@@ -194,10 +200,15 @@ class Api:
         """Answer one request; never raises (every failure becomes an error envelope),
         except ``CancelledError`` when the caller went away."""
         started = self._clock()
-        req_id: JsonScalar = req_id_of(envelope)
+        req_id: JsonScalar = None
         method_name: str | None = None
         try:
-            request = parse_envelope(envelope)
+            try:
+                request = parse_envelope(envelope)
+            except Exception:
+                # The envelope is malformed: echo what can be found of its reqId.
+                req_id = req_id_of(envelope)
+                raise
             req_id = request.req_id
             method = self._method(request.method)
             method_name = method.name
@@ -269,11 +280,9 @@ class Api:
         return link
 
     async def _authenticate(self, argument: Mapping[str, Any], session: Session) -> Principal:
-        # "" counts as not sent, as for every optional argument (Arguments).
-        login, login2, sha1, secret = (
-            None if argument.get(key) == "" else argument.get(key)
-            for key in ("login", "login2", "sha1", "secret")
-        )
+        get = argument.get
+        login, login2 = _given(get("login")), _given(get("login2"))
+        sha1, secret = _given(get("sha1")), _given(get("secret"))
         if secret is not None and self.settings.server_secret:
             if not isinstance(secret, str):
                 raise MissingCredentials("argument.secret must be a string")

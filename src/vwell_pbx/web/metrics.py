@@ -55,12 +55,22 @@ class ServerMetrics:
             ["status"],
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, response: Mapping[str, Any], seconds: float) -> None:
         """Count one answered request (and, for ``gsmSendSMS``, its outcome)."""
         code = response.get("errCode")
-        self.requests.labels(method, code or "ok").inc()
-        self.latency.labels(method).observe(seconds)
+        # The labelled children, looked up once per (method, code): labels() checks and
+        # locks on every call, and a child stays the same object as long as nobody
+        # removes it (nothing here does). Bounded: method names are registered ones or
+        # "?", codes the ErrorCode values.
+        key = (method, code or "ok")
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(*key), self.latency.labels(method))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if method == "gsmSendSMS":
             self.sms.labels("refused" if code else str(response.get("status"))).inc()
 

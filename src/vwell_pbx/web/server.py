@@ -523,9 +523,12 @@ def _channels_cleared_when_down(channels: ChannelRegistry) -> Callable[[Connecti
 
 
 def _site_url(site: web.TCPSite, scheme: str) -> str:
-    server = site._server
-    assert isinstance(server, asyncio.base_events.Server)
-    host, port = server.sockets[0].getsockname()[:2]
+    # Duck-typed, not an isinstance check on asyncio's Server: another event loop's
+    # server (uvloop's is not an asyncio.Server) lists its sockets the same way.
+    sockets = getattr(site._server, "sockets", None)
+    if not sockets:
+        raise RuntimeError(f"the {scheme} site has no listening socket")
+    host, port = sockets[0].getsockname()[:2]
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}"
