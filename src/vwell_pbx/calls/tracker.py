@@ -43,6 +43,7 @@ from vwell_pbx.calls.model import (
     CallStatus,
     Direction,
     EndReason,
+    SnapshotDraft,
     Transfer,
     TransferType,
     iso_ms,
@@ -864,31 +865,31 @@ class CallTracker:
             stop = call.ring_stop_ms if call.ring_stop_ms is not None else now
             ring_ms = stop - call.ring_start_ms
         talk_ms = 0 if call.answered_ms is None else now - call.answered_ms
-        return CallSnapshot(
-            call_id=call.call_id,
-            pbx=self.pbx,
-            status=status,
-            direction=self._direction(call),
-            from_number=call.from_number,
-            from_name=call.from_name,
-            to_number=call.to_number,
-            to_name=call.to_name,
-            extension=extension,
-            trunk=call.trunk,
-            did=call.did,
-            started_at=iso_ms(call.started_ms),
-            answered_at=None if call.answered_ms is None else iso_ms(call.answered_ms),
-            ended_at=None if call.ended_ms is None else iso_ms(call.ended_ms),
-            ring_seconds=max(ring_ms, 0) / 1000,
-            talk_seconds=max(talk_ms, 0) / 1000,
-            end_reason=call.end_reason,
-            on_hold=bool(call.holders) and not call.ended,
-            transfers=tuple(call.transfers),
-            channels=tuple(ch.name for ch in call.channels.values() if ch.is_party),
-            originated=call.originated,
-            action_id=call.action_id,
-            extensions=frozenset(call.extensions),
-        )
+        draft = SnapshotDraft()
+        draft.call_id = call.call_id
+        draft.pbx = self.pbx
+        draft.status = status
+        draft.direction = self._direction(call)
+        draft.from_number = call.from_number
+        draft.from_name = call.from_name
+        draft.to_number = call.to_number
+        draft.to_name = call.to_name
+        draft.extension = extension
+        draft.trunk = call.trunk
+        draft.did = call.did
+        draft.started_at = iso_ms(call.started_ms)
+        draft.answered_at = None if call.answered_ms is None else iso_ms(call.answered_ms)
+        draft.ended_at = None if call.ended_ms is None else iso_ms(call.ended_ms)
+        draft.ring_seconds = max(ring_ms, 0) / 1000
+        draft.talk_seconds = max(talk_ms, 0) / 1000
+        draft.end_reason = call.end_reason
+        draft.on_hold = bool(call.holders) and not call.ended
+        draft.transfers = tuple(call.transfers)
+        draft.channels = tuple(ch.name for ch in call.channels.values() if ch.is_party)
+        draft.originated = call.originated
+        draft.action_id = call.action_id
+        draft.extensions = frozenset(call.extensions)
+        return draft.freeze()
 
     # -- what happens to legs ---------------------------------------------------------
 
