@@ -514,7 +514,7 @@ class CallTracker:
                 self._dispatch[name] = handler  # remember skipped names too: one lookup
         if handler is None:
             return _EMPTY
-        self._now = to_ms(now)
+        self._now = round(now * 1000)  # to_ms(now), without a call for every event
         self._event_name = name
         handler(self._fields(event.headers))
         if not self._out:
@@ -681,8 +681,9 @@ class CallTracker:
                 self._layouts[layout_key] = layout
         if layout is None:
             return _fields_slowly(headers)
-        for spelling, spelled in layout:
-            fields[spelling] = fields[spelled]
+        if layout:  # usually empty: the PBX spells every name as the tracker does
+            for spelling, spelled in layout:
+                fields[spelling] = fields[spelled]
         return fields
 
     # -- channel bookkeeping ----------------------------------------------------------
@@ -1035,7 +1036,7 @@ class CallTracker:
         draft.end_reason = call.end_reason
         draft.on_hold = bool(call.holders) and not call.ended
         draft.transfers = tuple(call.transfers)
-        draft.channels = tuple(ch.name for ch in call.channels.values() if ch.is_party)
+        draft.channels = tuple([ch.name for ch in call.channels.values() if ch.is_party])
         draft.originated = call.originated
         draft.action_id = call.action_id
         draft.extensions = frozenset(call.extensions)
