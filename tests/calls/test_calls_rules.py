@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from vwell_pbx.calls import (
@@ -12,7 +14,7 @@ from vwell_pbx.calls import (
     CallTracker,
     TrackerLimits,
 )
-from vwell_pbx.calls.model import CallEvent, CallSnapshot, Transfer, iso_ms, to_ms
+from vwell_pbx.calls.model import CallEvent, CallSnapshot, SnapshotDraft, Transfer, iso_ms, to_ms
 from vwell_pbx.calls.rules import ChannelKind, endpoint
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.protocol import Message
@@ -216,3 +218,41 @@ def test_limits_refuse_nonsense_naming_the_setting(bad: dict[str, object]) -> No
 def test_default_trunks_fit_a_yeastar_with_gsm() -> None:
     assert "YSGSM/*" in DEFAULT_TRUNKS
     assert CallRules().classify("YSGSM/11-1").kind is ChannelKind.TRUNK
+
+
+def test_a_snapshot_drafted_and_frozen_is_a_call_snapshot_like_any_other() -> None:
+    made = CallSnapshot(
+        call_id="1.1",
+        pbx="office",
+        status="up",
+        direction="inbound",
+        from_number="89787342741",
+        from_name=None,
+        to_number="269",
+        to_name=None,
+        extension="269",
+        trunk="YSGSM/11",
+        did=None,
+        started_at="2023-11-14T22:13:20.000Z",
+        answered_at="2023-11-14T22:13:24.000Z",
+        ended_at=None,
+        ring_seconds=4.0,
+        talk_seconds=1.5,
+        end_reason=None,
+        on_hold=False,
+        transfers=(Transfer(type="blind", by="269", to="700", at="2023-11-14T22:13:25.000Z"),),
+        channels=("YSGSM/11-1", "SIP/269-2"),
+        originated=False,
+        action_id=None,
+        extensions=frozenset({"269"}),
+    )
+    draft = SnapshotDraft()
+    for name in CallSnapshot.__slots__:
+        setattr(draft, name, getattr(made, name))
+    drafted = draft.freeze()
+    assert type(drafted) is CallSnapshot
+    assert drafted == made and hash(drafted) == hash(made) and repr(drafted) == repr(made)
+    assert drafted.to_dict() == made.to_dict()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        drafted.status = "held"  # type: ignore[misc]
+    assert dataclasses.replace(drafted, status="held").status == "held"

@@ -2,12 +2,13 @@
 
 ``LiveCalls`` is the tracker's asyncio side, as ``AmiClient`` is the codec's:
 
-- **Events.** It is an AMI listener: every PBX event the reader dispatches goes to
-  ``CallTracker.observe`` with the wall-clock time it was read (events the tracker
-  does not read cost it one dict look-up), and the call events that come back are
-  handed to the sinks, synchronously, in order (the server's sinks publish them on
-  the event bus and queue ended calls for the history). A sink must not block; its
-  exceptions are logged.
+- **Events.** It is an AMI listener: every PBX event the reader dispatches whose
+  name the tracker reads goes to ``CallTracker.observe`` with the wall-clock time it
+  was read (the others, such as the ``VarSet`` floods that are half of a busy PBX's
+  events, stop at one dict look-up by name, before the clock is read), and the call
+  events that come back are handed to the sinks, synchronously, in order (the
+  server's sinks publish them on the event bus and queue ended calls for the
+  history). A sink must not block; its exceptions are logged.
 - **Never stuck.** After every (re)connect, and every ``reconcile_interval`` seconds
   while connected, it reads the PBX's channel list and hands it to
   ``CallTracker.reconcile``: ``CoreShowChannels``, or, when the PBX answers that with
@@ -49,6 +50,8 @@ CHANNEL_LIST_ACTIONS: Final = ("CoreShowChannels", "Status")
 
 CallSink = Callable[[CallEvent], None]
 
+_MAX_NAMES: Final = 512  # event names whose verdict is remembered (AMI has a few hundred)
+
 
 class LiveCalls:
     """One PBX's calls as they happen (see the module docstring).
@@ -79,6 +82,9 @@ class LiveCalls:
         self._due = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._list_action: str | None = None  # the one that worked on this connection
+        # Event name as spelled on the wire -> whether the tracker reads it; learnt as
+        # names arrive, at most _MAX_NAMES of them (junk names beyond are asked each time).
+        self._reads: dict[str, bool] = {}
         #: Channel lists applied so far (after connects and periodically).
         self.reconciles = 0
         #: Channel lists that could not be read (timeouts, errors, a lost connection).
@@ -146,6 +152,14 @@ class LiveCalls:
     # -- the event path (the AMI reader) ---------------------------------------------
 
     def _on_message(self, message: Message) -> None:
+        name = message.headers[0][1]  # Message.name, without a property call
+        reads = self._reads.get(name)
+        if reads is None:
+            reads = self.tracker.consumes(name)
+            if len(self._reads) < _MAX_NAMES:
+                self._reads[name] = reads
+        if not reads:
+            return
         events = self.tracker.observe(message, self._clock())
         if events:
             self._emit(events)

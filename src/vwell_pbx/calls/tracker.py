@@ -43,6 +43,7 @@ from vwell_pbx.calls.model import (
     CallStatus,
     Direction,
     EndReason,
+    SnapshotDraft,
     Transfer,
     TransferType,
     iso_ms,
@@ -140,11 +141,16 @@ CONSUMED_EVENTS: Final = frozenset(
 case-insensitive). Any other event is skipped at the cost of one dict lookup, so a
 caller may also filter with this set before calling ``observe``."""
 
+Fields = dict[str, str]
+"""An event's headers as the tracker reads them: ``fields.get("Uniqueid")`` is what
+``Message.get("Uniqueid")`` gives (the first header of that name in any case), for
+every spelling in ``_READ_KEYS``. See ``CallTracker._fields``."""
+
 _EMPTY: Final[tuple[CallEvent, ...]] = ()
-_Handler = Callable[[Message], None]
+_Handler = Callable[[Fields], None]
 
 
-def _unseen(event: Message) -> None:
+def _unseen(event: Fields) -> None:
     """Marks an event name not looked up yet (never called)."""
 
 
@@ -230,6 +236,92 @@ _OWN: Final = _ChannelHeaders.of("")  # the event's channel (the caller in a Dia
 _DEST: Final = _ChannelHeaders.of("Dest")  # the dialled channel (DialBegin, ...)
 _TARGET: Final = _ChannelHeaders.of("Target")  # the picked-up channel (Pickup)
 
+# Every header name the tracker reads, spelled as it reads them (a test checks this
+# list against the code). An event's fields answer exactly these spellings whatever
+# case the PBX used; a spelling missing here would be found only when spelled alike.
+_READ_KEYS: Final = frozenset(
+    {
+        *(
+            key
+            for headers in (_OWN, _DEST, _TARGET)
+            for key in (
+                headers.channel,
+                headers.uniqueid,
+                headers.linkedid,
+                headers.caller_num,
+                headers.caller_id,
+                headers.caller_name,
+                headers.exten,
+                headers.state_desc,
+                headers.state,
+            )
+        ),
+        *(
+            prefix + key
+            for prefix in (
+                "OrigTransferer",
+                "SecondTransferer",
+                "Transferee",
+                "TransferTarget",
+                "Transferer",
+            )
+            for key in ("Uniqueid", "Channel")
+        ),
+        "ActionID",
+        "Application",
+        "ApplicationData",
+        "BridgeID",
+        "BridgeId",
+        "BridgeUniqueid",
+        "BridgedChannel",
+        "BridgedUniqueid",
+        "Bridgestate",
+        "Cause",
+        "Channel1",
+        "Channel2",
+        "ChannelCalling",
+        "Clone",
+        "ConnectedLineName",
+        "Data",
+        "DestUniqueID",
+        "Destination",
+        "DestinationChannel",
+        "DialStatus",
+        "DialString",
+        "Dialstring",
+        "Duration",
+        "Extension",
+        "FromBridgeUniqueid",
+        "Link",
+        "Newname",
+        "Oldname",
+        "Original",
+        "Queue",
+        "Result",
+        "Seconds",
+        "Source",
+        "SrcUniqueID",
+        "Status",
+        "SubEvent",
+        "ToBridgeUniqueid",
+        "TransferExten",
+        "TransferTargetCallerIDNum",
+        "TransferType",
+        "UniqueID",
+        "Uniqueid1",
+        "Uniqueid2",
+    }
+)
+_SPELLINGS: Final[dict[str, tuple[str, ...]]] = {}
+for _key in sorted(_READ_KEYS):
+    _SPELLINGS[_key.lower()] = (*_SPELLINGS.get(_key.lower(), ()), _key)
+del _key
+# Header layouts (the tuple of header names as spelled on the wire) -> the fields to
+# add for the tracker's spellings that the layout spells otherwise (usually none);
+# None for a layout that repeats a name in some case (read header by header).
+_Layout = tuple[tuple[str, str], ...] | None
+_MAX_LAYOUTS: Final = 1024  # a PBX sends a few hundred layouts; junk stops here
+
 
 def _int(raw: str | None) -> int | None:
     if raw is None:
@@ -238,7 +330,7 @@ def _int(raw: str | None) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
 
 
-def _linkedid(item: Message) -> str:
+def _linkedid(item: Fields) -> str:
     return (item.get("Linkedid") or "").strip()
 
 
@@ -251,7 +343,7 @@ def _made(uniqueid: str) -> tuple[int, int]:
     return _NOT_MADE
 
 
-def _application(item: Message) -> str:
+def _application(item: Fields) -> str:
     return (item.get("Application") or "").strip().lower()
 
 
@@ -275,7 +367,7 @@ def _dialled_devices(app_data: str | None) -> set[str]:
     return devices
 
 
-def _duration_ms(item: Message) -> int:
+def _duration_ms(item: Fields) -> int:
     """A channel's age from ``Duration: HH:MM:SS`` (CoreShowChannel) or ``Seconds``."""
     seconds = _int(item.get("Seconds"))
     if seconds is not None:
@@ -288,6 +380,33 @@ def _duration_ms(item: Message) -> int:
             hours, minutes, secs = (number or 0 for number in numbers)
             return ((hours * 60 + minutes) * 60 + secs) * 1000
     return 0
+
+
+_NEW_LAYOUT: Final[_Layout] = (("", ""),)  # a marker: never a real layout
+
+
+def _layout(names: tuple[str, ...]) -> _Layout:
+    """What a header layout (the names of an event's headers, none repeated exactly)
+    needs to answer the tracker's spellings: ``(spelling, as spelled here)`` pairs, or
+    ``None`` when a name repeats in another case (only the first one counts)."""
+    folded = [name.lower() for name in names]
+    if len(set(folded)) != len(folded):
+        return None
+    return tuple(
+        (spelling, name)
+        for name, lower in zip(names, folded, strict=True)
+        for spelling in _SPELLINGS.get(lower, ())
+        if spelling != name
+    )
+
+
+def _fields_slowly(headers: tuple[tuple[str, str], ...]) -> Fields:
+    """``Fields`` of an event that repeats a header name: the first one counts."""
+    fields: Fields = {}
+    for name, value in headers:
+        for spelling in _SPELLINGS.get(name.lower(), ()):
+            fields.setdefault(spelling, value)
+    return fields
 
 
 class CallTracker:
@@ -321,6 +440,8 @@ class CallTracker:
         self._originated: OrderedDict[str, str] = OrderedDict()  # ActionID -> callId
         self._out: list[CallEvent] = []
         self._now = 0
+        self._event_name = ""  # of the event being handled (``_update`` reads it)
+        self._layouts: dict[tuple[str, ...], _Layout] = {}
         self.evicted_calls = 0
         """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
         handlers: dict[str, _Handler] = {
@@ -393,8 +514,9 @@ class CallTracker:
                 self._dispatch[name] = handler  # remember skipped names too: one lookup
         if handler is None:
             return _EMPTY
-        self._now = to_ms(now)
-        handler(event)
+        self._now = round(now * 1000)  # to_ms(now), without a call for every event
+        self._event_name = name
+        handler(self._fields(event.headers))
         if not self._out:
             return _EMPTY
         out, self._out = self._out, []
@@ -492,18 +614,19 @@ class CallTracker:
         answer time of such a call is estimated from its called party's age.
         """
         self._now = to_ms(now)
-        items: list[tuple[str, str, Message]] = []
-        for item in channels:
+        items: list[tuple[str, str, Fields, str]] = []
+        for message in channels:
+            item = self._fields(message.headers)
             name = (item.get("Channel") or "").strip()
             if not name:
                 continue
             uniqueid = (item.get("Uniqueid") or "").strip() or name
-            items.append((uniqueid, name, item))
-        live = {uniqueid for uniqueid, _, _ in items}
+            items.append((uniqueid, name, item, message.name))
+        live = {uniqueid for uniqueid, *_ in items}
         # A call that a listed channel names by Linkedid goes on: its channels that are
         # gone are dropped only after the list is learnt, so that it never ends (and
         # could never be reported again) just because its listed channels are new to us.
-        named = {self._resolve(linkedid) for linkedid in (_linkedid(item) for *_, item in items)}
+        named = {self._resolve(linkedid) for linkedid in (_linkedid(item) for *_, item, _ in items)}
         named.discard("")
         later: list[Channel] = []
         for gone in [ch for ch in self._channels.values() if ch.uniqueid not in live]:
@@ -511,9 +634,10 @@ class CallTracker:
                 later.append(gone)
             else:
                 self._drop(gone)
-        listed: list[tuple[Channel, Message]] = []
-        learnt: list[tuple[Channel, Message]] = []
-        for uniqueid, name, item in items:
+        listed: list[tuple[Channel, Fields]] = []
+        learnt: list[tuple[Channel, Fields]] = []
+        for uniqueid, name, item, event_name in items:
+            self._event_name = event_name  # for _update
             known = self._channels.get(uniqueid)
             if known is not None:
                 if not known.call.ended:
@@ -533,6 +657,34 @@ class CallTracker:
         self._group_learnt(learnt, [*listed, *learnt])
         out, self._out = self._out, []
         return out
+
+    def _fields(self, headers: tuple[tuple[str, str], ...]) -> Fields:
+        """An event's headers for reading (see ``Fields``), built once per event.
+
+        ``Message.get`` builds an index of every header, lower-cased, the first time it
+        is asked, and costs about 1,900 CPU instructions per look-up; the tracker reads
+        2 to 12 headers of each event it handles, most of them before anything else
+        asked the event. Here a plain ``dict(headers)`` (C speed) answers for the
+        tracker's spellings directly, because the header layout it comes in was checked
+        once: no name repeated in any case (else ``_fields_slowly``), and the names
+        it spells otherwise than the tracker (``UniqueID`` for ``Uniqueid``) copied
+        under the tracker's spelling.
+        """
+        fields = dict(headers)
+        if len(fields) != len(headers):
+            return _fields_slowly(headers)  # a name repeated exactly
+        layout_key = tuple(fields)
+        layout = self._layouts.get(layout_key, _NEW_LAYOUT)
+        if layout is _NEW_LAYOUT:
+            layout = _layout(layout_key)
+            if len(self._layouts) < _MAX_LAYOUTS:
+                self._layouts[layout_key] = layout
+        if layout is None:
+            return _fields_slowly(headers)
+        if layout:  # usually empty: the PBX spells every name as the tracker does
+            for spelling, spelled in layout:
+                fields[spelling] = fields[spelled]
+        return fields
 
     # -- channel bookkeeping ----------------------------------------------------------
 
@@ -560,7 +712,7 @@ class CallTracker:
             self._end(oldest, "unknown", drop_channels=True)
         return call
 
-    def _known(self, event: Message) -> Channel | None:
+    def _known(self, event: Fields) -> Channel | None:
         """The channel an event names, if the tracker knows it (never learns one)."""
         uniqueid = event.get("Uniqueid")
         if uniqueid:
@@ -583,14 +735,14 @@ class CallTracker:
         if not channel.call.ended and channel.call.call_id in self._calls:
             self._calls.move_to_end(channel.call.call_id)
 
-    def _from_event(self, event: Message, headers: _ChannelHeaders = _OWN) -> Channel | None:
+    def _from_event(self, event: Fields, headers: _ChannelHeaders = _OWN) -> Channel | None:
         """The channel an event describes, learnt if new, with its state brought up to date."""
         channel = self._channel_of(event, headers)
         if channel is not None and not channel.call.ended:
             self._update(channel, event, headers)
         return channel
 
-    def _channel_of(self, event: Message, headers: _ChannelHeaders) -> Channel | None:
+    def _channel_of(self, event: Fields, headers: _ChannelHeaders) -> Channel | None:
         """``_learn`` for the channel an event names. Its Linkedid is read only for a
         channel new to the tracker: nearly every event is about a known one."""
         name = event.get(headers.channel)
@@ -709,7 +861,7 @@ class CallTracker:
         return self._by_name.get(twin)
 
     def _update(
-        self, channel: Channel, event: Message, headers: _ChannelHeaders, *, react: bool = True
+        self, channel: Channel, event: Fields, headers: _ChannelHeaders, *, react: bool = True
     ) -> None:
         """Copy state, caller ID and extension from an event's channel fields."""
         number = event.get(headers.caller_num)
@@ -727,7 +879,7 @@ class CallTracker:
             if channel is call.origin or (call.origin is None and channel.side is Side.ORIGIN):
                 self._refresh_from(call)
         exten = event.get(headers.exten)
-        if exten is None and event.name in ("Status", "Newexten", "CoreShowChannel"):
+        if exten is None and self._event_name in ("Status", "Newexten", "CoreShowChannel"):
             exten = event.get("Extension")
         if exten is not None:
             channel.exten = exten
@@ -864,31 +1016,31 @@ class CallTracker:
             stop = call.ring_stop_ms if call.ring_stop_ms is not None else now
             ring_ms = stop - call.ring_start_ms
         talk_ms = 0 if call.answered_ms is None else now - call.answered_ms
-        return CallSnapshot(
-            call_id=call.call_id,
-            pbx=self.pbx,
-            status=status,
-            direction=self._direction(call),
-            from_number=call.from_number,
-            from_name=call.from_name,
-            to_number=call.to_number,
-            to_name=call.to_name,
-            extension=extension,
-            trunk=call.trunk,
-            did=call.did,
-            started_at=iso_ms(call.started_ms),
-            answered_at=None if call.answered_ms is None else iso_ms(call.answered_ms),
-            ended_at=None if call.ended_ms is None else iso_ms(call.ended_ms),
-            ring_seconds=max(ring_ms, 0) / 1000,
-            talk_seconds=max(talk_ms, 0) / 1000,
-            end_reason=call.end_reason,
-            on_hold=bool(call.holders) and not call.ended,
-            transfers=tuple(call.transfers),
-            channels=tuple(ch.name for ch in call.channels.values() if ch.is_party),
-            originated=call.originated,
-            action_id=call.action_id,
-            extensions=frozenset(call.extensions),
-        )
+        draft = SnapshotDraft()
+        draft.call_id = call.call_id
+        draft.pbx = self.pbx
+        draft.status = status
+        draft.direction = self._direction(call)
+        draft.from_number = call.from_number
+        draft.from_name = call.from_name
+        draft.to_number = call.to_number
+        draft.to_name = call.to_name
+        draft.extension = extension
+        draft.trunk = call.trunk
+        draft.did = call.did
+        draft.started_at = iso_ms(call.started_ms)
+        draft.answered_at = None if call.answered_ms is None else iso_ms(call.answered_ms)
+        draft.ended_at = None if call.ended_ms is None else iso_ms(call.ended_ms)
+        draft.ring_seconds = max(ring_ms, 0) / 1000
+        draft.talk_seconds = max(talk_ms, 0) / 1000
+        draft.end_reason = call.end_reason
+        draft.on_hold = bool(call.holders) and not call.ended
+        draft.transfers = tuple(call.transfers)
+        draft.channels = tuple([ch.name for ch in call.channels.values() if ch.is_party])
+        draft.originated = call.originated
+        draft.action_id = call.action_id
+        draft.extensions = frozenset(call.extensions)
+        return draft.freeze()
 
     # -- what happens to legs ---------------------------------------------------------
 
@@ -1333,10 +1485,10 @@ class CallTracker:
 
     # -- event handlers ---------------------------------------------------------------
 
-    def _on_channel_event(self, event: Message) -> None:
+    def _on_channel_event(self, event: Fields) -> None:
         self._from_event(event)
 
-    def _on_new_callerid(self, event: Message) -> None:
+    def _on_new_callerid(self, event: Fields) -> None:
         channel = self._channel_of(event, _OWN)
         if channel is None or channel.call.ended:
             return
@@ -1346,7 +1498,7 @@ class CallTracker:
         if call.announced and not call.ended and before != (call.from_number, call.from_name):
             self._emit(call, "call.updated", self._current_extension(call))
 
-    def _on_new_connected_line(self, event: Message) -> None:
+    def _on_new_connected_line(self, event: Fields) -> None:
         channel = self._from_event(event)
         if channel is None or channel.call.ended:
             return
@@ -1359,7 +1511,7 @@ class CallTracker:
                 call.to_name = name
                 self._emit(call, "call.updated", self._current_extension(call))
 
-    def _on_newexten(self, event: Message) -> None:
+    def _on_newexten(self, event: Fields) -> None:
         uniqueid = event.get("Uniqueid")
         channel = self._channels.get(uniqueid) if uniqueid else None
         if channel is None:
@@ -1377,7 +1529,7 @@ class CallTracker:
         if peer is not None:
             self._maybe_redirected(channel, peer)
 
-    def _on_rename(self, event: Message) -> None:
+    def _on_rename(self, event: Fields) -> None:
         old = event.get("Channel") or event.get("Oldname")
         new = event.get("Newname")
         uniqueid = event.get("Uniqueid")
@@ -1405,7 +1557,7 @@ class CallTracker:
             if not call.ended and call.had_party and not call.parties():
                 self._end(call)  # its last phone became a masquerade's leftover
 
-    def _on_masquerade(self, event: Message) -> None:
+    def _on_masquerade(self, event: Fields) -> None:
         clone = self._by_name.get(event.get("Clone") or "")
         original = self._by_name.get(event.get("Original") or "")
         if clone is None or original is None:
@@ -1413,17 +1565,17 @@ class CallTracker:
         if not clone.call.ended and not original.call.ended:
             self._merge_older(clone.call, original.call)
 
-    def _on_hangup_request(self, event: Message) -> None:
+    def _on_hangup_request(self, event: Fields) -> None:
         channel = self._known(event)
         if channel is not None:
             channel.hangup_requested = True
 
-    def _on_hangup(self, event: Message) -> None:
+    def _on_hangup(self, event: Fields) -> None:
         channel = self._known(event)
         if channel is not None:
             self._hangup(channel, _int(event.get("Cause")))
 
-    def _on_dial_begin(self, event: Message) -> None:
+    def _on_dial_begin(self, event: Fields) -> None:
         dest = self._from_event(event, _DEST)
         if dest is None or dest.call.ended:
             return
@@ -1441,7 +1593,7 @@ class CallTracker:
                 self._refresh_from(call)
             self._match_pending(call, dest.name)
 
-    def _on_dial_state(self, event: Message) -> None:
+    def _on_dial_state(self, event: Fields) -> None:
         dest = self._from_event(event, _DEST)
         if dest is None or dest.call.ended:
             return
@@ -1457,7 +1609,7 @@ class CallTracker:
         ):
             self._ringing(dest)
 
-    def _on_dial_end(self, event: Message) -> None:
+    def _on_dial_end(self, event: Fields) -> None:
         dest = self._from_event(event, _DEST)
         if dest is None or dest.call.ended:
             return
@@ -1466,7 +1618,7 @@ class CallTracker:
             self._dial(source, dest, None)  # joined mid-call: the DialBegin was missed
         self._dial_end(dest, event.get("DialStatus") or "")
 
-    def _on_dial_old(self, event: Message) -> None:
+    def _on_dial_old(self, event: Fields) -> None:
         """Asterisk 1.4/1.8 ``Dial``: ``SubEvent: Begin`` (or none, 1.4) and ``End``."""
         sub = (event.get("SubEvent") or "begin").strip().lower()
         source_name = event.get("Channel") or event.get("Source")
@@ -1516,7 +1668,7 @@ class CallTracker:
         if self._nobody_left(call):
             self._end(call)  # it waited for this Dial End (see _hangup)
 
-    def _on_agent_called(self, event: Message) -> None:
+    def _on_agent_called(self, event: Fields) -> None:
         """A queue rings a member: a dial from the caller (Asterisk 1.8 has no Dial here)."""
         source = self._channels.get(event.get("Uniqueid") or "") or self._by_name.get(
             event.get("ChannelCalling") or event.get("Channel") or ""
@@ -1527,7 +1679,7 @@ class CallTracker:
         if source is not None and dest is not None:
             self._dial(source, dest, None)
 
-    def _on_queue_join(self, event: Message) -> None:
+    def _on_queue_join(self, event: Fields) -> None:
         channel = self._from_event(event)
         if channel is None or channel.call.ended or channel.side is not Side.ORIGIN:
             return
@@ -1536,7 +1688,7 @@ class CallTracker:
         if call.to_number is None:
             call.to_number = self._rules.number(event.get("Queue"))
 
-    def _on_pickup(self, event: Message) -> None:
+    def _on_pickup(self, event: Fields) -> None:
         picker = self._from_event(event)
         target = self._from_event(event, _TARGET)
         if picker is None or target is None or target.call.ended or picker.call.ended:
@@ -1597,13 +1749,13 @@ class CallTracker:
             return []
         return [ch for ch in (self._channels.get(uid) for uid in members) if ch is not None]
 
-    def _on_bridge_enter(self, event: Message) -> None:
+    def _on_bridge_enter(self, event: Fields) -> None:
         channel = self._from_event(event)
         bridge_id = event.get("BridgeUniqueid")
         if channel is not None and bridge_id and not channel.call.ended:
             self._enter_bridge(channel, bridge_id)
 
-    def _on_bridge_leave(self, event: Message) -> None:
+    def _on_bridge_leave(self, event: Fields) -> None:
         channel = self._known(event)
         if channel is None:
             return
@@ -1615,7 +1767,7 @@ class CallTracker:
         peer = next((ch for ch in peers if ch.is_party), peers[0] if peers else None)
         self._maybe_redirected(channel, peer)
 
-    def _on_bridge_merge(self, event: Message) -> None:
+    def _on_bridge_merge(self, event: Fields) -> None:
         source = self._bridges.get(event.get("FromBridgeUniqueid") or "")
         target = event.get("ToBridgeUniqueid")
         if source is None or not target:
@@ -1625,14 +1777,14 @@ class CallTracker:
             if channel is not None and not channel.call.ended:
                 self._enter_bridge(channel, target)
 
-    def _link_pair(self, event: Message) -> tuple[Channel, Channel] | None:
+    def _link_pair(self, event: Fields) -> tuple[Channel, Channel] | None:
         first = self._learn(event.get("Channel1") or "", event.get("Uniqueid1"), None)
         second = self._learn(event.get("Channel2") or "", event.get("Uniqueid2"), None)
         if first is None or second is None or first is second:
             return None
         return first, second
 
-    def _on_link(self, event: Message) -> None:
+    def _on_link(self, event: Fields) -> None:
         if not event.get("Channel1") or not event.get("Channel2"):
             return
         pair = self._link_pair(event)
@@ -1645,7 +1797,7 @@ class CallTracker:
         self._enter_bridge(first, bridge_id)
         self._enter_bridge(second, bridge_id)
 
-    def _on_unlink(self, event: Message) -> None:
+    def _on_unlink(self, event: Fields) -> None:
         first = self._channels.get(event.get("Uniqueid1") or "") or self._by_name.get(
             event.get("Channel1") or ""
         )
@@ -1659,7 +1811,7 @@ class CallTracker:
                 # Newexten; remember who it talked to until then.
                 channel.left_bridge_peer = peer
 
-    def _on_bridge_old(self, event: Message) -> None:
+    def _on_bridge_old(self, event: Fields) -> None:
         state = (event.get("Bridgestate") or "").strip().lower()
         if state == "link":
             self._on_link(event)
@@ -1680,25 +1832,25 @@ class CallTracker:
         extension = channel.extension or self._current_extension(call)
         self._emit(call, "call.held" if on else "call.resumed", extension)
 
-    def _on_hold(self, event: Message) -> None:
+    def _on_hold(self, event: Fields) -> None:
         channel = self._from_event(event)
         if channel is None:
             return
         status = (event.get("Status") or "on").strip().lower()
         self._hold(channel, status not in ("off", "0", "false", "no"))
 
-    def _on_unhold(self, event: Message) -> None:
+    def _on_unhold(self, event: Fields) -> None:
         channel = self._from_event(event)
         if channel is not None:
             self._hold(channel, False)
 
-    def _by_id_or_name(self, event: Message, prefix: str) -> Channel | None:
+    def _by_id_or_name(self, event: Fields, prefix: str) -> Channel | None:
         channel = self._channels.get(event.get(prefix + "Uniqueid") or "")
         if channel is None:
             channel = self._by_name.get(event.get(prefix + "Channel") or "")
         return channel
 
-    def _on_attended_transfer(self, event: Message) -> None:
+    def _on_attended_transfer(self, event: Fields) -> None:
         if (event.get("Result") or "").strip().lower() != "success":
             return
         transferer = self._by_id_or_name(event, "OrigTransferer")
@@ -1718,7 +1870,7 @@ class CallTracker:
             to = self._rules.number(event.get("TransferTargetCallerIDNum"))
         self._transfer(call, "attended", transferer, to, leaving=(second,), target=party)
 
-    def _on_blind_transfer(self, event: Message) -> None:
+    def _on_blind_transfer(self, event: Fields) -> None:
         if (event.get("Result") or "").strip().lower() != "success":
             return
         transferer = self._by_id_or_name(event, "Transferer")
@@ -1729,7 +1881,7 @@ class CallTracker:
             return
         self._transfer(home.call, "blind", transferer, self._destination(exten))
 
-    def _on_transfer_old(self, event: Message) -> None:
+    def _on_transfer_old(self, event: Fields) -> None:
         """Asterisk 1.8 ``Transfer`` (a SIP phone's REFER): blind or attended."""
         transferer = self._known(event)
         if transferer is None or transferer.call.ended:
@@ -1755,8 +1907,8 @@ class CallTracker:
             if exten:
                 self._transfer(call, "blind", transferer, self._destination(exten))
 
-    def _on_originate_response(self, event: Message) -> None:
-        action_id = event.action_id
+    def _on_originate_response(self, event: Fields) -> None:
+        action_id = event.get("ActionID")
         entry = self._pending.get(action_id) if action_id else None
         if entry is None or action_id is None:
             return
@@ -1789,7 +1941,7 @@ class CallTracker:
     # -- reconciliation ---------------------------------------------------------------
 
     def _group_learnt(
-        self, learnt: list[tuple[Channel, Message]], listed: list[tuple[Channel, Message]]
+        self, learnt: list[tuple[Channel, Fields]], listed: list[tuple[Channel, Fields]]
     ) -> None:
         """Settle calls made of channels learnt from a channel list (``listed``: every
         live channel of the list with its item, ``learnt``: those new to the tracker).
@@ -1817,7 +1969,7 @@ class CallTracker:
                     self._enter_bridge(channel, bridge_id)
 
     def _link_dialled(
-        self, learnt: list[tuple[Channel, Message]], listed: list[tuple[Channel, Message]]
+        self, learnt: list[tuple[Channel, Fields]], listed: list[tuple[Channel, Fields]]
     ) -> None:
         """Old dialects: join a dialled channel that rings to the call of its caller.
 
@@ -1850,7 +2002,7 @@ class CallTracker:
             if len(dialling) == 1 and len(found) == 1:
                 self._dial(dialling[0], found[0], None)
 
-    def _learnt_bridges(self, learnt: list[tuple[Channel, Message]]) -> dict[str, list[Channel]]:
+    def _learnt_bridges(self, learnt: list[tuple[Channel, Fields]]) -> dict[str, list[Channel]]:
         """Bridge id -> the listed channels in it; calls of bridged peers are merged."""
         bridges: dict[str, list[Channel]] = {}
         for channel, item in learnt:
@@ -1904,7 +2056,7 @@ class CallTracker:
         else:
             self._on_state(channel)
 
-    def _listed_peer(self, channel: Channel, item: Message) -> Channel | None:
+    def _listed_peer(self, channel: Channel, item: Fields) -> Channel | None:
         """The bridged peer an old-dialect ``Status`` item names, if known."""
         peer_id = item.get("BridgedUniqueid")
         peer = self._channels.get(peer_id) if peer_id else None

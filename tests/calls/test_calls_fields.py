@@ -1,0 +1,54 @@
+"""The tracker reads an event's headers through its own per-event fields (built once,
+not one ``Message.get`` per header): they must answer exactly as ``Message.get`` does,
+whatever case the PBX spells a header in and however often it repeats one, for every
+header name the tracker reads; and every name the tracker's code reads must be listed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vwell_pbx.calls import tracker as tracker_module
+from vwell_pbx.calls.tracker import _READ_KEYS, CallTracker
+from vwell_pbx.protocol import Message
+
+SOURCE = Path(tracker_module.__file__).read_text()
+
+
+def test_every_header_the_tracker_reads_is_in_its_list() -> None:
+    literals = set(re.findall(r'(?:event|item)\.get\("([A-Za-z0-9]+)"', SOURCE))
+    prefixes = set(re.findall(r'_by_id_or_name\(event, "([A-Za-z]+)"\)', SOURCE))
+    assert literals, "the pattern no longer finds the tracker's look-ups"
+    assert prefixes
+    read = literals | {prefix + key for prefix in prefixes for key in ("Uniqueid", "Channel")}
+    assert read - _READ_KEYS == set()
+    # Look-ups through a name built at run time would escape the scan above.
+    assert not re.search(r'(?:event|item)\.get\((?!"|headers\.|prefix \+ ")', SOURCE)
+
+
+def _spellings(key: str) -> st.SearchStrategy[str]:
+    return st.sampled_from([key, key.lower(), key.upper(), key.swapcase()])
+
+
+@st.composite
+def headers(draw: st.DrawFn) -> tuple[tuple[str, str], ...]:
+    keys = draw(st.lists(st.sampled_from([*sorted(_READ_KEYS), "VarSet", "Privilege"])))
+    pairs = [("Event", draw(st.sampled_from(["Newstate", "Hangup", "Dial"])))]
+    for key in keys:
+        pairs.append((draw(_spellings(key)), draw(st.sampled_from(["1.1", "", "SIP/269-1"]))))
+    return tuple(pairs)
+
+
+@settings(max_examples=300)
+@given(headers())
+def test_fields_answer_as_message_get_does(pairs: tuple[tuple[str, str], ...]) -> None:
+    tracker = CallTracker(pbx="lab")
+    message = Message(headers=pairs)
+    for _ in range(2):  # the second time through the remembered layout
+        fields = tracker._fields(pairs)
+        for key in _READ_KEYS:
+            assert fields.get(key) == message.get(key), key
