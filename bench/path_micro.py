@@ -1,7 +1,8 @@
 """Micro benchmark of the server's AMI event path in one process, without sockets.
 
     PYTHONPATH=.:src .venv/bin/python -m bench.path_micro [--feed ast20] [--events 200000]
-        [--operators 1000] [--catch-all 2] [--calls-off] [--profile]
+        [--operators 1000] [--catch-all 2] [--calls-off] [--profile] [--digest]
+        [--prepare N]
 
 What the server does per PBX event between the socket read and the WebSocket
 queues, assembled as ``web/server.py`` assembles it: the AMI bytes of a
@@ -18,6 +19,13 @@ CPU time of this process (``time.process_time``), the figure least disturbed whe
 other work shares the machine; the best of ``--repeat`` runs. ``--profile`` prints
 cProfile's top functions instead. Nothing is asserted; the figures are in
 docs/performance.md.
+
+``--digest`` prints instead a SHA-256 of every frame each subscriber was given, in
+order (with a fixed run id and a fixed clock, so the same source gives the same
+digest): a change that must not alter what subscribers receive keeps it. ``--prepare
+N`` builds the feed's bytes for ``N`` events however many are run, so that two runs
+with different ``--events`` differ only in the events run (``bench.path_instructions``
+counts instructions that way).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import argparse
 import asyncio
 import collections
 import cProfile
+import hashlib
+import itertools
 import os
 import pstats
 import sys
@@ -50,17 +60,24 @@ CHUNK = 65536
 
 
 def assemble(
-    operators: int, catch_all: int, *, calls: bool
+    operators: int, catch_all: int, *, calls: bool, fixed: bool = False
 ) -> tuple[AmiClient, list[Subscriber], EventBus, LiveCalls | None]:
-    """The event path of one PBX link, as ``serving()`` wires it."""
-    bus = EventBus()
+    """The event path of one PBX link, as ``serving()`` wires it; ``fixed``: a fixed
+    run id and a clock that ticks 1 ms per reading (same input, same frames)."""
+    bus = EventBus(run_id="bench") if fixed else EventBus()
     client = AmiClient(AmiSettings(host="127.0.0.1", port=5038, username="b", secret="b"))
     client.add_listener(_publisher(bus, None))
     channels = ChannelRegistry()
     client.add_listener(channels.observe)
     live = None
     if calls:
-        live = LiveCalls(client, CallTracker(pbx="office"))
+        if fixed:
+            ticks = itertools.count()
+            live = LiveCalls(
+                client, CallTracker(pbx="office"), clock=lambda: 1.7e9 + next(ticks) / 1000
+            )
+        else:
+            live = LiveCalls(client, CallTracker(pbx="office"))
         history: collections.deque[Any] = collections.deque(maxlen=10_000)
 
         def publish(event: CallEvent) -> None:
@@ -100,33 +117,45 @@ def chunks_of(feed_name: str, events: int, operators: int, catch_all: int) -> li
     return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
 
 
-def run_once(args: argparse.Namespace, chunks: list[bytes]) -> tuple[float, int, int]:
-    """CPU seconds for the whole feed, messages read, deliveries."""
+def run_once(
+    args: argparse.Namespace, chunks: list[bytes], *, digest: bool = False
+) -> tuple[float, int, int, str]:
+    """CPU seconds for the first ``args.events`` events of ``chunks``, messages read,
+    deliveries, and with ``digest`` the SHA-256 of what each subscriber was given."""
 
-    async def body() -> tuple[float, int, int]:
+    async def body() -> tuple[float, int, int, str]:
         client, subscribers, bus, live = assemble(
-            args.operators, args.catch_all, calls=not args.calls_off
+            args.operators, args.catch_all, calls=not args.calls_off, fixed=digest
         )
         parser = AmiParser(expect_greeting=False)
         dispatch = client._dispatch
+        limit = args.events
         messages = 0
         queues = [s._queue for s in subscribers]
+        hashes = [hashlib.sha256() for _ in queues] if digest else []
         started = time.process_time()
         for chunk in chunks:
             parser.receive_data(chunk)
-            while True:
+            while messages < limit:
                 item = parser.next_event()
                 if item is NEED_DATA:
                     break
                 assert isinstance(item, Message)
                 dispatch(item)
                 messages += 1
+            if digest:
+                for queue, hashed in zip(queues, hashes, strict=True):
+                    for frame in queue:
+                        hashed.update(b"%d:" % len(frame) + frame)
             for queue in queues:
                 queue.clear()
+            if messages >= limit:
+                break
         elapsed = time.process_time() - started
         if live is not None:
             await live.aclose()
-        return elapsed, messages, bus.stats.delivered
+        total = hashlib.sha256(b"".join(hashed.digest() for hashed in hashes)).hexdigest()
+        return elapsed, messages, bus.stats.delivered, total if digest else ""
 
     return asyncio.run(body())
 
@@ -141,8 +170,14 @@ def main() -> None:
     parser.add_argument("--calls-off", action="store_true", help="no call tracker")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile's top 30 instead")
+    parser.add_argument(
+        "--digest", action="store_true", help="a digest of every frame delivered, once"
+    )
+    parser.add_argument(
+        "--prepare", type=int, default=0, help="build the feed for this many events (at least)"
+    )
     args = parser.parse_args()
-    chunks = chunks_of(args.feed, args.events, args.operators, args.catch_all)
+    chunks = chunks_of(args.feed, max(args.events, args.prepare), args.operators, args.catch_all)
     print(
         f"python {sys.version.split()[0]}, cores={os.cpu_count()}, feed={args.feed}, "
         f"{args.operators}+{args.catch_all} subscribers, tracker "
@@ -158,8 +193,12 @@ def main() -> None:
         stats.sort_stats("tottime").print_stats(30)
         stats.sort_stats("cumulative").print_stats(40)
         return
+    if args.digest:
+        _, messages, delivered, digest = run_once(args, chunks, digest=True)
+        print(f"digest {digest}: {messages} events, {delivered} deliveries", flush=True)
+        return
     results = [run_once(args, chunks) for _ in range(args.repeat)]
-    seconds, messages, delivered = min(results)
+    seconds, messages, delivered, _ = min(results)
     print(
         f"best of {args.repeat}: {seconds * 1e6 / messages:.2f} us/event "
         f"({messages / seconds:,.0f} events/s), {delivered / messages:.2f} deliveries/event; "

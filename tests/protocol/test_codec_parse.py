@@ -20,6 +20,7 @@ from vwell_pbx.protocol import (
     RemoteProtocolError,
 )
 
+from .reference import reference_parse
 from .support import Item, msg, outcome, parse_every_way, parse_ok
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
@@ -546,3 +547,51 @@ def test_error_mid_stream_keeps_the_items_before_it() -> None:
     result = outcome([data], **LIMITED)
     assert result.items == [msg(("Event", "A")), msg(("Event", "B"))]
     assert isinstance(result.error, RemoteProtocolError)
+
+
+# -- many messages in one read (the batch path) -------------------------------------------
+
+_MIXED = (
+    b"\r\n\nEvent: VarSet\r\nChannel: PJSIP/201-1\r\nVariable: x\r\nValue: a: b\r\n\r\n"
+    b"\n\r\n"  # blank lines between messages
+    b"Event: Note\r\nText: the Follows header follows\r\n\r\n"  # "follows", no Follows
+    b"Response: Follows\r\nPrivilege: Command\r\nActionID: 7\r\nline 1\n\nline 3\n"
+    b"--END COMMAND--\r\n\r\n"
+    b"K:v: w\n \tK :\nno colon\n\r\r\n\n"  # odd lines: keys with colons, spaces, a lone CR
+    b"Event: Last\r\nKey: \xd0\x98\xff\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{}, {"max_line": 40}, {"max_message": 60}, {"max_headers": 5}, {"max_line": 200}],
+    ids=["defaults", "short lines", "small messages", "few headers", "medium lines"],
+)
+def test_many_messages_in_one_read_match_the_reference_model(limits: dict[str, int]) -> None:
+    data = _MIXED * 3
+    expected, failed = reference_parse(data, expect_greeting=False, **limits)
+    result = parse_every_way(data, expect_greeting=False, **limits)
+    assert result.items == expected
+    assert (result.error is not None) == failed
+
+
+def test_messages_read_ahead_count_as_buffered_until_the_last_is_returned() -> None:
+    parser = AmiParser(expect_greeting=False)
+    data = b"Event: A\r\n\r\nEvent: B\r\n\r\nEvent: C\r\n"
+    parser.receive_data(data)
+    assert parser.next_event() == msg(("Event", "A"))
+    assert parser.buffered > len(b"Event: C\r\n")
+    assert parser.next_event() == msg(("Event", "B"))
+    assert parser.buffered == len(b"Event: C\r\n")
+    assert parser.next_event() is NEED_DATA
+
+
+def test_a_follows_answer_among_many_messages_is_read_line_by_line() -> None:
+    events = b"".join(b"Event: E%d\r\nN: %d\r\n\r\n" % (i, i) for i in range(50))
+    follows = b"Response: Follows\r\nActionID: 1\r\nup\n\nstill output\n--END COMMAND--\r\n\r\n"
+    items = parse_ok(events + follows + events, random_runs=3, expect_greeting=False)
+    assert len(items) == 101
+    assert items[50] == msg(
+        ("Response", "Follows"), ("ActionID", "1"), output=["up", "", "still output"]
+    )
+    assert items[51] == msg(("Event", "E0"), ("N", "0"))

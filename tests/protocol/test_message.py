@@ -50,3 +50,31 @@ def test_messages_compare_by_headers_and_output() -> None:
 def test_greeting_version() -> None:
     assert Greeting(line="Asterisk Call Manager/9.0.0").version == "9.0.0"
     assert Greeting(line="Asterisk Call Manager").version == ""
+
+
+def test_get_many_reads_several_headers_case_insensitively_in_the_order_asked() -> None:
+    message = msg(
+        ("Event", "Newstate"),
+        ("channel", "PJSIP/201-1"),
+        ("Uniqueid", "1.1"),
+        ("UNIQUEID", "1.2"),
+    )
+    assert message.get_many("Uniqueid", "Channel", "Missing", "uniqueid") == (
+        "1.1",
+        "PJSIP/201-1",
+        None,
+        "1.1",
+    )
+    assert message.get_many() == ()
+
+
+def test_messages_with_the_same_layout_share_lookups_but_not_values() -> None:
+    # The index is shared by header-name layout: the second message must still answer
+    # with its own values, and a spelling that is not the first occurrence's must find
+    # the first occurrence.
+    first = msg(("Event", "A"), ("UniqueID", "1"), ("Uniqueid", "2"))
+    second = msg(("Event", "B"), ("UniqueID", "3"), ("Uniqueid", "4"))
+    assert first.get("Uniqueid") == "1" and first.get("UniqueID") == "1"
+    assert second.get("Uniqueid") == "3" and second.get("uniqueid") == "3"
+    assert "UNIQUEID" in second and "Linkedid" not in second
+    assert second.get_many("Event", "Uniqueid") == ("B", "3")

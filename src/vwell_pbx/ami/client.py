@@ -334,7 +334,9 @@ class AmiClient:
         # ActionIDs whose answer nobody waits for any more -> "its answer is an event
         # list still in progress". Bounded; the oldest entries are forgotten.
         self._discarded: OrderedDict[str, bool] = OrderedDict()
-        self._listeners: list[Callable[[Message], None]] = []
+        # A tuple, replaced on every change: the reader walks it for every event without
+        # copying it, and a listener added or removed meanwhile takes effect next event.
+        self._listeners: tuple[Callable[[Message], None], ...] = ()
         self._state_listeners: list[Callable[[ConnectionState], None]] = []
         self._streams: set[EventStream] = set()
         self._state_waiters: set[asyncio.Future[None]] = set()
@@ -375,8 +377,15 @@ class AmiClient:
         Items of event lists a caller is collecting are not passed. The callback must
         not block; its exceptions are logged and swallowed.
         """
-        self._listeners.append(callback)
-        return _remover(self._listeners, callback)
+        self._listeners = (*self._listeners, callback)
+
+        def remove() -> None:
+            listeners = list(self._listeners)
+            with contextlib.suppress(ValueError):  # removing twice is harmless
+                listeners.remove(callback)
+            self._listeners = tuple(listeners)
+
+        return remove
 
     def add_state_listener(self, callback: Callable[[ConnectionState], None]) -> Callable[[], None]:
         """Call ``callback(state)`` on every state change; returns a remover."""
@@ -741,10 +750,14 @@ class AmiClient:
 
     def _dispatch(self, message: Message) -> None:
         kind = message.kind
-        if kind is MessageKind.RESPONSE:
+        if kind is MessageKind.EVENT:
+            # As _on_event does, without its call: nearly always nothing waits (below).
+            if self._pending or self._discarded or self._followups:
+                self._on_event(message)
+            else:
+                self._publish(message)
+        elif kind is MessageKind.RESPONSE:
             self._on_response(message)
-        elif kind is MessageKind.EVENT:
-            self._on_event(message)
         else:
             _log.debug(
                 "PBX %s: dropping a message that is neither response nor event: %r",
@@ -916,8 +929,9 @@ class AmiClient:
             watcher.timer.cancel()
 
     def _publish(self, event: Message) -> None:
-        # Copies, because a callback may add or remove one; skipped when empty (nearly
-        # always for the watchers), since this runs for every event.
+        # Copies of the watchers and streams, because a callback may add or remove one
+        # (the listeners are a tuple already); skipped when empty (nearly always), since
+        # this runs for every event.
         for watcher in tuple(self._watchers) if self._watchers else ():
             if watcher.future.done():
                 continue
@@ -929,7 +943,7 @@ class AmiClient:
                 continue
             if matched:
                 watcher.future.set_result(event)
-        for listener in tuple(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(event)
             except Exception:
@@ -939,8 +953,9 @@ class AmiClient:
                     listener,
                     event.name,
                 )
-        for stream in tuple(self._streams):
-            stream.push(event)
+        if self._streams:
+            for stream in tuple(self._streams):
+                stream.push(event)
 
     # -- connection lifecycle ---------------------------------------------------------
 

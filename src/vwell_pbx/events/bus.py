@@ -158,14 +158,21 @@ class BusEvent:
     seq: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self.name_key = self.name.lower()
+        name = self.name
+        key = _name_keys.get(name)
+        if key is None:
+            key = name.lower()
+            if len(_name_keys) >= _NAME_KEY_CACHE_SIZE:
+                _name_keys.clear()
+            _name_keys[name] = key
+        self.name_key = key
 
     @classmethod
     def from_message(cls, message: Message, *, pbx: str | None = None) -> BusEvent:
         """An AMI event: its headers (repeated ones as lists), plus ``name`` and, when
         several PBXs are configured, ``pbx``."""
         headers = message.headers
-        name = message.name
+        name = headers[0][1]  # message.name, without the property's call
         # Fast path: with no repeated key (in any spelling) the headers are already
         # the dict Message.to_dict() would build, at a quarter of the cost.
         fields: dict[str, object] = dict(headers)
@@ -291,6 +298,11 @@ def event_id_of(payload: bytes) -> str | None:
         return None
     return value.decode("ascii", "replace")
 
+
+# Event name -> its lowercased form: a few dozen names make nearly all the traffic, and
+# lower() makes a new string each time. Bounded like _key_maps (client events' names).
+_NAME_KEY_CACHE_SIZE = 4096
+_name_keys: dict[str, str] = {}
 
 # Events of one kind from one PBX always spell their keys the same way, so the map
 # from lowercased key to spelling is cached by the tuple of keys: lowering a dozen

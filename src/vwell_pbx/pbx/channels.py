@@ -41,6 +41,10 @@ DEFAULT_MAX_CHANNELS: Final = 10_000
 # Technologies whose channel names start with the extension's own device name.
 _DEVICE_RE = re.compile(r"^(?:SIP|PJSIP|IAX2|Local)/([^-@;/]+)", re.IGNORECASE)
 _SNAPSHOT_EVENTS = frozenset({"newchannel", "newstate", "newcallerid"})
+# Every name observe() reads, casefolded, and as Asterisk spells them: most events (VarSet
+# floods) are none of them, and an exact look-up answers that without casefolding.
+_READ_EVENTS = frozenset({*_SNAPSHOT_EVENTS, "dialbegin", "dial", "hangup"})
+_READ_SPELLED = frozenset({"Newchannel", "Newstate", "NewCallerid", "DialBegin", "Dial", "Hangup"})
 
 
 def device_extension(channel: str) -> str | None:
@@ -81,12 +85,16 @@ class ChannelRegistry:
 
     def observe(self, message: Message) -> None:
         """The AMI listener: update the registry from one PBX event."""
-        name = message.name.casefold()
+        spelled = message.name
+        if spelled not in _READ_SPELLED and spelled.casefold() not in _READ_EVENTS:
+            return
+        name = spelled.casefold()
         if name in _SNAPSHOT_EVENTS:
-            channel = message.get("Channel")
+            channel, linkedid, uniqueid, exten = message.get_many(
+                "Channel", "Linkedid", "Uniqueid", "Exten"
+            )
             if channel:
-                call = message.get("Linkedid") or message.get("Uniqueid") or channel
-                self._register(channel, call, message.get("Exten"))
+                self._register(channel, linkedid or uniqueid or channel, exten)
         elif name == "dialbegin":
             self._join(message.get("Channel"), message.get("DestChannel"), message.get("DestExten"))
         elif name == "dial":

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from operator import itemgetter
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -33,6 +34,11 @@ _KINDS = {
     "event": MessageKind.EVENT,
     "response": MessageKind.RESPONSE,
     "action": MessageKind.ACTION,
+}
+_KINDS_SPELLED = {
+    "Event": MessageKind.EVENT,
+    "Response": MessageKind.RESPONSE,
+    "Action": MessageKind.ACTION,
 }
 
 
@@ -94,8 +100,9 @@ class Message:
 
     headers: Headers
     output: tuple[str, ...] | None = None
-    # Lowercased key -> position of its first occurrence; built on the first look-up,
-    # not per message: most events on the wire (VarSet floods) are never looked into.
+    # Header name -> position of its first occurrence (see _index_of); looked up on the
+    # first get/in, not per message: most events on the wire (VarSet floods) are never
+    # looked into. Shared by every message with the same header names: never change it.
     _index: dict[str, int] | None = field(
         init=False, repr=False, compare=False, hash=False, default=None
     )
@@ -105,15 +112,8 @@ class Message:
             raise ValueError("an AMI message has at least one header")
 
     def _build_index(self) -> dict[str, int]:
-        # The comprehension keeps the LAST position of a repeated key; repeats are rare
-        # (Status variables, UserEvent), so only then rebuild keeping the first one.
-        headers = self.headers
-        index = {key.lower(): position for position, (key, _) in enumerate(headers)}
-        if len(index) != len(headers):
-            index = {}
-            for position, (key, _) in enumerate(headers):
-                index.setdefault(key.lower(), position)
-        object.__setattr__(self, "_index", index)
+        index = _index_of(self.headers)
+        _set_index(self, index)
         return index
 
     @classmethod
@@ -135,7 +135,9 @@ class Message:
     @property
     def kind(self) -> MessageKind:
         """Event, response or action, from the first header's key."""
-        return _KINDS.get(self.headers[0][0].lower(), MessageKind.OTHER)
+        key = self.headers[0][0]
+        kind = _KINDS_SPELLED.get(key)  # as Asterisk spells it: no lower() needed
+        return kind if kind is not None else _KINDS.get(key.lower(), MessageKind.OTHER)
 
     @property
     def name(self) -> str:
@@ -152,8 +154,34 @@ class Message:
         index = self._index
         if index is None:
             index = self._build_index()
-        position = index.get(key.lower())
-        return default if position is None else self.headers[position][1]
+        position = index.get(key)
+        if position is None:
+            position = index.get(key.lower())
+            if position is None:
+                return default
+        return self.headers[position][1]
+
+    def get_many(self, *keys: str) -> tuple[str | None, ...]:
+        """The first value of each of ``keys`` (case-insensitive), ``None`` for a key the
+        message does not have, in the order asked: one call instead of one ``get`` per
+        header, for code that reads several headers of every event::
+
+            channel, uniqueid, state = message.get_many("Channel", "Uniqueid", "ChannelState")
+        """
+        index = self._index
+        if index is None:
+            index = self._build_index()
+        headers = self.headers
+        values: list[str | None] = []
+        for key in keys:
+            position = index.get(key)
+            if position is None:
+                position = index.get(key.lower())
+                if position is None:
+                    values.append(None)
+                    continue
+            values.append(headers[position][1])
+        return tuple(values)
 
     def get_all(self, key: str) -> list[str]:
         """Every value of ``key`` (case-insensitive), in order."""
@@ -185,3 +213,50 @@ class Message:
             else:
                 result[canonical] = [current, value]
         return result
+
+
+_new_object = object.__new__
+_set_headers = Message.__dict__["headers"].__set__
+_set_output = Message.__dict__["output"].__set__
+_set_index = Message.__dict__["_index"].__set__
+
+# Messages of one kind from one PBX have the same header names in the same order, so
+# their index is made once per layout and shared (the index of a message is never
+# changed). Bounded: emptied when full, since a peer may send any names.
+_LAYOUT_CACHE_SIZE = 4096
+_layouts: dict[tuple[str, ...], dict[str, int]] = {}
+_first = itemgetter(0)
+
+
+def _index_of(headers: Headers) -> dict[str, int]:
+    """Header name -> position of the first header with that name in any case.
+
+    Every lowercased name is a key, and so is the spelling of each name's first
+    occurrence (``Uniqueid`` as well as ``uniqueid``), so that ``get("Uniqueid")``
+    needs no ``lower()`` when the peer spells it that way. A spelling that is not the
+    first occurrence's is not a key (its lowercased form leads to the first one).
+    """
+    names = tuple(map(_first, headers))
+    index = _layouts.get(names)
+    if index is None:
+        index = {}
+        for position, name in enumerate(names):
+            index.setdefault(name.lower(), position)
+        for position, name in enumerate(names):
+            if index[name.lower()] == position:
+                index.setdefault(name, position)
+        if len(_layouts) >= _LAYOUT_CACHE_SIZE:
+            _layouts.clear()
+        _layouts[names] = index
+    return index
+
+
+def trusted_message(headers: Headers) -> Message:
+    """``Message(headers=headers)`` for the parser, without the dataclass's frozen
+    ``__init__`` (three guarded attribute stores and ``__post_init__``): about half the
+    cost, paid for every message on the wire. ``headers`` must not be empty."""
+    message: Message = _new_object(Message)
+    _set_headers(message, headers)
+    _set_output(message, None)
+    _set_index(message, None)
+    return message
