@@ -673,7 +673,10 @@ async def test_an_action_stuck_writing_times_out_at_its_deadline(pbx, make_clien
     finally:
         release.set()
     assert all(isinstance(result, ActionTimeout) for result in results)
-    assert 0.5 <= elapsed < 0.5 + 3 * LATE_ALLOWED
+    # Never early. Late only by the time 500 tasks and 20 MB of writes take on a busy
+    # core (0.957 s seen at load 12): a write that ignored its deadline would wait for
+    # the release, which comes only after the 5 s wait above.
+    assert 0.5 <= elapsed < 2.0
 
 
 async def test_local_protocol_error_writes_nothing(pbx, make_client) -> None:
