@@ -114,32 +114,36 @@ def test_times_are_iso_utc_with_milliseconds() -> None:
     assert iso_ms(0) == "1970-01-01T00:00:00.000Z"
 
 
+#: An answered inbound call, ended after a blind transfer.
+ENDED_CALL = CallSnapshot(
+    call_id="1.1",
+    pbx="office",
+    status="ended",
+    direction="inbound",
+    from_number="89787342741",
+    from_name=None,
+    to_number="269",
+    to_name="Reception",
+    extension="269",
+    trunk="YSGSM/11",
+    did=None,
+    started_at="2023-11-14T22:13:20.000Z",
+    answered_at="2023-11-14T22:13:24.000Z",
+    ended_at="2023-11-14T22:13:30.500Z",
+    ring_seconds=4.0,
+    talk_seconds=6.5,
+    end_reason="completed",
+    on_hold=False,
+    transfers=(Transfer(type="blind", by="269", to="700", at="2023-11-14T22:13:29.000Z"),),
+    channels=(),
+    originated=False,
+    action_id=None,
+    extensions=frozenset({"269"}),
+)
+
+
 def test_call_event_dict_is_the_call_object_plus_its_name() -> None:
-    snapshot = CallSnapshot(
-        call_id="1.1",
-        pbx="office",
-        status="ended",
-        direction="inbound",
-        from_number="89787342741",
-        from_name=None,
-        to_number="269",
-        to_name="Reception",
-        extension="269",
-        trunk="YSGSM/11",
-        did=None,
-        started_at="2023-11-14T22:13:20.000Z",
-        answered_at="2023-11-14T22:13:24.000Z",
-        ended_at="2023-11-14T22:13:30.500Z",
-        ring_seconds=4.0,
-        talk_seconds=6.5,
-        end_reason="completed",
-        on_hold=False,
-        transfers=(Transfer(type="blind", by="269", to="700", at="2023-11-14T22:13:29.000Z"),),
-        channels=(),
-        originated=False,
-        action_id=None,
-        extensions=frozenset({"269"}),
-    )
+    snapshot = ENDED_CALL
     message = CallEvent(name="call.ended", call=snapshot).to_dict()
     assert message == {
         "callId": "1.1",
@@ -221,30 +225,14 @@ def test_default_trunks_fit_a_yeastar_with_gsm() -> None:
 
 
 def test_a_snapshot_drafted_and_frozen_is_a_call_snapshot_like_any_other() -> None:
-    made = CallSnapshot(
-        call_id="1.1",
-        pbx="office",
+    made = dataclasses.replace(
+        ENDED_CALL,
         status="up",
-        direction="inbound",
-        from_number="89787342741",
-        from_name=None,
-        to_number="269",
         to_name=None,
-        extension="269",
-        trunk="YSGSM/11",
-        did=None,
-        started_at="2023-11-14T22:13:20.000Z",
-        answered_at="2023-11-14T22:13:24.000Z",
         ended_at=None,
-        ring_seconds=4.0,
         talk_seconds=1.5,
         end_reason=None,
-        on_hold=False,
-        transfers=(Transfer(type="blind", by="269", to="700", at="2023-11-14T22:13:25.000Z"),),
         channels=("YSGSM/11-1", "SIP/269-2"),
-        originated=False,
-        action_id=None,
-        extensions=frozenset({"269"}),
     )
     draft = SnapshotDraft()
     for name in CallSnapshot.__slots__:
