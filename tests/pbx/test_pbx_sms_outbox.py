@@ -330,9 +330,12 @@ async def test_a_hung_pbx_costs_at_most_one_unknown(make_outbox: MakeOutbox) -> 
     ]
     lost = await outbox.wait_final(rows[0].sms_id, 5)
     assert lost is not None and lost.status == "unknown"
-    # The hang goes on for a while (the scenario's length, not a wait for something):
-    # without the Ping check, each further SMS would be swallowed and end unknown too.
-    await asyncio.sleep(1.0)
+    # The hang goes on while the outbox probes it: the lost SMS was one read the hung
+    # PBX threw away, and each Ping since is another. Two unanswered Pings later the
+    # next SMS must still be queued: without the Ping check, it would have been sent
+    # into the hang and ended unknown too.
+    ignored = sim.ignored_reads
+    await until(lambda: sim.ignored_reads >= ignored + 2, within=10)
     still = await outbox.store.get(rows[1].sms_id)
     assert still is not None and still.status == "queued"
     sim.mute = False

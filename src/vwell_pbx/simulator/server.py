@@ -180,6 +180,8 @@ class PbxSimulator:
         self.sms_answer_delay = sms_answer_delay
         """Seconds the PBX takes before it answers an SMS send (a slow module)."""
         self._mute = False
+        self.ignored_reads = 0
+        """Reads the hung PBX (``mute``) threw away: what a client kept sending to it."""
         self.clock = clock
         """Wall-clock time source (``time.time`` by default)."""
         self.rng = rng or random.Random()
@@ -606,6 +608,8 @@ class AmiSession:
                         return
                     if not (self.silent or self.sim.mute):  # a hung PBX ignores what it reads
                         self.parser.receive_data(data)
+                    else:
+                        self.sim.ignored_reads += 1
                 elif isinstance(item, MissingAction):
                     # Each stray blank line too (transcript 05); the session goes on.
                     message = ("Message", "Missing action in request")
