@@ -62,6 +62,7 @@ from bench.common import (
     CpuMeter,
     child,
     child_env,
+    cpu_model,
     credentials,
     percentile,
     pin_self,
@@ -942,6 +943,7 @@ def cli() -> None:
     meta = {
         "date": started.isoformat(timespec="seconds"),
         "cores": CORES,
+        "cpu": cpu_model(),
         "git": _git_state(),
         "command": "bash bench.sh " + " ".join(sys.argv[1:]),
         "python": platform.python_version(),
@@ -951,7 +953,7 @@ def cli() -> None:
         "load_cpu": LOAD_CPU,
     }
     print(
-        f"vwell-pbx-srv benchmarks: cores={CORES} (os.cpu_count()), python "
+        f"vwell-pbx-srv benchmarks: cores={CORES} (os.cpu_count()), {meta['cpu']}, python "
         f"{meta['python']}, server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, "
         f"open files {limit}",
         flush=True,

@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -28,6 +29,20 @@ OTHER_SOURCES: dict[str, Path] = {}
 CHILD_LOG = ROOT / "bench" / "results" / "children.log"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's model name and clock (``/proc/cpuinfo``): absolute figures compare only
+    on the same kind of machine (the ratios against a baseline do across machines)."""
+    info: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    model = info.get("model name") or platform.processor() or "unknown CPU"
+    mhz = info.get("cpu MHz")
+    return f"{model} at {float(mhz):,.0f} MHz" if mhz else model
+
 
 # The server (and every baseline standing in for it) runs on one core, the load
 # generator (feeder + clients) on the other, when the machine has two or more.
