@@ -28,7 +28,7 @@ from vwell_pbx.config import AppConfig
 from vwell_pbx.storage import open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
 from vwell_pbx.web.logs import configure_logging
-from vwell_pbx.web.server import serving
+from vwell_pbx.web.server import freeze_startup_heap, serving
 
 
 def make_config(folder: Path, args: dict[str, Any]) -> AppConfig:
@@ -85,6 +85,7 @@ async def main(args: dict[str, Any]) -> None:
         started = time.perf_counter()
         async with serving(config, wait_for_pbx=10.0) as server:
             serving_s = time.perf_counter() - started
+            freeze_startup_heap()  # as `vwell-pbx serve` does
             announce(
                 {
                     "http_url": server.http_url,

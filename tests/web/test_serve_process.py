@@ -57,6 +57,13 @@ async def _read_until(process: asyncio.subprocess.Process, marker: str, within: 
                 return "".join(seen)
 
 
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
+
+
 async def _stop(process: asyncio.subprocess.Process) -> str:
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
@@ -104,6 +111,12 @@ async def test_sigterm_closes_websockets_and_logs_off(tmp_path: Path) -> None:
                 )
                 answer = await ws.receive_json(timeout=10)
                 assert answer["err"] is None, answer
+                # A process that runs one server freezes its start-up heap out of the
+                # garbage collector's passes (web.server.freeze_startup_heap).
+                async with session.get(f"http://127.0.0.1:{http_port}/metrics") as response:
+                    metrics = await response.text()
+                frozen = _metric(metrics, "vwell_gc_frozen_objects")
+                assert frozen > 10_000, metrics
                 process.send_signal(signal.SIGTERM)
                 closing = await ws.receive(timeout=10)
                 assert closing.type is aiohttp.WSMsgType.CLOSE

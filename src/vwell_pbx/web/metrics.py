@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -160,6 +161,11 @@ class _LiveCollector(Collector):
             "vwell_replay_bytes",
             "Bytes of JSON kept in the replay buffer",
             value=stats.replay_bytes,
+        )
+        yield GaugeMetricFamily(
+            "vwell_gc_frozen_objects",
+            "Objects start-up moved out of the garbage collector's passes (gc.freeze)",
+            value=gc.get_freeze_count(),
         )
         yield CounterMetricFamily(
             "vwell_resumes", "Subscriptions made with since (resumes)", value=stats.resumes

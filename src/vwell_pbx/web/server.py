@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -579,11 +580,32 @@ async def _serve(config: AppConfig | None) -> int:
         config = await stack.enter_async_context(embedded_simulators(config))
         server = await stack.enter_async_context(serving(config))
         log.info("listening: HTTP %s, WebSocket %s", server.http_url, server.ws_url)
+        freeze_startup_heap()
         if config.is_demo:
             _print_demo_help(config, server)
         await stop.wait()
         log.info("shutting down")
     return 0
+
+
+def freeze_startup_heap() -> None:
+    """Keep what start-up built out of the cyclic garbage collector's full passes.
+
+    After start-up the process holds about 60,000 objects the collector tracks (modules,
+    classes, functions, the pydantic models, the app) that live until exit. Every full
+    collection (generation 2; under load every few seconds) walked them all: about 35 ms
+    of CPU on a 2.6 GHz core, during which no event is read or delivered, so at high
+    event rates the clients' queues filled and p99 latency jumped. ``gc.freeze()`` moves
+    every object alive now to the permanent generation, which collections skip (a full
+    pass then costs a few ms); a ``gc.collect()`` first, so start-up's garbage is freed,
+    not kept. Only for a process that runs one server (``vwell-pbx serve``, the bench):
+    objects frozen are never collected, so a process that starts and stops servers
+    (the tests) must not call it. ``/metrics`` shows the count
+    (``vwell_gc_frozen_objects``).
+    """
+    gc.collect()
+    gc.freeze()
+    log.debug("%d start-up objects frozen out of the garbage collector", gc.get_freeze_count())
 
 
 SIMULATOR_PORT_PROBE_SECONDS = 1.0
