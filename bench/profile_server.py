@@ -39,6 +39,11 @@ def _py_spy() -> str:
     return found
 
 
+#: Leaf frames of a thread that waits (py-spy counts them in its default, blocking mode):
+#: the thread pool's idle workers, the event loop in ``select``.
+IDLE_LEAVES = frozenset({"_worker (thread.py)", "select (selectors.py)"})
+
+
 def _short(frame: str) -> str:
     """``name (path/to/file.py:12)`` -> ``name (file.py)``: samples of one function
     at different lines count together."""
@@ -55,13 +60,15 @@ def summarise(raw: Path, top: int) -> None:
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue  # a frame name that spans lines (a module's docstring)
+        frames = [_short(frame) for frame in stack.split(";")]
+        if frames[-1] in IDLE_LEAVES:
+            continue
         count = int(count_text)
         total += count
-        frames = [_short(frame) for frame in stack.split(";")]
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    print(f"\n{total} samples")
+    print(f"\n{total} samples (idle threads left out)")
     for title, counter in (("own", own), ("inclusive", inclusive)):
         print(f"\nTop {top} by {title} samples:")
         for name, count in counter.most_common(top):
