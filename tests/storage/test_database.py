@@ -79,6 +79,43 @@ async def test_a_cancelled_transaction_is_rolled_back(storage: Storage) -> None:
     assert await storage.db.fetch_all("SELECT id FROM notes") == [(2,)]
 
 
+async def test_fetch_value_many_answers_each_sets_value_in_order(storage: Storage) -> None:
+    await _notes(storage)
+    insert = (
+        "INSERT INTO notes (id, body) VALUES (:id, :body) "
+        "ON CONFLICT (id) DO NOTHING RETURNING body"
+    )
+    statements = storage.db.statements
+    async with storage.db.transaction() as tx:
+        assert await tx.fetch_value_many(insert, []) == []
+        values = await tx.fetch_value_many(
+            insert,
+            [
+                {"id": 1, "body": "a"},
+                {"id": 2, "body": "b"},
+                {"id": 1, "body": "again"},  # a conflict: no row, so None in its place
+                {"id": 3, "body": "c"},
+            ],
+        )
+    assert values == ["a", "b", None, "c"]
+    if storage.db.dialect.backend == "sqlite":  # one job on the writer for all four sets
+        assert storage.db.statements - statements == 3  # BEGIN, the four, COMMIT
+    assert await storage.db.fetch_all("SELECT id, body FROM notes ORDER BY id") == [
+        (1, "a"),
+        (2, "b"),
+        (3, "c"),
+    ]
+
+
+async def test_fetch_value_many_fails_whole_with_its_transaction(storage: Storage) -> None:
+    await _notes(storage)
+    insert = "INSERT INTO notes (id, body) VALUES (:id, :body) RETURNING id"
+    with pytest.raises(IntegrityViolation):
+        async with storage.db.transaction() as tx:
+            await tx.fetch_value_many(insert, [{"id": 1, "body": "a"}, {"id": 1, "body": "b"}])
+    assert await storage.db.fetch_all("SELECT id FROM notes") == []
+
+
 async def test_duplicate_key_is_an_integrity_violation(storage: Storage) -> None:
     await _notes(storage)
     await storage.db.execute("INSERT INTO notes (id, body) VALUES (1, 'a')")

@@ -185,9 +185,10 @@ class CallStore:
             return 0
         added = 0
         async with self.db.transaction() as tx:
+            # One statement for the whole batch (SQLite: one job on the writer's thread).
+            rows = await tx.fetch_value_many(_INSERT_CALL, [_call_params(r) for r in records])
             extension_rows: list[Params] = []
-            for record in records:
-                row = await tx.fetch_value(_INSERT_CALL, _call_params(record))
+            for record, row in zip(records, rows, strict=True):
                 if row is None:
                     if record.originated:
                         await self._adopt(tx, record)

@@ -8,6 +8,10 @@ A ``Database`` runs single statements in autocommit mode (``execute``, ``fetch_o
         await tx.execute("INSERT INTO users (...) VALUES (:login, ...)", {...})
         await tx.notify("vwell_users")  # delivered when (and only if) it commits
 
+A transaction also runs one statement for many parameter sets: ``execute_many`` (bulk
+insert) and ``fetch_value_many`` (each set's ``RETURNING`` value, e.g. the row ids of a
+batch of inserts), with fewer round trips than a statement each.
+
 SQL uses named ``:name`` parameters (see ``dialect``); rows come back as tuples in
 the order of the selected columns. Every call is bounded in time by the settings'
 timeouts and raises only ``StorageError`` kinds.
@@ -136,6 +140,14 @@ class Queries(abc.ABC):
 
 class Transaction(Queries):
     """An open write transaction; committed when its ``async with`` block ends normally."""
+
+    @abc.abstractmethod
+    async def fetch_value_many(self, sql: str, rows: Sequence[Params]) -> list[Any]:
+        """Run one statement once per parameter set, in order; for each, the first
+        column of its first row, or ``None`` when it returned none (e.g. ``INSERT ...
+        ON CONFLICT DO NOTHING RETURNING id``). As many round trips as the backend
+        needs, not one per set where it can help it (SQLite: one job on the writer's
+        thread for all of them, bounded by one statement's timeout)."""
 
     @abc.abstractmethod
     async def notify(self, channel: str) -> None:

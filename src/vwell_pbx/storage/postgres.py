@@ -178,6 +178,17 @@ class _PgTransaction(Transaction):
     async def fetch_all(self, sql: str, params: Params = {}) -> list[Row]:  # noqa: B006
         return await self._q.fetch_all(sql, params)
 
+    async def fetch_value_many(self, sql: str, rows: Sequence[Params]) -> list[Any]:
+        # A loop on the transaction's one connection (the statement is prepared once,
+        # asyncpg caches it). asyncpg's fetchmany would take one round trip, but it
+        # answers the rows of all sets together, so a set that returned none (ON
+        # CONFLICT DO NOTHING) could not be told from the others.
+        values: list[Any] = []
+        for params in rows:
+            found = await self._q.fetch_all(sql, params)
+            values.append(found[0][0] if found else None)
+        return values
+
     async def notify(self, channel: str) -> None:
         await self._q.execute("SELECT pg_notify(:channel, '')", {"channel": channel})
 

@@ -268,6 +268,19 @@ def _execute_many(sql: str, rows: Sequence[Params]) -> Callable[[sqlite3.Connect
     return job
 
 
+def _fetch_value_many(
+    sql: str, rows: Sequence[Params]
+) -> Callable[[sqlite3.Connection], list[Any]]:
+    def job(conn: sqlite3.Connection) -> list[Any]:
+        values: list[Any] = []
+        for params in rows:
+            found = conn.execute(sql, params).fetchall()  # all: finishes the statement
+            values.append(found[0][0] if found else None)
+        return values
+
+    return job
+
+
 def _autocommit(job: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
     """``job`` outside any transaction (see ``_begin``)."""
 
@@ -307,6 +320,12 @@ class _SqliteTransaction(Transaction):
 
     async def fetch_all(self, sql: str, params: Params = {}) -> list[Row]:  # noqa: B006
         return await self._writer.run(_fetch_all(sql, params), self._timeout)
+
+    async def fetch_value_many(self, sql: str, rows: Sequence[Params]) -> list[Any]:
+        if not rows:
+            return []
+        # One job for every set: one round trip to the writer's thread, not one each.
+        return await self._writer.run(_fetch_value_many(sql, rows), self._timeout)
 
     async def notify(self, channel: str) -> None:
         # Nothing to send: other connections see the commit through PRAGMA data_version.
