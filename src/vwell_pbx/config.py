@@ -70,6 +70,7 @@ from vwell_pbx.events.bus import DEFAULT_RESUME_GRACE
 from vwell_pbx.events.filters import EventFilter, FilterError
 from vwell_pbx.events.replay import DEFAULT_REPLAY_BYTES, DEFAULT_REPLAY_SIZE
 from vwell_pbx.pbx.numbers import PhoneRules
+from vwell_pbx.storage.calls import MAX_FLUSH_INTERVAL
 from vwell_pbx.storage.errors import StorageUrlError
 from vwell_pbx.storage.settings import StorageSettings
 from vwell_pbx.storage.url import StorageUrl
@@ -808,6 +809,7 @@ class CallsConfig(_Model):
     list_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 15.0
     history_queue_size: PositiveInt = 10_000
     history_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
+    history_flush_seconds: Annotated[float, Field(ge=0, le=MAX_FLUSH_INTERVAL)] = 0.5
     max_calls: PositiveInt = 2_000
     max_channels: PositiveInt = 10_000
     max_transfers: PositiveInt = 16

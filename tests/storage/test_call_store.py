@@ -278,12 +278,88 @@ async def test_a_conversion_bug_loses_one_call_not_the_writer(storage: Storage) 
     assert writer.failed == 1 and writer.written == 2
 
 
+async def test_a_batch_is_one_transaction_of_four_jobs(storage: Storage) -> None:
+    calls = [record(f"b{i}", i, extensions=("269", "270")) for i in range(50)]
+    statements = storage.db.statements
+    assert await storage.calls.add(calls) == 50
+    if storage.db.dialect.backend == "sqlite":
+        # BEGIN, the 50 calls' INSERT, their 100 extension rows, COMMIT.
+        assert storage.db.statements - statements == 4
+    assert await storage.db.fetch_value("SELECT COUNT(*) FROM call_extensions") == 100
+
+
+async def test_the_writer_lingers_until_a_batch_is_full(storage: Storage) -> None:
+    writer = CallHistoryWriter(
+        storage.calls, lambda item: record(f"f{item}", item), batch_size=5, flush_interval=60
+    )
+    async with writer:
+        for item in range(7):
+            writer.offer(item)
+        # Five make a batch at once; the other two wait for company (up to a minute).
+        await wait_until(lambda: writer.written == 5)
+        await storage.db.fetch_value("SELECT COUNT(*) FROM calls")  # a round trip later:
+        assert writer.written == 5 and writer.queued == 2 and writer.pending == 2
+        # Leaving the block writes them without waiting for the interval.
+    assert writer.written == 7 and writer.pending == 0
+
+
+async def test_the_writer_writes_when_the_oldest_call_has_waited_the_interval(
+    storage: Storage,
+) -> None:
+    async with CallHistoryWriter(
+        storage.calls, lambda item: record(f"t{item}", item), flush_interval=0.02
+    ) as writer:
+        writer.offer(1)
+        await wait_until(lambda: writer.written == 1)  # no flush, no full batch: the timer
+        assert writer.pending == 0
+
+
+async def test_flush_writes_what_is_queued_now(storage: Storage) -> None:
+    writer = CallHistoryWriter(
+        storage.calls, lambda item: record(f"q{item}", item), batch_size=3, flush_interval=60
+    )
+    assert await writer.flush(0.01)  # nothing pending: at once
+    async with writer:
+        for item in range(8):
+            writer.offer(item)
+        statements = storage.db.statements
+        assert await writer.flush(10)
+        # All eight, in batches of three (3 + 3 + 2), the last one without lingering.
+        assert writer.written == 8 and writer.pending == 0
+        if storage.db.dialect.backend == "sqlite":
+            assert storage.db.statements - statements == 3 * 4
+        # Flushes that wait together are all answered.
+        writer.offer(8)
+        first = asyncio.create_task(writer.flush(10))
+        await asyncio.sleep(0)  # the first flush is waiting
+        writer.offer(9)
+        assert await asyncio.gather(first, writer.flush(10)) == [True, True]
+        assert writer.written == 10 and writer.pending == 0
+
+
+async def test_flush_gives_up_after_its_timeout(storage: Storage) -> None:
+    writer = CallHistoryWriter(storage.calls, lambda item: record(f"n{item}", item))
+    writer.offer(1)  # not started: nothing will write it
+    assert not await writer.flush(0.01)
+    assert writer.pending == 1
+
+
+@pytest.mark.parametrize("storage_backend", ["sqlite"])
+@pytest.mark.parametrize("interval", [-0.1, 60.5, float("nan"), float("inf")])
+def test_the_flush_interval_is_bounded(storage: Storage, interval: float) -> None:
+    with pytest.raises(ValueError, match="flush_interval must be between 0 and 60 s"):
+        CallHistoryWriter(storage.calls, lambda item: record("x", 1), flush_interval=interval)
+
+
 def _ids(rows: Iterable[tuple[object, ...]]) -> list[object]:
     return [row[0] for row in rows]
 
 
-async def test_queued_calls_are_flushed_at_shutdown(storage: Storage) -> None:
-    writer = CallHistoryWriter(storage.calls, lambda item: record(str(item), item))
+@pytest.mark.parametrize("interval", [0.0, 60.0])
+async def test_queued_calls_are_flushed_at_shutdown(storage: Storage, interval: float) -> None:
+    writer = CallHistoryWriter(
+        storage.calls, lambda item: record(str(item), item), flush_interval=interval
+    )
     async with writer:
         for item in range(20):
             writer.offer(item)

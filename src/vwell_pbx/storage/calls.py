@@ -27,12 +27,24 @@ rare ``direction``/``endReason`` has to be looked for among many rows.
 
 **The writer** never blocks its caller: ``offer`` appends to a deque of at most
 ``queue_size`` items and wakes the writer task; when the deque is full the call is
-dropped, counted (``dropped``) and logged (at most once a minute). Items are converted
-to ``CallRecord`` in the writer task (``convert``), off the caller's path. A batch that
-fails because the database is away is retried with capped backoff while new calls
-queue behind it (and overflow, counted, if the outage lasts); at shutdown what is
-queued is flushed within ``flush_timeout``. With a ``retention`` the writer also
-deletes calls older than it every ``purge_interval`` seconds, in batches.
+dropped, counted (``dropped``) and logged (at most once a minute). The writer lingers
+so that calls share transactions: it takes a batch when ``batch_size`` calls are
+queued, when the oldest queued call has waited ``flush_interval`` seconds, when
+``flush`` asks for the calls offered so far, or at shutdown, whichever comes first (0:
+as soon as one is queued). A batch is one transaction of four round trips to the
+database, whatever its size: ``BEGIN``, the calls' ``INSERT`` for all of them
+(``Transaction.fetch_value_many``), their extensions' rows (``execute_many``),
+``COMMIT``. Items are converted to ``CallRecord`` in the writer task (``convert``), off
+the caller's path. A batch that fails because the database is away is retried with
+capped backoff while new calls queue behind it (and overflow, counted, if the outage
+lasts); at shutdown what is queued is flushed within ``flush_timeout``. With a
+``retention`` the writer also deletes calls older than it every ``purge_interval``
+seconds, in batches.
+
+**Read your writes.** A client that got ``call.ended`` and asks ``callHistory`` at once
+would miss the call while it lingers in the queue, so ``callHistory`` first calls
+``flush`` (bounded) when anything is ``pending``; calls ended at another instance may
+still be up to that instance's ``flush_interval`` away.
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ from vwell_pbx.storage.database import Database, Params, Transaction
 from vwell_pbx.storage.errors import StorageError
 
 __all__ = [
+    "MAX_FLUSH_INTERVAL",
     "MAX_QUERY_EXTENSIONS",
     "CallHistoryWriter",
     "CallRecord",
@@ -69,6 +82,9 @@ MAX_QUERY_EXTENSIONS = 64
 
 MAX_EXTENSIONS_PER_CALL = 64
 """Extensions stored per call (a call that involved more keeps the first ones)."""
+
+MAX_FLUSH_INTERVAL = 60.0
+"""The longest a queued call may wait for others to share its transaction (seconds)."""
 
 _DROP_LOG_SECONDS = 60.0
 
@@ -349,8 +365,11 @@ class CallHistoryWriter(Generic[T]):
     """Writes ended calls in batches off the caller's path (see the module docstring).
 
     ``convert`` turns an offered item into a ``CallRecord`` (it runs in the writer
-    task). ``retention_ms`` (``None``: keep forever) and ``purge_interval`` drive the
-    periodic purge; ``clock`` gives epoch seconds. Use as ``async with``.
+    task). ``flush_interval`` (seconds; 0: write as soon as a call is queued) is how
+    long a queued call may wait for others to share its transaction; a full batch
+    (``batch_size``), ``flush`` and shutdown end the wait early. ``retention_ms``
+    (``None``: keep forever) and ``purge_interval`` drive the periodic purge; ``clock``
+    gives epoch seconds. Use as ``async with``.
     """
 
     def __init__(
@@ -360,6 +379,7 @@ class CallHistoryWriter(Generic[T]):
         *,
         queue_size: int = 10_000,
         batch_size: int = 200,
+        flush_interval: float = 0.0,
         retention_ms: int | None = None,
         purge_interval: float = 3600.0,
         retry_initial: float = 0.5,
@@ -371,24 +391,38 @@ class CallHistoryWriter(Generic[T]):
             raise ValueError("queue_size and batch_size must be at least 1")
         if purge_interval <= 0 or retry_initial <= 0 or retry_max < retry_initial:
             raise ValueError("purge_interval and retry delays must be positive")
+        if not (0 <= flush_interval <= MAX_FLUSH_INTERVAL):
+            raise ValueError(f"flush_interval must be between 0 and {MAX_FLUSH_INTERVAL:g} s")
         self._store = store
         self._convert = convert
-        self._queue: deque[T] = deque()
+        # (time.monotonic() when queued, item): the oldest call's wait ends the linger.
+        self._queue: deque[tuple[float, T]] = deque()
         self._queue_size = queue_size
         self._batch_size = batch_size
+        self._flush_interval = flush_interval
         self._retention_ms = retention_ms
         self._purge_interval = purge_interval
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._flush_timeout = flush_timeout
         self._clock = clock
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # set: something was queued
+        self._hurry = asyncio.Event()  # set: stop lingering (see _must_write)
+        self._progress = asyncio.Event()  # set (and replaced) after each batch
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._last_drop_log = float("-inf")
         self._dropped_since_log = 0
+        # Counts of accepted calls, in queue order (so each is also a position):
+        # offered, taken out of the queue by the writer, and done with (written, found
+        # already stored, failed to convert or dropped). taken <= accepted, and the
+        # calls up to flush_to must be taken without lingering.
+        self._accepted = 0
+        self._taken = 0
+        self._settled = 0
+        self._flush_to = 0
         #: Calls written (new rows; a call another instance wrote first is not counted).
         self.written = 0
         #: Calls refused because the queue was full, or lost at shutdown.
@@ -400,21 +434,50 @@ class CallHistoryWriter(Generic[T]):
 
     @property
     def queued(self) -> int:
-        """Calls waiting to be written (at most ``queue_size``, plus one batch in hand)."""
+        """Calls waiting to be written (at most ``queue_size``; a batch in hand is not
+        counted)."""
         return len(self._queue)
+
+    @property
+    def pending(self) -> int:
+        """Calls offered and not yet done with: queued, or in the batch being written."""
+        return self._accepted - self._settled
 
     def offer(self, item: T) -> bool:
         """Queue one ended call for writing; never blocks. ``False``: dropped (full)."""
-        if self._closing or len(self._queue) >= self._queue_size:
+        queue = self._queue
+        if self._closing or len(queue) >= self._queue_size:
             self._drop(1)
             return False
-        self._queue.append(item)
+        queue.append((time.monotonic(), item))
+        self._accepted += 1
+        if len(queue) >= self._batch_size:
+            self._hurry.set()
         self._idle.clear()
         self._wakeup.set()
         return True
 
+    async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Write the calls offered so far now, without waiting for ``flush_interval``,
+        and wait (at most ``timeout`` s) until that is done; whether it was (at once
+        ``True`` when nothing is pending). Calls offered meanwhile are not waited for.
+        "Done" includes a call dropped at shutdown or whose conversion failed."""
+        target = self._accepted
+        if self._settled >= target:
+            return True
+        self._flush_to = max(self._flush_to, target)
+        self._hurry.set()
+        try:
+            async with asyncio.timeout(timeout):
+                while self._settled < target:
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def drained(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Wait (at most ``timeout`` s) until everything offered so far is written."""
+        """Wait (at most ``timeout`` s) until everything offered so far is written,
+        ``flush_interval`` included (``flush`` does not wait for it)."""
         async with asyncio.timeout(timeout):
             await self._idle.wait()
 
@@ -442,7 +505,8 @@ class CallHistoryWriter(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._closing = True
+        self._closing = True  # no lingering from now on (_must_write)
+        self._hurry.set()
         self._wakeup.set()
         with contextlib.suppress(TimeoutError):
             await self.drained(self._flush_timeout)
@@ -452,6 +516,8 @@ class CallHistoryWriter(Generic[T]):
         if self._queue:
             lost = len(self._queue)
             self._queue.clear()
+            self._taken += lost
+            self._settle(lost)
             self.dropped += lost
             log.warning("call history: %d ended calls not written at shutdown", lost)
 
@@ -470,25 +536,68 @@ class CallHistoryWriter(Generic[T]):
             self._last_drop_log = now
             self._dropped_since_log = 0
 
+    def _settle(self, count: int) -> None:
+        """``count`` more calls are done with: wake whoever ``flush`` waits for them."""
+        self._settled += count
+        progress, self._progress = self._progress, asyncio.Event()
+        progress.set()
+
+    def _must_write(self) -> bool:
+        """Whether the queued calls must be written without lingering."""
+        return (
+            self._closing
+            or len(self._queue) >= self._batch_size
+            or self._taken < self._flush_to  # the queue's head was asked for by flush()
+        )
+
+    async def _linger(self) -> None:
+        """Wait until the oldest queued call has been queued for ``flush_interval``,
+        unless the calls must be written sooner (``_must_write``)."""
+        while True:
+            self._hurry.clear()
+            if self._flush_interval <= 0 or self._must_write():
+                return
+            delay = self._queue[0][0] + self._flush_interval - time.monotonic()
+            if delay <= 0:
+                return
+            try:
+                async with asyncio.timeout(delay):
+                    await self._hurry.wait()
+            except TimeoutError:
+                return
+
+    def _take(self) -> tuple[list[CallRecord], int]:
+        """The next batch: up to ``batch_size`` queued calls, converted; how many were
+        taken (a call whose conversion fails is counted and logged, not returned)."""
+        batch: list[CallRecord] = []
+        taken = 0
+        queue = self._queue
+        while queue and taken < self._batch_size:
+            _, item = queue.popleft()
+            taken += 1
+            try:
+                batch.append(self._convert(item))
+            except Exception:
+                self.failed += 1
+                log.exception("call history: cannot convert an ended call")
+        self._taken += taken
+        return batch, taken
+
     async def _write_loop(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                batch: list[CallRecord] = []
-                while self._queue and len(batch) < self._batch_size:
-                    item = self._queue.popleft()
-                    try:
-                        batch.append(self._convert(item))
-                    except Exception:
-                        self.failed += 1
-                        log.exception("call history: cannot convert an ended call")
+                await self._linger()
+                batch, taken = self._take()
                 try:
                     await self._write(batch)
                 except asyncio.CancelledError:
                     # Stopped at shutdown (flush_timeout passed) with a batch in hand.
                     self.dropped += len(batch)
+                    self._settle(taken)
                     raise
+                self._settle(taken)
             self._idle.set()
 
     async def _write(self, batch: list[CallRecord]) -> None:

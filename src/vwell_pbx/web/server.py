@@ -400,13 +400,14 @@ def _publisher(bus: EventBus, pbx_name: str | None) -> Callable[[Message], None]
 
 
 def _history_writer(config: AppConfig, store: CallStore) -> CallHistoryWriter[CallSnapshot]:
-    """The writer of ended calls (``[calls]`` retention and queue bounds)."""
+    """The writer of ended calls (``[calls]`` retention, queue bounds and flush interval)."""
     calls = config.calls
     return CallHistoryWriter(
         store,
         record_of,
         queue_size=calls.history_queue_size,
         batch_size=calls.history_batch_size,
+        flush_interval=calls.history_flush_seconds,
         retention_ms=calls.retention_ms,
         purge_interval=calls.purge_interval_seconds,
     )
