@@ -60,6 +60,10 @@ MAX_HISTORY_LIMIT: Final = 1000
 CURSOR_KEY_NAME: Final = "call-history-cursor"
 """The ``KeyStore`` key that signs history cursors."""
 
+HISTORY_FLUSH_TIMEOUT: Final = 1.0
+"""Seconds ``callHistory`` waits at most for this instance's queued calls to be written
+before it reads the history."""
+
 _CURSOR_VERSION: Final = 1
 _MAX_MOMENT_SECONDS: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
 
@@ -383,6 +387,11 @@ async def call_history(call: Call, args: CallHistoryArgs) -> dict[str, Any]:
     if args.before is not None:
         position = decode_cursor(key, args.before, query)
         query = replace(query, before=position)
+    writer = api.history_writer
+    if writer is not None and writer.pending:
+        # Read your writes: a call that just ended may still wait in this instance's
+        # queue. Bounded; past it the page is what is stored (never an error).
+        await writer.flush(HISTORY_FLUSH_TIMEOUT)
     rows = await api.call_history.history(query)
     page = rows[: args.limit]
     next_cursor = encode_cursor(key, page[-1].position, query) if len(rows) > args.limit else None

@@ -61,7 +61,7 @@ from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.errors import NotSupported, PbxRejected
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.pbx.sms import SmsSubmitter
-from vwell_pbx.storage import CallStore, KeyStore
+from vwell_pbx.storage import CallHistoryWriter, CallStore, KeyStore
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +169,11 @@ class Api:
         observe: Callable[[str, Mapping[str, Any], float], None] | None = None,
         call_history: CallStore | None = None,
         keys: KeyStore | None = None,
+        history_writer: CallHistoryWriter[Any] | None = None,
     ) -> None:
         """``call_history`` and ``keys`` (the storage's) serve ``callHistory``; without
-        them it answers ``not_supported``.
+        them it answers ``not_supported``. ``history_writer``: this instance's writer of
+        ended calls, flushed by ``callHistory`` first (read your writes).
         ``relay``: where ``dispatchEvent`` also sends its events so that the other
         server instances' subscribers get them (``None``: this instance only).
         ``sms``: the outbox and store behind ``gsmSendSMS``, ``smsStatus`` and
@@ -189,6 +191,7 @@ class Api:
         self.sms = sms
         self.guards = EventGuards(roles)
         self.call_history = call_history
+        self.history_writer = history_writer
         self.keys = keys
         self._clock = clock
         self._observe = observe

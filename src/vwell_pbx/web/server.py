@@ -265,6 +265,7 @@ async def serving(config: AppConfig, *, wait_for_pbx: float = 0.0) -> AsyncItera
             sms=SmsOffice(outbox=outbox, store=storage.sms),
             observe=metrics.observe,
             call_history=storage.calls,
+            history_writer=history,
             keys=storage.keys,
         )
         instance = InstanceHealth(name, storage, relay, channel=config.instances.channel)
