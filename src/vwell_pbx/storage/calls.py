@@ -31,15 +31,15 @@ dropped, counted (``dropped``) and logged (at most once a minute). The writer li
 so that calls share transactions: it takes a batch when ``batch_size`` calls are
 queued, when the oldest queued call has waited ``flush_interval`` seconds, when
 ``flush`` asks for the calls offered so far, or at shutdown, whichever comes first (0:
-as soon as one is queued). A batch is one transaction of four round trips to the
-database, whatever its size: ``BEGIN``, the calls' ``INSERT`` for all of them
-(``Transaction.fetch_value_many``), their extensions' rows (``execute_many``),
-``COMMIT``. Items are converted to ``CallRecord`` in the writer task (``convert``), off
-the caller's path. A batch that fails because the database is away is retried with
-capped backoff while new calls queue behind it (and overflow, counted, if the outage
-lasts); at shutdown what is queued is flushed within ``flush_timeout``. With a
-``retention`` the writer also deletes calls older than it every ``purge_interval``
-seconds, in batches.
+as soon as one is queued). A batch is one transaction: ``BEGIN``, the calls'
+``INSERT`` for all of them (``Transaction.fetch_value_many``), their extensions' rows
+(``execute_many``), ``COMMIT``; on SQLite that is four jobs on the writer's thread
+whatever the batch's size (PostgreSQL: one round trip per call's ``INSERT``). Items
+are converted to ``CallRecord`` in the writer task (``convert``), off the caller's
+path. A batch that fails because the database is away is retried with capped backoff
+while new calls queue behind it (and overflow, counted, if the outage lasts); at
+shutdown what is queued is flushed within ``flush_timeout``. With a ``retention`` the
+writer also deletes calls older than it every ``purge_interval`` seconds, in batches.
 
 **Read your writes.** A client that got ``call.ended`` and asks ``callHistory`` at once
 would miss the call while it lingers in the queue, so ``callHistory`` first calls
