@@ -49,6 +49,6 @@ def test_fields_answer_as_message_get_does(pairs: tuple[tuple[str, str], ...]) -
     tracker = CallTracker(pbx="lab")
     message = Message(headers=pairs)
     for _ in range(2):  # the second time through the remembered layout
-        fields = tracker._fields(pairs)
+        fields = tracker._fields(Message(headers=pairs))
         for key in _READ_KEYS:
             assert fields.get(key) == message.get(key), key

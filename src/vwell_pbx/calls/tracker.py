@@ -32,8 +32,9 @@ transfer events, ``Linkedid``). ``docs/calls.md`` explains every rule; the short
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import ClassVar, Final
 
 from vwell_pbx.calls.model import (
@@ -316,10 +317,8 @@ _SPELLINGS: Final[dict[str, tuple[str, ...]]] = {}
 for _key in sorted(_READ_KEYS):
     _SPELLINGS[_key.lower()] = (*_SPELLINGS.get(_key.lower(), ()), _key)
 del _key
-# Header layouts (the tuple of header names as spelled on the wire) -> the fields to
-# add for the tracker's spellings that the layout spells otherwise (usually none);
-# None for a layout that repeats a name in some case (read header by header).
-_Layout = tuple[tuple[str, str], ...] | None
+# Header layouts (the shared index of Message.header_index) -> how to pick the tracker's
+# fields from the headers (_Plan); emptied when full, since a peer may send any names.
 _MAX_LAYOUTS: Final = 1024  # a PBX sends a few hundred layouts; junk stops here
 
 
@@ -382,31 +381,34 @@ def _duration_ms(item: Fields) -> int:
     return 0
 
 
-_NEW_LAYOUT: Final[_Layout] = (("", ""),)  # a marker: never a real layout
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to read one header layout: ``pick(headers)`` gives the ``(name, value)``
+    headers the tracker reads (the first of each name in any case), and ``copies`` the
+    ``(spelling, as spelled here)`` pairs for the tracker's spellings that this layout
+    spells otherwise (usually none). ``index`` is the layout's shared index, kept so
+    that its ``id`` (the key it is remembered by) cannot name another while kept."""
+
+    index: Mapping[str, int]
+    pick: Callable[[tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]] | None
+    copies: tuple[tuple[str, str], ...]
 
 
-def _layout(names: tuple[str, ...]) -> _Layout:
-    """What a header layout (the names of an event's headers, none repeated exactly)
-    needs to answer the tracker's spellings: ``(spelling, as spelled here)`` pairs, or
-    ``None`` when a name repeats in another case (only the first one counts)."""
-    folded = [name.lower() for name in names]
-    if len(set(folded)) != len(folded):
-        return None
-    return tuple(
-        (spelling, name)
-        for name, lower in zip(names, folded, strict=True)
-        for spelling in _SPELLINGS.get(lower, ())
-        if spelling != name
+def _plan(index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Plan:
+    """The plan of the layout of ``headers``, whose ``header_index`` is ``index``."""
+    positions = sorted({index[lower] for lower in _SPELLINGS if lower in index})
+    copies = tuple(
+        (spelling, headers[position][0])
+        for position in positions
+        for spelling in _SPELLINGS[headers[position][0].lower()]
+        if spelling != headers[position][0]
     )
-
-
-def _fields_slowly(headers: tuple[tuple[str, str], ...]) -> Fields:
-    """``Fields`` of an event that repeats a header name: the first one counts."""
-    fields: Fields = {}
-    for name, value in headers:
-        for spelling in _SPELLINGS.get(name.lower(), ()):
-            fields.setdefault(spelling, value)
-    return fields
+    if not positions:
+        return _Plan(index=index, pick=None, copies=copies)
+    # itemgetter of one position gives the item itself, of two a tuple: the same
+    # header twice then makes the same one-entry dict.
+    pick = itemgetter(*positions) if len(positions) > 1 else itemgetter(*positions, *positions)
+    return _Plan(index=index, pick=pick, copies=copies)
 
 
 class CallTracker:
@@ -441,7 +443,7 @@ class CallTracker:
         self._out: list[CallEvent] = []
         self._now = 0
         self._event_name = ""  # of the event being handled (``_update`` reads it)
-        self._layouts: dict[tuple[str, ...], _Layout] = {}
+        self._plans: dict[int, _Plan] = {}  # by id() of the layout's shared index
         self.evicted_calls = 0
         """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
         handlers: dict[str, _Handler] = {
@@ -516,7 +518,7 @@ class CallTracker:
             return _EMPTY
         self._now = round(now * 1000)  # to_ms(now), without a call for every event
         self._event_name = name
-        handler(self._fields(event.headers))
+        handler(self._fields(event))
         if not self._out:
             return _EMPTY
         out, self._out = self._out, []
@@ -616,7 +618,7 @@ class CallTracker:
         self._now = to_ms(now)
         items: list[tuple[str, str, Fields, str]] = []
         for message in channels:
-            item = self._fields(message.headers)
+            item = self._fields(message)
             name = (item.get("Channel") or "").strip()
             if not name:
                 continue
@@ -658,32 +660,30 @@ class CallTracker:
         out, self._out = self._out, []
         return out
 
-    def _fields(self, headers: tuple[tuple[str, str], ...]) -> Fields:
+    def _fields(self, message: Message) -> Fields:
         """An event's headers for reading (see ``Fields``), built once per event.
 
-        ``Message.get`` builds an index of every header, lower-cased, the first time it
-        is asked, and costs about 1,900 CPU instructions per look-up; the tracker reads
-        2 to 12 headers of each event it handles, most of them before anything else
-        asked the event. Here a plain ``dict(headers)`` (C speed) answers for the
-        tracker's spellings directly, because the header layout it comes in was checked
-        once: no name repeated in any case (else ``_fields_slowly``), and the names
-        it spells otherwise than the tracker (``UniqueID`` for ``Uniqueid``) copied
-        under the tracker's spelling.
+        ``Message.get`` costs about 1,900 CPU instructions per look-up, and the tracker
+        reads 2 to 12 headers of each event it handles. Instead, once per header layout
+        (``Message.header_index``, shared by every message with the same header names,
+        and usually already built by the channel registry), the positions of the
+        headers the tracker reads are worked out (``_plan``: the first of each name in
+        any case, as ``Message.get`` finds it); each event then costs one
+        ``itemgetter`` over those positions and a dict of them (C speed), plus a copy
+        under the tracker's spelling for a name the PBX spells otherwise (``UniqueID``
+        for ``Uniqueid``).
         """
-        fields = dict(headers)
-        if len(fields) != len(headers):
-            return _fields_slowly(headers)  # a name repeated exactly
-        layout_key = tuple(fields)
-        layout = self._layouts.get(layout_key, _NEW_LAYOUT)
-        if layout is _NEW_LAYOUT:
-            layout = _layout(layout_key)
-            if len(self._layouts) < _MAX_LAYOUTS:
-                self._layouts[layout_key] = layout
-        if layout is None:
-            return _fields_slowly(headers)
-        if layout:  # usually empty: the PBX spells every name as the tracker does
-            for spelling, spelled in layout:
-                fields[spelling] = fields[spelled]
+        index = message.header_index()
+        plan = self._plans.get(id(index))
+        if plan is None or plan.index is not index:
+            plan = _plan(index, message.headers)
+            if len(self._plans) >= _MAX_LAYOUTS:
+                self._plans.clear()
+            self._plans[id(index)] = plan
+        pick = plan.pick
+        fields: Fields = {} if pick is None else dict(pick(message.headers))
+        for spelling, spelled in plan.copies:
+            fields[spelling] = fields[spelled]
         return fields
 
     # -- channel bookkeeping ----------------------------------------------------------
