@@ -1545,7 +1545,7 @@ class CallTracker:
         info = self._rules.classify(new)
         if info == channel.info:
             return
-        channel.info = info
+        channel.set_info(info)
         call = channel.call
         if channel.is_party:
             call.had_party = True
