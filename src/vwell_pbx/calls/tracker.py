@@ -319,6 +319,8 @@ for _key in sorted(_READ_KEYS):
 del _key
 # Header layouts (the shared index of Message.header_index) -> how to pick the tracker's
 # fields from the headers (_Plan); emptied when full, since a peer may send any names.
+_MAX_NUMBERS: Final = 4096  # raw numbers remembered (CallTracker._number)
+_UNKNOWN_NUMBER: Final = "\0not looked up"  # a marker: never a normalised number
 _MAX_LAYOUTS: Final = 1024  # a PBX sends a few hundred layouts; junk stops here
 
 
@@ -444,6 +446,7 @@ class CallTracker:
         self._now = 0
         self._event_name = ""  # of the event being handled (``_update`` reads it)
         self._plans: dict[int, _Plan] = {}  # by id() of the layout's shared index
+        self._numbers: dict[str, str | None] = {}  # raw -> CallRules.number(raw)
         self.evicted_calls = 0
         """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
         handlers: dict[str, _Handler] = {
@@ -686,6 +689,20 @@ class CallTracker:
             fields[spelling] = fields[spelled]
         return fields
 
+    def _number(self, raw: str | None) -> str | None:
+        """``CallRules.number(raw)``, remembered: a call's numbers are normalised again
+        at most of its events (caller ID, DID, dialled extension), each time through
+        two regular expressions. Bounded: emptied when full."""
+        if raw is None:
+            return None
+        number = self._numbers.get(raw, _UNKNOWN_NUMBER)
+        if number is _UNKNOWN_NUMBER:
+            number = self._rules.number(raw)
+            if len(self._numbers) >= _MAX_NUMBERS:
+                self._numbers.clear()
+            self._numbers[raw] = number
+        return number
+
     # -- channel bookkeeping ----------------------------------------------------------
 
     def _resolve(self, call_id: str) -> str:
@@ -886,7 +903,7 @@ class CallTracker:
             if channel.first_exten is None:
                 channel.first_exten = exten
                 if channel is channel.call.origin and channel.info.kind is ChannelKind.TRUNK:
-                    channel.call.did = channel.call.did or self._rules.number(exten)
+                    channel.call.did = channel.call.did or self._number(exten)
         state = event.get(headers.state_desc) or event.get(headers.state)
         if state:
             state = state.strip().lower()
@@ -925,7 +942,7 @@ class CallTracker:
         if channel.info.kind is ChannelKind.TRUNK:
             call.trunk = call.trunk or channel.info.trunk
             if call.did is None:
-                call.did = self._rules.number(channel.first_exten)
+                call.did = self._number(channel.first_exten)
         self._refresh_from(call)
 
     def _refresh_from(self, call: Call) -> bool:
@@ -937,12 +954,12 @@ class CallTracker:
             # caller ID; the call is *from* that phone's extension.
             call.from_number, call.from_name = origin.extension, None
         elif origin is not None:
-            call.from_number = self._rules.number(origin.caller_num)
+            call.from_number = self._number(origin.caller_num)
             call.from_name = self._rules.name(origin.caller_name)
         else:
             first = next(iter(call.channels.values()), None)
             if first is not None and first.side is Side.ORIGIN:
-                call.from_number = self._rules.number(first.caller_num)
+                call.from_number = self._number(first.caller_num)
                 call.from_name = self._rules.name(first.caller_name)
         return before != (call.from_number, call.from_name)
 
@@ -952,7 +969,7 @@ class CallTracker:
         Old dialects give a dialled channel the caller's ID, so a name is trusted only
         when the caller ID number is the phone's own extension.
         """
-        if channel.extension is None or self._rules.number(channel.caller_num) != channel.extension:
+        if channel.extension is None or self._number(channel.caller_num) != channel.extension:
             return None
         return self._rules.name(channel.caller_name)
 
@@ -1166,7 +1183,7 @@ class CallTracker:
         if call.to_number is None:
             call.to_number = (
                 call.did
-                or self._rules.number(source.exten)
+                or self._number(source.exten)
                 or self._dialled_number(dialstring)
                 or dest.extension
             )
@@ -1191,7 +1208,7 @@ class CallTracker:
             return None
         target = dialstring.split(",", 1)[0].split("&", 1)[0]
         target = target.rsplit("/", 1)[-1].split("@", 1)[0]
-        return self._rules.number(target)
+        return self._number(target)
 
     def _dial_end(self, dest: Channel, status: str) -> None:
         call = dest.call
@@ -1377,7 +1394,7 @@ class CallTracker:
             return None
         if channel.extension is not None:
             return channel.extension
-        return self._rules.number(channel.caller_num)
+        return self._number(channel.caller_num)
 
     def _transfer(
         self,
@@ -1410,7 +1427,7 @@ class CallTracker:
         self._emit(call, "call.transferred", by_who if by_who else self._current_extension(call))
 
     def _destination(self, exten: str) -> str:
-        return self._rules.number(exten) or exten[:32]
+        return self._number(exten) or exten[:32]
 
     def _maybe_redirected(self, channel: Channel, peer: Channel | None) -> None:
         """A party left its bridge alive, at another extension: an AMI Redirect.
@@ -1686,7 +1703,7 @@ class CallTracker:
         call = channel.call
         self._show(call)  # a caller waiting in a queue is a call to show
         if call.to_number is None:
-            call.to_number = self._rules.number(event.get("Queue"))
+            call.to_number = self._number(event.get("Queue"))
 
     def _on_pickup(self, event: Fields) -> None:
         picker = self._from_event(event)
@@ -1867,7 +1884,7 @@ class CallTracker:
         party = self._party_behind(target)
         to = self._who(party)
         if to is None:
-            to = self._rules.number(event.get("TransferTargetCallerIDNum"))
+            to = self._number(event.get("TransferTargetCallerIDNum"))
         self._transfer(call, "attended", transferer, to, leaving=(second,), target=party)
 
     def _on_blind_transfer(self, event: Fields) -> None:
@@ -1931,7 +1948,7 @@ class CallTracker:
             if entry.call_id is None and not call.originated:
                 self._mark_originated(call, action_id, entry)
             if call.action_id == action_id and call.to_number is None:
-                call.to_number = self._rules.number(event.get("Exten"))
+                call.to_number = self._number(event.get("Exten"))
         if entry.call_id is not None:
             del self._pending[action_id]
         else:
@@ -2039,7 +2056,7 @@ class CallTracker:
                 self._set_origin(call, parties[0])
         if call.to_number is None:
             first = call.channels.get(call.call_id) or call.origin
-            call.to_number = self._rules.number(first.exten) if first is not None else None
+            call.to_number = self._number(first.exten) if first is not None else None
 
     def _report_learnt(self, channel: Channel) -> None:
         """Report a listed phone as what its state says: ringing or talking."""
