@@ -383,6 +383,23 @@ class Role:
             return True
         key = index.get("privilege")
         privilege = "" if key is None else _joined(fields[key])
+        return self.allows_named_event(name, privilege, fields, extensions=extensions)
+
+    def allows_named_event(
+        self,
+        name: str,
+        privilege: str,
+        fields: Mapping[str, str | list[str]],
+        *,
+        extensions: Collection[str] = (),
+    ) -> bool:
+        """``allows_event(fields)`` for a caller that already knows what it would read:
+        the event's ``name`` and its ``Privilege`` values joined by commas (``""`` when
+        it has none). The same answer, without looking the headers up; ``fields`` are
+        still read by rules on other fields.
+        """
+        if self.admin:
+            return True
         if self._name_only:
             verdict_key = (name, privilege)
             verdict = self._verdicts.get(verdict_key)
