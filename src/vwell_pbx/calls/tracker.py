@@ -392,6 +392,7 @@ class _Plan:
     that its ``id`` (the key it is remembered by) cannot name another while kept."""
 
     index: Mapping[str, int]
+    names: tuple[str, ...]  # the layout: the header names in order
     pick: Callable[[tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]] | None
     copies: tuple[tuple[str, str], ...]
 
@@ -405,12 +406,16 @@ def _plan(index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Pl
         for spelling in _SPELLINGS[headers[position][0].lower()]
         if spelling != headers[position][0]
     )
+    names = tuple(map(_first, headers))
     if not positions:
-        return _Plan(index=index, pick=None, copies=copies)
+        return _Plan(index=index, names=names, pick=None, copies=copies)
     # itemgetter of one position gives the item itself, of two a tuple: the same
     # header twice then makes the same one-entry dict.
     pick = itemgetter(*positions) if len(positions) > 1 else itemgetter(*positions, *positions)
-    return _Plan(index=index, pick=pick, copies=copies)
+    return _Plan(index=index, names=names, pick=pick, copies=copies)
+
+
+_first = itemgetter(0)
 
 
 class CallTracker:
@@ -446,6 +451,7 @@ class CallTracker:
         self._now = 0
         self._event_name = ""  # of the event being handled (``_update`` reads it)
         self._plans: dict[int, _Plan] = {}  # by id() of the layout's shared index
+        self._recent: dict[str, _Plan] = {}  # event name as spelled -> its last plan
         self._numbers: dict[str, str | None] = {}  # raw -> CallRules.number(raw)
         self.evicted_calls = 0
         """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
@@ -676,18 +682,38 @@ class CallTracker:
         under the tracker's spelling for a name the PBX spells otherwise (``UniqueID``
         for ``Uniqueid``).
         """
-        index = message.header_index()
-        plan = self._plans.get(id(index))
-        if plan is None or plan.index is not index:
-            plan = _plan(index, message.headers)
-            if len(self._plans) >= _MAX_LAYOUTS:
-                self._plans.clear()
-            self._plans[id(index)] = plan
+        headers = message.headers
+        index = message.header_index_if_built()
+        if index is None:
+            # Nobody else read this message (the channel registry reads a few kinds):
+            # building its index would hash every header name, new strings in every
+            # message. The layout is usually the one last seen under this event name,
+            # which comparing the names tells for a fraction of that.
+            plan = self._recent.get(headers[0][1])
+            if plan is None or plan.names != tuple(map(_first, headers)):
+                plan = self._plan_of(message.header_index(), headers)
+                if len(self._recent) >= _MAX_LAYOUTS:
+                    self._recent.clear()
+                self._recent[headers[0][1]] = plan
+        else:
+            plan = self._plans.get(id(index))
+            if plan is None or plan.index is not index:
+                plan = self._plan_of(index, headers)
         pick = plan.pick
-        fields: Fields = {} if pick is None else dict(pick(message.headers))
+        fields: Fields = {} if pick is None else dict(pick(headers))
         for spelling, spelled in plan.copies:
             fields[spelling] = fields[spelled]
         return fields
+
+    def _plan_of(self, index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Plan:
+        """The plan of the layout whose shared index is ``index``, made once."""
+        plan = self._plans.get(id(index))
+        if plan is None or plan.index is not index:
+            plan = _plan(index, headers)
+            if len(self._plans) >= _MAX_LAYOUTS:
+                self._plans.clear()
+            self._plans[id(index)] = plan
+        return plan
 
     def _number(self, raw: str | None) -> str | None:
         """``CallRules.number(raw)``, remembered: a call's numbers are normalised again

@@ -172,6 +172,11 @@ class Message:
             index = self._build_index()
         return index
 
+    def header_index_if_built(self) -> Mapping[str, int] | None:
+        """``header_index()`` if some reader already had it built, else ``None`` (for a
+        reader that can tell the layout more cheaply than by building the index)."""
+        return self._index
+
     def get_many(self, *keys: str) -> tuple[str | None, ...]:
         """The first value of each of ``keys`` (case-insensitive), ``None`` for a key the
         message does not have, in the order asked: one call instead of one ``get`` per
