@@ -125,30 +125,66 @@ class CallSnapshot:
 
     def to_dict(self) -> dict[str, JsonValue]:
         """The public call object: camelCase keys, JSON types only."""
-        return {
-            "callId": self.call_id,
-            "pbx": self.pbx,
-            "status": self.status,
-            "direction": self.direction,
-            "fromNumber": self.from_number,
-            "fromName": self.from_name,
-            "toNumber": self.to_number,
-            "toName": self.to_name,
-            "extension": self.extension,
-            "trunk": self.trunk,
-            "did": self.did,
-            "startedAt": self.started_at,
-            "answeredAt": self.answered_at,
-            "endedAt": self.ended_at,
-            "ringSeconds": self.ring_seconds,
-            "talkSeconds": self.talk_seconds,
-            "endReason": self.end_reason,
-            "onHold": self.on_hold,
-            "transfers": [transfer.to_dict() for transfer in self.transfers],
-            "channels": list(self.channels),
-            "originated": self.originated,
-            "actionId": self.action_id,
-        }
+        return self._fill(_CALL_OBJECT.copy())
+
+    def _fill(self, message: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        # ``message`` is a copy of a template that already holds every key, in the
+        # documented order: copying it is one memory copy, and each value then
+        # replaces a placeholder, where a dict display of 22 keys would insert and
+        # resize key by key (about a third more CPU instructions).
+        message["callId"] = self.call_id
+        message["pbx"] = self.pbx
+        message["status"] = self.status
+        message["direction"] = self.direction
+        message["fromNumber"] = self.from_number
+        message["fromName"] = self.from_name
+        message["toNumber"] = self.to_number
+        message["toName"] = self.to_name
+        message["extension"] = self.extension
+        message["trunk"] = self.trunk
+        message["did"] = self.did
+        message["startedAt"] = self.started_at
+        message["answeredAt"] = self.answered_at
+        message["endedAt"] = self.ended_at
+        message["ringSeconds"] = self.ring_seconds
+        message["talkSeconds"] = self.talk_seconds
+        message["endReason"] = self.end_reason
+        message["onHold"] = self.on_hold
+        transfers = self.transfers
+        message["transfers"] = [transfer.to_dict() for transfer in transfers] if transfers else []
+        message["channels"] = list(self.channels)
+        message["originated"] = self.originated
+        message["actionId"] = self.action_id
+        return message
+
+
+#: The call object's keys in order (``CallSnapshot.to_dict`` fills a copy).
+CALL_OBJECT_KEYS: Final[tuple[str, ...]] = (
+    "callId",
+    "pbx",
+    "status",
+    "direction",
+    "fromNumber",
+    "fromName",
+    "toNumber",
+    "toName",
+    "extension",
+    "trunk",
+    "did",
+    "startedAt",
+    "answeredAt",
+    "endedAt",
+    "ringSeconds",
+    "talkSeconds",
+    "endReason",
+    "onHold",
+    "transfers",
+    "channels",
+    "originated",
+    "actionId",
+)
+_CALL_OBJECT: Final[dict[str, JsonValue]] = dict.fromkeys(CALL_OBJECT_KEYS)
+_CALL_EVENT: Final[dict[str, JsonValue]] = dict.fromkeys((*CALL_OBJECT_KEYS, "name"))
 
 
 class SnapshotDraft:
@@ -211,6 +247,6 @@ class CallEvent:
 
     def to_dict(self) -> dict[str, JsonValue]:
         """The pushed message: the call object plus ``name``."""
-        message = self.call.to_dict()
+        message = self.call._fill(_CALL_EVENT.copy())
         message["name"] = self.name
         return message
