@@ -20,6 +20,7 @@ from vwell_pbx.calls.model import (
     CallSnapshot,
     SnapshotDraft,
     Transfer,
+    call_event,
     iso_ms,
     to_ms,
 )
@@ -299,3 +300,13 @@ def test_a_snapshot_drafted_and_frozen_is_a_call_snapshot_like_any_other() -> No
     with pytest.raises(dataclasses.FrozenInstanceError):
         drafted.status = "held"  # type: ignore[misc]
     assert dataclasses.replace(drafted, status="held").status == "held"
+
+
+def test_a_call_event_made_on_the_hot_path_is_a_call_event_like_any_other() -> None:
+    made = CallEvent(name="call.ended", call=ENDED_CALL)
+    quick = call_event("call.ended", ENDED_CALL)
+    assert type(quick) is CallEvent
+    assert quick == made and hash(quick) == hash(made) and repr(quick) == repr(made)
+    assert quick.to_dict() == made.to_dict()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quick.name = "call.missed"  # type: ignore[misc]

@@ -47,6 +47,7 @@ from vwell_pbx.calls.model import (
     SnapshotDraft,
     Transfer,
     TransferType,
+    call_event,
     iso_ms,
     to_ms,
 )
@@ -1039,7 +1040,7 @@ class CallTracker:
     def _emit(self, call: Call, name: CallEventName, extension: str | None) -> None:
         if not call.visible:
             return
-        self._out.append(CallEvent(name=name, call=self._snapshot(call, extension)))
+        self._out.append(call_event(name, self._snapshot(call, extension)))
         call.announced = True
 
     def _snapshot(self, call: Call, extension: str | None) -> CallSnapshot:
