@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import cast
 
 from vwell_pbx.api.auth import Principal
 from vwell_pbx.api.roles import RoleBook
@@ -91,14 +90,14 @@ class EventGuards:
             if event.dispatched:
                 return True
             if event.name_key in _PER_USER_EVENTS:
-                fields = cast("dict[str, str | list[str]]", event.fields)
+                fields = event.fields
                 self.rule_checks += 1
                 return role.allows_event(fields, extensions=extensions) and sms_visible(
                     role, principal, event
                 )
             if memo.event is event:
                 return memo.allowed
-            fields = cast("dict[str, str | list[str]]", event.fields)
+            fields = event.fields
             if event.extensions is None:
                 allowed = role.allows_event(fields, extensions=extensions)
             else:

@@ -362,7 +362,7 @@ class Role:
         return None
 
     def allows_event(
-        self, fields: Mapping[str, str | list[str]], *, extensions: Collection[str] = ()
+        self, fields: Mapping[str, object], *, extensions: Collection[str] = ()
     ) -> bool:
         """May a subscriber of this role receive the event ``fields``?
 
@@ -394,7 +394,7 @@ class Role:
         self,
         name: str,
         privilege: str,
-        fields: Mapping[str, str | list[str]],
+        fields: Mapping[str, object],
         *,
         extensions: Collection[str] = (),
     ) -> bool:
@@ -416,7 +416,7 @@ class Role:
         self,
         name: str,
         privilege: str,
-        fields: Mapping[str, str | list[str]],
+        fields: Mapping[str, object],
         extensions: Collection[str],
     ) -> bool:
         """A name-only role's verdict, decided once per (name, Privilege)."""
@@ -430,7 +430,7 @@ class Role:
         self,
         name: str,
         privilege: str,
-        fields: Mapping[str, str | list[str]],
+        fields: Mapping[str, object],
         extensions: Collection[str],
     ) -> bool:
         if _is_security_event(name, privilege):
