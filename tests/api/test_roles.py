@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vwell_pbx.api.role_tables import EventRuleSpec, RoleSpec
 from vwell_pbx.api.roles import (
@@ -10,10 +14,14 @@ from vwell_pbx.api.roles import (
     BUILTIN_ROLES,
     DANGEROUS_ACTIONS,
     OPERATOR,
+    SECURITY_EVENTS,
     SUPERVISOR,
     Role,
     RoleBook,
     UnknownRoleError,
+    _header,
+    _key_index,
+    _values,
     danger_key,
 )
 
@@ -260,3 +268,96 @@ def test_bad_extends_is_reported() -> None:
         RoleBook({"x": RoleSpec(extends="nobody")})
     with pytest.raises(UnknownRoleError, match="loops"):
         RoleBook({"a": RoleSpec(extends="b"), "b": RoleSpec(extends="a")})
+
+
+# --- the event check's header look-ups (roles._key_index) against the plain scan ---
+
+_KEY_SPELLINGS = (
+    "Event",
+    "event",
+    "EVENT",
+    "name",
+    "Name",
+    "NAME",
+    "Privilege",
+    "privilege",
+    "PRIVILEGE",
+    "CallerIDNum",
+    "calleridnum",
+    "Channel",
+    "callId",
+    "Peer",
+    "ß",  # casefolds to "ss", which lower() does not do
+    "SS",
+    "ss",
+    "\u212a",  # KELVIN SIGN: casefolds to "k"
+    "k",
+)
+_TEXTS = st.sampled_from(
+    (
+        "",
+        "Newchannel",
+        "Hangup",
+        "InvalidPassword",
+        "call.ringing",
+        "security,all",
+        "call,all",
+        " Security ",
+        "270",
+        "SIP/269-0001",
+    )
+)
+_VALUES = st.one_of(
+    _TEXTS, st.lists(_TEXTS, max_size=3), st.lists(_TEXTS, max_size=2).map(tuple), st.none()
+)
+_FIELDS = st.lists(st.tuples(st.sampled_from(_KEY_SPELLINGS), _VALUES), max_size=8).map(dict)
+_ROLES = (
+    OPERATOR,
+    SUPERVISOR,
+    ADMIN,
+    Role.build(
+        "fields",
+        events=[
+            "InvalidPassword",
+            "call.*",
+            EventRuleSpec(name="Hangup", fields={"CallerIDNum": "{extension}"}),
+            EventRuleSpec(name="New*", fields={"channel": ["SIP/{extension}-*", "X"]}),
+            EventRuleSpec(name="*", fields={"Peer": "SIP/2*"}),
+        ],
+    ),
+)
+
+
+def _scan_allows_event(role: Role, fields: dict[str, Any], extensions: tuple[str, ...]) -> bool:
+    """allows_event as it was written before the key index: every header by a scan."""
+    names = _values(_header(fields, "Event")) or _values(_header(fields, "name"))
+    if not names:
+        return False
+    name = names[0]
+    if role.admin:
+        return True
+    privilege = ",".join(_values(_header(fields, "Privilege"))).casefold()
+    security = name.casefold() in SECURITY_EVENTS or "security" in (
+        p.strip() for p in privilege.split(",")
+    )
+    rules = [rule for rule in role.events if rule.is_literal] if security else role.events
+    return any(rule.matches(name, fields, extensions) for rule in rules)
+
+
+@given(fields=_FIELDS, wanted=st.sampled_from(_KEY_SPELLINGS))
+def test_key_index_finds_what_the_scan_finds(fields: dict[str, Any], wanted: str) -> None:
+    key = _key_index(fields).get(wanted.casefold())
+    assert (None if key is None else fields[key]) == _header(fields, wanted)
+
+
+@given(
+    fields=_FIELDS,
+    role=st.sampled_from(_ROLES),
+    extensions=st.sampled_from(((), ("270",), ("269", "2"))),
+)
+def test_allows_event_answers_as_the_scan(
+    fields: dict[str, Any], role: Role, extensions: tuple[str, ...]
+) -> None:
+    expected = _scan_allows_event(role, fields, extensions)
+    assert role.allows_event(fields, extensions=extensions) is expected
+    assert role.allows_event(fields, extensions=extensions) is expected  # remembered verdict

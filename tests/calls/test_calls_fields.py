@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vwell_pbx.calls import tracker as tracker_module
+from vwell_pbx.calls.rules import CallRules
 from vwell_pbx.calls.tracker import _READ_KEYS, CallTracker
 from vwell_pbx.protocol import Message
 
@@ -48,7 +49,34 @@ def headers(draw: st.DrawFn) -> tuple[tuple[str, str], ...]:
 def test_fields_answer_as_message_get_does(pairs: tuple[tuple[str, str], ...]) -> None:
     tracker = CallTracker(pbx="lab")
     message = Message(headers=pairs)
-    for _ in range(2):  # the second time through the remembered layout
-        fields = tracker._fields(pairs)
+    indexed = Message(headers=pairs)
+    indexed.header_index()  # as when another reader (the channel registry) read it first
+    # Fresh, again through the layout remembered under the event name, then through the
+    # index another reader built, and through a tracker that saw other layouts of the
+    # same event names before.
+    for fresh in (Message(headers=pairs), Message(headers=pairs), indexed, None):
+        fields = (
+            _SEEN_MANY._fields(Message(headers=pairs)) if fresh is None else tracker._fields(fresh)
+        )
         for key in _READ_KEYS:
             assert fields.get(key) == message.get(key), key
+
+
+# Shared by the examples on purpose: its remembered layouts are other examples'.
+_SEEN_MANY = CallTracker(pbx="lab")
+
+
+@given(st.lists(st.sampled_from(["+7 978 000-00-01", "269", " 270 ", "s", "unknown", "", "x"])))
+def test_remembered_numbers_are_what_the_rules_say(raws: list[str]) -> None:
+    tracker = CallTracker(pbx="lab")
+    rules = CallRules()
+    for raw in [*raws, *raws]:  # the second time from memory
+        assert tracker._number(raw) == rules.number(raw)
+    assert tracker._number(None) is None
+
+
+def test_remembered_numbers_are_bounded() -> None:
+    tracker = CallTracker(pbx="lab")
+    for n in range(tracker_module._MAX_NUMBERS + 10):
+        assert tracker._number(str(n)) == str(n)
+    assert len(tracker._numbers) <= tracker_module._MAX_NUMBERS

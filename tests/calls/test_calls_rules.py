@@ -14,7 +14,16 @@ from vwell_pbx.calls import (
     CallTracker,
     TrackerLimits,
 )
-from vwell_pbx.calls.model import CallEvent, CallSnapshot, SnapshotDraft, Transfer, iso_ms, to_ms
+from vwell_pbx.calls.model import (
+    CALL_OBJECT_KEYS,
+    CallEvent,
+    CallSnapshot,
+    SnapshotDraft,
+    Transfer,
+    call_event,
+    iso_ms,
+    to_ms,
+)
 from vwell_pbx.calls.rules import ChannelKind, endpoint
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.protocol import Message
@@ -175,6 +184,53 @@ def test_call_event_dict_is_the_call_object_plus_its_name() -> None:
     assert "extensions" not in message
 
 
+def test_every_field_of_the_call_object_is_filled_in_order() -> None:
+    # No value is None here, so a key the template leaves unfilled would show.
+    full = dataclasses.replace(
+        ENDED_CALL,
+        from_name="Ivan",
+        did="100",
+        channels=("YSGSM/11-1", "SIP/269-2"),
+        originated=True,
+        on_hold=True,
+        action_id="vwell-1",
+    )
+    expected = {
+        "callId": "1.1",
+        "pbx": "office",
+        "status": "ended",
+        "direction": "inbound",
+        "fromNumber": "89787342741",
+        "fromName": "Ivan",
+        "toNumber": "269",
+        "toName": "Reception",
+        "extension": "269",
+        "trunk": "YSGSM/11",
+        "did": "100",
+        "startedAt": "2023-11-14T22:13:20.000Z",
+        "answeredAt": "2023-11-14T22:13:24.000Z",
+        "endedAt": "2023-11-14T22:13:30.500Z",
+        "ringSeconds": 4.0,
+        "talkSeconds": 6.5,
+        "endReason": "completed",
+        "onHold": True,
+        "transfers": [
+            {"type": "blind", "by": "269", "to": "700", "at": "2023-11-14T22:13:29.000Z"}
+        ],
+        "channels": ["YSGSM/11-1", "SIP/269-2"],
+        "originated": True,
+        "actionId": "vwell-1",
+    }
+    assert list(expected) == list(CALL_OBJECT_KEYS)
+    for _ in range(2):  # the templates are copied, never changed
+        made = full.to_dict()
+        assert made == expected and list(made) == list(expected)
+        message = CallEvent(name="call.missed", call=full).to_dict()
+        assert list(message.items()) == [*expected.items(), ("name", "call.missed")]
+        made["callId"] = message["callId"] = "changed"
+    assert dataclasses.replace(full, transfers=()).to_dict()["transfers"] == []
+
+
 def test_event_names_and_consumed_events() -> None:
     assert CALL_EVENT_NAMES == (
         "call.ringing",
@@ -244,3 +300,13 @@ def test_a_snapshot_drafted_and_frozen_is_a_call_snapshot_like_any_other() -> No
     with pytest.raises(dataclasses.FrozenInstanceError):
         drafted.status = "held"  # type: ignore[misc]
     assert dataclasses.replace(drafted, status="held").status == "held"
+
+
+def test_a_call_event_made_on_the_hot_path_is_a_call_event_like_any_other() -> None:
+    made = CallEvent(name="call.ended", call=ENDED_CALL)
+    quick = call_event("call.ended", ENDED_CALL)
+    assert type(quick) is CallEvent
+    assert quick == made and hash(quick) == hash(made) and repr(quick) == repr(made)
+    assert quick.to_dict() == made.to_dict()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quick.name = "call.missed"  # type: ignore[misc]

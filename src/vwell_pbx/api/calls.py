@@ -73,9 +73,12 @@ _MAX_MOMENT_SECONDS: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 def call_bus_event(event: CallEvent) -> BusEvent:
     """A call event as the bus carries it: the call object plus ``name``, with the
-    call's extensions for the guards (not pushed)."""
+    call's extensions for the guards (not pushed). A call object has no ``Event`` or
+    ``Privilege`` field in any case, which the guards rely on (``api.guards``)."""
     fields = cast("dict[str, object]", event.to_dict())
-    return BusEvent(fields=fields, name=event.name, extensions=event.call.extensions)
+    # fields, name, dispatched, extensions: positional, since matching keywords is
+    # a third of the cost of making a BusEvent.
+    return BusEvent(fields, event.name, False, event.call.extensions)
 
 
 def _epoch_ms(iso: str) -> int:

@@ -19,7 +19,10 @@ Call events (``call.*``, whose ``BusEvent.extensions`` is set) also pass
 ``Role.sees_call``: a role with ``own_calls_only`` (the built-in ``operator``) or
 ``own_extensions_only`` receives only the calls that
 involved one of the user's extensions. The verdict still depends only on the event
-and the (role, extensions) key, so it is shared like any other.
+and the (role, extensions) key, so it is shared like any other. Their fields are the
+call object plus ``name`` (``api.calls.call_bus_event``), with no ``Event`` or
+``Privilege``, so the role's rules get the name from ``BusEvent.name``
+(``Role.allows_named_event``) instead of looking for those headers.
 
 Client events (``dispatchEvent``) were permission-checked when they were sent and
 pass every guard; admin roles get no guard at all.
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import cast
 
 from vwell_pbx.api.auth import Principal
 from vwell_pbx.api.roles import RoleBook
@@ -88,17 +90,22 @@ class EventGuards:
             if event.dispatched:
                 return True
             if event.name_key in _PER_USER_EVENTS:
-                fields = cast("dict[str, str | list[str]]", event.fields)
+                fields = event.fields
                 self.rule_checks += 1
                 return role.allows_event(fields, extensions=extensions) and sms_visible(
                     role, principal, event
                 )
             if memo.event is event:
                 return memo.allowed
-            fields = cast("dict[str, str | list[str]]", event.fields)
-            allowed = role.allows_event(fields, extensions=extensions)
-            if allowed and event.extensions is not None:
-                allowed = role.sees_call(event.extensions, extensions)
+            fields = event.fields
+            if event.extensions is None:
+                allowed = role.allows_event(fields, extensions=extensions)
+            else:
+                # A call event: the call object plus ``name`` (BusEvent.extensions), so
+                # its name is event.name and it has no Privilege.
+                allowed = role.allows_named_event(
+                    event.name, "", fields, extensions=extensions
+                ) and role.sees_call(event.extensions, extensions)
             self.rule_checks += 1
             memo.event = event
             memo.allowed = allowed

@@ -60,20 +60,24 @@ class Channel:
     # where it went (a Redirect); kept even if that peer hangs up meanwhile.
     left_bridge_peer: Channel | None = None
     destinations: list[str] = field(default_factory=list)
+    #: A phone, a trunk or another real endpoint (not Local, not a zombie): the
+    #: channels a snapshot shows (Local and zombie channels are followed only).
+    is_party: bool = field(init=False)
+    #: The extension number when this is a local phone.
+    extension: str | None = field(init=False)
 
-    @property
-    def is_party(self) -> bool:
-        """A phone, a trunk or another real endpoint (not Local, not a zombie)."""
-        # Parties are shown in ``channels``; Local and zombie channels are followed only.
-        # Two identity tests rather than a set of kinds: hashing an Enum member is a
-        # Python-level call, and this runs for every channel of every snapshot.
-        kind = self.info.kind
-        return kind is not ChannelKind.LOCAL and kind is not ChannelKind.ZOMBIE
+    # is_party and extension are read for every channel of every snapshot and most
+    # events: plain slots, derived from ``info`` whenever it is set (set_info), instead
+    # of properties (a Python call each).
+    def __post_init__(self) -> None:
+        self.set_info(self.info)
 
-    @property
-    def extension(self) -> str | None:
-        """The extension number when this is a local phone."""
-        return self.info.extension if self.info.kind is ChannelKind.EXTENSION else None
+    def set_info(self, info: ChannelInfo) -> None:
+        """Change what the channel's name tells (a rename), with what follows from it."""
+        self.info = info
+        kind = info.kind
+        self.is_party = kind is not ChannelKind.LOCAL and kind is not ChannelKind.ZOMBIE
+        self.extension = info.extension if kind is ChannelKind.EXTENSION else None
 
 
 @dataclass(slots=True, eq=False)

@@ -32,8 +32,9 @@ transfer events, ``Linkedid``). ``docs/calls.md`` explains every rule; the short
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import ClassVar, Final
 
 from vwell_pbx.calls.model import (
@@ -46,6 +47,7 @@ from vwell_pbx.calls.model import (
     SnapshotDraft,
     Transfer,
     TransferType,
+    call_event,
     iso_ms,
     to_ms,
 )
@@ -316,10 +318,10 @@ _SPELLINGS: Final[dict[str, tuple[str, ...]]] = {}
 for _key in sorted(_READ_KEYS):
     _SPELLINGS[_key.lower()] = (*_SPELLINGS.get(_key.lower(), ()), _key)
 del _key
-# Header layouts (the tuple of header names as spelled on the wire) -> the fields to
-# add for the tracker's spellings that the layout spells otherwise (usually none);
-# None for a layout that repeats a name in some case (read header by header).
-_Layout = tuple[tuple[str, str], ...] | None
+# Header layouts (the shared index of Message.header_index) -> how to pick the tracker's
+# fields from the headers (_Plan); emptied when full, since a peer may send any names.
+_MAX_NUMBERS: Final = 4096  # raw numbers remembered (CallTracker._number)
+_UNKNOWN_NUMBER: Final = "\0not looked up"  # a marker: never a normalised number
 _MAX_LAYOUTS: Final = 1024  # a PBX sends a few hundred layouts; junk stops here
 
 
@@ -382,31 +384,39 @@ def _duration_ms(item: Fields) -> int:
     return 0
 
 
-_NEW_LAYOUT: Final[_Layout] = (("", ""),)  # a marker: never a real layout
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to read one header layout: ``pick(headers)`` gives the ``(name, value)``
+    headers the tracker reads (the first of each name in any case), and ``copies`` the
+    ``(spelling, as spelled here)`` pairs for the tracker's spellings that this layout
+    spells otherwise (usually none). ``index`` is the layout's shared index, kept so
+    that its ``id`` (the key it is remembered by) cannot name another while kept."""
+
+    index: Mapping[str, int]
+    names: tuple[str, ...]  # the layout: the header names in order
+    pick: Callable[[tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]] | None
+    copies: tuple[tuple[str, str], ...]
 
 
-def _layout(names: tuple[str, ...]) -> _Layout:
-    """What a header layout (the names of an event's headers, none repeated exactly)
-    needs to answer the tracker's spellings: ``(spelling, as spelled here)`` pairs, or
-    ``None`` when a name repeats in another case (only the first one counts)."""
-    folded = [name.lower() for name in names]
-    if len(set(folded)) != len(folded):
-        return None
-    return tuple(
-        (spelling, name)
-        for name, lower in zip(names, folded, strict=True)
-        for spelling in _SPELLINGS.get(lower, ())
-        if spelling != name
+def _plan(index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Plan:
+    """The plan of the layout of ``headers``, whose ``header_index`` is ``index``."""
+    positions = sorted({index[lower] for lower in _SPELLINGS if lower in index})
+    copies = tuple(
+        (spelling, headers[position][0])
+        for position in positions
+        for spelling in _SPELLINGS[headers[position][0].lower()]
+        if spelling != headers[position][0]
     )
+    names = tuple(map(_first, headers))
+    if not positions:
+        return _Plan(index=index, names=names, pick=None, copies=copies)
+    # itemgetter of one position gives the item itself, of two a tuple: the same
+    # header twice then makes the same one-entry dict.
+    pick = itemgetter(*positions) if len(positions) > 1 else itemgetter(*positions, *positions)
+    return _Plan(index=index, names=names, pick=pick, copies=copies)
 
 
-def _fields_slowly(headers: tuple[tuple[str, str], ...]) -> Fields:
-    """``Fields`` of an event that repeats a header name: the first one counts."""
-    fields: Fields = {}
-    for name, value in headers:
-        for spelling in _SPELLINGS.get(name.lower(), ()):
-            fields.setdefault(spelling, value)
-    return fields
+_first = itemgetter(0)
 
 
 class CallTracker:
@@ -441,7 +451,9 @@ class CallTracker:
         self._out: list[CallEvent] = []
         self._now = 0
         self._event_name = ""  # of the event being handled (``_update`` reads it)
-        self._layouts: dict[tuple[str, ...], _Layout] = {}
+        self._plans: dict[int, _Plan] = {}  # by id() of the layout's shared index
+        self._recent: dict[str, _Plan] = {}  # event name as spelled -> its last plan
+        self._numbers: dict[str, str | None] = {}  # raw -> CallRules.number(raw)
         self.evicted_calls = 0
         """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
         handlers: dict[str, _Handler] = {
@@ -516,7 +528,7 @@ class CallTracker:
             return _EMPTY
         self._now = round(now * 1000)  # to_ms(now), without a call for every event
         self._event_name = name
-        handler(self._fields(event.headers))
+        handler(self._fields(event))
         if not self._out:
             return _EMPTY
         out, self._out = self._out, []
@@ -616,7 +628,7 @@ class CallTracker:
         self._now = to_ms(now)
         items: list[tuple[str, str, Fields, str]] = []
         for message in channels:
-            item = self._fields(message.headers)
+            item = self._fields(message)
             name = (item.get("Channel") or "").strip()
             if not name:
                 continue
@@ -658,33 +670,65 @@ class CallTracker:
         out, self._out = self._out, []
         return out
 
-    def _fields(self, headers: tuple[tuple[str, str], ...]) -> Fields:
+    def _fields(self, message: Message) -> Fields:
         """An event's headers for reading (see ``Fields``), built once per event.
 
-        ``Message.get`` builds an index of every header, lower-cased, the first time it
-        is asked, and costs about 1,900 CPU instructions per look-up; the tracker reads
-        2 to 12 headers of each event it handles, most of them before anything else
-        asked the event. Here a plain ``dict(headers)`` (C speed) answers for the
-        tracker's spellings directly, because the header layout it comes in was checked
-        once: no name repeated in any case (else ``_fields_slowly``), and the names
-        it spells otherwise than the tracker (``UniqueID`` for ``Uniqueid``) copied
-        under the tracker's spelling.
+        ``Message.get`` costs about 1,900 CPU instructions per look-up, and the tracker
+        reads 2 to 12 headers of each event it handles. Instead, once per header layout
+        (``Message.header_index``, shared by every message with the same header names,
+        and usually already built by the channel registry), the positions of the
+        headers the tracker reads are worked out (``_plan``: the first of each name in
+        any case, as ``Message.get`` finds it); each event then costs one
+        ``itemgetter`` over those positions and a dict of them (C speed), plus a copy
+        under the tracker's spelling for a name the PBX spells otherwise (``UniqueID``
+        for ``Uniqueid``).
         """
-        fields = dict(headers)
-        if len(fields) != len(headers):
-            return _fields_slowly(headers)  # a name repeated exactly
-        layout_key = tuple(fields)
-        layout = self._layouts.get(layout_key, _NEW_LAYOUT)
-        if layout is _NEW_LAYOUT:
-            layout = _layout(layout_key)
-            if len(self._layouts) < _MAX_LAYOUTS:
-                self._layouts[layout_key] = layout
-        if layout is None:
-            return _fields_slowly(headers)
-        if layout:  # usually empty: the PBX spells every name as the tracker does
-            for spelling, spelled in layout:
-                fields[spelling] = fields[spelled]
+        headers = message.headers
+        index = message.header_index_if_built()
+        if index is None:
+            # Nobody else read this message (the channel registry reads a few kinds):
+            # building its index would hash every header name, new strings in every
+            # message. The layout is usually the one last seen under this event name,
+            # which comparing the names tells for a fraction of that.
+            plan = self._recent.get(headers[0][1])
+            if plan is None or plan.names != tuple(map(_first, headers)):
+                plan = self._plan_of(message.header_index(), headers)
+                if len(self._recent) >= _MAX_LAYOUTS:
+                    self._recent.clear()
+                self._recent[headers[0][1]] = plan
+        else:
+            plan = self._plans.get(id(index))
+            if plan is None or plan.index is not index:
+                plan = self._plan_of(index, headers)
+        pick = plan.pick
+        fields: Fields = {} if pick is None else dict(pick(headers))
+        for spelling, spelled in plan.copies:
+            fields[spelling] = fields[spelled]
         return fields
+
+    def _plan_of(self, index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Plan:
+        """The plan of the layout whose shared index is ``index``, made once."""
+        plan = self._plans.get(id(index))
+        if plan is None or plan.index is not index:
+            plan = _plan(index, headers)
+            if len(self._plans) >= _MAX_LAYOUTS:
+                self._plans.clear()
+            self._plans[id(index)] = plan
+        return plan
+
+    def _number(self, raw: str | None) -> str | None:
+        """``CallRules.number(raw)``, remembered: a call's numbers are normalised again
+        at most of its events (caller ID, DID, dialled extension), each time through
+        two regular expressions. Bounded: emptied when full."""
+        if raw is None:
+            return None
+        number = self._numbers.get(raw, _UNKNOWN_NUMBER)
+        if number is _UNKNOWN_NUMBER:
+            number = self._rules.number(raw)
+            if len(self._numbers) >= _MAX_NUMBERS:
+                self._numbers.clear()
+            self._numbers[raw] = number
+        return number
 
     # -- channel bookkeeping ----------------------------------------------------------
 
@@ -886,7 +930,7 @@ class CallTracker:
             if channel.first_exten is None:
                 channel.first_exten = exten
                 if channel is channel.call.origin and channel.info.kind is ChannelKind.TRUNK:
-                    channel.call.did = channel.call.did or self._rules.number(exten)
+                    channel.call.did = channel.call.did or self._number(exten)
         state = event.get(headers.state_desc) or event.get(headers.state)
         if state:
             state = state.strip().lower()
@@ -925,7 +969,7 @@ class CallTracker:
         if channel.info.kind is ChannelKind.TRUNK:
             call.trunk = call.trunk or channel.info.trunk
             if call.did is None:
-                call.did = self._rules.number(channel.first_exten)
+                call.did = self._number(channel.first_exten)
         self._refresh_from(call)
 
     def _refresh_from(self, call: Call) -> bool:
@@ -937,12 +981,12 @@ class CallTracker:
             # caller ID; the call is *from* that phone's extension.
             call.from_number, call.from_name = origin.extension, None
         elif origin is not None:
-            call.from_number = self._rules.number(origin.caller_num)
+            call.from_number = self._number(origin.caller_num)
             call.from_name = self._rules.name(origin.caller_name)
         else:
             first = next(iter(call.channels.values()), None)
             if first is not None and first.side is Side.ORIGIN:
-                call.from_number = self._rules.number(first.caller_num)
+                call.from_number = self._number(first.caller_num)
                 call.from_name = self._rules.name(first.caller_name)
         return before != (call.from_number, call.from_name)
 
@@ -952,7 +996,7 @@ class CallTracker:
         Old dialects give a dialled channel the caller's ID, so a name is trusted only
         when the caller ID number is the phone's own extension.
         """
-        if channel.extension is None or self._rules.number(channel.caller_num) != channel.extension:
+        if channel.extension is None or self._number(channel.caller_num) != channel.extension:
             return None
         return self._rules.name(channel.caller_name)
 
@@ -996,7 +1040,7 @@ class CallTracker:
     def _emit(self, call: Call, name: CallEventName, extension: str | None) -> None:
         if not call.visible:
             return
-        self._out.append(CallEvent(name=name, call=self._snapshot(call, extension)))
+        self._out.append(call_event(name, self._snapshot(call, extension)))
         call.announced = True
 
     def _snapshot(self, call: Call, extension: str | None) -> CallSnapshot:
@@ -1166,7 +1210,7 @@ class CallTracker:
         if call.to_number is None:
             call.to_number = (
                 call.did
-                or self._rules.number(source.exten)
+                or self._number(source.exten)
                 or self._dialled_number(dialstring)
                 or dest.extension
             )
@@ -1191,7 +1235,7 @@ class CallTracker:
             return None
         target = dialstring.split(",", 1)[0].split("&", 1)[0]
         target = target.rsplit("/", 1)[-1].split("@", 1)[0]
-        return self._rules.number(target)
+        return self._number(target)
 
     def _dial_end(self, dest: Channel, status: str) -> None:
         call = dest.call
@@ -1377,7 +1421,7 @@ class CallTracker:
             return None
         if channel.extension is not None:
             return channel.extension
-        return self._rules.number(channel.caller_num)
+        return self._number(channel.caller_num)
 
     def _transfer(
         self,
@@ -1410,7 +1454,7 @@ class CallTracker:
         self._emit(call, "call.transferred", by_who if by_who else self._current_extension(call))
 
     def _destination(self, exten: str) -> str:
-        return self._rules.number(exten) or exten[:32]
+        return self._number(exten) or exten[:32]
 
     def _maybe_redirected(self, channel: Channel, peer: Channel | None) -> None:
         """A party left its bridge alive, at another extension: an AMI Redirect.
@@ -1545,7 +1589,7 @@ class CallTracker:
         info = self._rules.classify(new)
         if info == channel.info:
             return
-        channel.info = info
+        channel.set_info(info)
         call = channel.call
         if channel.is_party:
             call.had_party = True
@@ -1686,7 +1730,7 @@ class CallTracker:
         call = channel.call
         self._show(call)  # a caller waiting in a queue is a call to show
         if call.to_number is None:
-            call.to_number = self._rules.number(event.get("Queue"))
+            call.to_number = self._number(event.get("Queue"))
 
     def _on_pickup(self, event: Fields) -> None:
         picker = self._from_event(event)
@@ -1867,7 +1911,7 @@ class CallTracker:
         party = self._party_behind(target)
         to = self._who(party)
         if to is None:
-            to = self._rules.number(event.get("TransferTargetCallerIDNum"))
+            to = self._number(event.get("TransferTargetCallerIDNum"))
         self._transfer(call, "attended", transferer, to, leaving=(second,), target=party)
 
     def _on_blind_transfer(self, event: Fields) -> None:
@@ -1931,7 +1975,7 @@ class CallTracker:
             if entry.call_id is None and not call.originated:
                 self._mark_originated(call, action_id, entry)
             if call.action_id == action_id and call.to_number is None:
-                call.to_number = self._rules.number(event.get("Exten"))
+                call.to_number = self._number(event.get("Exten"))
         if entry.call_id is not None:
             del self._pending[action_id]
         else:
@@ -2039,7 +2083,7 @@ class CallTracker:
                 self._set_origin(call, parties[0])
         if call.to_number is None:
             first = call.channels.get(call.call_id) or call.origin
-            call.to_number = self._rules.number(first.exten) if first is not None else None
+            call.to_number = self._number(first.exten) if first is not None else None
 
     def _report_learnt(self, channel: Channel) -> None:
         """Report a listed phone as what its state says: ringing or talking."""

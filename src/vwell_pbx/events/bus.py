@@ -142,7 +142,9 @@ class BusEvent:
     dispatched: bool = False
     #: For an event about a call (``call.*``): the local extensions the call involved.
     #: Not pushed; guards may use it to show a user only the calls of their own
-    #: extensions. ``None`` for every other event.
+    #: extensions. ``None`` for every other event. Set only for a call event, whose
+    #: fields are the call object plus ``name`` (no ``Event`` or ``Privilege``): guards
+    #: rely on that.
     extensions: frozenset[str] | None = None
     #: Lowercased name: the key of the bus's name index.
     name_key: str = field(init=False)

@@ -161,6 +161,22 @@ class Message:
                 return default
         return self.headers[position][1]
 
+    def header_index(self) -> Mapping[str, int]:
+        """The index ``get`` reads: each header name, lowercased and as first spelled,
+        -> the position of its first header in any case. Built on the first call and
+        shared by every message with the same header names in the same order, so a
+        reader may remember what it worked out for one layout by this object (it is
+        never changed; do not change it)."""
+        index = self._index
+        if index is None:
+            index = self._build_index()
+        return index
+
+    def header_index_if_built(self) -> Mapping[str, int] | None:
+        """``header_index()`` if some reader already had it built, else ``None`` (for a
+        reader that can tell the layout more cheaply than by building the index)."""
+        return self._index
+
     def get_many(self, *keys: str) -> tuple[str | None, ...]:
         """The first value of each of ``keys`` (case-insensitive), ``None`` for a key the
         message does not have, in the order asked: one call instead of one ``get`` per
