@@ -27,8 +27,9 @@ from bench.common import USERS, announce
 from vwell_pbx.config import AppConfig
 from vwell_pbx.storage import open_storage
 from vwell_pbx.users import UserDirectory, sha1_of_password
+from vwell_pbx.web import server as _server_module
 from vwell_pbx.web.logs import configure_logging
-from vwell_pbx.web.server import freeze_startup_heap, serving
+from vwell_pbx.web.server import serving
 
 
 def make_config(folder: Path, args: dict[str, Any]) -> AppConfig:
@@ -85,7 +86,10 @@ async def main(args: dict[str, Any]) -> None:
         started = time.perf_counter()
         async with serving(config, wait_for_pbx=10.0) as server:
             serving_s = time.perf_counter() - started
-            freeze_startup_heap()  # as `vwell-pbx serve` does
+            # As `vwell-pbx serve` does (a --compare-src checkout may predate it).
+            freeze = getattr(_server_module, "freeze_startup_heap", None)
+            if freeze is not None and not args.get("no_freeze"):
+                freeze()
             announce(
                 {
                     "http_url": server.http_url,
