@@ -598,12 +598,13 @@ def freeze_startup_heap() -> None:
     collection (generation 2; under load every few seconds) walked them all: about 35 ms
     of CPU on a 2.6 GHz core, during which no event is read or delivered, so at high
     event rates the clients' queues filled and p99 latency jumped. ``gc.freeze()`` moves
-    every object alive now to the permanent generation, which collections skip (a full
-    pass then costs a few ms); a ``gc.collect()`` first, so start-up's garbage is freed,
-    not kept. Only for a process that runs one server (``vwell-pbx serve``, the bench):
-    objects frozen are never collected, so a process that starts and stops servers
-    (the tests) must not call it. ``/metrics`` shows the count
-    (``vwell_gc_frozen_objects``).
+    every object alive now to the permanent generation, which collections skip; a full
+    pass then walks only what was made since (a few ms with ten clients connected, still
+    30-90 ms with a thousand: their tasks and coroutines, see docs/performance.md). A
+    ``gc.collect()`` first, so start-up's garbage is freed, not kept. Only for a process
+    that runs one server (``vwell-pbx serve``, the bench): objects frozen are never
+    collected, so a process that starts and stops servers (the tests) must not call it.
+    ``/metrics`` shows the count (``vwell_gc_frozen_objects``).
     """
     gc.collect()
     gc.freeze()
