@@ -946,6 +946,27 @@ class CallTracker:
             del self._by_name[channel.name]
         self._leave_bridge(channel)
         self._remember(self._hung, channel.uniqueid)
+        channel.left_bridge_peer = None  # read on its own next events only: none will come
+        call = channel.call
+        if call.ended:
+            call.channels.pop(channel.uniqueid, None)
+            self._release(call)
+
+    @staticmethod
+    def _release(call: Call) -> None:
+        """Drop an ended call's references to its channels once the last is forgotten.
+
+        A channel points at its call (``channel.call``) and the call at its first
+        channel (``origin``), and two old-dialect channels that were bridged at each
+        other (``left_bridge_peer``, cleared by ``_forget``): reference cycles, which
+        reference counting never frees.
+        Left in place, every call would wait for the garbage collector, and at thousands
+        of events a second those collections are the server's longest stalls
+        (docs/performance.md). An ended call with no channel left is reachable from
+        nothing the tracker still reads, so cutting ``origin`` frees it at once.
+        """
+        if call.ended and not call.channels:
+            call.origin = None
 
     def _drop(self, channel: Channel, *, evicted: bool = False) -> None:
         """Forget a channel that vanished without a Hangup (reconcile or a bound)."""
@@ -1344,12 +1365,12 @@ class CallTracker:
             call.channels = {}
         extension = self._current_extension(call)
         call.holders.clear()
-        if not call.visible:
-            return
-        self._emit(call, "call.ended", extension)
-        if call.answered_ms is None and call.end_reason in _MISSED_REASONS:
-            for missed in call.rang:
-                self._emit(call, "call.missed", missed)
+        if call.visible:
+            self._emit(call, "call.ended", extension)
+            if call.answered_ms is None and call.end_reason in _MISSED_REASONS:
+                for missed in call.rang:
+                    self._emit(call, "call.missed", missed)
+        self._release(call)
 
     def _hangup(self, channel: Channel, cause: int | None) -> None:
         self._forget(channel)
