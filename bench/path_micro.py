@@ -16,7 +16,10 @@ guard). The queues are emptied between chunks; nothing is written to a socket, s
 the figures leave out the WebSocket sender (see the fan-out benchmark for that).
 
 CPU time of this process (``time.process_time``), the figure least disturbed when
-other work shares the machine; the best of ``--repeat`` runs. ``--profile`` prints
+other work shares the machine; the best of ``--repeat`` runs. With it, the garbage
+collector's passes during that run (``gc.callbacks``): how many of each generation
+and their time. Reference cycles made per event show up there first: the server's
+longest stalls are those passes (docs/performance.md). ``--profile`` prints
 cProfile's top functions instead. Nothing is asserted; the figures are in
 docs/performance.md.
 
@@ -34,6 +37,7 @@ import argparse
 import asyncio
 import collections
 import cProfile
+import gc
 import hashlib
 import itertools
 import os
@@ -117,11 +121,44 @@ def chunks_of(feed_name: str, events: int, operators: int, catch_all: int) -> li
     return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
 
 
+class CollectorWatch:
+    """The garbage collector's passes while attached: count and seconds per generation."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info["generation"]
+        self.counts[generation] += 1
+        self.seconds[generation] += took
+        self.longest = max(self.longest, took)
+
+    def summary(self, events: int) -> str:
+        per = 100_000 / events
+        passes = "/".join(f"{count * per:.0f}" for count in self.counts)
+        return (
+            f"collector per 100k events: {passes} passes (gen 0/1/2), "
+            f"{sum(self.seconds) * 1e3 * per:.1f} ms, longest {self.longest * 1e3:.1f} ms"
+        )
+
+
 def run_once(
-    args: argparse.Namespace, chunks: list[bytes], *, digest: bool = False
+    args: argparse.Namespace,
+    chunks: list[bytes],
+    *,
+    digest: bool = False,
+    watch: CollectorWatch | None = None,
 ) -> tuple[float, int, int, str]:
     """CPU seconds for the first ``args.events`` events of ``chunks``, messages read,
-    deliveries, and with ``digest`` the SHA-256 of what each subscriber was given."""
+    deliveries, and with ``digest`` the SHA-256 of what each subscriber was given;
+    ``watch`` sees the collector's passes during the timed part."""
 
     async def body() -> tuple[float, int, int, str]:
         client, subscribers, bus, live = assemble(
@@ -133,6 +170,8 @@ def run_once(
         messages = 0
         queues = [s._queue for s in subscribers]
         hashes = [hashlib.sha256() for _ in queues] if digest else []
+        if watch is not None:
+            gc.callbacks.append(watch)
         started = time.process_time()
         for chunk in chunks:
             parser.receive_data(chunk)
@@ -152,6 +191,8 @@ def run_once(
             if messages >= limit:
                 break
         elapsed = time.process_time() - started
+        if watch is not None:
+            gc.callbacks.remove(watch)
         if live is not None:
             await live.aclose()
         total = hashlib.sha256(b"".join(hashed.digest() for hashed in hashes)).hexdigest()
@@ -197,14 +238,17 @@ def main() -> None:
         _, messages, delivered, digest = run_once(args, chunks, digest=True)
         print(f"digest {digest}: {messages} events, {delivered} deliveries", flush=True)
         return
-    results = [run_once(args, chunks) for _ in range(args.repeat)]
+    watches = [CollectorWatch() for _ in range(args.repeat)]
+    results = [run_once(args, chunks, watch=watch) for watch in watches]
     seconds, messages, delivered, _ = min(results)
+    best = watches[results.index(min(results))]
     print(
         f"best of {args.repeat}: {seconds * 1e6 / messages:.2f} us/event "
         f"({messages / seconds:,.0f} events/s), {delivered / messages:.2f} deliveries/event; "
         f"all runs: " + ", ".join(f"{r[0] * 1e6 / r[1]:.2f}" for r in results),
         flush=True,
     )
+    print(f"best run's {best.summary(messages)}", flush=True)
 
 
 if __name__ == "__main__":
