@@ -12,6 +12,10 @@ Internal to the ``calls`` package; the public face is ``CallTracker`` and the im
    or the phone a click-to-call rings first); ``Side.TARGET`` channels are the called
    side; ``Side.UNKNOWN`` channels joined by ``Linkedid`` and were not yet seen dialled.
 4. Times are integer epoch milliseconds.
+5. An ended call whose channels are all forgotten refers to none of them (``origin``
+   is cut, and a forgotten channel's ``left_bridge_peer``): channels point at their
+   call, so anything else would be a reference cycle per call, left for the garbage
+   collector (``CallTracker._release``).
 """
 
 from __future__ import annotations
