@@ -116,6 +116,26 @@ async def test_fetch_value_many_fails_whole_with_its_transaction(storage: Storag
     assert await storage.db.fetch_all("SELECT id FROM notes") == []
 
 
+async def test_insert_many_answers_each_new_rows_id_or_none(storage: Storage) -> None:
+    await storage.db.execute(
+        storage.db.dialect.ddl("CREATE TABLE tags (id {id}, tag TEXT NOT NULL UNIQUE)")
+    )
+    insert = "INSERT INTO tags (tag) VALUES (:tag) ON CONFLICT (tag) DO NOTHING"
+    statements = storage.db.statements
+    async with storage.db.transaction() as tx:
+        assert await tx.insert_many(insert, [], key="id") == []
+        ids = await tx.insert_many(
+            insert,
+            [{"tag": "a"}, {"tag": "b"}, {"tag": "a"}, {"tag": "c"}],  # the second "a": None
+            key="id",
+        )
+    if storage.db.dialect.backend == "sqlite":  # one job on the writer for all four sets
+        assert storage.db.statements - statements == 3  # BEGIN, the four, COMMIT
+    stored = dict(await storage.db.fetch_all("SELECT tag, id FROM tags"))
+    assert ids == [stored["a"], stored["b"], None, stored["c"]]
+    assert len(set(stored.values())) == 3
+
+
 async def test_duplicate_key_is_an_integrity_violation(storage: Storage) -> None:
     await _notes(storage)
     await storage.db.execute("INSERT INTO notes (id, body) VALUES (1, 'a')")

@@ -32,7 +32,8 @@ so that calls share transactions: it takes a batch when ``batch_size`` calls are
 queued, when the oldest queued call has waited ``flush_interval`` seconds, when
 ``flush`` asks for the calls offered so far, or at shutdown, whichever comes first (0:
 as soon as one is queued). A batch is one transaction: ``BEGIN``, the calls'
-``INSERT`` for all of them (``Transaction.fetch_value_many``), their extensions' rows
+``INSERT`` for all of them (``Transaction.insert_many``: on SQLite without
+``RETURNING``, the new row ids read from the driver), their extensions' rows
 (``execute_many``), ``COMMIT``; on SQLite that is four jobs on the writer's thread
 whatever the batch's size (PostgreSQL: one round trip per call's ``INSERT``). Items
 are converted to ``CallRecord`` in the writer task (``convert``), off the caller's
@@ -157,7 +158,7 @@ _INSERT_CALL = (
     "INSERT INTO calls (pbx, call_id, started_ms, ended_ms, direction, end_reason, "
     "from_number, to_number, document) VALUES (:pbx, :call_id, :started_ms, :ended_ms, "
     ":direction, :end_reason, :from_number, :to_number, :document) "
-    "ON CONFLICT (pbx, call_id) DO NOTHING RETURNING id"
+    "ON CONFLICT (pbx, call_id) DO NOTHING"
 )
 _ADOPT_ORIGINATED = (
     "UPDATE calls SET document = :document, direction = :direction, "
@@ -201,8 +202,9 @@ class CallStore:
             return 0
         added = 0
         async with self.db.transaction() as tx:
-            # One statement for the whole batch (SQLite: one job on the writer's thread).
-            rows = await tx.fetch_value_many(_INSERT_CALL, [_call_params(r) for r in records])
+            # One statement for the whole batch (SQLite: one job on the writer's thread,
+            # the new rows' ids read from the driver rather than with RETURNING).
+            rows = await tx.insert_many(_INSERT_CALL, [_call_params(r) for r in records], key="id")
             extension_rows: list[Params] = []
             for record, row in zip(records, rows, strict=True):
                 if row is None:

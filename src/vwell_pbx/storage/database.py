@@ -9,8 +9,9 @@ A ``Database`` runs single statements in autocommit mode (``execute``, ``fetch_o
         await tx.notify("vwell_users")  # delivered when (and only if) it commits
 
 A transaction also runs one statement for many parameter sets: ``execute_many`` (bulk
-insert) and ``fetch_value_many`` (each set's ``RETURNING`` value, e.g. the row ids of a
-batch of inserts), with fewer round trips than a statement each.
+insert), ``fetch_value_many`` (each set's ``RETURNING`` value) and ``insert_many`` (the
+row ids of a batch of inserts, each ``None`` where a conflict skipped the row), with
+fewer round trips than a statement each.
 
 SQL uses named ``:name`` parameters (see ``dialect``); rows come back as tuples in
 the order of the selected columns. Every call is bounded in time by the settings'
@@ -148,6 +149,16 @@ class Transaction(Queries):
         ON CONFLICT DO NOTHING RETURNING id``). As many round trips as the backend
         needs, not one per set where it can help it (SQLite: one job on the writer's
         thread for all of them, bounded by one statement's timeout)."""
+
+    async def insert_many(self, sql: str, rows: Sequence[Params], *, key: str) -> list[Any]:
+        """Run an ``INSERT`` of one row (typically ``... ON CONFLICT DO NOTHING``, without
+        ``RETURNING``) once per parameter set, in order; for each set, the ``key``
+        column (the table's integer primary key) of the row it inserted, or ``None``
+        when it inserted none. Where the driver reports the new row's id by itself
+        (SQLite's ``lastrowid``, ``key`` being the rowid), that saves ``RETURNING``,
+        about a third of such a statement's CPU there; elsewhere ``RETURNING key`` is
+        added and run as ``fetch_value_many``."""
+        return await self.fetch_value_many(f"{sql} RETURNING {key}", rows)
 
     @abc.abstractmethod
     async def notify(self, channel: str) -> None:

@@ -281,6 +281,22 @@ def _fetch_value_many(
     return job
 
 
+def _insert_many(sql: str, rows: Sequence[Params]) -> Callable[[sqlite3.Connection], list[Any]]:
+    def job(conn: sqlite3.Connection) -> list[Any]:
+        # One cursor for every set, and the new row's id from the driver: with
+        # RETURNING, SQLite spends about a third more CPU per INSERT, and fetching
+        # its row is one more sqlite3_step, i.e. one more release of the GIL.
+        cursor = conn.cursor()
+        values: list[Any] = []
+        for params in rows:
+            cursor.execute(sql, params)
+            values.append(cursor.lastrowid if cursor.rowcount == 1 else None)
+        cursor.close()
+        return values
+
+    return job
+
+
 def _autocommit(job: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
     """``job`` outside any transaction (see ``_begin``)."""
 
@@ -326,6 +342,12 @@ class _SqliteTransaction(Transaction):
             return []
         # One job for every set: one round trip to the writer's thread, not one each.
         return await self._writer.run(_fetch_value_many(sql, rows), self._timeout)
+
+    async def insert_many(self, sql: str, rows: Sequence[Params], *, key: str) -> list[Any]:
+        # ``key`` is the table's INTEGER PRIMARY KEY, i.e. the rowid lastrowid reports.
+        if not rows:
+            return []
+        return await self._writer.run(_insert_many(sql, rows), self._timeout)
 
     async def notify(self, channel: str) -> None:
         # Nothing to send: other connections see the commit through PRAGMA data_version.
