@@ -92,6 +92,18 @@ _T = TypeVar("_T")
 READ_SIZE: Final = 64 * 1024
 """Bytes asked for per socket read."""
 
+DISPATCH_BURST: Final = 256
+"""Messages the reader hands to the listeners at most before it lets the event loop
+run; it also lets it run before every read, so at most one read's bytes
+(``READ_SIZE``) of events go out at a time.
+
+A read returns at once while bytes are buffered, and after a pause (a busy loop, a
+long list) the event loop's one socket read brings up to 256 KB: without this, every
+event in them would be queued to the subscribers before any of their senders could
+write, and a catch-all subscriber would pass its queue's bound (``[limits]
+ws_queue_size``, 1,000 frames) on a burst alone and be dropped as slow, its client
+reading all along."""
+
 MAX_LIST_ITEMS: Final = 100_000
 """Items one event list may carry; past it the action fails with ``AnswerTooLarge``."""
 
@@ -1139,10 +1151,15 @@ class AmiClient:
             self._session = None
 
     async def _read_loop(self, session: _Session) -> None:
+        burst = DISPATCH_BURST
         try:
             while session.lost_reason is None:
                 item = session.parser.next_event()
                 if item is NEED_DATA:
+                    # A read returns at once while bytes are buffered: let the loop run
+                    # between two reads' worth of events (DISPATCH_BURST).
+                    await asyncio.sleep(0)
+                    burst = DISPATCH_BURST
                     data = await session.reader.read(READ_SIZE)
                     if not data:
                         self._lose(session, "the PBX closed the connection")
@@ -1150,6 +1167,10 @@ class AmiClient:
                     session.parser.receive_data(data)
                 elif isinstance(item, Message):
                     self._dispatch(item)
+                    burst -= 1
+                    if not burst:
+                        burst = DISPATCH_BURST
+                        await asyncio.sleep(0)
         except RemoteProtocolError as exc:
             self._lose(session, f"protocol error: {exc}")
         except OSError as exc:
