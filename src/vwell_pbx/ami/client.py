@@ -1187,6 +1187,8 @@ class AmiClient:
             # action (sync Originate, a slow Command) holds back every later answer,
             # Pings included. A Ping stuck behind such an action proves nothing; that
             # action's own timeout bounds the wait, and the next Ping judges again.
+            # Nor does one whose wait ended just as that action was answered: the Pong
+            # comes right behind the answer, maybe in a read not handed out yet.
             ahead = [entry for entry in self._pending.values() if entry.response is None]
             try:
                 data, action_id, action = self._encode([("Action", "Ping")])
@@ -1201,7 +1203,9 @@ class AmiClient:
                     internal=True,
                 )
             except ActionTimeout:
-                if any(self._pending.get(e.action_id) is e and e.response is None for e in ahead):
+                # Still waiting for its answer, or answered since the Ping was sent.
+                pending = self._pending
+                if any(e.response is not None or pending.get(e.action_id) is e for e in ahead):
                     _log.debug(
                         "PBX %s: Ping unanswered behind a slow action; waiting", settings.name
                     )
