@@ -156,7 +156,6 @@ def _unseen(event: Fields) -> None:
     """Marks an event name not looked up yet (never called)."""
 
 
-_UNSEEN: Final[_Handler] = _unseen
 _MAX_DISPATCH_NAMES: Final = 512  # AMI has a few hundred event names; junk stops here
 _END_REASONS: Final[dict[str, EndReason]] = {
     "cancel": "cancelled",
@@ -314,15 +313,34 @@ _READ_KEYS: Final = frozenset(
         "Uniqueid2",
     }
 )
-_SPELLINGS: Final[dict[str, tuple[str, ...]]] = {}
-for _key in sorted(_READ_KEYS):
-    _SPELLINGS[_key.lower()] = (*_SPELLINGS.get(_key.lower(), ()), _key)
-del _key
+
+
+def _spellings(keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Lowercased header name -> the tracker's spellings of it among ``keys``."""
+    spellings: dict[str, tuple[str, ...]] = {}
+    for key in sorted(keys):
+        spellings[key.lower()] = (*spellings.get(key.lower(), ()), key)
+    return spellings
+
+
+# Events whose handlers read only a few headers (and make no channel's state from the
+# event): their fields hold only these, as a dict costs about 650 CPU instructions per
+# entry to build. A test checks each handler against its list.
+_FEW_READS: Final[dict[str, frozenset[str]]] = {
+    "Newexten": frozenset({"Uniqueid", "Exten", "Extension"}),
+    "HangupRequest": frozenset({"Uniqueid", "Channel"}),
+    "SoftHangupRequest": frozenset({"Uniqueid", "Channel"}),
+    "Hangup": frozenset({"Uniqueid", "Channel", "Cause"}),
+    "BridgeLeave": frozenset({"Uniqueid", "Channel", "Exten"}),
+}
 # Header layouts (the shared index of Message.header_index) -> how to pick the tracker's
 # fields from the headers (_Plan); emptied when full, since a peer may send any names.
 _MAX_NUMBERS: Final = 4096  # raw numbers remembered (CallTracker._number)
 _UNKNOWN_NUMBER: Final = "\0not looked up"  # a marker: never a normalised number
 _MAX_LAYOUTS: Final = 1024  # a PBX sends a few hundred layouts; junk stops here
+# Layouts remembered per event name for messages nobody indexed: a name may come in a
+# few (an old dialect's Dial Begin and End, a DialState of a Local channel and a phone).
+_LAYOUTS_PER_NAME: Final = 4
 
 
 def _int(raw: str | None) -> int | None:
@@ -398,13 +416,18 @@ class _Plan:
     copies: tuple[tuple[str, str], ...]
 
 
-def _plan(index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Plan:
-    """The plan of the layout of ``headers``, whose ``header_index`` is ``index``."""
-    positions = sorted({index[lower] for lower in _SPELLINGS if lower in index})
+def _plan(
+    index: Mapping[str, int],
+    headers: tuple[tuple[str, str], ...],
+    spellings: Mapping[str, tuple[str, ...]],
+) -> _Plan:
+    """The plan of the layout of ``headers``, whose ``header_index`` is ``index``, for
+    reading the header names of ``spellings`` (see ``_spellings``)."""
+    positions = sorted({index[lower] for lower in spellings if lower in index})
     copies = tuple(
         (spelling, headers[position][0])
         for position in positions
-        for spelling in _SPELLINGS[headers[position][0].lower()]
+        for spelling in spellings[headers[position][0].lower()]
         if spelling != headers[position][0]
     )
     names = tuple(map(_first, headers))
@@ -417,6 +440,23 @@ def _plan(index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Pl
 
 
 _first = itemgetter(0)
+
+
+class _Reader:
+    """How the tracker reads the headers of some events (``CallTracker._fields``): the
+    header names it reads and the plans of the layouts seen so far."""
+
+    __slots__ = ("plans", "recent", "spellings")
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.spellings = _spellings(keys)
+        self.plans: dict[int, _Plan] = {}  # by id() of the layout's shared index
+        # event name as spelled -> its latest layouts, newest first
+        self.recent: dict[str, list[_Plan]] = {}
+
+
+_Route = tuple[_Handler, _Reader]
+_UNSEEN: Final[_Route] = (_unseen, _Reader(()))  # marks an event name not looked up yet
 
 
 class CallTracker:
@@ -451,8 +491,7 @@ class CallTracker:
         self._out: list[CallEvent] = []
         self._now = 0
         self._event_name = ""  # of the event being handled (``_update`` reads it)
-        self._plans: dict[int, _Plan] = {}  # by id() of the layout's shared index
-        self._recent: dict[str, _Plan] = {}  # event name as spelled -> its last plan
+        self._all_reads = _Reader(_READ_KEYS)
         self._numbers: dict[str, str | None] = {}  # raw -> CallRules.number(raw)
         self.evicted_calls = 0
         """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
@@ -491,10 +530,17 @@ class CallTracker:
             "OriginateFailure": self._on_originate_response,
         }
         assert set(handlers) == CONSUMED_EVENTS
-        self._handlers_folded = {name.lower(): handler for name, handler in handlers.items()}
-        # Event name as spelled on the wire -> handler, or None for a name to skip;
-        # learnt as names arrive, bounded by _MAX_DISPATCH_NAMES.
-        self._dispatch: dict[str, _Handler | None] = dict(handlers)
+        routes: dict[str, _Route] = {
+            name: (
+                handler,
+                _Reader(_FEW_READS[name]) if name in _FEW_READS else self._all_reads,
+            )
+            for name, handler in handlers.items()
+        }
+        self._routes_folded = {name.lower(): route for name, route in routes.items()}
+        # Event name as spelled on the wire -> its handler and reader, or None for a
+        # name to skip; learnt as names arrive, bounded by _MAX_DISPATCH_NAMES.
+        self._dispatch: dict[str, _Route | None] = dict(routes)
 
     # -- public interface -------------------------------------------------------------
 
@@ -519,16 +565,17 @@ class CallTracker:
         Never raises for any event content; unknown events return ``()`` at once.
         """
         name = event.headers[0][1]
-        handler = self._dispatch.get(name, _UNSEEN)
-        if handler is _UNSEEN:
-            handler = self._handlers_folded.get(name.lower())
+        route = self._dispatch.get(name, _UNSEEN)
+        if route is _UNSEEN:
+            route = self._routes_folded.get(name.lower())
             if len(self._dispatch) < _MAX_DISPATCH_NAMES:
-                self._dispatch[name] = handler  # remember skipped names too: one lookup
-        if handler is None:
+                self._dispatch[name] = route  # remember skipped names too: one lookup
+        if route is None:
             return _EMPTY
         self._now = round(now * 1000)  # to_ms(now), without a call for every event
         self._event_name = name
-        handler(self._fields(event))
+        handler, reader = route
+        handler(self._fields(event, reader))
         if not self._out:
             return _EMPTY
         out, self._out = self._out, []
@@ -670,8 +717,9 @@ class CallTracker:
         out, self._out = self._out, []
         return out
 
-    def _fields(self, message: Message) -> Fields:
-        """An event's headers for reading (see ``Fields``), built once per event.
+    def _fields(self, message: Message, reader: _Reader | None = None) -> Fields:
+        """An event's headers for reading (see ``Fields``), built once per event: those
+        ``reader`` reads (by default every name in ``_READ_KEYS``).
 
         ``Message.get`` costs about 1,900 CPU instructions per look-up, and the tracker
         reads 2 to 12 headers of each event it handles. Instead, once per header layout
@@ -683,37 +731,61 @@ class CallTracker:
         under the tracker's spelling for a name the PBX spells otherwise (``UniqueID``
         for ``Uniqueid``).
         """
+        if reader is None:
+            reader = self._all_reads
         headers = message.headers
         index = message.header_index_if_built()
+        plan: _Plan | None
         if index is None:
             # Nobody else read this message (the channel registry reads a few kinds):
             # building its index would hash every header name, new strings in every
-            # message. The layout is usually the one last seen under this event name,
-            # which comparing the names tells for a fraction of that.
-            plan = self._recent.get(headers[0][1])
-            if plan is None or plan.names != tuple(map(_first, headers)):
-                plan = self._plan_of(message.header_index(), headers)
-                if len(self._recent) >= _MAX_LAYOUTS:
-                    self._recent.clear()
-                self._recent[headers[0][1]] = plan
+            # message. The layout is usually one of the last few seen under this event
+            # name, which comparing the names tells for a fraction of that.
+            plan = self._recent_plan(reader, message)
         else:
-            plan = self._plans.get(id(index))
+            plan = reader.plans.get(id(index))
             if plan is None or plan.index is not index:
-                plan = self._plan_of(index, headers)
+                plan = self._plan_of(reader, index, headers)
         pick = plan.pick
         fields: Fields = {} if pick is None else dict(pick(headers))
         for spelling, spelled in plan.copies:
             fields[spelling] = fields[spelled]
         return fields
 
-    def _plan_of(self, index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Plan:
+    def _recent_plan(self, reader: _Reader, message: Message) -> _Plan:
+        """The plan of a message nobody indexed, from the layouts last seen under its
+        event name (newest first), else made from its index."""
+        headers = message.headers
+        names = tuple(map(_first, headers))
+        recent = reader.recent.get(headers[0][1])
+        if recent is not None:
+            if recent[0].names == names:
+                return recent[0]
+            for plan in recent:
+                if plan.names == names:
+                    recent.remove(plan)
+                    recent.insert(0, plan)
+                    return plan
+        else:
+            if len(reader.recent) >= _MAX_LAYOUTS:
+                reader.recent.clear()
+            recent = reader.recent[headers[0][1]] = []
+        plan = self._plan_of(reader, message.header_index(), headers)
+        recent.insert(0, plan)
+        del recent[_LAYOUTS_PER_NAME:]
+        return plan
+
+    @staticmethod
+    def _plan_of(
+        reader: _Reader, index: Mapping[str, int], headers: tuple[tuple[str, str], ...]
+    ) -> _Plan:
         """The plan of the layout whose shared index is ``index``, made once."""
-        plan = self._plans.get(id(index))
+        plan = reader.plans.get(id(index))
         if plan is None or plan.index is not index:
-            plan = _plan(index, headers)
-            if len(self._plans) >= _MAX_LAYOUTS:
-                self._plans.clear()
-            self._plans[id(index)] = plan
+            plan = _plan(index, headers, reader.spellings)
+            if len(reader.plans) >= _MAX_LAYOUTS:
+                reader.plans.clear()
+            reader.plans[id(index)] = plan
         return plan
 
     def _number(self, raw: str | None) -> str | None:
