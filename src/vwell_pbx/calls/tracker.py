@@ -753,7 +753,12 @@ class CallTracker:
             # building its index would hash every header name, new strings in every
             # message. The layout is usually one of the last few seen under this event
             # name, which comparing the names tells for a fraction of that.
-            plan = self._recent_plan(reader, message)
+            names = tuple(map(_first, headers))
+            recent = reader.recent.get(headers[0][1])
+            if recent is not None and recent[0].names == names:
+                plan = recent[0]  # the usual case, without a call
+            else:
+                plan = self._recent_plan(reader, message, names)
         else:
             plan = reader.plans.get(id(index))
             if plan is None or plan.index is not index:
@@ -764,15 +769,13 @@ class CallTracker:
             fields[spelling] = fields[spelled]
         return fields
 
-    def _recent_plan(self, reader: _Reader, message: Message) -> _Plan:
-        """The plan of a message nobody indexed, from the layouts last seen under its
-        event name (newest first), else made from its index."""
+    def _recent_plan(self, reader: _Reader, message: Message, names: tuple[str, ...]) -> _Plan:
+        """The plan of a message nobody indexed, whose header names are ``names``: one
+        of the layouts last seen under its event name (newest first), else made from
+        its index."""
         headers = message.headers
-        names = tuple(map(_first, headers))
         recent = reader.recent.get(headers[0][1])
         if recent is not None:
-            if recent[0].names == names:
-                return recent[0]
             for plan in recent:
                 if plan.names == names:
                     recent.remove(plan)
