@@ -57,6 +57,18 @@ from vwell_pbx.protocol import Message
 
 __all__ = ["CONSUMED_EVENTS", "CallTracker", "TrackerLimits"]
 
+# Enum members as module constants, for the paths run at every event: in Python 3.11
+# reading ``Side.ORIGIN`` goes through the enum class's attribute hook (about 900 CPU
+# instructions, against 20 for a global), and the tracker compares sides and kinds
+# several times per event.
+_ORIGIN_SIDE: Final = Side.ORIGIN
+_TARGET_SIDE: Final = Side.TARGET
+_UNKNOWN_SIDE: Final = Side.UNKNOWN
+_TRUNK: Final = ChannelKind.TRUNK
+_EXTENSION: Final = ChannelKind.EXTENSION
+_LOCAL: Final = ChannelKind.LOCAL
+_ZOMBIE: Final = ChannelKind.ZOMBIE
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrackerLimits:
@@ -156,7 +168,6 @@ def _unseen(event: Fields) -> None:
     """Marks an event name not looked up yet (never called)."""
 
 
-_UNSEEN: Final[_Handler] = _unseen
 _MAX_DISPATCH_NAMES: Final = 512  # AMI has a few hundred event names; junk stops here
 _END_REASONS: Final[dict[str, EndReason]] = {
     "cancel": "cancelled",
@@ -314,15 +325,34 @@ _READ_KEYS: Final = frozenset(
         "Uniqueid2",
     }
 )
-_SPELLINGS: Final[dict[str, tuple[str, ...]]] = {}
-for _key in sorted(_READ_KEYS):
-    _SPELLINGS[_key.lower()] = (*_SPELLINGS.get(_key.lower(), ()), _key)
-del _key
+
+
+def _spellings(keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Lowercased header name -> the tracker's spellings of it among ``keys``."""
+    spellings: dict[str, tuple[str, ...]] = {}
+    for key in sorted(keys):
+        spellings[key.lower()] = (*spellings.get(key.lower(), ()), key)
+    return spellings
+
+
+# Events whose handlers read only a few headers (and make no channel's state from the
+# event): their fields hold only these, as a dict costs about 650 CPU instructions per
+# entry to build. A test checks each handler against its list.
+_FEW_READS: Final[dict[str, frozenset[str]]] = {
+    "Newexten": frozenset({"Uniqueid", "Exten", "Extension"}),
+    "HangupRequest": frozenset({"Uniqueid", "Channel"}),
+    "SoftHangupRequest": frozenset({"Uniqueid", "Channel"}),
+    "Hangup": frozenset({"Uniqueid", "Channel", "Cause"}),
+    "BridgeLeave": frozenset({"Uniqueid", "Channel", "Exten"}),
+}
 # Header layouts (the shared index of Message.header_index) -> how to pick the tracker's
 # fields from the headers (_Plan); emptied when full, since a peer may send any names.
 _MAX_NUMBERS: Final = 4096  # raw numbers remembered (CallTracker._number)
 _UNKNOWN_NUMBER: Final = "\0not looked up"  # a marker: never a normalised number
 _MAX_LAYOUTS: Final = 1024  # a PBX sends a few hundred layouts; junk stops here
+# Layouts remembered per event name for messages nobody indexed: a name may come in a
+# few (an old dialect's Dial Begin and End, a DialState of a Local channel and a phone).
+_LAYOUTS_PER_NAME: Final = 4
 
 
 def _int(raw: str | None) -> int | None:
@@ -398,13 +428,18 @@ class _Plan:
     copies: tuple[tuple[str, str], ...]
 
 
-def _plan(index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Plan:
-    """The plan of the layout of ``headers``, whose ``header_index`` is ``index``."""
-    positions = sorted({index[lower] for lower in _SPELLINGS if lower in index})
+def _plan(
+    index: Mapping[str, int],
+    headers: tuple[tuple[str, str], ...],
+    spellings: Mapping[str, tuple[str, ...]],
+) -> _Plan:
+    """The plan of the layout of ``headers``, whose ``header_index`` is ``index``, for
+    reading the header names of ``spellings`` (see ``_spellings``)."""
+    positions = sorted({index[lower] for lower in spellings if lower in index})
     copies = tuple(
         (spelling, headers[position][0])
         for position in positions
-        for spelling in _SPELLINGS[headers[position][0].lower()]
+        for spelling in spellings[headers[position][0].lower()]
         if spelling != headers[position][0]
     )
     names = tuple(map(_first, headers))
@@ -417,6 +452,23 @@ def _plan(index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Pl
 
 
 _first = itemgetter(0)
+
+
+class _Reader:
+    """How the tracker reads the headers of some events (``CallTracker._fields``): the
+    header names it reads and the plans of the layouts seen so far."""
+
+    __slots__ = ("plans", "recent", "spellings")
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.spellings = _spellings(keys)
+        self.plans: dict[int, _Plan] = {}  # by id() of the layout's shared index
+        # event name as spelled -> its latest layouts, newest first
+        self.recent: dict[str, list[_Plan]] = {}
+
+
+_Route = tuple[_Handler, _Reader]
+_UNSEEN: Final[_Route] = (_unseen, _Reader(()))  # marks an event name not looked up yet
 
 
 class CallTracker:
@@ -451,8 +503,7 @@ class CallTracker:
         self._out: list[CallEvent] = []
         self._now = 0
         self._event_name = ""  # of the event being handled (``_update`` reads it)
-        self._plans: dict[int, _Plan] = {}  # by id() of the layout's shared index
-        self._recent: dict[str, _Plan] = {}  # event name as spelled -> its last plan
+        self._all_reads = _Reader(_READ_KEYS)
         self._numbers: dict[str, str | None] = {}  # raw -> CallRules.number(raw)
         self.evicted_calls = 0
         """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
@@ -491,10 +542,17 @@ class CallTracker:
             "OriginateFailure": self._on_originate_response,
         }
         assert set(handlers) == CONSUMED_EVENTS
-        self._handlers_folded = {name.lower(): handler for name, handler in handlers.items()}
-        # Event name as spelled on the wire -> handler, or None for a name to skip;
-        # learnt as names arrive, bounded by _MAX_DISPATCH_NAMES.
-        self._dispatch: dict[str, _Handler | None] = dict(handlers)
+        routes: dict[str, _Route] = {
+            name: (
+                handler,
+                _Reader(_FEW_READS[name]) if name in _FEW_READS else self._all_reads,
+            )
+            for name, handler in handlers.items()
+        }
+        self._routes_folded = {name.lower(): route for name, route in routes.items()}
+        # Event name as spelled on the wire -> its handler and reader, or None for a
+        # name to skip; learnt as names arrive, bounded by _MAX_DISPATCH_NAMES.
+        self._dispatch: dict[str, _Route | None] = dict(routes)
 
     # -- public interface -------------------------------------------------------------
 
@@ -519,16 +577,17 @@ class CallTracker:
         Never raises for any event content; unknown events return ``()`` at once.
         """
         name = event.headers[0][1]
-        handler = self._dispatch.get(name, _UNSEEN)
-        if handler is _UNSEEN:
-            handler = self._handlers_folded.get(name.lower())
+        route = self._dispatch.get(name, _UNSEEN)
+        if route is _UNSEEN:
+            route = self._routes_folded.get(name.lower())
             if len(self._dispatch) < _MAX_DISPATCH_NAMES:
-                self._dispatch[name] = handler  # remember skipped names too: one lookup
-        if handler is None:
+                self._dispatch[name] = route  # remember skipped names too: one lookup
+        if route is None:
             return _EMPTY
         self._now = round(now * 1000)  # to_ms(now), without a call for every event
         self._event_name = name
-        handler(self._fields(event))
+        handler, reader = route
+        handler(self._fields(event, reader))
         if not self._out:
             return _EMPTY
         out, self._out = self._out, []
@@ -670,8 +729,9 @@ class CallTracker:
         out, self._out = self._out, []
         return out
 
-    def _fields(self, message: Message) -> Fields:
-        """An event's headers for reading (see ``Fields``), built once per event.
+    def _fields(self, message: Message, reader: _Reader | None = None) -> Fields:
+        """An event's headers for reading (see ``Fields``), built once per event: those
+        ``reader`` reads (by default every name in ``_READ_KEYS``).
 
         ``Message.get`` costs about 1,900 CPU instructions per look-up, and the tracker
         reads 2 to 12 headers of each event it handles. Instead, once per header layout
@@ -683,37 +743,64 @@ class CallTracker:
         under the tracker's spelling for a name the PBX spells otherwise (``UniqueID``
         for ``Uniqueid``).
         """
+        if reader is None:
+            reader = self._all_reads
         headers = message.headers
         index = message.header_index_if_built()
+        plan: _Plan | None
         if index is None:
             # Nobody else read this message (the channel registry reads a few kinds):
             # building its index would hash every header name, new strings in every
-            # message. The layout is usually the one last seen under this event name,
-            # which comparing the names tells for a fraction of that.
-            plan = self._recent.get(headers[0][1])
-            if plan is None or plan.names != tuple(map(_first, headers)):
-                plan = self._plan_of(message.header_index(), headers)
-                if len(self._recent) >= _MAX_LAYOUTS:
-                    self._recent.clear()
-                self._recent[headers[0][1]] = plan
+            # message. The layout is usually one of the last few seen under this event
+            # name, which comparing the names tells for a fraction of that.
+            names = tuple(map(_first, headers))
+            recent = reader.recent.get(headers[0][1])
+            if recent is not None and recent[0].names == names:
+                plan = recent[0]  # the usual case, without a call
+            else:
+                plan = self._recent_plan(reader, message, names)
         else:
-            plan = self._plans.get(id(index))
+            plan = reader.plans.get(id(index))
             if plan is None or plan.index is not index:
-                plan = self._plan_of(index, headers)
+                plan = self._plan_of(reader, index, headers)
         pick = plan.pick
         fields: Fields = {} if pick is None else dict(pick(headers))
         for spelling, spelled in plan.copies:
             fields[spelling] = fields[spelled]
         return fields
 
-    def _plan_of(self, index: Mapping[str, int], headers: tuple[tuple[str, str], ...]) -> _Plan:
+    def _recent_plan(self, reader: _Reader, message: Message, names: tuple[str, ...]) -> _Plan:
+        """The plan of a message nobody indexed, whose header names are ``names``: one
+        of the layouts last seen under its event name (newest first), else made from
+        its index."""
+        headers = message.headers
+        recent = reader.recent.get(headers[0][1])
+        if recent is not None:
+            for plan in recent:
+                if plan.names == names:
+                    recent.remove(plan)
+                    recent.insert(0, plan)
+                    return plan
+        else:
+            if len(reader.recent) >= _MAX_LAYOUTS:
+                reader.recent.clear()
+            recent = reader.recent[headers[0][1]] = []
+        plan = self._plan_of(reader, message.header_index(), headers)
+        recent.insert(0, plan)
+        del recent[_LAYOUTS_PER_NAME:]
+        return plan
+
+    @staticmethod
+    def _plan_of(
+        reader: _Reader, index: Mapping[str, int], headers: tuple[tuple[str, str], ...]
+    ) -> _Plan:
         """The plan of the layout whose shared index is ``index``, made once."""
-        plan = self._plans.get(id(index))
+        plan = reader.plans.get(id(index))
         if plan is None or plan.index is not index:
-            plan = _plan(index, headers)
-            if len(self._plans) >= _MAX_LAYOUTS:
-                self._plans.clear()
-            self._plans[id(index)] = plan
+            plan = _plan(index, headers, reader.spellings)
+            if len(reader.plans) >= _MAX_LAYOUTS:
+                reader.plans.clear()
+            reader.plans[id(index)] = plan
         return plan
 
     def _number(self, raw: str | None) -> str | None:
@@ -810,7 +897,7 @@ class CallTracker:
         not learn (a zombie, news about an ended call)."""
         uniqueid = uniqueid or name  # Asterisk 1.4 leaves Uniqueid out of a few events
         info = self._rules.classify(name)
-        if info.kind is ChannelKind.ZOMBIE:
+        if info.kind is _ZOMBIE:
             return None
         partner = self._local_partner(name, info.local_pair, info.local_half)
         placed = self._call_for(uniqueid, linkedid, partner)
@@ -866,19 +953,19 @@ class CallTracker:
     def _place(channel: Channel, partner: Channel | None, *, first: bool) -> None:
         """Set a new channel's side of its call (a Local pair's halves share one)."""
         call = channel.call
-        if channel.info.kind is not ChannelKind.LOCAL:
+        if channel.info.kind is not _LOCAL:
             if first:
-                channel.side = Side.ORIGIN
+                channel.side = _ORIGIN_SIDE
             return
         if first:
-            channel.side = Side.ORIGIN
+            channel.side = _ORIGIN_SIDE
             call.originate_leg = True  # a Local half that opens a call: an Originate
             if partner is not None and partner.call is call:
-                partner.side = Side.ORIGIN
+                partner.side = _ORIGIN_SIDE
         elif partner is not None and partner.call is call:
             channel.side = partner.side
         else:
-            channel.side = Side.TARGET  # made inside a call (a consultation) by a feature
+            channel.side = _TARGET_SIDE  # made inside a call (a consultation) by a feature
 
     def _register(self, channel: Channel) -> None:
         """Index a new channel, note what it tells its call, and keep the bound."""
@@ -890,7 +977,7 @@ class CallTracker:
             call.had_party = True
             if channel.extension is not None:
                 call.extensions.add(channel.extension)
-            if channel.side is Side.ORIGIN and call.origin is None:
+            if channel.side is _ORIGIN_SIDE and call.origin is None:
                 self._set_origin(call, channel)
         while len(self._channels) > self._limits.max_channels:
             _, oldest = next(iter(self._channels.items()))
@@ -920,7 +1007,7 @@ class CallTracker:
             if name is not None:
                 channel.caller_name = name
             call = channel.call
-            if channel is call.origin or (call.origin is None and channel.side is Side.ORIGIN):
+            if channel is call.origin or (call.origin is None and channel.side is _ORIGIN_SIDE):
                 self._refresh_from(call)
         exten = event.get(headers.exten)
         if exten is None and self._event_name in ("Status", "Newexten", "CoreShowChannel"):
@@ -929,7 +1016,7 @@ class CallTracker:
             channel.exten = exten
             if channel.first_exten is None:
                 channel.first_exten = exten
-                if channel is channel.call.origin and channel.info.kind is ChannelKind.TRUNK:
+                if channel is channel.call.origin and channel.info.kind is _TRUNK:
                     channel.call.did = channel.call.did or self._number(exten)
         state = event.get(headers.state_desc) or event.get(headers.state)
         if state:
@@ -987,7 +1074,7 @@ class CallTracker:
         call.origin = channel
         call.origin_kind = channel.info.kind
         call.origin_extension = channel.extension
-        if channel.info.kind is ChannelKind.TRUNK:
+        if channel.info.kind is _TRUNK:
             call.trunk = call.trunk or channel.info.trunk
             if call.did is None:
                 call.did = self._number(channel.first_exten)
@@ -1006,7 +1093,7 @@ class CallTracker:
             call.from_name = self._rules.name(origin.caller_name)
         else:
             first = next(iter(call.channels.values()), None)
-            if first is not None and first.side is Side.ORIGIN:
+            if first is not None and first.side is _ORIGIN_SIDE:
                 call.from_number = self._number(first.caller_num)
                 call.from_name = self._rules.name(first.caller_name)
         return before != (call.from_number, call.from_name)
@@ -1022,7 +1109,7 @@ class CallTracker:
         return self._rules.name(channel.caller_name)
 
     def _origin_extension(self, call: Call) -> str | None:
-        return call.origin_extension if call.origin_kind is ChannelKind.EXTENSION else None
+        return call.origin_extension if call.origin_kind is _EXTENSION else None
 
     def _current_extension(self, call: Call) -> str | None:
         """The extension the call is about now: where a blind transfer sent it, who
@@ -1032,7 +1119,7 @@ class CallTracker:
         talking: Channel | None = None
         for channel in call.channels.values():
             if (
-                channel.side is Side.TARGET
+                channel.side is _TARGET_SIDE
                 and channel.answered_ms is not None
                 and channel.extension is not None
                 and (talking is None or channel.answered_ms >= (talking.answered_ms or 0))
@@ -1045,11 +1132,11 @@ class CallTracker:
         return self._origin_extension(call)
 
     def _direction(self, call: Call) -> Direction:
-        if call.origin_kind is ChannelKind.TRUNK:
+        if call.origin_kind is _TRUNK:
             return "inbound"
         if call.target_trunk:
             return "outbound"
-        if call.origin_kind is ChannelKind.EXTENSION:
+        if call.origin_kind is _EXTENSION:
             return "internal"
         return "unknown"
 
@@ -1112,16 +1199,16 @@ class CallTracker:
     def _make_target(self, channel: Channel) -> None:
         """Put a channel on the called side; a party there makes the call reportable."""
         call = channel.call
-        channel.side = Side.TARGET
+        channel.side = _TARGET_SIDE
         partner = self._local_partner(
             channel.name, channel.info.local_pair, channel.info.local_half
         )
         if partner is not None and partner.call is call:
-            partner.side = Side.TARGET
+            partner.side = _TARGET_SIDE
         if not channel.is_party:
             return
         self._show(call)
-        if channel.info.kind is ChannelKind.TRUNK:
+        if channel.info.kind is _TRUNK:
             call.target_trunk = True
             call.trunk = call.trunk or channel.info.trunk
         if channel.extension is not None and call.answered_ms is None and call.extension is None:
@@ -1132,22 +1219,22 @@ class CallTracker:
         if call.ended or not channel.is_party:
             return
         state = channel.state
-        if channel.side is Side.TARGET:
+        if channel.side is _TARGET_SIDE:
             if state == "ringing":
                 self._ringing(channel)
             elif state == "up":
                 self._answered(channel)
             elif state == "busy" and call.answered_ms is None:
                 call.outcome = "busy"
-        elif channel.side is Side.ORIGIN and channel is call.origin:
-            if channel.info.kind is ChannelKind.TRUNK and state != "down":
+        elif channel.side is _ORIGIN_SIDE and channel is call.origin:
+            if channel.info.kind is _TRUNK and state != "down":
                 if not call.originate_leg:
                     self._show(call)  # an inbound call: reported from its first ring
             elif (
                 state in ("ringing", "up")
                 and not channel.dialled
                 and not call.target_trunk
-                and not any(ch.side is Side.TARGET for ch in call.channels.values())
+                and not any(ch.side is _TARGET_SIDE for ch in call.channels.values())
             ):
                 # A phone rung without anyone dialling it: the first leg of an Originate.
                 if not call.originate_leg:
@@ -1214,14 +1301,14 @@ class CallTracker:
             return
         call = source.call
         to_origin = self._rings_origin(source)
-        side = Side.ORIGIN if to_origin else Side.TARGET
+        side = _ORIGIN_SIDE if to_origin else _TARGET_SIDE
         if dest.call is not call:
             self._merge(call, dest.call, moved_side=side)
         dest.dialled = True
         if len(source.destinations) < MAX_DESTINATIONS:
             source.destinations.append(dest.uniqueid)
         if to_origin:
-            dest.side = Side.ORIGIN
+            dest.side = _ORIGIN_SIDE
             if dest.is_party and call.origin is None:
                 self._set_origin(call, dest)
             twin = self._local_partner(source.name, source.info.local_pair, 2)
@@ -1236,7 +1323,7 @@ class CallTracker:
                 or dest.extension
             )
         self._make_target(dest)
-        if dest.is_party and dest.info.kind is not ChannelKind.EXTENSION:
+        if dest.is_party and dest.info.kind is not _EXTENSION:
             self._ringing(dest)  # an outside line counts as ringing from the dial on
         self._on_state(dest)
 
@@ -1246,9 +1333,9 @@ class CallTracker:
         the calling side rings the click-to-call's own phone (an Originate through
         ``Local/ext@context``), which is the caller, not a callee."""
         return (
-            source.info.kind is ChannelKind.LOCAL
+            source.info.kind is _LOCAL
             and source.info.local_half == 2
-            and source.side is Side.ORIGIN
+            and source.side is _ORIGIN_SIDE
         )
 
     def _dialled_number(self, dialstring: str | None) -> str | None:
@@ -1264,15 +1351,15 @@ class CallTracker:
             return
         status = status.strip().lower()
         if status == "answer":
-            if dest.side is Side.TARGET and dest.is_party:
+            if dest.side is _TARGET_SIDE and dest.is_party:
                 self._answered(dest)
             return
         self._stop_ringing(dest)
         if call.answered_ms is not None or status not in _END_REASONS:
             return
-        if dest.side is Side.TARGET:
+        if dest.side is _TARGET_SIDE:
             call.outcome = status
-        elif dest.side is Side.ORIGIN and call.originate_leg:
+        elif dest.side is _ORIGIN_SIDE and call.originate_leg:
             call.origin_outcome = status
 
     # -- calls becoming one -----------------------------------------------------------
@@ -1316,11 +1403,11 @@ class CallTracker:
         with the call it joins, unless the merge says otherwise)."""
         if moved_side is not None:
             channel.side = moved_side
-        elif channel.side is not Side.TARGET and into.origin is not None:
-            channel.side = Side.TARGET
-        if channel.side is Side.TARGET and channel.is_party:
+        elif channel.side is not _TARGET_SIDE and into.origin is not None:
+            channel.side = _TARGET_SIDE
+        if channel.side is _TARGET_SIDE and channel.is_party:
             self._make_target(channel)
-        elif channel.side is Side.ORIGIN and channel.is_party and into.origin is None:
+        elif channel.side is _ORIGIN_SIDE and channel.is_party and into.origin is None:
             self._set_origin(into, channel)
 
     def _merge_older(self, one: Call, two: Call) -> Call:
@@ -1381,10 +1468,10 @@ class CallTracker:
         call.holders.discard(channel.uniqueid)
         if channel.is_party and call.answered_ms is None:
             outcome = _CAUSE_OUTCOMES.get(cause) if cause is not None else None
-            if channel.side is Side.TARGET:
+            if channel.side is _TARGET_SIDE:
                 if outcome is not None and call.outcome is None and channel.dialled:
                     call.outcome = outcome
-            elif channel.side is Side.ORIGIN and channel is call.origin:
+            elif channel.side is _ORIGIN_SIDE and channel is call.origin:
                 if not call.originate_leg and self._lone_unrung(call, channel):
                     # Asterisk 1.8 names no Originate's phone that fails before ringing
                     # (no DialBegin without a caller): a phone that hangs up untouched,
@@ -1396,7 +1483,7 @@ class CallTracker:
                         call.origin_outcome = outcome
                     if channel.state == "down" and not call.originated:
                         self._match_pending(call, channel.name)
-                elif any(ch.side is Side.TARGET for ch in call.channels.values()):
+                elif any(ch.side is _TARGET_SIDE for ch in call.channels.values()):
                     call.cancelled = True  # the caller gave up while the call was offered
         self._stop_ringing(channel)
         channel.ringing = False
@@ -1422,7 +1509,7 @@ class CallTracker:
         for _ in range(4):  # Local chains are short; the bound keeps a loop harmless
             if channel is None or channel.is_party:
                 return channel
-            if channel.info.kind is not ChannelKind.LOCAL:
+            if channel.info.kind is not _LOCAL:
                 return None
             twin = self._local_partner(
                 channel.name, channel.info.local_pair, channel.info.local_half
@@ -1650,8 +1737,8 @@ class CallTracker:
             return
         # No calling channel: the PBX itself dials, i.e. an Originate's first leg.
         call = dest.call
-        if dest.side is Side.ORIGIN and not any(
-            ch.side is Side.TARGET for ch in call.channels.values()
+        if dest.side is _ORIGIN_SIDE and not any(
+            ch.side is _TARGET_SIDE for ch in call.channels.values()
         ):
             if not call.originate_leg:
                 call.originate_leg = True
@@ -1667,10 +1754,10 @@ class CallTracker:
             self._dial(source, dest, None)  # joined mid-call: the DialBegin was missed
         status = (event.get("DialStatus") or "").strip().lower()
         if (
-            dest.side is Side.TARGET
+            dest.side is _TARGET_SIDE
             and dest.is_party
             and status in _RINGING_DIAL_STATES
-            and (status == "ringing" or dest.info.kind is not ChannelKind.EXTENSION)
+            and (status == "ringing" or dest.info.kind is not _EXTENSION)
         ):
             self._ringing(dest)
 
@@ -1746,7 +1833,7 @@ class CallTracker:
 
     def _on_queue_join(self, event: Fields) -> None:
         channel = self._from_event(event)
-        if channel is None or channel.call.ended or channel.side is not Side.ORIGIN:
+        if channel is None or channel.call.ended or channel.side is not _ORIGIN_SIDE:
             return
         call = channel.call
         self._show(call)  # a caller waiting in a queue is a call to show
@@ -1760,7 +1847,7 @@ class CallTracker:
             return
         call = target.call
         if picker.call is not call:
-            self._merge(call, picker.call, moved_side=Side.TARGET)
+            self._merge(call, picker.call, moved_side=_TARGET_SIDE)
         picker.dialled = True
         self._make_target(picker)
         self._on_state(picker)
@@ -1793,10 +1880,10 @@ class CallTracker:
         if len(parties) < 2:
             return
         for party in parties:
-            if party.side is not Side.ORIGIN:
+            if party.side is not _ORIGIN_SIDE:
                 self._make_target(party)
         for party in parties:
-            if party.side is Side.TARGET:
+            if party.side is _TARGET_SIDE:
                 self._answered(party)
                 break
 
@@ -2084,23 +2171,23 @@ class CallTracker:
     def _settle_click_to_call(self, members: list[Channel]) -> None:
         """A phone bridged with a click-to-call's Local ``;2`` half is the one it rang first."""
         if not any(
-            ch.info.kind is ChannelKind.LOCAL and ch.info.local_half == 2 and ch.side is Side.ORIGIN
+            ch.info.kind is _LOCAL and ch.info.local_half == 2 and ch.side is _ORIGIN_SIDE
             for ch in members
         ):
             return
         for ch in members:
-            if ch.is_party and ch.side is Side.UNKNOWN:
-                ch.side = Side.ORIGIN
+            if ch.is_party and ch.side is _UNKNOWN_SIDE:
+                ch.side = _ORIGIN_SIDE
                 if ch.call.origin is None:
                     self._set_origin(ch.call, ch)
 
     def _settle_caller(self, call: Call) -> None:
         """Without a known caller, the oldest phone is; the dialled number is the first
         channel's exten (a click-to-call's Local ;1 half runs the number it connects to)."""
-        if not any(ch.side is Side.ORIGIN for ch in call.channels.values()):
+        if not any(ch.side is _ORIGIN_SIDE for ch in call.channels.values()):
             parties = sorted(call.parties(), key=lambda ch: ch.created_ms)
             if parties:
-                parties[0].side = Side.ORIGIN
+                parties[0].side = _ORIGIN_SIDE
                 self._set_origin(call, parties[0])
         if call.to_number is None:
             first = call.channels.get(call.call_id) or call.origin
@@ -2109,11 +2196,11 @@ class CallTracker:
     def _report_learnt(self, channel: Channel) -> None:
         """Report a listed phone as what its state says: ringing or talking."""
         call = channel.call
-        if channel.side is Side.UNKNOWN:
+        if channel.side is _UNKNOWN_SIDE:
             self._make_target(channel)
             if call.to_number is None:
                 call.to_number = channel.extension
-        if channel.side is Side.TARGET:
+        if channel.side is _TARGET_SIDE:
             if channel.state == "up":
                 self._answered(channel, at_ms=max(channel.created_ms, call.started_ms))
             elif channel.state == "ringing":
