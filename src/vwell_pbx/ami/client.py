@@ -94,8 +94,8 @@ READ_SIZE: Final = 64 * 1024
 
 DISPATCH_BURST: Final = 256
 """Messages the reader hands to the listeners at most before it lets the event loop
-run; it also lets it run before every read, so at most one read's bytes
-(``READ_SIZE``) of events go out at a time.
+run; it also lets it run before a read while a backlog lasts (the last read came back
+full), so at most one read's bytes (``READ_SIZE``) of events go out at a time.
 
 A read returns at once while bytes are buffered, and after a pause (a busy loop, a
 long list) the event loop's one socket read brings up to 256 KB: without this, every
@@ -1152,18 +1152,22 @@ class AmiClient:
 
     async def _read_loop(self, session: _Session) -> None:
         burst = DISPATCH_BURST
+        backlog = False
         try:
             while session.lost_reason is None:
                 item = session.parser.next_event()
                 if item is NEED_DATA:
-                    # A read returns at once while bytes are buffered: let the loop run
-                    # between two reads' worth of events (DISPATCH_BURST).
-                    await asyncio.sleep(0)
-                    burst = DISPATCH_BURST
+                    if backlog:
+                        # The last read came back full, so more bytes may be buffered
+                        # and the next read would return at once: let the loop run
+                        # first (DISPATCH_BURST). A short read left none.
+                        await asyncio.sleep(0)
+                        burst = DISPATCH_BURST
                     data = await session.reader.read(READ_SIZE)
                     if not data:
                         self._lose(session, "the PBX closed the connection")
                         return
+                    backlog = len(data) == READ_SIZE
                     session.parser.receive_data(data)
                 elif isinstance(item, Message):
                     self._dispatch(item)
