@@ -72,7 +72,7 @@ def assemble(
     client = AmiClient(AmiSettings(host="127.0.0.1", port=5038, username="b", secret="b"))
     client.add_listener(_publisher(bus, None))
     channels = ChannelRegistry()
-    client.add_listener(channels.observe)
+    client.add_listener(channels.observe, events=ChannelRegistry.EVENTS)
     live = None
     if calls:
         if fixed:

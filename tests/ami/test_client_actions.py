@@ -792,6 +792,45 @@ async def test_listener_errors_are_swallowed_and_removable(
     assert client.connected
 
 
+async def test_listeners_with_event_names_get_only_those_in_order(pbx, make_client) -> None:
+    """``add_listener(events=...)``: only those names, in any spelling, and every
+    listener still in the order added; a listener added or removed later takes effect
+    for names already routed."""
+    client = await make_client(pbx)
+    calls: list[str] = []
+    client.add_listener(lambda m: calls.append(f"all {m.name}"))
+    client.add_listener(lambda m: calls.append(f"hangup {m.name}"), events=["Hangup"])
+    remove = client.add_listener(
+        lambda m: calls.append(f"two {m.name}"), events=("newchannel", "HANGUP")
+    )
+    conn = pbx.connections[-1]
+    for name in ("VarSet", "Hangup", "HANGUP", "NewChannel", "VarSet"):
+        conn.event(name)
+    conn.event("Mark1")
+    await until(lambda: "all Mark1" in calls)
+    assert calls == [
+        "all VarSet",
+        "all Hangup",
+        "hangup Hangup",
+        "two Hangup",
+        "all HANGUP",
+        "hangup HANGUP",
+        "two HANGUP",
+        "all NewChannel",
+        "two NewChannel",
+        "all VarSet",
+        "all Mark1",
+    ]
+    calls.clear()
+    remove()
+    client.add_listener(lambda m: calls.append(f"late {m.name}"), events={"VarSet"})
+    conn.event("Hangup")
+    conn.event("VarSet")
+    conn.event("Mark2")
+    await until(lambda: "all Mark2" in calls)
+    assert calls == ["all Hangup", "hangup Hangup", "all VarSet", "late VarSet", "all Mark2"]
+
+
 async def test_event_stream_drops_oldest(pbx, make_client) -> None:
     client = await make_client(pbx)
     seen: list[Message] = []

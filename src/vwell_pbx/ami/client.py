@@ -59,10 +59,10 @@ import random
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal, NamedTuple, TypeVar
 
 from vwell_pbx.ami.answers import ListStyle, command_output, ends_list, is_ok, list_style
 from vwell_pbx.ami.backoff import backoff_delay
@@ -117,6 +117,15 @@ LOGOFF_TIMEOUT: Final = 1.0
 """How long ``close()`` waits for ``Response: Goodbye``."""
 
 _MIN_DISCARDED: Final = 64
+
+_MAX_ROUTES: Final = 1024
+"""Event name spellings whose listeners ``AmiClient._routes`` remembers."""
+
+
+class _Listener(NamedTuple):
+    callback: Callable[[Message], None]
+    events: frozenset[str] | None  # casefolded names; None: every event
+
 
 COALESCE_MAX: Final = 64 * 1024
 """Bytes of actions one loop turn may gather into one socket write (see ``_Session``).
@@ -346,9 +355,16 @@ class AmiClient:
         # ActionIDs whose answer nobody waits for any more -> "its answer is an event
         # list still in progress". Bounded; the oldest entries are forgotten.
         self._discarded: OrderedDict[str, bool] = OrderedDict()
-        # A tuple, replaced on every change: the reader walks it for every event without
-        # copying it, and a listener added or removed meanwhile takes effect next event.
-        self._listeners: tuple[Callable[[Message], None], ...] = ()
+        # (callback, the casefolded event names it wants or None for all), in the order
+        # added; a tuple, replaced on every change.
+        self._listeners: tuple[_Listener, ...] = ()
+        # Event name as spelled on the wire -> the callbacks that want it, in order:
+        # most events (VarSet floods) are wanted by the bus alone, and a look-up here
+        # spares a Python call per listener that would only compare the name. Learnt
+        # as names arrive, emptied on every change of the listeners (the reader then
+        # holds the old tuple, so a listener added or removed takes effect next event)
+        # and when it holds _MAX_ROUTES spellings.
+        self._routes: dict[str, tuple[Callable[[Message], None], ...]] = {}
         self._state_listeners: list[Callable[[ConnectionState], None]] = []
         self._streams: set[EventStream] = set()
         self._state_waiters: set[asyncio.Future[None]] = set()
@@ -383,21 +399,39 @@ class AmiClient:
             and session.lost_reason is None
         )
 
-    def add_listener(self, callback: Callable[[Message], None]) -> Callable[[], None]:
-        """Call ``callback(event)`` from the reader for every PBX event; returns a remover.
+    def add_listener(
+        self, callback: Callable[[Message], None], *, events: Iterable[str] | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback(event)`` from the reader for every PBX event, or with
+        ``events`` only for events of those names (case-insensitive); returns a remover.
 
-        Items of event lists a caller is collecting are not passed. The callback must
-        not block; its exceptions are logged and swallowed.
+        Listeners are called in the order they were added. Items of event lists a
+        caller is collecting are not passed. The callback must not block; its
+        exceptions are logged and swallowed.
         """
-        self._listeners = (*self._listeners, callback)
+        wanted = None if events is None else frozenset(name.casefold() for name in events)
+        entry = _Listener(callback, wanted)
+        self._listeners = (*self._listeners, entry)
+        self._routes = {}
 
         def remove() -> None:
-            listeners = list(self._listeners)
-            with contextlib.suppress(ValueError):  # removing twice is harmless
-                listeners.remove(callback)
-            self._listeners = tuple(listeners)
+            self._listeners = tuple(each for each in self._listeners if each is not entry)
+            self._routes = {}
 
         return remove
+
+    def _route(self, spelled: str) -> tuple[Callable[[Message], None], ...]:
+        """The listeners an event named ``spelled`` goes to, remembered (``_routes``)."""
+        folded = spelled.casefold()
+        route = tuple(
+            each.callback
+            for each in self._listeners
+            if each.events is None or folded in each.events
+        )
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()  # only a PBX inventing event names gets here
+        self._routes[spelled] = route
+        return route
 
     def add_state_listener(self, callback: Callable[[ConnectionState], None]) -> Callable[[], None]:
         """Call ``callback(state)`` on every state change; returns a remover."""
@@ -955,7 +989,11 @@ class AmiClient:
                 continue
             if matched:
                 watcher.future.set_result(event)
-        for listener in self._listeners:
+        spelled = event.headers[0][1]  # event.name, without the property's call
+        route = self._routes.get(spelled)
+        if route is None:
+            route = self._route(spelled)
+        for listener in route:
             try:
                 listener(event)
             except Exception:

@@ -104,7 +104,7 @@ class LiveCalls:
         if self._task is not None:
             return
         self._removers = [
-            self._client.add_listener(self._on_message),
+            self._client.add_listener(self._on_message, events=self.tracker.CONSUMED_EVENTS),
             self._client.add_state_listener(self._on_state),
         ]
         self._task = asyncio.get_running_loop().create_task(

@@ -30,7 +30,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Final
+from typing import ClassVar, Final
 
 from vwell_pbx.protocol import Message
 
@@ -61,6 +61,9 @@ class _Channel:
 
 class ChannelRegistry:
     """Live channels grouped into calls, learnt from PBX events; see the module docstring."""
+
+    EVENTS: ClassVar[frozenset[str]] = _READ_EVENTS
+    """The event names ``observe`` reads (casefolded): the only ones it needs to see."""
 
     def __init__(self, *, max_channels: int = DEFAULT_MAX_CHANNELS) -> None:
         if max_channels < 1:

@@ -57,6 +57,7 @@ from vwell_pbx.pbx.channels import ChannelRegistry
 from vwell_pbx.pbx.dial import DialTemplates
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.pbx.sms import (
+    INCOMING_EVENTS,
     InboxSettings,
     OutboxSettings,
     SmsInbox,
@@ -471,9 +472,9 @@ async def _pbx_link(
     pbx = config.pbx[index]
     client = AmiClient(_ami_settings(config, index))
     client.add_listener(_publisher(bus, pbx.name if len(config.pbx) > 1 else None))
-    client.add_listener(inbox.listener(pbx.name))
+    client.add_listener(inbox.listener(pbx.name), events=INCOMING_EVENTS)
     channels = ChannelRegistry()
-    client.add_listener(channels.observe)
+    client.add_listener(channels.observe, events=ChannelRegistry.EVENTS)
     client.add_state_listener(_channels_cleared_when_down(channels))
     live = _live_calls(config, pbx.name, client, bus, history)
     if live is not None:
