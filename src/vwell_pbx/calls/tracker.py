@@ -829,8 +829,10 @@ class CallTracker:
         return call_id
 
     def _remember(self, table: OrderedDict[str, None], key: str) -> None:
-        table[key] = None
-        table.move_to_end(key)
+        if key in table:
+            table.move_to_end(key)
+            return
+        table[key] = None  # a new key goes last: nothing to move
         while len(table) > self._limits.max_recent_ids:
             table.popitem(last=False)
 
@@ -899,7 +901,9 @@ class CallTracker:
         info = self._rules.classify(name)
         if info.kind is _ZOMBIE:
             return None
-        partner = self._local_partner(name, info.local_pair, info.local_half)
+        partner = None  # a Local half's twin, if known (a method call saved for others)
+        if info.local_pair is not None:
+            partner = self._local_partner(name, info.local_pair, info.local_half)
         placed = self._call_for(uniqueid, linkedid, partner)
         if placed is None:
             return None
@@ -930,8 +934,9 @@ class CallTracker:
         An ended call is never reopened, not even by a channel list: its ``call.ended``
         was its last word (exactly one per call), and a call id names one call.
         """
+        # _resolve only for an id that was merged: a method call saved for the others.
         if linkedid:
-            call_id = self._resolve(linkedid)
+            call_id = self._resolve(linkedid) if linkedid in self._aliases else linkedid
             if call_id in self._ended:
                 return None
             call = self._calls.get(call_id)
@@ -940,7 +945,7 @@ class CallTracker:
             return call, linkedid == uniqueid
         if partner is not None and not partner.call.ended:
             return partner.call, False
-        call_id = self._resolve(uniqueid)
+        call_id = self._resolve(uniqueid) if uniqueid in self._aliases else uniqueid
         if call_id in self._ended:
             return None
         known = self._calls.get(call_id)
@@ -1031,7 +1036,8 @@ class CallTracker:
         self._channels.pop(channel.uniqueid, None)
         if self._by_name.get(channel.name) is channel:
             del self._by_name[channel.name]
-        self._leave_bridge(channel)
+        if channel.bridge is not None:
+            self._leave_bridge(channel)
         self._remember(self._hung, channel.uniqueid)
         channel.left_bridge_peer = None  # read on its own next events only: none will come
         call = channel.call
@@ -1451,10 +1457,10 @@ class CallTracker:
             for channel in list(call.channels.values()):
                 self._forget(channel)
             call.channels = {}
-        extension = self._current_extension(call)
-        call.holders = frozenset()
+        if call.holders:
+            call.holders = frozenset()
         if call.visible:
-            self._emit(call, "call.ended", extension)
+            self._emit(call, "call.ended", self._current_extension(call))
             if call.answered_ms is None and call.end_reason in _MISSED_REASONS:
                 for missed in call.rang:
                     self._emit(call, "call.missed", missed)
@@ -1487,8 +1493,8 @@ class CallTracker:
                         self._match_pending(call, channel.name)
                 elif any(ch.side is _TARGET_SIDE for ch in call.channels.values()):
                     call.cancelled = True  # the caller gave up while the call was offered
-        self._stop_ringing(channel)
-        channel.ringing = False
+        if channel.ringing:
+            self._stop_ringing(channel)  # (it clears channel.ringing)
         if self._nobody_left(call):
             self._end(call)
 
