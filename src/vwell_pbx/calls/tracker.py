@@ -1088,7 +1088,15 @@ class CallTracker:
         self._refresh_from(call)
 
     def _refresh_from(self, call: Call) -> bool:
-        """Recompute ``fromNumber``/``fromName``; True when they changed."""
+        """Recompute ``fromNumber``/``fromName``; True when they changed.
+
+        Only for a call that is reported: they are read only in its snapshots, and most
+        hidden calls never are (an old dialect's dialled channel has a call of its own
+        until the Dial merges it; a phone talking to the dialplan). ``_show`` works them
+        out when a call turns reportable, from the same state.
+        """
+        if not call.visible:
+            return False
         before = (call.from_number, call.from_name)
         origin = call.origin
         if origin is not None and call.originate_leg and origin.extension is not None:
@@ -1150,7 +1158,10 @@ class CallTracker:
     # -- reporting --------------------------------------------------------------------
 
     def _show(self, call: Call) -> None:
-        call.visible = True
+        """Make a call reportable, with who it is from (see ``_refresh_from``)."""
+        if not call.visible:
+            call.visible = True
+            self._refresh_from(call)
 
     def _emit(self, call: Call, name: CallEventName, extension: str | None) -> None:
         if not call.visible:
@@ -1403,7 +1414,7 @@ class CallTracker:
         if other.originated and not into.originated:
             into.originated, into.action_id = True, other.action_id
         if other.visible:
-            into.visible = True
+            self._show(into)
 
     def _resettle(self, into: Call, channel: Channel, moved_side: Side | None) -> None:
         """Give a channel moved into ``into`` its side there (the caller's side stays
@@ -1493,8 +1504,7 @@ class CallTracker:
                         self._match_pending(call, channel.name)
                 elif any(ch.side is _TARGET_SIDE for ch in call.channels.values()):
                     call.cancelled = True  # the caller gave up while the call was offered
-        if channel.ringing:
-            self._stop_ringing(channel)  # (it clears channel.ringing)
+        self._stop_ringing(channel)  # (it clears channel.ringing)
         if self._nobody_left(call):
             self._end(call)
 
