@@ -1405,9 +1405,12 @@ class CallTracker:
 
     def _absorb(self, into: Call, other: Call) -> None:
         """What ``other`` knew that ``into`` keeps once they are one call."""
-        into.extensions |= other.extensions
+        # Frozensets (see Call): a union is a new one, made only when there is news.
+        if not other.extensions <= into.extensions:
+            into.extensions |= other.extensions
         into.had_party = into.had_party or other.had_party
-        into.holders |= other.holders
+        if other.holders:
+            into.holders |= other.holders
         for extension in other.rang:
             if extension not in into.rang and len(into.rang) < self._limits.max_rang:
                 into.rang += (extension,)
@@ -1516,8 +1519,11 @@ class CallTracker:
         failed (a Local half's Dial reports ``NOANSWER`` after its phone hung up)."""
         if not call.channels:
             return True
-        if not call.had_party or call.parties():
+        if not call.had_party:
             return False
+        for channel in call.channels.values():  # call.parties(), without making the list
+            if channel.is_party:
+                return False
         return call.answered_ms is not None or not any(ch.dialling for ch in call.channels.values())
 
     # -- transfers --------------------------------------------------------------------
