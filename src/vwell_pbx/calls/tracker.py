@@ -1218,11 +1218,12 @@ class CallTracker:
         """Put a channel on the called side; a party there makes the call reportable."""
         call = channel.call
         channel.side = _TARGET_SIDE
-        partner = self._local_partner(
-            channel.name, channel.info.local_pair, channel.info.local_half
-        )
-        if partner is not None and partner.call is call:
-            partner.side = _TARGET_SIDE
+        if channel.info.local_pair is not None:  # a Local half: its twin goes along
+            partner = self._local_partner(
+                channel.name, channel.info.local_pair, channel.info.local_half
+            )
+            if partner is not None and partner.call is call:
+                partner.side = _TARGET_SIDE
         if not channel.is_party:
             return
         self._show(call)
