@@ -103,8 +103,8 @@ def _kinds(trunks: str | None, extensions: str | None) -> re.Pattern[str]:
     extension; ``match.lastgroup`` says which matched.
 
     The same tests, in the same order, as three separate matches (an alternation takes
-    its first branch that matches), at the cost of one: each ``match`` call costs
-    about 2,500 CPU instructions, most of it before the first character is compared.
+    its first branch that matches), at the cost of one: a ``match`` call costs 1,500
+    CPU instructions even when it fails at the first character, 2,500 for a trunk's.
     """
     branches = [f"(?P<local>{_LOCAL_SOURCE})"]
     if trunks is not None:
