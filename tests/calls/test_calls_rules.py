@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vwell_pbx.calls import (
     CALL_EVENT_NAMES,
@@ -25,6 +29,7 @@ from vwell_pbx.calls.model import (
     to_ms,
 )
 from vwell_pbx.calls.rules import ChannelKind, endpoint
+from vwell_pbx.pbx.errors import InvalidArgument
 from vwell_pbx.pbx.numbers import PhoneRules
 from vwell_pbx.protocol import Message
 
@@ -86,6 +91,94 @@ def test_endpoint_drops_the_per_call_suffix() -> None:
     assert endpoint("SIP/269-0000153c") == "SIP/269"
     assert endpoint("SIP/267") == "SIP/267"
     assert endpoint("no-slash") == "no-slash"
+
+
+# classify, endpoint and number without their shortcuts: the rules as documented, one
+# regular expression per test, for the properties below.
+_NAME_PARTS = [
+    "SIP/",
+    "PJSIP/",
+    "YSGSM/",
+    "Local/",
+    "local/",
+    "trunk",
+    "269",
+    "a",
+    "-",
+    "@",
+    ";1",
+    ",2",
+    ";3",
+    "<ZOMBIE>",
+    "<MASQ>",
+    "\n",
+    "é",
+    "٣",
+    "x-0000153c",
+    "-1",
+]
+
+
+def _reference_classify(rules: CallRules, channel: str) -> tuple[object, ...]:
+    def globs(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+        if not patterns:
+            return None
+        return re.compile("|".join(fnmatch.translate(p) for p in patterns), re.IGNORECASE)
+
+    if channel.endswith(("<ZOMBIE>", "<MASQ>")):
+        return (ChannelKind.ZOMBIE,)
+    local = re.match(r"^Local/(?P<base>.+)[;,](?P<half>[12])$", channel, re.IGNORECASE)
+    if local is not None:
+        return (ChannelKind.LOCAL, "Local/" + local["base"], int(local["half"]))
+    trunks, extensions = globs(rules.trunks), globs(rules.extensions)
+    if trunks is not None and trunks.match(channel):
+        return (ChannelKind.TRUNK, _reference_endpoint(channel))
+    if extensions is not None and extensions.match(channel):
+        return (ChannelKind.EXTENSION, _reference_endpoint(channel).partition("/")[2] or None)
+    return (ChannelKind.OTHER,)
+
+
+def _reference_endpoint(channel: str) -> str:
+    return re.sub(r"-[0-9A-Za-z]+$", "", channel) if "/" in channel else channel
+
+
+@given(
+    name=st.lists(st.sampled_from(_NAME_PARTS), max_size=6).map("".join),
+    trunks=st.lists(st.sampled_from(["YSGSM/*", "SIP/trunk*", "*a*-?", "Local/*"]), max_size=2),
+    extensions=st.lists(st.sampled_from(["SIP/[0-9]*", "*-1", "PJSIP/*"]), max_size=2),
+)
+def test_classify_is_the_documented_rules(
+    name: str, trunks: list[str], extensions: list[str]
+) -> None:
+    rules = CallRules(trunks=tuple(trunks), extensions=tuple(extensions))
+    info = rules.classify(name)
+    assert rules.classify(name) is info or info.kind is ChannelKind.LOCAL  # shared
+    got: tuple[object, ...]
+    if info.kind is ChannelKind.LOCAL:
+        got = (info.kind, info.local_pair, info.local_half)
+    elif info.kind is ChannelKind.TRUNK:
+        got = (info.kind, info.trunk)
+    elif info.kind is ChannelKind.EXTENSION:
+        got = (info.kind, info.extension)
+    else:
+        got = (info.kind,)
+    assert got == _reference_classify(rules, name)
+    assert endpoint(name) == _reference_endpoint(name)
+
+
+@given(st.text(alphabet="+0123456789 -()a<>\n\t٣", max_size=14))
+def test_number_is_normalise_or_none(raw: str) -> None:
+    rules = CallRules()
+    stripped = raw.strip()
+    expected: str | None
+    if stripped.lower() in ("", "<unknown>", "unknown", "<none>", "s"):
+        expected = None
+    else:
+        try:
+            expected = rules.phone.normalise(stripped, argument="number")
+        except InvalidArgument:
+            expected = None
+    assert rules.number(raw) == expected
 
 
 @pytest.mark.parametrize(

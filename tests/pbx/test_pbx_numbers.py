@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vwell_pbx.pbx.errors import InvalidArgument
-from vwell_pbx.pbx.numbers import MAX_NUMBER_LENGTH, PhoneRules, is_normalised
+from vwell_pbx.pbx.numbers import MAX_NUMBER_LENGTH, PhoneRules, is_normalised, is_plain
 
 DEFAULT = PhoneRules()
 
@@ -130,3 +130,50 @@ def test_normalise_gives_a_number_or_raises_invalid_argument(
     assert _NUMBER.fullmatch(number), number
     assert re.fullmatch(r"^[+0-9*#]+$", number)
     assert is_normalised(number)
+
+
+@given(
+    number=st.one_of(
+        st.from_regex(r"\+?[0-9]{1,40}", fullmatch=True),
+        st.from_regex(r"\+?[0-9]{120,140}", fullmatch=True),
+    ),
+    rewrite=st.lists(
+        st.tuples(
+            st.from_regex(r"\+?[0-9*#]{1,4}", fullmatch=True),
+            st.from_regex(r"\+?[0-9*#]{0,4}", fullmatch=True),
+        ),
+        max_size=3,
+    ),
+)
+def test_normalise_plain_is_normalise_without_the_error(
+    number: str, rewrite: list[tuple[str, str]]
+) -> None:
+    rules = PhoneRules(rewrite=tuple(rewrite))
+    assert is_plain(number)
+    try:
+        expected: str | None = rules.normalise(number)
+    except InvalidArgument:
+        expected = None
+    assert rules.normalise_plain(number) == expected
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "number", "expected"),
+    [
+        ((("+7", "8"),), "+79787342741", "89787342741"),
+        ((("+7", ""),), "+7", None),  # nothing left
+        ((("+7", "+"),), "+7", None),  # a lone '+'
+        ((("12", "*#"),), "1234", "*#34"),
+        ((), "1" * MAX_NUMBER_LENGTH, "1" * MAX_NUMBER_LENGTH),
+        ((), "1" * (MAX_NUMBER_LENGTH + 1), None),
+    ],
+)
+def test_normalise_plain_table(
+    rewrite: tuple[tuple[str, str], ...], number: str, expected: str | None
+) -> None:
+    assert PhoneRules(rewrite=rewrite).normalise_plain(number) == expected
+
+
+@given(st.text(alphabet="+0123456789٣²a -", max_size=8))
+def test_is_plain_means_ascii_digits_after_an_optional_plus(text: str) -> None:
+    assert is_plain(text) == (re.fullmatch(r"\+?[0-9]+", text, re.ASCII) is not None)

@@ -829,13 +829,15 @@ class CallTracker:
         return call_id
 
     def _remember(self, table: OrderedDict[str, None], key: str) -> None:
-        table[key] = None
-        table.move_to_end(key)
+        if key in table:
+            table.move_to_end(key)
+            return
+        table[key] = None  # a new key goes last: nothing to move
         while len(table) > self._limits.max_recent_ids:
             table.popitem(last=False)
 
     def _new_call(self, call_id: str) -> Call:
-        call = Call(call_id=call_id, started_ms=self._now)
+        call = Call(call_id, self._now)  # positional: keywords cost 1,200 instructions
         self._calls[call_id] = call
         while len(self._calls) > self._limits.max_calls:
             _, oldest = next(iter(self._calls.items()))
@@ -899,12 +901,14 @@ class CallTracker:
         info = self._rules.classify(name)
         if info.kind is _ZOMBIE:
             return None
-        partner = self._local_partner(name, info.local_pair, info.local_half)
+        partner = None  # a Local half's twin, if known (a method call saved for others)
+        if info.local_pair is not None:
+            partner = self._local_partner(name, info.local_pair, info.local_half)
         placed = self._call_for(uniqueid, linkedid, partner)
         if placed is None:
             return None
         call, first = placed
-        channel = Channel(uniqueid=uniqueid, name=name, info=info, call=call, created_ms=self._now)
+        channel = Channel(uniqueid, name, info, call, self._now)  # positional: see _new_call
         self._place(channel, partner, first=first)
         self._register(channel)
         return channel
@@ -930,8 +934,9 @@ class CallTracker:
         An ended call is never reopened, not even by a channel list: its ``call.ended``
         was its last word (exactly one per call), and a call id names one call.
         """
+        # _resolve only for an id that was merged: a method call saved for the others.
         if linkedid:
-            call_id = self._resolve(linkedid)
+            call_id = self._resolve(linkedid) if linkedid in self._aliases else linkedid
             if call_id in self._ended:
                 return None
             call = self._calls.get(call_id)
@@ -940,7 +945,7 @@ class CallTracker:
             return call, linkedid == uniqueid
         if partner is not None and not partner.call.ended:
             return partner.call, False
-        call_id = self._resolve(uniqueid)
+        call_id = self._resolve(uniqueid) if uniqueid in self._aliases else uniqueid
         if call_id in self._ended:
             return None
         known = self._calls.get(call_id)
@@ -975,8 +980,8 @@ class CallTracker:
         self._by_name[channel.name] = channel
         if channel.is_party:
             call.had_party = True
-            if channel.extension is not None:
-                call.extensions.add(channel.extension)
+            if channel.extension is not None and channel.extension not in call.extensions:
+                call.extensions |= {channel.extension}  # a frozenset (see Call)
             if channel.side is _ORIGIN_SIDE and call.origin is None:
                 self._set_origin(call, channel)
         while len(self._channels) > self._limits.max_channels:
@@ -1031,7 +1036,8 @@ class CallTracker:
         self._channels.pop(channel.uniqueid, None)
         if self._by_name.get(channel.name) is channel:
             del self._by_name[channel.name]
-        self._leave_bridge(channel)
+        if channel.bridge is not None:
+            self._leave_bridge(channel)
         self._remember(self._hung, channel.uniqueid)
         channel.left_bridge_peer = None  # read on its own next events only: none will come
         call = channel.call
@@ -1060,7 +1066,8 @@ class CallTracker:
         self._forget(channel)
         call = channel.call
         call.channels.pop(channel.uniqueid, None)
-        call.holders.discard(channel.uniqueid)
+        if channel.uniqueid in call.holders:  # a frozenset: rebuilt only when it changes
+            call.holders -= {channel.uniqueid}
         if call.ended:
             return
         if not call.channels or (call.had_party and not call.parties()):
@@ -1081,7 +1088,15 @@ class CallTracker:
         self._refresh_from(call)
 
     def _refresh_from(self, call: Call) -> bool:
-        """Recompute ``fromNumber``/``fromName``; True when they changed."""
+        """Recompute ``fromNumber``/``fromName``; True when they changed.
+
+        Only for a call that is reported: they are read only in its snapshots, and most
+        hidden calls never are (an old dialect's dialled channel has a call of its own
+        until the Dial merges it; a phone talking to the dialplan). ``_show`` works them
+        out when a call turns reportable, from the same state.
+        """
+        if not call.visible:
+            return False
         before = (call.from_number, call.from_name)
         origin = call.origin
         if origin is not None and call.originate_leg and origin.extension is not None:
@@ -1143,7 +1158,10 @@ class CallTracker:
     # -- reporting --------------------------------------------------------------------
 
     def _show(self, call: Call) -> None:
-        call.visible = True
+        """Make a call reportable, with who it is from (see ``_refresh_from``)."""
+        if not call.visible:
+            call.visible = True
+            self._refresh_from(call)
 
     def _emit(self, call: Call, name: CallEventName, extension: str | None) -> None:
         if not call.visible:
@@ -1200,11 +1218,12 @@ class CallTracker:
         """Put a channel on the called side; a party there makes the call reportable."""
         call = channel.call
         channel.side = _TARGET_SIDE
-        partner = self._local_partner(
-            channel.name, channel.info.local_pair, channel.info.local_half
-        )
-        if partner is not None and partner.call is call:
-            partner.side = _TARGET_SIDE
+        if channel.info.local_pair is not None:  # a Local half: its twin goes along
+            partner = self._local_partner(
+                channel.name, channel.info.local_pair, channel.info.local_half
+            )
+            if partner is not None and partner.call is call:
+                partner.side = _TARGET_SIDE
         if not channel.is_party:
             return
         self._show(call)
@@ -1254,7 +1273,7 @@ class CallTracker:
         extension = channel.extension
         if extension is not None:
             if extension not in call.rang and len(call.rang) < self._limits.max_rang:
-                call.rang.append(extension)
+                call.rang += (extension,)
             if call.answered_ms is None:
                 call.extension = extension
                 if call.to_name is None and extension == call.to_number:
@@ -1306,7 +1325,7 @@ class CallTracker:
             self._merge(call, dest.call, moved_side=side)
         dest.dialled = True
         if len(source.destinations) < MAX_DESTINATIONS:
-            source.destinations.append(dest.uniqueid)
+            source.destinations += (dest.uniqueid,)
         if to_origin:
             dest.side = _ORIGIN_SIDE
             if dest.is_party and call.origin is None:
@@ -1387,16 +1406,19 @@ class CallTracker:
 
     def _absorb(self, into: Call, other: Call) -> None:
         """What ``other`` knew that ``into`` keeps once they are one call."""
-        into.extensions |= other.extensions
+        # Frozensets (see Call): a union is a new one, made only when there is news.
+        if not other.extensions <= into.extensions:
+            into.extensions |= other.extensions
         into.had_party = into.had_party or other.had_party
-        into.holders |= other.holders
+        if other.holders:
+            into.holders |= other.holders
         for extension in other.rang:
             if extension not in into.rang and len(into.rang) < self._limits.max_rang:
-                into.rang.append(extension)
+                into.rang += (extension,)
         if other.originated and not into.originated:
             into.originated, into.action_id = True, other.action_id
         if other.visible:
-            into.visible = True
+            self._show(into)
 
     def _resettle(self, into: Call, channel: Channel, moved_side: Side | None) -> None:
         """Give a channel moved into ``into`` its side there (the caller's side stays
@@ -1450,10 +1472,10 @@ class CallTracker:
             for channel in list(call.channels.values()):
                 self._forget(channel)
             call.channels = {}
-        extension = self._current_extension(call)
-        call.holders.clear()
+        if call.holders:
+            call.holders = frozenset()
         if call.visible:
-            self._emit(call, "call.ended", extension)
+            self._emit(call, "call.ended", self._current_extension(call))
             if call.answered_ms is None and call.end_reason in _MISSED_REASONS:
                 for missed in call.rang:
                     self._emit(call, "call.missed", missed)
@@ -1465,7 +1487,8 @@ class CallTracker:
         if call.ended:
             return
         call.channels.pop(channel.uniqueid, None)
-        call.holders.discard(channel.uniqueid)
+        if channel.uniqueid in call.holders:  # a frozenset: rebuilt only when it changes
+            call.holders -= {channel.uniqueid}
         if channel.is_party and call.answered_ms is None:
             outcome = _CAUSE_OUTCOMES.get(cause) if cause is not None else None
             if channel.side is _TARGET_SIDE:
@@ -1485,8 +1508,7 @@ class CallTracker:
                         self._match_pending(call, channel.name)
                 elif any(ch.side is _TARGET_SIDE for ch in call.channels.values()):
                     call.cancelled = True  # the caller gave up while the call was offered
-        self._stop_ringing(channel)
-        channel.ringing = False
+        self._stop_ringing(channel)  # (it clears channel.ringing)
         if self._nobody_left(call):
             self._end(call)
 
@@ -1498,8 +1520,11 @@ class CallTracker:
         failed (a Local half's Dial reports ``NOANSWER`` after its phone hung up)."""
         if not call.channels:
             return True
-        if not call.had_party or call.parties():
+        if not call.had_party:
             return False
+        for channel in call.channels.values():  # call.parties(), without making the list
+            if channel.is_party:
+                return False
         return call.answered_ms is not None or not any(ch.dialling for ch in call.channels.values())
 
     # -- transfers --------------------------------------------------------------------
@@ -1548,11 +1573,11 @@ class CallTracker:
         last = call.transfers[-1] if call.transfers else None
         if last is not None and (last.type, last.by, last.to) == (kind, by_who, to):
             return  # the same transfer seen twice (heuristic and event)
-        call.transfers.append(Transfer(type=kind, by=by_who, to=to, at=at))
-        del call.transfers[: -self._limits.max_transfers]
+        transfer = Transfer(type=kind, by=by_who, to=to, at=at)
+        call.transfers = (*call.transfers, transfer)[-self._limits.max_transfers :]
         for channel in (by, *leaving):
             if channel is not None:
-                call.holders.discard(channel.uniqueid)
+                call.holders -= {channel.uniqueid}
         if kind == "blind":
             call.blind_target = to
         else:
@@ -1702,9 +1727,9 @@ class CallTracker:
         if channel.is_party:
             call.had_party = True
             if channel.extension is not None:
-                call.extensions.add(channel.extension)
+                call.extensions |= {channel.extension}
         else:
-            call.holders.discard(channel.uniqueid)
+            call.holders -= {channel.uniqueid}
             self._stop_ringing(channel)
             if not call.ended and call.had_party and not call.parties():
                 self._end(call)  # its last phone became a masquerade's leftover
@@ -1976,9 +2001,9 @@ class CallTracker:
             return
         was_held = bool(call.holders)
         if on:
-            call.holders.add(channel.uniqueid)
+            call.holders |= {channel.uniqueid}
         else:
-            call.holders.discard(channel.uniqueid)
+            call.holders -= {channel.uniqueid}
         if was_held == bool(call.holders):
             return
         extension = channel.extension or self._current_extension(call)
