@@ -90,7 +90,7 @@ def assemble(
 
         def store(event: CallEvent) -> None:
             if event.name == "call.ended":
-                history.append(event.call)
+                history.append(event)
 
         live.add_sink(publish)
         live.add_sink(store)

@@ -38,17 +38,19 @@ from operator import itemgetter
 from typing import ClassVar, Final
 
 from vwell_pbx.calls.model import (
+    CALL_MESSAGE,
     CallEvent,
     CallEventName,
     CallSnapshot,
     CallStatus,
     Direction,
     EndReason,
-    SnapshotDraft,
+    JsonValue,
     Transfer,
     TransferType,
     call_event,
     iso_ms,
+    snapshot_of,
     to_ms,
 )
 from vwell_pbx.calls.rules import CallRules, ChannelKind
@@ -1148,51 +1150,65 @@ class CallTracker:
     def _emit(self, call: Call, name: CallEventName, extension: str | None) -> None:
         if not call.visible:
             return
-        self._out.append(call_event(name, self._snapshot(call, extension)))
+        message = self._message(call, extension)
+        message["name"] = name
+        self._out.append(call_event(name, message, frozenset(call.extensions)))
         call.announced = True
 
     def _snapshot(self, call: Call, extension: str | None) -> CallSnapshot:
+        return snapshot_of(self._message(call, extension), frozenset(call.extensions))
+
+    def _message(self, call: Call, extension: str | None) -> dict[str, JsonValue]:
+        """The call as the pushed message holds it (``CALL_MESSAGE``), but ``name``.
+
+        Call events are built this way, straight into the dict the bus sends (a
+        template copy, then each value in place of its placeholder), because that
+        dict is what nearly every call event is for; a ``CallSnapshot`` is made from it
+        only when one is asked for (``active``, ``get``, ``CallEvent.call``).
+        """
         now = call.ended_ms if call.ended_ms is not None else self._now
+        answered_ms = call.answered_ms
         status: CallStatus
         if call.ended:
             status = "ended"
-        elif call.answered_ms is None:
+        elif answered_ms is None:
             status = "ringing"
         else:
             status = "held" if call.holders else "up"
-        if call.ring_start_ms is None:
+        ring_start_ms = call.ring_start_ms
+        if ring_start_ms is None:
             ring_ms = 0
-        elif call.answered_ms is not None:
-            ring_ms = call.answered_ms - call.ring_start_ms
+        elif answered_ms is not None:
+            ring_ms = answered_ms - ring_start_ms
         else:
             stop = call.ring_stop_ms if call.ring_stop_ms is not None else now
-            ring_ms = stop - call.ring_start_ms
-        talk_ms = 0 if call.answered_ms is None else now - call.answered_ms
-        draft = SnapshotDraft()
-        draft.call_id = call.call_id
-        draft.pbx = self.pbx
-        draft.status = status
-        draft.direction = self._direction(call)
-        draft.from_number = call.from_number
-        draft.from_name = call.from_name
-        draft.to_number = call.to_number
-        draft.to_name = call.to_name
-        draft.extension = extension
-        draft.trunk = call.trunk
-        draft.did = call.did
-        draft.started_at = iso_ms(call.started_ms)
-        draft.answered_at = None if call.answered_ms is None else iso_ms(call.answered_ms)
-        draft.ended_at = None if call.ended_ms is None else iso_ms(call.ended_ms)
-        draft.ring_seconds = max(ring_ms, 0) / 1000
-        draft.talk_seconds = max(talk_ms, 0) / 1000
-        draft.end_reason = call.end_reason
-        draft.on_hold = bool(call.holders) and not call.ended
-        draft.transfers = tuple(call.transfers)
-        draft.channels = tuple([ch.name for ch in call.channels.values() if ch.is_party])
-        draft.originated = call.originated
-        draft.action_id = call.action_id
-        draft.extensions = frozenset(call.extensions)
-        return draft.freeze()
+            ring_ms = stop - ring_start_ms
+        talk_ms = 0 if answered_ms is None else now - answered_ms
+        transfers = call.transfers
+        message = CALL_MESSAGE.copy()
+        message["callId"] = call.call_id
+        message["pbx"] = self.pbx
+        message["status"] = status
+        message["direction"] = self._direction(call)
+        message["fromNumber"] = call.from_number
+        message["fromName"] = call.from_name
+        message["toNumber"] = call.to_number
+        message["toName"] = call.to_name
+        message["extension"] = extension
+        message["trunk"] = call.trunk
+        message["did"] = call.did
+        message["startedAt"] = iso_ms(call.started_ms)
+        message["answeredAt"] = None if answered_ms is None else iso_ms(answered_ms)
+        message["endedAt"] = None if call.ended_ms is None else iso_ms(call.ended_ms)
+        message["ringSeconds"] = max(ring_ms, 0) / 1000
+        message["talkSeconds"] = max(talk_ms, 0) / 1000
+        message["endReason"] = call.end_reason
+        message["onHold"] = bool(call.holders) and not call.ended
+        message["transfers"] = [transfer.to_dict() for transfer in transfers] if transfers else []
+        message["channels"] = [ch.name for ch in call.channels.values() if ch.is_party]
+        message["originated"] = call.originated
+        message["actionId"] = call.action_id
+        return message
 
     # -- what happens to legs ---------------------------------------------------------
 
