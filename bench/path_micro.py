@@ -84,16 +84,14 @@ def assemble(
             live = LiveCalls(client, CallTracker(pbx="office"))
         history: collections.deque[Any] = collections.deque(maxlen=10_000)
 
-        def publish(event: CallEvent) -> None:
-            if bus.interested(event.name):
+        def publish_and_store(event: CallEvent) -> None:
+            name = event.name
+            if bus.interested(name):
                 bus.publish(call_bus_event(event))
-
-        def store(event: CallEvent) -> None:
-            if event.name == "call.ended":
+            if name == "call.ended":
                 history.append(event)
 
-        live.add_sink(publish)
-        live.add_sink(store)
+        live.add_sink(publish_and_store)
         live.start()
     guards = EventGuards(RoleBook(dict(BUILTIN_ROLE_SPECS)))
     subscribers: list[Subscriber] = []

@@ -267,14 +267,6 @@ class BusEvent:
         cache[key] = value
         return value
 
-    def _serialise_compact(self) -> bytes:
-        """Serialise now into an exactly sized ``bytes``: orjson's result holds a buffer
-        of at least 4 KiB whatever its length, ten times a typical event, and the
-        replay buffer keeps thousands of them (and a slow client's queue up to
-        ``ws_queue_size``)."""
-        compact = self._payload = memoryview(orjson.dumps(self.fields)).tobytes()
-        return compact
-
     def payload(self) -> bytes:
         """The pushed JSON, serialised on the first call and cached (call it only after
         publish, when ``eventId`` is in the fields)."""
@@ -968,7 +960,12 @@ class EventBus:
         fields[EVENT_ID_KEY] = event_id
         event.event_id = event_id
         event.seq = seq
-        event._serialise_compact()  # once for everyone: subscribers and the buffer
+        # Serialised once for everyone (subscribers and the buffer), here rather than
+        # in a method (a Python call per event), into an exactly sized ``bytes``:
+        # orjson's result holds a buffer of at least 4 KiB whatever its length, ten
+        # times a typical event, and the replay buffer keeps thousands of them (and a
+        # slow client's queue up to ``ws_queue_size``).
+        event._payload = memoryview(orjson.dumps(fields)).tobytes()
         stamp = next(_stamps)
         reached = 0
         bucket = self._buckets.get(event.name_key)

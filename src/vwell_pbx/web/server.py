@@ -441,16 +441,15 @@ def _live_calls(
         reconcile_interval=calls.reconcile_interval_seconds,
     )
 
-    def publish(event: CallEvent) -> None:
-        if bus.interested(event.name):
+    # One sink for both: a sink is a Python call per call event (LiveCalls._emit).
+    def publish_and_store(event: CallEvent) -> None:
+        name = event.name
+        if bus.interested(name):
             bus.publish(call_bus_event(event))
-
-    def store(event: CallEvent) -> None:
-        if event.name == "call.ended":  # once per call; call.missed repeats the end
+        if name == "call.ended":  # once per call; call.missed repeats the end
             history.offer(event)  # its snapshot is made by the writer (record_of)
 
-    live.add_sink(publish)
-    live.add_sink(store)
+    live.add_sink(publish_and_store)
     live.start()
     return live
 
