@@ -124,7 +124,9 @@ class Call:
     holders: set[str] = field(default_factory=set)
     transfers: list[Transfer] = field(default_factory=list)
     rang: list[str] = field(default_factory=list)
-    extensions: set[str] = field(default_factory=set)
+    # Frozen, and replaced by a new frozenset when it grows (rarely: a new extension
+    # joins), so that every call event shares it instead of copying it.
+    extensions: frozenset[str] = frozenset()
     outcome: str | None = None
     origin_outcome: str | None = None
     cancelled: bool = False

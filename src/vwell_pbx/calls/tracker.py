@@ -977,8 +977,8 @@ class CallTracker:
         self._by_name[channel.name] = channel
         if channel.is_party:
             call.had_party = True
-            if channel.extension is not None:
-                call.extensions.add(channel.extension)
+            if channel.extension is not None and channel.extension not in call.extensions:
+                call.extensions |= {channel.extension}  # a new frozenset (Call.extensions)
             if channel.side is _ORIGIN_SIDE and call.origin is None:
                 self._set_origin(call, channel)
         while len(self._channels) > self._limits.max_channels:
@@ -1143,11 +1143,11 @@ class CallTracker:
             return
         message = self._message(call, extension)
         message["name"] = name
-        self._out.append(call_event(name, message, frozenset(call.extensions)))
+        self._out.append(call_event(name, message, call.extensions))
         call.announced = True
 
     def _snapshot(self, call: Call, extension: str | None) -> CallSnapshot:
-        return snapshot_of(self._message(call, extension), frozenset(call.extensions))
+        return snapshot_of(self._message(call, extension), call.extensions)
 
     def _message(self, call: Call, extension: str | None) -> dict[str, JsonValue]:
         """The call as the pushed message holds it (``CALL_MESSAGE``), but ``name``.
@@ -1211,7 +1211,13 @@ class CallTracker:
         message["endReason"] = call.end_reason
         message["onHold"] = on_hold
         message["transfers"] = [transfer.to_dict() for transfer in transfers] if transfers else []
-        message["channels"] = [ch.name for ch in call.channels.values() if ch.is_party]
+        # A loop, not a list comprehension: in Python 3.11 that is a function call of
+        # its own (about 900 CPU instructions more for a call's two or three channels).
+        channels: list[JsonValue] = []
+        for channel in call.channels.values():
+            if channel.is_party:
+                channels.append(channel.name)
+        message["channels"] = channels
         message["originated"] = call.originated
         message["actionId"] = call.action_id
         return message
@@ -1723,8 +1729,8 @@ class CallTracker:
         call = channel.call
         if channel.is_party:
             call.had_party = True
-            if channel.extension is not None:
-                call.extensions.add(channel.extension)
+            if channel.extension is not None and channel.extension not in call.extensions:
+                call.extensions |= {channel.extension}  # a new frozenset (Call.extensions)
         else:
             call.holders.discard(channel.uniqueid)
             self._stop_ringing(channel)
