@@ -76,9 +76,10 @@ def call_bus_event(event: CallEvent) -> BusEvent:
     call's extensions for the guards (not pushed). A call object has no ``Event`` or
     ``Privilege`` field in any case, which the guards rely on (``api.guards``)."""
     # fields, name, dispatched, extensions: positional, since matching keywords is
-    # a third of the cost of making a BusEvent. to_dict() is the message the tracker
-    # built (a copy: the bus adds eventId), so nothing is converted here.
-    fields: dict[str, object] = event.to_dict()  # type: ignore[assignment]
+    # a third of the cost of making a BusEvent. The fields are a copy of the message
+    # the tracker built (the bus adds eventId to them), so nothing is converted here;
+    # message.copy() rather than to_dict(), which would be one more Python call.
+    fields: dict[str, object] = event.message.copy()  # type: ignore[assignment]
     return BusEvent(fields, event.name, False, event.extensions)
 
 

@@ -276,12 +276,15 @@ class CallEvent:
     history writer, for an ended call; tests) and kept.
     """
 
-    __slots__ = ("_call", "_message", "extensions", "name")
+    __slots__ = ("_call", "extensions", "message", "name")
 
     name: CallEventName
     #: The local extensions the call involved so far (``CallSnapshot.extensions``).
     extensions: frozenset[str]
-    _message: dict[str, JsonValue]  # the call object plus ``name``; never changed
+    #: The pushed message: the call object plus ``name``. Shared, so never change it
+    #: (nor its lists); ``to_dict()`` gives a copy. The bus takes a copy of it
+    #: (``api.calls.call_bus_event``) without a Python call for ``to_dict``.
+    message: dict[str, JsonValue]
     _call: CallSnapshot | None
 
     def __init__(self, *, name: CallEventName, call: CallSnapshot) -> None:
@@ -289,7 +292,7 @@ class CallEvent:
         message["name"] = name
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "extensions", call.extensions)
-        object.__setattr__(self, "_message", message)
+        object.__setattr__(self, "message", message)
         object.__setattr__(self, "_call", call)
 
     @property
@@ -297,7 +300,7 @@ class CallEvent:
         """The call right after the event."""
         call = self._call
         if call is None:
-            call = snapshot_of(self._message, self.extensions)
+            call = snapshot_of(self.message, self.extensions)
             object.__setattr__(self, "_call", call)
         return call
 
@@ -307,7 +310,7 @@ class CallEvent:
         A new dict each time, whose ``transfers`` and ``channels`` lists are the
         event's own: they must not be changed (the bus never changes a value).
         """
-        return self._message.copy()
+        return self.message.copy()
 
     def __setattr__(self, name: str, value: object) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -318,7 +321,7 @@ class CallEvent:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CallEvent):
             return NotImplemented
-        return self._message == other._message and self.extensions == other.extensions
+        return self.message == other.message and self.extensions == other.extensions
 
     def __hash__(self) -> int:
         return hash((self.name, self.call))
@@ -334,7 +337,7 @@ class _CallEventDraft:
 
     name: CallEventName
     extensions: frozenset[str]
-    _message: dict[str, JsonValue]
+    message: dict[str, JsonValue]
     _call: CallSnapshot | None
 
 
@@ -351,7 +354,7 @@ def call_event(
     draft = _CallEventDraft()
     draft.name = name
     draft.extensions = extensions
-    draft._message = message
+    draft.message = message
     draft._call = None
     draft.__class__ = CallEvent  # type: ignore[assignment]
     return draft  # type: ignore[return-value]  # (no cast(): a call per event)
