@@ -84,14 +84,14 @@ def assemble(
             live = LiveCalls(client, CallTracker(pbx="office"))
         history: collections.deque[Any] = collections.deque(maxlen=10_000)
 
-        def publish_and_store(event: CallEvent) -> None:
+        def store_and_publish(event: CallEvent) -> None:
             name = event.name
-            if bus.interested(name):
-                bus.publish(call_bus_event(event))
             if name == "call.ended":
                 history.append(event)
+            if bus.interested(name):
+                bus.publish(call_bus_event(event))
 
-        live.add_sink(publish_and_store)
+        live.add_sink(store_and_publish)
         live.start()
     guards = EventGuards(RoleBook(dict(BUILTIN_ROLE_SPECS)))
     subscribers: list[Subscriber] = []

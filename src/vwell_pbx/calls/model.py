@@ -192,11 +192,11 @@ change it."""
 
 
 class SnapshotDraft:
-    """A ``CallSnapshot`` being filled in, for the tracker's hot path.
+    """A ``CallSnapshot`` being filled in (``snapshot_of``: the tracker's snapshots).
 
     A frozen dataclass sets each of its 23 fields through ``object.__setattr__`` (its
     own ``__setattr__`` refuses), which made building one snapshot about 38,000 CPU
-    instructions, most of the tracker's cost per call event. A draft has the very same
+    instructions, when the tracker still made one per call event. A draft has the very same
     slots, written directly; ``freeze()`` then turns it, in place, into a
     ``CallSnapshot`` (``__class__`` assignment between two classes of identical slot
     layout), which is from then on as immutable, equal, hashable and printable as one

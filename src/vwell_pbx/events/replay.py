@@ -66,8 +66,8 @@ class ReplayBuffer:
         """Keep ``event`` (stamped by the bus: ``seq`` above every held one), evicting
         the oldest past either bound."""
         # The bus serialised the event before recording it: its cached JSON is read
-        # directly, since payload() is a Python call (about 1,000 CPU instructions)
-        # and this runs twice for every published event (it and the one evicted).
+        # directly, since payload() is a Python call (several hundred CPU
+        # instructions) and this runs twice per published event (it and the evicted).
         payload = event._payload
         size = len(payload if payload is not None else event.payload())
         if size > self.max_bytes:

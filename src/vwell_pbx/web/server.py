@@ -442,14 +442,16 @@ def _live_calls(
     )
 
     # One sink for both: a sink is a Python call per call event (LiveCalls._emit).
-    def publish_and_store(event: CallEvent) -> None:
+    # The history first: offer() never raises, so nothing the bus does can lose a row
+    # (both happen in the same turn of the reader: no client sees one without the other).
+    def store_and_publish(event: CallEvent) -> None:
         name = event.name
-        if bus.interested(name):
-            bus.publish(call_bus_event(event))
         if name == "call.ended":  # once per call; call.missed repeats the end
             history.offer(event)  # its snapshot is made by the writer (record_of)
+        if bus.interested(name):
+            bus.publish(call_bus_event(event))
 
-    live.add_sink(publish_and_store)
+    live.add_sink(store_and_publish)
     live.start()
     return live
 
