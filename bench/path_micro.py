@@ -84,16 +84,14 @@ def assemble(
             live = LiveCalls(client, CallTracker(pbx="office"))
         history: collections.deque[Any] = collections.deque(maxlen=10_000)
 
-        def publish(event: CallEvent) -> None:
-            if bus.interested(event.name):
+        def store_and_publish(event: CallEvent) -> None:
+            name = event.name
+            if name == "call.ended":
+                history.append(event)
+            if bus.interested(name):
                 bus.publish(call_bus_event(event))
 
-        def store(event: CallEvent) -> None:
-            if event.name == "call.ended":
-                history.append(event.call)
-
-        live.add_sink(publish)
-        live.add_sink(store)
+        live.add_sink(store_and_publish)
         live.start()
     guards = EventGuards(RoleBook(dict(BUILTIN_ROLE_SPECS)))
     subscribers: list[Subscriber] = []

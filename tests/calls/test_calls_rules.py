@@ -19,6 +19,7 @@ from vwell_pbx.calls import (
     TrackerLimits,
 )
 from vwell_pbx.calls.model import (
+    CALL_MESSAGE,
     CALL_OBJECT_KEYS,
     CallEvent,
     CallSnapshot,
@@ -26,6 +27,7 @@ from vwell_pbx.calls.model import (
     Transfer,
     call_event,
     iso_ms,
+    snapshot_of,
     to_ms,
 )
 from vwell_pbx.calls.rules import ChannelKind, endpoint
@@ -397,9 +399,23 @@ def test_a_snapshot_drafted_and_frozen_is_a_call_snapshot_like_any_other() -> No
 
 def test_a_call_event_made_on_the_hot_path_is_a_call_event_like_any_other() -> None:
     made = CallEvent(name="call.ended", call=ENDED_CALL)
-    quick = call_event("call.ended", ENDED_CALL)
+    message = CALL_MESSAGE.copy()
+    message.update(ENDED_CALL.to_dict())
+    message["name"] = "call.ended"
+    quick = call_event("call.ended", message, ENDED_CALL.extensions)
     assert type(quick) is CallEvent
+    assert quick.call == ENDED_CALL  # the snapshot, made from the message when read
     assert quick == made and hash(quick) == hash(made) and repr(quick) == repr(made)
-    assert quick.to_dict() == made.to_dict()
+    assert quick.to_dict() == made.to_dict() == message
+    assert list(quick.to_dict()) == [*CALL_OBJECT_KEYS, "name"]
+    assert quick.to_dict() is not quick.to_dict()  # the bus adds eventId to its copy
     with pytest.raises(dataclasses.FrozenInstanceError):
         quick.name = "call.missed"  # type: ignore[misc]
+    assert made != CallEvent(name="call.missed", call=ENDED_CALL)
+
+
+def test_a_snapshot_made_from_its_call_object_is_the_same_snapshot() -> None:
+    live = dataclasses.replace(ENDED_CALL, transfers=(), channels=("YSGSM/11-1", "SIP/269-2"))
+    for snapshot in (ENDED_CALL, live):
+        again = snapshot_of(snapshot.to_dict(), snapshot.extensions)
+        assert again == snapshot and type(again) is CallSnapshot

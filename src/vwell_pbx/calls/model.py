@@ -13,10 +13,11 @@ millisecond precision, computed from the same rounded times, so that
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import FrozenInstanceError, dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 CallStatus = Literal["ringing", "up", "held", "ended"]
 Direction = Literal["inbound", "outbound", "internal", "unknown"]
@@ -184,15 +185,18 @@ CALL_OBJECT_KEYS: Final[tuple[str, ...]] = (
     "actionId",
 )
 _CALL_OBJECT: Final[dict[str, JsonValue]] = dict.fromkeys(CALL_OBJECT_KEYS)
-_CALL_EVENT: Final[dict[str, JsonValue]] = dict.fromkeys((*CALL_OBJECT_KEYS, "name"))
+CALL_MESSAGE: Final[dict[str, JsonValue]] = dict.fromkeys((*CALL_OBJECT_KEYS, "name"))
+"""A call event's message with every value ``None``, its keys in order (the call
+object's, then ``name``): the tracker fills a copy of it (``call_event``); never
+change it."""
 
 
 class SnapshotDraft:
-    """A ``CallSnapshot`` being filled in, for the tracker's hot path.
+    """A ``CallSnapshot`` being filled in (``snapshot_of``: the tracker's snapshots).
 
     A frozen dataclass sets each of its 23 fields through ``object.__setattr__`` (its
     own ``__setattr__`` refuses), which made building one snapshot about 38,000 CPU
-    instructions, most of the tracker's cost per call event. A draft has the very same
+    instructions, when the tracker still made one per call event. A draft has the very same
     slots, written directly; ``freeze()`` then turns it, in place, into a
     ``CallSnapshot`` (``__class__`` assignment between two classes of identical slot
     layout), which is from then on as immutable, equal, hashable and printable as one
@@ -238,18 +242,92 @@ if tuple(SnapshotDraft.__annotations__) != CallSnapshot.__slots__:  # pragma: no
     raise TypeError("SnapshotDraft must declare exactly CallSnapshot's fields, in order")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+#: (attribute, key) of the call object's fields that a snapshot holds as they are in
+#: the object (``transfers`` and ``channels`` are JSON lists there, tuples here).
+_PLAIN_FIELDS: Final[tuple[tuple[str, str], ...]] = tuple(
+    (attribute, key)
+    for attribute, key in zip(CallSnapshot.__slots__[:-1], CALL_OBJECT_KEYS, strict=True)
+    if key not in ("transfers", "channels")
+)
+
+
+def snapshot_of(message: Mapping[str, JsonValue], extensions: frozenset[str]) -> CallSnapshot:
+    """The ``CallSnapshot`` of a call object (or of a call event's message: its
+    ``name`` is ignored), as ``to_dict`` would give it back. Not for the hot path."""
+    draft = SnapshotDraft()
+    for attribute, key in _PLAIN_FIELDS:
+        setattr(draft, attribute, message[key])
+    transfers = cast("list[dict[str, str | None]]", message["transfers"])
+    draft.transfers = tuple(Transfer(**transfer) for transfer in transfers)  # type: ignore[arg-type]
+    draft.channels = tuple(cast("list[str]", message["channels"]))
+    draft.extensions = extensions
+    return draft.freeze()
+
+
 class CallEvent:
-    """One thing that happened to a call: its name and the call right after it."""
+    """One thing that happened to a call: its name and the call right after it.
+
+    Immutable, equal, hashable and printable as a frozen dataclass of ``name`` and
+    ``call`` would be (``CallEvent(name=..., call=...)`` makes one). The tracker makes
+    them with ``call_event``, from the pushed message itself, because what a call event
+    is for, nearly always, is that message (``to_dict``, the bus's fields): building a
+    ``CallSnapshot`` first and the message from it doubled the tracker's work per event.
+    ``call``, the snapshot, is made from the message the first time it is read (the
+    history writer, for an ended call; tests) and kept.
+    """
+
+    __slots__ = ("_call", "extensions", "message", "name")
 
     name: CallEventName
-    call: CallSnapshot
+    #: The local extensions the call involved so far (``CallSnapshot.extensions``).
+    extensions: frozenset[str]
+    #: The pushed message: the call object plus ``name``. Shared, so never change it
+    #: (nor its lists); ``to_dict()`` gives a copy. The bus takes a copy of it
+    #: (``api.calls.call_bus_event``) without a Python call for ``to_dict``.
+    message: dict[str, JsonValue]
+    _call: CallSnapshot | None
+
+    def __init__(self, *, name: CallEventName, call: CallSnapshot) -> None:
+        message = call._fill(CALL_MESSAGE.copy())
+        message["name"] = name
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "extensions", call.extensions)
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "_call", call)
+
+    @property
+    def call(self) -> CallSnapshot:
+        """The call right after the event."""
+        call = self._call
+        if call is None:
+            call = snapshot_of(self.message, self.extensions)
+            object.__setattr__(self, "_call", call)
+        return call
 
     def to_dict(self) -> dict[str, JsonValue]:
-        """The pushed message: the call object plus ``name``."""
-        message = self.call._fill(_CALL_EVENT.copy())
-        message["name"] = self.name
-        return message
+        """The pushed message: the call object plus ``name``.
+
+        A new dict each time, whose ``transfers`` and ``channels`` lists are the
+        event's own: they must not be changed (the bus never changes a value).
+        """
+        return self.message.copy()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CallEvent):
+            return NotImplemented
+        return self.message == other.message and self.extensions == other.extensions
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.call))
+
+    def __repr__(self) -> str:
+        return f"CallEvent(name={self.name!r}, call={self.call!r})"
 
 
 class _CallEventDraft:
@@ -258,19 +336,25 @@ class _CallEventDraft:
     __slots__ = CallEvent.__slots__
 
     name: CallEventName
-    call: CallSnapshot
+    extensions: frozenset[str]
+    message: dict[str, JsonValue]
+    _call: CallSnapshot | None
 
 
-def call_event(name: CallEventName, call: CallSnapshot) -> CallEvent:
-    """``CallEvent(name=name, call=call)`` for the tracker's hot path.
+def call_event(
+    name: CallEventName, message: dict[str, JsonValue], extensions: frozenset[str]
+) -> CallEvent:
+    """The tracker's call event, made from its pushed message (hot path).
 
-    The frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
-    and matches keywords: about 5,500 CPU instructions against 2,100 here, where the
-    two slots are written on a draft of identical layout that then becomes a
-    ``CallEvent`` in place (as ``SnapshotDraft.freeze`` does).
+    ``message`` is a copy of ``CALL_MESSAGE`` with every field filled in, ``name``
+    included; from now on it belongs to the event and must not be changed. The slots
+    are written on a draft of identical layout that then becomes a ``CallEvent`` in
+    place (as ``SnapshotDraft.freeze`` does): ``CallEvent.__setattr__`` refuses.
     """
     draft = _CallEventDraft()
     draft.name = name
-    draft.call = call
+    draft.extensions = extensions
+    draft.message = message
+    draft._call = None
     draft.__class__ = CallEvent  # type: ignore[assignment]
     return draft  # type: ignore[return-value]  # (no cast(): a call per event)

@@ -65,7 +65,11 @@ class ReplayBuffer:
     def record(self, event: BusEvent) -> None:
         """Keep ``event`` (stamped by the bus: ``seq`` above every held one), evicting
         the oldest past either bound."""
-        size = len(event.payload())
+        # The bus serialised the event before recording it: its cached JSON is read
+        # directly, since payload() is a Python call (several hundred CPU
+        # instructions) and this runs twice per published event (it and the evicted).
+        payload = event._payload
+        size = len(payload if payload is not None else event.payload())
         if size > self.max_bytes:
             self.evicted_through = event.seq  # never held: as good as evicted at once
             return
@@ -74,7 +78,7 @@ class ReplayBuffer:
         self.bytes += size
         while len(events) > self.max_events or self.bytes > self.max_bytes:
             old = events.popleft()
-            self.bytes -= len(old.payload())
+            self.bytes -= len(old._payload or b"")  # set by the time it was held
             self.evicted_through = old.seq
 
     def after(self, seq: int) -> list[BusEvent]:

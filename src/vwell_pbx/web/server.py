@@ -37,7 +37,7 @@ from vwell_pbx.api.role_tables import EventRuleSpec, RoleSpec
 from vwell_pbx.api.roles import RoleBook
 from vwell_pbx.api.service import Api, ApiSettings, PbxLink
 from vwell_pbx.api.sms import SmsOffice, sms_event
-from vwell_pbx.calls import CallEvent, CallSnapshot, CallTracker
+from vwell_pbx.calls import CallEvent, CallTracker
 from vwell_pbx.config import (
     SIMULATOR_HOST,
     AppConfig,
@@ -401,7 +401,7 @@ def _publisher(bus: EventBus, pbx_name: str | None) -> Callable[[Message], None]
     return publish
 
 
-def _history_writer(config: AppConfig, store: CallStore) -> CallHistoryWriter[CallSnapshot]:
+def _history_writer(config: AppConfig, store: CallStore) -> CallHistoryWriter[CallEvent]:
     """The writer of ended calls (``[calls]`` retention, queue bounds and flush interval)."""
     calls = config.calls
     return CallHistoryWriter(
@@ -420,7 +420,7 @@ def _live_calls(
     name: str,
     client: AmiClient,
     bus: EventBus,
-    history: CallHistoryWriter[CallSnapshot],
+    history: CallHistoryWriter[CallEvent],
 ) -> LiveCalls | None:
     """The call tracker of one PBX, its events published on the bus and its ended
     calls queued for the history; ``None`` with ``[calls] enabled = false``.
@@ -442,16 +442,17 @@ def _live_calls(
         reconcile_interval=calls.reconcile_interval_seconds,
     )
 
-    def publish(event: CallEvent) -> None:
-        if bus.interested(event.name):
+    # One sink for both: a sink is a Python call per call event (LiveCalls._emit).
+    # The history first: offer() never raises, so nothing the bus does can lose a row
+    # (both happen in the same turn of the reader: no client sees one without the other).
+    def store_and_publish(event: CallEvent) -> None:
+        name = event.name
+        if name == "call.ended":  # once per call; call.missed repeats the end
+            history.offer(event)  # its snapshot is made by the writer (record_of)
+        if bus.interested(name):
             bus.publish(call_bus_event(event))
 
-    def store(event: CallEvent) -> None:
-        if event.name == "call.ended":  # once per call; call.missed repeats the end
-            history.offer(event.call)
-
-    live.add_sink(publish)
-    live.add_sink(store)
+    live.add_sink(store_and_publish)
     live.start()
     return live
 
@@ -462,7 +463,7 @@ async def _pbx_link(
     index: int,
     *,
     bus: EventBus,
-    history: CallHistoryWriter[CallSnapshot],
+    history: CallHistoryWriter[CallEvent],
     outbox: SmsOutbox[SmsRow],
     inbox: SmsInbox[SmsRow],
 ) -> PbxLink:
