@@ -182,7 +182,12 @@ class BusEvent:
         fields["name"] = name
         if pbx is not None:
             fields["pbx"] = pbx
-        keys = _key_map(fields) if unique else None
+        keys = None
+        if unique:
+            keys, index = _layout_of(fields, message)
+            # The channel registry and the call tracker read the message next: with
+            # the index of this layout, their look-ups need no scan of the headers.
+            message.adopt_header_index(index)
         if keys is None or len(keys) != len(fields):
             fields = cast("dict[str, object]", message.to_dict())
             fields["name"] = name
@@ -332,6 +337,28 @@ def _key_map(fields: Mapping[str, object]) -> dict[str, str | tuple[str, ...]]:
             _key_maps.clear()
         _key_maps[keys] = mapping
     return mapping
+
+
+# PBX events' field names (as _key_map is keyed) -> their key map and the header index
+# of their messages (Message.header_index: the same for all messages with the same
+# header names). Bounded like _key_maps.
+_pbx_layouts: dict[tuple[str, ...], tuple[dict[str, str | tuple[str, ...]], Mapping[str, int]]] = {}
+
+
+def _layout_of(
+    fields: Mapping[str, object], message: Message
+) -> tuple[dict[str, str | tuple[str, ...]], Mapping[str, int]]:
+    """``_key_map(fields)`` and ``message.header_index()``, for ``fields`` made of the
+    message's headers (no name repeated as spelled) plus the keys the bus adds: equal
+    field names then mean equal header names, so both are remembered by them."""
+    keys = tuple(fields)
+    layout = _pbx_layouts.get(keys)
+    if layout is None:
+        layout = (_key_map(fields), message.header_index())
+        if len(_pbx_layouts) >= _KEY_MAP_CACHE_SIZE:
+            _pbx_layouts.clear()
+        _pbx_layouts[keys] = layout
+    return layout
 
 
 def _lower_value(value: object) -> str | list[str] | None:

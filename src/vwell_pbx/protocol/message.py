@@ -103,7 +103,7 @@ class Message:
     # Header name -> position of its first occurrence (see _index_of); looked up on the
     # first get/in, not per message: most events on the wire (VarSet floods) are never
     # looked into. Shared by every message with the same header names: never change it.
-    _index: dict[str, int] | None = field(
+    _index: Mapping[str, int] | None = field(
         init=False, repr=False, compare=False, hash=False, default=None
     )
 
@@ -111,7 +111,7 @@ class Message:
         if not self.headers:
             raise ValueError("an AMI message has at least one header")
 
-    def _build_index(self) -> dict[str, int]:
+    def _build_index(self) -> Mapping[str, int]:
         index = _index_of(self.headers)
         _set_index(self, index)
         return index
@@ -176,6 +176,20 @@ class Message:
         """``header_index()`` if some reader already had it built, else ``None`` (for a
         reader that can tell the layout more cheaply than by building the index)."""
         return self._index
+
+    def adopt_header_index(self, index: Mapping[str, int]) -> None:
+        """Take ``index`` as this message's ``header_index``, if it has none yet.
+
+        ``index`` must be the ``header_index()`` of a message with the same header
+        names in the same order (the caller vouches for it). For a reader that tells
+        header layouts apart anyway: the event bus looks up the names of the fields it
+        builds for every event it publishes, and hands on the index it remembered for
+        them, so that the readers after it (the channel registry, the call tracker)
+        find it ready instead of gathering the names again, about 600 CPU instructions
+        per header.
+        """
+        if self._index is None:
+            _set_index(self, index)
 
     def get_many(self, *keys: str) -> tuple[str | None, ...]:
         """The first value of each of ``keys`` (case-insensitive), ``None`` for a key the
