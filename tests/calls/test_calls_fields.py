@@ -142,3 +142,8 @@ def test_the_bus_fields_are_read_when_spelled_as_the_tracker_reads() -> None:
         fields = tracker._fields(message, tracker._dispatch["Newstate"][1])  # type: ignore[index]
         assert (fields is message.shared_fields()) is shared
         assert fields.get("Uniqueid") == "1.1"
+
+
+def test_the_tracker_reads_none_of_the_names_the_bus_adds() -> None:
+    # The bus's fields hold name, pbx and eventId besides the headers (shared_fields).
+    assert {key.lower() for key in _READ_KEYS}.isdisjoint({"name", "pbx", "eventid"})

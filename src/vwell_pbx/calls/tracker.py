@@ -760,7 +760,11 @@ class CallTracker:
         any case, as ``Message.get`` finds it); each event then costs one
         ``itemgetter`` over those positions and a dict of them (C speed), plus a copy
         under the tracker's spelling for a name the PBX spells otherwise (``UniqueID``
-        for ``Uniqueid``).
+        for ``Uniqueid``). When the event bus published the event, the index is its
+        layout's, handed on by the bus, and so are the bus's fields of the event (a dict
+        of all its headers, ``Message.shared_fields``): where the layout spells every
+        name ``reader`` reads as the tracker does and has each once (``_Plan.shared``),
+        those are the fields, and no dict is built.
         """
         if reader is None:
             reader = self._all_reads
