@@ -1,7 +1,8 @@
-"""The tracker reads an event's headers through its own per-event fields (built once,
-not one ``Message.get`` per header): they must answer exactly as ``Message.get`` does,
-whatever case the PBX spells a header in and however often it repeats one, for every
-header name the tracker reads; and every name the tracker's code reads must be listed.
+"""The tracker reads an event's headers through per-event fields (its own, built once,
+or the event bus's, not one ``Message.get`` per header): they must answer exactly as
+``Message.get`` does, whatever case the PBX spells a header in and however often it
+repeats one, for every header name the tracker reads; and every name the tracker's code
+reads must be listed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from vwell_pbx.calls import tracker as tracker_module
 from vwell_pbx.calls.rules import CallRules
 from vwell_pbx.calls.tracker import _READ_KEYS, CallTracker
+from vwell_pbx.events.bus import BusEvent
 from vwell_pbx.protocol import Message
 
 SOURCE = Path(tracker_module.__file__).read_text()
@@ -80,3 +82,68 @@ def test_remembered_numbers_are_bounded() -> None:
     for n in range(tracker_module._MAX_NUMBERS + 10):
         assert tracker._number(str(n)) == str(n)
     assert len(tracker._numbers) <= tracker_module._MAX_NUMBERS
+
+
+@st.composite
+def routed_headers(draw: st.DrawFn) -> tuple[tuple[str, str], ...]:
+    names = sorted(tracker_module.CONSUMED_EVENTS)
+    keys = draw(st.lists(st.sampled_from([*sorted(_READ_KEYS), "Privilege", "name", "pbx"])))
+    pairs = [("Event", draw(st.sampled_from(names)))]
+    for key in keys:
+        pairs.append((draw(_spellings(key)), draw(st.sampled_from(["1.1", "", "SIP/269-1"]))))
+    return tuple(pairs)
+
+
+@settings(max_examples=300)
+@given(st.lists(routed_headers(), min_size=1, max_size=6))
+def test_fields_through_the_bus_answer_as_message_get_does(
+    layouts: list[tuple[tuple[str, str], ...]],
+) -> None:
+    # Published first, as the server does: the bus hands on its fields of the event
+    # when no two header names differ only in case, and the tracker reads them when
+    # its reader's names are spelled as in the message and come once.
+    tracker = CallTracker(pbx="lab")
+    for pairs in [*layouts, *layouts]:  # new layouts, then remembered ones
+        published = Message(headers=pairs)
+        BusEvent.from_message(published, pbx="office")
+        _, reader = tracker._dispatch[pairs[0][1]]  # type: ignore[misc]
+        fields = tracker._fields(published, reader)
+        message = Message(headers=pairs)
+        for spellings in reader.spellings.values():
+            for key in spellings:
+                assert fields.get(key) == message.get(key), key
+
+
+def test_second_spellings_are_read_only_by_their_handlers() -> None:
+    # The other handlers' fields leave them out (see _SECOND_SPELLINGS).
+    readers = {"_learnt_bridges"}  # the channel list, read through every name
+    for event_name in tracker_module._SECOND_SPELLING_EVENTS:
+        handler, _ = CallTracker(pbx="lab")._dispatch[event_name]  # type: ignore[misc]
+        readers.add(handler.__name__)
+    function = ""
+    found = set()
+    for line in SOURCE.splitlines():
+        if match := re.match(r"\s*def (\w+)\(", line):
+            function = match.group(1)
+        for spelling in tracker_module._SECOND_SPELLINGS:
+            if f'.get("{spelling}")' in line:
+                assert function in readers, (spelling, function)
+                found.add(spelling)
+    assert found == tracker_module._SECOND_SPELLINGS
+
+
+def test_the_bus_fields_are_read_when_spelled_as_the_tracker_reads() -> None:
+    tracker = CallTracker(pbx="lab")
+    usual = (("Event", "Newstate"), ("Channel", "SIP/1-1"), ("Uniqueid", "1.1"))
+    other = (("Event", "Newstate"), ("Channel", "SIP/1-1"), ("UniqueID", "1.1"))
+    for pairs, shared in ((usual, True), (other, False)):
+        message = Message(headers=pairs)
+        BusEvent.from_message(message)
+        fields = tracker._fields(message, tracker._dispatch["Newstate"][1])  # type: ignore[index]
+        assert (fields is message.shared_fields()) is shared
+        assert fields.get("Uniqueid") == "1.1"
+
+
+def test_the_tracker_reads_none_of_the_names_the_bus_adds() -> None:
+    # The bus's fields hold name, pbx and eventId besides the headers (shared_fields).
+    assert {key.lower() for key in _READ_KEYS}.isdisjoint({"name", "pbx", "eventid"})

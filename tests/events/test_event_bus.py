@@ -81,6 +81,26 @@ def test_repeated_header_becomes_a_list_and_pbx_is_added() -> None:
     assert bus_event.lowered["variable"] == ["a=1", "b=2"]
 
 
+def test_published_pbx_events_hand_on_their_layouts_index() -> None:
+    # The readers after the bus (channel registry, call tracker) then find the index
+    # ready; it must be the one the message would build.
+    for headers in [
+        (("Event", "Hangup"), ("Channel", "SIP/1-1"), ("Uniqueid", "1.1")),
+        (("Event", "Hangup"), ("Channel", "SIP/2-1"), ("Uniqueid", "1.2")),
+        (("Event", "Hangup"), ("Uniqueid", "1.3"), ("Channel", "SIP/3-1")),
+    ]:
+        message = Message.build(*headers)
+        BusEvent.from_message(message, pbx="office")
+        index = message.header_index_if_built()
+        assert index is not None and index == Message.build(*headers).header_index()
+        fresh = Message.build(*headers)
+        assert message.get_many("Channel", "UNIQUEID") == fresh.get_many("Channel", "UNIQUEID")
+    # Field names that hide a repeated header tell no layout: no index handed on.
+    repeated = Message.build(("Event", "Status"), ("Variable", "A=1"), ("Variable", "B=2"))
+    BusEvent.from_message(repeated)
+    assert repeated.header_index_if_built() is None
+
+
 def test_lowered_is_built_once() -> None:
     bus_event = newchannel()
     lowered = bus_event.lowered

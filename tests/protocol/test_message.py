@@ -78,3 +78,15 @@ def test_messages_with_the_same_layout_share_lookups_but_not_values() -> None:
     assert second.get("Uniqueid") == "3" and second.get("uniqueid") == "3"
     assert "UNIQUEID" in second and "Linkedid" not in second
     assert second.get_many("Event", "Uniqueid") == ("B", "3")
+
+
+def test_an_adopted_index_answers_and_never_replaces_one_built() -> None:
+    donor = msg(("Event", "A"), ("UniqueID", "1"), ("Channel", "SIP/1"))
+    taker = msg(("Event", "B"), ("UniqueID", "2"), ("Channel", "SIP/2"))
+    taker.adopt_header_index(donor.header_index())
+    assert taker.header_index_if_built() is donor.header_index()
+    assert taker.get_many("uniqueid", "Channel") == ("2", "SIP/2")
+    own = msg(("Event", "C"), ("Channel", "SIP/3"))
+    index = own.header_index()
+    own.adopt_header_index(donor.header_index())  # it has one: kept
+    assert own.header_index() is index and own.get("Channel") == "SIP/3"

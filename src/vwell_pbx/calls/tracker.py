@@ -157,10 +157,10 @@ CONSUMED_EVENTS: Final = frozenset(
 case-insensitive). Any other event is skipped at the cost of one dict lookup, so a
 caller may also filter with this set before calling ``observe``."""
 
-Fields = dict[str, str]
+Fields = Mapping[str, str]
 """An event's headers as the tracker reads them: ``fields.get("Uniqueid")`` is what
 ``Message.get("Uniqueid")`` gives (the first header of that name in any case), for
-every spelling in ``_READ_KEYS``. See ``CallTracker._fields``."""
+every spelling its reader reads (``_READ_KEYS`` or fewer). See ``CallTracker._fields``."""
 
 _EMPTY: Final[tuple[CallEvent, ...]] = ()
 _Handler = Callable[[Fields], None]
@@ -329,6 +329,15 @@ _READ_KEYS: Final = frozenset(
 )
 
 
+# Second spellings of names also read as spelled otherwise, and the handlers that read
+# them (the channel list reads them too, through every name in _READ_KEYS). The other
+# handlers' fields leave them out, so that a layout spelled as usual needs no copy of a
+# header under another spelling: it can be read through the bus's fields of the event
+# (see CallTracker._fields). A test checks who reads them.
+_SECOND_SPELLINGS: Final = frozenset({"UniqueID", "DestUniqueID", "Dialstring", "BridgeId"})
+_SECOND_SPELLING_EVENTS: Final = frozenset({"Dial"})
+
+
 def _spellings(keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """Lowercased header name -> the tracker's spellings of it among ``keys``."""
     spellings: dict[str, tuple[str, ...]] = {}
@@ -428,6 +437,9 @@ class _Plan:
     names: tuple[str, ...]  # the layout: the header names in order
     pick: Callable[[tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]] | None
     copies: tuple[tuple[str, str], ...]
+    # Whether a message's shared_fields answer every name read as Message.get does:
+    # each read name the layout has is spelled as read and comes once in any case.
+    shared: bool
 
 
 def _plan(
@@ -445,12 +457,14 @@ def _plan(
         if spelling != headers[position][0]
     )
     names = tuple(map(_first, headers))
+    lowered = [name.lower() for name in names]
+    shared = not copies and all(lowered.count(names[at].lower()) == 1 for at in positions)
     if not positions:
-        return _Plan(index=index, names=names, pick=None, copies=copies)
+        return _Plan(index=index, names=names, pick=None, copies=copies, shared=shared)
     # itemgetter of one position gives the item itself, of two a tuple: the same
     # header twice then makes the same one-entry dict.
     pick = itemgetter(*positions) if len(positions) > 1 else itemgetter(*positions, *positions)
-    return _Plan(index=index, names=names, pick=pick, copies=copies)
+    return _Plan(index=index, names=names, pick=pick, copies=copies, shared=shared)
 
 
 _first = itemgetter(0)
@@ -544,10 +558,15 @@ class CallTracker:
             "OriginateFailure": self._on_originate_response,
         }
         assert set(handlers) == CONSUMED_EVENTS
+        usual_reads = _Reader(_READ_KEYS - _SECOND_SPELLINGS)
         routes: dict[str, _Route] = {
             name: (
                 handler,
-                _Reader(_FEW_READS[name]) if name in _FEW_READS else self._all_reads,
+                _Reader(_FEW_READS[name])
+                if name in _FEW_READS
+                else self._all_reads
+                if name in _SECOND_SPELLING_EVENTS
+                else usual_reads,
             )
             for name, handler in handlers.items()
         }
@@ -743,12 +762,16 @@ class CallTracker:
         any case, as ``Message.get`` finds it); each event then costs one
         ``itemgetter`` over those positions and a dict of them (C speed), plus a copy
         under the tracker's spelling for a name the PBX spells otherwise (``UniqueID``
-        for ``Uniqueid``).
+        for ``Uniqueid``). When the event bus published the event, the index is its
+        layout's, handed on by the bus, and so are the bus's fields of the event (a dict
+        of all its headers, ``Message.shared_fields``): where the layout spells every
+        name ``reader`` reads as the tracker does and has each once (``_Plan.shared``),
+        those are the fields, and no dict is built.
         """
         if reader is None:
             reader = self._all_reads
         headers = message.headers
-        index = message.header_index_if_built()
+        index = message.header_index_if_built()  # built when the bus published it
         plan: _Plan | None
         if index is None:
             # Nobody else read this message (the channel registry reads a few kinds):
@@ -765,8 +788,15 @@ class CallTracker:
             plan = reader.plans.get(id(index))
             if plan is None or plan.index is not index:
                 plan = self._plan_of(reader, index, headers)
+            if plan.shared:
+                # The event bus's fields of this event: a dict of all its headers, made
+                # anyway. Their values are strings; names the bus added to them (name,
+                # pbx, eventId) are never read here.
+                shared = message.shared_fields()
+                if shared is not None:
+                    return shared  # type: ignore[return-value]
         pick = plan.pick
-        fields: Fields = {} if pick is None else dict(pick(headers))
+        fields: dict[str, str] = {} if pick is None else dict(pick(headers))
         for spelling, spelled in plan.copies:
             fields[spelling] = fields[spelled]
         return fields

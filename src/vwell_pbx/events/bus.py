@@ -195,8 +195,19 @@ class BusEvent:
         fields["name"] = name
         if pbx is not None:
             fields["pbx"] = pbx
-        keys = _key_map(fields) if unique else None
-        if keys is None or len(keys) != len(fields):
+        keys = None
+        if unique:
+            keys, index, distinct = _layout_of(fields, message)
+            # The channel registry and the call tracker read the message next: with
+            # the index of this layout, their look-ups need no scan of the headers, and
+            # the tracker reads these fields (it never reads the bus's own keys: name,
+            # pbx, eventId) unless two of their names differ only in case.
+            if distinct:
+                message.adopt_header_index(index, fields)
+            else:
+                message.adopt_header_index(index)
+                keys = None
+        if keys is None:
             fields = cast("dict[str, object]", message.to_dict())
             fields["name"] = name
             if pbx is not None:
@@ -347,6 +358,28 @@ def _key_map(fields: Mapping[str, object]) -> dict[str, str | tuple[str, ...]]:
             _key_maps.clear()
         _key_maps[keys] = mapping
     return mapping
+
+
+_Layout = tuple[dict[str, str | tuple[str, ...]], Mapping[str, int], bool]
+# PBX events' field names (as _key_map is keyed) -> their _Layout. Bounded like _key_maps.
+_pbx_layouts: dict[tuple[str, ...], _Layout] = {}
+
+
+def _layout_of(fields: Mapping[str, object], message: Message) -> _Layout:
+    """``_key_map(fields)``, ``message.header_index()`` and whether no two names of
+    ``fields`` differ only in case, for ``fields`` made of the message's headers (no
+    name repeated as spelled) plus the keys the bus adds: equal field names then mean
+    equal header names (and the index is the same for all messages with the same
+    header names), so all three are remembered by them."""
+    keys = tuple(fields)
+    layout = _pbx_layouts.get(keys)
+    if layout is None:
+        key_map = _key_map(fields)
+        layout = (key_map, message.header_index(), len(key_map) == len(fields))
+        if len(_pbx_layouts) >= _KEY_MAP_CACHE_SIZE:
+            _pbx_layouts.clear()
+        _pbx_layouts[keys] = layout
+    return layout
 
 
 def _lower_value(value: object) -> str | list[str] | None:

@@ -103,7 +103,11 @@ class Message:
     # Header name -> position of its first occurrence (see _index_of); looked up on the
     # first get/in, not per message: most events on the wire (VarSet floods) are never
     # looked into. Shared by every message with the same header names: never change it.
-    _index: dict[str, int] | None = field(
+    _index: Mapping[str, int] | None = field(
+        init=False, repr=False, compare=False, hash=False, default=None
+    )
+    # A mapping of the headers a reader made and shared (see adopt_header_index).
+    _fields: Mapping[str, object] | None = field(
         init=False, repr=False, compare=False, hash=False, default=None
     )
 
@@ -111,7 +115,7 @@ class Message:
         if not self.headers:
             raise ValueError("an AMI message has at least one header")
 
-    def _build_index(self) -> dict[str, int]:
+    def _build_index(self) -> Mapping[str, int]:
         index = _index_of(self.headers)
         _set_index(self, index)
         return index
@@ -177,6 +181,34 @@ class Message:
         reader that can tell the layout more cheaply than by building the index)."""
         return self._index
 
+    def adopt_header_index(
+        self, index: Mapping[str, int], fields: Mapping[str, object] | None = None
+    ) -> None:
+        """Take ``index`` as this message's ``header_index`` and ``fields`` as its
+        ``shared_fields``, each unless it has one already.
+
+        ``index`` must be the ``header_index()`` of a message with the same header
+        names in the same order, and ``fields`` a mapping in which each header's name as
+        spelled gives that header's value, no header name repeating in any case; it may
+        hold other entries, under names the caller reserves for itself (the caller
+        vouches for all this, and never changes those entries). For a reader that tells
+        header layouts apart and builds such a mapping anyway: the event bus does both
+        for every event it publishes, so that the readers after it (the channel
+        registry, the call tracker) need neither gather the header names again (about
+        600 CPU instructions per header) nor build a mapping of their own.
+        """
+        if self._index is None:
+            _set_index(self, index)
+        if self._fields is None:
+            _set_fields(self, fields)
+
+    def shared_fields(self) -> Mapping[str, object] | None:
+        """The mapping handed on with ``adopt_header_index``, or ``None``: each header's
+        name as spelled gives its value (no header name repeats in any case), and names
+        the reader that made it reserved (the event bus: ``name``, ``pbx``,
+        ``eventId``) give what that reader put there. Never change it."""
+        return self._fields
+
     def get_many(self, *keys: str) -> tuple[str | None, ...]:
         """The first value of each of ``keys`` (case-insensitive), ``None`` for a key the
         message does not have, in the order asked: one call instead of one ``get`` per
@@ -235,6 +267,7 @@ _new_object = object.__new__
 _set_headers = Message.__dict__["headers"].__set__
 _set_output = Message.__dict__["output"].__set__
 _set_index = Message.__dict__["_index"].__set__
+_set_fields = Message.__dict__["_fields"].__set__
 
 # Messages of one kind from one PBX have the same header names in the same order, so
 # their index is made once per layout and shared (the index of a message is never
@@ -269,10 +302,11 @@ def _index_of(headers: Headers) -> dict[str, int]:
 
 def trusted_message(headers: Headers) -> Message:
     """``Message(headers=headers)`` for the parser, without the dataclass's frozen
-    ``__init__`` (three guarded attribute stores and ``__post_init__``): about half the
+    ``__init__`` (four guarded attribute stores and ``__post_init__``): about half the
     cost, paid for every message on the wire. ``headers`` must not be empty."""
     message: Message = _new_object(Message)
     _set_headers(message, headers)
     _set_output(message, None)
     _set_index(message, None)
+    _set_fields(message, None)
     return message
