@@ -104,19 +104,23 @@ def test_bad_rewrite_configuration_names_the_field(pair: tuple[str, str]) -> Non
 _NUMBER = re.compile(r"\+?[0-9*#]+")
 
 
+#: Up to three rewrite rules (prefix -> replacement), as ``[phone] rewrite`` takes them.
+_REWRITES = st.lists(
+    st.tuples(
+        st.from_regex(r"\+?[0-9*#]{1,4}", fullmatch=True),
+        st.from_regex(r"\+?[0-9*#]{0,4}", fullmatch=True),
+    ),
+    max_size=3,
+)
+
+
 @given(
     raw=st.one_of(
         st.text(max_size=60),
         st.text(alphabet="+0123456789*# -.()[]\t\r\n", max_size=60),
         st.integers(),
     ),
-    rewrite=st.lists(
-        st.tuples(
-            st.from_regex(r"\+?[0-9*#]{1,4}", fullmatch=True),
-            st.from_regex(r"\+?[0-9*#]{0,4}", fullmatch=True),
-        ),
-        max_size=3,
-    ),
+    rewrite=_REWRITES,
 )
 def test_normalise_gives_a_number_or_raises_invalid_argument(
     raw: str | int, rewrite: list[tuple[str, str]]
@@ -137,13 +141,7 @@ def test_normalise_gives_a_number_or_raises_invalid_argument(
         st.from_regex(r"\+?[0-9]{1,40}", fullmatch=True),
         st.from_regex(r"\+?[0-9]{120,140}", fullmatch=True),
     ),
-    rewrite=st.lists(
-        st.tuples(
-            st.from_regex(r"\+?[0-9*#]{1,4}", fullmatch=True),
-            st.from_regex(r"\+?[0-9*#]{0,4}", fullmatch=True),
-        ),
-        max_size=3,
-    ),
+    rewrite=_REWRITES,
 )
 def test_normalise_plain_is_normalise_without_the_error(
     number: str, rewrite: list[tuple[str, str]]
