@@ -1,7 +1,7 @@
 """CPU instructions per event of the server's AMI event path, counted, not timed.
 
     PYTHONPATH=.:src .venv/bin/python -m bench.path_instructions [--feed ast20 ...]
-        [--events 10000 20000] [--tracker both|on|off] [--src DIR] [--jobs 2]
+        [--events 10000 20000] [--tracker both|all|on|off|nosinks] [--src DIR] [--jobs 2]
 
 Runs ``bench.path_micro`` (the event path in one process: AMI bytes, parser, the AMI
 client's dispatch, the server's listeners, ``EventBus.publish`` to ``--operators``
@@ -13,6 +13,11 @@ event of events ``A`` to ``B``, with Python's start-up, the imports, building th
 feed and assembling the subscribers left out. Unlike CPU time this does not depend on
 what else the machine is doing: the same source gives the same count (within a few
 instructions per event; ``PYTHONHASHSEED`` is fixed).
+
+``--tracker``: ``off`` (no call tracker), ``on`` (the tracker and its call events
+published), ``nosinks`` (the tracker, its call events dropped: ``on`` minus ``nosinks``
+is what the call events cost on their way to the queues); ``both`` is off and on,
+``all`` the three.
 
 ``--src DIR`` imports the package from another checkout's ``src`` (the "before" of a
 comparison); the bench's own code comes from this checkout. Each count runs Python
@@ -36,10 +41,16 @@ from bench.feeds import FEEDS
 
 _ROOT = Path(__file__).resolve().parent.parent
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+#: ``--tracker`` modes: the path_micro flags of each.
+_MODE_FLAGS: dict[str, tuple[str, ...]] = {
+    "off": ("--calls-off",),
+    "nosinks": ("--no-call-sinks",),
+    "on": (),
+}
 
 
 def count_instructions(
-    *, src: Path, feed: str, events: int, prepare: int, tracker: bool, extra: list[str]
+    *, src: Path, feed: str, events: int, prepare: int, tracker: str, extra: list[str]
 ) -> int:
     """The instructions ``path_micro`` executes over the feed's first ``events`` events."""
     command = [
@@ -60,8 +71,7 @@ def count_instructions(
         "1",
         *extra,
     ]
-    if not tracker:
-        command.append("--calls-off")
+    command.extend(_MODE_FLAGS[tracker])
     env = dict(os.environ, PYTHONPATH=f"{_ROOT}{os.pathsep}{src}", PYTHONHASHSEED="0")
     with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
         command.insert(1, f"--log-file={log.name}")
@@ -77,7 +87,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--feed", nargs="+", default=["ast20"], choices=FEEDS)
     parser.add_argument("--events", nargs=2, type=int, default=[10_000, 20_000])
-    parser.add_argument("--tracker", choices=("both", "on", "off"), default="both")
+    parser.add_argument(
+        "--tracker", choices=("both", "all", "on", "off", "nosinks"), default="both"
+    )
     parser.add_argument("--operators", type=int, default=1000)
     parser.add_argument("--catch-all", type=int, default=2)
     parser.add_argument("--src", type=Path, default=_ROOT / "src", help="the package's src")
@@ -86,7 +98,9 @@ def main() -> None:
     low, high = sorted(args.events)
     if low == high:
         parser.error("--events needs two different counts")
-    trackers = {"both": (False, True), "on": (True,), "off": (False,)}[args.tracker]
+    trackers = {"both": ("off", "on"), "all": ("off", "nosinks", "on")}.get(
+        args.tracker, (args.tracker,)
+    )
     extra = ["--operators", str(args.operators), "--catch-all", str(args.catch_all)]
     runs = [
         (feed, tracker, events)
@@ -95,7 +109,7 @@ def main() -> None:
         for events in (low, high)
     ]
 
-    def run(item: tuple[str, bool, int]) -> int:
+    def run(item: tuple[str, str, int]) -> int:
         feed, tracker, events = item
         return count_instructions(
             src=args.src.resolve(),
@@ -119,10 +133,7 @@ def main() -> None:
         for tracker in trackers:
             at_low, at_high = counts[(feed, tracker, low)], counts[(feed, tracker, high)]
             per_event = (at_high - at_low) / (high - low)
-            print(
-                f"| {feed} | {'on' if tracker else 'off'} | {per_event:,.0f} "
-                f"| {at_low:,} | {at_high:,} |"
-            )
+            print(f"| {feed} | {tracker} | {per_event:,.0f} | {at_low:,} | {at_high:,} |")
 
 
 if __name__ == "__main__":
