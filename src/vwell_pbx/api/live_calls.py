@@ -50,8 +50,6 @@ CHANNEL_LIST_ACTIONS: Final = ("CoreShowChannels", "Status")
 
 CallSink = Callable[[CallEvent], None]
 
-_MAX_NAMES: Final = 512  # event names whose verdict is remembered (AMI has a few hundred)
-
 
 class LiveCalls:
     """One PBX's calls as they happen (see the module docstring).
@@ -82,9 +80,6 @@ class LiveCalls:
         self._due = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._list_action: str | None = None  # the one that worked on this connection
-        # Event name as spelled on the wire -> whether the tracker reads it; learnt as
-        # names arrive, at most _MAX_NAMES of them (junk names beyond are asked each time).
-        self._reads: dict[str, bool] = {}
         #: Channel lists applied so far (after connects and periodically).
         self.reconciles = 0
         #: Channel lists that could not be read (timeouts, errors, a lost connection).
@@ -152,14 +147,8 @@ class LiveCalls:
     # -- the event path (the AMI reader) ---------------------------------------------
 
     def _on_message(self, message: Message) -> None:
-        name = message.headers[0][1]  # Message.name, without a property call
-        reads = self._reads.get(name)
-        if reads is None:
-            reads = self.tracker.consumes(name)
-            if len(self._reads) < _MAX_NAMES:
-                self._reads[name] = reads
-        if not reads:
-            return
+        # Only events the tracker reads come here: the AMI client routes by event name
+        # (``add_listener(events=CONSUMED_EVENTS)`` in ``start``).
         events = self.tracker.observe(message, self._clock())
         if events:
             self._emit(events)

@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Final
+from typing import Final, TypeVar
 
 from vwell_pbx.pbx.errors import InvalidArgument
 from vwell_pbx.pbx.numbers import PhoneRules
@@ -51,7 +51,8 @@ _UNKNOWN_NAMES: Final = frozenset({"", "<unknown>", "unknown", "<none>"})
 _SUFFIX: Final = re.compile(r"-[0-9A-Za-z]+$")
 _LOCAL_SOURCE: Final = r"^Local/(?P<base>.+)[;,](?P<half>[12])$"
 _MASQUERADED: Final = ("<ZOMBIE>", "<MASQ>")
-_MAX_INFOS: Final = 4096  # trunks and extensions remembered (CallRules._infos)
+_MAX_INFOS: Final = 4096  # trunks, and extensions, remembered (CallRules._trunk_infos, ...)
+_K = TypeVar("_K", str, str | None)
 
 
 class ChannelKind(Enum):
@@ -112,6 +113,15 @@ def _kinds(trunks: str | None, extensions: str | None) -> re.Pattern[str]:
     if extensions is not None:
         branches.append(f"(?P<extension>{extensions})")
     return re.compile("|".join(branches), re.IGNORECASE)
+
+
+def _keep(infos: dict[_K, ChannelInfo], key: _K, info: ChannelInfo) -> ChannelInfo:
+    """Remember ``info`` under ``key`` in one of the bounded caches of shared
+    ``ChannelInfo``s (emptied when it holds ``_MAX_INFOS``); returns it."""
+    if len(infos) >= _MAX_INFOS:
+        infos.clear()
+    infos[key] = info
+    return info
 
 
 def endpoint(channel: str) -> str:
@@ -179,20 +189,15 @@ class CallRules:
         """The one ``ChannelInfo`` of a trunk endpoint, made on first use."""
         info = self._trunk_infos.get(trunk)
         if info is None:
-            info = ChannelInfo(ChannelKind.TRUNK, trunk=trunk)
-            if len(self._trunk_infos) >= _MAX_INFOS:
-                self._trunk_infos.clear()
-            self._trunk_infos[trunk] = info
+            info = _keep(self._trunk_infos, trunk, ChannelInfo(ChannelKind.TRUNK, trunk=trunk))
         return info
 
     def _extension_info(self, extension: str | None) -> ChannelInfo:
         """The one ``ChannelInfo`` of an extension number, made on first use."""
         info = self._extension_infos.get(extension)
         if info is None:
-            info = ChannelInfo(ChannelKind.EXTENSION, extension=extension)
-            if len(self._extension_infos) >= _MAX_INFOS:
-                self._extension_infos.clear()
-            self._extension_infos[extension] = info
+            made = ChannelInfo(ChannelKind.EXTENSION, extension=extension)
+            info = _keep(self._extension_infos, extension, made)
         return info
 
     def number(self, raw: str | None) -> str | None:
