@@ -311,6 +311,7 @@ async def fanout_step(
             while recorder.events < expected:  # noqa: ASYNC110  (counted in data_received)
                 await asyncio.sleep(0.01)
     server_pct, load_pct = server_cpu.percent(), load_cpu.percent()
+    server_seconds = server_cpu.seconds()
     others = (
         100.0 * (busy_cpu_seconds() - busy0) / (time.perf_counter() - t0) - server_pct - load_pct
     )
@@ -339,6 +340,8 @@ async def fanout_step(
         "p50_ms": percentile(latencies, 0.5) * 1e3,
         "p99_ms": p99 * 1e3,
         "srv_cpu%": server_pct,
+        "srv_cpu_s": server_seconds,
+        "sent": result.sent,
         "load_cpu%": load_pct,
         "others_cpu%": max(0.0, others),
         "srv_rss_MB": peak[0] / 1024,

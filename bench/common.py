@@ -143,7 +143,11 @@ class CpuMeter:
     def percent(self) -> float:
         """Percent of one core used since ``start()``."""
         elapsed = time.perf_counter() - self._t0
-        return 100.0 * (cpu_seconds(self.pid) - self._cpu0) / elapsed if elapsed > 0 else 0.0
+        return 100.0 * self.seconds() / elapsed if elapsed > 0 else 0.0
+
+    def seconds(self) -> float:
+        """CPU seconds used since ``start()``."""
+        return cpu_seconds(self.pid) - self._cpu0
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
