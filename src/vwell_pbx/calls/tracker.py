@@ -556,7 +556,10 @@ class CallTracker:
         self._event_name = ""  # of the event being handled (``_update`` reads it)
         self._all_reads = _Reader(_READ_KEYS)
         self._numbers: dict[str, str | None] = {}  # raw -> CallRules.number(raw)
-        self._max_recent_ids = self._limits.max_recent_ids  # read at every Hangup
+        # Bounds read at every new channel, call or Hangup (one attribute look-up each).
+        self._max_calls = self._limits.max_calls
+        self._max_channels = self._limits.max_channels
+        self._max_recent_ids = self._limits.max_recent_ids
         self.evicted_calls = 0
         """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
         handlers: dict[str, _Handler] = {
@@ -907,7 +910,7 @@ class CallTracker:
     def _new_call(self, call_id: str) -> Call:
         call = Call(call_id, self._now)  # positional: keywords cost 1,200 instructions
         self._calls[call_id] = call
-        while len(self._calls) > self._limits.max_calls:
+        while len(self._calls) > self._max_calls:
             _, oldest = next(iter(self._calls.items()))
             self.evicted_calls += 1
             self._end(oldest, "unknown", drop_channels=True)
@@ -984,7 +987,7 @@ class CallTracker:
             return None
         call, first = placed
         channel = Channel(uniqueid, name, info, call, self._now)  # positional: see _new_call
-        self._place(channel, partner, first=first)
+        self._place(channel, partner, first)  # positional: see _new_call
         self._register(channel)
         return channel
 
@@ -1030,7 +1033,7 @@ class CallTracker:
         return self._new_call(uniqueid), True
 
     @staticmethod
-    def _place(channel: Channel, partner: Channel | None, *, first: bool) -> None:
+    def _place(channel: Channel, partner: Channel | None, first: bool) -> None:
         """Set a new channel's side of its call (a Local pair's halves share one)."""
         call = channel.call
         if channel.info.kind is not _LOCAL:
@@ -1059,7 +1062,7 @@ class CallTracker:
                 call.extensions |= {channel.extension}  # a frozenset (see Call)
             if channel.side is _ORIGIN_SIDE and call.origin is None:
                 self._set_origin(call, channel)
-        while len(self._channels) > self._limits.max_channels:
+        while len(self._channels) > self._max_channels:
             _, oldest = next(iter(self._channels.items()))
             if oldest is channel:
                 break
@@ -1163,7 +1166,8 @@ class CallTracker:
             call.trunk = call.trunk or channel.info.trunk
             if call.did is None:
                 call.did = self._number(channel.first_exten)
-        self._refresh_from(call)
+        if call.visible:  # (_refresh_from does nothing for a hidden call: a call saved)
+            self._refresh_from(call)
 
     def _refresh_from(self, call: Call) -> bool:
         """Recompute ``fromNumber``/``fromName``; True when they changed.
@@ -1493,10 +1497,10 @@ class CallTracker:
         """Move every channel of ``other`` into ``into``; ``other`` ends."""
         if into is other or other.ended:
             return
-        for uniqueid, channel in other.channels.items():
+        moved = other.channels  # kept as it is: ``other`` gets a new, empty dict
+        for uniqueid, channel in moved.items():
             channel.call = into
             into.channels[uniqueid] = channel
-        moved = list(other.channels.values())
         other.channels = {}
         self._absorb(into, other)
         self._calls.pop(other.call_id, None)
@@ -1507,7 +1511,7 @@ class CallTracker:
             self._end(other, "transferred")
         else:
             other.ended = True
-        for channel in moved:
+        for channel in moved.values():
             self._resettle(into, channel, moved_side)
 
     def _absorb(self, into: Call, other: Call) -> None:
@@ -2038,19 +2042,20 @@ class CallTracker:
                 self._answered(party)
                 break
 
-    def _leave_bridge(self, channel: Channel) -> list[Channel]:
-        """Take a channel out of its bridge; return the channels still in it."""
+    def _leave_bridge(self, channel: Channel) -> set[str] | None:
+        """Take a channel out of its bridge; return the Uniqueids still in it (None:
+        nobody). Most callers ignore them: no list of their channels is made here."""
         bridge_id, channel.bridge = channel.bridge, None
         if bridge_id is None:
-            return []
+            return None
         members = self._bridges.get(bridge_id)
         if members is None:
-            return []
+            return None
         members.discard(channel.uniqueid)
         if not members:
             del self._bridges[bridge_id]
-            return []
-        return [ch for ch in (self._channels.get(uid) for uid in members) if ch is not None]
+            return None
+        return members
 
     def _on_bridge_enter(self, event: Fields) -> None:
         channel = self._from_event(event)
@@ -2065,7 +2070,8 @@ class CallTracker:
         exten = event.get("Exten")
         if exten is not None:
             channel.exten = exten
-        remaining = self._leave_bridge(channel)
+        members = self._leave_bridge(channel) or ()
+        remaining = [ch for ch in (self._channels.get(uid) for uid in members) if ch is not None]
         peers = [ch for ch in remaining if ch.call is channel.call]
         peer = next((ch for ch in peers if ch.is_party), peers[0] if peers else None)
         self._maybe_redirected(channel, peer)
