@@ -2019,7 +2019,10 @@ class CallTracker:
         channel.bridge = bridge_id
         channel.exten_in_bridge = channel.exten
         channel.left_bridge_peer = None
-        members = self._bridges.setdefault(bridge_id, set())
+        members = self._bridges.get(bridge_id)
+        if members is None:  # the first in the bridge: nobody to merge with or talk to
+            self._bridges[bridge_id] = {channel.uniqueid}
+            return
         members.add(channel.uniqueid)
         for uniqueid in list(members):
             other = self._channels.get(uniqueid)
@@ -2029,15 +2032,18 @@ class CallTracker:
                 continue
             self._merge_older(channel.call, other.call)
         call = channel.call
-        if call.ended or call.answered_ms is not None or not channel.is_party:
-            return
-        # Two parties of a call in one bridge talk to each other: the call is answered,
-        # even if we never saw who answered (joined mid-call, a queue on an old PBX).
-        parties = [
-            ch
-            for ch in (self._channels.get(uniqueid) for uniqueid in members)
-            if ch is not None and ch.is_party and ch.call is call
-        ]
+        if not call.ended and call.answered_ms is None and channel.is_party:
+            self._answered_in_bridge(call, members)
+
+    def _answered_in_bridge(self, call: Call, members: set[str]) -> None:
+        """Two parties of a call in one bridge talk to each other: the call is answered,
+        even if we never saw who answered (joined mid-call, a queue on an old PBX)."""
+        # A loop, not a comprehension over a generator: two function calls fewer.
+        parties: list[Channel] = []
+        for uniqueid in members:
+            party = self._channels.get(uniqueid)
+            if party is not None and party.is_party and party.call is call:
+                parties.append(party)
         if len(parties) < 2:
             return
         for party in parties:
