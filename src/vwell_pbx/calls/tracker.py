@@ -343,10 +343,10 @@ _READ_KEYS: Final = frozenset(
 
 
 # Second spellings of names also read as spelled otherwise, and the handlers that read
-# them (the channel list reads them too, through every name in _READ_KEYS). The other
-# handlers' fields leave them out, so that a layout spelled as usual needs no copy of a
-# header under another spelling: it can be read through the bus's fields of the event
-# (see CallTracker._fields). A test checks who reads them.
+# them (through _DIAL_READS; the channel list reads them too, through every name in
+# _READ_KEYS). The other handlers' fields leave them out, so that a layout spelled as
+# usual needs no copy of a header under another spelling: it can be read through the
+# bus's fields of the event (see CallTracker._fields). A test checks who reads them.
 _SECOND_SPELLINGS: Final = frozenset({"UniqueID", "DestUniqueID", "Dialstring", "BridgeId"})
 _SECOND_SPELLING_EVENTS: Final = frozenset({"Dial"})
 # What an old dialect's Dial handler reads (``_on_dial_old``, with ``_update`` of the
