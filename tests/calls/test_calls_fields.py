@@ -8,11 +8,13 @@ reads must be listed.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.calls.replay import BASE, OLD_DIALECT, load_script
 from vwell_pbx.calls import tracker as tracker_module
 from vwell_pbx.calls.rules import CallRules
 from vwell_pbx.calls.tracker import _READ_KEYS, CallTracker
@@ -147,3 +149,51 @@ def test_the_bus_fields_are_read_when_spelled_as_the_tracker_reads() -> None:
 def test_the_tracker_reads_none_of_the_names_the_bus_adds() -> None:
     # The bus's fields hold name, pbx and eventId besides the headers (shared_fields).
     assert {key.lower() for key in _READ_KEYS}.isdisjoint({"name", "pbx", "eventid"})
+
+
+class _Reads(dict[str, str]):
+    """Fields that note every name read through them in ``read``."""
+
+    def __init__(self, fields: Mapping[str, str], read: set[str]) -> None:
+        super().__init__(fields)
+        self.read = read
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_an_old_dialect_dial_reads_only_its_list() -> None:
+    # Dial has a reader of its own (_DIAL_READS): a name read beyond it would be None.
+    tracker = CallTracker(pbx="lab")
+    fields = tracker._fields
+    read: set[str] = set()
+
+    def noting(message: Message, reader: object = None) -> Mapping[str, str]:
+        found = fields(message, reader)  # type: ignore[arg-type]
+        return _Reads(found, read) if message.name == "Dial" else found
+
+    tracker._fields = noting  # type: ignore[assignment,method-assign]
+    dials = 0
+    for path in sorted(OLD_DIALECT.glob("*.ami")):
+        for t, message in load_script(path.name[:2]).events:
+            dials += message.name == "Dial"
+            tracker.observe(message, BASE + t)
+    assert dials > 10
+    assert read
+    assert read <= tracker_module._DIAL_READS, read - tracker_module._DIAL_READS
+    assert tracker_module._DIAL_READS <= _READ_KEYS
+
+
+def test_a_yeastar_dial_is_read_through_the_bus_fields() -> None:
+    # Spelled as the reader reads (UniqueID, DestUniqueID): no dict of its own.
+    tracker = CallTracker(pbx="lab")
+    _, reader = tracker._dispatch["Dial"]  # type: ignore[misc]
+    read = 0
+    for path in sorted(OLD_DIALECT.glob("*.ami")):
+        for _, message in load_script(path.name[:2]).events:
+            if message.name == "Dial" and message.get("UniqueID") is not None:
+                BusEvent.from_message(message, pbx="office")
+                assert tracker._fields(message, reader) is message.shared_fields()
+                read += 1
+    assert read > 10

@@ -196,6 +196,19 @@ _MISSED_REASONS: Final = frozenset({"no_answer", "cancelled", "busy", "failed"})
 # Dialplan extensions that are not a destination (hangup, invalid, timeout handlers).
 _NOT_DESTINATIONS: Final = frozenset({"", "s", "h", "i", "t", "T", "e", "o", "a", "failed"})
 _RINGING_DIAL_STATES: Final = frozenset({"ringing", "progress", "proceeding"})
+# Words the PBX sends in a few spellings that the tracker reads lower-cased (channel
+# states, Dial SubEvent, Bridgestate): ``raw.strip().lower()`` of the usual ones, looked
+# up (two method calls and a new string fewer at most events); others are worked out.
+_LOWERED: Final[dict[str, str]] = {
+    word: word.lower()
+    for word in (
+        *("Down", "Rsrvd", "OffHook", "Dialing", "Ring", "Ringing", "Up", "Busy"),
+        *("Dialing Offhook", "Pre-ring", "Unknown"),
+        *("Begin", "End", "Link", "Unlink"),
+    )
+}
+# Events whose channel's extension may come as ``Extension`` (_update).
+_EXTENSION_EVENTS: Final = frozenset({"Status", "Newexten", "CoreShowChannel"})
 _ORIGINATE_FAILED_GRACE_MS: Final = 5_000
 _NOT_MADE: Final = (1 << 62, 0)
 
@@ -330,12 +343,34 @@ _READ_KEYS: Final = frozenset(
 
 
 # Second spellings of names also read as spelled otherwise, and the handlers that read
-# them (the channel list reads them too, through every name in _READ_KEYS). The other
-# handlers' fields leave them out, so that a layout spelled as usual needs no copy of a
-# header under another spelling: it can be read through the bus's fields of the event
-# (see CallTracker._fields). A test checks who reads them.
+# them (through _DIAL_READS; the channel list reads them too, through every name in
+# _READ_KEYS). The other handlers' fields leave them out, so that a layout spelled as
+# usual needs no copy of a header under another spelling: it can be read through the
+# bus's fields of the event (see CallTracker._fields). A test checks who reads them.
 _SECOND_SPELLINGS: Final = frozenset({"UniqueID", "DestUniqueID", "Dialstring", "BridgeId"})
 _SECOND_SPELLING_EVENTS: Final = frozenset({"Dial"})
+# What an old dialect's Dial handler reads (``_on_dial_old``, with ``_update`` of the
+# calling channel), spelled as Asterisk 1.4/1.8 and Yeastar spell them. Its own reader,
+# rather than every name in _READ_KEYS: with both ``UniqueID`` and ``Uniqueid`` read, no
+# layout spells every read name as read, so each Dial got a dict of its own (about 650
+# CPU instructions per header); with these, the usual layout is read through the bus's
+# fields of the event. A layout spelled otherwise (``Uniqueid``) gets a copy under this
+# spelling, as any reader's does. A test checks that the handler reads only these.
+_DIAL_READS: Final = frozenset(
+    {
+        "SubEvent",
+        "Channel",
+        "Source",
+        "UniqueID",
+        "SrcUniqueID",
+        "DialStatus",
+        "Destination",
+        "DestUniqueID",
+        "Dialstring",
+        *(_OWN.caller_num, _OWN.caller_id, _OWN.caller_name, _OWN.exten, "Extension"),
+        *(_OWN.state_desc, _OWN.state),
+    }
+)
 
 
 def _spellings(keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -521,6 +556,10 @@ class CallTracker:
         self._event_name = ""  # of the event being handled (``_update`` reads it)
         self._all_reads = _Reader(_READ_KEYS)
         self._numbers: dict[str, str | None] = {}  # raw -> CallRules.number(raw)
+        # Bounds read at every new channel, call or Hangup (one attribute look-up each).
+        self._max_calls = self._limits.max_calls
+        self._max_channels = self._limits.max_channels
+        self._max_recent_ids = self._limits.max_recent_ids
         self.evicted_calls = 0
         """Calls dropped because ``max_calls`` or ``max_channels`` was reached."""
         handlers: dict[str, _Handler] = {
@@ -564,8 +603,8 @@ class CallTracker:
                 handler,
                 _Reader(_FEW_READS[name])
                 if name in _FEW_READS
-                else self._all_reads
-                if name in _SECOND_SPELLING_EVENTS
+                else _Reader(_DIAL_READS)
+                if name == "Dial"
                 else usual_reads,
             )
             for name, handler in handlers.items()
@@ -865,13 +904,13 @@ class CallTracker:
             table.move_to_end(key)
             return
         table[key] = None  # a new key goes last: nothing to move
-        while len(table) > self._limits.max_recent_ids:
-            table.popitem(last=False)
+        if len(table) > self._max_recent_ids:  # (it grows by one at a time)
+            table.popitem(False)  # the oldest (positional: no keyword parsing)
 
     def _new_call(self, call_id: str) -> Call:
         call = Call(call_id, self._now)  # positional: keywords cost 1,200 instructions
         self._calls[call_id] = call
-        while len(self._calls) > self._limits.max_calls:
+        while len(self._calls) > self._max_calls:
             _, oldest = next(iter(self._calls.items()))
             self.evicted_calls += 1
             self._end(oldest, "unknown", drop_channels=True)
@@ -897,8 +936,15 @@ class CallTracker:
 
     def _touch(self, channel: Channel) -> None:
         self._channels.move_to_end(channel.uniqueid)
-        if not channel.call.ended and channel.call.call_id in self._calls:
-            self._calls.move_to_end(channel.call.call_id)
+        call = channel.call
+        if not call.ended:
+            # A live call is in the table (invariant 2 the other way round): no look-up
+            # before the move, only a guard that costs nothing unless it is needed
+            # (contextlib.suppress would cost a context manager per event).
+            try:  # noqa: SIM105
+                self._calls.move_to_end(call.call_id)
+            except KeyError:
+                pass
 
     def _from_event(self, event: Fields, headers: _ChannelHeaders = _OWN) -> Channel | None:
         """The channel an event describes, learnt if new, with its state brought up to date."""
@@ -941,7 +987,7 @@ class CallTracker:
             return None
         call, first = placed
         channel = Channel(uniqueid, name, info, call, self._now)  # positional: see _new_call
-        self._place(channel, partner, first=first)
+        self._place(channel, partner, first)  # positional: see _new_call
         self._register(channel)
         return channel
 
@@ -987,7 +1033,7 @@ class CallTracker:
         return self._new_call(uniqueid), True
 
     @staticmethod
-    def _place(channel: Channel, partner: Channel | None, *, first: bool) -> None:
+    def _place(channel: Channel, partner: Channel | None, first: bool) -> None:
         """Set a new channel's side of its call (a Local pair's halves share one)."""
         call = channel.call
         if channel.info.kind is not _LOCAL:
@@ -1016,7 +1062,7 @@ class CallTracker:
                 call.extensions |= {channel.extension}  # a frozenset (see Call)
             if channel.side is _ORIGIN_SIDE and call.origin is None:
                 self._set_origin(call, channel)
-        while len(self._channels) > self._limits.max_channels:
+        while len(self._channels) > self._max_channels:
             _, oldest = next(iter(self._channels.items()))
             if oldest is channel:
                 break
@@ -1044,10 +1090,13 @@ class CallTracker:
             if name is not None:
                 channel.caller_name = name
             call = channel.call
-            if channel is call.origin or (call.origin is None and channel.side is _ORIGIN_SIDE):
+            # (_refresh_from does nothing for a hidden call: a method call saved.)
+            if call.visible and (
+                channel is call.origin or (call.origin is None and channel.side is _ORIGIN_SIDE)
+            ):
                 self._refresh_from(call)
         exten = event.get(headers.exten)
-        if exten is None and self._event_name in ("Status", "Newexten", "CoreShowChannel"):
+        if exten is None and self._event_name in _EXTENSION_EVENTS:
             exten = event.get("Extension")
         if exten is not None:
             channel.exten = exten
@@ -1055,9 +1104,9 @@ class CallTracker:
                 channel.first_exten = exten
                 if channel is channel.call.origin and channel.info.kind is _TRUNK:
                     channel.call.did = channel.call.did or self._number(exten)
-        state = event.get(headers.state_desc) or event.get(headers.state)
-        if state:
-            state = state.strip().lower()
+        raw_state = event.get(headers.state_desc) or event.get(headers.state)
+        if raw_state:
+            state = _LOWERED.get(raw_state) or raw_state.strip().lower()
             if state != channel.state:
                 channel.state = state
                 if react:
@@ -1117,7 +1166,8 @@ class CallTracker:
             call.trunk = call.trunk or channel.info.trunk
             if call.did is None:
                 call.did = self._number(channel.first_exten)
-        self._refresh_from(call)
+        if call.visible:  # (_refresh_from does nothing for a hidden call: a call saved)
+            self._refresh_from(call)
 
     def _refresh_from(self, call: Call) -> bool:
         """Recompute ``fromNumber``/``fromName``; True when they changed.
@@ -1379,7 +1429,8 @@ class CallTracker:
         call = source.call
         to_origin = self._rings_origin(source)
         side = _ORIGIN_SIDE if to_origin else _TARGET_SIDE
-        if dest.call is not call:
+        merged = dest.call is not call
+        if merged:
             self._merge(call, dest.call, moved_side=side)
         dest.dialled = True
         if len(source.destinations) < MAX_DESTINATIONS:
@@ -1399,7 +1450,8 @@ class CallTracker:
                 or self._dialled_number(dialstring)
                 or dest.extension
             )
-        self._make_target(dest)
+        if not (merged and dest.is_party):  # else the merge did it (_resettle)
+            self._make_target(dest)
         if dest.is_party and dest.info.kind is not _EXTENSION:
             self._ringing(dest)  # an outside line counts as ringing from the dial on
         self._on_state(dest)
@@ -1445,21 +1497,21 @@ class CallTracker:
         """Move every channel of ``other`` into ``into``; ``other`` ends."""
         if into is other or other.ended:
             return
-        for uniqueid, channel in other.channels.items():
+        moved = other.channels  # kept as it is: ``other`` gets a new, empty dict
+        for uniqueid, channel in moved.items():
             channel.call = into
             into.channels[uniqueid] = channel
-        moved = list(other.channels.values())
         other.channels = {}
         self._absorb(into, other)
         self._calls.pop(other.call_id, None)
         self._aliases[other.call_id] = into.call_id
-        while len(self._aliases) > self._limits.max_recent_ids:
-            self._aliases.popitem(last=False)
+        if len(self._aliases) > self._max_recent_ids:  # (it grows by one at a time)
+            self._aliases.popitem(False)
         if other.announced:
             self._end(other, "transferred")
         else:
             other.ended = True
-        for channel in moved:
+        for channel in moved.values():
             self._resettle(into, channel, moved_side)
 
     def _absorb(self, into: Call, other: Call) -> None:
@@ -1539,7 +1591,8 @@ class CallTracker:
                     self._emit(call, "call.missed", missed)
         self._release(call)
 
-    def _hangup(self, channel: Channel, cause: int | None) -> None:
+    def _hangup(self, channel: Channel, cause: str | None) -> None:
+        """``channel`` hung up; ``cause`` is the Hangup's ``Cause``."""
         self._forget(channel)
         call = channel.call
         if call.ended:
@@ -1548,27 +1601,34 @@ class CallTracker:
         if channel.uniqueid in call.holders:  # a frozenset: rebuilt only when it changes
             call.holders -= {channel.uniqueid}
         if channel.is_party and call.answered_ms is None:
-            outcome = _CAUSE_OUTCOMES.get(cause) if cause is not None else None
-            if channel.side is _TARGET_SIDE:
-                if outcome is not None and call.outcome is None and channel.dialled:
-                    call.outcome = outcome
-            elif channel.side is _ORIGIN_SIDE and channel is call.origin:
-                if not call.originate_leg and self._lone_unrung(call, channel):
-                    # Asterisk 1.8 names no Originate's phone that fails before ringing
-                    # (no DialBegin without a caller): a phone that hangs up untouched,
-                    # the only channel of its call, is the leg of a pending click-to-call
-                    # of the same phone, if there is one.
-                    self._match_pending(call, channel.name)
-                if call.originate_leg:
-                    if call.origin_outcome is None and outcome is not None:
-                        call.origin_outcome = outcome
-                    if channel.state == "down" and not call.originated:
-                        self._match_pending(call, channel.name)
-                elif any(ch.side is _TARGET_SIDE for ch in call.channels.values()):
-                    call.cancelled = True  # the caller gave up while the call was offered
-        self._stop_ringing(channel)  # (it clears channel.ringing)
+            self._left_unanswered(call, channel, cause)
+        if channel.ringing:  # (_stop_ringing clears it; a method call saved otherwise)
+            self._stop_ringing(channel)
         if self._nobody_left(call):
             self._end(call)
+
+    def _left_unanswered(self, call: Call, channel: Channel, cause: str | None) -> None:
+        """What a party's hang-up before the call was answered tells: why it failed.
+        The ``Cause`` is parsed only here (most hang-ups end an answered call)."""
+        code = _int(cause)
+        outcome = _CAUSE_OUTCOMES.get(code) if code is not None else None
+        if channel.side is _TARGET_SIDE:
+            if outcome is not None and call.outcome is None and channel.dialled:
+                call.outcome = outcome
+        elif channel.side is _ORIGIN_SIDE and channel is call.origin:
+            if not call.originate_leg and self._lone_unrung(call, channel):
+                # Asterisk 1.8 names no Originate's phone that fails before ringing
+                # (no DialBegin without a caller): a phone that hangs up untouched,
+                # the only channel of its call, is the leg of a pending click-to-call
+                # of the same phone, if there is one.
+                self._match_pending(call, channel.name)
+            if call.originate_leg:
+                if call.origin_outcome is None and outcome is not None:
+                    call.origin_outcome = outcome
+                if channel.state == "down" and not call.originated:
+                    self._match_pending(call, channel.name)
+            elif any(ch.side is _TARGET_SIDE for ch in call.channels.values()):
+                call.cancelled = True  # the caller gave up while the call was offered
 
     @staticmethod
     def _nobody_left(call: Call) -> bool:
@@ -1721,7 +1781,23 @@ class CallTracker:
     # -- event handlers ---------------------------------------------------------------
 
     def _on_channel_event(self, event: Fields) -> None:
-        self._from_event(event)
+        # Newchannel and Newstate, a third of an old dialect's events: _from_event,
+        # _channel_of and _existing written out (three method calls fewer per event).
+        name = event.get("Channel")
+        if not name:
+            return
+        uniqueid = event.get("Uniqueid")
+        channel = self._channels.get(uniqueid) if uniqueid else self._by_name.get(name)
+        if channel is not None:
+            self._touch(channel)
+        elif uniqueid and uniqueid in self._hung:
+            return
+        else:
+            channel = self._create(name, uniqueid, event.get("Linkedid"))
+            if channel is None:
+                return
+        if not channel.call.ended:
+            self._update(channel, event, _OWN)
 
     def _on_new_callerid(self, event: Fields) -> None:
         channel = self._channel_of(event, _OWN)
@@ -1808,7 +1884,7 @@ class CallTracker:
     def _on_hangup(self, event: Fields) -> None:
         channel = self._known(event)
         if channel is not None:
-            self._hangup(channel, _int(event.get("Cause")))
+            self._hangup(channel, event.get("Cause"))
 
     def _on_dial_begin(self, event: Fields) -> None:
         dest = self._from_event(event, _DEST)
@@ -1855,7 +1931,8 @@ class CallTracker:
 
     def _on_dial_old(self, event: Fields) -> None:
         """Asterisk 1.4/1.8 ``Dial``: ``SubEvent: Begin`` (or none, 1.4) and ``End``."""
-        sub = (event.get("SubEvent") or "begin").strip().lower()
+        raw_sub = event.get("SubEvent") or "begin"
+        sub = _LOWERED.get(raw_sub) or raw_sub.strip().lower()
         source_name = event.get("Channel") or event.get("Source")
         source_id = event.get("UniqueID") or event.get("SrcUniqueID")
         if not source_name:
@@ -1884,11 +1961,12 @@ class CallTracker:
         """
         source.dialling = False
         call = source.call
-        waiting = [
-            dest
-            for dest in (self._channels.get(uniqueid) for uniqueid in source.destinations)
-            if dest is not None and dest.answered_ms is None
-        ]
+        # A loop, not a comprehension over a generator: two function calls fewer.
+        waiting: list[Channel] = []
+        for uniqueid in source.destinations:
+            dest = self._channels.get(uniqueid)
+            if dest is not None and dest.answered_ms is None:
+                waiting.append(dest)
         for dest in waiting:
             self._dial_end(dest, status)
         if call.ended:
@@ -1941,7 +2019,10 @@ class CallTracker:
         channel.bridge = bridge_id
         channel.exten_in_bridge = channel.exten
         channel.left_bridge_peer = None
-        members = self._bridges.setdefault(bridge_id, set())
+        members = self._bridges.get(bridge_id)
+        if members is None:  # the first in the bridge: nobody to merge with or talk to
+            self._bridges[bridge_id] = {channel.uniqueid}
+            return
         members.add(channel.uniqueid)
         for uniqueid in list(members):
             other = self._channels.get(uniqueid)
@@ -1951,15 +2032,18 @@ class CallTracker:
                 continue
             self._merge_older(channel.call, other.call)
         call = channel.call
-        if call.ended or call.answered_ms is not None or not channel.is_party:
-            return
-        # Two parties of a call in one bridge talk to each other: the call is answered,
-        # even if we never saw who answered (joined mid-call, a queue on an old PBX).
-        parties = [
-            ch
-            for ch in (self._channels.get(uniqueid) for uniqueid in members)
-            if ch is not None and ch.is_party and ch.call is call
-        ]
+        if not call.ended and call.answered_ms is None and channel.is_party:
+            self._answered_in_bridge(call, members)
+
+    def _answered_in_bridge(self, call: Call, members: set[str]) -> None:
+        """Two parties of a call in one bridge talk to each other: the call is answered,
+        even if we never saw who answered (joined mid-call, a queue on an old PBX)."""
+        # A loop, not a comprehension over a generator: two function calls fewer.
+        parties: list[Channel] = []
+        for uniqueid in members:
+            party = self._channels.get(uniqueid)
+            if party is not None and party.is_party and party.call is call:
+                parties.append(party)
         if len(parties) < 2:
             return
         for party in parties:
@@ -1970,19 +2054,20 @@ class CallTracker:
                 self._answered(party)
                 break
 
-    def _leave_bridge(self, channel: Channel) -> list[Channel]:
-        """Take a channel out of its bridge; return the channels still in it."""
+    def _leave_bridge(self, channel: Channel) -> set[str] | None:
+        """Take a channel out of its bridge; return the Uniqueids still in it (None:
+        nobody). Most callers ignore them: no list of their channels is made here."""
         bridge_id, channel.bridge = channel.bridge, None
         if bridge_id is None:
-            return []
+            return None
         members = self._bridges.get(bridge_id)
         if members is None:
-            return []
+            return None
         members.discard(channel.uniqueid)
         if not members:
             del self._bridges[bridge_id]
-            return []
-        return [ch for ch in (self._channels.get(uid) for uid in members) if ch is not None]
+            return None
+        return members
 
     def _on_bridge_enter(self, event: Fields) -> None:
         channel = self._from_event(event)
@@ -1997,7 +2082,8 @@ class CallTracker:
         exten = event.get("Exten")
         if exten is not None:
             channel.exten = exten
-        remaining = self._leave_bridge(channel)
+        members = self._leave_bridge(channel) or ()
+        remaining = [ch for ch in (self._channels.get(uid) for uid in members) if ch is not None]
         peers = [ch for ch in remaining if ch.call is channel.call]
         peer = next((ch for ch in peers if ch.is_party), peers[0] if peers else None)
         self._maybe_redirected(channel, peer)
@@ -2047,7 +2133,8 @@ class CallTracker:
                 channel.left_bridge_peer = peer
 
     def _on_bridge_old(self, event: Fields) -> None:
-        state = (event.get("Bridgestate") or "").strip().lower()
+        raw_state = event.get("Bridgestate") or ""
+        state = _LOWERED.get(raw_state) or raw_state.strip().lower()
         if state == "link":
             self._on_link(event)
         elif state == "unlink":
