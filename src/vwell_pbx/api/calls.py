@@ -95,8 +95,8 @@ def record_of(call: CallSnapshot | CallEvent) -> CallRecord:
     call object as JSON."""
     if isinstance(call, CallEvent):
         # Read from the event's message, the call object already made for the bus:
-        # the snapshot (CallEvent.call) and its to_dict() would rebuild it (a fifth of
-        # the history's CPU work per call). The message is the call object's keys in
+        # the snapshot (CallEvent.call) and its to_dict() would rebuild it (a third of
+        # this function's CPU instructions). The message is the call object's keys in
         # order, then name, then the eventId the bus appended: not the call object's.
         document = call.message.copy()
         del document["name"]

@@ -1242,7 +1242,7 @@ class CallTracker:
             ring_ms = stop - ring_start_ms
         talk_ms = 0 if answered_ms is None else now - answered_ms
         transfers = call.transfers
-        # A copy of _MESSAGE, which holds the usual value of each field (None, 0.0,
+        # A copy of _MESSAGE, which holds the usual value of each field (None, or
         # False): where a field is often at it, it is tested and not written again. A
         # dict store costs about 270 CPU instructions, a test about 30, and most call
         # events leave six or so fields as they are (no DID, no called name, no action
