@@ -282,8 +282,10 @@ class CallEvent:
     #: The local extensions the call involved so far (``CallSnapshot.extensions``).
     extensions: frozenset[str]
     #: The pushed message: the call object plus ``name``. Shared, so never change it
-    #: (nor its lists); ``to_dict()`` gives a copy. The bus takes a copy of it
-    #: (``api.calls.call_bus_event``) without a Python call for ``to_dict``.
+    #: (nor its lists); ``to_dict()`` gives a copy. The server hands this very dict to
+    #: the event bus (``api.calls.call_bus_event``), whose publish appends ``eventId``
+    #: as its last key: the one change ever made to it, after which the message (and
+    #: ``to_dict()``) holds exactly what subscribers were sent.
     message: dict[str, JsonValue]
     _call: CallSnapshot | None
 
@@ -305,7 +307,8 @@ class CallEvent:
         return call
 
     def to_dict(self) -> dict[str, JsonValue]:
-        """The pushed message: the call object plus ``name``.
+        """The pushed message: the call object plus ``name`` (and ``eventId`` once the
+        server published it, see ``message``).
 
         A new dict each time, whose ``transfers`` and ``channels`` lists are the
         event's own: they must not be changed (the bus never changes a value).

@@ -163,6 +163,9 @@ Fields = Mapping[str, str]
 every spelling its reader reads (``_READ_KEYS`` or fewer). See ``CallTracker._fields``."""
 
 _EMPTY: Final[tuple[CallEvent, ...]] = ()
+#: ``CALL_MESSAGE`` with each field's usual value, which ``_message`` then leaves as
+#: it is when the call has it: ``None``, but ``False`` for the two flags.
+_MESSAGE: Final[dict[str, JsonValue]] = {**CALL_MESSAGE, "onHold": False, "originated": False}
 _Handler = Callable[[Fields], None]
 
 
@@ -1289,7 +1292,12 @@ class CallTracker:
             ring_ms = stop - ring_start_ms
         talk_ms = 0 if answered_ms is None else now - answered_ms
         transfers = call.transfers
-        message = CALL_MESSAGE.copy()
+        # A copy of _MESSAGE, which holds the usual value of each field (None, or
+        # False): where a field is often at it, it is tested and not written again. A
+        # dict store costs about 270 CPU instructions, a test about 30, and most call
+        # events leave six or so fields as they are (no DID, no called name, no action
+        # id, not originated, not held, not yet ended).
+        message = _MESSAGE.copy()
         message["callId"] = call.call_id
         message["pbx"] = self.pbx
         message["status"] = status
@@ -1297,17 +1305,22 @@ class CallTracker:
         message["fromNumber"] = call.from_number
         message["fromName"] = call.from_name
         message["toNumber"] = call.to_number
-        message["toName"] = call.to_name
+        if call.to_name is not None:
+            message["toName"] = call.to_name
         message["extension"] = extension
         message["trunk"] = call.trunk
-        message["did"] = call.did
+        if call.did is not None:
+            message["did"] = call.did
         message["startedAt"] = iso_ms(call.started_ms)
         message["answeredAt"] = None if answered_ms is None else iso_ms(answered_ms)
-        message["endedAt"] = None if call.ended_ms is None else iso_ms(call.ended_ms)
+        if call.ended_ms is not None:
+            message["endedAt"] = iso_ms(call.ended_ms)
         message["ringSeconds"] = ring_ms / 1000 if ring_ms > 0 else 0.0
         message["talkSeconds"] = talk_ms / 1000 if talk_ms > 0 else 0.0
-        message["endReason"] = call.end_reason
-        message["onHold"] = on_hold
+        if call.end_reason is not None:
+            message["endReason"] = call.end_reason
+        if on_hold:
+            message["onHold"] = True
         message["transfers"] = [transfer.to_dict() for transfer in transfers] if transfers else []
         # A loop, not a list comprehension: in Python 3.11 that is a function call of
         # its own (about 900 CPU instructions more for a call's two or three channels).
@@ -1316,8 +1329,10 @@ class CallTracker:
             if channel.is_party:
                 channels.append(channel.name)
         message["channels"] = channels
-        message["originated"] = call.originated
-        message["actionId"] = call.action_id
+        if call.originated:
+            message["originated"] = True
+        if call.action_id is not None:
+            message["actionId"] = call.action_id
         return message
 
     # -- what happens to legs ---------------------------------------------------------

@@ -1027,8 +1027,14 @@ class EventBus:
         bucket = self._buckets.get(event.name_key)
         if bucket is not None:
             reached += self._fan_out(bucket, event, stamp)
-        if self._any.size:
-            reached += self._fan_out(self._any, event, stamp)
+        anywhere = self._any
+        if anywhere.size:
+            # Any-event subscriptions (supervisors' "*") are nearly always plain: then
+            # straight to _offer, without _fan_out's Python call.
+            if anywhere.indexed:
+                reached += self._fan_out(anywhere, event, stamp)
+            else:
+                reached += self._offer(anywhere.plain, event, stamp)
         self._replay.record(event)
         listeners = self._listeners
         if listeners:
