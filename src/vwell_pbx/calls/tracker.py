@@ -166,6 +166,7 @@ _EMPTY: Final[tuple[CallEvent, ...]] = ()
 #: ``CALL_MESSAGE`` with each field's usual value, which ``_message`` then leaves as
 #: it is when the call has it: ``None``, but ``False`` for the two flags.
 _MESSAGE: Final[dict[str, JsonValue]] = {**CALL_MESSAGE, "onHold": False, "originated": False}
+_ROUND: Final = float.__round__  # round(x) for a float x, without the look-up (observe)
 _Handler = Callable[[Fields], None]
 
 
@@ -647,7 +648,10 @@ class CallTracker:
                 self._dispatch[name] = route  # remember skipped names too: one lookup
         if route is None:
             return _EMPTY
-        self._now = round(now * 1000)  # to_ms(now), without a call for every event
+        # to_ms(now) without its call; and round(x) looks float.__round__ up at every
+        # call (about 1,000 CPU instructions), which costs a third of that called
+        # directly. ``* 1000.0``: a float even when ``now`` is an int.
+        self._now = _ROUND(now * 1000.0)
         self._event_name = name
         handler, reader = route
         handler(self._fields(event, reader))
@@ -830,13 +834,22 @@ class CallTracker:
             plan = reader.plans.get(id(index))
             if plan is None or plan.index is not index:
                 plan = self._plan_of(reader, index, headers)
-            if plan.shared:
-                # The event bus's fields of this event: a dict of all its headers, made
-                # anyway. Their values are strings; names the bus added to them (name,
-                # pbx, eventId) are never read here.
-                shared = message.shared_fields()
-                if shared is not None:
+            # The event bus's fields of this event: a dict of all its headers, made
+            # anyway. Their values are strings; names the bus added to them (name,
+            # pbx, eventId) are never read here.
+            shared = message.shared_fields()
+            if shared is not None:
+                if plan.shared:
                     return shared  # type: ignore[return-value]
+                # The bus shares no layout that has a name twice in any case, so only
+                # the tracker's spellings of some names are missing (``UniqueID`` for
+                # ``Uniqueid`` in an old dialect's Dial): a copy of its fields (one C
+                # call) plus those, rather than a dict built entry by entry (about
+                # 7,500 CPU instructions for a Dial, against 3,200).
+                copied: dict[str, object] = dict(shared)
+                for spelling, spelled in plan.copies:
+                    copied[spelling] = copied[spelled]
+                return copied  # type: ignore[return-value]
         pick = plan.pick
         fields: dict[str, str] = {} if pick is None else dict(pick(headers))
         for spelling, spelled in plan.copies:
