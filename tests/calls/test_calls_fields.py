@@ -188,7 +188,7 @@ def test_an_old_dialect_dial_reads_only_its_list() -> None:
 def test_a_yeastar_dial_is_read_through_the_bus_fields() -> None:
     # Spelled as the reader reads (UniqueID, DestUniqueID): no dict of its own.
     tracker = CallTracker(pbx="lab")
-    _, reader = tracker._dispatch["Dial"]  # type: ignore[misc]
+    _, reader = tracker._routes_folded["dial"]
     read = 0
     for path in sorted(OLD_DIALECT.glob("*.ami")):
         for _, message in load_script(path.name[:2]).events:
