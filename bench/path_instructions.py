@@ -1,7 +1,8 @@
 """CPU instructions per event of the server's AMI event path, counted, not timed.
 
     PYTHONPATH=.:src .venv/bin/python -m bench.path_instructions [--feed ast20 ...]
-        [--events 10000 20000] [--tracker both|all|on|off|nosinks] [--src DIR] [--jobs 2]
+        [--events 10000 20000] [--tracker both|all|on|off|floor|nosinks] [--src DIR]
+        [--jobs 2]
 
 Runs ``bench.path_micro`` (the event path in one process: AMI bytes, parser, the AMI
 client's dispatch, the server's listeners, ``EventBus.publish`` to ``--operators``
@@ -16,8 +17,10 @@ instructions per event; ``PYTHONHASHSEED`` is fixed).
 
 ``--tracker``: ``off`` (no call tracker), ``on`` (the tracker and its call events
 published), ``nosinks`` (the tracker, its call events dropped: ``on`` minus ``nosinks``
-is what the call events cost on their way to the queues); ``both`` is off and on,
-``all`` the three.
+is what the call events cost on their way to the queues), ``floor`` (the tracker with
+handlers that do nothing: ``floor`` minus ``off`` is what getting each event it reads
+to its handler costs, ``nosinks`` minus ``floor`` the handlers' work); ``both`` is off
+and on, ``all`` the four.
 
 ``--src DIR`` imports the package from another checkout's ``src`` (the "before" of a
 comparison); the bench's own code comes from this checkout. Each count runs Python
@@ -44,6 +47,7 @@ _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 #: ``--tracker`` modes: the path_micro flags of each.
 _MODE_FLAGS: dict[str, tuple[str, ...]] = {
     "off": ("--calls-off",),
+    "floor": ("--no-call-handlers",),
     "nosinks": ("--no-call-sinks",),
     "on": (),
 }
@@ -88,7 +92,7 @@ def main() -> None:
     parser.add_argument("--feed", nargs="+", default=["ast20"], choices=FEEDS)
     parser.add_argument("--events", nargs=2, type=int, default=[10_000, 20_000])
     parser.add_argument(
-        "--tracker", choices=("both", "all", "on", "off", "nosinks"), default="both"
+        "--tracker", choices=("both", "all", "on", "off", "floor", "nosinks"), default="both"
     )
     parser.add_argument("--operators", type=int, default=1000)
     parser.add_argument("--catch-all", type=int, default=2)
@@ -98,7 +102,7 @@ def main() -> None:
     low, high = sorted(args.events)
     if low == high:
         parser.error("--events needs two different counts")
-    trackers = {"both": ("off", "on"), "all": ("off", "nosinks", "on")}.get(
+    trackers = {"both": ("off", "on"), "all": ("off", "floor", "nosinks", "on")}.get(
         args.tracker, (args.tracker,)
     )
     extra = ["--operators", str(args.operators), "--catch-all", str(args.catch_all)]

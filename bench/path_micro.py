@@ -1,7 +1,8 @@
 """Micro benchmark of the server's AMI event path in one process, without sockets.
 
     PYTHONPATH=.:src .venv/bin/python -m bench.path_micro [--feed ast20] [--events 200000]
-        [--operators 1000] [--catch-all 2] [--calls-off | --no-call-sinks] [--profile]
+        [--operators 1000] [--catch-all 2] [--calls-off | --no-call-sinks |
+        --no-call-handlers] [--profile]
         [--digest]
         [--prepare N]
 
@@ -45,6 +46,7 @@ import os
 import pstats
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from bench.feeds import FEEDS, make_feed, operator_number
@@ -65,12 +67,19 @@ CHUNK = 65536
 
 
 def assemble(
-    operators: int, catch_all: int, *, calls: bool, fixed: bool = False, sinks: bool = True
+    operators: int,
+    catch_all: int,
+    *,
+    calls: bool,
+    fixed: bool = False,
+    sinks: bool = True,
+    handlers: bool = True,
 ) -> tuple[AmiClient, list[Subscriber], EventBus, LiveCalls | None]:
     """The event path of one PBX link, as ``serving()`` wires it; ``fixed``: a fixed
     run id and a clock that ticks 1 ms per reading (same input, same frames); without
     ``sinks`` the tracker's call events go nowhere (what they cost on their way to the
-    queues is then left out)."""
+    queues is then left out); without ``handlers`` the tracker's event handlers do
+    nothing (see ``idle_handlers``)."""
     bus = EventBus(run_id="bench") if fixed else EventBus()
     client = AmiClient(AmiSettings(host="127.0.0.1", port=5038, username="b", secret="b"))
     client.add_listener(_publisher(bus, None))
@@ -78,13 +87,14 @@ def assemble(
     client.add_listener(channels.observe, events=ChannelRegistry.EVENTS)
     live = None
     if calls:
+        tracker = CallTracker(pbx="office")
+        if not handlers:
+            idle_handlers(tracker)
         if fixed:
             ticks = itertools.count()
-            live = LiveCalls(
-                client, CallTracker(pbx="office"), clock=lambda: 1.7e9 + next(ticks) / 1000
-            )
+            live = LiveCalls(client, tracker, clock=lambda: 1.7e9 + next(ticks) / 1000)
         else:
-            live = LiveCalls(client, CallTracker(pbx="office"))
+            live = LiveCalls(client, tracker)
         history: collections.deque[Any] = collections.deque(maxlen=10_000)
 
         def store_and_publish(event: CallEvent) -> None:
@@ -112,6 +122,20 @@ def assemble(
         bus.subscribe(subscriber, EventFilter.from_spec("*"))
         subscribers.append(subscriber)
     return client, subscribers, bus, live
+
+
+def idle_handlers(tracker: CallTracker) -> None:
+    """Make every event handler of ``tracker`` one that does nothing (private tables):
+    each event the tracker reads still gets to a handler with its fields, and no
+    further, which is the tracker's fixed cost per event (``--no-call-handlers``)."""
+
+    def nothing(fields: Mapping[str, str]) -> None:
+        """A handler that does nothing."""
+
+    tracker._routes_folded = {
+        name: (nothing, reader) for name, (_, reader) in tracker._routes_folded.items()
+    }
+    tracker._dispatch = {}  # observe learns the names again, through the routes above
 
 
 def chunks_of(feed_name: str, events: int, operators: int, catch_all: int) -> list[bytes]:
@@ -169,6 +193,8 @@ def run_once(
             calls=not args.calls_off,
             fixed=digest,
             sinks=not args.no_call_sinks,
+            # (getattr: tools that build ``args`` by hand may not set it)
+            handlers=not getattr(args, "no_call_handlers", False),
         )
         parser = AmiParser(expect_greeting=False)
         dispatch = client._dispatch
@@ -207,6 +233,14 @@ def run_once(
     return asyncio.run(body())
 
 
+def _tracker_mode(args: argparse.Namespace) -> str:
+    if args.calls_off:
+        return "off"
+    if args.no_call_sinks:
+        return "on, no call sinks"
+    return "on, handlers idle" if args.no_call_handlers else "on"
+
+
 def main() -> None:
     """Parse arguments, run, print."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -218,6 +252,11 @@ def main() -> None:
     modes.add_argument("--calls-off", action="store_true", help="no call tracker")
     modes.add_argument(
         "--no-call-sinks", action="store_true", help="the tracker, its call events dropped"
+    )
+    modes.add_argument(
+        "--no-call-handlers",
+        action="store_true",
+        help="the tracker with handlers that do nothing: its fixed cost per event",
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile's top 30 instead")
@@ -232,7 +271,7 @@ def main() -> None:
     print(
         f"python {sys.version.split()[0]}, cores={os.cpu_count()}, feed={args.feed}, "
         f"{args.operators}+{args.catch_all} subscribers, tracker "
-        f"{'off' if args.calls_off else 'on, no call sinks' if args.no_call_sinks else 'on'}",
+        f"{_tracker_mode(args)}",
         flush=True,
     )
     if args.profile:

@@ -2,13 +2,16 @@
 
 ``LiveCalls`` is the tracker's asyncio side, as ``AmiClient`` is the codec's:
 
-- **Events.** It is an AMI listener: every PBX event the reader dispatches whose
-  name the tracker reads goes to ``CallTracker.observe`` with the wall-clock time it
-  was read (the others, such as the ``VarSet`` floods that are half of a busy PBX's
-  events, stop at one dict look-up by name, before the clock is read), and the call
-  events that come back are handed to the sinks, synchronously, in order (the
-  server's sinks publish them on the event bus and queue ended calls for the
-  history). A sink must not block; its exceptions are logged.
+- **Events.** It listens to the AMI client once per event name the tracker reads:
+  every PBX event of those names that the reader dispatches goes, with the
+  wall-clock time it was read, to the tracker's observer of its name
+  (``CallTracker.observer``, which is ``observe`` without the look-up of the name:
+  the client routes events by name anyway; the others, such as the ``VarSet``
+  floods that are half of a busy PBX's events, stop at the client's one dict
+  look-up by name, before the clock is read), and the call events that come back
+  are handed to the sinks, synchronously, in order (the server's sinks publish
+  them on the event bus and queue ended calls for the history). A sink must not
+  block; its exceptions are logged.
 - **Never stuck.** After every (re)connect, and every ``reconcile_interval`` seconds
   while connected, it reads the PBX's channel list and hands it to
   ``CallTracker.reconcile``: ``CoreShowChannels``, or, when the PBX answers that with
@@ -39,6 +42,7 @@ from typing import Final
 from vwell_pbx.ami.client import ActionResult, AmiClient, ConnectionState, ConnectionStatus
 from vwell_pbx.ami.errors import AmiError
 from vwell_pbx.calls import CallEvent, CallSnapshot, CallTracker
+from vwell_pbx.calls.tracker import Observer
 from vwell_pbx.protocol import Message
 
 __all__ = ["CHANNEL_LIST_ACTIONS", "LiveCalls"]
@@ -98,8 +102,16 @@ class LiveCalls:
         """Listen to the AMI client and start the reconciliation task."""
         if self._task is not None:
             return
+        # One listener per event name the tracker reads, each with the tracker's
+        # observer of that name: the client routes events by name anyway, so nothing
+        # looks the name up again per event.
         self._removers = [
-            self._client.add_listener(self._on_message, events=self.tracker.CONSUMED_EVENTS),
+            *(
+                self._client.add_listener(
+                    self._listener(self.tracker.observer(name)), events=(name,)
+                )
+                for name in sorted(self.tracker.CONSUMED_EVENTS)
+            ),
             self._client.add_state_listener(self._on_state),
         ]
         self._task = asyncio.get_running_loop().create_task(
@@ -146,12 +158,19 @@ class LiveCalls:
 
     # -- the event path (the AMI reader) ---------------------------------------------
 
-    def _on_message(self, message: Message) -> None:
-        # Only events the tracker reads come here: the AMI client routes by event name
-        # (``add_listener(events=CONSUMED_EVENTS)`` in ``start``).
-        events = self.tracker.observe(message, self._clock())
-        if events:
-            self._emit(events)
+    def _listener(self, observe: Observer) -> Callable[[Message], None]:
+        """The AMI listener of the events one tracker observer reads (see ``start``)."""
+        # A closure: it runs for nearly every event of a busy PBX, and its names are
+        # then local reads rather than attribute look-ups on self.
+        clock = self._clock
+        emit = self._emit
+
+        def on_event(message: Message) -> None:
+            events = observe(message, clock())
+            if events:
+                emit(events)
+
+        return on_event
 
     def _emit(self, events: Sequence[CallEvent]) -> None:
         for event in events:
