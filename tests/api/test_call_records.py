@@ -4,37 +4,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 
+from tests.calls.test_calls_rules import ENDED_CALL
 from vwell_pbx.api.calls import call_bus_event, record_of
-from vwell_pbx.calls.model import CallEvent, CallSnapshot, Transfer
+from vwell_pbx.calls.model import CallEvent
 from vwell_pbx.events.bus import EVENT_ID_KEY, EventBus, Subscriber
 from vwell_pbx.events.filters import EventFilter
 
-ENDED = CallSnapshot(
-    call_id="1796172327.90",
-    pbx="office",
-    status="ended",
-    direction="inbound",
-    from_number="89780000001",
-    from_name="Ivanov",
-    to_number="269",
-    to_name=None,
-    extension="269",
-    trunk="gsm1",
-    did="4950000000",
-    started_at="2026-12-07T10:00:00.000Z",
-    answered_at="2026-12-07T10:00:04.250Z",
-    ended_at="2026-12-07T10:01:10.500Z",
-    ring_seconds=4.25,
-    talk_seconds=66.25,
-    end_reason="completed",
-    on_hold=False,
-    transfers=(Transfer(type="blind", by="269", to="270", at="2026-12-07T10:00:30.000Z"),),
+#: An ended call (the rules' tests' answered inbound call), with the fields a
+#: click-to-call and a second extension fill.
+ENDED = replace(
+    ENDED_CALL,
     channels=("SIP/269-00000050",),
     originated=True,
     action_id="dial-7",
-    extensions=frozenset({"269", "270"}),
+    extensions=frozenset({"269", "700"}),
 )
 
 
@@ -53,9 +40,9 @@ def test_a_published_ended_event_gives_the_row_its_snapshot_gives() -> None:
     row = record_of(event)
     assert row == record_of(ENDED)
     assert orjson.loads(row.document) == ENDED.to_dict()
-    assert row.started_ms == 1796637600000
-    assert row.ended_ms == 1796637670500
-    assert row.extensions == ("269", "270")
+    assert row.started_ms == 1_700_000_000_000
+    assert row.ended_ms == 1_700_000_010_500
+    assert row.extensions == ("269", "700")
     assert row.originated is True
 
 
