@@ -268,7 +268,9 @@ class CallEvent:
     """One thing that happened to a call: its name and the call right after it.
 
     Immutable, equal, hashable and printable as a frozen dataclass of ``name`` and
-    ``call`` would be (``CallEvent(name=..., call=...)`` makes one). The tracker makes
+    ``call`` would be (``CallEvent(name=..., call=...)`` makes one), but for the
+    ``eventId`` the server's publish appends to ``message`` (see there; ``call`` and
+    the hash do not change with it). The tracker makes
     them with ``call_event``, from the pushed message itself, because what a call event
     is for, nearly always, is that message (``to_dict``, the bus's fields): building a
     ``CallSnapshot`` first and the message from it doubled the tracker's work per event.
