@@ -356,7 +356,6 @@ _READ_KEYS: Final = frozenset(
 # usual needs no copy of a header under another spelling: it can be read through the
 # bus's fields of the event (see CallTracker._fields). A test checks who reads them.
 _SECOND_SPELLINGS: Final = frozenset({"UniqueID", "DestUniqueID", "Dialstring", "BridgeId"})
-_SECOND_SPELLING_EVENTS: Final = frozenset({"Dial"})
 # What an old dialect's Dial handler reads (``_on_dial_old``, with ``_update`` of the
 # calling channel), spelled as Asterisk 1.4/1.8 and Yeastar spell them. Its own reader,
 # rather than every name in _READ_KEYS: with both ``UniqueID`` and ``Uniqueid`` read, no
@@ -379,6 +378,9 @@ _DIAL_READS: Final = frozenset(
         *(_OWN.state_desc, _OWN.state),
     }
 )
+# The events whose handlers read second spellings, each with its own reader.
+_SPELLED_READS: Final[dict[str, frozenset[str]]] = {"Dial": _DIAL_READS}
+_SECOND_SPELLING_EVENTS: Final = frozenset(_SPELLED_READS)
 
 
 def _spellings(keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -610,8 +612,8 @@ class CallTracker:
                 handler,
                 _Reader(_FEW_READS[name])
                 if name in _FEW_READS
-                else _Reader(_DIAL_READS)
-                if name == "Dial"
+                else _Reader(_SPELLED_READS[name])
+                if name in _SPELLED_READS
                 else usual_reads,
             )
             for name, handler in handlers.items()
